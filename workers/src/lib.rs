@@ -1,0 +1,10 @@
+//! The clorch worker engine: everything that happens inside one continual-learning run.
+//!
+//! A run reads a [`protocol::RunSpec`], builds its task stream, network and continual method,
+//! trains through the stream, and emits [`protocol::Event`]s. The orchestrator depends on
+//! [`protocol`] only; the model code is the one place that names dfdx.
+#![warn(missing_docs)]
+
+pub mod metrics;
+pub mod protocol;
+pub mod rng;

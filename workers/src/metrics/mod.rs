@@ -1,0 +1,5 @@
+//! Metrics: pure functions from measurements to numbers, with no I/O.
+
+mod accuracy_matrix;
+
+pub use accuracy_matrix::{AccuracyMatrix, MetricError};
