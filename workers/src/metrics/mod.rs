@@ -1,5 +1,10 @@
 //! Metrics: pure functions from measurements to numbers, with no I/O.
 
 mod accuracy_matrix;
+mod plasticity;
 
 pub use accuracy_matrix::{AccuracyMatrix, MetricError};
+pub use plasticity::{
+    dormant_fraction_of, effective_rank, layer_plasticity, mean_abs_weight, mean_abs_weight_over,
+    stable_rank, Features, PlasticityError, DORMANT_EPSILON, STABLE_RANK_MASS,
+};
