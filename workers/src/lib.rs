@@ -9,3 +9,4 @@ pub mod checkpoint;
 pub mod metrics;
 pub mod protocol;
 pub mod rng;
+pub mod stream;

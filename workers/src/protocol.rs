@@ -285,7 +285,10 @@ pub struct SyntheticPermutedSpec {
     #[serde(default = "default_synthetic_test")]
     pub test_per_class: usize,
     /// Standard deviation of each cluster around its centre; centres have unit-variance
-    /// coordinates (default 1.0: overlapping clusters, a problem that needs training).
+    /// coordinates. Default 2.5: at the other defaults the Bayes rule (nearest true centre)
+    /// is right about 92% of the time and a 64-64-10 MLP reaches about 80% after one epoch
+    /// (SGD, lr 0.1, batch 32); at 1.0 the clusters in 64 dimensions barely overlap and both
+    /// reach 100%.
     #[serde(default = "default_synthetic_noise")]
     pub noise: f64,
     /// How each task transforms the input.
@@ -306,7 +309,7 @@ fn default_synthetic_test() -> usize {
     50
 }
 fn default_synthetic_noise() -> f64 {
-    1.0
+    2.5
 }
 
 /// Per-task input transformation of the synthetic stream.

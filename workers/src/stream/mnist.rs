@@ -1,0 +1,508 @@
+//! The four MNIST files of a data folder (MNIST, Fashion-MNIST, or a subset in the same format).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::idx::{read_idx, read_idx_header, IdxHeader};
+use super::StreamError;
+
+/// Number of classes in MNIST and Fashion-MNIST; labels must lie in `0..CLASSES`.
+pub const CLASSES: usize = 10;
+
+/// The file names of the standard distribution, without the optional `.gz`.
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// The paths of the four IDX files in a data folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MnistFiles {
+    /// `train-images-idx3-ubyte[.gz]`.
+    pub train_images: PathBuf,
+    /// `train-labels-idx1-ubyte[.gz]`.
+    pub train_labels: PathBuf,
+    /// `t10k-images-idx3-ubyte[.gz]`.
+    pub test_images: PathBuf,
+    /// `t10k-labels-idx1-ubyte[.gz]`.
+    pub test_labels: PathBuf,
+}
+
+/// What the headers of the four files say, without their data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MnistShape {
+    /// Training examples.
+    pub train: usize,
+    /// Test examples.
+    pub test: usize,
+    /// Image rows (28 for MNIST).
+    pub rows: usize,
+    /// Image columns (28 for MNIST).
+    pub cols: usize,
+}
+
+impl MnistShape {
+    /// Pixels per image, the input size of the streams built on it.
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+/// Looks for `name` or `name.gz` in `dir`; the uncompressed file wins when both exist.
+fn find(dir: &Path, name: &str) -> Result<PathBuf, StreamError> {
+    for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(StreamError::Data {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "missing `{name}` (or `{name}.gz`); the data folder must exist and hold the four \
+             MNIST IDX files {TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS}, \
+             raw or gzip-compressed"
+        ),
+    })
+}
+
+impl MnistFiles {
+    /// Finds the four files in `dir`, each raw or with `.gz`. The error names the folder and
+    /// the first missing file.
+    pub fn locate(dir: &Path) -> Result<MnistFiles, StreamError> {
+        if !dir.is_dir() {
+            return Err(StreamError::Data {
+                path: dir.to_path_buf(),
+                reason: "the data folder does not exist (or is not a folder); it must hold the \
+                         four MNIST IDX files"
+                    .into(),
+            });
+        }
+        Ok(MnistFiles {
+            train_images: find(dir, TRAIN_IMAGES)?,
+            train_labels: find(dir, TRAIN_LABELS)?,
+            test_images: find(dir, TEST_IMAGES)?,
+            test_labels: find(dir, TEST_LABELS)?,
+        })
+    }
+
+    /// Reads only the four headers (a few bytes each): images are count × rows × columns,
+    /// labels a count equal to the images', and training and test images have the same size.
+    /// Cheap, so the orchestrator runs it when it validates a recipe.
+    pub fn check_headers(&self) -> Result<MnistShape, StreamError> {
+        let train = pair_shape(
+            &read_idx_header(&self.train_images)?,
+            &read_idx_header(&self.train_labels)?,
+        )?;
+        let test =
+            pair_shape(&read_idx_header(&self.test_images)?, &read_idx_header(&self.test_labels)?)?;
+        if (train.1, train.2) != (test.1, test.2) {
+            return Err(StreamError::Data {
+                path: self.test_images.clone(),
+                reason: format!(
+                    "images are {}×{}, but the training images ({}) are {}×{}",
+                    test.1,
+                    test.2,
+                    self.train_images.display(),
+                    train.1,
+                    train.2
+                ),
+            });
+        }
+        Ok(MnistShape { train: train.0, test: test.0, rows: train.1, cols: train.2 })
+    }
+}
+
+/// Checks that `images` is count × rows × columns with non-empty images and `labels` a list of
+/// the same count; returns (count, rows, columns).
+fn pair_shape(
+    images: &IdxHeader,
+    labels: &IdxHeader,
+) -> Result<(usize, usize, usize), StreamError> {
+    if images.dims.len() != 3 {
+        return Err(StreamError::Data {
+            path: images.path.clone(),
+            reason: format!(
+                "magic number 0x{:08X}, expected 0x00000803 (images: count × rows × columns)",
+                images.magic()
+            ),
+        });
+    }
+    if labels.dims.len() != 1 {
+        return Err(StreamError::Data {
+            path: labels.path.clone(),
+            reason: format!(
+                "magic number 0x{:08X}, expected 0x00000801 (labels: a list)",
+                labels.magic()
+            ),
+        });
+    }
+    let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+    if rows == 0 || cols == 0 {
+        return Err(StreamError::Data {
+            path: images.path.clone(),
+            reason: format!("images of {rows}×{cols} pixels; expected at least one pixel"),
+        });
+    }
+    if labels.dims[0] != count {
+        return Err(StreamError::Data {
+            path: labels.path.clone(),
+            reason: format!(
+                "{} labels, but {} holds {count} images; the counts must match",
+                labels.dims[0],
+                images.path.display()
+            ),
+        });
+    }
+    Ok((count, rows, cols))
+}
+
+/// Images and labels of one split (training or test), shared by every task that uses them.
+#[derive(Clone)]
+pub struct LabelledImages {
+    /// `count × rows × cols` grey levels 0–255, row-major, image after image.
+    pub images: Arc<[u8]>,
+    /// One class in `0..10` per image.
+    pub labels: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for LabelledImages {
+    /// A summary: the pixels themselves would fill a terminal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LabelledImages {{ examples: {}, bytes: {} }}", self.len(), self.images.len())
+    }
+}
+
+impl LabelledImages {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// A loaded MNIST-format dataset.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    /// The training images (`train-*`).
+    pub train: LabelledImages,
+    /// The test images (`t10k-*`).
+    pub test: LabelledImages,
+    /// Image rows.
+    pub rows: usize,
+    /// Image columns.
+    pub cols: usize,
+}
+
+impl Mnist {
+    /// Pixels per image (`rows × cols`; 784 for MNIST).
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Loads the four files, keeping the first `train_examples` training and `test_examples`
+    /// test examples when given (all when `None`). Checks shapes as
+    /// [`MnistFiles::check_headers`] does, that every label is below 10, and that a requested
+    /// number of examples is between 1 and the number the files hold.
+    pub fn load(
+        files: &MnistFiles,
+        train_examples: Option<usize>,
+        test_examples: Option<usize>,
+    ) -> Result<Mnist, StreamError> {
+        let shape = files.check_headers()?;
+        let train =
+            load_split(&files.train_images, &files.train_labels, train_examples, "train_examples")?;
+        let test =
+            load_split(&files.test_images, &files.test_labels, test_examples, "test_examples")?;
+        Ok(Mnist { train, test, rows: shape.rows, cols: shape.cols })
+    }
+}
+
+/// Checks that a requested example count is in `1..=available`.
+pub(crate) fn check_limit(
+    limit: Option<usize>,
+    available: usize,
+    field: &str,
+    images: &Path,
+) -> Result<usize, StreamError> {
+    match limit {
+        None => Ok(available),
+        Some(n) if n >= 1 && n <= available => Ok(n),
+        Some(n) => Err(StreamError::Data {
+            path: images.to_path_buf(),
+            reason: format!(
+                "`{field}` is {n}, but the file holds {available} examples; use 1 to {available}"
+            ),
+        }),
+    }
+}
+
+fn load_split(
+    images_path: &Path,
+    labels_path: &Path,
+    limit: Option<usize>,
+    field: &str,
+) -> Result<LabelledImages, StreamError> {
+    let images = read_idx(images_path)?;
+    let labels = read_idx(labels_path)?;
+    // The headers were checked (including dims) by `check_headers`; read_idx re-reads them, so
+    // check again in case a file changed in between.
+    let (count, rows, cols) = pair_shape(
+        &IdxHeader { path: images_path.to_path_buf(), dims: images.dims.clone(), gzip: false },
+        &IdxHeader { path: labels_path.to_path_buf(), dims: labels.dims.clone(), gzip: false },
+    )?;
+    let n = check_limit(limit, count, field, images_path)?;
+    if let Some(i) = labels.data[..n].iter().position(|&l| l as usize >= CLASSES) {
+        return Err(StreamError::Data {
+            path: labels_path.to_path_buf(),
+            reason: format!("label {} of example {i}; expected a class 0 to 9", labels.data[i]),
+        });
+    }
+    let pixels = rows * cols;
+    Ok(LabelledImages {
+        images: Arc::from(&images.data[..n * pixels]),
+        labels: Arc::from(&labels.data[..n]),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stream::idx::tests::{gzip, idx_bytes, Scratch};
+
+    /// Writes a small MNIST-format folder: `train` and `test` images of 2×3 pixels whose
+    /// pixels all equal 10 × label + k (k the pixel index), labels cycling through 0..10.
+    /// The training files are gzip-compressed with `.gz`, the test files raw.
+    pub(crate) fn write_fixture(dir: &Path, train: usize, test: usize) {
+        let write = |name: &str, count: usize, gz: bool| {
+            let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
+            let images: Vec<u8> =
+                labels.iter().flat_map(|&l| (0..6).map(move |k| 10 * l + k)).collect();
+            let img = idx_bytes(&[count as u32, 2, 3], &images);
+            let lab = idx_bytes(&[count as u32], &labels);
+            let (img, lab, ext) = if gz { (gzip(&img), gzip(&lab), ".gz") } else { (img, lab, "") };
+            std::fs::write(dir.join(format!("{name}-images-idx3-ubyte{ext}")), img).unwrap();
+            std::fs::write(dir.join(format!("{name}-labels-idx1-ubyte{ext}")), lab).unwrap();
+        };
+        write("train", train, true);
+        write("t10k", test, false);
+    }
+
+    fn err(r: Result<impl std::fmt::Debug, StreamError>) -> String {
+        r.expect_err("should have failed").to_string()
+    }
+
+    #[test]
+    fn loads_a_mixed_raw_and_gzip_folder() {
+        let dir = Scratch::new("mnist-good");
+        write_fixture(&dir.0, 30, 20);
+        let files = MnistFiles::locate(&dir.0).unwrap();
+        assert!(files.train_images.to_string_lossy().ends_with(".gz"));
+        assert!(files.test_labels.ends_with("t10k-labels-idx1-ubyte"));
+        let shape = files.check_headers().unwrap();
+        assert_eq!(shape, MnistShape { train: 30, test: 20, rows: 2, cols: 3 });
+        let m = Mnist::load(&files, None, Some(12)).unwrap();
+        assert_eq!((m.train.len(), m.test.len(), m.pixels()), (30, 12, 6));
+        assert_eq!(m.train.images.len(), 30 * 6);
+        assert_eq!(&m.train.images[6 * 13..6 * 14], &[30, 31, 32, 33, 34, 35]);
+        assert_eq!(m.test.labels[11], 1);
+    }
+
+    #[test]
+    fn missing_folder_and_missing_file_are_named() {
+        let dir = Scratch::new("mnist-missing");
+        let m = err(MnistFiles::locate(&dir.path("nowhere")));
+        assert!(m.contains("nowhere") && m.contains("data folder does not exist"), "{m}");
+        write_fixture(&dir.0, 10, 10);
+        std::fs::remove_file(dir.path("t10k-labels-idx1-ubyte")).unwrap();
+        let m = err(MnistFiles::locate(&dir.0));
+        assert!(m.contains(&*dir.0.to_string_lossy()), "{m}");
+        assert!(
+            m.contains("missing `t10k-labels-idx1-ubyte` (or `t10k-labels-idx1-ubyte.gz`)"),
+            "{m}"
+        );
+        assert!(m.contains("must exist"), "{m}");
+    }
+
+    #[test]
+    fn image_and_label_counts_must_match() {
+        let dir = Scratch::new("mnist-count");
+        write_fixture(&dir.0, 10, 10);
+        std::fs::write(dir.path("t10k-labels-idx1-ubyte"), idx_bytes(&[9], &[0; 9])).unwrap();
+        let files = MnistFiles::locate(&dir.0).unwrap();
+        for m in [err(files.check_headers()), err(Mnist::load(&files, None, None))] {
+            assert!(m.contains("t10k-labels-idx1-ubyte: 9 labels"), "{m}");
+            assert!(m.contains("t10k-images-idx3-ubyte holds 10 images"), "{m}");
+        }
+    }
+
+    #[test]
+    fn swapped_files_are_reported_by_magic_number() {
+        let dir = Scratch::new("mnist-swapped");
+        write_fixture(&dir.0, 10, 10);
+        std::fs::write(dir.path("t10k-images-idx3-ubyte"), idx_bytes(&[10], &[0; 10])).unwrap();
+        let m = err(MnistFiles::locate(&dir.0).unwrap().check_headers());
+        assert!(
+            m.contains("t10k-images-idx3-ubyte: magic number 0x00000801, expected 0x00000803"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn labels_must_be_classes() {
+        let dir = Scratch::new("mnist-labels");
+        write_fixture(&dir.0, 10, 10);
+        let mut labels: Vec<u8> = (0..10).collect();
+        labels[4] = 12;
+        std::fs::write(dir.path("t10k-labels-idx1-ubyte"), idx_bytes(&[10], &labels)).unwrap();
+        let m = err(Mnist::load(&MnistFiles::locate(&dir.0).unwrap(), None, None));
+        assert!(m.contains("t10k-labels-idx1-ubyte: label 12 of example 4"), "{m}");
+        // Truncation before the bad label loads fine.
+        assert!(Mnist::load(&MnistFiles::locate(&dir.0).unwrap(), None, Some(4)).is_ok());
+    }
+
+    #[test]
+    fn truncation_beyond_the_file_is_an_error() {
+        let dir = Scratch::new("mnist-limit");
+        write_fixture(&dir.0, 10, 10);
+        let files = MnistFiles::locate(&dir.0).unwrap();
+        let m = err(Mnist::load(&files, Some(11), None));
+        assert!(m.contains("train-images-idx3-ubyte.gz: `train_examples` is 11"), "{m}");
+        assert!(m.contains("holds 10 examples"), "{m}");
+        let m = err(Mnist::load(&files, None, Some(0)));
+        assert!(m.contains("`test_examples` is 0"), "{m}");
+    }
+
+    #[test]
+    fn training_and_test_images_must_have_one_size() {
+        let dir = Scratch::new("mnist-sizes");
+        write_fixture(&dir.0, 10, 10);
+        std::fs::write(dir.path("t10k-images-idx3-ubyte"), idx_bytes(&[10, 3, 2], &[0; 60]))
+            .unwrap();
+        let m = err(MnistFiles::locate(&dir.0).unwrap().check_headers());
+        assert!(m.contains("t10k-images-idx3-ubyte: images are 3×2"), "{m}");
+    }
+
+    /// The real 8,000 / 2,000 subset next to the project, when present.
+    pub(crate) fn real_data_dir() -> Option<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist-10k");
+        if dir.is_dir() {
+            Some(dir)
+        } else {
+            println!("skipped: {} is absent", dir.display());
+            None
+        }
+    }
+
+    /// SHA-256 (FIPS 180-4), for checking the real files against their SHA256SUMS without a
+    /// dependency.
+    fn sha256(data: &[u8]) -> String {
+        const K: [u32; 64] = [
+            0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+            0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+            0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+            0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+            0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+            0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+            0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+            0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+            0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+            0xc67178f2,
+        ];
+        let mut h: [u32; 8] = [
+            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+            0x5be0cd19,
+        ];
+        let mut msg = data.to_vec();
+        msg.push(0x80);
+        while msg.len() % 64 != 56 {
+            msg.push(0);
+        }
+        msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+        for block in msg.chunks_exact(64) {
+            let mut w = [0u32; 64];
+            for (i, c) in block.chunks_exact(4).enumerate() {
+                w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            for i in 16..64 {
+                let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+                let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+                w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            }
+            let mut v = h;
+            for i in 0..64 {
+                let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+                let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+                let t1 =
+                    v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+                let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+                let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+                let t2 = s0.wrapping_add(maj);
+                v = [
+                    t1.wrapping_add(t2),
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3].wrapping_add(t1),
+                    v[4],
+                    v[5],
+                    v[6],
+                ];
+            }
+            h.iter_mut().zip(v).for_each(|(a, b)| *a = a.wrapping_add(b));
+        }
+        h.iter().map(|x| format!("{x:08x}")).collect()
+    }
+
+    #[test]
+    fn sha256_matches_the_standard_vectors() {
+        assert_eq!(
+            sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn real_files_match_their_checksums() {
+        let Some(dir) = real_data_dir() else { return };
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        let mut checked = 0;
+        for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+            let (hash, name) = line.split_once("  ").expect("`<hash>  <file>` lines");
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            assert_eq!(sha256(&bytes), hash, "{name}");
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
+    }
+
+    #[test]
+    fn reads_the_real_mnist_subset() {
+        let Some(dir) = real_data_dir() else { return };
+        let files = MnistFiles::locate(&dir).unwrap();
+        let shape = files.check_headers().unwrap();
+        assert_eq!(shape, MnistShape { train: 8_000, test: 2_000, rows: 28, cols: 28 });
+        let m = Mnist::load(&files, None, None).unwrap();
+        assert_eq!((m.train.len(), m.test.len()), (8_000, 2_000));
+        assert_eq!(m.train.images.len(), 8_000 * 784);
+        assert_eq!(m.test.images.len(), 2_000 * 784);
+        // Real digits: black background, white strokes, every class present.
+        for split in [&m.train, &m.test] {
+            assert_eq!(split.images.iter().min(), Some(&0));
+            assert_eq!(split.images.iter().max(), Some(&255));
+            let mut counts = [0usize; 10];
+            split.labels.iter().for_each(|&l| counts[l as usize] += 1);
+            assert!(counts.iter().all(|&c| c > split.len() / 20), "{counts:?}");
+        }
+        let mean =
+            m.train.images.iter().map(|&p| p as f64).sum::<f64>() / m.train.images.len() as f64;
+        assert!((20.0..50.0).contains(&mean), "mean grey level {mean}");
+    }
+}

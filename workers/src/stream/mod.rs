@@ -1,0 +1,357 @@
+//! Task streams: sequences of tasks, each with a training split and a held-out split.
+//!
+//! A stream is built once per run from its [`StreamSpec`]; tasks are cheap handles that share
+//! the underlying data through `Arc`s, so a 1,000-task permuted-MNIST stream holds one copy of
+//! the digits plus 1,000 permutations built on demand. Everything is deterministic in the run's
+//! seed.
+
+mod idx;
+mod mnist;
+mod permuted;
+mod regression;
+mod sample;
+mod split;
+mod split_mnist;
+mod synthetic;
+
+pub use idx::{read_idx, read_idx_header, IdxArray, IdxHeader};
+pub use mnist::{LabelledImages, Mnist, MnistFiles, MnistShape};
+pub use permuted::PermutedMnist;
+pub use regression::{LtuNetwork, SlowlyChangingRegression};
+pub use split::{Split, Target};
+pub use split_mnist::SplitMnist;
+pub use synthetic::SyntheticPermuted;
+
+use std::path::PathBuf;
+
+use crate::protocol::StreamSpec;
+
+/// Whether a stream's targets are classes or real numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Targets are class indices within the task's head; loss is cross-entropy.
+    Classification,
+    /// Targets are real numbers; loss is squared error.
+    Regression,
+}
+
+/// Shape and protocol of a stream.
+///
+/// # Heads
+///
+/// Every split names a head ([`Split::head`]); which head the network really uses is the
+/// trainer's decision, by this rule:
+///
+/// * `head_per_task = true` (task-incremental split MNIST): the stream's targets are only
+///   meaningful within the task's own head — label positions within the task's class group —
+///   so the network must have one head per task (`tasks` heads of `head_outputs` outputs,
+///   whatever the network spec says) and task t uses head [`Split::head`] = t, at training
+///   and at test time;
+/// * `head_per_task = false`: targets mean the same in every task (a digit class, a class of
+///   the synthetic clusters, a real number). With a shared head (the network spec's default)
+///   every task uses head 0 and [`Split::head`] is ignored; with one head per task
+///   (`heads: per_task`) task t uses head [`Split::head`], which is t for permuted MNIST, the
+///   synthetic stream and slowly-changing regression, and 0 for class-incremental split MNIST
+///   (one shared head over all classes is what that setting means).
+///
+/// A network with one head per task therefore has `tasks` heads; head indices are always
+/// below `tasks`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamInfo {
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Input features per example.
+    pub inputs: usize,
+    /// Outputs of one head (classes per head; 1 for regression).
+    pub head_outputs: usize,
+    /// Whether the stream itself requires one head per task (task-incremental split MNIST);
+    /// see the rule above.
+    pub head_per_task: bool,
+    /// Classification or regression.
+    pub problem: Problem,
+    /// Online protocol: each example once, batch size 1, and no task-boundary signal to the
+    /// learner (online permuted MNIST and slowly-changing regression, as in Dohare et al.
+    /// 2024). Since the learner is not told where tasks begin, a network with one head per
+    /// task contradicts it; the orchestrator should reject that combination.
+    pub online: bool,
+}
+
+/// One task of a stream.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Index in the stream, from 0.
+    pub index: usize,
+    /// Training examples, in their stored order (the trainer shuffles per epoch).
+    pub train: Split,
+    /// Held-out examples for evaluation.
+    pub test: Split,
+}
+
+/// A built stream.
+pub trait TaskStream: Send + Sync {
+    /// Shape and protocol of the stream.
+    fn info(&self) -> &StreamInfo;
+    /// Task `index` (< `info().tasks`). Cheap: shares the stream's data.
+    fn task(&self, index: usize) -> Task;
+}
+
+/// Why a stream could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// A data file is missing, unreadable or malformed.
+    #[error("{path}: {reason}")]
+    Data {
+        /// The offending file (or folder).
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// A parameter of the stream is out of range.
+    #[error("stream `{stream}`: {reason}")]
+    Invalid {
+        /// Stream kind.
+        stream: &'static str,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+}
+
+/// Builds the stream a spec describes, loading data files as needed.
+pub fn build(spec: &StreamSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+    validate_parameters(spec)?;
+    Ok(match spec {
+        StreamSpec::PermutedMnist(s) => Box::new(permuted::PermutedMnist::new(s, seed, false)?),
+        StreamSpec::OnlinePermutedMnist(s) => {
+            Box::new(permuted::PermutedMnist::new(s, seed, true)?)
+        }
+        StreamSpec::SplitMnist(s) => Box::new(split_mnist::SplitMnist::new(s)?),
+        StreamSpec::SlowlyChangingRegression(s) => {
+            Box::new(regression::SlowlyChangingRegression::new(s, seed))
+        }
+        StreamSpec::SyntheticPermuted(s) => Box::new(synthetic::SyntheticPermuted::new(s, seed)),
+    })
+}
+
+/// Checks a spec without loading its data: parameter ranges, and for MNIST streams that the
+/// four files exist and their headers are well formed. The orchestrator calls this when it
+/// validates a recipe, so a wrong path fails before any run starts.
+pub fn validate(spec: &StreamSpec) -> Result<(), StreamError> {
+    validate_parameters(spec)?;
+    if let Some(dir) = spec.data_dir() {
+        let files = MnistFiles::locate(dir)?;
+        let shape = files.check_headers()?;
+        let [train, test] = example_limits(spec);
+        mnist::check_limit(train, shape.train, "train_examples", &files.train_images)?;
+        mnist::check_limit(test, shape.test, "test_examples", &files.test_images)?;
+    }
+    Ok(())
+}
+
+/// `train_examples` and `test_examples` of the MNIST streams (`None`: all examples).
+fn example_limits(spec: &StreamSpec) -> [Option<usize>; 2] {
+    match spec {
+        StreamSpec::PermutedMnist(s) | StreamSpec::OnlinePermutedMnist(s) => {
+            [s.train_examples, s.test_examples]
+        }
+        StreamSpec::SplitMnist(s) => [s.train_examples, s.test_examples],
+        _ => [None, None],
+    }
+}
+
+fn validate_parameters(spec: &StreamSpec) -> Result<(), StreamError> {
+    let kind = spec.kind();
+    let invalid = |reason: String| Err(StreamError::Invalid { stream: kind, reason });
+    if spec.tasks() == 0 {
+        return invalid("needs at least one task (`tasks` ≥ 1)".into());
+    }
+    for (limit, field) in example_limits(spec).into_iter().zip(["train_examples", "test_examples"])
+    {
+        if limit == Some(0) {
+            return invalid(format!("`{field}` must be ≥ 1 (leave it out to use every example)"));
+        }
+    }
+    match spec {
+        StreamSpec::SplitMnist(s) => {
+            let mut seen = [false; 256];
+            for group in &s.groups {
+                if group.is_empty() {
+                    return invalid("every class group needs at least one class".into());
+                }
+                for &c in group {
+                    if c > 9 {
+                        return invalid(format!(
+                            "class {c} does not exist (MNIST classes are 0–9)"
+                        ));
+                    }
+                    if std::mem::replace(&mut seen[c as usize], true) {
+                        return invalid(format!(
+                            "class {c} appears in two groups; groups must be disjoint"
+                        ));
+                    }
+                }
+            }
+        }
+        StreamSpec::SlowlyChangingRegression(s) => {
+            if s.slow_bits > s.inputs {
+                return invalid(format!(
+                    "`slow_bits` ({}) cannot exceed `inputs` ({})",
+                    s.slow_bits, s.inputs
+                ));
+            }
+            if s.inputs == 0 || s.flip_every == 0 || s.target_hidden == 0 || s.test_examples == 0 {
+                return invalid(
+                    "`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1"
+                        .into(),
+                );
+            }
+            if !(s.beta.is_finite() && (0.0..=1.0).contains(&s.beta)) {
+                return invalid(format!("`beta` must lie in [0, 1], not {}", s.beta));
+            }
+            if s.flip_every > u32::MAX as usize || s.test_examples > u32::MAX as usize {
+                return invalid(format!(
+                    "`flip_every` and `test_examples` must be below {}",
+                    u32::MAX
+                ));
+            }
+        }
+        StreamSpec::SyntheticPermuted(s) => {
+            if s.classes < 2 || s.dim == 0 || s.train_per_class == 0 || s.test_per_class == 0 {
+                return invalid(
+                    "needs `classes` ≥ 2, and `dim`, `train_per_class`, `test_per_class` ≥ 1"
+                        .into(),
+                );
+            }
+            if s.classes > 256 {
+                return invalid(format!("`classes` is {}; at most 256 are supported", s.classes));
+            }
+            if !(s.noise.is_finite() && s.noise >= 0.0) {
+                return invalid(format!("`noise` must be a finite number ≥ 0, not {}", s.noise));
+            }
+        }
+        StreamSpec::PermutedMnist(_) | StreamSpec::OnlinePermutedMnist(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{PermutedMnistSpec, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
+    use idx::tests::Scratch;
+
+    fn synthetic(json: serde_json::Value) -> StreamSpec {
+        serde_json::from_value(serde_json::json!({ "synthetic_permuted": json })).unwrap()
+    }
+
+    fn permuted(dir: &std::path::Path, train_examples: Option<usize>) -> StreamSpec {
+        StreamSpec::PermutedMnist(PermutedMnistSpec {
+            data_dir: dir.to_path_buf(),
+            tasks: 2,
+            first_unpermuted: false,
+            train_examples,
+            test_examples: None,
+        })
+    }
+
+    fn invalid(spec: &StreamSpec) -> String {
+        validate(spec).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn build_gives_each_kind_its_shape() {
+        let dir = Scratch::new("build");
+        mnist::tests::write_fixture(&dir.0, 20, 10);
+        let s = build(&synthetic(serde_json::json!({ "tasks": 3, "dim": 8 })), 1).unwrap();
+        assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
+        let s = build(&permuted(&dir.0, None), 1).unwrap();
+        assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
+        let online = StreamSpec::OnlinePermutedMnist(PermutedMnistSpec {
+            data_dir: dir.0.clone(),
+            tasks: 2,
+            first_unpermuted: true,
+            train_examples: None,
+            test_examples: Some(5),
+        });
+        let s = build(&online, 1).unwrap();
+        assert!(s.info().online);
+        assert_eq!(s.task(0).test.len(), 5);
+        let split = StreamSpec::SplitMnist(SplitMnistSpec {
+            data_dir: dir.0.clone(),
+            groups: vec![vec![0, 1], vec![2, 3]],
+            setting: SplitSetting::TaskIncremental,
+            train_examples: None,
+            test_examples: None,
+        });
+        assert!(build(&split, 1).unwrap().info().head_per_task);
+        let regression: StreamSpec = serde_json::from_value(
+            serde_json::json!({ "slowly_changing_regression": { "tasks": 2, "flip_every": 100 } }),
+        )
+        .unwrap();
+        let s = build(&regression, 1).unwrap();
+        assert_eq!(
+            (s.info().inputs, s.info().problem, s.task(1).test.len()),
+            (20, Problem::Regression, 1_000)
+        );
+    }
+
+    #[test]
+    fn validation_checks_parameters_without_data() {
+        let m = invalid(&synthetic(serde_json::json!({ "tasks": 0 })));
+        assert!(m.contains("stream `synthetic_permuted`: needs at least one task"), "{m}");
+        let m = invalid(&synthetic(serde_json::json!({ "tasks": 1, "classes": 300 })));
+        assert!(m.contains("`classes` is 300; at most 256"), "{m}");
+        let m = invalid(&synthetic(serde_json::json!({ "tasks": 1, "noise": -1.0 })));
+        assert!(m.contains("`noise` must be a finite number ≥ 0, not -1"), "{m}");
+        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+            tasks: 1,
+            classes: 2,
+            dim: 2,
+            train_per_class: 1,
+            test_per_class: 1,
+            noise: 0.0,
+            transform: Default::default(),
+        });
+        assert!(validate(&spec).is_ok());
+        let regression = |extra: serde_json::Value| -> StreamSpec {
+            let mut v = serde_json::json!({ "tasks": 2 });
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(serde_json::json!({ "slowly_changing_regression": v })).unwrap()
+        };
+        assert!(validate(&regression(serde_json::json!({}))).is_ok());
+        let m = invalid(&regression(serde_json::json!({ "slow_bits": 21 })));
+        assert!(m.contains("`slow_bits` (21) cannot exceed `inputs` (20)"), "{m}");
+        let m = invalid(&regression(serde_json::json!({ "beta": 1.5 })));
+        assert!(m.contains("`beta` must lie in [0, 1], not 1.5"), "{m}");
+        let split = |groups: Vec<Vec<u8>>| {
+            StreamSpec::SplitMnist(SplitMnistSpec {
+                data_dir: "unused".into(),
+                groups,
+                setting: SplitSetting::ClassIncremental,
+                train_examples: None,
+                test_examples: None,
+            })
+        };
+        let m = invalid(&split(vec![vec![0, 1], vec![1, 2]]));
+        assert!(m.contains("class 1 appears in two groups"), "{m}");
+        let m = invalid(&split(vec![vec![10]]));
+        assert!(m.contains("class 10 does not exist"), "{m}");
+    }
+
+    #[test]
+    fn validation_checks_data_folders_and_limits() {
+        let dir = Scratch::new("validate");
+        let m = invalid(&permuted(&dir.path("absent"), None));
+        assert!(m.contains("absent: the data folder does not exist"), "{m}");
+        let m = invalid(&permuted(&dir.0, None));
+        assert!(m.contains("missing `train-images-idx3-ubyte`"), "{m}");
+        mnist::tests::write_fixture(&dir.0, 20, 10);
+        assert!(validate(&permuted(&dir.0, Some(20))).is_ok());
+        let m = invalid(&permuted(&dir.0, Some(21)));
+        assert!(
+            m.contains("train-images-idx3-ubyte.gz: `train_examples` is 21, but the file holds 20"),
+            "{m}"
+        );
+        let m = invalid(&permuted(&dir.0, Some(0)));
+        assert!(m.contains("`train_examples` must be ≥ 1"), "{m}");
+    }
+}

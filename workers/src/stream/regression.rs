@@ -1,0 +1,432 @@
+//! Slowly-changing regression (Dohare et al. 2024, Nature, "Loss of plasticity in deep
+//! continual learning", Methods and Extended Data Fig. 2; formerly the bit-flipping problem).
+//!
+//! An input is m = `inputs` bits with values 0 or 1 (as `torch.randint(2)` in the reference
+//! code, `lop/slowly_changing_regression/slowly_changing_regression.py`): the first f =
+//! `slow_bits` change slowly, the other m − f are redrawn for every example. The slow bits
+//! start uniformly random; every T = `flip_every` examples one of them, chosen uniformly,
+//! flips (`flip: one`), or all of them are redrawn (`flip: all`, what the reference code does
+//! without `flip_one`). Each T-example period is one task.
+//!
+//! The target is a fixed random network drawn once per run (`"stream.regression.target"`,
+//! the reference's `FixLTUNet`): `target_hidden` linear threshold units (LTUs) whose input
+//! weights and bias are each −1 or +1 with probability ½, and a linear output whose weights
+//! and bias are ±1 likewise. Unit i fires (outputs 1, else 0) when its pre-activation
+//! z_i = Σ_j w_ij x_j + b_i exceeds the threshold
+//!
+//! θ_i = β · (m + 1) − S_i,  S_i = number of negative weights among w_i1 … w_im and b_i
+//!
+//! (the bias counted as the (m+1)-th input, which is always 1). With 0/1 inputs, z_i equals
+//! the number of the m + 1 inputs that agree with unit i's weight pattern (1 where the weight
+//! is +1, 0 where it is −1) minus S_i, so unit i fires exactly when more than β·(m + 1) of
+//! its inputs agree with its pattern. The target is y = Σ_i v_i h_i + c.
+//!
+//! Deviation from the reference code: `lop/nets/fix_ltu_net.py` computes
+//! S_i = (m − Σ_j w_ij + b_i) / 2, which is the count of negative input weights plus b_i/2
+//! rather than plus [b_i = −1]; for b_i = +1 it selects the same integers z_i (thresholds
+//! 14.7 − n and 14.2 − n admit the same integers), for b_i = −1 it asks for two more agreeing
+//! inputs than the paper's definition. We follow the paper's definition, written above.
+//!
+//! Everything about task t is a function of (seed, t): the slow-bit state comes from its own
+//! stream (`"stream.regression.slow_bits"`, and `"stream.regression.flips"` for the flips),
+//! computed for all tasks when the stream is built (t × f bits), and the fast bits of the
+//! task's training and held-out examples from `"stream.regression.train"` /
+//! `"stream.regression.test"`, index t.
+
+use super::split::{Inputs, Split, Targets};
+use super::{sample, Problem, StreamInfo, Task, TaskStream};
+use crate::protocol::{FlipMode, SlowlyChangingRegressionSpec};
+use crate::rng;
+
+/// When the m − f fast bits have at most this many patterns per example drawn, a task stores
+/// one input row per pattern and each example as a row index (a task of 10,000 examples with
+/// 5 fast bits holds 32 rows); otherwise one row per example.
+const PATTERN_TABLE_MAX_FAST_BITS: usize = 16;
+
+/// The target network: LTUs with ±1 weights, then a linear ±1 output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LtuNetwork {
+    inputs: usize,
+    /// `hidden × inputs` input weights, ±1.
+    weights: Vec<i8>,
+    /// One bias per unit, ±1.
+    biases: Vec<i8>,
+    /// θ_i per unit.
+    thresholds: Vec<f64>,
+    /// Output weights, ±1.
+    out_weights: Vec<i8>,
+    /// Output bias, ±1.
+    out_bias: i8,
+}
+
+impl LtuNetwork {
+    /// A network from its weights (`weights` is `hidden × inputs`, row-major) and β; the
+    /// thresholds follow θ_i = β·(m + 1) − S_i.
+    pub fn from_weights(
+        inputs: usize,
+        weights: Vec<i8>,
+        biases: Vec<i8>,
+        out_weights: Vec<i8>,
+        out_bias: i8,
+        beta: f64,
+    ) -> Self {
+        assert_eq!(weights.len(), biases.len() * inputs, "weights must be hidden × inputs");
+        assert_eq!(out_weights.len(), biases.len(), "one output weight per unit");
+        let thresholds = (0..biases.len())
+            .map(|i| {
+                let w = &weights[i * inputs..(i + 1) * inputs];
+                let negative = w.iter().filter(|&&v| v < 0).count() + usize::from(biases[i] < 0);
+                beta * (inputs + 1) as f64 - negative as f64
+            })
+            .collect();
+        LtuNetwork { inputs, weights, biases, thresholds, out_weights, out_bias }
+    }
+
+    /// Draws a network: every weight and bias is −1 or +1 with probability ½.
+    fn random(rng: &mut rng::Rng, inputs: usize, hidden: usize, beta: f64) -> Self {
+        let mut bits = sample::Bits::new(rng);
+        let mut sign = || if bits.next() == 1 { 1i8 } else { -1 };
+        let weights = (0..hidden * inputs).map(|_| sign()).collect();
+        let biases = (0..hidden).map(|_| sign()).collect();
+        let out_weights = (0..hidden).map(|_| sign()).collect();
+        let out_bias = sign();
+        Self::from_weights(inputs, weights, biases, out_weights, out_bias, beta)
+    }
+
+    /// θ_i of every unit.
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// The units' outputs h_i ∈ {0, 1} for a 0/1 input.
+    pub fn features<'a>(&'a self, x: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
+        assert_eq!(x.len(), self.inputs, "input of the wrong length");
+        (0..self.biases.len()).map(move |i| {
+            let w = &self.weights[i * self.inputs..(i + 1) * self.inputs];
+            let z: i32 = w.iter().zip(x).map(|(&w, &x)| w as i32 * x as i32).sum::<i32>()
+                + self.biases[i] as i32;
+            u8::from(z as f64 > self.thresholds[i])
+        })
+    }
+
+    /// The target y = Σ_i v_i h_i + c for a 0/1 input.
+    pub fn output(&self, x: &[u8]) -> f32 {
+        let sum: i32 =
+            self.features(x).zip(&self.out_weights).map(|(h, &v)| h as i32 * v as i32).sum();
+        (sum + self.out_bias as i32) as f32
+    }
+}
+
+/// The slowly-changing regression stream.
+#[derive(Debug)]
+pub struct SlowlyChangingRegression {
+    info: StreamInfo,
+    spec: SlowlyChangingRegressionSpec,
+    seed: u64,
+    target: LtuNetwork,
+    /// `tasks × slow_bits` 0/1 values: the slow bits during each task.
+    slow: Vec<u8>,
+    /// Whether tasks store one row per fast-bit pattern (see [`PATTERN_TABLE_MAX_FAST_BITS`]).
+    pattern_table: bool,
+}
+
+impl SlowlyChangingRegression {
+    /// The stream for `spec` (validated by [`super::build`]) and the run's seed. Draws the
+    /// target network and the slow-bit state of every task.
+    pub fn new(spec: &SlowlyChangingRegressionSpec, seed: u64) -> Self {
+        let fast = spec.inputs - spec.slow_bits;
+        // A table of 2^fast rows pays off when it is smaller than the examples it replaces.
+        let pattern_table =
+            fast <= PATTERN_TABLE_MAX_FAST_BITS && (1usize << fast) <= spec.flip_every;
+        Self::with_layout(spec, seed, pattern_table)
+    }
+
+    fn with_layout(spec: &SlowlyChangingRegressionSpec, seed: u64, pattern_table: bool) -> Self {
+        let target = LtuNetwork::random(
+            &mut rng::stream(seed, "stream.regression.target", 0),
+            spec.inputs,
+            spec.target_hidden,
+            spec.beta,
+        );
+        let info = StreamInfo {
+            tasks: spec.tasks,
+            inputs: spec.inputs,
+            head_outputs: 1,
+            head_per_task: false,
+            problem: Problem::Regression,
+            online: true,
+        };
+        let slow = slow_bit_schedule(spec, seed);
+        SlowlyChangingRegression { info, spec: spec.clone(), seed, target, slow, pattern_table }
+    }
+
+    /// The target network.
+    pub fn target(&self) -> &LtuNetwork {
+        &self.target
+    }
+
+    /// The slow bits (0/1) during task `task`.
+    pub fn slow_bits(&self, task: usize) -> &[u8] {
+        let f = self.spec.slow_bits;
+        &self.slow[task * f..(task + 1) * f]
+    }
+
+    /// `examples` examples of task `task`, their fast bits drawn from `purpose`'s stream.
+    fn split(&self, task: usize, purpose: &str, examples: usize) -> Split {
+        let m = self.spec.inputs;
+        let f = self.spec.slow_bits;
+        let fast = m - f;
+        let slow = self.slow_bits(task);
+        let mut rng = rng::stream(self.seed, purpose, task as u64);
+        let mut bits = sample::Bits::new(&mut rng);
+        let mut x = vec![0u8; m];
+        x[..f].copy_from_slice(slow);
+        if self.pattern_table {
+            // Row k of the table holds the fast bits of k, least significant bit first.
+            let patterns = 1usize << fast;
+            let mut data = Vec::with_capacity(patterns * m);
+            let mut targets = Vec::with_capacity(patterns);
+            for k in 0..patterns {
+                for (j, xj) in x[f..].iter_mut().enumerate() {
+                    *xj = ((k >> j) & 1) as u8;
+                }
+                data.extend(x.iter().map(|&b| b as f32));
+                targets.push(self.target.output(&x));
+            }
+            let rows: Vec<u32> =
+                (0..examples).map(|_| (0..fast).map(|j| (bits.next() as u32) << j).sum()).collect();
+            Split {
+                inputs: Inputs::Floats { data: data.into(), dim: m },
+                targets: Targets::Reals(targets.into()),
+                rows: Some(rows.into()),
+                permutation: None,
+                head: task,
+            }
+        } else {
+            let mut data = Vec::with_capacity(examples * m);
+            let mut targets = Vec::with_capacity(examples);
+            for _ in 0..examples {
+                x[f..].iter_mut().for_each(|b| *b = bits.next());
+                data.extend(x.iter().map(|&b| b as f32));
+                targets.push(self.target.output(&x));
+            }
+            Split {
+                inputs: Inputs::Floats { data: data.into(), dim: m },
+                targets: Targets::Reals(targets.into()),
+                rows: None,
+                permutation: None,
+                head: task,
+            }
+        }
+    }
+}
+
+/// The slow bits of every task, `tasks × slow_bits`: task 0's drawn uniformly; then, per
+/// task, one uniformly chosen bit flipped (`one`) or all redrawn (`all`).
+fn slow_bit_schedule(spec: &SlowlyChangingRegressionSpec, seed: u64) -> Vec<u8> {
+    let f = spec.slow_bits;
+    let mut slow = Vec::with_capacity(spec.tasks * f);
+    let mut initial = rng::stream(seed, "stream.regression.slow_bits", 0);
+    let mut bits = sample::Bits::new(&mut initial);
+    slow.extend((0..f).map(|_| bits.next()));
+    let mut flips = rng::stream(seed, "stream.regression.flips", 0);
+    for t in 1..spec.tasks {
+        let previous = slow.len() - f;
+        slow.extend_from_within(previous..);
+        let state = &mut slow[t * f..];
+        match spec.flip {
+            FlipMode::One if f > 0 => state[sample::below(&mut flips, f as u64) as usize] ^= 1,
+            FlipMode::One => {}
+            FlipMode::All => {
+                let mut redraw = rng::stream(seed, "stream.regression.slow_bits", t as u64);
+                let mut bits = sample::Bits::new(&mut redraw);
+                state.iter_mut().for_each(|b| *b = bits.next());
+            }
+        }
+    }
+    slow
+}
+
+impl TaskStream for SlowlyChangingRegression {
+    fn info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    /// Draws the task's `flip_every` training and `test_examples` held-out examples (their fast
+    /// bits; the slow bits are fixed for the task).
+    fn task(&self, index: usize) -> Task {
+        assert!(index < self.info.tasks, "task {index} of a {}-task stream", self.info.tasks);
+        Task {
+            index,
+            train: self.split(index, "stream.regression.train", self.spec.flip_every),
+            test: self.split(index, "stream.regression.test", self.spec.test_examples),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::Target;
+
+    fn spec(tasks: usize, flip: FlipMode) -> SlowlyChangingRegressionSpec {
+        SlowlyChangingRegressionSpec {
+            tasks,
+            inputs: 20,
+            slow_bits: 15,
+            flip_every: 200,
+            flip,
+            target_hidden: 100,
+            beta: 0.7,
+            test_examples: 50,
+        }
+    }
+
+    fn rows(split: &Split) -> Vec<Vec<f32>> {
+        let mut x = vec![0.0; split.dim()];
+        (0..split.len())
+            .map(|i| {
+                split.gather_inputs(&[i], &mut x);
+                x.clone()
+            })
+            .collect()
+    }
+
+    fn targets(split: &Split) -> Vec<f32> {
+        (0..split.len())
+            .map(|i| match split.target(i) {
+                Target::Real(y) => y,
+                Target::Class(_) => panic!("regression targets are real"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threshold_counts_negative_weights_including_the_bias() {
+        // m = 3, w = (+1, −1, +1): with b = −1, S = 2 and θ = 0.7·4 − 2 = 0.8.
+        let net = LtuNetwork::from_weights(3, vec![1, -1, 1], vec![-1], vec![1], 0, 0.7);
+        assert!((net.thresholds()[0] - 0.8).abs() < 1e-12);
+        // z = 1 + 1 − 1 = 1 > 0.8: 3 of the 4 inputs (x1 = 1, x2 = 0, x3 = 1, but not the
+        // bias) agree with the pattern, 3 > 0.7·4 = 2.8.
+        assert_eq!(net.output(&[1, 0, 1]), 1.0);
+        // z = 1 − 1 = 0: only 2 agree.
+        assert_eq!(net.output(&[1, 0, 0]), 0.0);
+        assert_eq!(net.output(&[1, 1, 1]), 0.0);
+        // With b = +1, S = 1, θ = 1.8: z = 2 for (1, 0, 0) now fires, z = 1 for (0, 0, 0) not.
+        let net = LtuNetwork::from_weights(3, vec![1, -1, 1], vec![1], vec![-1], 1, 0.7);
+        assert!((net.thresholds()[0] - 1.8).abs() < 1e-12);
+        assert_eq!(net.output(&[1, 0, 0]), -1.0 + 1.0);
+        assert_eq!(net.output(&[0, 0, 0]), 1.0, "only the output bias");
+        assert_eq!(net.output(&[0, 1, 0]), 1.0);
+    }
+
+    #[test]
+    fn shapes_and_protocol() {
+        let s = SlowlyChangingRegression::new(&spec(4, FlipMode::One), 3);
+        assert_eq!(
+            s.info(),
+            &StreamInfo {
+                tasks: 4,
+                inputs: 20,
+                head_outputs: 1,
+                head_per_task: false,
+                problem: Problem::Regression,
+                online: true
+            }
+        );
+        let t = s.task(3);
+        assert_eq!((t.train.len(), t.test.len(), t.train.dim(), t.train.head()), (200, 50, 20, 3));
+        assert!(rows(&t.train).iter().flatten().all(|&v| v == 0.0 || v == 1.0));
+        // θ_i = 0.7 · 21 − S_i with S_i a whole number of negative weights.
+        for &th in s.target().thresholds() {
+            let s_i = 0.7 * 21.0 - th;
+            assert!((s_i - s_i.round()).abs() < 1e-9 && (0.0..=21.0).contains(&s_i), "θ = {th}");
+        }
+    }
+
+    #[test]
+    fn slow_bits_hold_within_a_task_and_one_flips_between_tasks() {
+        let s = SlowlyChangingRegression::new(&spec(30, FlipMode::One), 8);
+        let mut flipped = [0usize; 15];
+        for t in 0..30 {
+            let task = s.task(t);
+            for split in [&task.train, &task.test] {
+                let xs = rows(split);
+                for x in &xs {
+                    let slow: Vec<u8> = x[..15].iter().map(|&v| v as u8).collect();
+                    assert_eq!(slow, s.slow_bits(t), "slow bits of task {t}");
+                }
+                // Each of the 5 fast bits takes both values within a task.
+                for j in 15..20 {
+                    assert!(
+                        xs.iter().any(|x| x[j] == 0.0) && xs.iter().any(|x| x[j] == 1.0),
+                        "bit {j}"
+                    );
+                }
+            }
+            if t > 0 {
+                let diff: Vec<usize> =
+                    (0..15).filter(|&j| s.slow_bits(t)[j] != s.slow_bits(t - 1)[j]).collect();
+                assert_eq!(diff.len(), 1, "task {t} differs in bits {diff:?}");
+                flipped[diff[0]] += 1;
+            }
+        }
+        assert!(flipped.iter().filter(|&&n| n > 0).count() >= 8, "flips concentrate: {flipped:?}");
+    }
+
+    #[test]
+    fn all_mode_redraws_every_slow_bit() {
+        let s = SlowlyChangingRegression::new(&spec(40, FlipMode::All), 8);
+        let changes: usize = (1..40)
+            .map(|t| (0..15).filter(|&j| s.slow_bits(t)[j] != s.slow_bits(t - 1)[j]).count())
+            .sum();
+        // Each bit changes with probability ½: about 39 × 7.5 ≈ 290 changes.
+        assert!((200..380).contains(&changes), "{changes} changes");
+    }
+
+    #[test]
+    fn targets_are_the_target_network_of_the_inputs() {
+        let s = SlowlyChangingRegression::new(&spec(3, FlipMode::One), 5);
+        let t = s.task(1);
+        for (x, y) in rows(&t.train).iter().zip(targets(&t.train)) {
+            let bits: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+            assert_eq!(s.target().output(&bits), y);
+        }
+        let ys = targets(&t.train);
+        assert!(ys.iter().any(|&y| y != ys[0]), "a constant target would teach nothing");
+    }
+
+    #[test]
+    fn determinism_and_both_layouts_agree() {
+        let sp = spec(5, FlipMode::One);
+        let a = SlowlyChangingRegression::new(&sp, 1);
+        assert!(a.pattern_table, "5 fast bits and 200 examples use the table");
+        let b = SlowlyChangingRegression::with_layout(&sp, 1, false);
+        let c = SlowlyChangingRegression::new(&sp, 2);
+        for t in 0..5 {
+            let (ta, tb, tc) = (a.task(t), b.task(t), c.task(t));
+            assert_eq!(rows(&ta.train), rows(&tb.train));
+            assert_eq!(targets(&ta.train), targets(&tb.train));
+            assert_eq!(rows(&ta.test), rows(&tb.test));
+            assert_eq!(targets(&ta.test), targets(&tb.test));
+            assert_ne!(rows(&ta.train), rows(&tc.train));
+            assert_ne!(rows(&ta.train), rows(&ta.test), "held-out examples are other draws");
+        }
+        assert_ne!(a.target(), c.target());
+    }
+
+    #[test]
+    fn without_fast_bits_every_example_is_the_slow_state() {
+        let mut sp = spec(3, FlipMode::One);
+        sp.slow_bits = 20;
+        let s = SlowlyChangingRegression::new(&sp, 4);
+        let t = s.task(2);
+        let xs = rows(&t.train);
+        assert!(xs.iter().all(|x| x == &xs[0]));
+        let mut sp = spec(3, FlipMode::One);
+        sp.slow_bits = 0;
+        let s = SlowlyChangingRegression::new(&sp, 4);
+        assert!(s.slow_bits(2).is_empty());
+        assert_eq!(s.task(2).train.len(), 200);
+    }
+}
