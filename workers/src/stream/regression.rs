@@ -21,11 +21,14 @@
 //! is +1, 0 where it is −1) minus S_i, so unit i fires exactly when more than β·(m + 1) of
 //! its inputs agree with its pattern. The target is y = Σ_i v_i h_i + c.
 //!
-//! Deviation from the reference code: `lop/nets/fix_ltu_net.py` computes
-//! S_i = (m − Σ_j w_ij + b_i) / 2, which is the count of negative input weights plus b_i/2
-//! rather than plus [b_i = −1]; for b_i = +1 it selects the same integers z_i (thresholds
-//! 14.7 − n and 14.2 − n admit the same integers), for b_i = −1 it asks for two more agreeing
-//! inputs than the paper's definition. We follow the paper's definition, written above.
+//! Deviation from the reference code: `lop/nets/fix_ltu_net.py` (github.com/shibhansh/
+//! loss-of-plasticity) computes S_i = (m − Σ_j w_ij + b_i) / 2, the number n_i of negative
+//! input weights plus b_i / 2 instead of plus [b_i = −1]. Pre-activations are integers, so for
+//! b_i = +1 both thresholds admit the same z_i (at m = 20, β = 0.7: z_i > 14.7 − n_i and
+//! z_i > 14.2 − n_i both mean z_i ≥ 15 − n_i); for b_i = −1 the reference asks for z_i ≥ 16 − n_i
+//! where the paper's definition asks for z_i ≥ 14 − n_i. We follow the paper's definition,
+//! written above. Like the reference, the output layer has a ±1 bias c, and the learner sees
+//! the m bits without the constant bias bit.
 //!
 //! Everything about task t is a function of (seed, t): the slow-bit state comes from its own
 //! stream (`"stream.regression.slow_bits"`, and `"stream.regression.flips"` for the flips),
@@ -38,9 +41,11 @@ use super::{sample, Problem, StreamInfo, Task, TaskStream};
 use crate::protocol::{FlipMode, SlowlyChangingRegressionSpec};
 use crate::rng;
 
-/// When the m − f fast bits have at most this many patterns per example drawn, a task stores
-/// one input row per pattern and each example as a row index (a task of 10,000 examples with
-/// 5 fast bits holds 32 rows); otherwise one row per example.
+/// A task whose m − f fast bits are at most this many, and whose 2^(m−f) fast-bit patterns
+/// are no more than its training examples, stores one input row (and target) per pattern and
+/// each example as a row index: a task of 10,000 examples with 5 fast bits holds 32 rows and
+/// 10,000 indices, and its targets cost 32 evaluations of the target network. Other tasks
+/// store one row per example. The two layouts give identical examples.
 const PATTERN_TABLE_MAX_FAST_BITS: usize = 16;
 
 /// The target network: LTUs with ±1 weights, then a linear ±1 output.
@@ -61,7 +66,8 @@ pub struct LtuNetwork {
 
 impl LtuNetwork {
     /// A network from its weights (`weights` is `hidden × inputs`, row-major) and β; the
-    /// thresholds follow θ_i = β·(m + 1) − S_i.
+    /// thresholds follow θ_i = β·(m + 1) − S_i. Panics when the lengths disagree (a
+    /// programming error: specs never reach this with user-chosen lengths).
     pub fn from_weights(
         inputs: usize,
         weights: Vec<i8>,
@@ -98,7 +104,7 @@ impl LtuNetwork {
         &self.thresholds
     }
 
-    /// The units' outputs h_i ∈ {0, 1} for a 0/1 input.
+    /// The units' outputs h_i ∈ {0, 1} for a 0/1 input of length m (panics otherwise).
     pub fn features<'a>(&'a self, x: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
         assert_eq!(x.len(), self.inputs, "input of the wrong length");
         (0..self.biases.len()).map(move |i| {
