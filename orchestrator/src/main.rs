@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = orchestrator::cli::Cli::parse();
+    std::process::exit(orchestrator::cli::run(cli));
+}

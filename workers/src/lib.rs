@@ -6,7 +6,11 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod engine;
+pub mod method;
 pub mod metrics;
+pub mod model;
+pub mod optim;
 pub mod protocol;
 pub mod rng;
 pub mod stream;

@@ -27,6 +27,24 @@ use serde::{Deserialize, Serialize};
 /// Version of the [`RunSpec`] / [`Event`] format. A worker refuses specs of another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Exit statuses of `clorch worker`, part of the protocol: they tell the orchestrator whether a
+/// retry can help.
+pub mod exit {
+    /// The run finished its stream.
+    pub const FINISHED: i32 = 0;
+    /// The run failed for a reason a retry cannot fix (diverged, a method error); a `failed`
+    /// event says why.
+    pub const FAILED: i32 = 1;
+    /// The spec or its data is unusable (bad spec, missing or malformed data file); a retry
+    /// cannot fix it either.
+    pub const BAD_SPEC: i32 = 2;
+    /// A stop was requested (SIGTERM, SIGINT, SIGUSR1); the worker checkpointed and the run can
+    /// resume. Not a failure: it does not use up an attempt.
+    pub const INTERRUPTED: i32 = 75;
+    // Any other status, or death by a signal, is a crash: the orchestrator retries from the
+    // last checkpoint.
+}
+
 /// Everything a worker needs to train one run: the task stream, the network, the continual
 /// method, the seed and the evaluation and checkpoint schedules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -431,10 +449,7 @@ fn default_epochs() -> usize {
 
 impl Default for TrainingSpec {
     fn default() -> Self {
-        TrainingSpec {
-            batch_size: default_batch_size(),
-            epochs: default_epochs(),
-        }
+        TrainingSpec { batch_size: default_batch_size(), epochs: default_epochs() }
     }
 }
 
@@ -521,11 +536,7 @@ fn default_tau() -> f64 {
 
 impl Default for PlasticitySpec {
     fn default() -> Self {
-        PlasticitySpec {
-            every: 1,
-            probe: default_probe(),
-            dormant_tau: default_tau(),
-        }
+        PlasticitySpec { every: 1, probe: default_probe(), dormant_tau: default_tau() }
     }
 }
 
@@ -538,10 +549,11 @@ pub struct CheckpointSpec {
     /// is lost (the count, not the clock, decides: events stay deterministic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_steps: Option<u64>,
-    /// Checkpoint at task boundaries only every `every_tasks` tasks (default 1). Long streams
-    /// of short tasks raise it.
-    #[serde(default = "default_every")]
-    pub every_tasks: usize,
+    /// Checkpoint at the boundary after every `every_tasks`-th task. When absent, every task
+    /// whose work is estimated above a minute, else as many tasks as fill about a minute, so
+    /// long streams of short tasks do not spend their time syncing files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_tasks: Option<usize>,
     /// Checkpoints kept (default 2; the newest that verifies is resumed from).
     #[serde(default = "default_keep")]
     pub keep: usize,
@@ -553,11 +565,7 @@ fn default_keep() -> usize {
 
 impl Default for CheckpointSpec {
     fn default() -> Self {
-        CheckpointSpec {
-            every_steps: None,
-            every_tasks: 1,
-            keep: default_keep(),
-        }
+        CheckpointSpec { every_steps: None, every_tasks: None, keep: default_keep() }
     }
 }
 
@@ -746,11 +754,7 @@ mod tests {
                 heads: Heads::Shared,
                 engine: Engine::Fused,
             },
-            method: MethodSpec {
-                name: "sgd".into(),
-                kind: "sgd".into(),
-                params: BTreeMap::new(),
-            },
+            method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
             training: TrainingSpec::default(),
             eval: EvalSpec::default(),
             checkpoint: CheckpointSpec::default(),
@@ -785,10 +789,7 @@ mod tests {
             },
         };
         let line = serde_json::to_string(&e).unwrap();
-        assert!(
-            line.starts_with(r#"{"run":"abc","seq":3,"event":"eval","on_task":2"#),
-            "{line}"
-        );
+        assert!(line.starts_with(r#"{"run":"abc","seq":3,"event":"eval","on_task":2"#), "{line}");
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
     }
@@ -797,9 +798,7 @@ mod tests {
     fn specs_reject_unknown_fields() {
         let mut v = serde_json::to_value(spec()).unwrap();
         v["network"]["widths"] = serde_json::json!([3]);
-        let err = serde_json::from_value::<RunSpec>(v)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_value::<RunSpec>(v).unwrap_err().to_string();
         assert!(err.contains("unknown field `widths`"), "{err}");
     }
 }

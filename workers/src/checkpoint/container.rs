@@ -219,25 +219,16 @@ pub struct Checkpoint {
 impl fmt::Debug for Checkpoint {
     /// Metadata and the tensor table, not the (possibly millions of) elements.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let table: BTreeMap<&str, (Dtype, &Shape)> = self
-            .tensors
-            .iter()
-            .map(|(n, t)| (n.as_str(), (t.dtype(), &t.shape)))
-            .collect();
-        f.debug_struct("Checkpoint")
-            .field("meta", &self.meta)
-            .field("tensors", &table)
-            .finish()
+        let table: BTreeMap<&str, (Dtype, &Shape)> =
+            self.tensors.iter().map(|(n, t)| (n.as_str(), (t.dtype(), &t.shape))).collect();
+        f.debug_struct("Checkpoint").field("meta", &self.meta).field("tensors", &table).finish()
     }
 }
 
 impl Checkpoint {
     /// An empty checkpoint carrying the worker's metadata.
     pub fn new(meta: serde_json::Value) -> Self {
-        Checkpoint {
-            meta,
-            tensors: BTreeMap::new(),
-        }
+        Checkpoint { meta, tensors: BTreeMap::new() }
     }
 
     /// The metadata given to [`Checkpoint::new`].
@@ -269,13 +260,7 @@ impl Checkpoint {
         if self.tensors.contains_key(&name) {
             return Err(CheckpointError::DuplicateTensor { name });
         }
-        self.tensors.insert(
-            name,
-            Tensor {
-                shape,
-                data: T::wrap(data),
-            },
-        );
+        self.tensors.insert(name, Tensor { shape, data: T::wrap(data) });
         Ok(self)
     }
 
@@ -321,11 +306,7 @@ impl Checkpoint {
 
     /// The tensor called `name`, whatever its type.
     pub fn tensor(&self, name: &str) -> Result<&Tensor, CheckpointError> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| CheckpointError::MissingTensor {
-                name: name.to_owned(),
-            })
+        self.tensors.get(name).ok_or_else(|| CheckpointError::MissingTensor { name: name.to_owned() })
     }
 
     /// The elements of tensor `name`, which must hold `T`.
@@ -448,10 +429,7 @@ pub(super) fn check_name(name: &str) -> Result<(), CheckpointError> {
         None
     };
     match reason {
-        Some(reason) => Err(CheckpointError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(CheckpointError::InvalidName { name: name.to_owned(), reason }),
         None => Ok(()),
     }
 }

@@ -60,9 +60,7 @@ pub enum FormatError {
         computed: String,
     },
     /// The header length field points past the data.
-    #[error(
-        "the header length {header_len} runs past the end of the file ({available} bytes left)"
-    )]
+    #[error("the header length {header_len} runs past the end of the file ({available} bytes left)")]
     HeaderLength {
         /// The header length field.
         header_len: u64,

@@ -91,10 +91,8 @@ fn read_verified(path: &Path) -> Result<(Checkpoint, String), CheckpointError> {
         action: "read",
         source,
     })?;
-    let (checkpoint, checksum) = decode(&bytes).map_err(|source| CheckpointError::Invalid {
-        path: path.to_owned(),
-        source,
-    })?;
+    let (checkpoint, checksum) =
+        decode(&bytes).map_err(|source| CheckpointError::Invalid { path: path.to_owned(), source })?;
     Ok((checkpoint, checksum.to_hex().to_string()))
 }
 
@@ -109,21 +107,14 @@ fn check_file_name(name: &str) -> Result<(), CheckpointError> {
         None
     };
     match reason {
-        Some(reason) => Err(CheckpointError::InvalidFileName {
-            name: name.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(CheckpointError::InvalidFileName { name: name.to_owned(), reason }),
         None => Ok(()),
     }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let io = |action: &'static str| {
-        move |source: io::Error| CheckpointError::Io {
-            path: path.to_owned(),
-            action,
-            source,
-        }
+        move |source: io::Error| CheckpointError::Io { path: path.to_owned(), action, source }
     };
     let mut file = File::create(path).map_err(io("create"))?;
     file.write_all(bytes).map_err(io("write"))?;
@@ -136,11 +127,7 @@ fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
     #[cfg(unix)]
     {
         let io = |action: &'static str| {
-            move |source: io::Error| CheckpointError::Io {
-                path: dir.to_owned(),
-                action,
-                source,
-            }
+            move |source: io::Error| CheckpointError::Io { path: dir.to_owned(), action, source }
         };
         File::open(dir)
             .map_err(io("open the folder to sync it"))?
@@ -155,11 +142,7 @@ fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
 /// The file names in `dir`; a missing folder is empty (a run that has not checkpointed yet
 /// may not have created it).
 fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        path: dir.to_owned(),
-        action: "list",
-        source,
-    };
+    let io = |source| CheckpointError::Io { path: dir.to_owned(), action: "list", source };
     let reader = match fs::read_dir(dir) {
         Ok(reader) => reader,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -196,11 +179,7 @@ pub fn list(dir: &Path) -> Result<Vec<CheckpointFile>, CheckpointError> {
 pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, CheckpointError> {
     let mut doomed: Vec<PathBuf> = entries(dir)?
         .into_iter()
-        .filter(|(name, _)| {
-            name.strip_suffix(TEMP_SUFFIX)
-                .and_then(parse_index)
-                .is_some()
-        })
+        .filter(|(name, _)| name.strip_suffix(TEMP_SUFFIX).and_then(parse_index).is_some())
         .map(|(_, path)| path)
         .collect();
     let files = list(dir)?;
@@ -211,13 +190,7 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, CheckpointError> {
             Ok(()) => {}
             // Already gone (removed by hand meanwhile): the goal is reached.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(CheckpointError::Io {
-                    path: path.clone(),
-                    action: "remove",
-                    source,
-                })
-            }
+            Err(source) => return Err(CheckpointError::Io { path: path.clone(), action: "remove", source }),
         }
     }
     Ok(doomed)
@@ -284,26 +257,11 @@ pub fn newest_valid(dir: &Path) -> Result<Resume, CheckpointError> {
     for file in list(dir)?.into_iter().rev() {
         match read_verified(&file.path) {
             Ok((checkpoint, checksum)) => {
-                let checkpoint = ValidCheckpoint {
-                    index: file.index,
-                    path: file.path,
-                    checksum,
-                    checkpoint,
-                };
-                return Ok(Resume {
-                    checkpoint: Some(checkpoint),
-                    rejected,
-                });
+                let checkpoint = ValidCheckpoint { index: file.index, path: file.path, checksum, checkpoint };
+                return Ok(Resume { checkpoint: Some(checkpoint), rejected });
             }
-            Err(reason) => rejected.push(RejectedCheckpoint {
-                index: file.index,
-                path: file.path,
-                reason,
-            }),
+            Err(reason) => rejected.push(RejectedCheckpoint { index: file.index, path: file.path, reason }),
         }
     }
-    Ok(Resume {
-        checkpoint: None,
-        rejected,
-    })
+    Ok(Resume { checkpoint: None, rejected })
 }

@@ -64,21 +64,13 @@ impl Checkpoint {
             .iter()
             .map(|(name, tensor)| {
                 let length = tensor.data().byte_len() as u64;
-                let entry = EntryOut {
-                    name,
-                    dtype: tensor.dtype(),
-                    shape: tensor.shape().dims(),
-                    offset,
-                    length,
-                };
+                let entry =
+                    EntryOut { name, dtype: tensor.dtype(), shape: tensor.shape().dims(), offset, length };
                 offset += length;
                 entry
             })
             .collect();
-        let header = HeaderOut {
-            meta: self.meta(),
-            tensors: entries,
-        };
+        let header = HeaderOut { meta: self.meta(), tensors: entries };
         let header = serde_json::to_vec(&header)
             .expect("a serde_json::Value and plain table entries always serialise");
         let data_len = offset as usize;
@@ -117,29 +109,18 @@ pub(super) fn recorded_checksum_hex(bytes: &[u8]) -> String {
 pub(super) fn decode(bytes: &[u8]) -> Result<(Checkpoint, blake3::Hash), FormatError> {
     let min = PREFIX_LEN + CHECKSUM_LEN;
     if bytes.len() < min {
-        return Err(FormatError::TooShort {
-            len: bytes.len() as u64,
-            min: min as u64,
-        });
+        return Err(FormatError::TooShort { len: bytes.len() as u64, min: min as u64 });
     }
     let magic = &bytes[..8];
     if magic != MAGIC {
-        return Err(FormatError::BadMagic {
-            found: magic.escape_ascii().to_string(),
-        });
+        return Err(FormatError::BadMagic { found: magic.escape_ascii().to_string() });
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version > FORMAT_VERSION {
-        return Err(FormatError::NewerVersion {
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(FormatError::NewerVersion { found: version, supported: FORMAT_VERSION });
     }
     if version < FORMAT_VERSION {
-        return Err(FormatError::OlderVersion {
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(FormatError::OlderVersion { found: version, supported: FORMAT_VERSION });
     }
 
     let (payload, trailer) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
@@ -160,18 +141,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(Checkpoint, blake3::Hash), FormatE
     let header_len = u64::from_le_bytes(header_len);
     let available = (payload.len() - PREFIX_LEN) as u64;
     if header_len > available {
-        return Err(FormatError::HeaderLength {
-            header_len,
-            available,
-        });
+        return Err(FormatError::HeaderLength { header_len, available });
     }
     let header_end = PREFIX_LEN + header_len as usize;
-    let header: HeaderIn =
-        serde_json::from_slice(&payload[PREFIX_LEN..header_end]).map_err(|e| {
-            FormatError::Header {
-                message: e.to_string(),
-            }
-        })?;
+    let header: HeaderIn = serde_json::from_slice(&payload[PREFIX_LEN..header_end])
+        .map_err(|e| FormatError::Header { message: e.to_string() })?;
     let data = &payload[header_end..];
 
     let mut tensors = BTreeMap::new();
@@ -179,33 +153,20 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(Checkpoint, blake3::Hash), FormatE
     for entry in header.tensors {
         let (name, tensor, end) = decode_entry(entry, cursor, data)?;
         if tensors.insert(name.clone(), tensor).is_some() {
-            return Err(FormatError::Table {
-                name,
-                problem: "appears twice".into(),
-            });
+            return Err(FormatError::Table { name, problem: "appears twice".into() });
         }
         cursor = end;
     }
     if cursor != data.len() as u64 {
-        return Err(FormatError::DataLength {
-            covered: cursor,
-            available: data.len() as u64,
-        });
+        return Err(FormatError::DataLength { covered: cursor, available: data.len() as u64 });
     }
     Ok((Checkpoint::from_parts(header.meta, tensors), computed))
 }
 
 /// Checks one table entry against the running offset and the data section, and decodes it.
-fn decode_entry(
-    entry: EntryIn,
-    cursor: u64,
-    data: &[u8],
-) -> Result<(String, Tensor, u64), FormatError> {
+fn decode_entry(entry: EntryIn, cursor: u64, data: &[u8]) -> Result<(String, Tensor, u64), FormatError> {
     let name = entry.name;
-    let problem = |problem: String| FormatError::Table {
-        name: name.clone(),
-        problem,
-    };
+    let problem = |problem: String| FormatError::Table { name: name.clone(), problem };
     if let Err(e) = check_name(&name) {
         return Err(problem(e.to_string()));
     }
@@ -233,16 +194,13 @@ fn decode_entry(
             entry.offset
         )));
     }
-    let end = cursor
-        .checked_add(entry.length)
-        .filter(|&end| end <= data.len() as u64)
-        .ok_or_else(|| {
-            problem(format!(
-                "bytes [{cursor}, {cursor} + {}) run past the data section ({} bytes)",
-                entry.length,
-                data.len()
-            ))
-        })?;
+    let end = cursor.checked_add(entry.length).filter(|&end| end <= data.len() as u64).ok_or_else(|| {
+        problem(format!(
+            "bytes [{cursor}, {cursor} + {}) run past the data section ({} bytes)",
+            entry.length,
+            data.len()
+        ))
+    })?;
     let bytes = &data[cursor as usize..end as usize];
     let tensor = Tensor::from_parts(shape, decode_data(entry.dtype, bytes));
     Ok((name, tensor, end))

@@ -65,11 +65,7 @@ impl fmt::Debug for AccuracyMatrix {
 impl AccuracyMatrix {
     /// An empty matrix for `tasks` tasks.
     pub fn new(tasks: usize) -> Self {
-        AccuracyMatrix {
-            tasks,
-            entries: vec![None; tasks * tasks],
-            baseline: vec![None; tasks],
-        }
+        AccuracyMatrix { tasks, entries: vec![None; tasks * tasks], baseline: vec![None; tasks] }
     }
 
     /// Builds a full matrix from rows (tests and hand-made examples).
@@ -110,16 +106,12 @@ impl AccuracyMatrix {
     }
 
     fn need(&self, metric: &'static str, after: usize, on: usize) -> Result<f64, MetricError> {
-        self.get(after, on)
-            .ok_or(MetricError::Missing { metric, after, on })
+        self.get(after, on).ok_or(MetricError::Missing { metric, after, on })
     }
 
     fn need_two_tasks(&self, metric: &'static str) -> Result<(), MetricError> {
         if self.tasks < 2 {
-            Err(MetricError::Undefined {
-                metric,
-                tasks: self.tasks,
-            })
+            Err(MetricError::Undefined { metric, tasks: self.tasks })
         } else {
             Ok(())
         }
@@ -128,10 +120,7 @@ impl AccuracyMatrix {
     /// Average accuracy after the last task: ACC = (1/T) Σ_j R\[T−1\]\[j\].
     pub fn average_accuracy(&self) -> Result<f64, MetricError> {
         if self.tasks == 0 {
-            return Err(MetricError::Undefined {
-                metric: "ACC",
-                tasks: 0,
-            });
+            return Err(MetricError::Undefined { metric: "ACC", tasks: 0 });
         }
         let last = self.tasks - 1;
         let mut sum = 0.0;
@@ -160,10 +149,7 @@ impl AccuracyMatrix {
         self.need_two_tasks("FWT")?;
         let mut sum = 0.0;
         for j in 1..self.tasks {
-            let b = self.baseline(j).ok_or(MetricError::MissingBaseline {
-                metric: "FWT",
-                on: j,
-            })?;
+            let b = self.baseline(j).ok_or(MetricError::MissingBaseline { metric: "FWT", on: j })?;
             sum += self.need("FWT", j - 1, j)? - b;
         }
         Ok(sum / (self.tasks - 1) as f64)
@@ -203,11 +189,8 @@ mod tests {
     ///      [0.7, 0.8, 0.3],
     ///      [0.6, 0.75, 0.95]],  b = [0.1, 0.12, 0.08]
     fn example() -> AccuracyMatrix {
-        let mut m = AccuracyMatrix::from_rows(&[
-            vec![0.9, 0.1, 0.2],
-            vec![0.7, 0.8, 0.3],
-            vec![0.6, 0.75, 0.95],
-        ]);
+        let mut m =
+            AccuracyMatrix::from_rows(&[vec![0.9, 0.1, 0.2], vec![0.7, 0.8, 0.3], vec![0.6, 0.75, 0.95]]);
         for (j, b) in [0.1, 0.12, 0.08].into_iter().enumerate() {
             m.set_baseline(j, b);
         }
@@ -230,16 +213,9 @@ mod tests {
     #[test]
     fn forgetting_uses_the_best_earlier_accuracy_not_the_diagonal() {
         // Task 0 improves after task 1 (0.95 > 0.9), then drops to 0.5.
-        let m = AccuracyMatrix::from_rows(&[
-            vec![0.9, 0.0, 0.0],
-            vec![0.95, 0.9, 0.0],
-            vec![0.5, 0.9, 0.9],
-        ]);
+        let m = AccuracyMatrix::from_rows(&[vec![0.9, 0.0, 0.0], vec![0.95, 0.9, 0.0], vec![0.5, 0.9, 0.9]]);
         assert!(close(m.forgetting().unwrap(), ((0.95 - 0.5) + 0.0) / 2.0));
-        assert!(close(
-            m.backward_transfer().unwrap(),
-            ((0.5 - 0.9) + 0.0) / 2.0
-        ));
+        assert!(close(m.backward_transfer().unwrap(), ((0.5 - 0.9) + 0.0) / 2.0));
     }
 
     #[test]
@@ -247,18 +223,10 @@ mod tests {
         let mut m = AccuracyMatrix::from_rows(&[vec![0.8]]);
         m.set_baseline(0, 0.1);
         assert!(close(m.average_accuracy().unwrap(), 0.8));
-        for (name, r) in [
-            ("BWT", m.backward_transfer()),
-            ("FWT", m.forward_transfer()),
-            ("forgetting", m.forgetting()),
-        ] {
-            assert_eq!(
-                r,
-                Err(MetricError::Undefined {
-                    metric: name,
-                    tasks: 1
-                })
-            );
+        for (name, r) in
+            [("BWT", m.backward_transfer()), ("FWT", m.forward_transfer()), ("forgetting", m.forgetting())]
+        {
+            assert_eq!(r, Err(MetricError::Undefined { metric: name, tasks: 1 }));
         }
     }
 
@@ -268,24 +236,11 @@ mod tests {
         m.set(0, 0, 0.9);
         m.set(1, 1, 0.9);
         let err = m.average_accuracy().unwrap_err();
-        assert_eq!(
-            err,
-            MetricError::Missing {
-                metric: "ACC",
-                after: 1,
-                on: 0
-            }
-        );
+        assert_eq!(err, MetricError::Missing { metric: "ACC", after: 1, on: 0 });
         assert_eq!(err.to_string(), "ACC needs R[1][0], which was not measured");
         m.set(1, 0, 0.5);
         m.set(0, 1, 0.2);
-        assert_eq!(
-            m.forward_transfer(),
-            Err(MetricError::MissingBaseline {
-                metric: "FWT",
-                on: 1
-            })
-        );
+        assert_eq!(m.forward_transfer(), Err(MetricError::MissingBaseline { metric: "FWT", on: 1 }));
         assert!(m.backward_transfer().is_ok());
     }
 }

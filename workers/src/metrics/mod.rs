@@ -1,7 +1,7 @@
 //! Metrics: pure functions from measurements to numbers, with no I/O.
 
 mod accuracy_matrix;
-mod plasticity;
+pub mod plasticity;
 
 pub use accuracy_matrix::{AccuracyMatrix, MetricError};
 pub use plasticity::{

@@ -196,11 +196,7 @@ impl<'a> Features<'a> {
         )
         .map_err(|_| PlasticityError::SvdNoConvergence { rows, cols })?;
         // faer returns them sorted non-increasing; clamp the sign of rounding-level zeros.
-        Ok(sigma
-            .column_vector()
-            .iter()
-            .map(|&s| f64::from(s.max(0.0)))
-            .collect())
+        Ok(sigma.column_vector().iter().map(|&s| f64::from(s.max(0.0))).collect())
     }
 }
 
@@ -226,12 +222,7 @@ pub fn effective_rank(sigma: &[f64]) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
-    let entropy: f64 = sigma
-        .iter()
-        .map(|&s| s / total)
-        .filter(|&p| p > 0.0)
-        .map(|p| -p * p.ln())
-        .sum();
+    let entropy: f64 = sigma.iter().map(|&s| s / total).filter(|&p| p > 0.0).map(|p| -p * p.ln()).sum();
     entropy.exp()
 }
 
@@ -271,23 +262,14 @@ pub fn mean_abs_weight_over(matrices: &[&[f32]]) -> Result<f64, PlasticityError>
     for (m, weights) in matrices.iter().enumerate() {
         for (i, &w) in weights.iter().enumerate() {
             if !w.is_finite() {
-                return Err(PlasticityError::NonFinite {
-                    what,
-                    row: m,
-                    col: i,
-                    value: w,
-                });
+                return Err(PlasticityError::NonFinite { what, row: m, col: i, value: w });
             }
             sum += f64::from(w.abs());
         }
         count += weights.len();
     }
     if count == 0 {
-        return Err(PlasticityError::Empty {
-            what,
-            rows: matrices.len(),
-            cols: 0,
-        });
+        return Err(PlasticityError::Empty { what, rows: matrices.len(), cols: 0 });
     }
     Ok(sum / count as f64)
 }
@@ -310,11 +292,7 @@ pub fn layer_plasticity(
     let sigma = features.singular_values()?;
     Ok(LayerPlasticity {
         units: cols,
-        dead: if relu_family {
-            features.dead_fraction()
-        } else {
-            0.0
-        },
+        dead: if relu_family { features.dead_fraction() } else { 0.0 },
         dormant,
         effective_rank: effective_rank(&sigma),
         stable_rank: stable_rank(&sigma),
@@ -322,12 +300,7 @@ pub fn layer_plasticity(
     })
 }
 
-fn check_matrix(
-    what: &'static str,
-    data: &[f32],
-    rows: usize,
-    cols: usize,
-) -> Result<(), PlasticityError> {
+fn check_matrix(what: &'static str, data: &[f32], rows: usize, cols: usize) -> Result<(), PlasticityError> {
     match rows.checked_mul(cols) {
         Some(expected) if expected == data.len() => {}
         expected => {
@@ -344,12 +317,7 @@ fn check_matrix(
         return Err(PlasticityError::Empty { what, rows, cols });
     }
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        return Err(PlasticityError::NonFinite {
-            what,
-            row: i / cols,
-            col: i % cols,
-            value: data[i],
-        });
+        return Err(PlasticityError::NonFinite { what, row: i / cols, col: i % cols, value: data[i] });
     }
     Ok(())
 }
@@ -371,11 +339,7 @@ mod tests {
         let mut h = vec![0.0f32; n * n];
         for i in 0..n {
             for j in 0..n {
-                let sign = if (i & j).count_ones() % 2 == 0 {
-                    1.0
-                } else {
-                    -1.0
-                };
+                let sign = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
                 h[i * n + j] = sign * scale;
             }
         }
@@ -384,9 +348,7 @@ mod tests {
 
     fn gaussian(rows: usize, cols: usize, index: u64) -> Vec<f32> {
         let mut rng = crate::rng::stream(7, "test.plasticity", index);
-        (0..rows * cols)
-            .map(|_| StandardNormal.sample(&mut rng))
-            .collect()
+        (0..rows * cols).map(|_| StandardNormal.sample(&mut rng)).collect()
     }
 
     #[test]
@@ -394,20 +356,11 @@ mod tests {
         let (rows, cols) = (50, 20);
         let u: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32 * 0.1).collect();
         let v: Vec<f32> = (0..cols).map(|j| 1.0 - j as f32 * 0.03).collect();
-        let data: Vec<f32> = (0..rows * cols)
-            .map(|k| u[k / cols] * v[k % cols])
-            .collect();
-        let sigma = Features::new(&data, rows, cols)
-            .unwrap()
-            .singular_values()
-            .unwrap();
+        let data: Vec<f32> = (0..rows * cols).map(|k| u[k / cols] * v[k % cols]).collect();
+        let sigma = Features::new(&data, rows, cols).unwrap().singular_values().unwrap();
         assert_eq!(sigma.len(), cols);
         assert!(sigma[1] < 1e-5 * sigma[0], "{sigma:?}");
-        assert!(
-            close(effective_rank(&sigma), 1.0, 1e-4),
-            "{}",
-            effective_rank(&sigma)
-        );
+        assert!(close(effective_rank(&sigma), 1.0, 1e-4), "{}", effective_rank(&sigma));
         assert_eq!(stable_rank(&sigma), 1);
     }
 
@@ -415,10 +368,7 @@ mod tests {
     fn orthonormal_columns_have_full_effective_rank() {
         for n in [2usize, 8, 32] {
             let data = hadamard(n);
-            let sigma = Features::new(&data, n, n)
-                .unwrap()
-                .singular_values()
-                .unwrap();
+            let sigma = Features::new(&data, n, n).unwrap().singular_values().unwrap();
             for s in &sigma {
                 assert!(close(*s, 1.0, 1e-5), "n = {n}: {sigma:?}");
             }
@@ -428,14 +378,8 @@ mod tests {
         }
         // A tall matrix: the first 8 of 16 Hadamard columns (16 probe rows, 8 units).
         let h = hadamard(16);
-        let tall: Vec<f32> = h
-            .chunks_exact(16)
-            .flat_map(|row| row[..8].to_vec())
-            .collect();
-        let sigma = Features::new(&tall, 16, 8)
-            .unwrap()
-            .singular_values()
-            .unwrap();
+        let tall: Vec<f32> = h.chunks_exact(16).flat_map(|row| row[..8].to_vec()).collect();
+        let sigma = Features::new(&tall, 16, 8).unwrap().singular_values().unwrap();
         assert_eq!(sigma.len(), 8);
         assert!(close(effective_rank(&sigma), 8.0, 1e-5));
     }
@@ -445,14 +389,8 @@ mod tests {
         // A 45° rotation of diag(3, 1) on a 3×2 matrix: singular values exactly (3, 1).
         let c = std::f32::consts::FRAC_1_SQRT_2;
         let data = [3.0 * c, -c, 3.0 * c, c, 0.0, 0.0];
-        let sigma = Features::new(&data, 3, 2)
-            .unwrap()
-            .singular_values()
-            .unwrap();
-        assert!(
-            close(sigma[0], 3.0, 1e-6) && close(sigma[1], 1.0, 1e-6),
-            "{sigma:?}"
-        );
+        let sigma = Features::new(&data, 3, 2).unwrap().singular_values().unwrap();
+        assert!(close(sigma[0], 3.0, 1e-6) && close(sigma[1], 1.0, 1e-6), "{sigma:?}");
         let (p, q) = (0.75f64, 0.25f64);
         let expected = (-(p * p.ln() + q * q.ln())).exp(); // ≈ 1.7548
         assert!(close(effective_rank(&[3.0, 1.0]), expected, 1e-12));
@@ -504,14 +442,8 @@ mod tests {
         assert!(close(f.dormant_fraction(0.025).unwrap(), 0.5, 0.0));
         assert!(close(f.dormant_fraction(0.01).unwrap(), 0.25, 0.0));
         assert!(close(f.dormant_fraction(1.99).unwrap(), 0.75, 0.0));
-        assert_eq!(
-            f.dormant_fraction(-0.1),
-            Err(PlasticityError::Tau { tau: -0.1 })
-        );
-        assert!(matches!(
-            f.dormant_fraction(f64::NAN),
-            Err(PlasticityError::Tau { .. })
-        ));
+        assert_eq!(f.dormant_fraction(-0.1), Err(PlasticityError::Tau { tau: -0.1 }));
+        assert!(matches!(f.dormant_fraction(f64::NAN), Err(PlasticityError::Tau { .. })));
     }
 
     #[test]
@@ -548,55 +480,25 @@ mod tests {
 
         let tanh_layer = layer_plasticity(&data, 2, 3, &weights, 0.1, false).unwrap();
         assert_eq!(tanh_layer.dead, 0.0);
-        assert_eq!(
-            LayerPlasticity {
-                dead: layer.dead,
-                ..tanh_layer
-            },
-            layer
-        );
+        assert_eq!(LayerPlasticity { dead: layer.dead, ..tanh_layer }, layer);
     }
 
     #[test]
     fn mean_abs_weight_over_counts_every_weight_once() {
         let a = [1.0f32, -1.0];
         let b = [4.0f32, -4.0, 4.0, -4.0];
-        assert!(close(
-            mean_abs_weight_over(&[&a, &b]).unwrap(),
-            18.0 / 6.0,
-            1e-15
-        ));
-        assert!(matches!(
-            mean_abs_weight(&[]),
-            Err(PlasticityError::Empty { .. })
-        ));
+        assert!(close(mean_abs_weight_over(&[&a, &b]).unwrap(), 18.0 / 6.0, 1e-15));
+        assert!(matches!(mean_abs_weight(&[]), Err(PlasticityError::Empty { .. })));
         let err = mean_abs_weight_over(&[&a, &[0.0, f32::INFINITY]]).unwrap_err();
-        assert_eq!(
-            err,
-            PlasticityError::NonFinite {
-                what: "weights",
-                row: 1,
-                col: 1,
-                value: f32::INFINITY
-            }
-        );
+        assert_eq!(err, PlasticityError::NonFinite { what: "weights", row: 1, col: 1, value: f32::INFINITY });
     }
 
     #[test]
     fn bad_inputs_are_errors_that_say_what_is_wrong() {
         let err = Features::new(&[1.0; 5], 2, 3).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "probe features: 5 values cannot form a 2×3 matrix (expected 6)"
-        );
-        assert!(matches!(
-            Features::new(&[], 0, 3),
-            Err(PlasticityError::Empty { rows: 0, .. })
-        ));
-        assert!(matches!(
-            Features::new(&[1.0; 4], usize::MAX, 2),
-            Err(PlasticityError::Shape { .. })
-        ));
+        assert_eq!(err.to_string(), "probe features: 5 values cannot form a 2×3 matrix (expected 6)");
+        assert!(matches!(Features::new(&[], 0, 3), Err(PlasticityError::Empty { rows: 0, .. })));
+        assert!(matches!(Features::new(&[1.0; 4], usize::MAX, 2), Err(PlasticityError::Shape { .. })));
         let err = Features::new(&[1.0, 2.0, f32::NAN, 4.0], 2, 2).unwrap_err();
         assert!(matches!(
             err,
@@ -605,10 +507,7 @@ mod tests {
         assert!(err.to_string().contains("row 1, column 0"), "{err}");
         assert!(matches!(
             layer_plasticity(&[1.0, 2.0], 1, 2, &[], 0.1, true),
-            Err(PlasticityError::Empty {
-                what: "weights",
-                ..
-            })
+            Err(PlasticityError::Empty { what: "weights", .. })
         ));
     }
 
@@ -616,9 +515,7 @@ mod tests {
     /// timings printed here are the ones quoted for the probe sizes used in runs.
     #[test]
     fn singular_values_of_random_probe_matrices_preserve_the_frobenius_norm() {
-        for (index, (rows, cols)) in [(2000usize, 100usize), (100, 2000), (300, 300)]
-            .into_iter()
-            .enumerate()
+        for (index, (rows, cols)) in [(2000usize, 100usize), (100, 2000), (300, 300)].into_iter().enumerate()
         {
             let data = gaussian(rows, cols, index as u64);
             let f = Features::new(&data, rows, cols).unwrap();
@@ -629,10 +526,7 @@ mod tests {
             assert!(sigma.windows(2).all(|w| w[0] >= w[1]), "not sorted");
             let frobenius: f64 = data.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
             let from_sigma: f64 = sigma.iter().map(|s| s * s).sum();
-            assert!(
-                close(from_sigma / frobenius, 1.0, 1e-5),
-                "{from_sigma} vs {frobenius}"
-            );
+            assert!(close(from_sigma / frobenius, 1.0, 1e-5), "{from_sigma} vs {frobenius}");
             // A Gaussian matrix is well spread: its erank is a large share of min(rows, cols).
             let erank = effective_rank(&sigma);
             assert!(erank > 0.5 * rows.min(cols) as f64, "erank {erank}");
@@ -659,19 +553,13 @@ mod tests {
         let sigma = f.singular_values().unwrap();
         let frobenius: f64 = data.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         let from_sigma: f64 = sigma.iter().map(|s| s * s).sum();
-        eprintln!(
-            "relative Frobenius error {:e}",
-            from_sigma / frobenius - 1.0
-        );
+        eprintln!("relative Frobenius error {:e}", from_sigma / frobenius - 1.0);
         assert!(close(from_sigma / frobenius, 1.0, 1e-5));
         assert!(layer.effective_rank > 1000.0, "{layer:?}");
         let matrix = Mat::<f64>::from_fn(rows, cols, |i, j| f64::from(data[i * cols + j]));
         let start = Instant::now();
         let sigma64 = matrix.singular_values().unwrap();
-        eprintln!(
-            "f64 singular values of {rows}×{cols}: {:?}",
-            start.elapsed()
-        );
+        eprintln!("f64 singular values of {rows}×{cols}: {:?}", start.elapsed());
         let erank64 = effective_rank(&sigma64);
         eprintln!("erank f32 {} f64 {erank64}", layer.effective_rank);
         assert!(close(layer.effective_rank / erank64, 1.0, 1e-6));

@@ -68,8 +68,7 @@ fn open(path: &Path) -> Result<(Box<dyn Read>, bool), StreamError> {
     let file = File::open(path).map_err(|e| data_error(path, format!("cannot open: {e}")))?;
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 2];
-    let n = read_up_to(&mut reader, &mut magic)
-        .map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let n = read_up_to(&mut reader, &mut magic).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
     let gzip = n == 2 && magic == [0x1f, 0x8b];
     // Put the two peeked bytes back in front of the rest.
     let rest = std::io::Cursor::new(magic[..n].to_vec()).chain(reader);
@@ -121,10 +120,7 @@ fn read_header(path: &Path, reader: &mut dyn Read, gzip: bool) -> Result<IdxHead
     if magic[2] != UNSIGNED_BYTE {
         return Err(data_error(
             path,
-            format!(
-                "IDX data type 0x{:02X}, expected 0x08 (unsigned bytes, as in MNIST)",
-                magic[2]
-            ),
+            format!("IDX data type 0x{:02X}, expected 0x08 (unsigned bytes, as in MNIST)", magic[2]),
         ));
     }
     let ndims = magic[3];
@@ -139,21 +135,13 @@ fn read_header(path: &Path, reader: &mut dyn Read, gzip: bool) -> Result<IdxHead
     if n < sizes.len() {
         return Err(data_error(
             path,
-            format!(
-                "truncated IDX header: {ndims} dimensions need {} size bytes, found {n}",
-                sizes.len()
-            ),
+            format!("truncated IDX header: {ndims} dimensions need {} size bytes, found {n}", sizes.len()),
         ));
     }
-    let dims: Vec<usize> = sizes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        sizes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     if dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-        return Err(data_error(
-            path,
-            format!("IDX dimensions {dims:?} overflow the address space"),
-        ));
+        return Err(data_error(path, format!("IDX dimensions {dims:?} overflow the address space")));
     }
     Ok(IdxHeader { path: path.to_path_buf(), dims, gzip })
 }
@@ -205,10 +193,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, StreamError> {
     // arbitrarily long file; the capacity hint is capped so a corrupt header cannot make us
     // reserve gigabytes before the data proves it exists.
     let mut data = Vec::with_capacity(expected.min(1 << 28) + 1);
-    reader
-        .take(expected as u64 + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| read_error(path, gzip, e))?;
+    reader.take(expected as u64 + 1).read_to_end(&mut data).map_err(|e| read_error(path, gzip, e))?;
     if data.len() != expected {
         let found = if data.len() > expected {
             // Count the trailing bytes exactly for the message (the file is already open).
@@ -301,8 +286,7 @@ pub(crate) mod tests {
         // 60,000 × 28 × 28 = 47,040,000 bytes, the size of the full MNIST training images.
         let dir = Scratch::new("idx-full");
         let data: Vec<u8> = (0..60_000 * 784).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.path("train-images-idx3-ubyte"), idx_bytes(&[60_000, 28, 28], &data))
-            .unwrap();
+        std::fs::write(dir.path("train-images-idx3-ubyte"), idx_bytes(&[60_000, 28, 28], &data)).unwrap();
         let a = read_idx(&dir.path("train-images-idx3-ubyte")).unwrap();
         assert_eq!(a.dims, vec![60_000, 28, 28]);
         assert!(a.data == data);

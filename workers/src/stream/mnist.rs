@@ -89,12 +89,8 @@ impl MnistFiles {
     /// labels a count equal to the images', and training and test images have the same size.
     /// Cheap, so the orchestrator runs it when it validates a recipe.
     pub fn check_headers(&self) -> Result<MnistShape, StreamError> {
-        let train = pair_shape(
-            &read_idx_header(&self.train_images)?,
-            &read_idx_header(&self.train_labels)?,
-        )?;
-        let test =
-            pair_shape(&read_idx_header(&self.test_images)?, &read_idx_header(&self.test_labels)?)?;
+        let train = pair_shape(&read_idx_header(&self.train_images)?, &read_idx_header(&self.train_labels)?)?;
+        let test = pair_shape(&read_idx_header(&self.test_images)?, &read_idx_header(&self.test_labels)?)?;
         if (train.1, train.2) != (test.1, test.2) {
             return Err(StreamError::Data {
                 path: self.test_images.clone(),
@@ -114,10 +110,7 @@ impl MnistFiles {
 
 /// Checks that `images` is count × rows × columns with non-empty images and `labels` a list of
 /// the same count; returns (count, rows, columns).
-fn pair_shape(
-    images: &IdxHeader,
-    labels: &IdxHeader,
-) -> Result<(usize, usize, usize), StreamError> {
+fn pair_shape(images: &IdxHeader, labels: &IdxHeader) -> Result<(usize, usize, usize), StreamError> {
     if images.dims.len() != 3 {
         return Err(StreamError::Data {
             path: images.path.clone(),
@@ -130,10 +123,7 @@ fn pair_shape(
     if labels.dims.len() != 1 {
         return Err(StreamError::Data {
             path: labels.path.clone(),
-            reason: format!(
-                "magic number 0x{:08X}, expected 0x00000801 (labels: a list)",
-                labels.magic()
-            ),
+            reason: format!("magic number 0x{:08X}, expected 0x00000801 (labels: a list)", labels.magic()),
         });
     }
     let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
@@ -213,10 +203,8 @@ impl Mnist {
         test_examples: Option<usize>,
     ) -> Result<Mnist, StreamError> {
         let shape = files.check_headers()?;
-        let train =
-            load_split(&files.train_images, &files.train_labels, train_examples, "train_examples")?;
-        let test =
-            load_split(&files.test_images, &files.test_labels, test_examples, "test_examples")?;
+        let train = load_split(&files.train_images, &files.train_labels, train_examples, "train_examples")?;
+        let test = load_split(&files.test_images, &files.test_labels, test_examples, "test_examples")?;
         Ok(Mnist { train, test, rows: shape.rows, cols: shape.cols })
     }
 }
@@ -262,10 +250,7 @@ fn load_split(
         });
     }
     let pixels = rows * cols;
-    Ok(LabelledImages {
-        images: Arc::from(&images.data[..n * pixels]),
-        labels: Arc::from(&labels.data[..n]),
-    })
+    Ok(LabelledImages { images: Arc::from(&images.data[..n * pixels]), labels: Arc::from(&labels.data[..n]) })
 }
 
 #[cfg(test)]
@@ -279,8 +264,7 @@ pub(crate) mod tests {
     pub(crate) fn write_fixture(dir: &Path, train: usize, test: usize) {
         let write = |name: &str, count: usize, gz: bool| {
             let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
-            let images: Vec<u8> =
-                labels.iter().flat_map(|&l| (0..6).map(move |k| 10 * l + k)).collect();
+            let images: Vec<u8> = labels.iter().flat_map(|&l| (0..6).map(move |k| 10 * l + k)).collect();
             let img = idx_bytes(&[count as u32, 2, 3], &images);
             let lab = idx_bytes(&[count as u32], &labels);
             let (img, lab, ext) = if gz { (gzip(&img), gzip(&lab), ".gz") } else { (img, lab, "") };
@@ -320,10 +304,7 @@ pub(crate) mod tests {
         std::fs::remove_file(dir.path("t10k-labels-idx1-ubyte")).unwrap();
         let m = err(MnistFiles::locate(&dir.0));
         assert!(m.contains(&*dir.0.to_string_lossy()), "{m}");
-        assert!(
-            m.contains("missing `t10k-labels-idx1-ubyte` (or `t10k-labels-idx1-ubyte.gz`)"),
-            "{m}"
-        );
+        assert!(m.contains("missing `t10k-labels-idx1-ubyte` (or `t10k-labels-idx1-ubyte.gz`)"), "{m}");
         assert!(m.contains("must exist"), "{m}");
     }
 
@@ -345,10 +326,7 @@ pub(crate) mod tests {
         write_fixture(&dir.0, 10, 10);
         std::fs::write(dir.path("t10k-images-idx3-ubyte"), idx_bytes(&[10], &[0; 10])).unwrap();
         let m = err(MnistFiles::locate(&dir.0).unwrap().check_headers());
-        assert!(
-            m.contains("t10k-images-idx3-ubyte: magic number 0x00000801, expected 0x00000803"),
-            "{m}"
-        );
+        assert!(m.contains("t10k-images-idx3-ubyte: magic number 0x00000801, expected 0x00000803"), "{m}");
     }
 
     #[test]
@@ -380,8 +358,7 @@ pub(crate) mod tests {
     fn training_and_test_images_must_have_one_size() {
         let dir = Scratch::new("mnist-sizes");
         write_fixture(&dir.0, 10, 10);
-        std::fs::write(dir.path("t10k-images-idx3-ubyte"), idx_bytes(&[10, 3, 2], &[0; 60]))
-            .unwrap();
+        std::fs::write(dir.path("t10k-images-idx3-ubyte"), idx_bytes(&[10, 3, 2], &[0; 60])).unwrap();
         let m = err(MnistFiles::locate(&dir.0).unwrap().check_headers());
         assert!(m.contains("t10k-images-idx3-ubyte: images are 3×2"), "{m}");
     }
@@ -401,21 +378,17 @@ pub(crate) mod tests {
     /// dependency.
     fn sha256(data: &[u8]) -> String {
         const K: [u32; 64] = [
-            0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-            0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-            0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-            0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-            0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-            0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-            0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-            0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-            0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-            0xc67178f2,
+            0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+            0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+            0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+            0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+            0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+            0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+            0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+            0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
         ];
-        let mut h: [u32; 8] = [
-            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-            0x5be0cd19,
-        ];
+        let mut h: [u32; 8] =
+            [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
         let mut msg = data.to_vec();
         msg.push(0x80);
         while msg.len() % 64 != 56 {
@@ -436,21 +409,11 @@ pub(crate) mod tests {
             for i in 0..64 {
                 let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
                 let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
-                let t1 =
-                    v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+                let t1 = v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
                 let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
                 let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
                 let t2 = s0.wrapping_add(maj);
-                v = [
-                    t1.wrapping_add(t2),
-                    v[0],
-                    v[1],
-                    v[2],
-                    v[3].wrapping_add(t1),
-                    v[4],
-                    v[5],
-                    v[6],
-                ];
+                v = [t1.wrapping_add(t2), v[0], v[1], v[2], v[3].wrapping_add(t1), v[4], v[5], v[6]];
             }
             h.iter_mut().zip(v).for_each(|(a, b)| *a = a.wrapping_add(b));
         }
@@ -459,10 +422,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sha256_matches_the_standard_vectors() {
-        assert_eq!(
-            sha256(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(
             sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
@@ -501,8 +461,7 @@ pub(crate) mod tests {
             split.labels.iter().for_each(|&l| counts[l as usize] += 1);
             assert!(counts.iter().all(|&c| c > split.len() / 20), "{counts:?}");
         }
-        let mean =
-            m.train.images.iter().map(|&p| p as f64).sum::<f64>() / m.train.images.len() as f64;
+        let mean = m.train.images.iter().map(|&p| p as f64).sum::<f64>() / m.train.images.len() as f64;
         assert!((20.0..50.0).contains(&mean), "mean grey level {mean}");
     }
 }

@@ -121,9 +121,7 @@ pub fn build(spec: &StreamSpec, seed: u64) -> Result<Box<dyn TaskStream>, Stream
     validate_parameters(spec)?;
     Ok(match spec {
         StreamSpec::PermutedMnist(s) => Box::new(permuted::PermutedMnist::new(s, seed, false)?),
-        StreamSpec::OnlinePermutedMnist(s) => {
-            Box::new(permuted::PermutedMnist::new(s, seed, true)?)
-        }
+        StreamSpec::OnlinePermutedMnist(s) => Box::new(permuted::PermutedMnist::new(s, seed, true)?),
         StreamSpec::SplitMnist(s) => Box::new(split_mnist::SplitMnist::new(s)?),
         StreamSpec::SlowlyChangingRegression(s) => {
             Box::new(regression::SlowlyChangingRegression::new(s, seed))
@@ -164,8 +162,7 @@ fn validate_parameters(spec: &StreamSpec) -> Result<(), StreamError> {
     if spec.tasks() == 0 {
         return invalid("needs at least one task (`tasks` ≥ 1)".into());
     }
-    for (limit, field) in example_limits(spec).into_iter().zip(["train_examples", "test_examples"])
-    {
+    for (limit, field) in example_limits(spec).into_iter().zip(["train_examples", "test_examples"]) {
         if limit == Some(0) {
             return invalid(format!("`{field}` must be ≥ 1 (leave it out to use every example)"));
         }
@@ -179,14 +176,10 @@ fn validate_parameters(spec: &StreamSpec) -> Result<(), StreamError> {
                 }
                 for &c in group {
                     if c > 9 {
-                        return invalid(format!(
-                            "class {c} does not exist (MNIST classes are 0–9)"
-                        ));
+                        return invalid(format!("class {c} does not exist (MNIST classes are 0–9)"));
                     }
                     if std::mem::replace(&mut seen[c as usize], true) {
-                        return invalid(format!(
-                            "class {c} appears in two groups; groups must be disjoint"
-                        ));
+                        return invalid(format!("class {c} appears in two groups; groups must be disjoint"));
                     }
                 }
             }
@@ -200,25 +193,20 @@ fn validate_parameters(spec: &StreamSpec) -> Result<(), StreamError> {
             }
             if s.inputs == 0 || s.flip_every == 0 || s.target_hidden == 0 || s.test_examples == 0 {
                 return invalid(
-                    "`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1"
-                        .into(),
+                    "`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1".into(),
                 );
             }
             if !(s.beta.is_finite() && (0.0..=1.0).contains(&s.beta)) {
                 return invalid(format!("`beta` must lie in [0, 1], not {}", s.beta));
             }
             if s.flip_every > u32::MAX as usize || s.test_examples > u32::MAX as usize {
-                return invalid(format!(
-                    "`flip_every` and `test_examples` must be below {}",
-                    u32::MAX
-                ));
+                return invalid(format!("`flip_every` and `test_examples` must be below {}", u32::MAX));
             }
         }
         StreamSpec::SyntheticPermuted(s) => {
             if s.classes < 2 || s.dim == 0 || s.train_per_class == 0 || s.test_per_class == 0 {
                 return invalid(
-                    "needs `classes` ≥ 2, and `dim`, `train_per_class`, `test_per_class` ≥ 1"
-                        .into(),
+                    "needs `classes` ≥ 2, and `dim`, `train_per_class`, `test_per_class` ≥ 1".into(),
                 );
             }
             if s.classes > 256 {

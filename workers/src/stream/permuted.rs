@@ -67,12 +67,7 @@ impl PermutedMnist {
     }
 }
 
-fn split(
-    data: &LabelledImages,
-    dim: usize,
-    permutation: &Option<Arc<[u32]>>,
-    head: usize,
-) -> Split {
+fn split(data: &LabelledImages, dim: usize, permutation: &Option<Arc<[u32]>>, head: usize) -> Split {
     Split {
         inputs: Inputs::Bytes { data: data.images.clone(), dim, scale: PIXEL_SCALE },
         targets: Targets::Classes { labels: data.labels.clone(), map: None },

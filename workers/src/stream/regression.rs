@@ -109,16 +109,15 @@ impl LtuNetwork {
         assert_eq!(x.len(), self.inputs, "input of the wrong length");
         (0..self.biases.len()).map(move |i| {
             let w = &self.weights[i * self.inputs..(i + 1) * self.inputs];
-            let z: i32 = w.iter().zip(x).map(|(&w, &x)| w as i32 * x as i32).sum::<i32>()
-                + self.biases[i] as i32;
+            let z: i32 =
+                w.iter().zip(x).map(|(&w, &x)| w as i32 * x as i32).sum::<i32>() + self.biases[i] as i32;
             u8::from(z as f64 > self.thresholds[i])
         })
     }
 
     /// The target y = Σ_i v_i h_i + c for a 0/1 input.
     pub fn output(&self, x: &[u8]) -> f32 {
-        let sum: i32 =
-            self.features(x).zip(&self.out_weights).map(|(h, &v)| h as i32 * v as i32).sum();
+        let sum: i32 = self.features(x).zip(&self.out_weights).map(|(h, &v)| h as i32 * v as i32).sum();
         (sum + self.out_bias as i32) as f32
     }
 }
@@ -142,8 +141,7 @@ impl SlowlyChangingRegression {
     pub fn new(spec: &SlowlyChangingRegressionSpec, seed: u64) -> Self {
         let fast = spec.inputs - spec.slow_bits;
         // A table of 2^fast rows pays off when it is smaller than the examples it replaces.
-        let pattern_table =
-            fast <= PATTERN_TABLE_MAX_FAST_BITS && (1usize << fast) <= spec.flip_every;
+        let pattern_table = fast <= PATTERN_TABLE_MAX_FAST_BITS && (1usize << fast) <= spec.flip_every;
         Self::with_layout(spec, seed, pattern_table)
     }
 
@@ -364,10 +362,7 @@ mod tests {
                 }
                 // Each of the 5 fast bits takes both values within a task.
                 for j in 15..20 {
-                    assert!(
-                        xs.iter().any(|x| x[j] == 0.0) && xs.iter().any(|x| x[j] == 1.0),
-                        "bit {j}"
-                    );
+                    assert!(xs.iter().any(|x| x[j] == 0.0) && xs.iter().any(|x| x[j] == 1.0), "bit {j}");
                 }
             }
             if t > 0 {
@@ -383,9 +378,8 @@ mod tests {
     #[test]
     fn all_mode_redraws_every_slow_bit() {
         let s = SlowlyChangingRegression::new(&spec(40, FlipMode::All), 8);
-        let changes: usize = (1..40)
-            .map(|t| (0..15).filter(|&j| s.slow_bits(t)[j] != s.slow_bits(t - 1)[j]).count())
-            .sum();
+        let changes: usize =
+            (1..40).map(|t| (0..15).filter(|&j| s.slow_bits(t)[j] != s.slow_bits(t - 1)[j]).count()).sum();
         // Each bit changes with probability ½: about 39 × 7.5 ≈ 290 changes.
         assert!((200..380).contains(&changes), "{changes} changes");
     }

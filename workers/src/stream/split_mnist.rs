@@ -56,9 +56,8 @@ impl SplitMnist {
         let mut tasks = Vec::with_capacity(groups.len());
         for (t, group) in groups.iter().enumerate() {
             let rows = |data: &LabelledImages, which: &str| -> Result<Arc<[u32]>, StreamError> {
-                let rows: Vec<u32> = (0..data.len() as u32)
-                    .filter(|&i| group.contains(&data.labels[i as usize]))
-                    .collect();
+                let rows: Vec<u32> =
+                    (0..data.len() as u32).filter(|&i| group.contains(&data.labels[i as usize])).collect();
                 if rows.is_empty() {
                     return Err(StreamError::Invalid {
                         stream: "split_mnist",
@@ -145,8 +144,7 @@ mod tests {
         let dir = Scratch::new("split-ti");
         write_fixture(&dir.0, 50, 20);
         let groups = vec![vec![0, 1], vec![7, 3, 5], vec![9]];
-        let s =
-            SplitMnist::new(&spec(&dir.0, groups.clone(), SplitSetting::TaskIncremental)).unwrap();
+        let s = SplitMnist::new(&spec(&dir.0, groups.clone(), SplitSetting::TaskIncremental)).unwrap();
         assert_eq!(s.info().tasks, 3);
         assert_eq!(s.info().head_outputs, 3, "the largest group");
         assert!(s.info().head_per_task);
@@ -189,10 +187,9 @@ mod tests {
     fn a_group_without_examples_is_an_error() {
         let dir = Scratch::new("split-empty");
         write_fixture(&dir.0, 8, 20);
-        let e =
-            SplitMnist::new(&spec(&dir.0, vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
-                .unwrap_err()
-                .to_string();
+        let e = SplitMnist::new(&spec(&dir.0, vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("task 1 (classes [9]) has no train example"), "{e}");
     }
 

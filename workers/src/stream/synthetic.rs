@@ -118,8 +118,7 @@ impl SyntheticPermuted {
 /// decomposition whose R has a positive diagonal, which makes Q exactly Haar-distributed.)
 fn random_rotation(rng: &mut rng::Rng, n: usize) -> Vec<f64> {
     // Column j is cols[j]; orthonormalised in place.
-    let mut cols: Vec<Vec<f64>> =
-        (0..n).map(|_| (0..n).map(|_| sample::normal(rng)).collect()).collect();
+    let mut cols: Vec<Vec<f64>> = (0..n).map(|_| (0..n).map(|_| sample::normal(rng)).collect()).collect();
     for j in 0..n {
         let (done, rest) = cols.split_at_mut(j);
         let v = &mut rest[0];
@@ -161,13 +160,7 @@ impl TaskStream for SyntheticPermuted {
                 &transform,
                 index,
             ),
-            test: self.examples(
-                index,
-                "stream.synthetic.test",
-                self.spec.test_per_class,
-                &transform,
-                index,
-            ),
+            test: self.examples(index, "stream.synthetic.test", self.spec.test_per_class, &transform, index),
         }
     }
 }
@@ -203,10 +196,7 @@ fn class_means(split: &Split, classes: usize, dim: usize) -> Vec<f64> {
         let Target::Class(c) = split.target(i) else { unreachable!() };
         split.gather_inputs(&[i], &mut x);
         counts[c as usize] += 1;
-        sums[c as usize * dim..(c as usize + 1) * dim]
-            .iter_mut()
-            .zip(&x)
-            .for_each(|(s, &v)| *s += v as f64);
+        sums[c as usize * dim..(c as usize + 1) * dim].iter_mut().zip(&x).for_each(|(s, &v)| *s += v as f64);
     }
     for (c, row) in sums.chunks_exact_mut(dim).enumerate() {
         row.iter_mut().for_each(|s| *s /= counts[c] as f64);
@@ -222,8 +212,7 @@ mod tests {
 
     /// The defaults of `protocol.rs`, with `tasks` tasks.
     fn default_spec(tasks: usize, transform: InputTransform) -> SyntheticPermutedSpec {
-        let json =
-            serde_json::json!({ "synthetic_permuted": { "tasks": tasks, "transform": transform } });
+        let json = serde_json::json!({ "synthetic_permuted": { "tasks": tasks, "transform": transform } });
         match serde_json::from_value(json).unwrap() {
             StreamSpec::SyntheticPermuted(s) => s,
             other => panic!("{other:?}"),
@@ -253,10 +242,7 @@ mod tests {
             }
         );
         let t = s.task(2);
-        assert_eq!(
-            (t.train.len(), t.test.len(), t.train.dim(), t.train.head()),
-            (1_000, 500, 64, 2)
-        );
+        assert_eq!((t.train.len(), t.test.len(), t.train.dim(), t.train.head()), (1_000, 500, 64, 2));
         assert_eq!(t.train.target(13), Target::Class(3));
         assert_eq!(t.test.target(499), Target::Class(9));
     }
@@ -299,8 +285,7 @@ mod tests {
             match s.transform(t) {
                 Transform::Permute(p) => out.extend(p.iter().map(|&k| c[k as usize])),
                 Transform::Rotate(q) => out.extend(
-                    q.chunks_exact(dim)
-                        .map(|row| row.iter().zip(c).map(|(a, b)| a * b).sum::<f64>()),
+                    q.chunks_exact(dim).map(|row| row.iter().zip(c).map(|(a, b)| a * b).sum::<f64>()),
                 ),
             }
         }
@@ -321,8 +306,7 @@ mod tests {
                 .sqrt();
             assert!(rms < 2.0 * spec.noise / 10.0, "{transform:?}: class means off by {rms}");
             let untransformed = s.centres();
-            let moved =
-                untransformed.iter().zip(&expected).filter(|(a, b)| (*a - *b).abs() > 1e-9).count();
+            let moved = untransformed.iter().zip(&expected).filter(|(a, b)| (*a - *b).abs() > 1e-9).count();
             assert!(moved > 500, "{transform:?} moved only {moved} coordinates");
         }
     }
@@ -340,23 +324,14 @@ mod tests {
                 for t in 0..3 {
                     let task = s.task(t);
                     bayes += nearest_centroid_accuracy(&task.test, &task_centres(&s, t), 64);
-                    learned += nearest_centroid_accuracy(
-                        &task.test,
-                        &class_means(&task.train, 10, 64),
-                        64,
-                    );
+                    learned += nearest_centroid_accuracy(&task.test, &class_means(&task.train, 10, 64), 64);
                     n += 1.0;
                 }
             }
             let (bayes, learned) = (bayes / n, learned / n);
-            println!(
-                "{transform:?}: nearest true centre {bayes:.3}, nearest training mean {learned:.3}"
-            );
+            println!("{transform:?}: nearest true centre {bayes:.3}, nearest training mean {learned:.3}");
             assert!((0.85..0.97).contains(&bayes), "Bayes accuracy {bayes}");
-            assert!(
-                (0.8..0.97).contains(&learned) && learned < bayes,
-                "nearest-mean accuracy {learned}"
-            );
+            assert!((0.8..0.97).contains(&learned) && learned < bayes, "nearest-mean accuracy {learned}");
         }
     }
 }

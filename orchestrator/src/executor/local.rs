@@ -1,0 +1,230 @@
+//! The local executor: each attempt is a child process of this executable (`clorch worker`),
+//! with one compute thread, its events read line by line from its standard output and its
+//! standard error kept in the run folder's `worker.log`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use workers::protocol::{exit, Event};
+
+use super::{Control, Ending, Launch, Limits, Message, Report, Reports};
+use crate::cli::worker::PROGRESS_PREFIX;
+
+/// Name of the worker's log inside its run folder.
+pub const WORKER_LOG: &str = "worker.log";
+/// Name of the spec file inside a run folder.
+pub const SPEC_FILE: &str = "spec.json";
+
+/// How to start workers.
+#[derive(Clone, Debug)]
+pub struct LocalExecutor {
+    /// The executable whose `worker` subcommand trains (normally this very binary).
+    pub program: PathBuf,
+    /// Heartbeat interval asked of the workers.
+    pub heartbeat_every: Duration,
+}
+
+impl LocalExecutor {
+    /// Workers started from the running executable.
+    pub fn current() -> std::io::Result<Self> {
+        Ok(LocalExecutor { program: std::env::current_exe()?, heartbeat_every: Duration::from_secs(10) })
+    }
+
+    /// Runs one attempt to its end, reporting through `reports`; obeys `control`.
+    pub async fn run_attempt(
+        &self,
+        launch: Launch,
+        limits: Limits,
+        reports: Reports,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let send = |message: Message| {
+            // The scheduler outlives every attempt; a closed channel means it is gone.
+            let _ = reports.send(Report { run: launch.run.clone(), attempt: launch.attempt, message });
+        };
+        let ending = self.attempt(&launch, limits, &send, &mut control).await;
+        send(Message::Ended(ending));
+    }
+
+    async fn attempt(
+        &self,
+        launch: &Launch,
+        limits: Limits,
+        send: &impl Fn(Message),
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Ending {
+        let log_path = launch.run_dir.join(WORKER_LOG);
+        let mut log = match tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await {
+            Ok(f) => f,
+            Err(e) => return Ending::SpawnFailed { reason: format!("{}: {e}", log_path.display()) },
+        };
+        let header = format!("=== attempt {} ===\n", launch.attempt);
+        let _ = log.write_all(header.as_bytes()).await;
+
+        let mut command = Command::new(&self.program);
+        command
+            .arg("worker")
+            .arg("--spec")
+            .arg(launch.run_dir.join(SPEC_FILE))
+            .arg("--watch-stdin")
+            .arg("--heartbeat")
+            .arg(self.heartbeat_every.as_secs().max(1).to_string())
+            .env("RAYON_NUM_THREADS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: a Ctrl-C in the terminal reaches the orchestrator only, which
+            // then stops its workers in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => return Ending::SpawnFailed { reason: format!("{}: {e}", self.program.display()) },
+        };
+        let pid = child.id().map(|p| Pid::from_raw(p as i32));
+        send(Message::Started { handle: pid.map_or_else(String::new, |p| p.to_string()) });
+        // Held open for the attempt: the worker stops when it closes.
+        let _stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let (mut out_open, mut err_open, mut control_open) = (true, true, true);
+        let started = Instant::now();
+        let timeout_at = limits.timeout.map(|t| started + t);
+        let mut silent_at = started + limits.heartbeat;
+        let mut kill_at: Option<Instant> = None;
+        let mut forced: Option<Ending> = None;
+        let mut last_stderr = String::new();
+        let far = started + Duration::from_secs(100 * 365 * 24 * 3600);
+
+        let signal = |s: Signal| {
+            if let Some(pid) = pid {
+                let _ = kill(pid, s);
+            }
+        };
+        while out_open || err_open {
+            tokio::select! {
+                line = stdout.next_line(), if out_open => match line {
+                    Ok(Some(line)) => {
+                        silent_at = Instant::now() + limits.heartbeat;
+                        match serde_json::from_str::<Event>(&line) {
+                            Ok(event) if event.run == launch.run => send(Message::Event(Box::new(event))),
+                            Ok(event) => {
+                                forced.get_or_insert(Ending::Malformed {
+                                    reason: format!("an event of run `{}`, not `{}`", event.run, launch.run),
+                                });
+                                signal(Signal::SIGKILL);
+                            }
+                            Err(e) => {
+                                let shown: String = line.chars().take(120).collect();
+                                forced.get_or_insert(Ending::Malformed { reason: format!("`{shown}`: {e}") });
+                                signal(Signal::SIGKILL);
+                            }
+                        }
+                    }
+                    _ => out_open = false,
+                },
+                line = stderr.next_line(), if err_open => match line {
+                    Ok(Some(line)) => {
+                        silent_at = Instant::now() + limits.heartbeat;
+                        if let Some(progress) = line.strip_prefix(PROGRESS_PREFIX) {
+                            if let Some((task, tasks)) = parse_progress(progress) {
+                                send(Message::Progress { task, tasks });
+                            }
+                        } else {
+                            let _ = log.write_all(line.as_bytes()).await;
+                            let _ = log.write_all(b"\n").await;
+                            if !line.trim().is_empty() {
+                                last_stderr = line;
+                            }
+                        }
+                    }
+                    _ => err_open = false,
+                },
+                ctl = control.recv(), if control_open => match ctl {
+                    Some(Control::Stop) => {
+                        signal(Signal::SIGTERM);
+                        kill_at.get_or_insert(Instant::now() + limits.grace);
+                    }
+                    Some(Control::Kill) => signal(Signal::SIGKILL),
+                    None => control_open = false,
+                },
+                _ = sleep_until(silent_at) => {
+                    forced.get_or_insert(Ending::Silent { limit: limits.heartbeat });
+                    signal(Signal::SIGKILL);
+                    silent_at = far;
+                }
+                _ = sleep_until(timeout_at.unwrap_or(far)), if timeout_at.is_some() && forced.is_none() => {
+                    forced.get_or_insert(Ending::TimedOut { limit: limits.timeout.unwrap_or_default() });
+                    // Checkpoint on the way out, so a later run resumes instead of starting over.
+                    signal(Signal::SIGTERM);
+                    kill_at.get_or_insert(Instant::now() + limits.grace);
+                }
+                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                    signal(Signal::SIGKILL);
+                    kill_at = None;
+                }
+            }
+        }
+        let _ = log.flush().await;
+        let status = match child.wait().await {
+            Ok(s) => s,
+            Err(e) => return Ending::Crashed { reason: format!("waiting for the worker: {e}") },
+        };
+        if let Some(ending) = forced {
+            return ending;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(exit::FINISHED), _) => Ending::Finished,
+            (Some(exit::INTERRUPTED), _) => Ending::Interrupted,
+            (Some(exit::FAILED | exit::BAD_SPEC), _) => {
+                Ending::Failed { reason: last_stderr.trim_start_matches("clorch worker: ").to_string() }
+            }
+            (Some(code), _) => Ending::Crashed {
+                reason: if last_stderr.is_empty() {
+                    format!("exit status {code}")
+                } else {
+                    format!("exit status {code}: {last_stderr}")
+                },
+            },
+            (None, Some(sig)) => Ending::Crashed {
+                reason: format!(
+                    "killed by signal {}",
+                    Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string())
+                ),
+            },
+            (None, None) => Ending::Crashed { reason: "ended without a status".into() },
+        }
+    }
+}
+
+fn parse_progress(s: &str) -> Option<(usize, usize)> {
+    let mut task = None;
+    let mut tasks = None;
+    for part in s.split_whitespace() {
+        if let Some(v) = part.strip_prefix("task=") {
+            task = v.parse().ok();
+        } else if let Some(v) = part.strip_prefix("tasks=") {
+            tasks = v.parse().ok();
+        }
+    }
+    Some((task?, tasks?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_parse() {
+        assert_eq!(parse_progress("task=3 tasks=10 step=99"), Some((3, 10)));
+        assert_eq!(parse_progress("task=x tasks=10"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Running one run: build the stream, network and method from a spec, train through the
+//! stream, emit events, checkpoint, and resume from the newest valid checkpoint.
+
+mod diagnostics;
+mod schedule;
+mod sink;
+mod snapshot;
+mod trainer;
+
+pub use schedule::{cadence, tasks_evaluated_after, Cadence};
+pub use sink::{EventSink, EVENT_LOG};
+pub use trainer::RunOutcome;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::method::{self, Compute, MethodError};
+use crate::model::{self, Mlp};
+use crate::optim::Optimizer;
+use crate::protocol::{EventBody, RunSpec, PROTOCOL_VERSION};
+use crate::rng;
+use crate::stream::{self, StreamError};
+use trainer::{Counters, OnlineBin, Position, Trainer};
+
+/// Why a run could not start or could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spec is malformed or of another protocol version.
+    #[error("run spec: {0}")]
+    Spec(String),
+    /// The stream could not be built (missing or malformed data files, bad parameters).
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The method could not be built or failed.
+    #[error(transparent)]
+    Method(MethodError),
+    /// The loss became NaN or infinite.
+    #[error("training diverged: the loss became non-finite at task {task}, step {step}")]
+    Diverged {
+        /// Task being trained.
+        task: usize,
+        /// Steps taken before the failing one.
+        step: u64,
+    },
+    /// A plasticity diagnostic could not be computed.
+    #[error("plasticity diagnostics: {0}")]
+    Diagnostics(String),
+    /// Writing events failed (the orchestrator went away, or the disk is full).
+    #[error("writing events: {0}")]
+    Output(std::io::Error),
+    /// Reading or writing a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The run folder could not be created.
+    #[error("run folder {path}: {source}")]
+    RunDir {
+        /// The folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Shared between a running trainer and its host process: a stop request in, the position out.
+/// Atomics, so the training loop pays a relaxed store per step and the host reads them from
+/// another thread (for heartbeats) or a signal handler sets `stop`.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    /// Set to ask the run to checkpoint and return [`RunOutcome::Interrupted`].
+    pub stop: Arc<AtomicBool>,
+    /// Task being trained.
+    pub task: AtomicUsize,
+    /// Optimiser steps taken.
+    pub steps: AtomicU64,
+}
+
+/// Runs `spec` to the end of its stream (or until `control.stop` is set), writing events to `out` and,
+/// when the spec has a run folder, to its `events.jsonl`; resumes from the newest checkpoint in
+/// the run folder that verifies. A run that fails after it started emits a `failed` event
+/// before returning the error.
+pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> Result<RunOutcome, RunError> {
+    if spec.protocol != PROTOCOL_VERSION {
+        return Err(RunError::Spec(format!(
+            "protocol version {} is not supported; this worker speaks version {PROTOCOL_VERSION}",
+            spec.protocol
+        )));
+    }
+    model::flush_denormals();
+    let stream = stream::build(&spec.stream, spec.seed)?;
+    let info = stream.info().clone();
+    let (method, optimizer_config) = method::build(&spec.method).map_err(RunError::Method)?;
+    let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
+    let mut sizes = vec![info.inputs];
+    sizes.extend(&spec.network.hidden);
+    sizes.push(info.head_outputs * heads);
+    if sizes.contains(&0) {
+        return Err(RunError::Spec(format!("network sizes {sizes:?} contain a zero-width layer")));
+    }
+    let net = Mlp::new(&sizes, spec.network.activation, &mut rng::stream(spec.seed, "model.init", 0));
+    let optimizer = Optimizer::new(optimizer_config, &net);
+    let (batch_size, epochs) =
+        if info.online { (1, 1) } else { (spec.training.batch_size.max(1), spec.training.epochs.max(1)) };
+    let steps_per_task = {
+        let n = stream.task(0).train.len().max(1);
+        (n.div_ceil(batch_size.min(n)) * epochs) as u64
+    };
+    let cadence = schedule::cadence(&spec.checkpoint, net.parameter_count(), batch_size, steps_per_task);
+
+    // Held until the run returns.
+    let mut _run_dir_lock = None;
+    let resume = match &spec.run_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| RunError::RunDir { path: dir.clone(), source })?;
+            _run_dir_lock = Some(lock_run_dir(dir)?);
+            snapshot::find(spec, dir)?
+        }
+        None => None,
+    };
+    let (next_seq, log_len) = resume.as_ref().map_or((0, 0), |r| (r.state.next_seq, r.state.log_len));
+    let sink = EventSink::new(&spec.id, out, spec.run_dir.as_deref(), next_seq, log_len)
+        .map_err(|e| RunError::Checkpoint(format!("reopening the event log: {e}")))?;
+    let compute = Compute::new(&net, spec.network.engine, batch_size);
+    let mut trainer = Trainer {
+        spec,
+        stream,
+        info,
+        net,
+        optimizer,
+        method,
+        method_rng: rng::stream(spec.seed, "method", 0),
+        compute,
+        sink,
+        cadence,
+        batch_size,
+        epochs,
+        position: Position::default(),
+        counters: Counters::default(),
+        bin: OnlineBin::default(),
+        control,
+    };
+    let result = match resume {
+        Some(r) => snapshot::restore(&mut trainer, r).and_then(|_| trainer.run()),
+        None => trainer.begin().and_then(|_| trainer.run()),
+    };
+    if let Err(e) = &result {
+        if !matches!(e, RunError::Output(_)) {
+            // Best effort: the error itself is what the caller reports.
+            let _ = trainer.sink.emit(EventBody::Failed { reason: e.to_string() });
+            let _ = trainer.sink.sync();
+        }
+    }
+    result
+}
+
+/// Name of the lock file a worker holds in its run folder.
+pub const WORKER_LOCK: &str = "worker.lock";
+
+/// How long a worker waits for a previous worker of the same run to let go of the run folder
+/// (an orphaned worker checkpointing on its way out after its orchestrator died).
+const RUN_DIR_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Takes the run folder's lock, so two workers never write the same run's files: a new
+/// attempt waits until the previous one has finished writing its last checkpoint.
+fn lock_run_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+    let path = dir.join(WORKER_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| RunError::RunDir { path: path.clone(), source })?;
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < RUN_DIR_LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(RunError::Checkpoint(format!(
+                    "{} is held by another worker of this run for over {} s",
+                    path.display(),
+                    RUN_DIR_LOCK_WAIT.as_secs()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(RunError::RunDir { path, source }),
+        }
+    }
+}

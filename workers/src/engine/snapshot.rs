@@ -1,0 +1,218 @@
+//! A run's full state in a checkpoint, and back: the model, the optimiser's per-element state,
+//! the method's state, the method's random stream, the position in the stream, the online bin
+//! being filled and the event sink's position.
+//!
+//! Everything else a run uses is a pure function of the spec and the position (task
+//! permutations, example order, evaluation subsamples, probe batches), so it is not stored.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::trainer::{Counters, OnlineBin, Position, Trainer};
+use super::RunError;
+use crate::checkpoint::{self, Checkpoint};
+use crate::method::{MethodState, StateTensor};
+use crate::model::Layers;
+use crate::optim::OptimizerConfig;
+use crate::protocol::{EventBody, RunSpec};
+use crate::rng::RngState;
+
+/// Version of [`RunState`]; a checkpoint of another version is not resumed from.
+const RUN_STATE_VERSION: u32 = 1;
+
+/// The checkpoint's JSON metadata.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RunState {
+    version: u32,
+    /// Content id of the spec the checkpoint belongs to.
+    spec: String,
+    sizes: Vec<usize>,
+    position: Position,
+    counters: Counters,
+    bin: OnlineBin,
+    /// Sequence number of the next event.
+    pub next_seq: u64,
+    /// Bytes of `events.jsonl` that precede the checkpoint.
+    pub log_len: u64,
+    /// Whether a `checkpoint` event announces this checkpoint (and must be emitted again on
+    /// resume, right after `log_len`).
+    announced: bool,
+    optimizer: OptimizerConfig,
+    method_rng: RngState,
+    method_meta: serde_json::Value,
+}
+
+/// A checkpoint found in a run folder.
+pub(crate) struct Found {
+    pub state: RunState,
+    checkpoint: Checkpoint,
+    file: String,
+    checksum: String,
+}
+
+/// The index in a checkpoint's file name: twice the step count, plus one at a task boundary,
+/// so names grow with progress and the same point of a run always gets the same name.
+fn index(trainer: &Trainer<'_>) -> u64 {
+    2 * trainer.counters.steps + u64::from(!trainer.position.task_begun)
+}
+
+/// Writes the trainer's state as a checkpoint in `dir` and prunes old ones. Returns the file
+/// name and checksum.
+pub(crate) fn write(
+    trainer: &mut Trainer<'_>,
+    dir: &Path,
+    announced: bool,
+) -> Result<(String, String), RunError> {
+    let fail = |e: checkpoint::CheckpointError| RunError::Checkpoint(e.to_string());
+    let mut method_state = MethodState::default();
+    trainer.method.save(&mut method_state);
+    let state = RunState {
+        version: RUN_STATE_VERSION,
+        spec: trainer.spec.content_id(),
+        sizes: trainer.net.sizes(),
+        position: trainer.position,
+        counters: trainer.counters,
+        bin: trainer.bin,
+        next_seq: trainer.sink.next_seq(),
+        log_len: trainer.sink.log_len(),
+        announced,
+        optimizer: trainer.optimizer.config,
+        method_rng: RngState::capture(&trainer.method_rng),
+        method_meta: method_state.meta.clone(),
+    };
+    let meta = serde_json::to_value(&state).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    let mut ckpt = Checkpoint::new(meta);
+    put_layers(&mut ckpt, "model", &trainer.net.params).map_err(fail)?;
+    for (name, layers) in trainer.optimizer.states() {
+        put_layers(&mut ckpt, &format!("optimizer.{name}"), layers).map_err(fail)?;
+    }
+    for (name, tensor) in method_state.tensors {
+        let name = format!("method.{name}");
+        match tensor {
+            StateTensor::F32(v) => ckpt.put_f32(name, v.len(), v),
+            StateTensor::U32(v) => ckpt.put_u32(name, v.len(), v),
+            StateTensor::U64(v) => ckpt.put_u64(name, v.len(), v),
+        }
+        .map_err(fail)?;
+    }
+    let file = checkpoint::file_name(index(trainer));
+    let checksum = ckpt.write_atomic(dir, &file).map_err(fail)?;
+    checkpoint::prune(dir, trainer.spec.checkpoint.keep.max(1)).map_err(fail)?;
+    Ok((file, checksum))
+}
+
+fn put_layers(
+    ckpt: &mut Checkpoint,
+    prefix: &str,
+    layers: &Layers,
+) -> Result<(), checkpoint::CheckpointError> {
+    for (l, layer) in layers.layers.iter().enumerate() {
+        ckpt.put_f32(
+            format!("{prefix}.{l}.weight"),
+            vec![layer.outputs, layer.inputs],
+            layer.weight.clone(),
+        )?;
+        ckpt.put_f32(format!("{prefix}.{l}.bias"), layer.outputs, layer.bias.clone())?;
+    }
+    Ok(())
+}
+
+fn read_layers(ckpt: &Checkpoint, prefix: &str, layers: &mut Layers) -> Result<(), RunError> {
+    for (l, layer) in layers.layers.iter_mut().enumerate() {
+        for (name, out) in [("weight", &mut layer.weight), ("bias", &mut layer.bias)] {
+            let key = format!("{prefix}.{l}.{name}");
+            let v = ckpt.f32(&key).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+            if v.len() != out.len() {
+                return Err(RunError::Checkpoint(format!(
+                    "`{key}` holds {} values; the network needs {}",
+                    v.len(),
+                    out.len()
+                )));
+            }
+            out.copy_from_slice(v);
+        }
+    }
+    Ok(())
+}
+
+/// The newest checkpoint in `dir` that verifies and belongs to `spec`, reporting (to the
+/// worker's log) every newer one that did not.
+pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Option<Found>, RunError> {
+    let resume = checkpoint::newest_valid(dir).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    for rejected in &resume.rejected {
+        tracing::warn!(
+            "{}: {}; falling back to an older checkpoint",
+            rejected.path.display(),
+            rejected.reason
+        );
+    }
+    let Some(valid) = resume.checkpoint else { return Ok(None) };
+    let state: RunState = serde_json::from_value(valid.checkpoint.meta().clone())
+        .map_err(|e| RunError::Checkpoint(format!("{}: unreadable run state: {e}", valid.path.display())))?;
+    if state.version != RUN_STATE_VERSION {
+        return Err(RunError::Checkpoint(format!(
+            "{}: run state version {} (this worker writes {RUN_STATE_VERSION}); delete the run folder to start over",
+            valid.path.display(),
+            state.version
+        )));
+    }
+    let id = spec.content_id();
+    if state.spec != id {
+        return Err(RunError::Checkpoint(format!(
+            "{}: belongs to a run with content id {}, not {id}; the run folder is another run's",
+            valid.path.display(),
+            state.spec
+        )));
+    }
+    tracing::info!("resuming from {}", valid.path.display());
+    let file = valid.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Some(Found { state, file, checksum: valid.checksum, checkpoint: valid.checkpoint }))
+}
+
+/// Restores a found checkpoint into a freshly built trainer (whose sink was opened at the
+/// checkpoint's position), re-emitting its `checkpoint` event if it had one.
+pub(crate) fn restore(trainer: &mut Trainer<'_>, found: Found) -> Result<(), RunError> {
+    let Found { state, checkpoint: ckpt, file, checksum } = found;
+    if state.sizes != trainer.net.sizes() {
+        return Err(RunError::Checkpoint(format!(
+            "{file}: network sizes {:?} differ from the spec's {:?}",
+            state.sizes,
+            trainer.net.sizes()
+        )));
+    }
+    read_layers(&ckpt, "model", &mut trainer.net.params)?;
+    trainer.optimizer.config = state.optimizer;
+    for (name, layers, _) in trainer.optimizer.states_mut() {
+        read_layers(&ckpt, &format!("optimizer.{name}"), layers)?;
+    }
+    let mut method_state = MethodState { meta: state.method_meta, ..MethodState::default() };
+    for name in ckpt.tensors_with_prefix("method.") {
+        let short = name.trim_start_matches("method.").to_string();
+        let tensor = if let Ok(v) = ckpt.f32(name) {
+            StateTensor::F32(v.to_vec())
+        } else if let Ok(v) = ckpt.u32(name) {
+            StateTensor::U32(v.to_vec())
+        } else {
+            StateTensor::U64(ckpt.u64(name).map_err(|e| RunError::Checkpoint(e.to_string()))?.to_vec())
+        };
+        method_state.tensors.insert(short, tensor);
+    }
+    trainer.method.load(&method_state).map_err(super::RunError::Method)?;
+    trainer.method_rng = state.method_rng.restore();
+    trainer.position = state.position;
+    trainer.counters = state.counters;
+    trainer.bin = state.bin;
+    if state.announced {
+        trainer
+            .sink
+            .emit(EventBody::Checkpoint {
+                tasks_done: state.position.task,
+                step: state.counters.steps,
+                file,
+                checksum,
+            })
+            .map_err(RunError::Output)?;
+    }
+    Ok(())
+}

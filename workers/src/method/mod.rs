@@ -1,0 +1,206 @@
+//! Continual-learning methods behind one trait.
+//!
+//! The trainer runs every step as: forward → loss → [`ContinualMethod::output_gradient`] →
+//! backward → [`ContinualMethod::shape_gradients`] → [`ContinualMethod::update`] (the optimiser by
+//! default) → [`ContinualMethod::after_update`]; and calls [`ContinualMethod::task_started`] /
+//! [`ContinualMethod::task_finished`] at task boundaries the learner is allowed to see. Through
+//! these hooks a method reads activations, gradients and parameters per unit, masks gradients,
+//! rewrites rows and columns of weight matrices and resets optimiser state — what continual
+//! backprop, CLNP, EWC and the others need.
+//!
+//! Adding a method: one file implementing [`ContinualMethod`] and [`MethodKind`], one line in
+//! [`registry`], a recipe example and tests of its defining property.
+
+mod backprop;
+mod context;
+mod l2;
+mod params;
+mod shrink_perturb;
+mod state;
+
+pub use context::{Compute, OutputContext, StepContext, TaskContext};
+pub use params::MethodError;
+pub use state::{MethodState, StateTensor};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::protocol::MethodSpec;
+
+/// A continual-learning method. Every hook has a neutral default, so a method implements only
+/// what it changes.
+pub trait ContinualMethod: Send {
+    /// Once, before the first task of a fresh run (not on resume: state comes from the
+    /// checkpoint then). Snapshot initial parameters here.
+    fn begin(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    /// A task begins (not called on online streams, whose learner is not told).
+    fn task_started(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    /// Adjusts d(loss)/d(outputs) before back-propagation (e.g. distillation terms).
+    fn output_gradient(&mut self, _cx: &mut OutputContext<'_>) {}
+
+    /// Adjusts the parameter gradients before the update (regularisers, masks).
+    fn shape_gradients(&mut self, _cx: &mut StepContext<'_>) {}
+
+    /// Applies the update; by default the configured optimiser.
+    fn update(&mut self, cx: &mut StepContext<'_>) {
+        cx.optimizer.step(cx.net, cx.grads);
+    }
+
+    /// After the update (unit replacement, noise, restoring frozen weights).
+    fn after_update(&mut self, _cx: &mut StepContext<'_>) {}
+
+    /// A task ended (not called on online streams). Diagnostics go to `cx.report`.
+    fn task_finished(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+        Ok(())
+    }
+
+    /// Writes the method's whole state (everything a resumed run needs to continue
+    /// bit-identically).
+    fn save(&self, _state: &mut MethodState) {}
+
+    /// Restores what [`ContinualMethod::save`] wrote.
+    fn load(&mut self, _state: &MethodState) -> Result<(), MethodError> {
+        Ok(())
+    }
+}
+
+/// Static description of a method kind: how recipes name it and how it is built.
+pub trait MethodKind {
+    /// The kind's name in recipes (`cbp`, `l2`, …).
+    const KIND: &'static str;
+    /// One line for `clorch methods` and the recipe reference.
+    const SUMMARY: &'static str;
+    /// The optimiser used when a recipe names none.
+    const DEFAULT_OPTIMIZER: OptimizerKind = OptimizerKind::Sgd;
+    /// Whether the recipe may choose the optimiser (`false` for `sgd` and `adam`, whose name
+    /// is the optimiser).
+    const OPTIMIZER_CHOICE: bool = true;
+    /// The method's own hyper-parameters; `Default` holds the paper's defaults, and the serde
+    /// field names are the recipe's parameter names.
+    type Config: DeserializeOwned + Serialize + Default;
+    /// Checks a configuration's values (ranges); one line saying what is wrong.
+    fn check(_config: &Self::Config) -> Result<(), String> {
+        Ok(())
+    }
+    /// Builds the method.
+    fn build(config: Self::Config, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod>;
+}
+
+/// A built method and its optimiser configuration.
+pub type Built = (Box<dyn ContinualMethod>, OptimizerConfig);
+
+/// A registered method kind.
+pub struct MethodInfo {
+    /// Name in recipes.
+    pub kind: &'static str,
+    /// One-line description.
+    pub summary: &'static str,
+    /// Default optimiser.
+    pub default_optimizer: OptimizerKind,
+    /// Whether `optimizer` may be set.
+    pub optimizer_choice: bool,
+    parameters: fn() -> Vec<(String, serde_json::Value)>,
+    build: fn(&MethodSpec) -> Result<Built, MethodError>,
+}
+
+impl MethodInfo {
+    /// The method's own parameters with their default values, in the config's field order.
+    pub fn own_parameters(&self) -> Vec<(String, serde_json::Value)> {
+        (self.parameters)()
+    }
+
+    /// Every parameter name a recipe may set: the optimiser's and the method's own.
+    pub fn parameter_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = params::optimizer_parameter_names(self.optimizer_choice);
+        names.extend(self.own_parameters().into_iter().map(|(n, _)| n));
+        names
+    }
+}
+
+fn info<M: MethodKind>() -> MethodInfo {
+    MethodInfo {
+        kind: M::KIND,
+        summary: M::SUMMARY,
+        default_optimizer: M::DEFAULT_OPTIMIZER,
+        optimizer_choice: M::OPTIMIZER_CHOICE,
+        parameters: || params::default_parameters::<M::Config>(),
+        build: |spec| {
+            let (config, optimizer) = params::parse::<M>(spec)?;
+            Ok((M::build(config, &optimizer), optimizer))
+        },
+    }
+}
+
+/// Every method kind clorch knows, in the order `clorch methods` lists them.
+pub fn registry() -> Vec<MethodInfo> {
+    vec![
+        info::<backprop::Sgd>(),
+        info::<backprop::Adam>(),
+        info::<l2::L2>(),
+        info::<shrink_perturb::ShrinkPerturb>(),
+    ]
+}
+
+/// The registered kind `kind`.
+pub fn lookup(kind: &str) -> Result<MethodInfo, MethodError> {
+    registry().into_iter().find(|m| m.kind == kind).ok_or_else(|| MethodError::UnknownKind {
+        kind: kind.to_string(),
+        known: registry().iter().map(|m| m.kind).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Builds the method a spec names, with its optimiser configuration.
+pub fn build(spec: &MethodSpec) -> Result<Built, MethodError> {
+    (lookup(&spec.kind)?.build)(spec)
+}
+
+/// Checks a spec (kind, parameter names, types and ranges) without training anything.
+pub fn validate(spec: &MethodSpec) -> Result<(), MethodError> {
+    build(spec).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn spec(kind: &str, params: serde_json::Value) -> MethodSpec {
+        let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
+        MethodSpec { name: kind.into(), kind: kind.into(), params }
+    }
+
+    #[test]
+    fn every_registered_kind_builds_with_its_defaults_and_names_its_parameters() {
+        let kinds: Vec<_> = registry().iter().map(|m| m.kind).collect();
+        let mut unique = kinds.clone();
+        unique.dedup();
+        assert_eq!(kinds, unique);
+        for m in registry() {
+            validate(&spec(m.kind, serde_json::json!({}))).unwrap();
+            // Setting every documented parameter to its default is accepted.
+            let all: serde_json::Map<_, _> = m.own_parameters().into_iter().collect();
+            validate(&spec(m.kind, serde_json::Value::Object(all))).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_specs_get_one_clear_line() {
+        let err = validate(&spec("sgdd", serde_json::json!({}))).unwrap_err().to_string();
+        assert!(err.contains("unknown method kind `sgdd`") && err.contains("sgd, adam"), "{err}");
+        let err = validate(&spec("l2", serde_json::json!({"weight_decy": 0.1}))).unwrap_err().to_string();
+        assert!(err.contains("weight_decy") && err.contains("weight_decay"), "{err}");
+        let err = validate(&spec("sgd", serde_json::json!({"lr": -1}))).unwrap_err().to_string();
+        assert!(err.contains("lr") && err.contains("positive"), "{err}");
+        let err = validate(&spec("sgd", serde_json::json!({"optimizer": "adam"}))).unwrap_err().to_string();
+        assert!(err.contains("kind `adam`"), "{err}");
+        let err = validate(&spec("l2", serde_json::json!({"optimizer": "rmsprop"}))).unwrap_err().to_string();
+        assert!(err.contains("rmsprop") && err.contains("sgd or adam"), "{err}");
+    }
+}

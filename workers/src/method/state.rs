@@ -1,0 +1,107 @@
+//! A method's checkpointable state: named tensors plus a JSON value for scalars.
+
+use std::collections::BTreeMap;
+
+use super::MethodError;
+use crate::model::Layers;
+
+/// One named array of a method's state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateTensor {
+    /// Floats (utilities, snapshots, Fisher diagonals).
+    F32(Vec<f32>),
+    /// Small counters and masks.
+    U32(Vec<u32>),
+    /// Large counters (ages).
+    U64(Vec<u64>),
+}
+
+/// What a method saves in a checkpoint. Names are the method's own (`age.0`, `fisher.w1`); the
+/// trainer namespaces them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MethodState {
+    /// Scalars and small structures.
+    pub meta: serde_json::Value,
+    /// Arrays.
+    pub tensors: BTreeMap<String, StateTensor>,
+}
+
+impl MethodState {
+    /// Stores floats.
+    pub fn put_f32(&mut self, name: impl Into<String>, data: Vec<f32>) {
+        self.tensors.insert(name.into(), StateTensor::F32(data));
+    }
+
+    /// Stores 32-bit integers.
+    pub fn put_u32(&mut self, name: impl Into<String>, data: Vec<u32>) {
+        self.tensors.insert(name.into(), StateTensor::U32(data));
+    }
+
+    /// Stores 64-bit integers.
+    pub fn put_u64(&mut self, name: impl Into<String>, data: Vec<u64>) {
+        self.tensors.insert(name.into(), StateTensor::U64(data));
+    }
+
+    /// Stores every buffer of a parameter-shaped set under `prefix.<layer>.weight|bias`.
+    pub fn put_layers(&mut self, prefix: &str, layers: &Layers) {
+        for (l, layer) in layers.layers.iter().enumerate() {
+            self.put_f32(format!("{prefix}.{l}.weight"), layer.weight.clone());
+            self.put_f32(format!("{prefix}.{l}.bias"), layer.bias.clone());
+        }
+    }
+
+    fn missing(name: &str) -> MethodError {
+        MethodError::State(format!("tensor `{name}` is missing"))
+    }
+
+    /// Floats stored under `name`.
+    pub fn f32(&self, name: &str) -> Result<&[f32], MethodError> {
+        match self.tensors.get(name) {
+            Some(StateTensor::F32(v)) => Ok(v),
+            Some(_) => Err(MethodError::State(format!("tensor `{name}` is not f32"))),
+            None => Err(Self::missing(name)),
+        }
+    }
+
+    /// 32-bit integers stored under `name`.
+    pub fn u32(&self, name: &str) -> Result<&[u32], MethodError> {
+        match self.tensors.get(name) {
+            Some(StateTensor::U32(v)) => Ok(v),
+            Some(_) => Err(MethodError::State(format!("tensor `{name}` is not u32"))),
+            None => Err(Self::missing(name)),
+        }
+    }
+
+    /// 64-bit integers stored under `name`.
+    pub fn u64(&self, name: &str) -> Result<&[u64], MethodError> {
+        match self.tensors.get(name) {
+            Some(StateTensor::U64(v)) => Ok(v),
+            Some(_) => Err(MethodError::State(format!("tensor `{name}` is not u64"))),
+            None => Err(Self::missing(name)),
+        }
+    }
+
+    /// Copies floats stored under `name` into `out`, checking the length.
+    pub fn read_f32_into(&self, name: &str, out: &mut [f32]) -> Result<(), MethodError> {
+        let v = self.f32(name)?;
+        if v.len() != out.len() {
+            return Err(MethodError::State(format!(
+                "tensor `{name}` has {} values, the network needs {}",
+                v.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(v);
+        Ok(())
+    }
+
+    /// Restores a parameter-shaped set written by [`MethodState::put_layers`] into `layers`
+    /// (whose shape must match).
+    pub fn read_layers_into(&self, prefix: &str, layers: &mut Layers) -> Result<(), MethodError> {
+        for (l, layer) in layers.layers.iter_mut().enumerate() {
+            self.read_f32_into(&format!("{prefix}.{l}.weight"), &mut layer.weight)?;
+            self.read_f32_into(&format!("{prefix}.{l}.bias"), &mut layer.bias)?;
+        }
+        Ok(())
+    }
+}

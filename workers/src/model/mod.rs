@@ -1,0 +1,18 @@
+//! The learner's network and its two gradient engines. The only module that names dfdx.
+
+pub mod activation;
+mod autograd;
+pub mod fused;
+pub mod loss;
+mod mlp;
+
+pub use autograd::Autograd;
+pub use fused::Workspace;
+pub use loss::{BatchLoss, Targets};
+pub use mlp::{init_bound, Layers, Linear, Mlp};
+
+/// Makes the CPU flush denormal floats to zero. Denormal arithmetic is two orders of magnitude
+/// slower and appears as weights decay towards zero; no result that matters depends on it.
+pub fn flush_denormals() {
+    dfdx::flush_denormals_to_zero();
+}
