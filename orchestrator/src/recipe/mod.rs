@@ -8,7 +8,8 @@
 //! position and key path ([`RecipeError`]). [`Recipe::expand`] turns it into [`PlannedRun`]s
 //! whose ids are content hashes, so a re-run recognises the runs that already finished.
 //!
-//! Only [`yaml`] names the YAML library; the rest works on a JSON tree and [`KeyPath`]s.
+//! Only the private `yaml` module names the YAML library; the rest works on a JSON tree and
+//! [`KeyPath`]s, so the YAML crate can be swapped by rewriting that one file.
 
 mod checker;
 mod duration;

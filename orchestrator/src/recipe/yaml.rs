@@ -235,6 +235,10 @@ impl<'de> Visitor<'de> for Probe<'_> {
     fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
+    /// A tagged node (`!tag value`); the probe does not descend into it.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.scalar()
+    }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.at_target() {
