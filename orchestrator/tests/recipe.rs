@@ -645,6 +645,16 @@ fn independent_problems_are_reported_together_in_file_order() {
 }
 
 #[test]
+fn empty_top_level_keys_mean_their_defaults() {
+    let text = format!("{BASE}eval:\n  # every: 2\nslurm:\nparallel: ~\n");
+    let recipe = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap();
+    assert_eq!(recipe.eval, workers::protocol::EvalSpec::default());
+    assert_eq!((recipe.slurm, recipe.parallel), (None, None));
+    let message = errors(&BASE.replace("name: demo", "name:"), NO_OVERRIDES);
+    assert!(message.contains("missing key `name`"), "{message}");
+}
+
+#[test]
 fn an_unreadable_file_is_an_error_not_a_panic() {
     let errors = load("no-such-recipe.yaml", NO_OVERRIDES).unwrap_err();
     assert!(
@@ -660,10 +670,75 @@ fn merge_keys_share_parameters() {
     let text = format!("{BASE}x-common: &common {{lr: 0.1}}\n");
     // Unknown keys stay unknown, even as anchors' hosts.
     assert!(errors(&text, NO_OVERRIDES).contains("unknown key `x-common`"));
-    let text = BASE.replace(
-        "  - name: cbp\n",
-        "  - name: cbp\n    <<: {lr: 0.5, optimizer: adam}\n",
-    );
+    let text = BASE
+        .replace(
+            "  - name: sgd\n    lr: 0.1\n",
+            "  - name: sgd\n    <<: &common {lr: 0.5, momentum: 0.9}\n",
+        )
+        .replace(
+            "  - name: cbp\n",
+            "  - name: cbp\n    <<: *common\n    lr: 0.2\n",
+        );
     let recipe = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap();
-    assert_eq!(recipe.methods[1].fixed["lr"], json!(0.5));
+    assert_eq!(recipe.methods[0].fixed["lr"], json!(0.5));
+    assert_eq!(recipe.methods[1].fixed["momentum"], json!(0.9));
+    assert_eq!(
+        recipe.methods[1].fixed["lr"],
+        json!(0.2),
+        "keys written beside a merge win"
+    );
+}
+
+/// The keys each section takes, as the loader lists them when it meets an unknown one.
+fn keys_taken(text: &str) -> Vec<String> {
+    let message = errors(text, NO_OVERRIDES);
+    let list = message
+        .split("takes: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{message}"));
+    list.trim().split(", ").map(String::from).collect()
+}
+
+/// recipes/README.md must document every key the loader accepts, including fields the
+/// protocol gains later.
+#[test]
+fn the_reference_documents_every_key() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/README.md"))
+            .unwrap();
+    let mut sections = vec![
+        format!("{BASE}zz_unknown: 1\n"),
+        BASE.replace("{hidden: [8]}", "{hidden: [8], zz_unknown: 1}"),
+        format!("{BASE}training: {{zz_unknown: 1}}\n"),
+        format!("{BASE}eval: {{zz_unknown: 1}}\n"),
+        format!("{BASE}eval: {{plasticity: {{zz_unknown: 1}}}}\n"),
+        format!("{BASE}checkpoint: {{zz_unknown: 1}}\n"),
+        format!("{BASE}slurm: {{zz_unknown: 1}}\n"),
+    ];
+    for kind in [
+        "permuted_mnist",
+        "online_permuted_mnist",
+        "split_mnist",
+        "slowly_changing_regression",
+        "synthetic_permuted",
+    ] {
+        sections.push(BASE.replace(
+            "kind: synthetic_permuted",
+            &format!("kind: {kind}\n  zz_unknown: 1"),
+        ));
+        assert!(
+            readme.contains(&format!("`{kind}`")),
+            "stream kind `{kind}` is not documented"
+        );
+    }
+    for text in sections {
+        let keys = keys_taken(&text);
+        assert!(keys.len() > 1, "{keys:?}");
+        for key in keys {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "key `{key}` is not documented in recipes/README.md"
+            );
+        }
+    }
 }

@@ -207,6 +207,11 @@ impl Validation<'_> {
         if !self.errors.is_empty() {
             return Err(self.finish());
         }
+        // A top-level key left empty (`eval:` with everything below commented out) means the
+        // section's defaults, as if the key were absent.
+        if let Json::Object(map) = &mut tree {
+            map.retain(|_, value| !value.is_null());
+        }
         match serde_path_to_error::deserialize::<_, RecipeFile>(tree) {
             Ok(file) => Ok((file, parsed)),
             Err(error) => {
