@@ -305,7 +305,7 @@ fn grid_points_vary_the_first_axis_slowest() {
 fn run_ids_are_pinned() {
     let recipe = load("quickstart.yaml", NO_OVERRIDES).unwrap();
     let runs = recipe.expand();
-    assert_eq!(runs[0].spec.id, "5c72a4340db1");
+    assert_eq!(runs[0].spec.id, "0564bf45f61d");
 }
 
 #[test]

@@ -78,7 +78,7 @@ impl Recipe {
             errors: Vec::new(),
         };
         let (file, overrides) = validation.read(overrides)?;
-        let parts = validation.convert(file, path);
+        let parts = validation.convert(file);
         if !validation.errors.is_empty() {
             return Err(RecipeErrors::new(validation.errors));
         }
@@ -194,7 +194,9 @@ impl Validation<'_> {
             let found = describe_json(&tree);
             self.node(
                 &KeyPath::root(),
-                format!("expected a mapping of recipe keys (name, stream, network, methods, …), found {found}"),
+                format!(
+                    "expected a mapping of recipe keys (name, stream, network, methods, …), found {found}"
+                ),
             );
             return Err(self.finish());
         }
@@ -226,7 +228,7 @@ impl Validation<'_> {
     }
 
     /// Step 3: every part converted and checked; `None` when any problem was found.
-    fn convert(&mut self, file: RecipeFile, path: &Path) -> Option<Parts> {
+    fn convert(&mut self, file: RecipeFile) -> Option<Parts> {
         let root = KeyPath::root();
         if !valid_name(&file.name, true) {
             self.node(
@@ -245,7 +247,7 @@ impl Validation<'_> {
             Some(output) => output,
             None => Path::new("results").join(&file.name),
         };
-        let recipe_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let recipe_dir = self.file.parent().unwrap_or(Path::new("")).to_path_buf();
         let streams = self.streams(file.stream, file.streams, &recipe_dir);
         self.network(&file.network);
         self.training(&file.training);
@@ -518,7 +520,10 @@ impl Validation<'_> {
             }
             SeedsFile::Count(n) => (0..n).collect(),
             SeedsFile::List(list) if list.is_empty() => {
-                self.node(&path, "expected a positive number of seeds or a non-empty list of seeds, found an empty list");
+                self.node(
+                    &path,
+                    "expected a positive number of seeds or a non-empty list of seeds, found an empty list",
+                );
                 Vec::new()
             }
             SeedsFile::List(list) => {
