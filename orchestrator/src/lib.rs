@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod executor;
 pub mod lock;
+pub mod recipe;

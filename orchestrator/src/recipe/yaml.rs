@@ -1,0 +1,444 @@
+//! The one place that names the YAML library.
+//!
+//! A recipe is parsed into a [`serde_json::Value`] tree (JSON numbers keep integers apart from
+//! floats, which the run ids depend on); everything after this file works on that tree and on
+//! [`KeyPath`]s. Positions are not carried in the tree: when an error is reported,
+//! [`locate`] walks the original text once more to the node the error is about and reads the
+//! position the YAML parser attaches to errors there. Errors are rare, so this costs nothing in
+//! the common case and keeps the tree free of span bookkeeping. Swapping the YAML crate means
+//! rewriting this file only.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value as Json};
+use serde_yaml::Value as Yaml;
+
+use super::path::{KeyPath, Segment};
+
+/// A 1-based line and column in the recipe text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Why a text could not be turned into a tree: the parser's message, where it happened, and
+/// the node whose value is not representable (non-finite numbers, tags, non-string keys).
+#[derive(Debug)]
+pub(super) struct YamlProblem {
+    pub message: String,
+    pub position: Option<Position>,
+    pub path: KeyPath,
+}
+
+/// Parses a YAML document (the recipe file, or one override value written as a flow value)
+/// into a JSON tree. Merge keys (`<<: *defaults`) are applied.
+pub(super) fn parse(text: &str) -> Result<Json, YamlProblem> {
+    let mut value: Yaml = serde_yaml::from_str(text).map_err(|error| {
+        let position = error.location().map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        });
+        let mut message = error.to_string();
+        if let Some(p) = position {
+            // The parser appends its own position; ours goes in front of the whole line.
+            message = message.replacen(&format!(" at line {} column {}", p.line, p.column), "", 1);
+        }
+        YamlProblem {
+            message,
+            position,
+            path: KeyPath::root(),
+        }
+    })?;
+    value.apply_merge().map_err(|error| YamlProblem {
+        message: format!("cannot apply a merge key (`<<`): {error}"),
+        position: error.location().map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        }),
+        path: KeyPath::root(),
+    })?;
+    to_json(value, &KeyPath::root()).map_err(|(path, message)| {
+        let position = locate(text, &path, Target::Node);
+        YamlProblem {
+            message,
+            position,
+            path,
+        }
+    })
+}
+
+fn to_json(value: Yaml, path: &KeyPath) -> Result<Json, (KeyPath, String)> {
+    Ok(match value {
+        Yaml::Null => Json::Null,
+        Yaml::Bool(b) => Json::Bool(b),
+        Yaml::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Json::Number(u.into())
+            } else if let Some(i) = n.as_i64() {
+                Json::Number(i.into())
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                match Number::from_f64(f) {
+                    Some(number) => Json::Number(number),
+                    None => {
+                        return Err((path.clone(), format!("expected a finite number, found {n}")))
+                    }
+                }
+            }
+        }
+        Yaml::String(s) => Json::String(s),
+        Yaml::Sequence(items) => Json::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| to_json(item, &path.index(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Mapping(mapping) => {
+            let mut object = Map::new();
+            for (key, item) in mapping {
+                let key = match key {
+                    Yaml::String(key) => key,
+                    other => {
+                        return Err((
+                            path.clone(),
+                            format!("keys must be names (strings), found {}", short(&other)),
+                        ))
+                    }
+                };
+                let item = to_json(item, &path.key(key.as_str()))?;
+                object.insert(key, item);
+            }
+            Json::Object(object)
+        }
+        Yaml::Tagged(tagged) => {
+            return Err((
+                path.clone(),
+                format!("YAML tags are not supported, found `{}`", tagged.tag),
+            ))
+        }
+    })
+}
+
+fn short(value: &Yaml) -> String {
+    serde_yaml::to_string(value)
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "a non-string key".to_string())
+}
+
+/// What [`locate`] looks for at the end of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Target {
+    /// The node's value (for a mapping or list: where it starts).
+    Node,
+    /// The key that introduces the node in its mapping (for unknown or misplaced keys).
+    Key,
+}
+
+/// Position of the node at `path` in `text`, or of its nearest ancestor present in the text
+/// when the path does not exist there (merged or overridden content). `None` when the text does
+/// not parse.
+pub(super) fn locate(text: &str, path: &KeyPath, target: Target) -> Option<Position> {
+    let segments = path.segments();
+    if let Some(position) = probe(text, segments, target) {
+        return Some(position);
+    }
+    (0..segments.len())
+        .rev()
+        .find_map(|len| probe(text, &segments[..len], Target::Node))
+}
+
+/// The message a probe raises when it reaches its node; the parser attaches the node's
+/// position to it. Nothing a recipe can contain produces it.
+const FOUND: &str = "\u{1}clorch: node found\u{1}";
+
+fn probe(text: &str, segments: &[Segment], target: Target) -> Option<Position> {
+    let (walk, key) = match (target, segments.split_last()) {
+        (Target::Key, Some((Segment::Key(key), parent))) => (parent, Some(key.as_str())),
+        _ => (segments, None),
+    };
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    match (Probe { rest: walk, key }).deserialize(deserializer) {
+        Err(error) if error.to_string().contains(FOUND) => error.location().map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        }),
+        _ => None,
+    }
+}
+
+/// Walks down `rest`, skipping everything else, and fails with [`FOUND`] at the target node
+/// (or, with `key`, at that key of the mapping at the end of `rest`).
+struct Probe<'a> {
+    rest: &'a [Segment],
+    key: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Probe<'_> {
+    fn at_target(&self) -> bool {
+        self.rest.is_empty() && self.key.is_none()
+    }
+
+    fn scalar<E: de::Error>(self) -> Result<(), E> {
+        if self.at_target() {
+            Err(E::custom(FOUND))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Probe<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    /// A tagged node (`!tag value`); the probe does not descend into it.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.scalar()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.at_target() {
+            return Err(de::Error::custom(FOUND));
+        }
+        let Some((Segment::Index(wanted), rest)) = self.rest.split_first() else {
+            return Ok(());
+        };
+        for _ in 0..*wanted {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element_seed(Probe {
+            rest,
+            key: self.key,
+        })?;
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.at_target() {
+            return Err(de::Error::custom(FOUND));
+        }
+        let wanted_key = if self.rest.is_empty() { self.key } else { None };
+        while let Some(key) = map.next_key_seed(KeyProbe { wanted: wanted_key })? {
+            match self.rest.split_first() {
+                Some((Segment::Key(wanted), rest)) if *wanted == key => {
+                    return map.next_value_seed(Probe {
+                        rest,
+                        key: self.key,
+                    });
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a mapping key as text, failing with [`FOUND`] when it is the wanted one.
+struct KeyProbe<'a> {
+    wanted: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyProbe<'_> {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl KeyProbe<'_> {
+    fn key<E: de::Error>(self, key: String) -> Result<String, E> {
+        if self.wanted == Some(key.as_str()) {
+            Err(E::custom(FOUND))
+        } else {
+            Ok(key)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for KeyProbe<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        self.key(v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        self.key(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        self.key(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        self.key(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        self.key(v.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(String::new())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+name: demo
+stream:
+  kind: permuted_mnist
+  tasks: ten
+methods:
+  - name: sgd
+    lr: 0.01
+  - name: cbp
+    replacment_rate: [1e-4, 1e-5]
+seeds: [0, 7]
+";
+
+    fn at(path: KeyPath, target: Target) -> Option<(usize, usize)> {
+        locate(TEXT, &path, target).map(|p| (p.line, p.column))
+    }
+
+    #[test]
+    fn locates_values_keys_and_list_entries() {
+        let root = KeyPath::root();
+        assert_eq!(
+            at(root.key("stream").key("tasks"), Target::Node),
+            Some((4, 10))
+        );
+        assert_eq!(
+            at(root.key("stream").key("tasks"), Target::Key),
+            Some((4, 3))
+        );
+        assert_eq!(at(root.key("methods").index(1), Target::Node), Some((8, 5)));
+        let rate = root.key("methods").index(1).key("replacment_rate");
+        assert_eq!(at(rate.clone(), Target::Key), Some((9, 5)));
+        assert_eq!(at(rate.index(1), Target::Node), Some((9, 29)));
+        assert_eq!(at(root.key("seeds").index(1), Target::Node), Some((10, 12)));
+        assert_eq!(at(root.clone(), Target::Node), Some((1, 1)));
+    }
+
+    #[test]
+    fn missing_paths_fall_back_to_the_nearest_ancestor() {
+        let root = KeyPath::root();
+        assert_eq!(
+            at(root.key("methods").index(0).key("momentum"), Target::Key),
+            Some((6, 5))
+        );
+        assert_eq!(at(root.key("methods").index(5), Target::Node), Some((6, 3)));
+    }
+
+    #[test]
+    fn numbers_keep_integers_apart_from_floats() {
+        let tree = parse("a: 1e-4\nb: 3\nc: -2\nd: 1.0\ne: '5'\n").unwrap();
+        assert_eq!(
+            serde_json::to_string(&tree).unwrap(),
+            r#"{"a":0.0001,"b":3,"c":-2,"d":1.0,"e":"5"}"#
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position_once() {
+        let problem = parse("name: x\n  bad: [1, 2\n").unwrap_err();
+        let position = problem.position.expect("a syntax error has a position");
+        assert_eq!(position.line, 2);
+        assert!(
+            !problem
+                .message
+                .contains(&format!("at line {}", position.line)),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn unrepresentable_values_are_located() {
+        let problem = parse("a:\n  b: .nan\n").unwrap_err();
+        assert_eq!(problem.path.to_string(), "a.b");
+        assert!(
+            problem.message.contains("finite number"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(problem.position, Some(Position { line: 2, column: 6 }));
+        let problem = parse("a: !custom 3\n").unwrap_err();
+        assert!(
+            problem.message.contains("tags are not supported"),
+            "{}",
+            problem.message
+        );
+        let problem = parse("a:\n  1: x\n").unwrap_err();
+        assert!(
+            problem.message.contains("keys must be names"),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn merge_keys_are_applied() {
+        let tree = parse("base: &b {lr: 0.1}\nm:\n  <<: *b\n  momentum: 0.9\n").unwrap();
+        assert_eq!(tree["m"]["lr"], serde_json::json!(0.1));
+    }
+}
