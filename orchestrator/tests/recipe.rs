@@ -18,9 +18,7 @@ const OPTIMIZER_KEYS: [&str; 6] = ["optimizer", "lr", "momentum", "beta1", "beta
 
 impl SpecChecker for FakeChecker {
     fn method_kinds(&self) -> Vec<String> {
-        ["sgd", "adam", "l2", "shrink_perturb", "cbp"]
-            .map(String::from)
-            .to_vec()
+        ["sgd", "adam", "l2", "shrink_perturb", "cbp"].map(String::from).to_vec()
     }
 
     fn method_parameters(&self, kind: &str) -> Option<Vec<String>> {
@@ -28,31 +26,18 @@ impl SpecChecker for FakeChecker {
             "sgd" | "adam" => &[],
             "l2" => &["weight_decay"],
             "shrink_perturb" => &["shrink", "noise_std"],
-            "cbp" => &[
-                "accumulate",
-                "bias_correction",
-                "decay_rate",
-                "maturity_threshold",
-                "replacement_rate",
-            ],
+            "cbp" => {
+                &["accumulate", "bias_correction", "decay_rate", "maturity_threshold", "replacement_rate"]
+            }
             _ => return None,
         };
-        Some(
-            OPTIMIZER_KEYS
-                .iter()
-                .chain(own)
-                .map(|s| s.to_string())
-                .collect(),
-        )
+        Some(OPTIMIZER_KEYS.iter().chain(own).map(|s| s.to_string()).collect())
     }
 
     fn check_method(&self, method: &MethodSpec) -> Result<(), SpecProblem> {
         if let Some(lr) = method.params.get("lr") {
             if !lr.as_f64().is_some_and(|lr| lr > 0.0) {
-                return Err(SpecProblem::at(
-                    "lr",
-                    format!("expected a positive number, found {lr}"),
-                ));
+                return Err(SpecProblem::at("lr", format!("expected a positive number, found {lr}")));
             }
         }
         if let Some(rate) = method.params.get("replacement_rate") {
@@ -63,11 +48,7 @@ impl SpecChecker for FakeChecker {
                 ));
             }
         }
-        if method
-            .params
-            .get("optimizer")
-            .is_some_and(|o| o != "sgd" && o != "adam")
-        {
+        if method.params.get("optimizer").is_some_and(|o| o != "sgd" && o != "adam") {
             return Err(SpecProblem::new("optimizer must be `sgd` or `adam`"));
         }
         Ok(())
@@ -75,10 +56,9 @@ impl SpecChecker for FakeChecker {
 
     fn check_stream(&self, stream: &StreamSpec) -> Result<(), SpecProblem> {
         match stream.data_dir() {
-            Some(dir) if !dir.is_dir() => Err(SpecProblem::at(
-                "data_dir",
-                format!("data folder `{}` does not exist", dir.display()),
-            )),
+            Some(dir) if !dir.is_dir() => {
+                Err(SpecProblem::at("data_dir", format!("data folder `{}` does not exist", dir.display())))
+            }
             _ => Ok(()),
         }
     }
@@ -87,9 +67,7 @@ impl SpecChecker for FakeChecker {
 const NO_OVERRIDES: &[&str] = &[];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/recipes")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recipes").join(name)
 }
 
 fn load(name: &str, overrides: &[&str]) -> Result<Recipe, RecipeErrors> {
@@ -132,24 +110,12 @@ fn quickstart_loads_with_defaults() {
     assert_eq!(recipe.streams[0].name, "synthetic_permuted");
     let text = std::fs::read_to_string(fixture("quickstart.yaml")).unwrap();
     assert_eq!(recipe.text, text);
-    assert_eq!(
-        recipe.text_hash,
-        blake3::hash(text.as_bytes()).to_hex().to_string()
-    );
+    assert_eq!(recipe.text_hash, blake3::hash(text.as_bytes()).to_hex().to_string());
     assert!(recipe.overrides.is_empty());
     let cbp = &recipe.methods[1];
     assert_eq!(cbp.kind, "cbp");
-    assert_eq!(
-        cbp.fixed,
-        BTreeMap::from([
-            ("lr".into(), json!(0.001)),
-            ("optimizer".into(), json!("adam"))
-        ])
-    );
-    assert_eq!(
-        cbp.axes["replacement_rate"],
-        vec![json!(0.0001), json!(0.00001)]
-    );
+    assert_eq!(cbp.fixed, BTreeMap::from([("lr".into(), json!(0.001)), ("optimizer".into(), json!("adam"))]));
+    assert_eq!(cbp.axes["replacement_rate"], vec![json!(0.0001), json!(0.00001)]);
 }
 
 #[test]
@@ -164,10 +130,7 @@ fn every_key_of_the_format_is_read() {
         StreamSpec::PermutedMnist(pm) => {
             assert_eq!(pm.data_dir, stub, "relative to the recipe's folder");
             assert!(pm.first_unpermuted);
-            assert_eq!(
-                (pm.tasks, pm.train_examples, pm.test_examples),
-                (3, Some(1000), Some(200))
-            );
+            assert_eq!((pm.tasks, pm.train_examples, pm.test_examples), (3, Some(1000), Some(200)));
         }
         other => panic!("{other:?}"),
     }
@@ -181,27 +144,15 @@ fn every_key_of_the_format_is_read() {
     }
     assert_eq!(recipe.network.hidden, vec![64]);
     assert_eq!(recipe.network.activation.name(), "tanh");
-    assert_eq!(
-        (recipe.training.batch_size, recipe.training.epochs),
-        (10, 2)
-    );
+    assert_eq!((recipe.training.batch_size, recipe.training.epochs), (10, 2));
     assert_eq!(recipe.seeds, vec![0, 7, 42]);
     assert_eq!(recipe.eval.tasks, EvalTasks::Subsample { earlier: 5 });
     assert!(!recipe.eval.before_training);
-    assert_eq!(
-        (recipe.eval.max_examples, recipe.eval.online_bin),
-        (Some(500), Some(100))
-    );
-    assert_eq!(
-        (recipe.eval.plasticity.every, recipe.eval.plasticity.probe),
-        (2, 256)
-    );
+    assert_eq!((recipe.eval.max_examples, recipe.eval.online_bin), (Some(500), Some(100)));
+    assert_eq!((recipe.eval.plasticity.every, recipe.eval.plasticity.probe), (2, 256));
     assert_eq!(recipe.eval.plasticity.dormant_tau, 0.05);
     assert_eq!(recipe.checkpoint.every_steps, Some(5000));
-    assert_eq!(
-        (recipe.checkpoint.every_tasks, recipe.checkpoint.keep),
-        (2, 3)
-    );
+    assert_eq!((recipe.checkpoint.every_tasks, recipe.checkpoint.keep), (Some(2), 3));
     assert_eq!((recipe.parallel, recipe.max_attempts), (Some(4), 5));
     assert_eq!(recipe.timeout, Some(Duration::from_secs(7_200)));
     assert_eq!(recipe.heartbeat, Duration::from_secs(90));
@@ -209,14 +160,8 @@ fn every_key_of_the_format_is_read() {
     assert_eq!(slurm.partition.as_deref(), Some("debug"));
     assert_eq!(slurm.account.as_deref(), Some("lab"));
     assert_eq!(slurm.time, Some(Duration::from_secs(26 * 3_600)));
-    assert_eq!(
-        orchestrator::recipe::slurm_time(slurm.time.unwrap()),
-        "1-02:00:00"
-    );
-    assert_eq!(
-        (slurm.cpus, slurm.mem.as_deref(), slurm.signal_seconds),
-        (2, Some("4G"), 300)
-    );
+    assert_eq!(orchestrator::recipe::slurm_time(slurm.time.unwrap()), "1-02:00:00");
+    assert_eq!((slurm.cpus, slurm.mem.as_deref(), slurm.signal_seconds), (2, Some("4G"), 300));
     assert_eq!(slurm.extra, vec!["--qos=long".to_string()]);
     // A one-element list is a fixed value, not an axis.
     let cbp = &recipe.methods[2];
@@ -225,24 +170,17 @@ fn every_key_of_the_format_is_read() {
     // 2 streams × (1 + 2 + 2) grid points × 3 seeds.
     let runs = recipe.expand();
     assert_eq!(runs.len(), 30);
-    assert!(plan_table(&runs)
-        .starts_with("30 runs: 2 streams × 3 methods (5 grid points in all) × 3 seeds\n"));
+    assert!(
+        plan_table(&runs).starts_with("30 runs: 2 streams × 3 methods (5 grid points in all) × 3 seeds\n")
+    );
 }
 
 #[test]
 fn expansion_order_and_parameters() {
     let recipe = load("quickstart.yaml", NO_OVERRIDES).unwrap();
     let runs = recipe.expand();
-    let order: Vec<(String, String, u64)> = runs
-        .iter()
-        .map(|r| {
-            (
-                r.method.clone(),
-                serde_json::to_string(&r.grid).unwrap(),
-                r.seed,
-            )
-        })
-        .collect();
+    let order: Vec<(String, String, u64)> =
+        runs.iter().map(|r| (r.method.clone(), serde_json::to_string(&r.grid).unwrap(), r.seed)).collect();
     let expected: Vec<(String, String, u64)> = [
         ("sgd", r#"{"lr":0.01}"#),
         ("sgd", r#"{"lr":0.003}"#),
@@ -280,22 +218,10 @@ fn grid_points_vary_the_first_axis_slowest() {
         .filter(|r| r.method == "cbp" && r.seed == 0)
         .map(|r| serde_json::to_string(&r.grid).unwrap())
         .collect();
-    assert_eq!(
-        grids[0], r#"{"decay_rate":0.9,"lr":3,"replacement_rate":0.1}"#,
-        "integers stay integers"
-    );
-    assert_eq!(
-        grids[1],
-        r#"{"decay_rate":0.9,"lr":3,"replacement_rate":0.2}"#
-    );
-    assert_eq!(
-        grids[2],
-        r#"{"decay_rate":0.9,"lr":1,"replacement_rate":0.1}"#
-    );
-    assert_eq!(
-        grids[7],
-        r#"{"decay_rate":0.99,"lr":1,"replacement_rate":0.2}"#
-    );
+    assert_eq!(grids[0], r#"{"decay_rate":0.9,"lr":3,"replacement_rate":0.1}"#, "integers stay integers");
+    assert_eq!(grids[1], r#"{"decay_rate":0.9,"lr":3,"replacement_rate":0.2}"#);
+    assert_eq!(grids[2], r#"{"decay_rate":0.9,"lr":1,"replacement_rate":0.1}"#);
+    assert_eq!(grids[7], r#"{"decay_rate":0.99,"lr":1,"replacement_rate":0.2}"#);
     assert_eq!(grids.len(), 8);
 }
 
@@ -311,9 +237,7 @@ fn run_ids_are_pinned() {
 #[test]
 fn editing_one_method_changes_only_its_ids() {
     let before = load("quickstart.yaml", NO_OVERRIDES).unwrap().expand();
-    let after = load("quickstart.yaml", &["methods.cbp.lr=0.002"])
-        .unwrap()
-        .expand();
+    let after = load("quickstart.yaml", &["methods.cbp.lr=0.002"]).unwrap().expand();
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b.method, a.method);
@@ -332,20 +256,14 @@ fn adding_a_seed_keeps_the_existing_ids() {
     assert_eq!(after.len(), before.len() / 3 * 4);
     let after_ids: Vec<&str> = after.iter().map(|r| r.spec.id.as_str()).collect();
     for run in &before {
-        assert!(
-            after_ids.contains(&run.spec.id.as_str()),
-            "{} lost its id",
-            run.spec.id
-        );
+        assert!(after_ids.contains(&run.spec.id.as_str()), "{} lost its id", run.spec.id);
     }
 }
 
 #[test]
 fn renaming_the_experiment_or_checkpointing_differently_keeps_ids() {
     let before = load("quickstart.yaml", NO_OVERRIDES).unwrap().expand();
-    let after = load("quickstart.yaml", &["name=renamed", "checkpoint.keep=5"])
-        .unwrap()
-        .expand();
+    let after = load("quickstart.yaml", &["name=renamed", "checkpoint.keep=5"]).unwrap().expand();
     let ids = |runs: &[orchestrator::recipe::PlannedRun]| {
         runs.iter().map(|r| r.spec.id.clone()).collect::<Vec<_>>()
     };
@@ -367,10 +285,7 @@ fn overrides_are_applied_validated_and_recorded() {
     ];
     let recipe = load("quickstart.yaml", &overrides).unwrap();
     assert_eq!(recipe.seeds, vec![0, 1, 2, 3, 4]);
-    assert_eq!(
-        recipe.methods[0].axes["lr"],
-        vec![json!(0.01), json!(0.003)]
-    );
+    assert_eq!(recipe.methods[0].axes["lr"], vec![json!(0.01), json!(0.003)]);
     assert_eq!(recipe.parallel, Some(1));
     assert_eq!(recipe.streams[0].spec.tasks(), 3);
     assert_eq!(recipe.network.hidden, vec![50, 50]);
@@ -386,20 +301,13 @@ fn overrides_are_applied_validated_and_recorded() {
 #[test]
 fn data_folders_from_overrides_are_relative_to_the_current_folder() {
     let stub = fixture("mnist-stub");
-    let text = BASE.replace(
-        "kind: synthetic_permuted",
-        "kind: permuted_mnist\n  data_dir: nowhere",
-    );
+    let text = BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: nowhere");
     let data_dir = format!("stream.data_dir={}", stub.display());
-    let recipe =
-        Recipe::from_text("recipes/x.yaml", text, &[data_dir.as_str()], &FakeChecker).unwrap();
+    let recipe = Recipe::from_text("recipes/x.yaml", text, &[data_dir.as_str()], &FakeChecker).unwrap();
     assert_eq!(recipe.streams[0].spec.data_dir(), Some(&stub));
     // Written in the file, the same relative path resolves against the file's folder.
     let message = errors(
-        &BASE.replace(
-            "kind: synthetic_permuted",
-            "kind: permuted_mnist\n  data_dir: ../data",
-        ),
+        &BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: ../data"),
         NO_OVERRIDES,
     );
     assert!(
@@ -416,45 +324,27 @@ fn plan_table_is_aligned_and_counted() {
     assert_eq!(lines[0], "12 runs: 2 methods × 2 grid points × 3 seeds");
     assert_eq!(lines.len(), 2 + 12);
     let header = lines[1];
-    assert!(
-        header.starts_with("id            stream              method  grid point"),
-        "{table}"
-    );
+    assert!(header.starts_with("id            stream              method  grid point"), "{table}");
     let seed_column = header.find("seed").unwrap();
     for (line, run) in lines[2..].iter().zip(&runs) {
         assert!(line.starts_with(&run.spec.id), "{line}");
         assert_eq!(&line[seed_column..], run.seed.to_string(), "{table}");
     }
-    assert!(
-        lines[8].contains("cbp     replacement_rate=0.0001"),
-        "{table}"
-    );
+    assert!(lines[8].contains("cbp     replacement_rate=0.0001"), "{table}");
     assert!(lines[2].contains("sgd     lr=0.01"), "{table}");
     // Uneven grids and a single grid point per method are counted in words too.
-    let uneven = Recipe::from_text("x.yaml", BASE, NO_OVERRIDES, &FakeChecker)
+    let uneven = Recipe::from_text("x.yaml", BASE, NO_OVERRIDES, &FakeChecker).unwrap().expand();
+    assert!(plan_table(&uneven).starts_with("3 runs: 2 methods (3 grid points in all) × 1 seed\n"));
+    let plain = Recipe::from_text("x.yaml", BASE.replace("[1e-4, 1e-5]", "1e-4"), NO_OVERRIDES, &FakeChecker)
         .unwrap()
         .expand();
-    assert!(plan_table(&uneven).starts_with("3 runs: 2 methods (3 grid points in all) × 1 seed\n"));
-    let plain = Recipe::from_text(
-        "x.yaml",
-        BASE.replace("[1e-4, 1e-5]", "1e-4"),
-        NO_OVERRIDES,
-        &FakeChecker,
-    )
-    .unwrap()
-    .expand();
     assert!(plan_table(&plain).starts_with("2 runs: 2 methods × 1 seed\n"));
     assert!(plan_table(&uneven[..1]).starts_with("1 run: 1 method × 1 seed\n"));
     assert_eq!(plan_table(&[]).lines().next(), Some("0 runs"));
 }
 
 /// (case, recipe text, overrides, substrings the message must contain).
-type Case = (
-    &'static str,
-    String,
-    &'static [&'static str],
-    &'static [&'static str],
-);
+type Case = (&'static str, String, &'static [&'static str], &'static [&'static str]);
 
 fn invalid_recipes() -> Vec<Case> {
     let with = |from: &str, to: &str| {
@@ -624,11 +514,7 @@ fn a_missing_data_folder_is_shown_resolved() {
     assert_eq!((error.line, error.column), (Some(4), Some(13)));
     assert_eq!(error.key.to_string(), "stream.data_dir");
     let resolved = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/no-such-data");
-    assert!(
-        error.message.contains(&format!("`{}`", resolved.display())),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains(&format!("`{}`", resolved.display())), "{}", error.message);
 }
 
 #[test]
@@ -657,12 +543,7 @@ fn empty_top_level_keys_mean_their_defaults() {
 #[test]
 fn an_unreadable_file_is_an_error_not_a_panic() {
     let errors = load("no-such-recipe.yaml", NO_OVERRIDES).unwrap_err();
-    assert!(
-        errors
-            .to_string()
-            .contains("no-such-recipe.yaml: cannot read the recipe:"),
-        "{errors}"
-    );
+    assert!(errors.to_string().contains("no-such-recipe.yaml: cannot read the recipe:"), "{errors}");
 }
 
 #[test]
@@ -671,31 +552,18 @@ fn merge_keys_share_parameters() {
     // Unknown keys stay unknown, even as anchors' hosts.
     assert!(errors(&text, NO_OVERRIDES).contains("unknown key `x-common`"));
     let text = BASE
-        .replace(
-            "  - name: sgd\n    lr: 0.1\n",
-            "  - name: sgd\n    <<: &common {lr: 0.5, momentum: 0.9}\n",
-        )
-        .replace(
-            "  - name: cbp\n",
-            "  - name: cbp\n    <<: *common\n    lr: 0.2\n",
-        );
+        .replace("  - name: sgd\n    lr: 0.1\n", "  - name: sgd\n    <<: &common {lr: 0.5, momentum: 0.9}\n")
+        .replace("  - name: cbp\n", "  - name: cbp\n    <<: *common\n    lr: 0.2\n");
     let recipe = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap();
     assert_eq!(recipe.methods[0].fixed["lr"], json!(0.5));
     assert_eq!(recipe.methods[1].fixed["momentum"], json!(0.9));
-    assert_eq!(
-        recipe.methods[1].fixed["lr"],
-        json!(0.2),
-        "keys written beside a merge win"
-    );
+    assert_eq!(recipe.methods[1].fixed["lr"], json!(0.2), "keys written beside a merge win");
 }
 
 /// The keys each section takes, as the loader lists them when it meets an unknown one.
 fn keys_taken(text: &str) -> Vec<String> {
     let message = errors(text, NO_OVERRIDES);
-    let list = message
-        .split("takes: ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{message}"));
+    let list = message.split("takes: ").nth(1).unwrap_or_else(|| panic!("{message}"));
     list.trim().split(", ").map(String::from).collect()
 }
 
@@ -704,8 +572,7 @@ fn keys_taken(text: &str) -> Vec<String> {
 #[test]
 fn the_reference_documents_every_key() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/README.md"))
-            .unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/README.md")).unwrap();
     let mut sections = vec![
         format!("{BASE}zz_unknown: 1\n"),
         BASE.replace("{hidden: [8]}", "{hidden: [8], zz_unknown: 1}"),
@@ -722,14 +589,8 @@ fn the_reference_documents_every_key() {
         "slowly_changing_regression",
         "synthetic_permuted",
     ] {
-        sections.push(BASE.replace(
-            "kind: synthetic_permuted",
-            &format!("kind: {kind}\n  zz_unknown: 1"),
-        ));
-        assert!(
-            readme.contains(&format!("`{kind}`")),
-            "stream kind `{kind}` is not documented"
-        );
+        sections.push(BASE.replace("kind: synthetic_permuted", &format!("kind: {kind}\n  zz_unknown: 1")));
+        assert!(readme.contains(&format!("`{kind}`")), "stream kind `{kind}` is not documented");
     }
     for text in sections {
         let keys = keys_taken(&text);

@@ -20,18 +20,12 @@ pub struct SpecProblem {
 impl SpecProblem {
     /// A problem of the method or stream as a whole.
     pub fn new(message: impl Into<String>) -> SpecProblem {
-        SpecProblem {
-            key: None,
-            message: message.into(),
-        }
+        SpecProblem { key: None, message: message.into() }
     }
 
     /// A problem of one parameter or field.
     pub fn at(key: impl Into<String>, message: impl Into<String>) -> SpecProblem {
-        SpecProblem {
-            key: Some(key.into()),
-            message: message.into(),
-        }
+        SpecProblem { key: Some(key.into()), message: message.into() }
     }
 }
 

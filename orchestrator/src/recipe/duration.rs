@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 /// What a recipe duration may look like, for messages.
-pub(super) const DURATION_FORMS: &str =
-    "a duration such as `90s`, `30m`, `2h`, `1d` or a number of seconds";
+pub(super) const DURATION_FORMS: &str = "a duration such as `90s`, `30m`, `2h`, `1d` or a number of seconds";
 
 /// Parses `90s`, `30m`, `2h`, `1d` or a bare number of seconds (`3600`). The amount is a whole
 /// number; zero is refused because every duration in a recipe is a limit or a period.
@@ -22,14 +21,8 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("expected {DURATION_FORMS}, found `{text}`")),
     };
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("expected {DURATION_FORMS}, found `{text}`"))?;
-    seconds(
-        amount
-            .checked_mul(scale)
-            .ok_or_else(|| format!("duration `{text}` is too long"))?,
-    )
+    let amount: u64 = digits.parse().map_err(|_| format!("expected {DURATION_FORMS}, found `{text}`"))?;
+    seconds(amount.checked_mul(scale).ok_or_else(|| format!("duration `{text}` is too long"))?)
 }
 
 /// A positive number of seconds.
@@ -72,12 +65,7 @@ pub(super) fn parse_slurm_time(text: &str) -> Result<Duration, String> {
 pub fn slurm_time(duration: Duration) -> String {
     let total = duration.as_secs();
     let (days, rest) = (total / 86_400, total % 86_400);
-    let clock = format!(
-        "{:02}:{:02}:{:02}",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    );
+    let clock = format!("{:02}:{:02}:{:02}", rest / 3_600, rest % 3_600 / 60, rest % 60);
     if days > 0 {
         format!("{days}-{clock}")
     } else {
@@ -95,9 +83,7 @@ pub(super) fn check_slurm_memory(text: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!(
-            "expected a memory size such as `500M` or `2G`, found `{text}`"
-        ))
+        Err(format!("expected a memory size such as `500M` or `2G`, found `{text}`"))
     }
 }
 
@@ -118,10 +104,7 @@ mod tests {
     fn bad_durations_say_what_is_expected() {
         for bad in ["", "2 hours", "h", "1.5h", "-3s", "10w"] {
             let error = parse_duration(bad).unwrap_err();
-            assert!(
-                error.contains("expected a duration such as"),
-                "{bad}: {error}"
-            );
+            assert!(error.contains("expected a duration such as"), "{bad}: {error}");
         }
         assert!(parse_duration("0s").unwrap_err().contains("positive"));
     }
@@ -129,24 +112,10 @@ mod tests {
     #[test]
     fn slurm_times_round_trip() {
         assert_eq!(parse_slurm_time("01:30:00"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(
-            parse_slurm_time("2-03:00:05"),
-            Ok(Duration::from_secs(2 * 86_400 + 3 * 3_600 + 5))
-        );
-        assert_eq!(
-            slurm_time(Duration::from_secs(2 * 86_400 + 3 * 3_600 + 5)),
-            "2-03:00:05"
-        );
+        assert_eq!(parse_slurm_time("2-03:00:05"), Ok(Duration::from_secs(2 * 86_400 + 3 * 3_600 + 5)));
+        assert_eq!(slurm_time(Duration::from_secs(2 * 86_400 + 3 * 3_600 + 5)), "2-03:00:05");
         assert_eq!(slurm_time(Duration::from_secs(5_400)), "01:30:00");
-        for bad in [
-            "90",
-            "1:60:00",
-            "1-24:00:00",
-            "a-01:00:00",
-            "01:00",
-            "00:00:00",
-            "1:-1:00",
-        ] {
+        for bad in ["90", "1:60:00", "1-24:00:00", "a-01:00:00", "01:00", "00:00:00", "1:-1:00"] {
             assert!(parse_slurm_time(bad).is_err(), "{bad}");
         }
     }

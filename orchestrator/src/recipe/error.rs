@@ -66,9 +66,7 @@ impl RecipeErrors {
 
 impl From<RecipeError> for RecipeErrors {
     fn from(error: RecipeError) -> RecipeErrors {
-        RecipeErrors {
-            errors: vec![error],
-        }
+        RecipeErrors { errors: vec![error] }
     }
 }
 

@@ -71,11 +71,7 @@ pub(super) fn render_point(point: &BTreeMap<String, Json>) -> String {
     if point.is_empty() {
         return "-".to_string();
     }
-    point
-        .iter()
-        .map(|(k, v)| format!("{k}={}", show_value(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    point.iter().map(|(k, v)| format!("{k}={}", show_value(v))).collect::<Vec<_>>().join(" ")
 }
 
 /// The runs as an aligned text table (id, stream, method, grid point, seed), preceded by a
@@ -100,11 +96,8 @@ pub fn plan_table(runs: &[PlannedRun]) -> String {
     let mut out = count_line(runs);
     out.push('\n');
     for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let cells: Vec<String> =
+            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
@@ -124,10 +117,7 @@ fn count_line(runs: &[PlannedRun]) -> String {
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
     let mut points: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for run in runs {
-        points
-            .entry(run.method.as_str())
-            .or_default()
-            .insert(render_point(&run.grid));
+        points.entry(run.method.as_str()).or_default().insert(render_point(&run.grid));
     }
     let all_points: usize = points.values().map(BTreeSet::len).sum();
     if runs.is_empty() || streams.len() * all_points * seeds.len() != runs.len() {

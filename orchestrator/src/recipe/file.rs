@@ -172,8 +172,6 @@ pub(super) struct SlurmTimeFile(pub Duration);
 impl<'de> Deserialize<'de> for SlurmTimeFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SlurmTimeFile, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_slurm_time(&text)
-            .map(SlurmTimeFile)
-            .map_err(de::Error::custom)
+        parse_slurm_time(&text).map(SlurmTimeFile).map_err(de::Error::custom)
     }
 }

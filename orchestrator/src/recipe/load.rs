@@ -19,9 +19,7 @@ use workers::protocol::{MethodSpec, StreamSpec};
 use super::checker::SpecChecker;
 use super::error::{RecipeError, RecipeErrors};
 use super::file::{RecipeFile, SeedsFile, SlurmFile};
-use super::messages::{
-    describe_json, rephrase, show_value, unknown_key, unknown_name, SerdeMessage,
-};
+use super::messages::{describe_json, rephrase, show_value, unknown_key, unknown_name, SerdeMessage};
 use super::overrides::{self, Override};
 use super::path::{KeyPath, Segment};
 use super::types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
@@ -70,13 +68,8 @@ impl Recipe {
     ) -> Result<Recipe, RecipeErrors> {
         let path = path.as_ref();
         let text = text.into();
-        let mut validation = Validation {
-            file: path,
-            text: &text,
-            checker,
-            applied: Vec::new(),
-            errors: Vec::new(),
-        };
+        let mut validation =
+            Validation { file: path, text: &text, checker, applied: Vec::new(), errors: Vec::new() };
         let (file, overrides) = validation.read(overrides)?;
         let parts = validation.convert(file);
         if !validation.errors.is_empty() {
@@ -129,10 +122,7 @@ fn check_unique_ids(recipe: &Recipe) -> Result<(), RecipeErrors> {
                 column: None,
                 key: KeyPath::root(),
                 via_override: None,
-                message: format!(
-                    "two runs would get the same id {}: {first} and {label}",
-                    run.spec.id
-                ),
+                message: format!("two runs would get the same id {}: {first} and {label}", run.spec.id),
             }
             .into());
         }
@@ -231,17 +221,11 @@ impl Validation<'_> {
     fn convert(&mut self, file: RecipeFile) -> Option<Parts> {
         let root = KeyPath::root();
         if !valid_name(&file.name, true) {
-            self.node(
-                &root.key("name"),
-                format!("expected {}, found {:?}", NAME_FORM_DOTTED, file.name),
-            );
+            self.node(&root.key("name"), format!("expected {}, found {:?}", NAME_FORM_DOTTED, file.name));
         }
         let output = match file.output {
             Some(output) if output.as_os_str().is_empty() => {
-                self.node(
-                    &root.key("output"),
-                    "expected a folder, found an empty path",
-                );
+                self.node(&root.key("output"), "expected a folder, found an empty path");
                 PathBuf::new()
             }
             Some(output) => output,
@@ -308,16 +292,12 @@ impl Validation<'_> {
                 );
                 Vec::new()
             }
-            (Some(map), None) => self
-                .stream(&root.key("stream"), map, false, recipe_dir)
-                .into_iter()
-                .collect(),
+            (Some(map), None) => {
+                self.stream(&root.key("stream"), map, false, recipe_dir).into_iter().collect()
+            }
             (None, Some(list)) => {
                 if list.is_empty() {
-                    self.node(
-                        &root.key("streams"),
-                        "expected at least one stream, found an empty list",
-                    );
+                    self.node(&root.key("streams"), "expected at least one stream, found an empty list");
                 }
                 let mut named: Vec<(usize, NamedStream)> = Vec::new();
                 for (i, map) in list.into_iter().enumerate() {
@@ -328,14 +308,9 @@ impl Validation<'_> {
                     if let Some((j, _)) = named.iter().find(|(_, s)| s.name == stream.name) {
                         self.node(
                             &base.key("name"),
-                            format!(
-                                "duplicate stream name `{}` (also streams[{j}])",
-                                stream.name
-                            ),
+                            format!("duplicate stream name `{}` (also streams[{j}])", stream.name),
                         );
-                    } else if let Some((j, same)) =
-                        named.iter().find(|(_, s)| s.spec == stream.spec)
-                    {
+                    } else if let Some((j, same)) = named.iter().find(|(_, s)| s.spec == stream.spec) {
                         self.node(
                             &base,
                             format!(
@@ -362,19 +337,12 @@ impl Validation<'_> {
         named: bool,
         recipe_dir: &Path,
     ) -> Option<NamedStream> {
-        let name = if named {
-            self.entry_name(base, map.remove("name"), "streams")
-        } else {
-            None
-        };
+        let name = if named { self.entry_name(base, map.remove("name"), "streams") } else { None };
         let kinds: Vec<String> = STREAM_KINDS.iter().map(|k| k.to_string()).collect();
         let kind = match map.remove("kind") {
             Some(Json::String(kind)) if kinds.contains(&kind) => kind,
             Some(Json::String(kind)) => {
-                self.node(
-                    &base.key("kind"),
-                    unknown_name("stream kind", &kind, &kinds),
-                );
+                self.node(&base.key("kind"), unknown_name("stream kind", &kind, &kinds));
                 return None;
             }
             Some(other) => {
@@ -387,10 +355,7 @@ impl Validation<'_> {
                 return None;
             }
             None => {
-                self.node(
-                    base,
-                    format!("missing key `kind`; expected one of: {}", kinds.join(", ")),
-                );
+                self.node(base, format!("missing key `kind`; expected one of: {}", kinds.join(", ")));
                 return None;
             }
         };
@@ -411,18 +376,15 @@ impl Validation<'_> {
         }
         if spec.tasks() == 0 {
             match spec {
-                StreamSpec::SplitMnist(_) => self.node(
-                    &base.key("groups"),
-                    "expected at least one class group, found an empty list",
-                ),
+                StreamSpec::SplitMnist(_) => {
+                    self.node(&base.key("groups"), "expected at least one class group, found an empty list")
+                }
                 _ => self.node(&base.key("tasks"), "expected a positive integer, found 0"),
             }
             return None;
         }
         if let Err(problem) = self.checker.check_stream(&spec) {
-            let at = problem
-                .key
-                .map_or_else(|| base.clone(), |key| base.key(key));
+            let at = problem.key.map_or_else(|| base.clone(), |key| base.key(key));
             self.node(&at, problem.message);
             return None;
         }
@@ -436,10 +398,7 @@ impl Validation<'_> {
         match value {
             Some(Json::String(name)) if valid_name(&name, false) => Some(name),
             Some(Json::String(name)) => {
-                self.node(
-                    &base.key("name"),
-                    format!("expected {NAME_FORM}, found {name:?}"),
-                );
+                self.node(&base.key("name"), format!("expected {NAME_FORM}, found {name:?}"));
                 None
             }
             Some(other) => {
@@ -450,10 +409,7 @@ impl Validation<'_> {
                 None
             }
             None => {
-                self.node(
-                    base,
-                    format!("missing key `name`; every entry of `{list}` needs one"),
-                );
+                self.node(base, format!("missing key `name`; every entry of `{list}` needs one"));
                 None
             }
         }
@@ -485,10 +441,7 @@ impl Validation<'_> {
         self.positive(&plasticity.key("probe"), eval.plasticity.probe as u64);
         let tau = eval.plasticity.dormant_tau;
         if tau < 0.0 {
-            self.node(
-                &plasticity.key("dormant_tau"),
-                format!("expected a number ≥ 0, found {tau}"),
-            );
+            self.node(&plasticity.key("dormant_tau"), format!("expected a number ≥ 0, found {tau}"));
         }
     }
 
@@ -497,7 +450,9 @@ impl Validation<'_> {
         if let Some(n) = checkpoint.every_steps {
             self.positive(&base.key("every_steps"), n);
         }
-        self.positive(&base.key("every_tasks"), checkpoint.every_tasks as u64);
+        if let Some(n) = checkpoint.every_tasks {
+            self.positive(&base.key("every_tasks"), n as u64);
+        }
         self.positive(&base.key("keep"), checkpoint.keep as u64);
     }
 
@@ -505,17 +460,11 @@ impl Validation<'_> {
         let path = KeyPath::root().key("seeds");
         match seeds {
             SeedsFile::Count(0) => {
-                self.node(
-                    &path,
-                    "expected a positive number of seeds or a non-empty list of seeds, found 0",
-                );
+                self.node(&path, "expected a positive number of seeds or a non-empty list of seeds, found 0");
                 Vec::new()
             }
             SeedsFile::Count(n) if n > MAX_SEED_COUNT => {
-                self.node(
-                    &path,
-                    format!("expected at most {MAX_SEED_COUNT} seeds, found {n}"),
-                );
+                self.node(&path, format!("expected at most {MAX_SEED_COUNT} seeds, found {n}"));
                 Vec::new()
             }
             SeedsFile::Count(n) => (0..n).collect(),
@@ -529,10 +478,7 @@ impl Validation<'_> {
             SeedsFile::List(list) => {
                 for (j, seed) in list.iter().enumerate() {
                     if let Some(i) = list[..j].iter().position(|s| s == seed) {
-                        self.node(
-                            &path.index(j),
-                            format!("seed {seed} is listed twice (also seeds[{i}])"),
-                        );
+                        self.node(&path.index(j), format!("seed {seed} is listed twice (also seeds[{i}])"));
                     }
                 }
                 list
@@ -570,10 +516,7 @@ impl Validation<'_> {
     fn methods(&mut self, entries: Vec<Map<String, Json>>) -> Vec<MethodEntry> {
         let list = KeyPath::root().key("methods");
         if entries.is_empty() {
-            self.node(
-                &list,
-                "expected at least one method entry, found an empty list",
-            );
+            self.node(&list, "expected at least one method entry, found an empty list");
         }
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut methods = Vec::new();
@@ -609,10 +552,7 @@ impl Validation<'_> {
             Some(other) => {
                 self.node(
                     &base.key("kind"),
-                    format!(
-                        "expected a method kind (a name), found {}",
-                        describe_json(&other)
-                    ),
+                    format!("expected a method kind (a name), found {}", describe_json(&other)),
                 );
                 return None;
             }
@@ -669,12 +609,7 @@ impl Validation<'_> {
         if !valid {
             return None;
         }
-        let entry = MethodEntry {
-            name,
-            kind,
-            fixed,
-            axes,
-        };
+        let entry = MethodEntry { name, kind, fixed, axes };
         self.check_grid(base, &entry);
         Some(entry)
     }
@@ -688,10 +623,7 @@ impl Validation<'_> {
         for (p, point) in points.iter().enumerate() {
             let spec: MethodSpec = entry.spec(point);
             if let Err(problem) = self.checker.check_method(&spec) {
-                match failures
-                    .iter_mut()
-                    .find(|f| f.0 == problem.key && f.1 == problem.message)
-                {
+                match failures.iter_mut().find(|f| f.0 == problem.key && f.1 == problem.message) {
                     Some(failure) => failure.2.push(p),
                     None => failures.push((problem.key, problem.message, vec![p])),
                 }
@@ -699,25 +631,17 @@ impl Validation<'_> {
         }
         for (key, mut message, at) in failures {
             let point = &points[at[0]];
-            let axis = key
-                .as_ref()
-                .and_then(|k| entry.axes.get(k).map(|values| (k, values)));
+            let axis = key.as_ref().and_then(|k| entry.axes.get(k).map(|values| (k, values)));
             let path = match (&key, axis) {
                 (Some(k), Some((_, values))) => {
-                    let j = values
-                        .iter()
-                        .position(|v| Some(v) == point.get(k))
-                        .unwrap_or(0);
+                    let j = values.iter().position(|v| Some(v) == point.get(k)).unwrap_or(0);
                     base.key(k.as_str()).index(j)
                 }
                 (Some(k), None) if entry.fixed.contains_key(k) => base.key(k.as_str()),
                 _ => base.clone(),
             };
             if axis.is_none() && at.len() < points.len() {
-                message.push_str(&format!(
-                    " (at grid point {})",
-                    super::expand::render_point(point)
-                ));
+                message.push_str(&format!(" (at grid point {})", super::expand::render_point(point)));
             }
             self.node(&path, message);
         }
@@ -744,18 +668,9 @@ impl Validation<'_> {
     /// last override that set `path` or an ancestor takes the blame; otherwise the problem is
     /// located in the text, noting any override that changed something inside the node.
     fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, mut message: String) {
-        let blamed = self
-            .applied
-            .iter()
-            .rev()
-            .find(|(p, _)| p.is_prefix_of(path))
-            .cloned();
+        let blamed = self.applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)).cloned();
         if let Some((set, text)) = blamed {
-            let key = if shown.is_prefix_of(&set) {
-                KeyPath::root()
-            } else {
-                shown
-            };
+            let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
             self.push(None, key, Some(text), message);
             return;
         }
@@ -776,13 +691,7 @@ impl Validation<'_> {
         self.push(None, KeyPath::root(), Some(text.to_string()), message);
     }
 
-    fn push(
-        &mut self,
-        position: Option<Position>,
-        key: KeyPath,
-        via: Option<String>,
-        message: String,
-    ) {
+    fn push(&mut self, position: Option<Position>, key: KeyPath, via: Option<String>, message: String) {
         self.errors.push(RecipeError {
             file: self.file.to_path_buf(),
             line: position.map(|p| p.line),
@@ -822,18 +731,9 @@ impl Validation<'_> {
                 } else {
                     path.clone()
                 };
-                let owner = if container == *base {
-                    owner.to_string()
-                } else {
-                    format!("`{container}`")
-                };
+                let owner = if container == *base { owner.to_string() } else { format!("`{container}`") };
                 let message = unknown_key(&key, &known, &owner);
-                self.report(
-                    &container.key(key.as_str()),
-                    Target::Key,
-                    container,
-                    message,
-                );
+                self.report(&container.key(key.as_str()), Target::Key, container, message);
             }
             SerdeMessage::Other(message) => self.node(&path, message),
         }
@@ -849,9 +749,7 @@ fn valid_name(name: &str, dots: bool) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
 }
 
 /// The data folder of streams that read one.

@@ -16,9 +16,7 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -30,10 +28,7 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The candidate nearest to `word`, if it is near enough to be a plausible typo: at most a
 /// third of the word's length away (at least 1, at most 3 edits).
-pub(super) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -87,10 +82,7 @@ pub(super) enum SerdeMessage {
 pub(super) fn rephrase(message: &str) -> SerdeMessage {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((key, tail)) = rest.split_once('`') {
-            return SerdeMessage::UnknownKey {
-                key: key.to_string(),
-                known: backticked(tail),
-            };
+            return SerdeMessage::UnknownKey { key: key.to_string(), known: backticked(tail) };
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
@@ -186,11 +178,7 @@ pub(super) fn show_value(value: &serde_json::Value) -> String {
 }
 
 fn backticked(text: &str) -> Vec<String> {
-    text.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    text.split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 #[cfg(test)]
@@ -221,16 +209,11 @@ mod tests {
         );
         assert_eq!(
             rephrase("invalid type: sequence, expected usize"),
-            SerdeMessage::Other(format!(
-                "expected a non-negative integer, found a list; {GRID_HINT}"
-            ))
+            SerdeMessage::Other(format!("expected a non-negative integer, found a list; {GRID_HINT}"))
         );
         assert_eq!(
             rephrase("unknown field `paralel`, expected one of `name`, `parallel`"),
-            SerdeMessage::UnknownKey {
-                key: "paralel".into(),
-                known: vec!["name".into(), "parallel".into()]
-            }
+            SerdeMessage::UnknownKey { key: "paralel".into(), known: vec!["name".into(), "parallel".into()] }
         );
         assert_eq!(
             rephrase("unknown variant `rleu`, expected one of `relu`, `tanh`"),
@@ -238,13 +221,7 @@ mod tests {
                 "unknown value `rleu` (did you mean `relu`?); expected one of: relu, tanh".into()
             )
         );
-        assert_eq!(
-            rephrase("missing field `hidden`"),
-            SerdeMessage::Other("missing key `hidden`".into())
-        );
-        assert_eq!(
-            rephrase("something else"),
-            SerdeMessage::Other("something else".into())
-        );
+        assert_eq!(rephrase("missing field `hidden`"), SerdeMessage::Other("missing key `hidden`".into()));
+        assert_eq!(rephrase("something else"), SerdeMessage::Other("something else".into()));
     }
 }

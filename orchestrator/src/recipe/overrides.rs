@@ -33,21 +33,14 @@ impl Override {
         };
         let key = key.trim();
         if key.starts_with(['+', '~']) {
-            return Err(
-                "adding (`+`) or deleting (`~`) keys is not supported; write \
+            return Err("adding (`+`) or deleting (`~`) keys is not supported; write \
                         `key.path=value`, which adds the key when it is missing"
-                    .to_string(),
-            );
+                .to_string());
         }
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(
-                "expected `key.path=value` with non-empty keys between the dots".to_string(),
-            );
+            return Err("expected `key.path=value` with non-empty keys between the dots".to_string());
         }
-        Ok(Override {
-            key: key.to_string(),
-            value: value.trim().to_string(),
-        })
+        Ok(Override { key: key.to_string(), value: value.trim().to_string() })
     }
 }
 
@@ -60,8 +53,7 @@ impl fmt::Display for Override {
 /// Sets the override's value in `tree` and returns the path it set (with named list entries
 /// resolved to their positions), or says why it cannot.
 pub(super) fn apply(tree: &mut Json, o: &Override) -> Result<KeyPath, String> {
-    let value =
-        yaml::parse(&o.value).map_err(|p| format!("cannot read the value: {}", p.message))?;
+    let value = yaml::parse(&o.value).map_err(|p| format!("cannot read the value: {}", p.message))?;
     let steps: Vec<&str> = o.key.split('.').collect();
     let mut path = KeyPath::root();
     let mut node = tree;
@@ -88,11 +80,7 @@ pub(super) fn apply(tree: &mut Json, o: &Override) -> Result<KeyPath, String> {
                 }
                 &mut items[index]
             }
-            _ => {
-                return Err(format!(
-                    "`{path}` holds a single value, so it has no key `{step}`"
-                ))
-            }
+            _ => return Err(format!("`{path}` holds a single value, so it has no key `{step}`")),
         };
     }
     unreachable!("a parsed override has at least one key")
@@ -108,19 +96,13 @@ fn entry_index(items: &[Json], step: &str) -> Option<usize> {
 }
 
 fn no_entry(path: &KeyPath, items: &[Json], step: &str) -> String {
-    let names: Vec<&str> = items
-        .iter()
-        .filter_map(|item| item.get("name").and_then(Json::as_str))
-        .collect();
+    let names: Vec<&str> = items.iter().filter_map(|item| item.get("name").and_then(Json::as_str)).collect();
     let mut message = format!("`{path}` has no entry named `{step}`");
     if let Some(near) = closest(step, names.iter().copied()) {
         message.push_str(&format!(" (did you mean `{near}`?)"));
     }
     if names.is_empty() {
-        message.push_str(&format!(
-            "; it has {} entries, addressed by position from 0",
-            items.len()
-        ));
+        message.push_str(&format!("; it has {} entries, addressed by position from 0", items.len()));
     } else {
         message.push_str(&format!("; entries: {}", names.join(", ")));
     }
@@ -142,15 +124,9 @@ mod tests {
         assert_eq!(o.key, "methods.sgd.lr");
         assert_eq!(o.value, "[0.01, 0.003]");
         assert_eq!(o.to_string(), "methods.sgd.lr=[0.01, 0.003]");
-        assert!(Override::parse("seeds")
-            .unwrap_err()
-            .contains("key.path=value"));
-        assert!(Override::parse("a..b=1")
-            .unwrap_err()
-            .contains("non-empty keys"));
-        assert!(Override::parse("+methods.x=1")
-            .unwrap_err()
-            .contains("not supported"));
+        assert!(Override::parse("seeds").unwrap_err().contains("key.path=value"));
+        assert!(Override::parse("a..b=1").unwrap_err().contains("non-empty keys"));
+        assert!(Override::parse("+methods.x=1").unwrap_err().contains("not supported"));
     }
 
     #[test]
@@ -161,18 +137,9 @@ mod tests {
             "methods": [{"name": "sgd", "lr": 0.1}, {"name": "cbp"}],
         });
         assert_eq!(applied(&mut tree, "seeds=5").unwrap(), "seeds");
-        assert_eq!(
-            applied(&mut tree, "methods.cbp.lr=[0.01,0.003]").unwrap(),
-            "methods[1].lr"
-        );
-        assert_eq!(
-            applied(&mut tree, "network.hidden.1=50").unwrap(),
-            "network.hidden[1]"
-        );
-        assert_eq!(
-            applied(&mut tree, "eval.tasks={subsample: {earlier: 3}}").unwrap(),
-            "eval.tasks"
-        );
+        assert_eq!(applied(&mut tree, "methods.cbp.lr=[0.01,0.003]").unwrap(), "methods[1].lr");
+        assert_eq!(applied(&mut tree, "network.hidden.1=50").unwrap(), "network.hidden[1]");
+        assert_eq!(applied(&mut tree, "eval.tasks={subsample: {earlier: 3}}").unwrap(), "eval.tasks");
         assert_eq!(
             tree,
             json!({
@@ -188,10 +155,7 @@ mod tests {
     fn says_why_a_path_cannot_be_set() {
         let mut tree = json!({"parallel": 2, "methods": [{"name": "sgd"}]});
         let error = applied(&mut tree, "methods.sdg.lr=0.1").unwrap_err();
-        assert!(
-            error.contains("no entry named `sdg` (did you mean `sgd`?); entries: sgd"),
-            "{error}"
-        );
+        assert!(error.contains("no entry named `sdg` (did you mean `sgd`?); entries: sgd"), "{error}");
         let error = applied(&mut tree, "parallel.x=1").unwrap_err();
         assert!(error.contains("`parallel` holds a single value"), "{error}");
         let error = applied(&mut tree, "seeds=[1, 2").unwrap_err();

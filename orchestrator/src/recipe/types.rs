@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use workers::protocol::{
-    CheckpointSpec, EvalSpec, MethodSpec, NetworkSpec, StreamSpec, TrainingSpec,
-};
+use workers::protocol::{CheckpointSpec, EvalSpec, MethodSpec, NetworkSpec, StreamSpec, TrainingSpec};
 
 use super::overrides::Override;
 
@@ -110,11 +108,7 @@ impl MethodEntry {
     pub fn spec(&self, point: &BTreeMap<String, Json>) -> MethodSpec {
         let mut params = self.fixed.clone();
         params.extend(point.iter().map(|(k, v)| (k.clone(), v.clone())));
-        MethodSpec {
-            name: self.name.clone(),
-            kind: self.kind.clone(),
-            params,
-        }
+        MethodSpec { name: self.name.clone(), kind: self.kind.clone(), params }
     }
 }
 

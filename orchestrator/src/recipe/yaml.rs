@@ -36,36 +36,22 @@ pub(super) struct YamlProblem {
 /// into a JSON tree. Merge keys (`<<: *defaults`) are applied.
 pub(super) fn parse(text: &str) -> Result<Json, YamlProblem> {
     let mut value: Yaml = serde_yaml::from_str(text).map_err(|error| {
-        let position = error.location().map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        });
+        let position = error.location().map(|l| Position { line: l.line(), column: l.column() });
         let mut message = error.to_string();
         if let Some(p) = position {
             // The parser appends its own position; ours goes in front of the whole line.
             message = message.replacen(&format!(" at line {} column {}", p.line, p.column), "", 1);
         }
-        YamlProblem {
-            message,
-            position,
-            path: KeyPath::root(),
-        }
+        YamlProblem { message, position, path: KeyPath::root() }
     })?;
     value.apply_merge().map_err(|error| YamlProblem {
         message: format!("cannot apply a merge key (`<<`): {error}"),
-        position: error.location().map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        }),
+        position: error.location().map(|l| Position { line: l.line(), column: l.column() }),
         path: KeyPath::root(),
     })?;
     to_json(value, &KeyPath::root()).map_err(|(path, message)| {
         let position = locate(text, &path, Target::Node);
-        YamlProblem {
-            message,
-            position,
-            path,
-        }
+        YamlProblem { message, position, path }
     })
 }
 
@@ -82,9 +68,7 @@ fn to_json(value: Yaml, path: &KeyPath) -> Result<Json, (KeyPath, String)> {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 match Number::from_f64(f) {
                     Some(number) => Json::Number(number),
-                    None => {
-                        return Err((path.clone(), format!("expected a finite number, found {n}")))
-                    }
+                    None => return Err((path.clone(), format!("expected a finite number, found {n}"))),
                 }
             }
         }
@@ -114,10 +98,7 @@ fn to_json(value: Yaml, path: &KeyPath) -> Result<Json, (KeyPath, String)> {
             Json::Object(object)
         }
         Yaml::Tagged(tagged) => {
-            return Err((
-                path.clone(),
-                format!("YAML tags are not supported, found `{}`", tagged.tag),
-            ))
+            return Err((path.clone(), format!("YAML tags are not supported, found `{}`", tagged.tag)))
         }
     })
 }
@@ -145,9 +126,7 @@ pub(super) fn locate(text: &str, path: &KeyPath, target: Target) -> Option<Posit
     if let Some(position) = probe(text, segments, target) {
         return Some(position);
     }
-    (0..segments.len())
-        .rev()
-        .find_map(|len| probe(text, &segments[..len], Target::Node))
+    (0..segments.len()).rev().find_map(|len| probe(text, &segments[..len], Target::Node))
 }
 
 /// The message a probe raises when it reaches its node; the parser attaches the node's
@@ -161,10 +140,9 @@ fn probe(text: &str, segments: &[Segment], target: Target) -> Option<Position> {
     };
     let deserializer = serde_yaml::Deserializer::from_str(text);
     match (Probe { rest: walk, key }).deserialize(deserializer) {
-        Err(error) if error.to_string().contains(FOUND) => error.location().map(|l| Position {
-            line: l.line(),
-            column: l.column(),
-        }),
+        Err(error) if error.to_string().contains(FOUND) => {
+            error.location().map(|l| Position { line: l.line(), column: l.column() })
+        }
         _ => None,
     }
 }
@@ -252,10 +230,7 @@ impl<'de> Visitor<'de> for Probe<'_> {
                 return Ok(());
             }
         }
-        seq.next_element_seed(Probe {
-            rest,
-            key: self.key,
-        })?;
+        seq.next_element_seed(Probe { rest, key: self.key })?;
         Ok(())
     }
 
@@ -267,10 +242,7 @@ impl<'de> Visitor<'de> for Probe<'_> {
         while let Some(key) = map.next_key_seed(KeyProbe { wanted: wanted_key })? {
             match self.rest.split_first() {
                 Some((Segment::Key(wanted), rest)) if *wanted == key => {
-                    return map.next_value_seed(Probe {
-                        rest,
-                        key: self.key,
-                    });
+                    return map.next_value_seed(Probe { rest, key: self.key });
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -363,14 +335,8 @@ seeds: [0, 7]
     #[test]
     fn locates_values_keys_and_list_entries() {
         let root = KeyPath::root();
-        assert_eq!(
-            at(root.key("stream").key("tasks"), Target::Node),
-            Some((4, 10))
-        );
-        assert_eq!(
-            at(root.key("stream").key("tasks"), Target::Key),
-            Some((4, 3))
-        );
+        assert_eq!(at(root.key("stream").key("tasks"), Target::Node), Some((4, 10)));
+        assert_eq!(at(root.key("stream").key("tasks"), Target::Key), Some((4, 3)));
         assert_eq!(at(root.key("methods").index(1), Target::Node), Some((8, 5)));
         let rate = root.key("methods").index(1).key("replacment_rate");
         assert_eq!(at(rate.clone(), Target::Key), Some((9, 5)));
@@ -382,20 +348,14 @@ seeds: [0, 7]
     #[test]
     fn missing_paths_fall_back_to_the_nearest_ancestor() {
         let root = KeyPath::root();
-        assert_eq!(
-            at(root.key("methods").index(0).key("momentum"), Target::Key),
-            Some((6, 5))
-        );
+        assert_eq!(at(root.key("methods").index(0).key("momentum"), Target::Key), Some((6, 5)));
         assert_eq!(at(root.key("methods").index(5), Target::Node), Some((6, 3)));
     }
 
     #[test]
     fn numbers_keep_integers_apart_from_floats() {
         let tree = parse("a: 1e-4\nb: 3\nc: -2\nd: 1.0\ne: '5'\n").unwrap();
-        assert_eq!(
-            serde_json::to_string(&tree).unwrap(),
-            r#"{"a":0.0001,"b":3,"c":-2,"d":1.0,"e":"5"}"#
-        );
+        assert_eq!(serde_json::to_string(&tree).unwrap(), r#"{"a":0.0001,"b":3,"c":-2,"d":1.0,"e":"5"}"#);
     }
 
     #[test]
@@ -403,37 +363,19 @@ seeds: [0, 7]
         let problem = parse("name: x\n  bad: [1, 2\n").unwrap_err();
         let position = problem.position.expect("a syntax error has a position");
         assert_eq!(position.line, 2);
-        assert!(
-            !problem
-                .message
-                .contains(&format!("at line {}", position.line)),
-            "{}",
-            problem.message
-        );
+        assert!(!problem.message.contains(&format!("at line {}", position.line)), "{}", problem.message);
     }
 
     #[test]
     fn unrepresentable_values_are_located() {
         let problem = parse("a:\n  b: .nan\n").unwrap_err();
         assert_eq!(problem.path.to_string(), "a.b");
-        assert!(
-            problem.message.contains("finite number"),
-            "{}",
-            problem.message
-        );
+        assert!(problem.message.contains("finite number"), "{}", problem.message);
         assert_eq!(problem.position, Some(Position { line: 2, column: 6 }));
         let problem = parse("a: !custom 3\n").unwrap_err();
-        assert!(
-            problem.message.contains("tags are not supported"),
-            "{}",
-            problem.message
-        );
+        assert!(problem.message.contains("tags are not supported"), "{}", problem.message);
         let problem = parse("a:\n  1: x\n").unwrap_err();
-        assert!(
-            problem.message.contains("keys must be names"),
-            "{}",
-            problem.message
-        );
+        assert!(problem.message.contains("keys must be names"), "{}", problem.message);
     }
 
     #[test]
