@@ -438,6 +438,15 @@ pub struct TrainingSpec {
     /// Passes over each task's training split (default 1). Online streams force 1.
     #[serde(default = "default_epochs")]
     pub epochs: usize,
+    /// Examples held out of each task's training split (a seeded sample) for methods that
+    /// measure the network after a task, such as CLNP's pruning threshold; they are never
+    /// trained on. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_batch_size() -> usize {
@@ -449,7 +458,7 @@ fn default_epochs() -> usize {
 
 impl Default for TrainingSpec {
     fn default() -> Self {
-        TrainingSpec { batch_size: default_batch_size(), epochs: default_epochs() }
+        TrainingSpec { batch_size: default_batch_size(), epochs: default_epochs(), validation: 0 }
     }
 }
 

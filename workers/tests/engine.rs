@@ -53,7 +53,7 @@ fn synthetic_spec(kind: &str, params: serde_json::Value) -> RunSpec {
             engine: Engine::Fused,
         },
         method: MethodSpec { name: kind.into(), kind: kind.into(), params },
-        training: TrainingSpec { batch_size: 8, epochs: 2 },
+        training: TrainingSpec { batch_size: 8, epochs: 2, validation: 0 },
         eval: EvalSpec {
             plasticity: PlasticitySpec { probe: 50, ..PlasticitySpec::default() },
             ..EvalSpec::default()

@@ -104,7 +104,7 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let (batch_size, epochs) =
         if info.online { (1, 1) } else { (spec.training.batch_size.max(1), spec.training.epochs.max(1)) };
     let steps_per_task = {
-        let n = stream.task(0).train.len().max(1);
+        let n = stream.task(0).train.len().saturating_sub(spec.training.validation).max(1);
         (n.div_ceil(batch_size.min(n)) * epochs) as u64
     };
     let cadence = schedule::cadence(&spec.checkpoint, net.parameter_count(), batch_size, steps_per_task);

@@ -100,6 +100,26 @@ impl Trainer<'_> {
         index * h..(index + 1) * h
     }
 
+    /// Task `t` as the learner trains on it: with `training.validation` examples moved from
+    /// the training split into a validation split (a seeded sample, the same for every method).
+    pub fn training_task(&self, t: usize) -> Task {
+        let mut task = self.stream.task(t);
+        let wanted = self.spec.training.validation;
+        let n = task.train.len();
+        if wanted > 0 && n > 1 {
+            let held = wanted.min(n - 1);
+            let mut r = rng::stream(self.spec.seed, "train.validation", t as u64);
+            let mut order = rand::seq::index::sample(&mut r, n, n).into_vec();
+            let rest = order.split_off(held);
+            order.sort_unstable();
+            let mut rest = rest;
+            rest.sort_unstable();
+            task.validation = Some(task.train.subset(&order));
+            task.train = task.train.subset(&rest);
+        }
+        task
+    }
+
     fn emit(&mut self, body: EventBody) -> Result<(), RunError> {
         self.sink.emit(body).map_err(RunError::Output)
     }
@@ -120,7 +140,7 @@ impl Trainer<'_> {
                 Problem::Regression => "regression".into(),
             },
         })?;
-        let first = self.stream.task(0);
+        let first = self.training_task(0);
         let head = self.head(&first);
         let mut report = Vec::new();
         self.method
@@ -151,7 +171,7 @@ impl Trainer<'_> {
         let tasks = self.info.tasks;
         while self.position.task < tasks {
             let t = self.position.task;
-            let task = self.stream.task(t);
+            let task = self.training_task(t);
             let head = self.head(&task);
             self.control.task.store(t, Ordering::Relaxed);
             if !self.position.task_begun {

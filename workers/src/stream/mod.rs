@@ -85,6 +85,10 @@ pub struct Task {
     pub train: Split,
     /// Held-out examples for evaluation.
     pub test: Split,
+    /// Examples held out of the training split for methods that measure the network after a
+    /// task (CLNP's pruning threshold); never trained on. Set by the trainer from
+    /// `training.validation`, `None` when that is 0.
+    pub validation: Option<Split>,
 }
 
 /// A built stream.

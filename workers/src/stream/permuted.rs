@@ -91,6 +91,7 @@ impl TaskStream for PermutedMnist {
             index,
             train: split(&self.mnist.train, dim, &p, index),
             test: split(&self.mnist.test, dim, &p, index),
+            validation: None,
         }
     }
 }

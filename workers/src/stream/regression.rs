@@ -264,6 +264,7 @@ impl TaskStream for SlowlyChangingRegression {
             index,
             train: self.split(index, "stream.regression.train", self.spec.flip_every),
             test: self.split(index, "stream.regression.test", self.spec.test_examples),
+            validation: None,
         }
     }
 }

@@ -90,6 +90,14 @@ impl Split {
         self.head
     }
 
+    /// The examples `indices` (positions in this split) as a split of their own, sharing the
+    /// data: how a task's training split is divided into what is trained on and a held-out
+    /// validation part.
+    pub fn subset(&self, indices: &[usize]) -> Split {
+        let rows: Arc<[u32]> = indices.iter().map(|&i| self.source_row(i) as u32).collect();
+        Split { rows: Some(rows), ..self.clone() }
+    }
+
     fn source_row(&self, i: usize) -> usize {
         match &self.rows {
             Some(rows) => rows[i] as usize,

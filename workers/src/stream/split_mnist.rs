@@ -118,6 +118,7 @@ impl TaskStream for SplitMnist {
             index,
             train: split(&self.mnist.train, &g.train_rows),
             test: split(&self.mnist.test, &g.test_rows),
+            validation: None,
         }
     }
 }

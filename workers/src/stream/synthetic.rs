@@ -161,6 +161,7 @@ impl TaskStream for SyntheticPermuted {
                 index,
             ),
             test: self.examples(index, "stream.synthetic.test", self.spec.test_per_class, &transform, index),
+            validation: None,
         }
     }
 }
