@@ -99,10 +99,15 @@ impl RunSpec {
             training: &'a TrainingSpec,
             eval: &'a EvalSpec,
         }
+        // The data's fingerprint, not its path, identifies the data.
+        let mut stream = self.stream.clone();
+        if let Some(dir) = stream.data_dir_mut() {
+            *dir = PathBuf::new();
+        }
         let identity = Identity {
             protocol: self.protocol,
             seed: self.seed,
-            stream: &self.stream,
+            stream: &stream,
             network: &self.network,
             method: &self.method,
             training: &self.training,
@@ -157,6 +162,24 @@ impl StreamSpec {
         }
     }
 
+    /// Data folder the stream reads, if any, mutable.
+    pub fn data_dir_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            StreamSpec::PermutedMnist(s) | StreamSpec::OnlinePermutedMnist(s) => Some(&mut s.data_dir),
+            StreamSpec::SplitMnist(s) => Some(&mut s.data_dir),
+            _ => None,
+        }
+    }
+
+    /// The data fingerprint the orchestrator recorded, if any.
+    pub fn fingerprint_mut(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            StreamSpec::PermutedMnist(s) | StreamSpec::OnlinePermutedMnist(s) => Some(&mut s.fingerprint),
+            StreamSpec::SplitMnist(s) => Some(&mut s.fingerprint),
+            _ => None,
+        }
+    }
+
     /// Data folder the stream reads, if any.
     pub fn data_dir(&self) -> Option<&PathBuf> {
         match self {
@@ -175,6 +198,12 @@ pub struct PermutedMnistSpec {
     /// `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]` (MNIST or
     /// Fashion-MNIST, full or subset).
     pub data_dir: PathBuf,
+    /// Fingerprint of the data files' bytes ([`crate::stream::MnistFiles::fingerprint`]),
+    /// filled in by the orchestrator when it plans the run. It stands for the data in the
+    /// run's identity (the folder's path does not), and a worker refuses files that no longer
+    /// match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Number of tasks (permutations).
     pub tasks: usize,
     /// Leave the first task's pixels in their natural order.
@@ -194,6 +223,12 @@ pub struct PermutedMnistSpec {
 pub struct SplitMnistSpec {
     /// Folder with the four MNIST IDX files (see [`PermutedMnistSpec::data_dir`]).
     pub data_dir: PathBuf,
+    /// Fingerprint of the data files' bytes ([`crate::stream::MnistFiles::fingerprint`]),
+    /// filled in by the orchestrator when it plans the run. It stands for the data in the
+    /// run's identity (the folder's path does not), and a worker refuses files that no longer
+    /// match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// The class groups, one task each, disjoint; default `[[0,1],[2,3],[4,5],[6,7],[8,9]]`.
     #[serde(default = "default_split_groups")]
     pub groups: Vec<Vec<u8>>,
@@ -782,6 +817,24 @@ mod tests {
         b.seed = 2;
         assert_ne!(a.content_id(), b.content_id());
         assert_eq!(a.content_id().len(), 12);
+    }
+
+    #[test]
+    fn data_is_identified_by_its_fingerprint_not_its_path() {
+        let mut a = spec();
+        a.stream = StreamSpec::PermutedMnist(PermutedMnistSpec {
+            data_dir: "/data/mnist".into(),
+            fingerprint: Some("aaaa".into()),
+            tasks: 2,
+            first_unpermuted: false,
+            train_examples: None,
+            test_examples: None,
+        });
+        let mut b = a.clone();
+        *b.stream.data_dir_mut().unwrap() = "../elsewhere/mnist".into();
+        assert_eq!(a.content_id(), b.content_id());
+        *b.stream.fingerprint_mut().unwrap() = Some("bbbb".into());
+        assert_ne!(a.content_id(), b.content_id());
     }
 
     #[test]

@@ -224,6 +224,7 @@ fn a_bad_spec_fails_with_one_clear_line() {
     let mut spec = synthetic_spec("sgd", serde_json::json!({}));
     spec.stream = StreamSpec::PermutedMnist(PermutedMnistSpec {
         data_dir: "/nonexistent/mnist".into(),
+        fingerprint: None,
         tasks: 2,
         first_unpermuted: false,
         train_examples: None,

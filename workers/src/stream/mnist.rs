@@ -85,6 +85,39 @@ impl MnistFiles {
         })
     }
 
+    /// A fingerprint of the four files' bytes (BLAKE3, 16 hex digits). Part of a run's identity
+    /// instead of the folder's path, so the same data reached by another path keeps its runs,
+    /// and other data under the same path does not reuse them; a worker refuses data whose
+    /// fingerprint changed after the experiment was planned.
+    pub fn fingerprint(&self) -> Result<String, StreamError> {
+        let mut hasher = blake3::Hasher::new();
+        for path in [&self.train_images, &self.train_labels, &self.test_images, &self.test_labels] {
+            let bytes = std::fs::read(path)
+                .map_err(|e| StreamError::Data { path: path.clone(), reason: format!("cannot read: {e}") })?;
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        Ok(hasher.finalize().to_hex()[..16].to_string())
+    }
+
+    /// Checks the files against the fingerprint recorded when the run was planned (nothing to
+    /// check when none was recorded, as for hand-written specs).
+    pub fn verify_fingerprint(&self, expected: Option<&str>) -> Result<(), StreamError> {
+        let Some(expected) = expected else { return Ok(()) };
+        let found = self.fingerprint()?;
+        if found != expected {
+            return Err(StreamError::Data {
+                path: self.train_images.parent().map(Path::to_path_buf).unwrap_or_default(),
+                reason: format!(
+                    "the data files changed since the experiment was planned (fingerprint {found}, \
+                     expected {expected}); results would mix two datasets — restore the files or \
+                     start a new experiment"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads only the four headers (a few bytes each): images are count × rows × columns,
     /// labels a count equal to the images', and training and test images have the same size.
     /// Cheap, so the orchestrator runs it when it validates a recipe.
@@ -293,6 +326,20 @@ pub(crate) mod tests {
         assert_eq!(m.train.images.len(), 30 * 6);
         assert_eq!(&m.train.images[6 * 13..6 * 14], &[30, 31, 32, 33, 34, 35]);
         assert_eq!(m.test.labels[11], 1);
+    }
+
+    #[test]
+    fn a_changed_file_no_longer_matches_its_fingerprint() {
+        let dir = Scratch::new("mnist-fingerprint");
+        write_fixture(&dir.0, 5, 3);
+        let files = MnistFiles::locate(&dir.0).unwrap();
+        let print = files.fingerprint().unwrap();
+        assert_eq!(print.len(), 16);
+        files.verify_fingerprint(Some(&print)).unwrap();
+        files.verify_fingerprint(None).unwrap();
+        write_fixture(&dir.0, 6, 3);
+        let m = err(files.verify_fingerprint(Some(&print)));
+        assert!(m.contains("changed since the experiment was planned"), "{m}");
     }
 
     #[test]

@@ -238,6 +238,7 @@ mod tests {
     fn permuted(dir: &std::path::Path, train_examples: Option<usize>) -> StreamSpec {
         StreamSpec::PermutedMnist(PermutedMnistSpec {
             data_dir: dir.to_path_buf(),
+            fingerprint: None,
             tasks: 2,
             first_unpermuted: false,
             train_examples,
@@ -259,6 +260,7 @@ mod tests {
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
         let online = StreamSpec::OnlinePermutedMnist(PermutedMnistSpec {
             data_dir: dir.0.clone(),
+            fingerprint: None,
             tasks: 2,
             first_unpermuted: true,
             train_examples: None,
@@ -269,6 +271,7 @@ mod tests {
         assert_eq!(s.task(0).test.len(), 5);
         let split = StreamSpec::SplitMnist(SplitMnistSpec {
             data_dir: dir.0.clone(),
+            fingerprint: None,
             groups: vec![vec![0, 1], vec![2, 3]],
             setting: SplitSetting::TaskIncremental,
             train_examples: None,
@@ -317,6 +320,7 @@ mod tests {
         let split = |groups: Vec<Vec<u8>>| {
             StreamSpec::SplitMnist(SplitMnistSpec {
                 data_dir: "unused".into(),
+                fingerprint: None,
                 groups,
                 setting: SplitSetting::ClassIncremental,
                 train_examples: None,

@@ -33,6 +33,7 @@ impl PermutedMnist {
     /// task-boundary signal.
     pub fn new(spec: &PermutedMnistSpec, seed: u64, online: bool) -> Result<Self, StreamError> {
         let files = MnistFiles::locate(&spec.data_dir)?;
+        files.verify_fingerprint(spec.fingerprint.as_deref())?;
         let mnist = Mnist::load(&files, spec.train_examples, spec.test_examples)?;
         Ok(Self::from_mnist(mnist, spec.tasks, spec.first_unpermuted, seed, online))
     }
@@ -106,6 +107,7 @@ mod tests {
     fn fixture_stream(dir: &std::path::Path, seed: u64, first_unpermuted: bool) -> PermutedMnist {
         let spec = PermutedMnistSpec {
             data_dir: dir.to_path_buf(),
+            fingerprint: None,
             tasks: 5,
             first_unpermuted,
             train_examples: Some(20),
@@ -176,6 +178,7 @@ mod tests {
         let Some(dir) = real_data_dir() else { return };
         let spec = PermutedMnistSpec {
             data_dir: dir,
+            fingerprint: None,
             tasks: 3,
             first_unpermuted: false,
             train_examples: None,

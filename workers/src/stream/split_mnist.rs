@@ -42,6 +42,7 @@ impl SplitMnist {
     /// `test_examples` small).
     pub fn new(spec: &SplitMnistSpec) -> Result<Self, StreamError> {
         let files = MnistFiles::locate(&spec.data_dir)?;
+        files.verify_fingerprint(spec.fingerprint.as_deref())?;
         let mnist = Mnist::load(&files, spec.train_examples, spec.test_examples)?;
         Self::from_mnist(mnist, &spec.groups, spec.setting)
     }
@@ -133,6 +134,7 @@ mod tests {
     fn spec(dir: &std::path::Path, groups: Vec<Vec<u8>>, setting: SplitSetting) -> SplitMnistSpec {
         SplitMnistSpec {
             data_dir: dir.to_path_buf(),
+            fingerprint: None,
             groups,
             setting,
             train_examples: None,
