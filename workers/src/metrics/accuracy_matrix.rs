@@ -65,7 +65,11 @@ impl fmt::Debug for AccuracyMatrix {
 impl AccuracyMatrix {
     /// An empty matrix for `tasks` tasks.
     pub fn new(tasks: usize) -> Self {
-        AccuracyMatrix { tasks, entries: vec![None; tasks * tasks], baseline: vec![None; tasks] }
+        AccuracyMatrix {
+            tasks,
+            entries: vec![None; tasks * tasks],
+            baseline: vec![None; tasks],
+        }
     }
 
     /// Builds a full matrix from rows (tests and hand-made examples).
@@ -106,12 +110,16 @@ impl AccuracyMatrix {
     }
 
     fn need(&self, metric: &'static str, after: usize, on: usize) -> Result<f64, MetricError> {
-        self.get(after, on).ok_or(MetricError::Missing { metric, after, on })
+        self.get(after, on)
+            .ok_or(MetricError::Missing { metric, after, on })
     }
 
     fn need_two_tasks(&self, metric: &'static str) -> Result<(), MetricError> {
         if self.tasks < 2 {
-            Err(MetricError::Undefined { metric, tasks: self.tasks })
+            Err(MetricError::Undefined {
+                metric,
+                tasks: self.tasks,
+            })
         } else {
             Ok(())
         }
@@ -120,7 +128,10 @@ impl AccuracyMatrix {
     /// Average accuracy after the last task: ACC = (1/T) Σ_j R\[T−1\]\[j\].
     pub fn average_accuracy(&self) -> Result<f64, MetricError> {
         if self.tasks == 0 {
-            return Err(MetricError::Undefined { metric: "ACC", tasks: 0 });
+            return Err(MetricError::Undefined {
+                metric: "ACC",
+                tasks: 0,
+            });
         }
         let last = self.tasks - 1;
         let mut sum = 0.0;
@@ -149,7 +160,10 @@ impl AccuracyMatrix {
         self.need_two_tasks("FWT")?;
         let mut sum = 0.0;
         for j in 1..self.tasks {
-            let b = self.baseline(j).ok_or(MetricError::MissingBaseline { metric: "FWT", on: j })?;
+            let b = self.baseline(j).ok_or(MetricError::MissingBaseline {
+                metric: "FWT",
+                on: j,
+            })?;
             sum += self.need("FWT", j - 1, j)? - b;
         }
         Ok(sum / (self.tasks - 1) as f64)
@@ -222,7 +236,10 @@ mod tests {
             vec![0.5, 0.9, 0.9],
         ]);
         assert!(close(m.forgetting().unwrap(), ((0.95 - 0.5) + 0.0) / 2.0));
-        assert!(close(m.backward_transfer().unwrap(), ((0.5 - 0.9) + 0.0) / 2.0));
+        assert!(close(
+            m.backward_transfer().unwrap(),
+            ((0.5 - 0.9) + 0.0) / 2.0
+        ));
     }
 
     #[test]
@@ -235,7 +252,13 @@ mod tests {
             ("FWT", m.forward_transfer()),
             ("forgetting", m.forgetting()),
         ] {
-            assert_eq!(r, Err(MetricError::Undefined { metric: name, tasks: 1 }));
+            assert_eq!(
+                r,
+                Err(MetricError::Undefined {
+                    metric: name,
+                    tasks: 1
+                })
+            );
         }
     }
 
@@ -245,13 +268,23 @@ mod tests {
         m.set(0, 0, 0.9);
         m.set(1, 1, 0.9);
         let err = m.average_accuracy().unwrap_err();
-        assert_eq!(err, MetricError::Missing { metric: "ACC", after: 1, on: 0 });
+        assert_eq!(
+            err,
+            MetricError::Missing {
+                metric: "ACC",
+                after: 1,
+                on: 0
+            }
+        );
         assert_eq!(err.to_string(), "ACC needs R[1][0], which was not measured");
         m.set(1, 0, 0.5);
         m.set(0, 1, 0.2);
         assert_eq!(
             m.forward_transfer(),
-            Err(MetricError::MissingBaseline { metric: "FWT", on: 1 })
+            Err(MetricError::MissingBaseline {
+                metric: "FWT",
+                on: 1
+            })
         );
         assert!(m.backward_transfer().is_ok());
     }
