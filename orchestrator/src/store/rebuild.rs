@@ -268,7 +268,11 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
         }
         if let Some(folder) = last_seq_in_file(&events_path)? {
             let in_store = store.last_event_seq(&id)?;
-            if !in_store.is_some_and(|s| s >= folder) {
+            let behind = match in_store {
+                Some(s) => s < folder,
+                None => true,
+            };
+            if behind {
                 found.push(Drift::EventsBehind {
                     id,
                     store: in_store,
