@@ -2,4 +2,5 @@
 //! and turned into comparison tables.
 #![warn(missing_docs)]
 
+pub mod report;
 pub mod store;

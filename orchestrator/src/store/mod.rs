@@ -69,3 +69,6 @@ pub const STORE_FORMAT: u32 = 1;
 
 /// The store's folder inside a results folder.
 pub const STORE_DIR: &str = "store";
+
+#[cfg(test)]
+pub(crate) use record::tests::record as record_for_tests;
