@@ -118,6 +118,8 @@ pub(crate) struct Summarizer {
     first_plasticity: Option<Plasticity>,
     last_plasticity: Option<Plasticity>,
     plasticity_events: usize,
+    /// `online` events for tasks beyond the stream (flagged once, not per event).
+    online_out_of_range: u64,
     flags: Vec<String>,
 }
 
@@ -134,6 +136,7 @@ impl Summarizer {
             first_plasticity: None,
             last_plasticity: None,
             plasticity_events: 0,
+            online_out_of_range: 0,
             flags: Vec::new(),
         }
     }
@@ -171,10 +174,7 @@ impl Summarizer {
                 accuracy,
             } => {
                 let Some(slot) = self.online.get_mut(*task) else {
-                    self.flags.push(format!(
-                        "online event {} is for task {task}, outside the stream of {} tasks",
-                        event.seq, self.tasks
-                    ));
+                    self.online_out_of_range += 1;
                     return;
                 };
                 let later = match slot.last_bin {
@@ -247,14 +247,12 @@ impl Summarizer {
             return;
         }
         let mut matrix = AccuracyMatrix::new(self.tasks);
+        let mut out_of_range = 0usize;
         for row in &self.evals {
             let in_range =
                 row.on_task < self.tasks && !matches!(row.after_task, Some(i) if i >= self.tasks);
             if !in_range {
-                self.flags.push(format!(
-                    "evaluation of task {} after task {:?} is outside the stream of {} tasks",
-                    row.on_task, row.after_task, self.tasks
-                ));
+                out_of_range += 1;
                 continue;
             }
             let Some(accuracy) = row.accuracy else {
@@ -264,6 +262,12 @@ impl Summarizer {
                 None => matrix.set_baseline(row.on_task, accuracy),
                 Some(i) => matrix.set(i, row.on_task, accuracy),
             }
+        }
+        if out_of_range > 0 {
+            self.flags.push(format!(
+                "{out_of_range} evaluations name tasks outside the stream of {} tasks; ignored",
+                self.tasks
+            ));
         }
         let metrics: [(Metric, Result<f64, MetricError>); 4] = [
             (Metric::Acc, matrix.average_accuracy()),
@@ -283,6 +287,12 @@ impl Summarizer {
     }
 
     fn online_metrics(&mut self, values: &mut [Option<f64>; Metric::ALL.len()]) {
+        if self.online_out_of_range > 0 {
+            self.flags.push(format!(
+                "{} online events name tasks outside the stream of {} tasks; ignored",
+                self.online_out_of_range, self.tasks
+            ));
+        }
         if self.stream_examples == 0 && self.online.iter().all(|t| t.last_bin.is_none()) {
             return; // not measured at all
         }

@@ -862,3 +862,52 @@ fn the_spread_can_be_the_standard_deviation() {
         "{md}"
     );
 }
+
+#[test]
+fn stray_evaluations_and_non_finite_numbers_flag_the_run() {
+    let store = Store::temporary().unwrap();
+    let mut r = add(&store, 0, "sgd", 1, &sgd(0), RunStatus::Finished);
+    let stray = Event {
+        run: r.id.clone(),
+        seq: 1_000,
+        body: EventBody::Eval {
+            after_task: Some(7),
+            on_task: 0,
+            examples: 5,
+            loss: 0.1,
+            accuracy: Some(0.9),
+        },
+    };
+    store.ingest(&stray).unwrap();
+    // JSON cannot carry NaN or infinity, but finite losses can still overflow a sum.
+    let huge = Event {
+        run: r.id.clone(),
+        seq: 1_001,
+        body: EventBody::Online {
+            task: 1,
+            bin: 1,
+            examples: 10,
+            loss: 1e308,
+            accuracy: Some(0.8),
+        },
+    };
+    store.ingest(&huge).unwrap();
+    r.times.wall_seconds = Some(5.0);
+    store.upsert_run(&r).unwrap();
+    let report = Report::build(&store, &ReportOptions::default()).unwrap();
+    let run = &report.runs()[0];
+    assert_eq!(
+        run.flags,
+        [
+            "1 evaluations name tasks outside the stream of 2 tasks; ignored",
+            "final_online_loss is not a finite number",
+            "mean_online_loss is not a finite number",
+        ]
+    );
+    assert_eq!(run.value(Metric::MeanOnlineLoss), None);
+    assert_eq!(run.value(Metric::FinalOnlineAcc), Some(0.8));
+    assert!(
+        run.value(Metric::Acc).is_some(),
+        "the stray entry does not spoil the matrix"
+    );
+}

@@ -46,9 +46,13 @@ pub struct RebuildSummary {
 /// * else the record's status, except that `running` (the orchestrator stopped abruptly) and
 ///   `finished` (its `finished` event was lost, so its results are incomplete) become
 ///   `interrupted`: the next `clorch run` resumes them.
+///
+/// A folder that cannot be read stops the rebuild with an error naming its file; the store is
+/// then partly filled, and a rebuild after the folder is fixed starts over.
 pub fn rebuild(results_dir: &Path, store: &Store) -> Result<RebuildSummary> {
+    let experiment = read_experiment_files(results_dir)?;
     store.clear()?;
-    store.put_experiment(&read_experiment_files(results_dir)?)?;
+    store.put_experiment(&experiment)?;
     let mut summary = RebuildSummary::default();
     for dir in run_folders(results_dir)? {
         if !dir.join(RUN_RECORD_FILE).exists() {
