@@ -6,3 +6,5 @@ pub mod cli;
 pub mod executor;
 pub mod lock;
 pub mod recipe;
+pub mod report;
+pub mod store;

@@ -1,0 +1,31 @@
+//! Errors of building and writing reports.
+
+use polars::prelude::PolarsError;
+
+use super::filter::UnknownFilterKey;
+use crate::store::StoreError;
+
+/// Everything that can go wrong when building or writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A filter names a key no run has.
+    #[error(transparent)]
+    UnknownFilterKey(#[from] UnknownFilterKey),
+    /// polars could not build or write a table.
+    #[error("the {table} table could not be {action}: {source}")]
+    Table {
+        /// Which table (`groups`, `runs`, `per-task`).
+        table: &'static str,
+        /// `built` or `written as <format>`.
+        action: String,
+        /// polars' error.
+        #[source]
+        source: PolarsError,
+    },
+    /// Writing the rendered table failed.
+    #[error("writing the report failed: {0}")]
+    Io(#[from] std::io::Error),
+}

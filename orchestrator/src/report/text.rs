@@ -1,0 +1,372 @@
+//! The human-readable renderers: Markdown (padded, readable raw on a terminal) and LaTeX
+//! (booktabs). Both draw the same [`TextTable`], so the two always show the same numbers.
+
+use std::io::{self, Write};
+
+use super::report::{Report, Spread};
+use crate::store::RunStatus;
+
+/// One cell, kept structured until a renderer formats it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Cell {
+    /// A label.
+    Text(String),
+    /// An integer count.
+    Integer(u64),
+    /// A single value (a run's metric, an accuracy); `None` where undefined.
+    Number(Option<f64>),
+    /// A group's value: mean ± spread over `n` of `expected` runs.
+    Stat {
+        mean: Option<f64>,
+        spread: Option<f64>,
+        n: usize,
+        expected: usize,
+        best: bool,
+    },
+}
+
+/// Headers, which columns are numeric (right-aligned), and rows.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TextTable {
+    pub headers: Vec<(String, String)>,
+    pub numeric: Vec<bool>,
+    pub rows: Vec<Vec<Cell>>,
+    pub legend: Option<String>,
+}
+
+impl TextTable {
+    fn new() -> Self {
+        TextTable {
+            headers: Vec::new(),
+            numeric: Vec::new(),
+            rows: Vec::new(),
+            legend: None,
+        }
+    }
+
+    fn column(&mut self, markdown: &str, latex: &str, numeric: bool) {
+        self.headers.push((markdown.to_string(), latex.to_string()));
+        self.numeric.push(numeric);
+    }
+}
+
+/// The grouped table: `Stream, Method, [Grid], Runs`, one column per metric. The grid
+/// column is left out when no group has a grid point.
+pub(crate) fn groups_table(report: &Report) -> TextTable {
+    let groups = report.groups();
+    let with_grid = groups.iter().any(|g| !g.grid_text.is_empty());
+    let mut t = TextTable::new();
+    t.column("Stream", "Stream", false);
+    t.column("Method", "Method", false);
+    if with_grid {
+        t.column("Grid", "Grid", false);
+    }
+    t.column("Runs", "Runs", true);
+    for &m in report.metrics() {
+        t.column(m.header(), m.latex_header(), true);
+    }
+    let best: Vec<Option<f64>> = report.metrics().iter().map(|&m| report.best(m)).collect();
+    for g in groups {
+        let mut row = vec![Cell::Text(g.stream.clone()), Cell::Text(g.method.clone())];
+        if with_grid {
+            row.push(Cell::Text(g.grid_text.clone()));
+        }
+        row.push(if g.finished < g.runs {
+            Cell::Text(format!("{}/{}", g.finished, g.runs))
+        } else {
+            Cell::Integer(g.runs as u64)
+        });
+        for (&m, best) in report.metrics().iter().zip(&best) {
+            let s = g.cell(m);
+            row.push(Cell::Stat {
+                mean: s.mean,
+                spread: match report.spread() {
+                    Spread::Ci95 => s.ci95,
+                    Spread::Std => s.std,
+                },
+                n: s.n,
+                expected: g.runs,
+                best: !g.incomplete(m) && s.mean.is_some() && s.mean == *best,
+            });
+        }
+        t.rows.push(row);
+    }
+    let spread = match report.spread() {
+        Spread::Ci95 => "± is the 95% confidence half-width of the mean (Student t over seeds)",
+        Spread::Std => "± is the sample standard deviation over seeds",
+    };
+    t.legend = Some(format!(
+        "{spread}; (n/N): only n of the group's N runs have a value; bold: best complete value."
+    ));
+    t
+}
+
+/// The per-run table: `Run, Stream, Method, [Grid], Seed, Status, Attempts`, the metrics,
+/// then `Flags`.
+pub(crate) fn runs_table(report: &Report) -> TextTable {
+    let runs = report.runs();
+    let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
+    let mut t = TextTable::new();
+    for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
+        t.column(h, h, numeric);
+    }
+    if with_grid {
+        t.column("Grid", "Grid", false);
+    }
+    for (h, numeric) in [("Seed", true), ("Status", false), ("Attempts", true)] {
+        t.column(h, h, numeric);
+    }
+    for &m in report.metrics() {
+        t.column(m.header(), m.latex_header(), true);
+    }
+    t.column("Flags", "Flags", false);
+    for r in runs {
+        let mut row = vec![
+            Cell::Text(r.id.clone()),
+            Cell::Text(r.labels.stream.clone()),
+            Cell::Text(r.labels.method.clone()),
+        ];
+        if with_grid {
+            row.push(Cell::Text(r.labels.grid_text()));
+        }
+        let status = match &r.status {
+            RunStatus::Failed { failure } => format!("failed: {failure}"),
+            other => other.name().to_string(),
+        };
+        row.extend([
+            Cell::Integer(r.labels.seed),
+            Cell::Text(status),
+            Cell::Integer(r.attempts.into()),
+        ]);
+        row.extend(report.metrics().iter().map(|&m| Cell::Number(r.value(m))));
+        row.push(Cell::Text(r.flags.join("; ")));
+        t.rows.push(row);
+    }
+    t
+}
+
+/// The long per-task table: `Run, Stream, Method, [Grid], Seed, After task, On task,
+/// Accuracy, Loss`; `after task` is `—` for the untrained network.
+pub(crate) fn per_task_table(report: &Report) -> TextTable {
+    let runs = report.runs();
+    let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
+    let mut t = TextTable::new();
+    for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
+        t.column(h, h, numeric);
+    }
+    if with_grid {
+        t.column("Grid", "Grid", false);
+    }
+    for (h, numeric) in [
+        ("Seed", true),
+        ("After task", true),
+        ("On task", true),
+        ("Accuracy", true),
+        ("Loss", true),
+    ] {
+        t.column(h, h, numeric);
+    }
+    for r in runs {
+        for e in &r.evals {
+            let mut row = vec![
+                Cell::Text(r.id.clone()),
+                Cell::Text(r.labels.stream.clone()),
+                Cell::Text(r.labels.method.clone()),
+            ];
+            if with_grid {
+                row.push(Cell::Text(r.labels.grid_text()));
+            }
+            row.push(Cell::Integer(r.labels.seed));
+            row.push(match e.after_task {
+                Some(i) => Cell::Integer(i as u64),
+                None => Cell::Text("—".into()),
+            });
+            row.push(Cell::Integer(e.on_task as u64));
+            row.push(Cell::Number(e.accuracy));
+            row.push(Cell::Number(Some(e.loss)));
+            t.rows.push(row);
+        }
+    }
+    t
+}
+
+/// `value` with `precision` decimals, without a sign on zero.
+fn number(value: f64, precision: usize) -> String {
+    let text = format!("{value:.precision$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => text,
+    }
+}
+
+fn markdown_cell(cell: &Cell, precision: usize) -> String {
+    match cell {
+        Cell::Text(s) => s.replace('|', "\\|").replace('\n', " "),
+        Cell::Integer(i) => i.to_string(),
+        Cell::Number(None) => "—".into(),
+        Cell::Number(Some(v)) => number(*v, precision),
+        Cell::Stat {
+            mean,
+            spread,
+            n,
+            expected,
+            best,
+        } => {
+            let mut text = match (mean, spread) {
+                (None, _) => "—".to_string(),
+                (Some(m), Some(s)) => {
+                    format!("{} ± {}", number(*m, precision), number(*s, precision))
+                }
+                (Some(m), None) => number(*m, precision),
+            };
+            if *best {
+                text = format!("**{text}**");
+            }
+            if n < expected {
+                text.push_str(&format!(" ({n}/{expected})"));
+            }
+            text
+        }
+    }
+}
+
+/// Renders `table` as a Markdown pipe table with columns padded to equal width, then its
+/// legend (if any) after a blank line.
+pub(crate) fn write_markdown(
+    table: &TextTable,
+    precision: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let cells: Vec<Vec<String>> = table
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|c| markdown_cell(c, precision)).collect())
+        .collect();
+    let headers: Vec<String> = table
+        .headers
+        .iter()
+        .map(|(h, _)| h.replace('|', "\\|"))
+        .collect();
+    let width = |s: &str| s.chars().count();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            let cells_max = cells.iter().map(|r| width(&r[i])).max().unwrap_or(0);
+            width(&headers[i]).max(cells_max).max(3)
+        })
+        .collect();
+    let line = |out: &mut dyn Write, row: &[String]| -> io::Result<()> {
+        write!(out, "|")?;
+        for (i, text) in row.iter().enumerate() {
+            let pad = widths[i] - width(text);
+            if table.numeric[i] {
+                write!(out, " {}{text} |", " ".repeat(pad))?;
+            } else {
+                write!(out, " {text}{} |", " ".repeat(pad))?;
+            }
+        }
+        writeln!(out)
+    };
+    line(out, &headers)?;
+    write!(out, "|")?;
+    for (i, w) in widths.iter().enumerate() {
+        if table.numeric[i] {
+            write!(out, "{}:|", "-".repeat(w + 1))?;
+        } else {
+            write!(out, ":{}|", "-".repeat(w + 1))?;
+        }
+    }
+    writeln!(out)?;
+    for row in &cells {
+        line(out, row)?;
+    }
+    if let Some(legend) = &table.legend {
+        writeln!(out)?;
+        writeln!(out, "{legend}")?;
+    }
+    Ok(())
+}
+
+/// Escapes LaTeX's special characters in a label.
+fn latex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str(r"\textasciitilde{}"),
+            '^' => out.push_str(r"\textasciicircum{}"),
+            '—' => out.push_str("---"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn latex_cell(cell: &Cell, precision: usize) -> String {
+    match cell {
+        Cell::Text(s) => latex_escape(s),
+        Cell::Integer(i) => i.to_string(),
+        Cell::Number(None) => "--".into(),
+        Cell::Number(Some(v)) => format!("${}$", number(*v, precision)),
+        Cell::Stat {
+            mean,
+            spread,
+            n,
+            expected,
+            best,
+        } => {
+            let mut text = match mean {
+                None => "--".to_string(),
+                Some(m) => {
+                    let body = match spread {
+                        Some(s) => {
+                            format!(r"{} \pm {}", number(*m, precision), number(*s, precision))
+                        }
+                        None => number(*m, precision),
+                    };
+                    if *best {
+                        format!(r"$\mathbf{{{body}}}$")
+                    } else {
+                        format!("${body}$")
+                    }
+                }
+            };
+            if n < expected {
+                text.push_str(&format!(" ({n}/{expected})"));
+            }
+            text
+        }
+    }
+}
+
+/// Renders `table` as a booktabs `tabular` (needs `\usepackage{booktabs}`): labels left,
+/// numbers right, best values in bold math.
+pub(crate) fn write_latex(
+    table: &TextTable,
+    precision: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let spec: String = table
+        .numeric
+        .iter()
+        .map(|&n| if n { 'r' } else { 'l' })
+        .collect();
+    writeln!(out, "\\begin{{tabular}}{{{spec}}}")?;
+    writeln!(out, "\\toprule")?;
+    let headers: Vec<&str> = table
+        .headers
+        .iter()
+        .map(|(_, latex)| latex.as_str())
+        .collect();
+    writeln!(out, "{} \\\\", headers.join(" & "))?;
+    writeln!(out, "\\midrule")?;
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(|c| latex_cell(c, precision)).collect();
+        writeln!(out, "{} \\\\", cells.join(" & "))?;
+    }
+    writeln!(out, "\\bottomrule")?;
+    writeln!(out, "\\end{{tabular}}")
+}
