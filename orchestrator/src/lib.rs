@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod executor;
 pub mod lock;
+pub mod plan;
 pub mod recipe;
 pub mod report;
 pub mod store;

@@ -580,11 +580,7 @@ fn default_tau() -> f64 {
 
 impl Default for PlasticitySpec {
     fn default() -> Self {
-        PlasticitySpec {
-            every: 1,
-            probe: default_probe(),
-            dormant_tau: default_tau(),
-        }
+        PlasticitySpec { every: 1, probe: default_probe(), dormant_tau: default_tau() }
     }
 }
 
@@ -802,11 +798,7 @@ mod tests {
                 heads: Heads::Shared,
                 engine: Engine::Fused,
             },
-            method: MethodSpec {
-                name: "sgd".into(),
-                kind: "sgd".into(),
-                params: BTreeMap::new(),
-            },
+            method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
             training: TrainingSpec::default(),
             eval: EvalSpec::default(),
             checkpoint: CheckpointSpec::default(),
@@ -859,10 +851,7 @@ mod tests {
             },
         };
         let line = serde_json::to_string(&e).unwrap();
-        assert!(
-            line.starts_with(r#"{"run":"abc","seq":3,"event":"eval","on_task":2"#),
-            "{line}"
-        );
+        assert!(line.starts_with(r#"{"run":"abc","seq":3,"event":"eval","on_task":2"#), "{line}");
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
     }
@@ -871,9 +860,7 @@ mod tests {
     fn specs_reject_unknown_fields() {
         let mut v = serde_json::to_value(spec()).unwrap();
         v["network"]["widths"] = serde_json::json!([3]);
-        let err = serde_json::from_value::<RunSpec>(v)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_value::<RunSpec>(v).unwrap_err().to_string();
         assert!(err.contains("unknown field `widths`"), "{err}");
     }
 }

@@ -33,18 +33,13 @@ impl FromStr for Filter {
     type Err = InvalidFilter;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || InvalidFilter {
-            text: s.to_string(),
-        };
+        let invalid = || InvalidFilter { text: s.to_string() };
         let (key, value) = s.split_once('=').ok_or_else(invalid)?;
         let (key, value) = (key.trim(), value.trim());
         if key.is_empty() || value.is_empty() {
             return Err(invalid());
         }
-        Ok(Filter {
-            key: key.to_string(),
-            value: value.to_string(),
-        })
+        Ok(Filter { key: key.to_string(), value: value.to_string() })
     }
 }
 
@@ -56,10 +51,7 @@ impl Filter {
             "method" => labels.method == self.value,
             "seed" => self.value.parse::<u64>().is_ok_and(|s| s == labels.seed),
             "status" => status.name() == self.value,
-            key => labels
-                .grid
-                .get(key)
-                .is_some_and(|v| value_matches(v, &self.value)),
+            key => labels.grid.get(key).is_some_and(|v| value_matches(v, &self.value)),
         }
     }
 }
@@ -106,20 +98,11 @@ pub(crate) fn apply<T>(
     if filters.is_empty() {
         return Ok(runs);
     }
-    let grid_keys: BTreeSet<String> = runs
-        .iter()
-        .flat_map(|r| labels(r).0.grid.keys().cloned())
-        .collect();
+    let grid_keys: BTreeSet<String> = runs.iter().flat_map(|r| labels(r).0.grid.keys().cloned()).collect();
     for filter in filters {
         if !LABEL_KEYS.contains(&filter.key.as_str()) && !grid_keys.contains(&filter.key) {
-            let known = LABEL_KEYS
-                .iter()
-                .map(|k| k.to_string())
-                .chain(grid_keys.iter().cloned());
-            return Err(UnknownFilterKey {
-                key: filter.key.clone(),
-                known: known.collect(),
-            });
+            let known = LABEL_KEYS.iter().map(|k| k.to_string()).chain(grid_keys.iter().cloned());
+            return Err(UnknownFilterKey { key: filter.key.clone(), known: known.collect() });
         }
     }
     let keys: BTreeSet<&str> = filters.iter().map(|f| f.key.as_str()).collect();
@@ -127,12 +110,7 @@ pub(crate) fn apply<T>(
         .into_iter()
         .filter(|run| {
             let (l, status) = labels(run);
-            keys.iter().all(|key| {
-                filters
-                    .iter()
-                    .filter(|f| f.key == *key)
-                    .any(|f| f.matches(l, status))
-            })
+            keys.iter().all(|key| filters.iter().filter(|f| f.key == *key).any(|f| f.matches(l, status)))
         })
         .collect())
 }
@@ -150,12 +128,7 @@ mod tests {
         RunSummary {
             id: format!("{method}-{seed}"),
             order: 0,
-            labels: RunLabels {
-                stream: "pm".into(),
-                method: method.into(),
-                grid,
-                seed,
-            },
+            labels: RunLabels { stream: "pm".into(), method: method.into(), grid, seed },
             status: RunStatus::Finished,
             attempts: 1,
             tasks: 2,
@@ -168,11 +141,7 @@ mod tests {
 
     fn ids(filters: &[&str], runs: Vec<RunSummary>) -> Vec<String> {
         let filters: Vec<Filter> = filters.iter().map(|f| f.parse().unwrap()).collect();
-        apply(&filters, runs, |r| (&r.labels, &r.status))
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
+        apply(&filters, runs, |r| (&r.labels, &r.status)).unwrap().into_iter().map(|r| r.id).collect()
     }
 
     fn runs() -> Vec<RunSummary> {
@@ -189,20 +158,14 @@ mod tests {
         assert_eq!(ids(&["method=cbp"], runs()), ["cbp-1", "cbp-2"]);
         assert_eq!(ids(&["lr=1e-2"], runs()), ["cbp-1", "l2-3"]);
         assert_eq!(ids(&["lr=0.01", "method=cbp"], runs()), ["cbp-1"]);
-        assert_eq!(
-            ids(&["method=cbp", "method=l2", "lr=0.01"], runs()),
-            ["cbp-1", "l2-3"]
-        );
+        assert_eq!(ids(&["method=cbp", "method=l2", "lr=0.01"], runs()), ["cbp-1", "l2-3"]);
         assert_eq!(ids(&["lr=1"], runs()), ["sgd-4"]);
         assert_eq!(ids(&["lr=1.0"], runs()), ["sgd-4"]);
         assert_eq!(ids(&["seed=2"], runs()), ["cbp-2"]);
         assert_eq!(ids(&["opt=adam", "status=finished"], runs()).len(), 4);
         assert!(ids(&["status=failed"], runs()).is_empty());
         let mut shaped = runs();
-        shaped[1]
-            .labels
-            .grid
-            .insert("hidden".into(), serde_json::json!([64, 64]));
+        shaped[1].labels.grid.insert("hidden".into(), serde_json::json!([64, 64]));
         assert_eq!(ids(&["hidden=[64, 64]"], shaped.clone()), ["cbp-2"]);
         assert!(ids(&["hidden=[64]"], shaped).is_empty());
     }
@@ -213,11 +176,8 @@ mod tests {
             let err = text.parse::<Filter>().unwrap_err().to_string();
             assert!(err.contains("expected key=value"), "{err}");
         }
-        let err = apply(&["rl=0.1".parse().unwrap()], runs(), |r| {
-            (&r.labels, &r.status)
-        })
-        .unwrap_err()
-        .to_string();
+        let err =
+            apply(&["rl=0.1".parse().unwrap()], runs(), |r| (&r.labels, &r.status)).unwrap_err().to_string();
         assert_eq!(
             err,
             "no run has a label or grid parameter `rl`; filterable keys: stream, method, seed, \

@@ -71,23 +71,11 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
     let runs = report.runs();
     let mut cols = vec![
         string_column(RUN, runs.iter().map(|r| r.id.clone()).collect()),
-        string_column(
-            STREAM,
-            runs.iter().map(|r| r.labels.stream.clone()).collect(),
-        ),
-        string_column(
-            METHOD,
-            runs.iter().map(|r| r.labels.method.clone()).collect(),
-        ),
+        string_column(STREAM, runs.iter().map(|r| r.labels.stream.clone()).collect()),
+        string_column(METHOD, runs.iter().map(|r| r.labels.method.clone()).collect()),
         string_column(GRID, runs.iter().map(|r| r.labels.grid_text()).collect()),
-        Column::new(
-            SEED.into(),
-            runs.iter().map(|r| r.labels.seed).collect::<Vec<u64>>(),
-        ),
-        string_column(
-            STATUS,
-            runs.iter().map(|r| r.status.name().to_string()).collect(),
-        ),
+        Column::new(SEED.into(), runs.iter().map(|r| r.labels.seed).collect::<Vec<u64>>()),
+        string_column(STATUS, runs.iter().map(|r| r.status.name().to_string()).collect()),
         Column::new(
             FAILURE.into(),
             runs.iter()
@@ -97,28 +85,17 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
                 })
                 .collect::<Vec<Option<String>>>(),
         ),
-        Column::new(
-            ATTEMPTS.into(),
-            runs.iter().map(|r| r.attempts).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            TASKS.into(),
-            runs.iter().map(|r| count(r.tasks)).collect::<Vec<u32>>(),
-        ),
+        Column::new(ATTEMPTS.into(), runs.iter().map(|r| r.attempts).collect::<Vec<u32>>()),
+        Column::new(TASKS.into(), runs.iter().map(|r| count(r.tasks)).collect::<Vec<u32>>()),
     ];
     for &metric in report.metrics() {
         let values: Vec<Option<f64>> = runs.iter().map(|r| r.value(metric)).collect();
         cols.push(Column::new(metric.name().into(), values));
     }
-    cols.push(Column::new(
-        FLAGGED.into(),
-        runs.iter().map(|r| r.flagged()).collect::<Vec<bool>>(),
-    ));
+    cols.push(Column::new(FLAGGED.into(), runs.iter().map(|r| r.flagged()).collect::<Vec<bool>>()));
     cols.push(Column::new(
         FLAGS.into(),
-        runs.iter()
-            .map(|r| r.flagged().then(|| r.flags.join("; ")))
-            .collect::<Vec<Option<String>>>(),
+        runs.iter().map(|r| r.flagged().then(|| r.flags.join("; "))).collect::<Vec<Option<String>>>(),
     ));
     DataFrame::new(runs.len(), cols)
 }
@@ -131,17 +108,8 @@ pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
         string_column(STREAM, groups.iter().map(|g| g.stream.clone()).collect()),
         string_column(METHOD, groups.iter().map(|g| g.method.clone()).collect()),
         string_column(GRID, groups.iter().map(|g| g.grid_text.clone()).collect()),
-        Column::new(
-            RUNS.into(),
-            groups.iter().map(|g| count(g.runs)).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            FINISHED.into(),
-            groups
-                .iter()
-                .map(|g| count(g.finished))
-                .collect::<Vec<u32>>(),
-        ),
+        Column::new(RUNS.into(), groups.iter().map(|g| count(g.runs)).collect::<Vec<u32>>()),
+        Column::new(FINISHED.into(), groups.iter().map(|g| count(g.finished)).collect::<Vec<u32>>()),
     ];
     for &metric in report.metrics() {
         let stat = |f: fn(&super::stats::Summary) -> Option<f64>| -> Vec<Option<f64>> {
@@ -160,53 +128,20 @@ pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
 /// The long per-task table, one row per accuracy-matrix entry measured:
 /// `run, stream, method, grid, seed, after_task, on_task, accuracy, loss`.
 pub fn per_task_frame(report: &Report) -> PolarsResult<DataFrame> {
-    let rows: Vec<_> = report
-        .runs()
-        .iter()
-        .flat_map(|r| r.evals.iter().map(move |e| (r, e)))
-        .collect();
+    let rows: Vec<_> = report.runs().iter().flat_map(|r| r.evals.iter().map(move |e| (r, e))).collect();
     let cols = vec![
         string_column(RUN, rows.iter().map(|(r, _)| r.id.clone()).collect()),
-        string_column(
-            STREAM,
-            rows.iter().map(|(r, _)| r.labels.stream.clone()).collect(),
-        ),
-        string_column(
-            METHOD,
-            rows.iter().map(|(r, _)| r.labels.method.clone()).collect(),
-        ),
-        string_column(
-            GRID,
-            rows.iter().map(|(r, _)| r.labels.grid_text()).collect(),
-        ),
-        Column::new(
-            SEED.into(),
-            rows.iter()
-                .map(|(r, _)| r.labels.seed)
-                .collect::<Vec<u64>>(),
-        ),
+        string_column(STREAM, rows.iter().map(|(r, _)| r.labels.stream.clone()).collect()),
+        string_column(METHOD, rows.iter().map(|(r, _)| r.labels.method.clone()).collect()),
+        string_column(GRID, rows.iter().map(|(r, _)| r.labels.grid_text()).collect()),
+        Column::new(SEED.into(), rows.iter().map(|(r, _)| r.labels.seed).collect::<Vec<u64>>()),
         Column::new(
             AFTER_TASK.into(),
-            rows.iter()
-                .map(|(_, e)| e.after_task.map(count))
-                .collect::<Vec<Option<u32>>>(),
+            rows.iter().map(|(_, e)| e.after_task.map(count)).collect::<Vec<Option<u32>>>(),
         ),
-        Column::new(
-            ON_TASK.into(),
-            rows.iter()
-                .map(|(_, e)| count(e.on_task))
-                .collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            ACCURACY.into(),
-            rows.iter()
-                .map(|(_, e)| e.accuracy)
-                .collect::<Vec<Option<f64>>>(),
-        ),
-        Column::new(
-            LOSS.into(),
-            rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>(),
-        ),
+        Column::new(ON_TASK.into(), rows.iter().map(|(_, e)| count(e.on_task)).collect::<Vec<u32>>()),
+        Column::new(ACCURACY.into(), rows.iter().map(|(_, e)| e.accuracy).collect::<Vec<Option<f64>>>()),
+        Column::new(LOSS.into(), rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>()),
     ];
     DataFrame::new(rows.len(), cols)
 }

@@ -47,11 +47,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
     let mut members: Vec<Vec<&RunSummary>> = Vec::new();
     for run in runs {
         let grid_key = serde_json::to_string(&run.labels.grid).expect("grid values serialise");
-        let key = (
-            run.labels.stream.clone(),
-            run.labels.method.clone(),
-            grid_key,
-        );
+        let key = (run.labels.stream.clone(), run.labels.method.clone(), grid_key);
         let next = members.len();
         let i = *index.entry(key).or_insert(next);
         if i == next {
@@ -67,11 +63,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
             let mut values = Vec::with_capacity(runs.len());
             for metric in Metric::ALL {
                 values.clear();
-                values.extend(
-                    runs.iter()
-                        .filter(|r| r.finished())
-                        .filter_map(|r| r.value(metric)),
-                );
+                values.extend(runs.iter().filter(|r| r.finished()).filter_map(|r| r.value(metric)));
                 cells[metric.index()] = Summary::of(&values);
             }
             GroupSummary {
@@ -91,9 +83,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
 /// value), or `None` when the metric has no direction or no complete cell. Incomplete cells
 /// never win: a mean over fewer seeds than planned is not a fair comparison.
 pub(crate) fn best(groups: &[GroupSummary], metric: Metric) -> Option<f64> {
-    let complete = groups
-        .iter()
-        .filter(|g| g.runs > 0 && !g.incomplete(metric));
+    let complete = groups.iter().filter(|g| g.runs > 0 && !g.incomplete(metric));
     let means = complete.filter_map(|g| g.cell(metric).mean);
     match metric.better() {
         Better::Higher => means.reduce(f64::max),

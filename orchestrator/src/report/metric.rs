@@ -162,9 +162,7 @@ impl Metric {
             | Metric::MeanOnlineLoss
             | Metric::Dead
             | Metric::DeadChange => Better::Lower,
-            Metric::MeanAbsWeight | Metric::MeanAbsWeightChange | Metric::WallSeconds => {
-                Better::Neither
-            }
+            Metric::MeanAbsWeight | Metric::MeanAbsWeightChange | Metric::WallSeconds => Better::Neither,
         }
     }
 }
@@ -184,11 +182,7 @@ pub struct UnknownMetric {
 }
 
 fn known_metrics() -> String {
-    Metric::ALL
-        .iter()
-        .map(|m| m.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
 }
 
 impl FromStr for Metric {
@@ -200,9 +194,7 @@ impl FromStr for Metric {
         Metric::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| UnknownMetric {
-                name: s.to_string(),
-            })
+            .ok_or_else(|| UnknownMetric { name: s.to_string() })
     }
 }
 
@@ -222,10 +214,7 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_ones() {
         let err = "accuracy".parse::<Metric>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("unknown metric `accuracy`; expected one of: acc, bwt"),
-            "{err}"
-        );
+        assert!(err.starts_with("unknown metric `accuracy`; expected one of: acc, bwt"), "{err}");
     }
 
     #[test]

@@ -43,9 +43,7 @@ pub use group::GroupSummary;
 pub use metric::{Better, Metric, UnknownMetric};
 pub use render::{Format, TableKind, UnknownFormat};
 pub use report::{Report, ReportOptions, Spread};
-pub use stats::{
-    ln_gamma, regularized_incomplete_beta, student_t_cdf, student_t_quantile, Summary,
-};
+pub use stats::{ln_gamma, regularized_incomplete_beta, student_t_cdf, student_t_quantile, Summary};
 pub use summary::{EvalRow, RunSummary};
 
 #[cfg(test)]

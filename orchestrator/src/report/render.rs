@@ -30,13 +30,8 @@ pub enum Format {
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 5] = [
-        Format::Markdown,
-        Format::Csv,
-        Format::Parquet,
-        Format::Json,
-        Format::Latex,
-    ];
+    pub const ALL: [Format; 5] =
+        [Format::Markdown, Format::Csv, Format::Parquet, Format::Json, Format::Latex];
 
     /// The format's name as accepted by [`Format::from_str`].
     pub fn name(self) -> &'static str {
@@ -120,20 +115,11 @@ impl Report {
             TableKind::Runs => frame::runs_frame(self),
             TableKind::PerTask => frame::per_task_frame(self),
         };
-        built.map_err(|source| ReportError::Table {
-            table: table.name(),
-            action: "built".into(),
-            source,
-        })
+        built.map_err(|source| ReportError::Table { table: table.name(), action: "built".into(), source })
     }
 
     /// Writes `table` in `format` to `out`.
-    pub fn write(
-        &self,
-        table: TableKind,
-        format: Format,
-        out: &mut dyn Write,
-    ) -> Result<(), ReportError> {
+    pub fn write(&self, table: TableKind, format: Format, out: &mut dyn Write) -> Result<(), ReportError> {
         let text_table = || match table {
             TableKind::Groups => text::groups_table(self),
             TableKind::Runs => text::runs_table(self),
@@ -149,10 +135,7 @@ impl Report {
             Format::Latex => text::write_latex(&text_table(), self.precision(), out)?,
             Format::Csv => {
                 let mut df = self.frame(table)?;
-                CsvWriter::new(out)
-                    .include_header(true)
-                    .finish(&mut df)
-                    .map_err(failed)?;
+                CsvWriter::new(out).include_header(true).finish(&mut df).map_err(failed)?;
             }
             Format::Parquet => {
                 let mut df = self.frame(table)?;

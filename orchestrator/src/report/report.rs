@@ -35,13 +35,7 @@ pub struct ReportOptions {
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions {
-            metrics: None,
-            filters: Vec::new(),
-            sort: None,
-            spread: Spread::Ci95,
-            precision: 3,
-        }
+        ReportOptions { metrics: None, filters: Vec::new(), sort: None, spread: Spread::Ci95, precision: 3 }
     }
 }
 
@@ -79,14 +73,7 @@ impl Report {
             group::sort_best_first(&mut groups, metric, |g| g.cell(metric).mean);
             group::sort_best_first(&mut runs, metric, |r| r.value(metric));
         }
-        Ok(Report {
-            experiment,
-            runs,
-            groups,
-            metrics,
-            spread: options.spread,
-            precision: options.precision,
-        })
+        Ok(Report { experiment, runs, groups, metrics, spread: options.spread, precision: options.precision })
     }
 
     /// The experiment's name, if the store has its metadata.
@@ -132,15 +119,10 @@ fn default_metrics(runs: &[RunSummary]) -> Vec<Metric> {
     let any_regression = runs.iter().any(|r| r.regression);
     let appropriate: Vec<Metric> = Metric::DEFAULT
         .into_iter()
-        .filter(|m| {
-            any_regression || !matches!(m, Metric::FinalOnlineLoss | Metric::MeanOnlineLoss)
-        })
+        .filter(|m| any_regression || !matches!(m, Metric::FinalOnlineLoss | Metric::MeanOnlineLoss))
         .collect();
-    let present: Vec<Metric> = appropriate
-        .iter()
-        .copied()
-        .filter(|&m| runs.iter().any(|r| r.value(m).is_some()))
-        .collect();
+    let present: Vec<Metric> =
+        appropriate.iter().copied().filter(|&m| runs.iter().any(|r| r.value(m).is_some())).collect();
     if present.is_empty() {
         appropriate
     } else {

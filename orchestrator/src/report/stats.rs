@@ -29,22 +29,12 @@ impl Summary {
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         if n < 2 {
-            return Summary {
-                n,
-                mean: Some(mean),
-                std: None,
-                ci95: None,
-            };
+            return Summary { n, mean: Some(mean), std: None, ci95: None };
         }
         let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
         let std = (ss / (n - 1) as f64).sqrt();
         let ci95 = student_t_quantile(0.975, (n - 1) as f64) * std / (n as f64).sqrt();
-        Summary {
-            n,
-            mean: Some(mean),
-            std: Some(std),
-            ci95: Some(ci95),
-        }
+        Summary { n, mean: Some(mean), std: Some(std), ci95: Some(ci95) }
     }
 }
 
@@ -160,10 +150,7 @@ pub fn student_t_cdf(t: f64, nu: f64) -> f64 {
 /// the resolution of f64, then t = √(ν(1 − x)/x); quantiles below ½ follow by symmetry.
 pub fn student_t_quantile(p: f64, nu: f64) -> f64 {
     assert!(p > 0.0 && p < 1.0, "a quantile needs p in (0, 1), got {p}");
-    assert!(
-        nu > 0.0,
-        "Student t needs positive degrees of freedom, got {nu}"
-    );
+    assert!(nu > 0.0, "Student t needs positive degrees of freedom, got {nu}");
     if p == 0.5 {
         return 0.0;
     }
@@ -200,11 +187,8 @@ mod tests {
             assert!((q - t).abs() < 1e-3, "t_0.975,{nu} = {q}, expected {t}");
         }
         // More digits (R: qt(0.975, df)).
-        for (nu, t) in [
-            (1.0, 12.706_204_736_174_71),
-            (4.0, 2.776_445_105_197_8),
-            (29.0, 2.045_229_642_132_7),
-        ] {
+        for (nu, t) in [(1.0, 12.706_204_736_174_71), (4.0, 2.776_445_105_197_8), (29.0, 2.045_229_642_132_7)]
+        {
             let q = student_t_quantile(0.975, nu);
             assert!((q - t).abs() < 1e-9, "t_0.975,{nu} = {q}, expected {t}");
         }
@@ -216,10 +200,7 @@ mod tests {
             // ν = 1 (Cauchy): tan(π(p − ½)).
             let cauchy = (std::f64::consts::PI * (p - 0.5)).tan();
             let q = student_t_quantile(p, 1.0);
-            assert!(
-                (q - cauchy).abs() < 1e-9 * cauchy.max(1.0),
-                "{p}: {q} vs {cauchy}"
-            );
+            assert!((q - cauchy).abs() < 1e-9 * cauchy.max(1.0), "{p}: {q} vs {cauchy}");
             // ν = 2: (2p − 1) / √(2p(1 − p)).
             let two = (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt();
             let q = student_t_quantile(p, 2.0);
@@ -246,8 +227,8 @@ mod tests {
         for x in [0.0, 0.1, 0.5, 0.93, 1.0] {
             assert!((regularized_incomplete_beta(1.0, 1.0, x) - x).abs() < 1e-14);
             assert!((regularized_incomplete_beta(3.0, 1.0, x) - x.powi(3)).abs() < 1e-14);
-            let sym = regularized_incomplete_beta(2.5, 4.0, x)
-                + regularized_incomplete_beta(4.0, 2.5, 1.0 - x);
+            let sym =
+                regularized_incomplete_beta(2.5, 4.0, x) + regularized_incomplete_beta(4.0, 2.5, 1.0 - x);
             assert!((sym - 1.0).abs() < 1e-13);
         }
         assert!((regularized_incomplete_beta(6.0, 6.0, 0.5) - 0.5).abs() < 1e-14);
@@ -266,21 +247,9 @@ mod tests {
         assert_eq!(s.n, 3);
         assert!((s.mean.unwrap() - 0.92).abs() < 1e-15);
         assert!((s.std.unwrap() - 0.02).abs() < 1e-15);
-        assert!(
-            (s.ci95.unwrap() - 0.049_682_754_235_006_62).abs() < 1e-12,
-            "{:?}",
-            s.ci95
-        );
+        assert!((s.ci95.unwrap() - 0.049_682_754_235_006_62).abs() < 1e-12, "{:?}", s.ci95);
         let one = Summary::of(&[0.5]);
-        assert_eq!(
-            one,
-            Summary {
-                n: 1,
-                mean: Some(0.5),
-                std: None,
-                ci95: None
-            }
-        );
+        assert_eq!(one, Summary { n: 1, mean: Some(0.5), std: None, ci95: None });
         assert_eq!(Summary::of(&[]), Summary::default());
     }
 }

@@ -99,11 +99,7 @@ impl Plasticity {
         let mean = |f: fn(&LayerPlasticity) -> f64| {
             (!layers.is_empty()).then(|| layers.iter().map(f).sum::<f64>() / layers.len() as f64)
         };
-        Plasticity {
-            dead: mean(|l| l.dead),
-            effective_rank: mean(|l| l.effective_rank),
-            mean_abs_weight,
-        }
+        Plasticity { dead: mean(|l| l.dead), effective_rank: mean(|l| l.effective_rank), mean_abs_weight }
     }
 }
 
@@ -146,19 +142,10 @@ impl Summarizer {
             EventBody::Started { tasks, problem, .. } => {
                 self.regression = problem == "regression";
                 if *tasks != self.tasks {
-                    self.flags.push(format!(
-                        "the started event says {tasks} tasks, the spec {}",
-                        self.tasks
-                    ));
+                    self.flags.push(format!("the started event says {tasks} tasks, the spec {}", self.tasks));
                 }
             }
-            EventBody::Eval {
-                after_task,
-                on_task,
-                loss,
-                accuracy,
-                ..
-            } => {
+            EventBody::Eval { after_task, on_task, loss, accuracy, .. } => {
                 self.evals.push(EvalRow {
                     after_task: *after_task,
                     on_task: *on_task,
@@ -166,13 +153,7 @@ impl Summarizer {
                     loss: *loss,
                 });
             }
-            EventBody::Online {
-                task,
-                bin,
-                examples,
-                loss,
-                accuracy,
-            } => {
+            EventBody::Online { task, bin, examples, loss, accuracy } => {
                 let Some(slot) = self.online.get_mut(*task) else {
                     self.online_out_of_range += 1;
                     return;
@@ -190,11 +171,7 @@ impl Summarizer {
                 self.stream_loss_sum += loss * *examples as f64;
                 self.stream_examples += examples;
             }
-            EventBody::Plasticity {
-                layers,
-                mean_abs_weight,
-                ..
-            } => {
+            EventBody::Plasticity { layers, mean_abs_weight, .. } => {
                 let p = Plasticity::of(layers, *mean_abs_weight);
                 self.first_plasticity.get_or_insert(p);
                 self.last_plasticity = Some(p);
@@ -219,8 +196,7 @@ impl Summarizer {
             for metric in Metric::ALL {
                 let slot = &mut values[metric.index()];
                 if slot.is_some_and(|v: f64| !v.is_finite()) {
-                    self.flags
-                        .push(format!("{} is not a finite number", metric.name()));
+                    self.flags.push(format!("{} is not a finite number", metric.name()));
                     *slot = None;
                 }
             }
@@ -249,8 +225,7 @@ impl Summarizer {
         let mut matrix = AccuracyMatrix::new(self.tasks);
         let mut out_of_range = 0usize;
         for row in &self.evals {
-            let in_range =
-                row.on_task < self.tasks && !matches!(row.after_task, Some(i) if i >= self.tasks);
+            let in_range = row.on_task < self.tasks && !matches!(row.after_task, Some(i) if i >= self.tasks);
             if !in_range {
                 out_of_range += 1;
                 continue;
@@ -297,9 +272,7 @@ impl Summarizer {
             return; // not measured at all
         }
         if let Some(missing) = self.online.iter().position(|t| t.last_bin.is_none()) {
-            self.flags.push(format!(
-                "online metrics need every task's bins; task {missing} has none"
-            ));
+            self.flags.push(format!("online metrics need every task's bins; task {missing} has none"));
             return;
         }
         let Some(last) = self.online.last() else {
@@ -309,8 +282,7 @@ impl Summarizer {
             values[Metric::FinalOnlineLoss.index()] = Some(last.loss_sum / last.examples as f64);
         }
         if self.stream_examples > 0 {
-            values[Metric::MeanOnlineLoss.index()] =
-                Some(self.stream_loss_sum / self.stream_examples as f64);
+            values[Metric::MeanOnlineLoss.index()] = Some(self.stream_loss_sum / self.stream_examples as f64);
         }
         if self.regression {
             return;
@@ -319,12 +291,9 @@ impl Summarizer {
         match accuracies {
             Some(acc) => {
                 values[Metric::FinalOnlineAcc.index()] = acc.last().copied();
-                values[Metric::MeanOnlineAcc.index()] =
-                    Some(acc.iter().sum::<f64>() / acc.len() as f64);
+                values[Metric::MeanOnlineAcc.index()] = Some(acc.iter().sum::<f64>() / acc.len() as f64);
             }
-            None => self
-                .flags
-                .push("online accuracy is missing from some bins".into()),
+            None => self.flags.push("online accuracy is missing from some bins".into()),
         }
     }
 
@@ -338,10 +307,8 @@ impl Summarizer {
         if self.plasticity_events >= 2 {
             let change = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
             values[Metric::DeadChange.index()] = change(first.dead, last.dead);
-            values[Metric::EffectiveRankChange.index()] =
-                change(first.effective_rank, last.effective_rank);
-            values[Metric::MeanAbsWeightChange.index()] =
-                Some(last.mean_abs_weight - first.mean_abs_weight);
+            values[Metric::EffectiveRankChange.index()] = change(first.effective_rank, last.effective_rank);
+            values[Metric::MeanAbsWeightChange.index()] = Some(last.mean_abs_weight - first.mean_abs_weight);
         }
     }
 }

@@ -38,11 +38,7 @@ fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
     let mut out = Vec::new();
     let mut push = |body| {
         let seq = out.len() as u64;
-        out.push(Event {
-            run: id.to_string(),
-            seq,
-            body,
-        });
+        out.push(Event { run: id.to_string(), seq, body });
     };
     push(EventBody::Started {
         protocol: 1,
@@ -54,13 +50,7 @@ fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
         problem: "classification".into(),
     });
     for (j, &b) in m.baseline.iter().enumerate() {
-        push(EventBody::Eval {
-            after_task: None,
-            on_task: j,
-            examples: 50,
-            loss: 2.3,
-            accuracy: Some(b),
-        });
+        push(EventBody::Eval { after_task: None, on_task: j, examples: 50, loss: 2.3, accuracy: Some(b) });
     }
     let plasticity = |i: usize| {
         let (dead, rank, w) = m.plasticity[i];
@@ -76,19 +66,9 @@ fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
         push(plasticity(0));
     }
     for i in 0..tasks {
-        push(EventBody::TaskStarted {
-            task: i,
-            head: 0,
-            train_examples: 100,
-        });
+        push(EventBody::TaskStarted { task: i, head: 0, train_examples: 100 });
         for (bin, &acc) in m.online[i].iter().enumerate() {
-            push(EventBody::Online {
-                task: i,
-                bin,
-                examples: 10,
-                loss: 1.0 - acc,
-                accuracy: Some(acc),
-            });
+            push(EventBody::Online { task: i, bin, examples: 10, loss: 1.0 - acc, accuracy: Some(acc) });
         }
         for (j, &acc) in m.matrix[i].iter().enumerate() {
             push(EventBody::Eval {
@@ -104,11 +84,7 @@ fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
         }
     }
     if finish {
-        push(EventBody::Finished {
-            tasks,
-            steps: 10,
-            examples: 200,
-        });
+        push(EventBody::Finished { tasks, steps: 10, examples: 200 });
     }
     out
 }
@@ -121,14 +97,7 @@ fn record(order: u64, method: &str, seed: u64, tasks: usize, status: RunStatus) 
 }
 
 /// Adds a run with its events to `store`.
-fn add(
-    store: &Store,
-    order: u64,
-    method: &str,
-    seed: u64,
-    m: &Measured,
-    status: RunStatus,
-) -> RunRecord {
+fn add(store: &Store, order: u64, method: &str, seed: u64, m: &Measured, status: RunStatus) -> RunRecord {
     let finish = status == RunStatus::Finished;
     let mut r = record(order, method, seed, m.matrix.len(), status);
     for e in events(&r.id, m, finish) {
@@ -179,32 +148,14 @@ fn fixture() -> Store {
         order
     };
     for k in 0..3 {
-        add(
-            &store,
-            next(),
-            "sgd",
-            k as u64 + 1,
-            &sgd(k),
-            RunStatus::Finished,
-        );
+        add(&store, next(), "sgd", k as u64 + 1, &sgd(k), RunStatus::Finished);
     }
     for k in 0..3 {
-        let status = if k < 2 {
-            RunStatus::Finished
-        } else {
-            RunStatus::Running
-        };
+        let status = if k < 2 { RunStatus::Finished } else { RunStatus::Running };
         add(&store, next(), "cbp", k as u64 + 1, &cbp(k), status);
     }
     for k in 0..2 {
-        add(
-            &store,
-            next(),
-            "l2",
-            k as u64 + 1,
-            &l2(k),
-            RunStatus::Finished,
-        );
+        add(&store, next(), "l2", k as u64 + 1, &l2(k), RunStatus::Finished);
     }
     store
 }
@@ -223,27 +174,16 @@ fn render(report: &Report, table: TableKind, format: Format) -> String {
 fn group_statistics_match_hand_computed_values() {
     let report = Report::build(&fixture(), &ReportOptions::default()).unwrap();
     let names: Vec<&str> = report.groups().iter().map(|g| g.method.as_str()).collect();
-    assert_eq!(
-        names,
-        ["sgd", "cbp", "l2"],
-        "groups follow the recipe's order"
-    );
+    assert_eq!(names, ["sgd", "cbp", "l2"], "groups follow the recipe's order");
     let sgd = &report.groups()[0];
-    assert_eq!(
-        (sgd.runs, sgd.finished, sgd.grid_text.as_str()),
-        (3, 3, "lr=0.1")
-    );
+    assert_eq!((sgd.runs, sgd.finished, sgd.grid_text.as_str()), (3, 3, "lr=0.1"));
     // ACC per seed = (R[1][0] + R[1][1]) / 2 = 0.775, 0.785, 0.795.
     let acc = sgd.cell(Metric::Acc);
     assert_eq!(acc.n, 3);
     assert!(close(acc.mean, 0.785, 1e-12));
     assert!(close(acc.std, 0.01, 1e-12));
     // t_{0.975,2} · 0.01 / √3, t_{0.975,2} = 0.95 / √(2 · 0.975 · 0.025) = 4.302652729749464
-    assert!(
-        close(acc.ci95, 0.024_841_377_117_503_31, 1e-12),
-        "{:?}",
-        acc.ci95
-    );
+    assert!(close(acc.ci95, 0.024_841_377_117_503_31, 1e-12), "{:?}", acc.ci95);
     // BWT = R[1][0] − R[0][0] = −0.30, −0.29, −0.28; forgetting is its negative here.
     assert!(close(sgd.cell(Metric::Bwt).mean, -0.29, 1e-12));
     assert!(close(sgd.cell(Metric::Forgetting).mean, 0.29, 1e-12));
@@ -254,26 +194,14 @@ fn group_statistics_match_hand_computed_values() {
     assert!(close(sgd.cell(Metric::MeanOnlineAcc).mean, 0.75, 1e-12));
     // Loss = 1 − acc, example-weighted: task 1 → 0.2; stream (0.5 + 0.3 + 0.2)/3.
     assert!(close(sgd.cell(Metric::FinalOnlineLoss).mean, 0.2, 1e-12));
-    assert!(close(
-        sgd.cell(Metric::MeanOnlineLoss).mean,
-        1.0 / 3.0,
-        1e-12
-    ));
+    assert!(close(sgd.cell(Metric::MeanOnlineLoss).mean, 1.0 / 3.0, 1e-12));
     // Plasticity: last (0.2, 10, 0.3), first (0, 12, 0.1).
     assert!(close(sgd.cell(Metric::Dead).mean, 0.2, 1e-12));
     assert!(close(sgd.cell(Metric::DeadChange).mean, 0.2, 1e-12));
     assert!(close(sgd.cell(Metric::EffectiveRank).mean, 10.0, 1e-12));
-    assert!(close(
-        sgd.cell(Metric::EffectiveRankChange).mean,
-        -2.0,
-        1e-12
-    ));
+    assert!(close(sgd.cell(Metric::EffectiveRankChange).mean, -2.0, 1e-12));
     assert!(close(sgd.cell(Metric::MeanAbsWeight).mean, 0.3, 1e-12));
-    assert!(close(
-        sgd.cell(Metric::MeanAbsWeightChange).mean,
-        0.2,
-        1e-12
-    ));
+    assert!(close(sgd.cell(Metric::MeanAbsWeightChange).mean, 0.2, 1e-12));
     assert!(close(sgd.cell(Metric::WallSeconds).mean, 12.0, 1e-12));
 
     // cbp: two of three finished. ACC = 0.89, 0.895; t_{0.975,1} = 12.706204736174707.
@@ -285,11 +213,7 @@ fn group_statistics_match_hand_computed_values() {
     assert!(close(acc.mean, 0.8925, 1e-12));
     let std = 0.005 / 2f64.sqrt();
     assert!(close(acc.std, std, 1e-12));
-    assert!(close(
-        acc.ci95,
-        12.706_204_736_174_707 * std / 2f64.sqrt(),
-        1e-12
-    ));
+    assert!(close(acc.ci95, 12.706_204_736_174_707 * std / 2f64.sqrt(), 1e-12));
 }
 
 #[test]
@@ -308,22 +232,10 @@ fn report_numbers_equal_the_accuracy_matrix_functions() {
         for (j, &b) in m.baseline.iter().enumerate() {
             matrix.set_baseline(j, b);
         }
-        assert_eq!(
-            run.value(Metric::Acc),
-            Some(matrix.average_accuracy().unwrap())
-        );
-        assert_eq!(
-            run.value(Metric::Bwt),
-            Some(matrix.backward_transfer().unwrap())
-        );
-        assert_eq!(
-            run.value(Metric::Fwt),
-            Some(matrix.forward_transfer().unwrap())
-        );
-        assert_eq!(
-            run.value(Metric::Forgetting),
-            Some(matrix.forgetting().unwrap())
-        );
+        assert_eq!(run.value(Metric::Acc), Some(matrix.average_accuracy().unwrap()));
+        assert_eq!(run.value(Metric::Bwt), Some(matrix.backward_transfer().unwrap()));
+        assert_eq!(run.value(Metric::Fwt), Some(matrix.forward_transfer().unwrap()));
+        assert_eq!(run.value(Metric::Forgetting), Some(matrix.forgetting().unwrap()));
         assert!(!run.flagged(), "{:?}", run.flags);
     }
 }
@@ -334,11 +246,7 @@ fn incomplete_cells_are_flagged_and_never_best() {
     // cbp has the highest ACC mean (0.8925) but only 2 of 3 runs: l2 (0.855) is best.
     assert!(close(report.best(Metric::Acc), 0.855, 1e-12));
     assert!(close(report.best(Metric::Forgetting), 0.09, 1e-12));
-    assert_eq!(
-        report.best(Metric::MeanAbsWeight),
-        None,
-        "no direction, no best"
-    );
+    assert_eq!(report.best(Metric::MeanAbsWeight), None, "no direction, no best");
     let md = render(&report, TableKind::Groups, Format::Markdown);
     assert!(md.contains("| 0.893 ± 0.032 (2/3) |"), "{md}");
     assert!(md.contains("**0.855 ± 0.064**"), "{md}");
@@ -395,9 +303,7 @@ fn parquet_round_trips_with_typed_columns() {
             report.write(table, Format::Parquet, &mut out).unwrap();
             out
         };
-        let back = ParquetReader::new(std::io::Cursor::new(bytes))
-            .finish()
-            .unwrap();
+        let back = ParquetReader::new(std::io::Cursor::new(bytes)).finish().unwrap();
         assert!(back.equals_missing(&df), "{table:?}:\n{df}\n{back}");
         assert_eq!(back.schema(), df.schema());
     }
@@ -409,74 +315,39 @@ fn parquet_round_trips_with_typed_columns() {
     assert_eq!(dtype("acc_ci95"), DataType::Float64);
     assert_eq!(dtype("acc_n"), DataType::UInt32);
     let per_task = report.frame(TableKind::PerTask).unwrap();
-    assert_eq!(
-        per_task.column("after_task").unwrap().dtype(),
-        &DataType::UInt32
-    );
-    assert_eq!(
-        per_task.column("after_task").unwrap().null_count(),
-        2 * 8,
-        "b_j rows"
-    );
+    assert_eq!(per_task.column("after_task").unwrap().dtype(), &DataType::UInt32);
+    assert_eq!(per_task.column("after_task").unwrap().null_count(), 2 * 8, "b_j rows");
     assert_eq!(per_task.height(), 8 * (2 + 4));
 }
 
 #[test]
 fn machine_tables_have_the_documented_columns() {
-    let options = ReportOptions {
-        metrics: Some(vec![Metric::Acc]),
-        ..ReportOptions::default()
-    };
+    let options = ReportOptions { metrics: Some(vec![Metric::Acc]), ..ReportOptions::default() };
     let report = Report::build(&fixture(), &options).unwrap();
     let names = |t| -> Vec<String> {
-        report
-            .frame(t)
-            .unwrap()
-            .get_column_names()
-            .iter()
-            .map(|n| n.to_string())
-            .collect()
+        report.frame(t).unwrap().get_column_names().iter().map(|n| n.to_string()).collect()
     };
     assert_eq!(
         names(TableKind::Groups),
-        [
-            "stream", "method", "grid", "runs", "finished", "acc_mean", "acc_std", "acc_ci95",
-            "acc_n"
-        ]
+        ["stream", "method", "grid", "runs", "finished", "acc_mean", "acc_std", "acc_ci95", "acc_n"]
     );
     assert_eq!(
         names(TableKind::Runs),
         [
-            "run", "stream", "method", "grid", "seed", "status", "failure", "attempts", "tasks",
-            "acc", "flagged", "flags"
+            "run", "stream", "method", "grid", "seed", "status", "failure", "attempts", "tasks", "acc",
+            "flagged", "flags"
         ]
     );
     assert_eq!(
         names(TableKind::PerTask),
-        [
-            "run",
-            "stream",
-            "method",
-            "grid",
-            "seed",
-            "after_task",
-            "on_task",
-            "accuracy",
-            "loss"
-        ]
+        ["run", "stream", "method", "grid", "seed", "after_task", "on_task", "accuracy", "loss"]
     );
     let csv = render(&report, TableKind::Groups, Format::Csv);
     let mut lines = csv.lines();
-    assert_eq!(
-        lines.next(),
-        Some("stream,method,grid,runs,finished,acc_mean,acc_std,acc_ci95,acc_n")
-    );
+    assert_eq!(lines.next(), Some("stream,method,grid,runs,finished,acc_mean,acc_std,acc_ci95,acc_n"));
     let sgd: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(sgd[..5], ["synthetic", "sgd", "lr=0.1", "3", "3"], "{csv}");
-    assert!(
-        (sgd[5].parse::<f64>().unwrap() - 0.785).abs() < 1e-12,
-        "{csv}"
-    );
+    assert!((sgd[5].parse::<f64>().unwrap() - 0.785).abs() < 1e-12, "{csv}");
     assert_eq!(sgd[8], "3");
     let json = render(&report, TableKind::Groups, Format::Json);
     let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -506,16 +377,7 @@ fn missing_matrix_entries_null_the_metric_and_flag_the_run() {
     let kept: Vec<Event> = store
         .events(&r.id)
         .map(Result::unwrap)
-        .filter(|e| {
-            !matches!(
-                e.body,
-                EventBody::Eval {
-                    after_task: Some(0),
-                    on_task: 0,
-                    ..
-                }
-            )
-        })
+        .filter(|e| !matches!(e.body, EventBody::Eval { after_task: Some(0), on_task: 0, .. }))
         .collect();
     let fresh = Store::temporary().unwrap();
     fresh.upsert_run(&r).unwrap();
@@ -523,37 +385,23 @@ fn missing_matrix_entries_null_the_metric_and_flag_the_run() {
         fresh.ingest(e).unwrap();
     }
     let options = ReportOptions {
-        metrics: Some(vec![
-            Metric::Acc,
-            Metric::Bwt,
-            Metric::Fwt,
-            Metric::Forgetting,
-        ]),
+        metrics: Some(vec![Metric::Acc, Metric::Bwt, Metric::Fwt, Metric::Forgetting]),
         ..ReportOptions::default()
     };
     let report = Report::build(&fresh, &options).unwrap();
     let run = &report.runs()[0];
     assert!(run.value(Metric::Acc).is_some() && run.value(Metric::Fwt).is_some());
-    assert_eq!(
-        (run.value(Metric::Bwt), run.value(Metric::Forgetting)),
-        (None, None)
-    );
+    assert_eq!((run.value(Metric::Bwt), run.value(Metric::Forgetting)), (None, None));
     assert_eq!(
         run.flags,
-        [
-            "BWT needs R[0][0], which was not measured",
-            "forgetting needs R[0][0], which was not measured"
-        ]
+        ["BWT needs R[0][0], which was not measured", "forgetting needs R[0][0], which was not measured"]
     );
     let group = &report.groups()[0];
     assert!(group.incomplete(Metric::Bwt) && !group.incomplete(Metric::Acc));
     let md = render(&report, TableKind::Groups, Format::Markdown);
     assert!(md.contains("— (0/1)"), "{md}");
     let runs = report.frame(TableKind::Runs).unwrap();
-    assert_eq!(
-        runs.column("flagged").unwrap().bool().unwrap().get(0),
-        Some(true)
-    );
+    assert_eq!(runs.column("flagged").unwrap().bool().unwrap().get(0), Some(true));
 }
 
 #[test]
@@ -570,21 +418,12 @@ fn undefined_metrics_are_null_not_nan() {
     let report = Report::build(&store, &ReportOptions::default()).unwrap();
     let run = &report.runs()[0];
     assert_eq!(run.value(Metric::Acc), Some(0.8));
-    for m in [
-        Metric::Bwt,
-        Metric::Fwt,
-        Metric::Forgetting,
-        Metric::Dead,
-        Metric::DeadChange,
-    ] {
+    for m in [Metric::Bwt, Metric::Fwt, Metric::Forgetting, Metric::Dead, Metric::DeadChange] {
         assert_eq!(run.value(m), None, "{m}");
     }
     assert!(!run.flagged());
     // Default columns drop metrics no run has.
-    assert_eq!(
-        report.metrics(),
-        [Metric::Acc, Metric::FinalOnlineAcc, Metric::MeanOnlineAcc]
-    );
+    assert_eq!(report.metrics(), [Metric::Acc, Metric::FinalOnlineAcc, Metric::MeanOnlineAcc]);
     let csv = render(&report, TableKind::Groups, Format::Csv);
     assert!(!csv.to_lowercase().contains("nan"), "{csv}");
 }
@@ -597,11 +436,7 @@ fn regression_runs_report_online_loss_instead_of_accuracy() {
     let mut seq = 0;
     let mut ev = |body| {
         seq += 1;
-        Event {
-            run: id.clone(),
-            seq: seq - 1,
-            body,
-        }
+        Event { run: id.clone(), seq: seq - 1, body }
     };
     let mut list = vec![ev(EventBody::Started {
         protocol: 1,
@@ -614,13 +449,7 @@ fn regression_runs_report_online_loss_instead_of_accuracy() {
     })];
     for (task, losses) in [(0usize, [4.0, 2.0]), (1, [3.0, 1.0])] {
         for (bin, loss) in losses.into_iter().enumerate() {
-            list.push(ev(EventBody::Online {
-                task,
-                bin,
-                examples: 100,
-                loss,
-                accuracy: None,
-            }));
+            list.push(ev(EventBody::Online { task, bin, examples: 100, loss, accuracy: None }));
         }
         list.push(ev(EventBody::Eval {
             after_task: Some(task),
@@ -630,11 +459,7 @@ fn regression_runs_report_online_loss_instead_of_accuracy() {
             accuracy: None,
         }));
     }
-    list.push(ev(EventBody::Finished {
-        tasks: 2,
-        steps: 400,
-        examples: 400,
-    }));
+    list.push(ev(EventBody::Finished { tasks: 2, steps: 400, examples: 400 }));
     for e in &list {
         store.ingest(e).unwrap();
         r.observe(e, None);
@@ -648,10 +473,7 @@ fn regression_runs_report_online_loss_instead_of_accuracy() {
     assert_eq!(run.value(Metric::FinalOnlineLoss), Some(2.0));
     assert_eq!(run.value(Metric::MeanOnlineLoss), Some(2.5));
     assert!(!run.flagged(), "{:?}", run.flags);
-    assert_eq!(
-        report.metrics(),
-        [Metric::FinalOnlineLoss, Metric::MeanOnlineLoss]
-    );
+    assert_eq!(report.metrics(), [Metric::FinalOnlineLoss, Metric::MeanOnlineLoss]);
     assert_eq!(report.best(Metric::MeanOnlineLoss), Some(2.5));
 }
 
@@ -667,15 +489,9 @@ fn filters_metrics_and_sort_shape_the_tables() {
     let report = Report::build(&store, &options).unwrap();
     let methods: Vec<&str> = report.groups().iter().map(|g| g.method.as_str()).collect();
     assert_eq!(methods, ["l2", "sgd"], "lower forgetting first");
-    let seeds: Vec<(&str, u64)> = report
-        .runs()
-        .iter()
-        .map(|r| (r.labels.method.as_str(), r.labels.seed))
-        .collect();
-    assert_eq!(
-        seeds,
-        [("l2", 2), ("l2", 1), ("sgd", 3), ("sgd", 2), ("sgd", 1)]
-    );
+    let seeds: Vec<(&str, u64)> =
+        report.runs().iter().map(|r| (r.labels.method.as_str(), r.labels.seed)).collect();
+    assert_eq!(seeds, [("l2", 2), ("l2", 1), ("sgd", 3), ("sgd", 2), ("sgd", 1)]);
     let options = ReportOptions {
         filters: vec!["lr=0.1".parse().unwrap(), "seed=1".parse().unwrap()],
         ..ReportOptions::default()
@@ -685,17 +501,10 @@ fn filters_metrics_and_sort_shape_the_tables() {
     assert!(report.groups().iter().all(|g| g.runs == 1));
     let err = Report::build(
         &store,
-        &ReportOptions {
-            filters: vec!["alpha=1".parse().unwrap()],
-            ..ReportOptions::default()
-        },
+        &ReportOptions { filters: vec!["alpha=1".parse().unwrap()], ..ReportOptions::default() },
     )
     .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("no run has a label or grid parameter `alpha`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no run has a label or grid parameter `alpha`"), "{err}");
 }
 
 #[test]
@@ -712,8 +521,7 @@ fn formats_parse_by_name_or_extension() {
 fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     use crate::store::{rebuild, run_dir, write_experiment_files, write_run_spec, ExperimentMeta};
     use std::io::Write;
-    let results =
-        std::env::temp_dir().join(format!("clorch-report-rebuild-{}", std::process::id()));
+    let results = std::env::temp_dir().join(format!("clorch-report-rebuild-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&results);
     let live = Store::open(&results).unwrap();
     let meta = ExperimentMeta::new("fixture", "name: fixture\n", 1);
@@ -725,11 +533,7 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     for (method, measure, seeds) in plan {
         for k in 0..seeds {
             let finished = !(method == "cbp" && k == 2);
-            let status = if finished {
-                RunStatus::Finished
-            } else {
-                RunStatus::Running
-            };
+            let status = if finished { RunStatus::Finished } else { RunStatus::Running };
             let mut r = record(order, method, k as u64 + 1, 2, RunStatus::Running);
             order += 1;
             let dir = run_dir(&results, &r.id);
@@ -748,35 +552,17 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     live.flush().unwrap();
     let rebuilt = Store::temporary().unwrap();
     rebuild(&results, &rebuilt).unwrap();
-    let options = ReportOptions {
-        metrics: Some(Metric::ALL.to_vec()),
-        ..ReportOptions::default()
-    };
+    let options = ReportOptions { metrics: Some(Metric::ALL.to_vec()), ..ReportOptions::default() };
     let a = Report::build(&live, &options).unwrap();
     let b = Report::build(&rebuilt, &options).unwrap();
     // The running run becomes interrupted in the rebuild (the orchestrator is gone); that is
     // the only difference, and it changes no number.
-    assert_eq!(
-        rebuilt
-            .runs()
-            .unwrap()
-            .iter()
-            .filter(|r| r.status == RunStatus::Interrupted)
-            .count(),
-        1
-    );
+    assert_eq!(rebuilt.runs().unwrap().iter().filter(|r| r.status == RunStatus::Interrupted).count(), 1);
     for table in [TableKind::Groups, TableKind::PerTask] {
         for format in [Format::Markdown, Format::Latex, Format::Csv, Format::Json] {
-            assert_eq!(
-                render(&a, table, format),
-                render(&b, table, format),
-                "{table:?} {format}"
-            );
+            assert_eq!(render(&a, table, format), render(&b, table, format), "{table:?} {format}");
         }
-        assert!(a
-            .frame(table)
-            .unwrap()
-            .equals_missing(&b.frame(table).unwrap()));
+        assert!(a.frame(table).unwrap().equals_missing(&b.frame(table).unwrap()));
     }
     assert_eq!(a.experiment(), Some("fixture"));
     assert_eq!(b.experiment(), Some("fixture"));
@@ -805,42 +591,19 @@ fn grid_values_of_any_type_group_and_render() {
 #[test]
 fn runs_and_per_task_tables_render_status_and_baselines() {
     let store = fixture();
-    let mut failed = record(
-        99,
-        "l2",
-        9,
-        2,
-        RunStatus::Failed {
-            failure: crate::store::Failure::Signaled { signal: 9 },
-        },
-    );
+    let mut failed =
+        record(99, "l2", 9, 2, RunStatus::Failed { failure: crate::store::Failure::Signaled { signal: 9 } });
     failed.attempts = 3;
     store.upsert_run(&failed).unwrap();
-    let options = ReportOptions {
-        filters: vec!["method=l2".parse().unwrap()],
-        ..ReportOptions::default()
-    };
+    let options = ReportOptions { filters: vec!["method=l2".parse().unwrap()], ..ReportOptions::default() };
     let report = Report::build(&store, &options).unwrap();
     let md = render(&report, TableKind::Runs, Format::Markdown);
-    assert!(
-        md.contains("| failed: worker killed by signal 9 (SIGKILL) |        3 |"),
-        "{md}"
-    );
+    assert!(md.contains("| failed: worker killed by signal 9 (SIGKILL) |        3 |"), "{md}");
     assert!(md.contains("| finished"), "{md}");
     // The failed run makes the l2 group incomplete: 2 of 3 finished.
-    assert_eq!(
-        (report.groups()[0].finished, report.groups()[0].runs),
-        (2, 3)
-    );
+    assert_eq!((report.groups()[0].finished, report.groups()[0].runs), (2, 3));
     let per_task = render(&report, TableKind::PerTask, Format::Markdown);
-    assert_eq!(
-        per_task
-            .lines()
-            .filter(|l| l.contains("|          — |"))
-            .count(),
-        4,
-        "{per_task}"
-    );
+    assert_eq!(per_task.lines().filter(|l| l.contains("|          — |")).count(), 4, "{per_task}");
     let tex = render(&report, TableKind::PerTask, Format::Latex);
     assert!(tex.contains(" & --- & 0 & $0.100$ & $2.300$ \\\\"), "{tex}");
 }
@@ -857,10 +620,7 @@ fn the_spread_can_be_the_standard_deviation() {
     let md = render(&report, TableKind::Groups, Format::Markdown);
     assert!(md.contains(" 0.7850 ± 0.0100 |"), "{md}");
     assert!(md.contains(" **0.8550 ± 0.0071** |"), "{md}");
-    assert!(
-        md.contains("± is the sample standard deviation over seeds"),
-        "{md}"
-    );
+    assert!(md.contains("± is the sample standard deviation over seeds"), "{md}");
 }
 
 #[test]
@@ -883,13 +643,7 @@ fn stray_evaluations_and_non_finite_numbers_flag_the_run() {
     let huge = Event {
         run: r.id.clone(),
         seq: 1_001,
-        body: EventBody::Online {
-            task: 1,
-            bin: 1,
-            examples: 10,
-            loss: 1e308,
-            accuracy: Some(0.8),
-        },
+        body: EventBody::Online { task: 1, bin: 1, examples: 10, loss: 1e308, accuracy: Some(0.8) },
     };
     store.ingest(&huge).unwrap();
     r.times.wall_seconds = Some(5.0);
@@ -906,8 +660,5 @@ fn stray_evaluations_and_non_finite_numbers_flag_the_run() {
     );
     assert_eq!(run.value(Metric::MeanOnlineLoss), None);
     assert_eq!(run.value(Metric::FinalOnlineAcc), Some(0.8));
-    assert!(
-        run.value(Metric::Acc).is_some(),
-        "the stray entry does not spoil the matrix"
-    );
+    assert!(run.value(Metric::Acc).is_some(), "the stray entry does not spoil the matrix");
 }

@@ -16,13 +16,7 @@ pub(crate) enum Cell {
     /// A single value (a run's metric, an accuracy); `None` where undefined.
     Number(Option<f64>),
     /// A group's value: mean ± spread over `n` of `expected` runs.
-    Stat {
-        mean: Option<f64>,
-        spread: Option<f64>,
-        n: usize,
-        expected: usize,
-        best: bool,
-    },
+    Stat { mean: Option<f64>, spread: Option<f64>, n: usize, expected: usize, best: bool },
 }
 
 /// Headers, which columns are numeric (right-aligned), and rows.
@@ -36,12 +30,7 @@ pub(crate) struct TextTable {
 
 impl TextTable {
     fn new() -> Self {
-        TextTable {
-            headers: Vec::new(),
-            numeric: Vec::new(),
-            rows: Vec::new(),
-            legend: None,
-        }
+        TextTable { headers: Vec::new(), numeric: Vec::new(), rows: Vec::new(), legend: None }
     }
 
     fn column(&mut self, markdown: &str, latex: &str, numeric: bool) {
@@ -133,11 +122,7 @@ pub(crate) fn runs_table(report: &Report) -> TextTable {
             RunStatus::Failed { failure } => format!("failed: {failure}"),
             other => other.name().to_string(),
         };
-        row.extend([
-            Cell::Integer(r.labels.seed),
-            Cell::Text(status),
-            Cell::Integer(r.attempts.into()),
-        ]);
+        row.extend([Cell::Integer(r.labels.seed), Cell::Text(status), Cell::Integer(r.attempts.into())]);
         row.extend(report.metrics().iter().map(|&m| Cell::Number(r.value(m))));
         row.push(Cell::Text(r.flags.join("; ")));
         t.rows.push(row);
@@ -157,13 +142,9 @@ pub(crate) fn per_task_table(report: &Report) -> TextTable {
     if with_grid {
         t.column("Grid", "Grid", false);
     }
-    for (h, numeric) in [
-        ("Seed", true),
-        ("After task", true),
-        ("On task", true),
-        ("Accuracy", true),
-        ("Loss", true),
-    ] {
+    for (h, numeric) in
+        [("Seed", true), ("After task", true), ("On task", true), ("Accuracy", true), ("Loss", true)]
+    {
         t.column(h, h, numeric);
     }
     for r in runs {
@@ -205,13 +186,7 @@ fn markdown_cell(cell: &Cell, precision: usize) -> String {
         Cell::Integer(i) => i.to_string(),
         Cell::Number(None) => "—".into(),
         Cell::Number(Some(v)) => number(*v, precision),
-        Cell::Stat {
-            mean,
-            spread,
-            n,
-            expected,
-            best,
-        } => {
+        Cell::Stat { mean, spread, n, expected, best } => {
             let mut text = match (mean, spread) {
                 (None, _) => "—".to_string(),
                 (Some(m), Some(s)) => {
@@ -232,21 +207,10 @@ fn markdown_cell(cell: &Cell, precision: usize) -> String {
 
 /// Renders `table` as a Markdown pipe table with columns padded to equal width, then its
 /// legend (if any) after a blank line.
-pub(crate) fn write_markdown(
-    table: &TextTable,
-    precision: usize,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let cells: Vec<Vec<String>> = table
-        .rows
-        .iter()
-        .map(|row| row.iter().map(|c| markdown_cell(c, precision)).collect())
-        .collect();
-    let headers: Vec<String> = table
-        .headers
-        .iter()
-        .map(|(h, _)| h.replace('|', "\\|"))
-        .collect();
+pub(crate) fn write_markdown(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
+    let cells: Vec<Vec<String>> =
+        table.rows.iter().map(|row| row.iter().map(|c| markdown_cell(c, precision)).collect()).collect();
+    let headers: Vec<String> = table.headers.iter().map(|(h, _)| h.replace('|', "\\|")).collect();
     let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = (0..headers.len())
         .map(|i| {
@@ -311,13 +275,7 @@ fn latex_cell(cell: &Cell, precision: usize) -> String {
         Cell::Integer(i) => i.to_string(),
         Cell::Number(None) => "--".into(),
         Cell::Number(Some(v)) => format!("${}$", number(*v, precision)),
-        Cell::Stat {
-            mean,
-            spread,
-            n,
-            expected,
-            best,
-        } => {
+        Cell::Stat { mean, spread, n, expected, best } => {
             let mut text = match mean {
                 None => "--".to_string(),
                 Some(m) => {
@@ -344,23 +302,11 @@ fn latex_cell(cell: &Cell, precision: usize) -> String {
 
 /// Renders `table` as a booktabs `tabular` (needs `\usepackage{booktabs}`): labels left,
 /// numbers right, best values in bold math.
-pub(crate) fn write_latex(
-    table: &TextTable,
-    precision: usize,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let spec: String = table
-        .numeric
-        .iter()
-        .map(|&n| if n { 'r' } else { 'l' })
-        .collect();
+pub(crate) fn write_latex(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
+    let spec: String = table.numeric.iter().map(|&n| if n { 'r' } else { 'l' }).collect();
     writeln!(out, "\\begin{{tabular}}{{{spec}}}")?;
     writeln!(out, "\\toprule")?;
-    let headers: Vec<&str> = table
-        .headers
-        .iter()
-        .map(|(_, latex)| latex.as_str())
-        .collect();
+    let headers: Vec<&str> = table.headers.iter().map(|(_, latex)| latex.as_str()).collect();
     writeln!(out, "{} \\\\", headers.join(" & "))?;
     writeln!(out, "\\midrule")?;
     for row in &table.rows {

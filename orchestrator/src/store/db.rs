@@ -52,9 +52,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -67,10 +65,7 @@ impl Store {
     /// it was written in another store format, and [`StoreError::Io`] otherwise.
     pub fn open(results_dir: &Path) -> Result<Store> {
         let path = results_dir.join(STORE_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|e| open_error(&path, e))?;
+        let db = sled::Config::new().path(&path).open().map_err(|e| open_error(&path, e))?;
         Store::init(db, Some(path), Some(results_dir.to_path_buf()))
     }
 
@@ -103,11 +98,10 @@ impl Store {
     fn check_format(&self) -> Result<()> {
         match self.meta.get(FORMAT_KEY).map_err(|e| self.error(e))? {
             Some(bytes) => {
-                let found: u32 =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                        path: self.shown_path(),
-                        detail: format!("the format version record does not decode: {e}"),
-                    })?;
+                let found: u32 = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: self.shown_path(),
+                    detail: format!("the format version record does not decode: {e}"),
+                })?;
                 if found != STORE_FORMAT {
                     return Err(StoreError::WrongFormat {
                         path: self.shown_path(),
@@ -119,13 +113,7 @@ impl Store {
             }
             None => {
                 let has_data = !self.runs.is_empty() || !self.events.is_empty();
-                if has_data
-                    || self
-                        .meta
-                        .get(EXPERIMENT_KEY)
-                        .map_err(|e| self.error(e))?
-                        .is_some()
-                {
+                if has_data || self.meta.get(EXPERIMENT_KEY).map_err(|e| self.error(e))?.is_some() {
                     return Err(StoreError::Corrupt {
                         path: self.shown_path(),
                         detail: "it holds records but no format version".into(),
@@ -139,9 +127,7 @@ impl Store {
 
     fn write_format(&self, format: u32) -> Result<()> {
         let bytes = serde_json::to_vec(&format).expect("a u32 serialises");
-        self.meta
-            .insert(FORMAT_KEY, bytes)
-            .map_err(|e| self.error(e))?;
+        self.meta.insert(FORMAT_KEY, bytes).map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -156,9 +142,7 @@ impl Store {
     }
 
     fn shown_path(&self) -> PathBuf {
-        self.path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("<temporary>"))
+        self.path.clone().unwrap_or_else(|| PathBuf::from("<temporary>"))
     }
 
     fn error(&self, e: sled::Error) -> StoreError {
@@ -175,23 +159,16 @@ impl Store {
     pub fn experiment(&self) -> Result<Option<ExperimentMeta>> {
         match self.meta.get(EXPERIMENT_KEY).map_err(|e| self.error(e))? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| StoreError::Decode {
-                        what: "experiment metadata".into(),
-                        source,
-                    })
-            }
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Decode { what: "experiment metadata".into(), source }),
         }
     }
 
     /// Writes the experiment's metadata, replacing what was there.
     pub fn put_experiment(&self, meta: &ExperimentMeta) -> Result<()> {
         let bytes = serde_json::to_vec(meta).expect("experiment metadata serialises");
-        self.meta
-            .insert(EXPERIMENT_KEY, bytes)
-            .map_err(|e| self.error(e))?;
+        self.meta.insert(EXPERIMENT_KEY, bytes).map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -218,9 +195,7 @@ impl Store {
     pub fn upsert_run(&self, record: &RunRecord) -> Result<()> {
         check_run_id(&record.id)?;
         let bytes = serde_json::to_vec(record).expect("run records serialise");
-        self.runs
-            .insert(record.id.as_bytes(), bytes)
-            .map_err(|e| self.error(e))?;
+        self.runs.insert(record.id.as_bytes(), bytes).map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -249,10 +224,7 @@ impl Store {
         match outcome {
             Ok(()) => Ok(Ingested::New),
             Err(cas) if cas.current.as_deref() == Some(&value[..]) => Ok(Ingested::Duplicate),
-            Err(_) => Err(StoreError::EventConflict {
-                run: event.run.clone(),
-                seq: event.seq,
-            }),
+            Err(_) => Err(StoreError::EventConflict { run: event.run.clone(), seq: event.seq }),
         }
     }
 
@@ -261,29 +233,20 @@ impl Store {
     pub(crate) fn put_event(&self, event: &Event) -> Result<()> {
         check_run_id(&event.run)?;
         let value = serde_json::to_vec(event).expect("events serialise");
-        self.events
-            .insert(&event_key(&event.run, event.seq)[..], value)
-            .map_err(|e| self.error(e))?;
+        self.events.insert(&event_key(&event.run, event.seq)[..], value).map_err(|e| self.error(e))?;
         Ok(())
     }
 
     /// The events of run `run` in sequence order, decoded one at a time.
     pub fn events<'a>(&'a self, run: &str) -> impl Iterator<Item = Result<Event>> + 'a {
         let invalid = check_run_id(run).err();
-        let scan = invalid
-            .is_none()
-            .then(|| self.events.scan_prefix(run_prefix(run)));
+        let scan = invalid.is_none().then(|| self.events.scan_prefix(run_prefix(run)));
         let path = self.shown_path();
-        invalid
-            .map(Err)
-            .into_iter()
-            .chain(scan.into_iter().flatten().map(move |item| {
-                let (key, value) = item.map_err(|e| engine_error(&path, e))?;
-                serde_json::from_slice(&value).map_err(|source| StoreError::Decode {
-                    what: describe_event_key(&key),
-                    source,
-                })
-            }))
+        invalid.map(Err).into_iter().chain(scan.into_iter().flatten().map(move |item| {
+            let (key, value) = item.map_err(|e| engine_error(&path, e))?;
+            serde_json::from_slice(&value)
+                .map_err(|source| StoreError::Decode { what: describe_event_key(&key), source })
+        }))
     }
 
     /// The highest sequence number stored for `run`, if any.
@@ -329,9 +292,7 @@ impl Store {
     pub(crate) fn clear(&self) -> Result<()> {
         self.runs.clear().map_err(|e| self.error(e))?;
         self.events.clear().map_err(|e| self.error(e))?;
-        self.meta
-            .remove(EXPERIMENT_KEY)
-            .map_err(|e| self.error(e))?;
+        self.meta.remove(EXPERIMENT_KEY).map_err(|e| self.error(e))?;
         Ok(())
     }
 }
@@ -367,10 +328,7 @@ fn key_seq(key: &[u8]) -> u64 {
 }
 
 fn describe_event_key(key: &[u8]) -> String {
-    let run = key
-        .split(|&b| b == KEY_SEPARATOR)
-        .next()
-        .unwrap_or_default();
+    let run = key.split(|&b| b == KEY_SEPARATOR).next().unwrap_or_default();
     format!("event {}#{}", String::from_utf8_lossy(run), key_seq(key))
 }
 
@@ -385,13 +343,9 @@ fn decode_run(key: &[u8], value: &[u8]) -> Result<RunRecord> {
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::Other
-                && io.to_string().starts_with(SLED_LOCK_MESSAGE) =>
+            if io.kind() == std::io::ErrorKind::Other && io.to_string().starts_with(SLED_LOCK_MESSAGE) =>
         {
-            StoreError::Locked {
-                path: path.to_path_buf(),
-                detail: io.to_string(),
-            }
+            StoreError::Locked { path: path.to_path_buf(), detail: io.to_string() }
         }
         other => engine_error(path, other),
     }
@@ -400,10 +354,7 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 /// Maps sled's errors after open onto the store's error kinds.
 fn engine_error(path: &Path, e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Io(source) => StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+        sled::Error::Io(source) => StoreError::Io { path: path.to_path_buf(), source },
         sled::Error::Corruption { at, .. } => StoreError::Corrupt {
             path: path.to_path_buf(),
             detail: match at {
@@ -411,10 +362,7 @@ fn engine_error(path: &Path, e: sled::Error) -> StoreError {
                 None => "sled found damaged data".into(),
             },
         },
-        other => StoreError::Engine {
-            path: path.to_path_buf(),
-            detail: other.to_string(),
-        },
+        other => StoreError::Engine { path: path.to_path_buf(), detail: other.to_string() },
     }
 }
 
@@ -451,9 +399,7 @@ mod tests {
         let store = Store::temporary().unwrap();
         let late = record(5, 2, "sgd", 0.1, 1);
         let mut early = record(1, 2, "cbp", 0.1, 1);
-        early.status = RunStatus::Failed {
-            failure: Failure::Crashed { exit_code: 101 },
-        };
+        early.status = RunStatus::Failed { failure: Failure::Crashed { exit_code: 101 } };
         store.upsert_run(&late).unwrap();
         store.upsert_run(&early).unwrap();
         let runs = store.runs().unwrap();
@@ -481,10 +427,7 @@ mod tests {
         assert_eq!(events, vec![e]);
         let err = store.ingest(&eval("r1", 0, Some(0), 0, 0.8)).unwrap_err();
         assert!(matches!(err, StoreError::EventConflict { ref run, seq: 0 } if run == "r1"));
-        assert!(
-            err.to_string().contains("event 0 of run r1 differs"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("event 0 of run r1 differs"), "{err}");
     }
 
     #[test]
@@ -515,10 +458,7 @@ mod tests {
         assert_eq!(a, vec![0, 1, 2]);
         assert_eq!(store.events("b").count(), 6);
         // After truncation a resumed worker's (different) event is accepted.
-        assert_eq!(
-            store.ingest(&eval("a", 3, Some(1), 0, 0.1)).unwrap(),
-            Ingested::New
-        );
+        assert_eq!(store.ingest(&eval("a", 3, Some(1), 0, 0.1)).unwrap(), Ingested::New);
     }
 
     #[test]
@@ -577,10 +517,7 @@ mod tests {
         let first = Store::open(&dir).unwrap();
         let err = Store::open(&dir).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("in use by another process"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("in use by another process"), "{err}");
         drop(first);
         // Once the holder is gone the store opens again.
         Store::open(&dir).unwrap();
@@ -618,9 +555,7 @@ mod tests {
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = lines
-            .by_ref()
-            .any(|line| line.unwrap().contains(LOCK_CHILD_READY));
+        let ready = lines.by_ref().any(|line| line.unwrap().contains(LOCK_CHILD_READY));
         assert!(ready, "the child process never opened the store");
         let err = Store::open(&dir).unwrap_err();
         drop(child.stdin.take());
@@ -651,10 +586,7 @@ mod tests {
         std::fs::write(dir.join("store/conf"), "this is not a sled config file\n").unwrap();
         let err = Store::open(&dir).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("rebuild it from the run folders"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("rebuild it from the run folders"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -114,17 +114,11 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io {
-            path: path.into(),
-            source,
-        }
+        StoreError::Io { path: path.into(), source }
     }
 
     pub(crate) fn bad_file(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        StoreError::BadFile {
-            file: file.into(),
-            reason: reason.into(),
-        }
+        StoreError::BadFile { file: file.into(), reason: reason.into() }
     }
 }
 

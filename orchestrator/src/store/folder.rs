@@ -70,10 +70,7 @@ struct ExperimentFile {
 /// `path`, then the folder fsynced so the rename itself survives a power cut. Creates the
 /// folder if needed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
@@ -84,9 +81,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     drop(file);
     fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))?;
     Ok(())
 }
 
@@ -120,10 +115,7 @@ fn check_format(path: &Path, format: u32) -> Result<()> {
 
 /// Writes `run.json` into the run folder `dir` atomically (creating the folder).
 pub fn write_run_record(dir: &Path, record: &RunRecord) -> Result<()> {
-    let file = RunFile {
-        format: FOLDER_FORMAT,
-        record,
-    };
+    let file = RunFile { format: FOLDER_FORMAT, record };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("run records serialise");
     bytes.push(b'\n');
     write_atomically(&dir.join(RUN_RECORD_FILE), &bytes)
@@ -225,9 +217,7 @@ pub fn read_events_file(
     let mut number = 0u64;
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| StoreError::io(path, e))?;
+        let read = reader.read_until(b'\n', &mut line).map_err(|e| StoreError::io(path, e))?;
         if read == 0 {
             return Ok(summary);
         }
@@ -298,9 +288,7 @@ mod tests {
     fn run_records_round_trip_atomically() {
         let dir = scratch("record").join("runs").join("abc");
         let mut r = record(3, 2, "cbp", 0.01, 4);
-        r.status = RunStatus::Failed {
-            failure: Failure::Silent { silent_seconds: 60 },
-        };
+        r.status = RunStatus::Failed { failure: Failure::Silent { silent_seconds: 60 } };
         write_run_record(&dir, &r).unwrap();
         assert_eq!(read_run_record(&dir).unwrap(), r);
         assert!(!dir.join("run.json.tmp").exists());
@@ -314,11 +302,7 @@ mod tests {
     #[test]
     fn a_bad_run_file_names_the_file_and_field() {
         let dir = scratch("bad-record");
-        fs::write(
-            dir.join(RUN_RECORD_FILE),
-            r#"{"format":1,"record":{"id":3}}"#,
-        )
-        .unwrap();
+        fs::write(dir.join(RUN_RECORD_FILE), r#"{"format":1,"record":{"id":3}}"#).unwrap();
         let err = read_run_record(&dir).unwrap_err().to_string();
         assert!(err.contains("run.json: field `record.id`"), "{err}");
         fs::write(dir.join(RUN_RECORD_FILE), r#"{"format":7,"record":null}"#).unwrap();
@@ -328,10 +312,7 @@ mod tests {
         let text = serde_json::json!({"format": 7, "record": r}).to_string();
         fs::write(dir.join(RUN_RECORD_FILE), text).unwrap();
         let err = read_run_record(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("format version 7, but this clorch reads version 1"),
-            "{err}"
-        );
+        assert!(err.contains("format version 7, but this clorch reads version 1"), "{err}");
     }
 
     #[test]
@@ -343,10 +324,7 @@ mod tests {
         assert_eq!(read_experiment_files(&dir).unwrap(), meta);
         fs::write(dir.join(RECIPE_FILE), "name: quick\nseeds: [1, 2, 3]\n").unwrap();
         let err = read_experiment_files(&dir).unwrap_err().to_string();
-        assert!(
-            err.contains("recipe.yaml: its hash") && err.contains("was edited"),
-            "{err}"
-        );
+        assert!(err.contains("recipe.yaml: its hash") && err.contains("was edited"), "{err}");
     }
 
     #[test]
@@ -354,20 +332,10 @@ mod tests {
         let dir = scratch("truncated");
         let path = dir.join(EVENTS_FILE);
         let full = line(2);
-        fs::write(
-            &path,
-            format!("{}\n{}\n{}", line(0), line(1), &full[..full.len() / 2]),
-        )
-        .unwrap();
+        fs::write(&path, format!("{}\n{}\n{}", line(0), line(1), &full[..full.len() / 2])).unwrap();
         let (seqs, summary) = read_seqs(&path).unwrap();
         assert_eq!(seqs, vec![0, 1]);
-        assert_eq!(
-            summary,
-            EventsFileSummary {
-                events: 2,
-                truncated_tail: true
-            }
-        );
+        assert_eq!(summary, EventsFileSummary { events: 2, truncated_tail: true });
         // A complete last line without its newline is still an event.
         fs::write(&path, format!("{}\n\n{}", line(0), line(1))).unwrap();
         let (seqs, summary) = read_seqs(&path).unwrap();
@@ -379,26 +347,13 @@ mod tests {
     fn a_malformed_line_in_the_middle_is_corruption_naming_file_and_line() {
         let dir = scratch("corrupt-line");
         let path = dir.join(EVENTS_FILE);
-        fs::write(
-            &path,
-            format!("{}\n{{\"run\":\"r\",\"seq\"\n{}\n", line(0), line(2)),
-        )
-        .unwrap();
+        fs::write(&path, format!("{}\n{{\"run\":\"r\",\"seq\"\n{}\n", line(0), line(2))).unwrap();
         let err = read_seqs(&path).unwrap_err();
-        assert!(
-            matches!(err, StoreError::CorruptEventLine { line: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, StoreError::CorruptEventLine { line: 2, .. }), "{err:?}");
         let text = err.to_string();
-        assert!(
-            text.contains("events.jsonl:2: corrupt event line"),
-            "{text}"
-        );
+        assert!(text.contains("events.jsonl:2: corrupt event line"), "{text}");
         // A malformed last line that ends with its newline was written whole: corruption too.
         fs::write(&path, format!("{}\nnot json\n", line(0))).unwrap();
-        assert!(matches!(
-            read_seqs(&path),
-            Err(StoreError::CorruptEventLine { line: 2, .. })
-        ));
+        assert!(matches!(read_seqs(&path), Err(StoreError::CorruptEventLine { line: 2, .. })));
     }
 }

@@ -54,13 +54,13 @@ mod record;
 pub use db::{Ingested, Store};
 pub use error::{Result, StoreError};
 pub use folder::{
-    read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir,
-    write_experiment_files, write_run_record, write_run_spec, EventsFileSummary,
+    read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir, write_experiment_files,
+    write_run_record, write_run_spec, EventsFileSummary,
 };
 pub use rebuild::{drift, rebuild, Drift, RebuildSummary};
 pub use record::{
-    recipe_hash, unix_now, CheckpointRef, ExperimentMeta, Failure, Progress, RunLabels, RunRecord,
-    RunStatus, RunTimes,
+    recipe_hash, unix_now, CheckpointRef, ExperimentMeta, Failure, Progress, RunLabels, RunRecord, RunStatus,
+    RunTimes,
 };
 
 /// Version of the store's layout and record encoding. Bump it when a change makes old stores

@@ -12,8 +12,8 @@ use workers::protocol::EventBody;
 use super::db::Store;
 use super::error::{Result, StoreError};
 use super::folder::{
-    read_events_file, read_experiment_files, read_run_record, read_run_spec, EVENTS_FILE,
-    EXPERIMENT_FILE, RUNS_DIR, RUN_RECORD_FILE, RUN_SPEC_FILE,
+    read_events_file, read_experiment_files, read_run_record, read_run_spec, EVENTS_FILE, EXPERIMENT_FILE,
+    RUNS_DIR, RUN_RECORD_FILE, RUN_SPEC_FILE,
 };
 use super::record::{Failure, RunRecord, RunStatus};
 
@@ -92,19 +92,13 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
     if record.id != folder_name {
         return Err(StoreError::bad_file(
             &record_path,
-            format!(
-                "field `record.id` is {:?}, but the folder is named {folder_name:?}",
-                record.id
-            ),
+            format!("field `record.id` is {:?}, but the folder is named {folder_name:?}", record.id),
         ));
     }
     if record.spec.id != record.id {
         return Err(StoreError::bad_file(
             &record_path,
-            format!(
-                "field `record.spec.id` is {:?}, expected the run id {:?}",
-                record.spec.id, record.id
-            ),
+            format!("field `record.spec.id` is {:?}, expected the run id {:?}", record.spec.id, record.id),
         ));
     }
     if dir.join(RUN_SPEC_FILE).exists() {
@@ -112,10 +106,7 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
         if spec.id != record.id {
             return Err(StoreError::bad_file(
                 dir.join(RUN_SPEC_FILE),
-                format!(
-                    "field `id` is {:?}, expected the run id {:?}",
-                    spec.id, record.id
-                ),
+                format!("field `id` is {:?}, expected the run id {:?}", spec.id, record.id),
             ));
         }
     }
@@ -127,10 +118,7 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
             if event.run != record.id {
                 return Err(StoreError::bad_file(
                     &events_path,
-                    format!(
-                        "event {} belongs to run {:?}, not {:?}",
-                        event.seq, event.run, record.id
-                    ),
+                    format!("event {} belongs to run {:?}, not {:?}", event.seq, event.run, record.id),
                 ));
             }
             if last_seq.is_some_and(|last| event.seq <= last) {
@@ -162,9 +150,7 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
     }
     if let Some(checkpoint) = &mut record.last_checkpoint {
         checkpoint.received = match &saved_checkpoint {
-            Some(saved) if saved.seq == checkpoint.seq && saved.file == checkpoint.file => {
-                saved.received
-            }
+            Some(saved) if saved.seq == checkpoint.seq && saved.file == checkpoint.file => saved.received,
             _ => modified_secs(&dir.join(&checkpoint.file)),
         };
     }
@@ -173,9 +159,7 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
     } else if let Some(reason) = failed {
         match record.status {
             RunStatus::Failed { failure } => RunStatus::Failed { failure },
-            _ => RunStatus::Failed {
-                failure: Failure::Reported { reason },
-            },
+            _ => RunStatus::Failed { failure: Failure::Reported { reason } },
         }
     } else {
         match record.status {
@@ -221,25 +205,11 @@ impl std::fmt::Display for Drift {
         match self {
             Drift::MissingExperiment => f.write_str("the store has no experiment metadata"),
             Drift::MissingRun { id } => write!(f, "the store has no record of run {id}"),
-            Drift::EventsBehind {
-                id,
-                store: None,
-                folder,
-            } => {
-                write!(
-                    f,
-                    "run {id}: the store has no events, events.jsonl reaches {folder}"
-                )
+            Drift::EventsBehind { id, store: None, folder } => {
+                write!(f, "run {id}: the store has no events, events.jsonl reaches {folder}")
             }
-            Drift::EventsBehind {
-                id,
-                store: Some(s),
-                folder,
-            } => {
-                write!(
-                    f,
-                    "run {id}: the store's events end at {s}, events.jsonl reaches {folder}"
-                )
+            Drift::EventsBehind { id, store: Some(s), folder } => {
+                write!(f, "run {id}: the store's events end at {s}, events.jsonl reaches {folder}")
             }
         }
     }
@@ -257,11 +227,7 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
         if !dir.join(RUN_RECORD_FILE).exists() {
             continue;
         }
-        let id = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let id = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         if store.run(&id)?.is_none() {
             found.push(Drift::MissingRun { id });
             continue;
@@ -277,11 +243,7 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
                 None => true,
             };
             if behind {
-                found.push(Drift::EventsBehind {
-                    id,
-                    store: in_store,
-                    folder,
-                });
+                found.push(Drift::EventsBehind { id, store: in_store, folder });
             }
         }
     }
@@ -300,15 +262,11 @@ fn last_seq_in_file(path: &Path) -> Result<Option<u64>> {
     let mut file = fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
     let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
     let start = len.saturating_sub(TAIL);
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| StoreError::io(path, e))?;
+    file.seek(SeekFrom::Start(start)).map_err(|e| StoreError::io(path, e))?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail)
-        .map_err(|e| StoreError::io(path, e))?;
-    let lines: Vec<&[u8]> = tail
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
+    file.read_to_end(&mut tail).map_err(|e| StoreError::io(path, e))?;
+    let lines: Vec<&[u8]> =
+        tail.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).collect();
     // The last line may be cut short, the one before it is whole; the first line of a tail
     // that starts mid-file may be partial, so it is never used.
     let first_whole = usize::from(start > 0).min(lines.len());
@@ -331,10 +289,7 @@ fn last_seq_in_file(path: &Path) -> Result<Option<u64>> {
 /// The modification time of `path` in unix seconds, if it exists.
 fn modified_secs(path: &Path) -> Option<u64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
-    modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    modified.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -347,42 +302,25 @@ mod tests {
     use workers::protocol::Event;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("clorch-rebuild-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("clorch-rebuild-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     fn append(dir: &Path, events: &[Event]) {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(EVENTS_FILE))
-            .unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join(EVENTS_FILE)).unwrap();
         for e in events {
             writeln!(f, "{}", serde_json::to_string(e).unwrap()).unwrap();
         }
     }
 
     fn ev(run: &str, seq: u64, body: EventBody) -> Event {
-        Event {
-            run: run.into(),
-            seq,
-            body,
-        }
+        Event { run: run.into(), seq, body }
     }
 
     fn task(run: &str, seq: u64, task: usize) -> Event {
-        ev(
-            run,
-            seq,
-            EventBody::TaskStarted {
-                task,
-                head: 0,
-                train_examples: 10,
-            },
-        )
+        ev(run, seq, EventBody::TaskStarted { task, head: 0, train_examples: 10 })
     }
 
     fn checkpoint(run: &str, seq: u64, tasks_done: usize) -> Event {
@@ -425,36 +363,16 @@ mod tests {
             &[
                 task(f, 0, 0),
                 task(f, 1, 1),
-                ev(
-                    f,
-                    2,
-                    EventBody::Finished {
-                        tasks: 2,
-                        steps: 2,
-                        examples: 2,
-                    },
-                ),
+                ev(f, 2, EventBody::Finished { tasks: 2, steps: 2, examples: 2 }),
             ],
         );
         let x = &failed.id;
         append(
             &run_dir(&results, x),
-            &[
-                task(x, 0, 0),
-                ev(
-                    x,
-                    1,
-                    EventBody::Failed {
-                        reason: "loss is NaN".into(),
-                    },
-                ),
-            ],
+            &[task(x, 0, 0), ev(x, 1, EventBody::Failed { reason: "loss is NaN".into() })],
         );
         let r = &running.id;
-        append(
-            &run_dir(&results, r),
-            &[task(r, 0, 0), checkpoint(r, 1, 1), task(r, 2, 1)],
-        );
+        append(&run_dir(&results, r), &[task(r, 0, 0), checkpoint(r, 1, 1), task(r, 2, 1)]);
 
         let store = Store::temporary().unwrap();
         let summary = rebuild(&results, &store).unwrap();
@@ -462,15 +380,8 @@ mod tests {
         assert_eq!(summary.events, 3 + 2 + 3);
         let status = |id: &str| store.run(id).unwrap().unwrap().status;
         assert_eq!(status(f), RunStatus::Finished);
-        let reported = Failure::Reported {
-            reason: "loss is NaN".into(),
-        };
-        assert_eq!(
-            status(x),
-            RunStatus::Failed {
-                failure: reported.clone()
-            }
-        );
+        let reported = Failure::Reported { reason: "loss is NaN".into() };
+        assert_eq!(status(x), RunStatus::Failed { failure: reported.clone() });
         assert_eq!(store.run(x).unwrap().unwrap().last_failure, Some(reported));
         assert_eq!(status(r), RunStatus::Interrupted);
         assert_eq!(status(&pending.id), RunStatus::Pending);
@@ -478,10 +389,7 @@ mod tests {
         assert_eq!(resumable.progress.tasks_done, 1);
         assert_eq!(resumable.progress.last_seq, Some(2));
         let ckpt = resumable.last_checkpoint.unwrap();
-        assert_eq!(
-            (ckpt.seq, ckpt.tasks_done, ckpt.file.as_str()),
-            (1, 1, "ckpt-1.bin")
-        );
+        assert_eq!((ckpt.seq, ckpt.tasks_done, ckpt.file.as_str()), (1, 1, "ckpt-1.bin"));
         assert_eq!(store.experiment().unwrap().unwrap().name, "exp");
         fs::remove_dir_all(&results).unwrap();
     }
@@ -494,51 +402,16 @@ mod tests {
         write_run_record(&dir, &rec).unwrap();
         let id = &rec.id;
         // First attempt: checkpoint at seq 1, then task 1 started and a failure at seq 3.
-        append(
-            &dir,
-            &[task(id, 0, 0), checkpoint(id, 1, 1), task(id, 2, 1)],
-        );
-        append(
-            &dir,
-            &[ev(
-                id,
-                3,
-                EventBody::Failed {
-                    reason: "oom".into(),
-                },
-            )],
-        );
+        append(&dir, &[task(id, 0, 0), checkpoint(id, 1, 1), task(id, 2, 1)]);
+        append(&dir, &[ev(id, 3, EventBody::Failed { reason: "oom".into() })]);
         // Resumed from the checkpoint: re-emits from seq 2 and finishes.
         append(&dir, &[task(id, 2, 1), task(id, 3, 2)]);
-        append(
-            &dir,
-            &[ev(
-                id,
-                4,
-                EventBody::Finished {
-                    tasks: 3,
-                    steps: 3,
-                    examples: 3,
-                },
-            )],
-        );
+        append(&dir, &[ev(id, 4, EventBody::Finished { tasks: 3, steps: 3, examples: 3 })]);
         let store = Store::temporary().unwrap();
         let summary = rebuild(&results, &store).unwrap();
         assert_eq!(summary.events, 5);
-        let kinds: Vec<&str> = store
-            .events(id)
-            .map(|e| e.unwrap().body.kind())
-            .collect::<Vec<_>>();
-        assert_eq!(
-            kinds,
-            [
-                "task_started",
-                "checkpoint",
-                "task_started",
-                "task_started",
-                "finished"
-            ]
-        );
+        let kinds: Vec<&str> = store.events(id).map(|e| e.unwrap().body.kind()).collect::<Vec<_>>();
+        assert_eq!(kinds, ["task_started", "checkpoint", "task_started", "task_started", "finished"]);
         assert_eq!(store.run(id).unwrap().unwrap().status, RunStatus::Finished);
         fs::remove_dir_all(&results).unwrap();
     }
@@ -552,19 +425,13 @@ mod tests {
         append(&dir, &[task("someone-else", 0, 0)]);
         let store = Store::temporary().unwrap();
         let err = rebuild(&results, &store).unwrap_err().to_string();
-        assert!(
-            err.contains("events.jsonl: event 0 belongs to run \"someone-else\""),
-            "{err}"
-        );
+        assert!(err.contains("events.jsonl: event 0 belongs to run \"someone-else\""), "{err}");
 
         fs::remove_file(dir.join(EVENTS_FILE)).unwrap();
         let moved = results.join("runs").join("renamed");
         fs::rename(&dir, &moved).unwrap();
         let err = rebuild(&results, &store).unwrap_err().to_string();
-        assert!(
-            err.contains("run.json: field `record.id`") && err.contains("\"renamed\""),
-            "{err}"
-        );
+        assert!(err.contains("run.json: field `record.id`") && err.contains("\"renamed\""), "{err}");
 
         // A folder the orchestrator never saved a record into is skipped, and said so.
         fs::remove_file(moved.join(RUN_RECORD_FILE)).unwrap();
@@ -577,8 +444,7 @@ mod tests {
     fn a_store_rebuilt_from_folders_equals_the_ingested_one() {
         let results = setup("equal");
         let live = Store::open(&results).unwrap();
-        live.put_experiment(&read_experiment_files(&results).unwrap())
-            .unwrap();
+        live.put_experiment(&read_experiment_files(&results).unwrap()).unwrap();
         for (i, seed) in [1u64, 2].into_iter().enumerate() {
             let mut rec = record(i as u64, 2, "sgd", 0.1, seed);
             let id = rec.id.clone();
@@ -589,15 +455,7 @@ mod tests {
                 task(&id, 0, 0),
                 checkpoint(&id, 1, 1),
                 task(&id, 2, 1),
-                ev(
-                    &id,
-                    3,
-                    EventBody::Finished {
-                        tasks: 2,
-                        steps: 2,
-                        examples: 2,
-                    },
-                ),
+                ev(&id, 3, EventBody::Finished { tasks: 2, steps: 2, examples: 2 }),
             ];
             append(&run_dir(&results, &id), &events);
             for e in &events {
@@ -634,26 +492,14 @@ mod tests {
         let store = Store::temporary().unwrap();
         assert_eq!(
             drift(&results, &store).unwrap(),
-            vec![
-                Drift::MissingExperiment,
-                Drift::MissingRun { id: id.clone() }
-            ]
+            vec![Drift::MissingExperiment, Drift::MissingRun { id: id.clone() }]
         );
         rebuild(&results, &store).unwrap();
         assert_eq!(drift(&results, &store).unwrap(), vec![]);
         store.truncate_events_after(id, 0).unwrap();
         let behind = drift(&results, &store).unwrap();
-        assert_eq!(
-            behind,
-            vec![Drift::EventsBehind {
-                id: id.clone(),
-                store: Some(0),
-                folder: 2
-            }]
-        );
-        assert!(behind[0]
-            .to_string()
-            .contains("events end at 0, events.jsonl reaches 2"));
+        assert_eq!(behind, vec![Drift::EventsBehind { id: id.clone(), store: Some(0), folder: 2 }]);
+        assert!(behind[0].to_string().contains("events end at 0, events.jsonl reaches 2"));
         fs::remove_dir_all(&results).unwrap();
     }
 
@@ -668,37 +514,18 @@ mod tests {
         // Short file with a truncated last line: the line before it counts.
         fs::write(
             &path,
-            format!(
-                "{}\n{{\"run\":\"r\",\"se",
-                serde_json::to_string(&task("r", 4, 0)).unwrap()
-            ),
+            format!("{}\n{{\"run\":\"r\",\"se", serde_json::to_string(&task("r", 4, 0)).unwrap()),
         )
         .unwrap();
         assert_eq!(last_seq_in_file(&path).unwrap(), Some(4));
         // Long file: the tail holds whole lines.
         fs::remove_file(&path).unwrap();
         append(&dir, &(0..10).map(|s| task("r", s, 0)).collect::<Vec<_>>());
-        append(
-            &dir,
-            &[
-                long(10, 30_000),
-                long(11, 30_000),
-                long(12, 30_000),
-                task("r", 13, 0),
-            ],
-        );
+        append(&dir, &[long(10, 30_000), long(11, 30_000), long(12, 30_000), task("r", 13, 0)]);
         assert_eq!(last_seq_in_file(&path).unwrap(), Some(13));
         // Lines longer than the tail: no whole line in it, so the whole file is read.
         fs::remove_file(&path).unwrap();
-        append(
-            &dir,
-            &[
-                long(0, 70_000),
-                long(1, 70_000),
-                long(2, 70_000),
-                long(3, 70_000),
-            ],
-        );
+        append(&dir, &[long(0, 70_000), long(1, 70_000), long(2, 70_000), long(3, 70_000)]);
         let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
         let cut = serde_json::to_string(&long(4, 70_000)).unwrap();
         f.write_all(&cut.as_bytes()[..cut.len() - 10]).unwrap();

@@ -191,32 +191,7 @@ impl fmt::Display for Failure {
 
 /// The conventional name of a signal number on this platform, for failure messages.
 fn signal_name(signal: i32) -> Option<&'static str> {
-    #[cfg(unix)]
-    {
-        let names = [
-            (libc::SIGHUP, "SIGHUP"),
-            (libc::SIGINT, "SIGINT"),
-            (libc::SIGQUIT, "SIGQUIT"),
-            (libc::SIGILL, "SIGILL"),
-            (libc::SIGABRT, "SIGABRT"),
-            (libc::SIGBUS, "SIGBUS"),
-            (libc::SIGFPE, "SIGFPE"),
-            (libc::SIGKILL, "SIGKILL"),
-            (libc::SIGSEGV, "SIGSEGV"),
-            (libc::SIGPIPE, "SIGPIPE"),
-            (libc::SIGTERM, "SIGTERM"),
-            (libc::SIGXCPU, "SIGXCPU"),
-        ];
-        names
-            .iter()
-            .find(|(n, _)| *n == signal)
-            .map(|(_, name)| *name)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = signal;
-        None
-    }
+    nix::sys::signal::Signal::try_from(signal).ok().map(|s| s.as_str())
 }
 
 /// The checkpoint a run resumes from: the latest `checkpoint` event received.
@@ -320,11 +295,7 @@ impl RunRecord {
             status: RunStatus::Pending,
             attempts: 0,
             last_checkpoint: None,
-            progress: Progress {
-                tasks_done: 0,
-                tasks,
-                last_seq: None,
-            },
+            progress: Progress { tasks_done: 0, tasks, last_seq: None },
             times: RunTimes::default(),
             last_failure: None,
             log_tail: None,
@@ -337,20 +308,11 @@ impl RunRecord {
     /// event is only final once the worker exits cleanly). Feed events in sequence order; the
     /// rebuild replays a run's events through this same function.
     pub fn observe(&mut self, event: &Event, now: Option<u64>) {
-        self.progress.last_seq = Some(
-            self.progress
-                .last_seq
-                .map_or(event.seq, |s| s.max(event.seq)),
-        );
+        self.progress.last_seq = Some(self.progress.last_seq.map_or(event.seq, |s| s.max(event.seq)));
         match &event.body {
             EventBody::Started { tasks, .. } => self.progress.tasks = *tasks,
             EventBody::TaskStarted { task, .. } => self.progress.tasks_done = *task,
-            EventBody::Checkpoint {
-                tasks_done,
-                step,
-                file,
-                ..
-            } => {
+            EventBody::Checkpoint { tasks_done, step, file, .. } => {
                 self.progress.tasks_done = *tasks_done;
                 self.last_checkpoint = Some(CheckpointRef {
                     file: file.clone(),
@@ -415,17 +377,15 @@ pub fn recipe_hash(recipe: &str) -> String {
 /// The current time in unix seconds, for the orchestrator's own time stamps (never for run
 /// numbers). A clock before 1970 reads as 0.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use workers::protocol::{
-        Activation, CheckpointSpec, Engine, EvalSpec, Heads, InputTransform, MethodSpec,
-        NetworkSpec, StreamSpec, SyntheticPermutedSpec, TrainingSpec, PROTOCOL_VERSION,
+        Activation, CheckpointSpec, Engine, EvalSpec, Heads, InputTransform, MethodSpec, NetworkSpec,
+        StreamSpec, SyntheticPermutedSpec, TrainingSpec, PROTOCOL_VERSION,
     };
 
     /// A small synthetic spec with its content id filled in.
@@ -452,11 +412,7 @@ pub(crate) mod tests {
                 heads: Heads::Shared,
                 engine: Engine::Fused,
             },
-            method: MethodSpec {
-                name: method.into(),
-                kind: "sgd".into(),
-                params,
-            },
+            method: MethodSpec { name: method.into(), kind: "sgd".into(), params },
             training: TrainingSpec::default(),
             eval: EvalSpec::default(),
             checkpoint: CheckpointSpec::default(),
@@ -470,68 +426,36 @@ pub(crate) mod tests {
     pub(crate) fn record(order: u64, tasks: usize, method: &str, lr: f64, seed: u64) -> RunRecord {
         let mut grid = BTreeMap::new();
         grid.insert("lr".to_string(), serde_json::json!(lr));
-        let labels = RunLabels {
-            stream: "synthetic".into(),
-            method: method.into(),
-            grid,
-            seed,
-        };
+        let labels = RunLabels { stream: "synthetic".into(), method: method.into(), grid, seed };
         RunRecord::new(order, spec(tasks, method, lr, seed), labels)
     }
 
     #[test]
     fn statuses_serialise_as_tagged_data() {
-        let status = RunStatus::Failed {
-            failure: Failure::Signaled { signal: 9 },
-        };
+        let status = RunStatus::Failed { failure: Failure::Signaled { signal: 9 } };
         let json = serde_json::to_string(&status).unwrap();
-        assert_eq!(
-            json,
-            r#"{"state":"failed","failure":{"kind":"signaled","signal":9}}"#
-        );
+        assert_eq!(json, r#"{"state":"failed","failure":{"kind":"signaled","signal":9}}"#);
         assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), status);
-        assert_eq!(
-            serde_json::to_string(&RunStatus::Pending).unwrap(),
-            r#"{"state":"pending"}"#
-        );
+        assert_eq!(serde_json::to_string(&RunStatus::Pending).unwrap(), r#"{"state":"pending"}"#);
     }
 
     #[test]
     fn failures_read_as_one_line_reasons() {
+        assert_eq!(Failure::Signaled { signal: 9 }.to_string(), "worker killed by signal 9 (SIGKILL)");
+        assert_eq!(Failure::Crashed { exit_code: 101 }.to_string(), "worker crashed (exit code 101)");
         assert_eq!(
-            Failure::Signaled { signal: 9 }.to_string(),
-            "worker killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(
-            Failure::Crashed { exit_code: 101 }.to_string(),
-            "worker crashed (exit code 101)"
-        );
-        assert_eq!(
-            RunStatus::Failed {
-                failure: Failure::TimedOut { limit_seconds: 60 }
-            }
-            .to_string(),
+            RunStatus::Failed { failure: Failure::TimedOut { limit_seconds: 60 } }.to_string(),
             "failed: timed out after 60 s"
         );
-        assert!(!Failure::SpawnFailed {
-            reason: "no such file".into()
-        }
-        .worker_started());
-        assert!(Failure::Silent {
-            silent_seconds: 600
-        }
-        .worker_started());
+        assert!(!Failure::SpawnFailed { reason: "no such file".into() }.worker_started());
+        assert!(Failure::Silent { silent_seconds: 600 }.worker_started());
     }
 
     #[test]
     fn grid_text_is_sorted_and_unquoted() {
         let mut r = record(0, 2, "cbp", 0.01, 1);
-        r.labels
-            .grid
-            .insert("opt".into(), serde_json::json!("adam"));
-        r.labels
-            .grid
-            .insert("decay".into(), serde_json::json!(1e-4));
+        r.labels.grid.insert("opt".into(), serde_json::json!("adam"));
+        r.labels.grid.insert("decay".into(), serde_json::json!(1e-4));
         assert_eq!(r.labels.grid_text(), "decay=0.0001, lr=0.01, opt=adam");
         r.labels.grid.clear();
         assert_eq!(r.labels.grid_text(), "");
@@ -542,22 +466,8 @@ pub(crate) mod tests {
         let mut r = record(0, 3, "sgd", 0.1, 1);
         assert_eq!(r.progress.tasks, 3);
         let id = r.id.clone();
-        let ev = |seq, body| Event {
-            run: id.clone(),
-            seq,
-            body,
-        };
-        r.observe(
-            &ev(
-                0,
-                EventBody::TaskStarted {
-                    task: 1,
-                    head: 0,
-                    train_examples: 10,
-                },
-            ),
-            None,
-        );
+        let ev = |seq, body| Event { run: id.clone(), seq, body };
+        r.observe(&ev(0, EventBody::TaskStarted { task: 1, head: 0, train_examples: 10 }), None);
         assert_eq!(r.progress.tasks_done, 1);
         r.observe(
             &ev(
@@ -572,28 +482,11 @@ pub(crate) mod tests {
             Some(100),
         );
         let ckpt = r.last_checkpoint.clone().unwrap();
-        assert_eq!(
-            (ckpt.seq, ckpt.tasks_done, ckpt.step, ckpt.received),
-            (5, 2, 40, Some(100))
-        );
+        assert_eq!((ckpt.seq, ckpt.tasks_done, ckpt.step, ckpt.received), (5, 2, 40, Some(100)));
         assert_eq!(r.progress.last_seq, Some(5));
-        r.observe(
-            &ev(
-                9,
-                EventBody::Finished {
-                    tasks: 3,
-                    steps: 60,
-                    examples: 600,
-                },
-            ),
-            None,
-        );
+        r.observe(&ev(9, EventBody::Finished { tasks: 3, steps: 60, examples: 600 }), None);
         assert_eq!(r.progress.tasks_done, 3);
-        assert_eq!(
-            r.status,
-            RunStatus::Pending,
-            "observe never decides the status"
-        );
+        assert_eq!(r.status, RunStatus::Pending, "observe never decides the status");
     }
 
     #[test]
