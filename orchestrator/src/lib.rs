@@ -8,4 +8,7 @@ pub mod lock;
 pub mod plan;
 pub mod recipe;
 pub mod report;
+pub mod results;
+pub mod scheduler;
+pub mod status;
 pub mod store;

@@ -1,12 +1,35 @@
 //! The command line: argument types and the dispatch to each command's library code.
 
+pub mod experiment;
+pub mod report;
+pub mod status;
+pub mod store;
 pub mod worker;
 
 use clap::{Parser, Subcommand};
 
+/// Exit statuses of `clorch` (other than `clorch worker`, whose statuses are part of the
+/// worker protocol: `workers::protocol::exit`).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Some runs failed (the others finished); `clorch status` says why.
+    pub const RUNS_FAILED: i32 = 1;
+    /// Bad input: a recipe, override, flag, data file or store that cannot be used; the
+    /// message names it. Nothing was started.
+    pub const BAD_INPUT: i32 = 2;
+    /// The results folder is in use by another `clorch run`.
+    pub const BUSY: i32 = 3;
+    /// Stopped by Ctrl-C or SIGTERM; the unfinished runs resume on the next `clorch run`.
+    pub const STOPPED: i32 = 130;
+}
+
 /// clorch — continual-learning experiments: recipes in, runs on workers, comparison tables out.
+///
+/// Start with `clorch run recipes/quickstart.yaml`; `recipes/README.md` documents every
+/// recipe key.
 #[derive(Debug, Parser)]
-#[command(name = "clorch", version, about, long_about = None)]
+#[command(name = "clorch", version, about, long_about)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -16,20 +39,38 @@ pub struct Cli {
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run one run from a spec (started by `clorch run`; also usable by hand).
-    Worker(worker::WorkerArgs),
+    /// Run a recipe: every unfinished run (finished ones are skipped, interrupted ones resume
+    /// from their checkpoints), then print the comparison table.
+    Run(experiment::RunArgs),
+    /// Check a recipe and list the runs it would launch, without running anything.
+    Validate(experiment::ValidateArgs),
+    /// Show each run of an experiment: status, attempts, task, checkpoint age, failure reason.
+    Status(status::StatusArgs),
+    /// Comparison tables of an experiment (Markdown on the terminal; CSV, Parquet, JSON,
+    /// LaTeX files).
+    Report(report::ReportArgs),
+    /// Maintenance of an experiment's store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// List the continual-learning methods and their parameters with defaults.
     Methods,
+    /// Run one run from a spec (started by `clorch run`; also usable by hand).
+    Worker(worker::WorkerArgs),
 }
 
 /// Runs the command; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Worker(args) => worker::run(&args),
+        Command::Run(args) => experiment::run(&args),
+        Command::Validate(args) => experiment::validate(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Store(command) => store::run(&command),
         Command::Methods => {
             print!("{}", methods_table());
-            0
+            exit::OK
         }
+        Command::Worker(args) => worker::run(&args),
     }
 }
 
@@ -42,8 +83,11 @@ pub fn methods_table() -> String {
             workers::optim::OptimizerKind::Sgd => "sgd",
             workers::optim::OptimizerKind::Adam => "adam",
         };
-        let choice = if m.optimizer_choice { " (optimizer: sgd | adam)" } else { "" };
-        out.push_str(&format!("{:<16}   optimizer {optimizer}{choice}, lr, …\n", ""));
+        let choice = if m.optimizer_choice { "; optimizer: sgd | adam" } else { "" };
+        out.push_str(&format!(
+            "{:<16}   optimizer {optimizer}{choice}; lr, momentum | beta1, beta2, eps\n",
+            ""
+        ));
         for (name, default) in m.own_parameters() {
             out.push_str(&format!("{:<16}   {name} = {default}\n", ""));
         }

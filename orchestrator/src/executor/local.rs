@@ -16,6 +16,7 @@ use workers::protocol::{exit, Event};
 
 use super::{Control, Ending, Launch, Limits, Message, Report, Reports};
 use crate::cli::worker::PROGRESS_PREFIX;
+use crate::store::Failure;
 
 /// Name of the worker's log inside its run folder.
 pub const WORKER_LOG: &str = "worker.log";
@@ -63,7 +64,9 @@ impl LocalExecutor {
         let log_path = launch.run_dir.join(WORKER_LOG);
         let mut log = match tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await {
             Ok(f) => f,
-            Err(e) => return Ending::SpawnFailed { reason: format!("{}: {e}", log_path.display()) },
+            Err(e) => {
+                return Ending::Broke(Failure::SpawnFailed { reason: format!("{}: {e}", log_path.display()) })
+            }
         };
         let header = format!("=== attempt {} ===\n", launch.attempt);
         let _ = log.write_all(header.as_bytes()).await;
@@ -86,7 +89,11 @@ impl LocalExecutor {
             .kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(c) => c,
-            Err(e) => return Ending::SpawnFailed { reason: format!("{}: {e}", self.program.display()) },
+            Err(e) => {
+                return Ending::Broke(Failure::SpawnFailed {
+                    reason: format!("{}: {e}", self.program.display()),
+                })
+            }
         };
         let pid = child.id().map(|p| Pid::from_raw(p as i32));
         send(Message::Started { handle: pid.map_or_else(String::new, |p| p.to_string()) });
@@ -116,14 +123,16 @@ impl LocalExecutor {
                         match serde_json::from_str::<Event>(&line) {
                             Ok(event) if event.run == launch.run => send(Message::Event(Box::new(event))),
                             Ok(event) => {
-                                forced.get_or_insert(Ending::Malformed {
+                                forced.get_or_insert(Ending::Failed(Failure::Protocol {
                                     reason: format!("an event of run `{}`, not `{}`", event.run, launch.run),
-                                });
+                                }));
                                 signal(Signal::SIGKILL);
                             }
                             Err(e) => {
                                 let shown: String = line.chars().take(120).collect();
-                                forced.get_or_insert(Ending::Malformed { reason: format!("`{shown}`: {e}") });
+                                forced.get_or_insert(Ending::Failed(Failure::Protocol {
+                                    reason: format!("a line that is not an event: `{shown}`: {e}"),
+                                }));
                                 signal(Signal::SIGKILL);
                             }
                         }
@@ -156,12 +165,13 @@ impl LocalExecutor {
                     None => control_open = false,
                 },
                 _ = sleep_until(silent_at) => {
-                    forced.get_or_insert(Ending::Silent { limit: limits.heartbeat });
+                    forced.get_or_insert(Ending::Broke(Failure::Silent { silent_seconds: limits.heartbeat.as_secs() }));
                     signal(Signal::SIGKILL);
                     silent_at = far;
                 }
                 _ = sleep_until(timeout_at.unwrap_or(far)), if timeout_at.is_some() && forced.is_none() => {
-                    forced.get_or_insert(Ending::TimedOut { limit: limits.timeout.unwrap_or_default() });
+                    let limit_seconds = limits.timeout.unwrap_or_default().as_secs();
+                    forced.get_or_insert(Ending::Broke(Failure::TimedOut { limit_seconds }));
                     // Checkpoint on the way out, so a later run resumes instead of starting over.
                     signal(Signal::SIGTERM);
                     kill_at.get_or_insert(Instant::now() + limits.grace);
@@ -175,32 +185,23 @@ impl LocalExecutor {
         let _ = log.flush().await;
         let status = match child.wait().await {
             Ok(s) => s,
-            Err(e) => return Ending::Crashed { reason: format!("waiting for the worker: {e}") },
+            Err(e) => return Ending::Broke(Failure::Lost { reason: format!("waiting for the worker: {e}") }),
         };
         if let Some(ending) = forced {
             return ending;
         }
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
-            (Some(exit::FINISHED), _) => Ending::Finished,
+            (Some(exit::FINISHED), _) => Ending::Exited,
             (Some(exit::INTERRUPTED), _) => Ending::Interrupted,
-            (Some(exit::FAILED | exit::BAD_SPEC), _) => {
-                Ending::Failed { reason: last_stderr.trim_start_matches("clorch worker: ").to_string() }
+            (Some(exit::FAILED | exit::BAD_SPEC), _) => Ending::Failed(Failure::Reported {
+                reason: last_stderr.trim_start_matches("clorch worker: ").to_string(),
+            }),
+            (Some(exit_code), _) => Ending::Broke(Failure::Crashed { exit_code }),
+            (None, Some(signal)) => Ending::Broke(Failure::Signaled { signal }),
+            (None, None) => {
+                Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })
             }
-            (Some(code), _) => Ending::Crashed {
-                reason: if last_stderr.is_empty() {
-                    format!("exit status {code}")
-                } else {
-                    format!("exit status {code}: {last_stderr}")
-                },
-            },
-            (None, Some(sig)) => Ending::Crashed {
-                reason: format!(
-                    "killed by signal {}",
-                    Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string())
-                ),
-            },
-            (None, None) => Ending::Crashed { reason: "ended without a status".into() },
         }
     }
 }

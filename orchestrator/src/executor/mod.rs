@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use workers::protocol::Event;
 
+use crate::store::Failure;
+
 /// One attempt of one run to start.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -55,67 +57,15 @@ pub enum Message {
 /// How an attempt ended — every way is data, so the store and `status` can show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// The worker finished the run's stream.
-    Finished,
-    /// The worker checkpointed and stopped because it was asked to.
+    /// The worker exited cleanly (it should have emitted `finished`; the scheduler checks).
+    Exited,
+    /// The worker checkpointed and stopped because it was asked to (or was preempted).
     Interrupted,
     /// The worker reported a failure a retry cannot fix (bad spec or data, divergence).
-    Failed {
-        /// One line from the worker.
-        reason: String,
-    },
-    /// The worker exited with an unexpected status or died by a signal.
-    Crashed {
-        /// What happened (exit status or signal).
-        reason: String,
-    },
-    /// The worker could not be started at all.
-    SpawnFailed {
-        /// The operating system's error.
-        reason: String,
-    },
-    /// The worker printed a line that is not a valid event.
-    Malformed {
-        /// The line (shortened) and the parse error.
-        reason: String,
-    },
-    /// The attempt was killed after the run's wall-clock limit.
-    TimedOut {
-        /// The limit.
-        limit: Duration,
-    },
-    /// The worker was silent longer than the heartbeat limit and was killed.
-    Silent {
-        /// The limit.
-        limit: Duration,
-    },
-}
-
-impl Ending {
-    /// Whether another attempt may succeed.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Ending::Crashed { .. }
-                | Ending::SpawnFailed { .. }
-                | Ending::TimedOut { .. }
-                | Ending::Silent { .. }
-        )
-    }
-
-    /// One line for tables and logs.
-    pub fn describe(&self) -> String {
-        match self {
-            Ending::Finished => "finished".into(),
-            Ending::Interrupted => "interrupted (resumable)".into(),
-            Ending::Failed { reason } => format!("failed: {reason}"),
-            Ending::Crashed { reason } => format!("crashed: {reason}"),
-            Ending::SpawnFailed { reason } => format!("could not start the worker: {reason}"),
-            Ending::Malformed { reason } => format!("invalid worker output: {reason}"),
-            Ending::TimedOut { limit } => format!("timed out after {}", humanize(*limit)),
-            Ending::Silent { limit } => format!("silent for {} (heartbeat limit); killed", humanize(*limit)),
-        }
-    }
+    Failed(Failure),
+    /// The attempt broke in a way another attempt may not: a crash, a signal, a timeout,
+    /// silence, a failure to start.
+    Broke(Failure),
 }
 
 /// `90 s`, `30 min`, `2 h`.

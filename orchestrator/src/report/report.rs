@@ -31,11 +31,21 @@ pub struct ReportOptions {
     pub spread: Spread,
     /// Decimals in Markdown and LaTeX (machine formats keep full precision).
     pub precision: usize,
+    /// Include runs that are not in the recipe's latest expansion (kept from earlier versions
+    /// of an edited recipe).
+    pub all_runs: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions { metrics: None, filters: Vec::new(), sort: None, spread: Spread::Ci95, precision: 3 }
+        ReportOptions {
+            metrics: None,
+            filters: Vec::new(),
+            sort: None,
+            spread: Spread::Ci95,
+            precision: 3,
+            all_runs: false,
+        }
     }
 }
 
@@ -54,8 +64,17 @@ impl Report {
     /// Builds the report of everything in `store` that passes `options.filters`. Reads each
     /// selected run's events once.
     pub fn build(store: &Store, options: &ReportOptions) -> Result<Report, ReportError> {
-        let experiment = store.experiment()?.map(|m| m.name);
-        let records = filter::apply(&options.filters, store.runs()?, |r| (&r.labels, &r.status))?;
+        let meta = store.experiment()?;
+        let current: Option<std::collections::HashSet<String>> = meta
+            .as_ref()
+            .filter(|m| !options.all_runs && !m.runs.is_empty())
+            .map(|m| m.runs.iter().cloned().collect());
+        let experiment = meta.map(|m| m.name);
+        let mut all = store.runs()?;
+        if let Some(current) = &current {
+            all.retain(|r| current.contains(&r.id));
+        }
+        let records = filter::apply(&options.filters, all, |r| (&r.labels, &r.status))?;
         let mut runs = Vec::with_capacity(records.len());
         for record in &records {
             let mut summarizer = Summarizer::new(record);

@@ -273,7 +273,7 @@ impl Store {
     }
 
     /// Removes the events of `run` with a sequence number of `first` or more.
-    pub(crate) fn remove_events_from(&self, run: &str, first: u64) -> Result<usize> {
+    pub fn remove_events_from(&self, run: &str, first: u64) -> Result<usize> {
         let start = event_key(run, first);
         let end = event_key(run, u64::MAX);
         let mut batch = sled::Batch::default();

@@ -64,6 +64,8 @@ struct ExperimentFile {
     clorch_version: String,
     created: u64,
     updated: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<String>,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file next to it, fsynced, renamed over
@@ -153,6 +155,7 @@ pub fn write_experiment_files(results_dir: &Path, meta: &ExperimentMeta) -> Resu
         clorch_version: meta.clorch_version.clone(),
         created: meta.created,
         updated: meta.updated,
+        runs: meta.runs.clone(),
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("experiment files serialise");
     bytes.push(b'\n');
@@ -187,6 +190,7 @@ pub fn read_experiment_files(results_dir: &Path) -> Result<ExperimentMeta> {
         store_format: STORE_FORMAT,
         created: file.created,
         updated: file.updated,
+        runs: file.runs,
     })
 }
 

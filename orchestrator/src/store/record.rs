@@ -350,6 +350,11 @@ pub struct ExperimentMeta {
     pub created: u64,
     /// When it was last updated (unix seconds).
     pub updated: u64,
+    /// Ids of the runs of the recipe's latest expansion, in order. Reports show these; runs
+    /// of earlier versions of an edited recipe stay stored (and are shown with `--all-runs`),
+    /// but do not mix into the current table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 impl ExperimentMeta {
@@ -364,6 +369,7 @@ impl ExperimentMeta {
             store_format: super::STORE_FORMAT,
             created: now,
             updated: now,
+            runs: Vec::new(),
         }
     }
 }

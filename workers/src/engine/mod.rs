@@ -155,6 +155,13 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     result
 }
 
+/// Where a worker started on `spec` in `dir` would resume: the sequence number of the first
+/// event it would emit (0 when it would start from scratch). The orchestrator drops stored
+/// events from there on before starting it, since the worker emits them again.
+pub fn resume_point(spec: &RunSpec, dir: &std::path::Path) -> Result<u64, RunError> {
+    Ok(snapshot::find(spec, dir)?.map_or(0, |found| found.state.next_seq))
+}
+
 /// Name of the lock file a worker holds in its run folder.
 pub const WORKER_LOCK: &str = "worker.lock";
 

@@ -1,0 +1,188 @@
+//! `clorch run` and `clorch validate`: a recipe into a plan, and a plan onto workers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{exit, report::print_table};
+use crate::executor::local::LocalExecutor;
+use crate::executor::Limits;
+use crate::lock::{self, LockError};
+use crate::plan::{plan, Plan, PlanError};
+use crate::recipe::plan_table;
+use crate::report::ReportOptions;
+use crate::scheduler::retry::Backoff;
+use crate::scheduler::{execute, Settings};
+use crate::store::{self, ExperimentMeta};
+
+/// Arguments of `clorch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The recipe (YAML).
+    pub recipe: PathBuf,
+    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`.
+    pub overrides: Vec<String>,
+    /// Workers at once (default: the recipe's `parallel`, else the number of cores).
+    #[arg(long, short = 'j')]
+    pub parallel: Option<usize>,
+    /// Results folder (default: the recipe's `output`, else results/<name>).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Run again the runs that failed in an earlier invocation.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// No progress bar (messages only).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seconds a stopped worker may take to checkpoint before it is killed.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+}
+
+/// Arguments of `clorch validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The recipe (YAML).
+    pub recipe: PathBuf,
+    /// Overrides, as for `clorch run`.
+    pub overrides: Vec<String>,
+}
+
+fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
+    plan(recipe, overrides).map_err(|e| {
+        match e {
+            PlanError::Recipe(errors) => eprintln!("{errors}"),
+            other => eprintln!("{other}"),
+        }
+        exit::BAD_INPUT
+    })
+}
+
+/// `clorch validate`: prints the runs a recipe would launch, or its errors.
+pub fn validate(args: &ValidateArgs) -> i32 {
+    match load(&args.recipe, &args.overrides) {
+        Ok(plan) => {
+            print!("{}", plan_table(&plan.runs));
+            println!("results folder: {}", plan.recipe.output.display());
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
+pub fn run(args: &RunArgs) -> i32 {
+    let plan = match load(&args.recipe, &args.overrides) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let results_dir = args.output.clone().unwrap_or_else(|| plan.recipe.output.clone());
+    let lock = match lock::acquire(&results_dir) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("clorch run: {e}");
+            return exit::BUSY;
+        }
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if let Some(previous) = &lock.taken_over {
+        eprintln!(
+            "note: taking over {} from an earlier `clorch run` that did not end cleanly (pid {} on {})",
+            results_dir.display(),
+            previous.pid,
+            previous.host
+        );
+    }
+    let results_dir = match std::fs::canonicalize(&results_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("clorch run: {}: {e}", results_dir.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    let (store, repairs) = match crate::results::open_for_writing(&results_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    for note in &repairs.notes {
+        eprintln!("note: {note}");
+    }
+    let now = store::unix_now();
+    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.text.clone(), now);
+    if let Ok(Some(old)) = store.experiment() {
+        meta.created = old.created;
+    }
+    meta.runs = plan.runs.iter().map(|r| r.spec.id.clone()).collect();
+    if let Err(e) =
+        store::write_experiment_files(&results_dir, &meta).and_then(|_| store.put_experiment(&meta))
+    {
+        eprintln!("clorch run: {e}");
+        return exit::BAD_INPUT;
+    }
+    let executor = match LocalExecutor::current() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("clorch run: cannot find the clorch executable to start workers: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = Settings {
+        parallel: args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
+        max_attempts: plan.recipe.max_attempts.max(1),
+        limits: Limits {
+            timeout: plan.recipe.timeout,
+            heartbeat: plan.recipe.heartbeat,
+            grace: Duration::from_secs(args.grace),
+        },
+        backoff: Backoff::default(),
+        retry_failed: args.retry_failed,
+        show_progress: !args.no_progress,
+    };
+    let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::RUNS_FAILED;
+        }
+    };
+    if outcome.skipped_finished > 0 {
+        eprintln!("{} finished runs skipped", outcome.skipped_finished);
+    }
+    if outcome.skipped_failed > 0 {
+        eprintln!(
+            "{} failed runs skipped (`clorch run {} --retry-failed` runs them again)",
+            outcome.skipped_failed,
+            args.recipe.display()
+        );
+    }
+    if outcome.stopped {
+        eprintln!(
+            "stopped: {} of {} runs unfinished; `clorch run {}` resumes them from their checkpoints",
+            outcome.unfinished,
+            outcome.total,
+            args.recipe.display()
+        );
+        drop(lock);
+        return exit::STOPPED;
+    }
+    if let Err(code) = print_table(&store, &ReportOptions::default()) {
+        return code;
+    }
+    drop(lock);
+    if outcome.failed > 0 || outcome.skipped_failed > 0 {
+        eprintln!(
+            "{} run(s) failed; `clorch status {}` shows why",
+            outcome.failed + outcome.skipped_failed,
+            results_dir.display()
+        );
+        exit::RUNS_FAILED
+    } else {
+        exit::OK
+    }
+}
