@@ -234,3 +234,29 @@ fn a_bad_spec_fails_with_one_clear_line() {
     assert!(err.contains("/nonexistent/mnist"), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+/// The example spec of the README: 5 tasks of permuted MNIST (mnist-10k) with `sgd` on
+/// 784-100-100-10 learns the first task well and visibly forgets it.
+#[test]
+fn the_permuted_mnist_example_learns_then_forgets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let data = root.join("../shared/data/mnist-10k");
+    if !data.exists() {
+        eprintln!("skipped: {} is absent", data.display());
+        return;
+    }
+    let text = std::fs::read_to_string(root.join("workers/examples/specs/permuted-mnist-sgd.json")).unwrap();
+    let mut spec: RunSpec = serde_json::from_str(&text).unwrap();
+    *spec.stream.data_dir_mut().unwrap() = data;
+    let events = String::from_utf8(run_to_end(&spec)).unwrap();
+    let mut r = workers::metrics::AccuracyMatrix::new(5);
+    for line in events.lines() {
+        let e: Event = serde_json::from_str(line).unwrap();
+        if let EventBody::Eval { after_task: Some(i), on_task: j, accuracy: Some(a), .. } = e.body {
+            r.set(i, j, a);
+        }
+    }
+    let (first, last) = (r.get(0, 0).unwrap(), r.get(4, 0).unwrap());
+    assert!(first >= 0.90, "R[0][0] = {first}\n{r:?}");
+    assert!(last < first - 0.05, "R[4][0] = {last}, R[0][0] = {first}\n{r:?}");
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -33,9 +33,15 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// Workers started from the running executable.
+    /// Workers started from the running executable — or from the program named by the
+    /// `CLORCH_WORKER` environment variable, which the test suite uses to put fake workers
+    /// (that crash, hang or print garbage) under the real scheduler.
     pub fn current() -> std::io::Result<Self> {
-        Ok(LocalExecutor { program: std::env::current_exe()?, heartbeat_every: Duration::from_secs(10) })
+        let program = match std::env::var_os("CLORCH_WORKER") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()?,
+        };
+        Ok(LocalExecutor { program, heartbeat_every: Duration::from_secs(10) })
     }
 
     /// Runs one attempt to its end, reporting through `reports`; obeys `control`.
@@ -70,6 +76,10 @@ impl LocalExecutor {
         };
         let header = format!("=== attempt {} ===\n", launch.attempt);
         let _ = log.write_all(header.as_bytes()).await;
+        match resume_point(&launch.run_dir).await {
+            Ok(next_seq) => send(Message::Resuming { next_seq }),
+            Err(ending) => return ending,
+        }
 
         let mut command = Command::new(&self.program);
         command
@@ -80,6 +90,8 @@ impl LocalExecutor {
             .arg("--heartbeat")
             .arg(self.heartbeat_every.as_secs().max(1).to_string())
             .env("RAYON_NUM_THREADS", "1")
+            .env("CLORCH_RUN_ID", &launch.run)
+            .env("CLORCH_ATTEMPT", launch.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -110,9 +122,11 @@ impl LocalExecutor {
         let mut last_stderr = String::new();
         let far = started + Duration::from_secs(100 * 365 * 24 * 3600);
 
+        // The worker leads its own process group; signal the group, so helpers it started (or a
+        // wrapper script's children) cannot keep its pipes open.
         let signal = |s: Signal| {
             if let Some(pid) = pid {
-                let _ = kill(pid, s);
+                let _ = killpg(pid, s);
             }
         };
         while out_open || err_open {
@@ -204,6 +218,52 @@ impl LocalExecutor {
             }
         }
     }
+}
+
+/// How long to wait for an earlier worker of the same run (orphaned when its orchestrator
+/// died) to checkpoint and release the run folder.
+const FOLDER_WAIT: Duration = Duration::from_secs(300);
+
+/// Waits until no worker holds the run folder, then reads where a new worker will resume.
+/// Holding the folder's lock while reading means no orphaned worker can write a newer
+/// checkpoint between this answer and the new worker's start.
+async fn resume_point(run_dir: &std::path::Path) -> Result<u64, Ending> {
+    let lost = |reason: String| Ending::Broke(Failure::Lost { reason });
+    let lock_path = run_dir.join(workers::engine::WORKER_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| lost(format!("{}: {e}", lock_path.display())))?;
+    let waited = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < FOLDER_WAIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(lost(format!(
+                    "{} is still held by another worker after {} s",
+                    lock_path.display(),
+                    FOLDER_WAIT.as_secs()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(lost(format!("{}: {e}", lock_path.display())))
+            }
+        }
+    }
+    let spec_path = run_dir.join(SPEC_FILE);
+    let spec: workers::protocol::RunSpec = std::fs::read(&spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| lost(format!("{}: {e}", spec_path.display())))?;
+    let next = workers::engine::resume_point(&spec, run_dir)
+        .map_err(|e| Ending::Failed(Failure::Reported { reason: e.to_string() }))?;
+    drop(file);
+    Ok(next)
 }
 
 fn parse_progress(s: &str) -> Option<(usize, usize)> {

@@ -36,6 +36,13 @@ pub struct Report {
 /// The messages of an attempt, in the order they happen.
 #[derive(Debug)]
 pub enum Message {
+    /// The attempt is about to start the worker, which will resume at event `next_seq` (0:
+    /// from scratch) and emit every later event again; the scheduler drops the stored events
+    /// from there. Sent while no other worker of the run can be writing its folder.
+    Resuming {
+        /// Sequence number of the first event the worker will emit.
+        next_seq: u64,
+    },
     /// The worker process (or job) started.
     Started {
         /// Process id or job id, for `status` and for reattaching.

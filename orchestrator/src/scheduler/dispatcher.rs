@@ -268,26 +268,6 @@ impl<'a> Dispatcher<'a> {
     fn launch(&mut self, id: &str) -> Result<(), SchedulerError> {
         let record = self.records.get_mut(id).expect("queued runs have records");
         let dir = record.spec.run_dir.clone().expect("the scheduler sets every run folder");
-        // The worker resumes from its newest valid checkpoint and emits everything after it
-        // again: drop those events from the store so they are replaced, not mixed.
-        match workers::engine::resume_point(&record.spec, &dir) {
-            Ok(next) => {
-                self.store.remove_events_from(id, next)?;
-                if next == 0 {
-                    record.last_checkpoint = None;
-                    record.progress.tasks_done = 0;
-                }
-                record.progress.last_seq = next.checked_sub(1);
-            }
-            Err(e) => {
-                record.status = RunStatus::Failed { failure: Failure::Reported { reason: e.to_string() } };
-                self.store.save_run(record)?;
-                self.outcome.failed += 1;
-                let label = self.label(id);
-                self.progress.line(&format!("failed   {label}: {e}"));
-                return Ok(());
-            }
-        }
         record.attempts += 1;
         record.status = RunStatus::Running;
         let t = now();
@@ -322,6 +302,16 @@ impl<'a> Dispatcher<'a> {
         };
         let record = self.records.get_mut(&run).expect("active runs have records");
         match message {
+            Message::Resuming { next_seq } => {
+                // The worker emits everything from `next_seq` on again: drop those events so
+                // they are replaced, not mixed with a previous attempt's.
+                self.store.remove_events_from(&run, next_seq)?;
+                if next_seq == 0 {
+                    record.last_checkpoint = None;
+                    record.progress.tasks_done = 0;
+                }
+                record.progress.last_seq = next_seq.checked_sub(1);
+            }
             Message::Started { handle } => {
                 record.executor_job = Some(handle);
             }

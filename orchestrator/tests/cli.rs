@@ -1,0 +1,432 @@
+//! The `clorch` binary end to end: recipes → workers → store → tables, and everything that can
+//! go wrong on the way (bad recipes, failing and hanging workers, signals, SIGKILL at random
+//! moments, corrupted stores).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
+
+/// A scratch folder per test, removed when the test passes.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("clorch-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn clorch(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(CLORCH);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A small synthetic recipe writing to `output`.
+fn recipe(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
+    let output = scratch.path(&format!("results-{name}"));
+    scratch.write(&format!("{name}.yaml"), &format!("name: {name}\noutput: {}\n{body}", output.display()))
+}
+
+const SMALL: &str = "
+stream: {kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
+network: {hidden: [16]}
+training: {batch_size: 8, epochs: 2}
+methods:
+  - {name: sgd, lr: 0.05}
+  - {name: l2, lr: 0.05, weight_decay: 0.001}
+seeds: 2
+";
+
+#[test]
+fn a_recipe_runs_then_skips_its_finished_runs_and_reports_from_the_store() {
+    let s = Scratch::new("roundtrip");
+    let r = recipe(&s, "roundtrip", SMALL);
+    let first = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let table = text(&first.stdout);
+    assert!(table.contains("| sgd ") && table.contains("| l2 "), "{table}");
+    assert!(table.contains("± "), "{table}");
+
+    let second = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+    assert!(second.status.success());
+    assert!(text(&second.stderr).contains("4 finished runs skipped"), "{}", text(&second.stderr));
+    assert_eq!(text(&second.stdout), table);
+
+    let results = s.path("results-roundtrip");
+    let report = clorch(&["report", results.to_str().unwrap()], &[]);
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    assert_eq!(text(&report.stdout), table);
+
+    // Rebuilding the store from the run folders gives the same report.
+    let rebuilt = clorch(&["store", "rebuild", results.to_str().unwrap()], &[]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    assert!(text(&rebuilt.stdout).contains("rebuilt 4 runs"), "{}", text(&rebuilt.stdout));
+    assert_eq!(text(&clorch(&["report", results.to_str().unwrap()], &[]).stdout), table);
+
+    let status = text(&clorch(&["status", results.to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("4 finished"), "{status}");
+}
+
+#[test]
+fn bad_recipes_exit_2_with_file_line_and_column_and_create_nothing() {
+    let s = Scratch::new("bad");
+    let cases = [
+        ("typo", "stream: {kind: synthetic_permuted, tasks: 2}\nnetwork: {hidden: [4]}\nmethods: [{name: sgd}]\nseedz: 2\n", "seedz"),
+        ("type", "stream: {kind: synthetic_permuted, tasks: two}\nnetwork: {hidden: [4]}\nmethods: [{name: sgd}]\n", "stream.tasks"),
+        ("grid", "stream: {kind: synthetic_permuted, tasks: 2}\nnetwork: {hidden: [4]}\ntraining: {batch_size: [8, 16]}\nmethods: [{name: sgd}]\n", "grids"),
+        ("method", "stream: {kind: synthetic_permuted, tasks: 2}\nnetwork: {hidden: [4]}\nmethods: [{name: sgdd}]\n", "sgdd"),
+        ("param", "stream: {kind: synthetic_permuted, tasks: 2}\nnetwork: {hidden: [4]}\nmethods: [{name: l2, weight_decy: 0.1}]\n", "weight_decy"),
+        ("data", "stream: {kind: permuted_mnist, tasks: 2, data_dir: nowhere/mnist}\nnetwork: {hidden: [4]}\nmethods: [{name: sgd}]\n", "nowhere"),
+    ];
+    for (name, body, needle) in cases {
+        let r = recipe(&s, name, body);
+        let out = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(err.contains(&format!("{name}.yaml:")), "{name}: no file:line:column in {err}");
+        assert!(!s.path(&format!("results-{name}")).exists(), "{name}: results were created");
+    }
+}
+
+#[test]
+fn a_failing_run_does_not_stop_the_others() {
+    let s = Scratch::new("failing");
+    let body =
+        SMALL.replace("{name: l2, lr: 0.05, weight_decay: 0.001}", "{name: explode, kind: sgd, lr: 1.0e+30}");
+    let r = recipe(&s, "failing", &body);
+    let out = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let status = text(&clorch(&["status", s.path("results-failing").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("2 finished, 2 failed"), "{status}");
+    assert!(status.contains("diverged"), "{status}");
+    // The diverged runs failed for good: one attempt each, no retries.
+    for line in status.lines().filter(|l| l.contains("explode")) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cells[5..7], &["failed", "1"], "{status}");
+    }
+}
+
+/// Writes an executable fake worker script.
+fn fake_worker(s: &Scratch, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = s.write(name, &format!("#!/usr/bin/env bash\n{body}\n"));
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn crashing_workers_are_retried_then_the_run_fails_with_the_reason() {
+    let s = Scratch::new("crash");
+    let worker = fake_worker(&s, "crash.sh", "echo 'boom: out of memory' >&2\nexit 9");
+    let r = recipe(&s, "crash", &format!("{SMALL}max_attempts: 2\n"));
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress", "-j", "2"],
+        &[("CLORCH_WORKER", worker.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("retrying") && err.contains("after 2 attempts"), "{err}");
+    let status = text(&clorch(&["status", s.path("results-crash").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("4 failed") && status.contains("exit code 9"), "{status}");
+    let log = std::fs::read_dir(s.path("results-crash/runs")).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(log.join("worker.log")).unwrap();
+    assert!(log.contains("=== attempt 2 ===") && log.contains("boom: out of memory"), "{log}");
+}
+
+#[test]
+fn hung_and_slow_workers_are_stopped_by_the_heartbeat_and_the_time_limit() {
+    let s = Scratch::new("limits");
+    let silent = fake_worker(&s, "silent.sh", "sleep 60");
+    let r = recipe(
+        &s,
+        "silent",
+        &format!("{}max_attempts: 1\nheartbeat: 1s\n", SMALL.replace("seeds: 2", "seeds: 1")),
+    );
+    let started = Instant::now();
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress", "--grace", "1"],
+        &[("CLORCH_WORKER", silent.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let status = text(&clorch(&["status", s.path("results-silent").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("no event for 1 s"), "{status}");
+
+    // A worker that keeps talking but never ends hits the run's time limit.
+    let chatty = fake_worker(
+        &s,
+        "chatty.sh",
+        "while true; do echo 'clorch-progress task=0 tasks=3 step=1' >&2; sleep 0.2; done",
+    );
+    let r = recipe(
+        &s,
+        "slow",
+        &format!("{}max_attempts: 1\ntimeout: 2s\n", SMALL.replace("seeds: 2", "seeds: 1")),
+    );
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress", "--grace", "1"],
+        &[("CLORCH_WORKER", chatty.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let status = text(&clorch(&["status", s.path("results-slow").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("timed out after 2 s"), "{status}");
+}
+
+#[test]
+fn a_worker_printing_garbage_fails_its_run_with_a_protocol_error() {
+    let s = Scratch::new("garbage");
+    let worker = fake_worker(&s, "garbage.sh", "echo 'this is not json'\nsleep 5");
+    let r = recipe(&s, "garbage", &SMALL.replace("seeds: 2", "seeds: 1"));
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress"],
+        &[("CLORCH_WORKER", worker.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let status = text(&clorch(&["status", s.path("results-garbage").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("not an event") && status.contains("this is not json"), "{status}");
+}
+
+/// Process ids of live `clorch worker` processes whose spec lies under `dir`.
+fn workers_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(entry.path().join("stat")).map_or(true, |s| s.contains(") Z "));
+        if cmdline.contains(" worker ") && cmdline.contains(&needle) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+const SLOW: &str = "
+stream: {kind: synthetic_permuted, tasks: 4, classes: 6, dim: 48, train_per_class: 60, test_per_class: 20}
+network: {hidden: [96, 96]}
+training: {batch_size: 4, epochs: 6}
+checkpoint: {every_steps: 40}
+methods:
+  - {name: sgd, lr: 0.02}
+  - {name: shrink_perturb, lr: 0.02, noise_std: 0.001}
+seeds: 2
+";
+
+#[test]
+fn never_more_than_parallel_workers_and_status_works_while_running() {
+    let s = Scratch::new("parallel");
+    let r = recipe(&s, "parallel", SLOW);
+    let results = s.path("results-parallel");
+    let mut child = Command::new(CLORCH)
+        .args(["run", r.to_str().unwrap(), "--no-progress", "-j", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut most = 0;
+    let mut live_status = None;
+    while child.try_wait().unwrap().is_none() {
+        most = most.max(workers_under(&results).len());
+        if live_status.is_none() {
+            let out = clorch(&["status", results.to_str().unwrap()], &[]);
+            let t = text(&out.stdout);
+            if t.contains("running (orchestrator pid") && t.contains(" running ") {
+                live_status = Some(t);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!((1..=2).contains(&most), "saw {most} workers at once");
+    let status = live_status.expect("status never showed the live run");
+    assert!(status.contains("4 runs"), "{status}");
+    // The report works while a run holds the store (it reads the run folders), and equals the
+    // final one.
+    let report = clorch(&["report", results.to_str().unwrap()], &[]);
+    assert!(report.status.success());
+}
+
+#[test]
+fn a_second_run_on_the_same_folder_is_refused_while_the_first_is_alive() {
+    let s = Scratch::new("lock");
+    let r = recipe(&s, "lock", SLOW);
+    let mut first = Command::new(CLORCH)
+        .args(["run", r.to_str().unwrap(), "--no-progress", "-j", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = s.path("results-lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !results.join("status.json").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
+    let err = text(&second.stderr);
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The stale lock of the killed run is taken over.
+    let third = clorch(&["run", r.to_str().unwrap(), "--no-progress"], &[]);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert!(text(&third.stderr).contains("taking over"), "{}", text(&third.stderr));
+}
+
+/// Every run's `events.jsonl`, by run id.
+fn event_logs(results: &Path) -> Vec<(String, String)> {
+    let mut logs: Vec<(String, String)> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            (id, std::fs::read_to_string(e.path().join("events.jsonl")).unwrap())
+        })
+        .collect();
+    logs.sort();
+    logs
+}
+
+fn spawn_run(recipe: &Path) -> Child {
+    Command::new(CLORCH)
+        .args(["run", recipe.to_str().unwrap(), "--no-progress", "-j", "2", "--grace", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `recipe` to completion, killing the orchestrator (or a worker) with SIGKILL after each
+/// of `kills` (seconds), restarting it each time. Returns the final stdout and how many kills
+/// landed while the run was still going.
+fn run_with_kills(recipe: &Path, results: &Path, kills: &[f64], kill_worker: bool) -> (String, usize) {
+    let mut landed = 0;
+    for &after in kills {
+        let mut child = spawn_run(recipe);
+        let deadline = Instant::now() + Duration::from_secs_f64(after);
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill point
+        }
+        landed += 1;
+        if kill_worker {
+            if let Some(pid) = workers_under(results).first() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                return (text(&out.stdout), landed);
+            }
+        } else {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+    let mut child = spawn_run(recipe);
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    (stdout, landed)
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_gives_bit_identical_results() {
+    let s = Scratch::new("faults");
+    let reference = recipe(&s, "reference", SLOW);
+    let out = clorch(&["run", reference.to_str().unwrap(), "--no-progress", "-j", "2"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reference_table = text(&out.stdout);
+    let reference_logs = event_logs(&s.path("results-reference"));
+
+    // Seeded kill moments; each schedule kills the orchestrator (or a worker) one or more times.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f64 / 1000.0
+    };
+    let mut tried = 0;
+    for case in 0..6 {
+        let kill_worker = case % 3 == 2;
+        let kills: Vec<f64> = (0..1 + case % 3).map(|_| 0.2 + 1.5 * next()).collect();
+        let name = format!("faults{case}");
+        let r = recipe(&s, &name, SLOW);
+        let results = s.path(&format!("results-{name}"));
+        let (table, landed) = run_with_kills(&r, &results, &kills, kill_worker);
+        assert_eq!(
+            event_logs(&results),
+            reference_logs,
+            "case {case}: kills at {kills:?} changed the events"
+        );
+        assert_eq!(table.replace(&name, "reference"), reference_table, "case {case}");
+        tried += landed;
+    }
+    eprintln!("{tried} kill points landed mid-run, all bit-identical");
+    assert!(tried >= 6, "only {tried} kills landed mid-run: the recipe is too fast for this machine");
+
+    // SIGTERM (as Ctrl-C): the workers checkpoint and exit, the orchestrator says how to
+    // resume; a second signal stops at once. Both resume bit-identically.
+    for (case, signals) in [(0, 1), (1, 2)] {
+        let name = format!("term{case}");
+        let r = recipe(&s, &name, SLOW);
+        let results = s.path(&format!("results-{name}"));
+        let child = spawn_run(&r);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while workers_under(&results).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        for _ in 0..signals {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{err}");
+        assert!(err.contains("resumes them from their checkpoints"), "{err}");
+        let status = text(&clorch(&["status", results.to_str().unwrap()], &[]).stdout);
+        assert!(status.contains("interrupted"), "{status}");
+        let (table, _) = run_with_kills(&r, &results, &[], false);
+        assert_eq!(event_logs(&results), reference_logs, "SIGTERM ×{signals}");
+        assert_eq!(table.replace(&name, "reference"), reference_table);
+    }
+}
