@@ -112,6 +112,16 @@ impl Compute {
         }
     }
 
+    /// Loads a batch given directly as inputs (`batch × inputs`, row-major) and classes —
+    /// for benchmarks and for methods that build their own batches.
+    pub fn set_batch(&mut self, inputs: &[f32], classes: &[u32]) {
+        self.workspace.set_batch(classes.len());
+        self.workspace.input.copy_from_slice(inputs);
+        self.classes.clear();
+        self.classes.extend_from_slice(classes);
+        self.reals.clear();
+    }
+
     /// Targets of the loaded batch.
     pub fn targets(&self) -> Targets<'_> {
         if self.reals.is_empty() {
