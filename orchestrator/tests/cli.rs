@@ -430,3 +430,42 @@ fn sigkill_at_random_moments_then_resume_gives_bit_identical_results() {
         assert_eq!(table.replace(&name, "reference"), reference_table);
     }
 }
+
+#[test]
+fn a_worker_with_a_bad_spec_exits_with_one_clear_line() {
+    let s = Scratch::new("worker-spec");
+    let spec = |method: &str, data: &Path| {
+        format!(
+            r#"{{"protocol":1,"id":"x","seed":0,
+               "stream":{{"permuted_mnist":{{"data_dir":"{}","tasks":2}}}},
+               "network":{{"hidden":[8]}},
+               "method":{{"name":"m","kind":"{method}"}}}}"#,
+            data.display()
+        )
+    };
+    let broken = s.path("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(broken.join(name), [0u8, 0, 9, 9, 0, 0, 0, 0]).unwrap();
+    }
+    let cases = [
+        ("unknown-method", spec("sgdd", &broken), "unknown method kind `sgdd`"),
+        ("missing-data", spec("sgd", &s.path("nowhere")), "nowhere"),
+        ("bad-magic", spec("sgd", &broken), "train-images-idx3-ubyte"),
+        ("bad-json", "{\"protocol\": 1, \"id\": 3}".to_string(), "spec-bad-json.json:1:"),
+    ];
+    for (name, body, needle) in cases {
+        let path = s.write(&format!("spec-{name}.json"), &body);
+        let out = clorch(&["worker", "--spec", path.to_str().unwrap(), "--heartbeat", "0"], &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: more than one line: {err}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{name}: {err}");
+    }
+}

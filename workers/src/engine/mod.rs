@@ -89,9 +89,10 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
         )));
     }
     model::flush_denormals();
+    // The method first: checking it is cheap, loading the stream's data is not.
+    let (method, optimizer_config) = method::build(&spec.method).map_err(RunError::Method)?;
     let stream = stream::build(&spec.stream, spec.seed)?;
     let info = stream.info().clone();
-    let (method, optimizer_config) = method::build(&spec.method).map_err(RunError::Method)?;
     let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
     let mut sizes = vec![info.inputs];
     sizes.extend(&spec.network.hidden);
