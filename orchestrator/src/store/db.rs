@@ -38,6 +38,11 @@ pub enum Ingested {
     Duplicate,
 }
 
+/// sled's page cache. Its default (1 GiB) would let the orchestrator's memory grow with the
+/// store on long streams; the store is written mostly sequentially and read in range scans,
+/// which need little cache.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// One experiment's store. Cheap to share by reference across tasks (sled is thread-safe).
 pub struct Store {
     /// Store folder, or `None` for a temporary store.
@@ -65,7 +70,11 @@ impl Store {
     /// it was written in another store format, and [`StoreError::Io`] otherwise.
     pub fn open(results_dir: &Path) -> Result<Store> {
         let path = results_dir.join(STORE_DIR);
-        let db = sled::Config::new().path(&path).open().map_err(|e| open_error(&path, e))?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| open_error(&path, e))?;
         Store::init(db, Some(path), Some(results_dir.to_path_buf()))
     }
 
@@ -73,6 +82,7 @@ impl Store {
     /// a view rebuilt from the run folders while the real store is locked or damaged.
     pub fn temporary() -> Result<Store> {
         let db = sled::Config::new()
+            .cache_capacity(CACHE_BYTES)
             .temporary(true)
             .open()
             .map_err(|e| open_error(Path::new("<temporary>"), e))?;
