@@ -177,6 +177,8 @@ pub struct ContinualBackprop {
     replacement_rate: f64,
     maturity_threshold: u64,
     decay_rate: f32,
+    /// The age from which 1 − η^a rounds to 1 in f32 (see [`saturation_age`]).
+    saturation_age: u64,
     utility: Utility,
     accumulate: bool,
     bias_correction: bool,
@@ -191,6 +193,7 @@ impl ContinualBackprop {
             replacement_rate: config.replacement_rate,
             maturity_threshold: config.maturity_threshold,
             decay_rate: config.decay_rate as f32,
+            saturation_age: saturation_age(config.decay_rate as f32),
             utility: config.utility,
             accumulate: config.accumulate,
             bias_correction: config.bias_correction,
@@ -232,8 +235,7 @@ impl ContinualBackprop {
         s.correction.clear();
         for a in &mut state.age {
             *a = a.saturating_add(1);
-            let power = (eta as f64).powi(i32::try_from(*a).unwrap_or(i32::MAX));
-            s.correction.push((1.0 - power) as f32);
+            s.correction.push(if *a >= self.saturation_age { 1.0 } else { bias_correction(eta, *a) });
         }
 
         // 2. Running means, with this batch included.
@@ -284,7 +286,7 @@ impl ContinualBackprop {
         for i in 0..units {
             let mut y = s.outgoing[i] * s.activity[i];
             if self.utility == Utility::AdaptableContribution {
-                let magnitude = incoming.row(i).iter().map(|w| w.abs()).sum::<f32>() / incoming.inputs as f32;
+                let magnitude = mean_abs(incoming.row(i));
                 y = if y == 0.0 { 0.0 } else { y / magnitude };
             }
             let u = &mut state.utility[i];
@@ -429,6 +431,43 @@ impl ContinualMethod for ContinualBackprop {
         self.layers = restored;
         Ok(())
     }
+}
+
+/// The bias correction 1 − η^a of a unit of age a ≥ 1 (η^a in f64, the result in f32 like the
+/// reference's float tensors).
+fn bias_correction(eta: f32, age: u64) -> f32 {
+    (1.0 - (eta as f64).powi(i32::try_from(age).unwrap_or(i32::MAX))) as f32
+}
+
+/// The smallest age from which [`bias_correction`] is exactly 1 (it only grows with the age),
+/// so that older units skip the power: 1,650 steps at η = 0.99, 1 at η = 0.
+fn saturation_age(eta: f32) -> u64 {
+    let (mut below, mut at) = (0u64, i32::MAX as u64);
+    while at - below > 1 {
+        let middle = below + (at - below) / 2;
+        if bias_correction(eta, middle) == 1.0 {
+            at = middle;
+        } else {
+            below = middle;
+        }
+    }
+    at
+}
+
+/// mean_j |x_j|, summed in 8 interleaved lanes: one running sum is a chain of dependent
+/// additions that the compiler may not reorder, and over every incoming row of a wide layer
+/// it cost CBP more than the forward and backward passes together at batch size 1.
+fn mean_abs(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += x.abs();
+        }
+    }
+    let sum = lanes.iter().sum::<f32>() + rest.iter().map(|x| x.abs()).sum::<f32>();
+    sum / xs.len() as f32
 }
 
 /// The `cbp` kind.
@@ -832,6 +871,29 @@ mod tests {
         state.tensors.remove("utility.1");
         let err = ContinualBackprop::new(&CbpConfig::default()).load(&state).unwrap_err().to_string();
         assert!(err.contains("utility.1"), "{err}");
+    }
+
+    #[test]
+    fn the_bias_correction_is_skipped_only_where_it_is_exactly_one() {
+        for eta in [0.0f32, 0.5, 0.9, 0.99, 0.999] {
+            let a = saturation_age(eta);
+            assert_eq!(bias_correction(eta, a), 1.0, "η = {eta}");
+            assert!(a == 1 || bias_correction(eta, a - 1) < 1.0, "η = {eta}");
+            assert_eq!(bias_correction(eta, a + 1000), 1.0);
+        }
+        assert_eq!(saturation_age(0.0), 1);
+        // 0.99^a < 2^−25 from a ≈ 1,725 on; f32 rounds 1 − 0.99^a to 1 a little earlier.
+        assert!((1_600..1_800).contains(&saturation_age(0.99)), "{}", saturation_age(0.99));
+    }
+
+    #[test]
+    fn mean_abs_is_the_mean_magnitude_whatever_the_length() {
+        for n in [1, 7, 8, 9, 20, 784] {
+            let xs: Vec<f32> =
+                (0..n).map(|j| if j % 3 == 0 { -(j as f32) } else { j as f32 * 0.5 }).collect();
+            let expected = xs.iter().map(|x| x.abs() as f64).sum::<f64>() / n as f64;
+            assert!((mean_abs(&xs) as f64 - expected).abs() <= 1e-6 * expected.max(1.0), "n = {n}");
+        }
     }
 
     #[test]
