@@ -205,17 +205,18 @@ impl ContinualBackprop {
     /// Sizes the state for `net` on first use. A restored state must fit the network: the run
     /// id covers the network spec, so a checkpoint of another shape cannot reach here.
     fn ensure_state(&mut self, net: &Mlp) {
-        let sizes = net.sizes();
-        let hidden = &sizes[1..sizes.len() - 1];
+        let hidden = &net.layers()[..net.hidden_layers()];
         if self.layers.is_empty() {
-            self.layers = hidden.iter().map(|&n| LayerState::new(n)).collect();
+            self.layers = hidden.iter().map(|layer| LayerState::new(layer.outputs)).collect();
         }
         assert!(
             self.layers.len() == hidden.len()
-                && self.layers.iter().zip(hidden).all(|(s, &n)| s.age.len() == n),
-            "cbp state of {:?} units does not fit hidden layers {hidden:?}",
-            self.layers.iter().map(|s| s.age.len()).collect::<Vec<_>>()
+                && self.layers.iter().zip(hidden).all(|(s, layer)| s.age.len() == layer.outputs),
+            "cbp state of {:?} units does not fit hidden layers of {:?}",
+            self.layers.iter().map(|s| s.age.len()).collect::<Vec<_>>(),
+            hidden.iter().map(|layer| layer.outputs).collect::<Vec<_>>()
         );
+        // No-ops once sized (also after `load`, which restores the state but not the buffers).
         self.scratch.chosen.resize_with(hidden.len(), Vec::new);
         self.scratch.corrected_mean.resize_with(hidden.len(), Vec::new);
     }
