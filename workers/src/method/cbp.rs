@@ -889,7 +889,7 @@ mod tests {
 
     #[test]
     fn mean_abs_is_the_mean_magnitude_whatever_the_length() {
-        for n in [1, 7, 8, 9, 20, 784] {
+        for n in [1, 7, 8, 9, 20, 31, 32, 33, 784] {
             let xs: Vec<f32> =
                 (0..n).map(|j| if j % 3 == 0 { -(j as f32) } else { j as f32 * 0.5 }).collect();
             let expected = xs.iter().map(|x| x.abs() as f64).sum::<f64>() / n as f64;
