@@ -32,7 +32,8 @@
 //!    redrawn by [`Mlp::reinitialize_incoming`] (Kaiming-uniform with the activation's gain,
 //!    the initial distribution), bias 0, outgoing column 0, u = f = a = 0; with Adam, the
 //!    moment estimates and step counts of the row, the bias and the outgoing column are reset
-//!    ([`Optimizer::reset_incoming`], [`Optimizer::reset_outgoing`]), as `AdamGnT` does.
+//!    ([`crate::optim::Optimizer::reset_incoming`], [`crate::optim::Optimizer::reset_outgoing`]),
+//!    as `AdamGnT` does.
 //!
 //! Steps 1–5 run for every hidden layer before any unit is replaced (the reference's
 //! `test_features` then `gen_new_features`), so a replacement in layer l does not change the
