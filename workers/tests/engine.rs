@@ -179,20 +179,51 @@ fn assert_resume_is_bit_identical(kind: &str, params: serde_json::Value) {
     let _ = std::fs::remove_dir_all(&reference_dir);
 }
 
+/// Parameters with which each method does something on the tiny synthetic stream (120 steps).
+fn resume_params(kind: &str) -> serde_json::Value {
+    match kind {
+        "shrink_perturb" => serde_json::json!({"noise_std": 0.01}),
+        // Mature after 5 steps, then about one unit per layer every 1–2 steps.
+        "cbp" => serde_json::json!({"replacement_rate": 0.05, "maturity_threshold": 5}),
+        _ => serde_json::json!({}),
+    }
+}
+
 #[test]
 fn every_method_resumes_bit_identically() {
     for m in workers::method::registry() {
-        let params = match m.kind {
-            "shrink_perturb" => serde_json::json!({"noise_std": 0.01}),
-            _ => serde_json::json!({}),
-        };
-        assert_resume_is_bit_identical(m.kind, params);
+        assert_resume_is_bit_identical(m.kind, resume_params(m.kind));
     }
 }
 
 #[test]
 fn adam_with_momentum_state_resumes_bit_identically() {
     assert_resume_is_bit_identical("l2", serde_json::json!({"optimizer": "adam", "weight_decay": 0.001}));
+}
+
+#[test]
+fn cbp_with_adam_and_the_probabilistic_count_resumes_bit_identically() {
+    assert_resume_is_bit_identical(
+        "cbp",
+        serde_json::json!({"optimizer": "adam", "lr": 0.01, "replacement_rate": 0.03,
+            "maturity_threshold": 5, "accumulate": false, "utility": "contribution"}),
+    );
+}
+
+#[test]
+fn cbp_replaces_units_on_the_resume_test_stream() {
+    // Otherwise the resume test would not exercise its state.
+    let text = String::from_utf8(run_to_end(&synthetic_spec("cbp", resume_params("cbp")))).unwrap();
+    let reports: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "method" && e["name"] == "cbp.replaced")
+        .collect();
+    assert_eq!(reports.len(), 3, "one report per task");
+    for (t, r) in reports.iter().enumerate() {
+        let per_task: Vec<u64> = serde_json::from_value(r["values"]["task"].clone()).unwrap();
+        assert!(per_task.iter().all(|&n| n >= 10), "task {t}: {per_task:?}");
+    }
 }
 
 #[test]
