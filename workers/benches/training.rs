@@ -120,7 +120,10 @@ fn main() {
         );
     }
     let tasks = if quick { 5 } else { 30 };
-    for (kind, params, reference) in [("sgd", serde_json::json!({"lr": 0.01}), 549.0)] {
+    for (kind, params, reference) in [
+        ("sgd", serde_json::json!({"lr": 0.01}), 549.0),
+        ("cbp", serde_json::json!({"lr": 0.01, "replacement_rate": 1e-4, "accumulate": false}), 847.0),
+    ] {
         let us = regression_us_per_example(kind, params, tasks);
         println!(
             "| slowly-changing regression 20-5-1 `{kind}`, batch 1 | {us:.2} µs/example | {reference:.0} µs/example (reference code) | {:.0}× |",

@@ -113,25 +113,12 @@ fn autograd_and_fused_engines_train_alike() {
     }
 }
 
-/// Runs `spec` in `dir`, asking it to stop once it has taken `stop_after` steps; returns
-/// whether it was interrupted.
+/// Runs `spec`, stopping it once it has taken `stop_after` steps in total; returns whether it
+/// was interrupted.
 fn run_until(spec: &RunSpec, stop_after: u64) -> bool {
-    let control = Arc::new(RunControl::default());
-    let watcher = {
-        let control = Arc::clone(&control);
-        std::thread::spawn(move || {
-            while control.steps.load(Ordering::Relaxed) < stop_after {
-                std::thread::yield_now();
-                if control.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-            control.stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let control = RunControl::default();
+    control.stop_at_step.store(stop_after, Ordering::Relaxed);
     let outcome = engine::run(spec, Box::new(std::io::sink()), &control).unwrap();
-    control.stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
     matches!(outcome, RunOutcome::Interrupted { .. })
 }
 

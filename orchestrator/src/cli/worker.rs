@@ -24,6 +24,10 @@ pub struct WorkerArgs {
     /// step=…`); 0 turns them off. The orchestrator treats silence as a hung worker.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub heartbeat: u64,
+    /// Checkpoint and stop (exit status 75) once the run has taken this many optimiser steps
+    /// in total — a deterministic interruption, for debugging and for resume tests.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after_steps: Option<u64>,
 }
 
 /// Prefix of the heartbeat lines a worker writes to standard error.
@@ -40,6 +44,9 @@ pub fn run(args: &WorkerArgs) -> i32 {
         }
     };
     let control = Arc::new(RunControl::default());
+    if let Some(steps) = args.stop_after_steps {
+        control.stop_at_step.store(steps, Ordering::Relaxed);
+    }
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&control.stop)) {
             eprintln!("clorch worker: cannot install the handler for signal {signal}: {e}");

@@ -67,14 +67,37 @@ pub enum RunError {
 /// Shared between a running trainer and its host process: a stop request in, the position out.
 /// Atomics, so the training loop pays a relaxed store per step and the host reads them from
 /// another thread (for heartbeats) or a signal handler sets `stop`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RunControl {
     /// Set to ask the run to checkpoint and return [`RunOutcome::Interrupted`].
     pub stop: Arc<AtomicBool>,
+    /// Stop (as by `stop`) once this many optimiser steps have been taken in total — a
+    /// deterministic interruption point for tests and bounded debugging runs
+    /// (`clorch worker --stop-after-steps`). `u64::MAX`: never.
+    pub stop_at_step: AtomicU64,
     /// Task being trained.
     pub task: AtomicUsize,
     /// Optimiser steps taken.
     pub steps: AtomicU64,
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl {
+            stop: Arc::default(),
+            stop_at_step: AtomicU64::new(u64::MAX),
+            task: AtomicUsize::new(0),
+            steps: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RunControl {
+    /// Whether the run should stop now, having taken `steps` steps.
+    pub(crate) fn should_stop(&self, steps: u64) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+            || steps >= self.stop_at_step.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Runs `spec` to the end of its stream (or until `control.stop` is set), writing events to `out` and,

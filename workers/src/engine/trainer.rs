@@ -201,7 +201,7 @@ impl Trainer<'_> {
             if t + 1 < tasks && (t + 1).is_multiple_of(self.cadence.every_tasks) {
                 self.checkpoint(true)?;
             }
-            if t + 1 < tasks && self.control.stop.load(Ordering::Relaxed) {
+            if t + 1 < tasks && self.control.should_stop(self.counters.steps) {
                 return Ok(RunOutcome::Interrupted { checkpoint: self.checkpoint(false)? });
             }
         }
@@ -264,7 +264,7 @@ impl Trainer<'_> {
                 if self.counters.steps.is_multiple_of(self.cadence.every_steps) {
                     self.checkpoint(true)?;
                 }
-                if self.control.stop.load(Ordering::Relaxed) {
+                if self.control.should_stop(self.counters.steps) {
                     return Ok(Some(RunOutcome::Interrupted { checkpoint: self.checkpoint(false)? }));
                 }
             }
