@@ -5,6 +5,7 @@
 //! [`protocol`] only; the model code is the one place that names dfdx.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod engine;
 pub mod method;

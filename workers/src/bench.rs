@@ -1,0 +1,152 @@
+//! Speed measurements of the worker engine, shared by `cargo bench -p clorch-workers` and
+//! `clorch bench`.
+//!
+//! Times are CPU time of this process (user + system, from `/proc/self/stat`), not wall
+//! clock: every measurement here is single-threaded, so on an idle machine the two agree, and
+//! on a busy one (a shared 2-core box) CPU time still measures the code rather than its
+//! neighbours.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use crate::engine::{self, RunControl, RunError};
+use crate::method::Compute;
+use crate::model::Mlp;
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::protocol::*;
+use crate::rng;
+
+/// CPU seconds this process has used (user + system), at the kernel's 10 ms resolution.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Training samples per second of plain SGD steps (forward, cross-entropy, backward, update)
+/// of a ReLU MLP of `sizes` on random data, with the fused engine, measured for about
+/// `budget` of CPU time.
+pub fn mlp_samples_per_second(sizes: &[usize], batch: usize, budget: Duration) -> f64 {
+    let mut r = rng::stream(0, "bench", 0);
+    let mut net = Mlp::new(sizes, Activation::Relu, &mut r);
+    let config = OptimizerConfig { lr: 0.003, ..OptimizerConfig::defaults(OptimizerKind::Sgd) };
+    let mut opt = Optimizer::new(config, &net);
+    let mut compute = Compute::new(&net, Engine::Fused, batch);
+    let outputs = *sizes.last().expect("sizes are never empty");
+    let inputs: Vec<f32> = (0..batch * sizes[0]).map(|_| r.gen_range(-1.0..1.0)).collect();
+    let classes: Vec<u32> = (0..batch).map(|_| r.gen_range(0..outputs as u32)).collect();
+    compute.set_batch(&inputs, &classes);
+    let mut step = |compute: &mut Compute, net: &mut Mlp| {
+        compute.loss_and_gradients(net, 0..outputs, 0, |_| {});
+        opt.step(net, &compute.grads);
+    };
+    for _ in 0..3 {
+        step(&mut compute, &mut net);
+    }
+    let start = cpu_seconds();
+    let mut steps = 0u64;
+    while cpu_seconds() - start < budget.as_secs_f64() || steps < 3 {
+        step(&mut compute, &mut net);
+        steps += 1;
+    }
+    (steps * batch as u64) as f64 / (cpu_seconds() - start)
+}
+
+/// Floating-point operations of one training step per example: 6 per weight (2 forward, 4
+/// backward: input gradients and weight gradients), the convention of the PyTorch anchor.
+pub fn flops_per_example(sizes: &[usize]) -> f64 {
+    6.0 * sizes.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>()
+}
+
+/// The spec of a slowly-changing-regression run (20-5-1 ReLU learner, batch 1) with `kind`.
+pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> RunSpec {
+    let mut spec = RunSpec {
+        protocol: PROTOCOL_VERSION,
+        id: String::new(),
+        experiment: "bench".into(),
+        seed: 0,
+        stream: StreamSpec::SlowlyChangingRegression(SlowlyChangingRegressionSpec {
+            tasks,
+            inputs: 20,
+            slow_bits: 15,
+            flip_every: 10_000,
+            flip: FlipMode::One,
+            target_hidden: 100,
+            beta: 0.7,
+            test_examples: 100,
+        }),
+        network: NetworkSpec { hidden: vec![5], activation: Activation::Relu, heads: Heads::Shared, engine: Engine::Fused },
+        method: MethodSpec {
+            name: kind.into(),
+            kind: kind.into(),
+            params: serde_json::from_value(params).unwrap_or_default(),
+        },
+        training: TrainingSpec { batch_size: 1, epochs: 1, validation: 0 },
+        eval: EvalSpec {
+            before_training: false,
+            tasks: EvalTasks::Subsample { earlier: 0 },
+            plasticity: PlasticitySpec { every: 0, ..PlasticitySpec::default() },
+            ..EvalSpec::default()
+        },
+        checkpoint: CheckpointSpec::default(),
+        run_dir: None,
+    };
+    spec.id = spec.content_id();
+    spec
+}
+
+/// Microseconds of CPU per example of a whole run (data generation, evaluation and events
+/// included), with the examples per task of its stream.
+pub fn run_cost_per_example(spec: &RunSpec) -> Result<f64, RunError> {
+    let examples = match &spec.stream {
+        StreamSpec::SlowlyChangingRegression(s) => (s.tasks * s.flip_every) as f64,
+        other => other.tasks() as f64,
+    };
+    let start = cpu_seconds();
+    engine::run(spec, Box::new(std::io::sink()), &RunControl::default())?;
+    Ok((cpu_seconds() - start) * 1e6 / examples)
+}
+
+/// The core's single-precision FMA throughput in GFLOP/s, measured with independent fused
+/// multiply-adds on the widest vectors the CPU offers (runtime dispatch through `pulp`, so the
+/// binary stays portable). The peak every kernel is judged against.
+pub fn fma_peak_gflops(budget: Duration) -> f64 {
+    struct Probe {
+        iterations: u64,
+    }
+    impl pulp::WithSimd for Probe {
+        type Output = (f32, u64);
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, simd: S) -> (f32, u64) {
+            // Twelve independent chains hide the FMA latency (4 cycles × 2 pipes + slack).
+            let a = simd.splat_f32s(0.999_999);
+            let b = simd.splat_f32s(1e-7);
+            let mut acc = [simd.splat_f32s(1.0); 12];
+            for _ in 0..self.iterations {
+                for x in acc.iter_mut() {
+                    *x = simd.mul_add_f32s(*x, a, b);
+                }
+            }
+            let mut sum = simd.splat_f32s(0.0);
+            for x in acc {
+                sum = simd.add_f32s(sum, x);
+            }
+            let lanes = core::mem::size_of::<S::f32s>() / 4;
+            (simd.reduce_sum_f32s(sum), lanes as u64)
+        }
+    }
+    let arch = pulp::Arch::new();
+    let mut iterations = 1u64 << 20;
+    loop {
+        let start = cpu_seconds();
+        let (sink, lanes) = arch.dispatch(Probe { iterations });
+        let elapsed = cpu_seconds() - start;
+        if elapsed >= budget.as_secs_f64() || iterations > 1 << 40 {
+            std::hint::black_box(sink);
+            return (iterations * 12 * lanes * 2) as f64 / elapsed / 1e9;
+        }
+        iterations *= 2;
+    }
+}
