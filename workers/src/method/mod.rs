@@ -14,6 +14,7 @@
 mod backprop;
 mod context;
 mod l2;
+mod l2_init;
 mod params;
 mod shrink_perturb;
 mod state;
@@ -89,6 +90,12 @@ pub trait MethodKind {
     fn check(_config: &Self::Config) -> Result<(), String> {
         Ok(())
     }
+    /// Checks the optimiser settings against the method: a method that replaces the update
+    /// (`classp`) rejects the settings it would silently ignore, such as SGD momentum. One line
+    /// saying what is wrong.
+    fn check_optimizer(_optimizer: &OptimizerConfig) -> Result<(), String> {
+        Ok(())
+    }
     /// Builds the method.
     fn build(config: Self::Config, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod>;
 }
@@ -145,6 +152,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<backprop::Adam>(),
         info::<l2::L2>(),
         info::<shrink_perturb::ShrinkPerturb>(),
+        info::<l2_init::L2InitKind>(),
     ]
 }
 
