@@ -12,6 +12,7 @@
 //! [`registry`], a recipe example and tests of its defining property.
 
 mod backprop;
+mod classp;
 mod context;
 mod l2;
 mod l2_init;
@@ -153,6 +154,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<l2::L2>(),
         info::<shrink_perturb::ShrinkPerturb>(),
         info::<l2_init::L2InitKind>(),
+        info::<classp::ClasspKind>(),
     ]
 }
 
