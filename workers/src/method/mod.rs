@@ -14,6 +14,7 @@
 mod backprop;
 mod classp;
 mod context;
+mod ewc;
 mod l2;
 mod l2_init;
 mod params;
@@ -155,6 +156,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<shrink_perturb::ShrinkPerturb>(),
         info::<l2_init::L2InitKind>(),
         info::<classp::ClasspKind>(),
+        info::<ewc::EwcKind>(),
     ]
 }
 
