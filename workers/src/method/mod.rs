@@ -18,6 +18,7 @@ mod ewc;
 mod l2;
 mod l2_init;
 mod params;
+mod redo;
 mod shrink_perturb;
 mod state;
 
@@ -157,6 +158,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<l2_init::L2InitKind>(),
         info::<classp::ClasspKind>(),
         info::<ewc::EwcKind>(),
+        info::<redo::RedoKind>(),
     ]
 }
 
