@@ -184,6 +184,9 @@ fn every_method_resumes_bit_identically() {
     for m in workers::method::registry() {
         let params = match m.kind {
             "shrink_perturb" => serde_json::json!({"noise_std": 0.01}),
+            // Recycle often enough, on a probe that wraps, that its contents and position matter.
+            "redo" => serde_json::json!({"every_steps": 5, "tau": 0.5, "probe": 20}),
+            "l2_init" => serde_json::json!({"weight_decay": 0.01}),
             _ => serde_json::json!({}),
         };
         assert_resume_is_bit_identical(m.kind, params);

@@ -21,6 +21,7 @@ mod params;
 mod redo;
 mod shrink_perturb;
 mod state;
+mod weight_aligning;
 
 pub use context::{Compute, OutputContext, StepContext, TaskContext};
 pub use params::MethodError;
@@ -159,6 +160,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<classp::ClasspKind>(),
         info::<ewc::EwcKind>(),
         info::<redo::RedoKind>(),
+        info::<weight_aligning::WeightAligningKind>(),
     ]
 }
 
