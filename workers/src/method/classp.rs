@@ -361,14 +361,18 @@ mod tests {
             kind: "classp".into(),
             params: serde_json::from_value(params).unwrap(),
         };
-        let err = crate::method::validate(&spec(serde_json::json!({"momentum": 0.9}))).unwrap_err().to_string();
+        let err =
+            crate::method::validate(&spec(serde_json::json!({"momentum": 0.9}))).unwrap_err().to_string();
         assert!(err.contains("`momentum` is 0.9") && err.contains("no momentum"), "{err}");
         let err = crate::method::validate(&spec(serde_json::json!({"power": 0}))).unwrap_err().to_string();
         assert!(err.contains("`power` must be a number > 0"), "{err}");
-        let err = crate::method::validate(&spec(serde_json::json!({"threshold": -1}))).unwrap_err().to_string();
+        let err =
+            crate::method::validate(&spec(serde_json::json!({"threshold": -1}))).unwrap_err().to_string();
         assert!(err.contains("`threshold` must be a number ≥ 0"), "{err}");
-        let err = crate::method::validate(&spec(serde_json::json!({"optimizer": "adam"}))).unwrap_err().to_string();
+        let err =
+            crate::method::validate(&spec(serde_json::json!({"optimizer": "adam"}))).unwrap_err().to_string();
         assert!(err.contains("cannot be changed"), "{err}");
-        crate::method::validate(&spec(serde_json::json!({"lr": 0.2, "power": 2, "threshold": 1e-6}))).unwrap();
+        crate::method::validate(&spec(serde_json::json!({"lr": 0.2, "power": 2, "threshold": 1e-6})))
+            .unwrap();
     }
 }

@@ -335,14 +335,16 @@ mod tests {
         let n = task.train.len();
         let mut x = vec![0.0f32; 3];
         // Analytic values, and the variance of the sampled (true) estimate.
-        let (mut empirical, mut expected, mut variance) = (vec![0.0f64; 16], vec![0.0f64; 16], vec![0.0f64; 16]);
+        let (mut empirical, mut expected, mut variance) =
+            (vec![0.0f64; 16], vec![0.0f64; 16], vec![0.0f64; 16]);
         for i in 0..n {
             task.train.gather_inputs(&[i], &mut x);
             let p = probabilities(&net, &x);
             let Target::Class(y) = task.train.target(i) else { unreachable!() };
             for k in 0..4 {
                 let d = p[k] - f64::from(u8::from(k == y as usize));
-                let (second, fourth) = (p[k] * (1.0 - p[k]), p[k].powi(4) * (1.0 - p[k]) + (1.0 - p[k]).powi(4) * p[k]);
+                let (second, fourth) =
+                    (p[k] * (1.0 - p[k]), p[k].powi(4) * (1.0 - p[k]) + (1.0 - p[k]).powi(4) * p[k]);
                 for j in 0..4 {
                     // Columns 0..3 are the weights from input j, column 3 the bias.
                     let scale = if j < 3 { f64::from(x[j]).powi(2) } else { 1.0 };
@@ -353,10 +355,19 @@ mod tests {
             }
         }
         let estimate = |kind: FisherKind| {
-            let mut method = ewc(EwcConfig { fisher: kind, fisher_samples: n as f64, ..EwcConfig::default() });
+            let mut method =
+                ewc(EwcConfig { fisher: kind, fisher_samples: n as f64, ..EwcConfig::default() });
             finish(&mut method, &mut net.clone(), &task, 0..4, 1);
             let f = &method.anchors[0].fisher.layers[0];
-            (0..16).map(|i| if i % 4 < 3 { f64::from(f.weight[i / 4 * 3 + i % 4]) } else { f64::from(f.bias[i / 4]) }).collect::<Vec<_>>()
+            (0..16)
+                .map(|i| {
+                    if i % 4 < 3 {
+                        f64::from(f.weight[i / 4 * 3 + i % 4])
+                    } else {
+                        f64::from(f.bias[i / 4])
+                    }
+                })
+                .collect::<Vec<_>>()
         };
         for (got, want) in estimate(FisherKind::Empirical).iter().zip(&empirical) {
             assert!((got - want).abs() <= 1e-5 * want.abs() + 1e-9, "empirical Fisher {got} vs {want}");
@@ -384,13 +395,17 @@ mod tests {
         let mut probe = ewc(EwcConfig { lambda: 0.0, ..EwcConfig::default() });
         finish(&mut probe, &mut trained.clone(), &task0, 0..4, 2);
         let fisher = &probe.anchors[0].fisher;
-        assert!(fisher.layers[1].weight[4 * 10..].iter().chain(&fisher.layers[1].bias[4..]).all(|&f| f == 0.0));
+        assert!(fisher.layers[1].weight[4 * 10..]
+            .iter()
+            .chain(&fisher.layers[1].bias[4..])
+            .all(|&f| f == 0.0));
         let max = fisher.buffers().flatten().fold(0.0f32, |m, &f| m.max(f));
         // As large as SGD stays stable with: lr·λ·max F = 1.
         let large = 1.0 / (0.05 * f64::from(max));
 
         // Hidden-layer parameters (weights and biases) in decreasing order of their Fisher.
-        let hidden_fisher: Vec<f32> = fisher.layers[0].weight.iter().chain(&fisher.layers[0].bias).copied().collect();
+        let hidden_fisher: Vec<f32> =
+            fisher.layers[0].weight.iter().chain(&fisher.layers[0].bias).copied().collect();
         let mut order: Vec<usize> = (0..hidden_fisher.len()).collect();
         order.sort_by(|&a, &b| hidden_fisher[b].total_cmp(&hidden_fisher[a]));
         let important = &order[..order.len() / 4];
@@ -400,11 +415,15 @@ mod tests {
             finish(&mut method, &mut net, &task0, 0..4, 2);
             let mut opt = Optimizer::new(config, &net);
             train_steps(&mut method, &mut net, &mut opt, &mut r.clone(), &task1, 4..8, 0..300, 16);
-            let flat = |m: &Mlp| -> Vec<f32> { m.layers()[0].weight.iter().chain(&m.layers()[0].bias).copied().collect() };
+            let flat = |m: &Mlp| -> Vec<f32> {
+                m.layers()[0].weight.iter().chain(&m.layers()[0].bias).copied().collect()
+            };
             let (now, before) = (flat(&net), flat(&trained));
-            let hidden = important.iter().map(|&i| (now[i] - before[i]).abs()).sum::<f32>() / important.len() as f32;
+            let hidden =
+                important.iter().map(|&i| (now[i] - before[i]).abs()).sum::<f32>() / important.len() as f32;
             let (l1, t1) = (&net.layers()[1], &trained.layers()[1]);
-            let new_head = l1.weight[40..].iter().zip(&t1.weight[40..]).map(|(a, b)| (a - b).abs()).sum::<f32>() / 40.0;
+            let new_head =
+                l1.weight[40..].iter().zip(&t1.weight[40..]).map(|(a, b)| (a - b).abs()).sum::<f32>() / 40.0;
             (hidden, new_head)
         };
         let (free_hidden, free_head) = moved(0.0);
@@ -413,14 +432,18 @@ mod tests {
             held_hidden < 0.05 * free_hidden,
             "the quarter of the hidden layer most important to task 0 moved {held_hidden} (λ = {large}) vs {free_hidden} (λ = 0)"
         );
-        assert!(held_head > 0.5 * free_head && held_head > 20.0 * held_hidden, "new head {held_head} vs {free_head}");
+        assert!(
+            held_head > 0.5 * free_head && held_head > 20.0 * held_hidden,
+            "new head {held_head} vs {free_head}"
+        );
     }
 
     #[test]
     fn online_mode_keeps_one_decayed_running_fisher_anchored_at_the_latest_solution() {
         let mut net = Mlp::new(&[5, 6, 3], Activation::Relu, &mut rng::stream(10, "t", 0));
         let (task0, task1) = (synthetic_task(&net, 0, 5), synthetic_task(&net, 1, 5));
-        let empirical = EwcConfig { fisher: FisherKind::Empirical, fisher_samples: 15.0, ..EwcConfig::default() };
+        let empirical =
+            EwcConfig { fisher: FisherKind::Empirical, fisher_samples: 15.0, ..EwcConfig::default() };
         let mut online = ewc(EwcConfig { mode: EwcMode::Online, gamma: 0.75, ..empirical.clone() });
         let mut separate = ewc(empirical);
         let mut second = net.clone();
@@ -443,10 +466,11 @@ mod tests {
         // The penalty gradient is λ Σ F ⊙ (θ − θ*).
         let mut grads = Layers::zeros_like(&net.params);
         let mut opt = Optimizer::new(OptimizerConfig::defaults(OptimizerKind::Sgd), &net);
-        let shaped = crate::method::context::testing::with_step(&mut net, &mut grads, &mut opt, &[0.0; 5], |cx| {
-            online.shape_gradients(cx);
-            cx.grads.layers[0].weight[0]
-        });
+        let shaped =
+            crate::method::context::testing::with_step(&mut net, &mut grads, &mut opt, &[0.0; 5], |cx| {
+                online.shape_gradients(cx);
+                cx.grads.layers[0].weight[0]
+            });
         let f = online.anchors[0].fisher.layers[0].weight[0];
         assert!((shaped - 100.0 * f * -0.5).abs() <= 1e-6 * shaped.abs(), "{shaped}");
     }
@@ -479,12 +503,15 @@ mod tests {
             params: serde_json::from_value(params).unwrap(),
         };
         let ok = |p| crate::method::validate(&spec(p)).unwrap();
-        ok(serde_json::json!({"lambda": 5000, "mode": "online", "gamma": 0.9, "fisher": true, "fisher_samples": 200}));
+        ok(
+            serde_json::json!({"lambda": 5000, "mode": "online", "gamma": 0.9, "fisher": true, "fisher_samples": 200}),
+        );
         ok(serde_json::json!({"fisher": "empirical", "optimizer": "adam"}));
         let err = |p| crate::method::validate(&spec(p)).unwrap_err().to_string();
         assert!(err(serde_json::json!({"lambda": -1})).contains("`lambda` must be a number ≥ 0"));
         assert!(err(serde_json::json!({"gamma": 1.5})).contains("`gamma` must lie in [0, 1]"));
-        assert!(err(serde_json::json!({"fisher_samples": 2.5})).contains("`fisher_samples` must be a whole number"));
+        assert!(err(serde_json::json!({"fisher_samples": 2.5}))
+            .contains("`fisher_samples` must be a whole number"));
         let e = err(serde_json::json!({"fisher": false}));
         assert!(e.contains("`fisher` must be `true`") && e.contains("`empirical`"), "{e}");
         assert!(err(serde_json::json!({"mode": "both"})).contains("unknown variant `both`"));

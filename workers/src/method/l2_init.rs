@@ -155,7 +155,10 @@ mod tests {
         let method = started(&mut net, 0.1);
         let mut state = MethodState::default();
         method.save(&mut state);
-        let mut restored = L2InitKind::build(L2InitConfig { weight_decay: 0.1 }, &OptimizerConfig::defaults(OptimizerKind::Sgd));
+        let mut restored = L2InitKind::build(
+            L2InitConfig { weight_decay: 0.1 },
+            &OptimizerConfig::defaults(OptimizerKind::Sgd),
+        );
         restored.load(&state).unwrap();
         let mut again = MethodState::default();
         restored.save(&mut again);

@@ -163,7 +163,8 @@ impl ContinualMethod for Redo {
         let mut per_layer = std::mem::take(&mut self.recycled);
         per_layer.resize(cx.net.hidden_layers(), 0);
         let total: u64 = per_layer.iter().sum();
-        cx.report.push(("redo.recycled".into(), serde_json::json!({ "per_layer": per_layer, "total": total })));
+        cx.report
+            .push(("redo.recycled".into(), serde_json::json!({ "per_layer": per_layer, "total": total })));
         Ok(())
     }
 
@@ -182,7 +183,9 @@ impl ContinualMethod for Redo {
         let meta: Meta = serde_json::from_value(state.meta.clone())
             .map_err(|e| MethodError::State(format!("redo probe position: {e}")))?;
         let inputs = state.f32("probe")?.to_vec();
-        if inputs.len() != self.capacity * meta.dim || meta.filled > self.capacity || meta.next >= self.capacity.max(1)
+        if inputs.len() != self.capacity * meta.dim
+            || meta.filled > self.capacity
+            || meta.next >= self.capacity.max(1)
         {
             return Err(MethodError::State(format!(
                 "redo probe of {} values, {} filled, next {}, does not fit {} rows of {} inputs",
@@ -315,7 +318,10 @@ mod tests {
         }
         for ((name, now, _), (_, was)) in opt.states_mut().into_iter().zip(opt_before.states()) {
             let fresh = if name.ends_with("power") { 1.0 } else { 0.0 };
-            assert!(now.layers[0].row(2).iter().chain([&now.layers[0].bias[2]]).all(|&v| v == fresh), "{name}");
+            assert!(
+                now.layers[0].row(2).iter().chain([&now.layers[0].bias[2]]).all(|&v| v == fresh),
+                "{name}"
+            );
             assert!((0..6).all(|k| now.layers[1].row(k)[2] == fresh), "{name}");
             assert_ne!(was.layers[1].row(0)[2], fresh, "{name} had state to clear");
             assert_eq!(now.layers[2], was.layers[2], "{name} of the output layer");
@@ -338,7 +344,10 @@ mod tests {
         assert_eq!(method.recycled, [1]);
         assert!(net.layers()[0].row(4).iter().any(|&w| w != 0.0));
         let (_, report) = with_task_of(&mut net, &task, 0..3, &mut r, |cx| method.task_finished(cx).unwrap());
-        assert_eq!(report, [("redo.recycled".to_string(), serde_json::json!({"per_layer": [1], "total": 1}))]);
+        assert_eq!(
+            report,
+            [("redo.recycled".to_string(), serde_json::json!({"per_layer": [1], "total": 1}))]
+        );
         assert!(method.recycled.is_empty());
     }
 

@@ -184,8 +184,10 @@ impl ContinualMethod for WeightAligning {
         let new = self.current.clone();
         if !old.is_empty() && !new.is_empty() {
             let output = cx.net.params.layers.last_mut().expect("a network has an output layer");
-            let norm = |k: usize| output.row(k).iter().map(|&w| f64::from(w) * f64::from(w)).sum::<f64>().sqrt();
-            let mean = |classes: &[usize]| classes.iter().map(|&k| norm(k)).sum::<f64>() / classes.len() as f64;
+            let norm =
+                |k: usize| output.row(k).iter().map(|&w| f64::from(w) * f64::from(w)).sum::<f64>().sqrt();
+            let mean =
+                |classes: &[usize]| classes.iter().map(|&k| norm(k)).sum::<f64>() / classes.len() as f64;
             let (mean_old, mean_new) = (mean(&old), mean(&new));
             // New rows of all zeros have no direction to rescale.
             if mean_new > 0.0 {
@@ -433,10 +435,8 @@ mod tests {
         let mut net = Mlp::new(&[3, 4, 5], Activation::Relu, &mut rng::stream(5, "t", 0));
         let mut method = wa(WeightAligningConfig { clip_weights: true, ..WeightAligningConfig::default() });
         let mut grads = crate::model::Layers::zeros_like(&net.params);
-        let mut opt = crate::optim::Optimizer::new(
-            OptimizerConfig::defaults(crate::optim::OptimizerKind::Sgd),
-            &net,
-        );
+        let mut opt =
+            crate::optim::Optimizer::new(OptimizerConfig::defaults(crate::optim::OptimizerKind::Sgd), &net);
         let hidden_before = net.layers()[0].clone();
         crate::method::context::testing::with_step(&mut net, &mut grads, &mut opt, &[0.0; 3], |cx| {
             method.after_update(cx)
