@@ -19,8 +19,8 @@
 //!   softmax(z(x_n)); with `fisher: empirical`, y_n is the example's label. For regression
 //!   streams the squared error is the negative log-likelihood of N(z, ½), so `true` draws
 //!   y_n ~ N(z, ½).
-//! - **`mode: separate`** (Kirkpatrick et al.: "a penalty for each previous task") keeps one
-//!   (F_t, θ*_t) per finished task. **`mode: online`** (Schwarz et al.) keeps one running
+//! - **`mode: separate`** keeps one (F_t, θ*_t) per finished task, the separate penalties the
+//!   paper describes for a third task. **`mode: online`** (Schwarz et al.) keeps one running
 //!   F ← γF + F_t and the latest θ* only, so memory does not grow with the number of tasks.
 //!
 //! EWC needs task boundaries: on online streams (no task hooks) it never anchors and equals its

@@ -21,8 +21,9 @@
 //! `batch_size_statistics` = 256 states sampled from the replay buffer, i.e. recent training
 //! inputs, through the updated network. Supervised streams have no replay buffer, so ReDo keeps
 //! its own: the last `probe` training inputs it has seen (a ring buffer, checkpointed), scored
-//! with the network after the step's update. Steps are counted from 1, so the first recycling
-//! follows update number `every_steps`, as the reference's `step % reset_period == 0, step > 0`.
+//! with the network after the step's update. Recycling follows every `every_steps`-th update
+//! (the reference counts updates from 0 and skips update 0, so its first recycling is one update
+//! later).
 //!
 //! Differences from the reference: its incoming weights are redrawn with the network's own
 //! initialiser (Xavier there, Kaiming-uniform here, as `Mlp::new`); it resets Adam's moments of

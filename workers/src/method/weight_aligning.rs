@@ -33,8 +33,9 @@
 //!   (1: the paper's, 0: off, training then equals plain backprop until the first alignment).
 //!   KD's gradient is (q − q̂)/T per example, without a T² factor, like PyCIL and FACIL.
 //! - **Exemplars.** The paper also replays a memory of old-class examples; clorch has no replay
-//!   buffer, so this is WA without exemplars (the comparison the paper's "w/o memory" ablation
-//!   makes).
+//!   buffer, so this is WA without exemplars. Without them the cross-entropy of a task sees no
+//!   old class and drives old logits down through more than the weight norms (biases, features),
+//!   so expect far less benefit than the paper reports.
 //! - **Weight clipping.** `clip_weights: true` clips the output layer's weights at 0 after every
 //!   step, the paper's optional positive-weights constraint (off by default, as in FACIL).
 //!
