@@ -23,14 +23,19 @@ fn main() {
     ] {
         let s = bench::mlp_samples_per_second(&sizes, batch, budget);
         let name: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-        println!("| MLP {} SGD, batch {batch} | {s:.0} samples/s | {torch:.0} samples/s | {:.2}× |", name.join("-"), s / torch);
+        println!(
+            "| MLP {} SGD, batch {batch} | {s:.0} samples/s | {torch:.0} samples/s | {:.2}× |",
+            name.join("-"),
+            s / torch
+        );
     }
     let tasks = if quick { 5 } else { 30 };
     for (kind, params, reference) in [
         ("sgd", serde_json::json!({"lr": 0.01}), 549.0),
         ("cbp", serde_json::json!({"lr": 0.01, "replacement_rate": 1e-4, "accumulate": false}), 847.0),
     ] {
-        let us = bench::run_cost_per_example(&bench::regression_spec(kind, params, tasks)).expect("the benchmark spec runs");
+        let us = bench::run_cost_per_example(&bench::regression_spec(kind, params, tasks))
+            .expect("the benchmark spec runs");
         println!(
             "| slowly-changing regression 20-5-1 `{kind}`, batch 1 | {us:.2} µs/example | {reference:.0} µs/example (reference code) | {:.0}× |",
             reference / us

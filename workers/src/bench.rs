@@ -77,7 +77,12 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
             beta: 0.7,
             test_examples: 100,
         }),
-        network: NetworkSpec { hidden: vec![5], activation: Activation::Relu, heads: Heads::Shared, engine: Engine::Fused },
+        network: NetworkSpec {
+            hidden: vec![5],
+            activation: Activation::Relu,
+            heads: Heads::Shared,
+            engine: Engine::Fused,
+        },
         method: MethodSpec {
             name: kind.into(),
             kind: kind.into(),

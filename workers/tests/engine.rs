@@ -172,6 +172,9 @@ fn resume_params(kind: &str) -> serde_json::Value {
         "shrink_perturb" => serde_json::json!({"noise_std": 0.01}),
         // Mature after 5 steps, then about one unit per layer every 1–2 steps.
         "cbp" => serde_json::json!({"replacement_rate": 0.05, "maturity_threshold": 5}),
+        // Recycle often enough, on a probe that wraps, that its contents and position matter.
+        "redo" => serde_json::json!({"every_steps": 5, "tau": 0.5, "probe": 20}),
+        "l2_init" => serde_json::json!({"weight_decay": 0.01}),
         _ => serde_json::json!({}),
     }
 }

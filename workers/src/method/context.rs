@@ -203,6 +203,49 @@ impl Compute {
         total
     }
 
+    /// Per-example gradients: for each example `indices[i]` of `split`, one forward and one
+    /// backward pass on a batch of one, so `visit(i, grads)` sees the gradient of that
+    /// example's own loss on `head` — cross-entropy, i.e. −∇ log p(y | x), or the squared
+    /// error (z − y)² — with respect to every weight and bias. `target(outputs, stored)` picks
+    /// the y the loss is taken against from the head's outputs (logits) and the stored target:
+    /// return `stored` for the empirical Fisher, a sample of the model's prediction for the
+    /// true Fisher (EWC). Uses the run's engine; leaves the workspace and `grads` holding the
+    /// last example's pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn example_gradients(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        indices: &[usize],
+        head: Range<usize>,
+        task: usize,
+        mut target: impl FnMut(&[f32], Target) -> Target,
+        mut visit: impl FnMut(usize, &Layers),
+    ) {
+        for (i, &example) in indices.iter().enumerate() {
+            self.load(split, &[example]);
+            let stored = split.target(example);
+            let _ = self.loss_and_gradients(net, head.clone(), task, |cx| {
+                let chosen = target(&cx.outputs[cx.head.clone()], stored);
+                if chosen != stored {
+                    let (classes, reals);
+                    let targets = match chosen {
+                        Target::Class(c) => {
+                            classes = [c];
+                            Targets::Classes(&classes)
+                        }
+                        Target::Real(r) => {
+                            reals = [r];
+                            Targets::Reals(&reals)
+                        }
+                    };
+                    loss::evaluate(cx.outputs, cx.width, cx.head.clone(), targets, Some(cx.output_grad));
+                }
+            });
+            visit(i, &self.grads);
+        }
+    }
+
     /// Calls `visit` with the workspace after a forward pass over each chunk of examples
     /// `indices` of `split` (hidden values in `workspace.values`).
     pub fn for_each_chunk(
@@ -254,5 +297,93 @@ pub(crate) mod testing {
         let mut cx =
             StepContext { net, grads, workspace: &ws, optimizer, rng: &mut r, task: 0, head, step: 0 };
         f(&mut cx)
+    }
+
+    /// Task `index` of a synthetic Gaussian-cluster stream shaped for `net`: as many inputs as
+    /// the network has, one class per output, `per_class` training examples per class.
+    pub(crate) fn synthetic_task(net: &Mlp, index: usize, per_class: usize) -> Task {
+        use crate::protocol::{InputTransform, SyntheticPermutedSpec};
+        use crate::stream::{SyntheticPermuted, TaskStream};
+        let sizes = net.sizes();
+        let spec = SyntheticPermutedSpec {
+            tasks: index + 1,
+            classes: *sizes.last().unwrap(),
+            dim: sizes[0],
+            train_per_class: per_class,
+            test_per_class: 2,
+            noise: 1.0,
+            transform: InputTransform::Permute,
+        };
+        SyntheticPermuted::new(&spec, 5).task(index)
+    }
+
+    /// Runs `f` with a task context over `net` for `task`, read through `head`, with a fresh
+    /// SGD optimiser, the method rng `rng` and a fused compute facility.
+    pub(crate) fn with_task_of<R>(
+        net: &mut Mlp,
+        task: &Task,
+        head: Range<usize>,
+        rng: &mut Rng,
+        f: impl FnOnce(&mut TaskContext<'_>) -> R,
+    ) -> (R, Vec<(String, serde_json::Value)>) {
+        use crate::optim::{OptimizerConfig, OptimizerKind};
+        let mut optimizer = Optimizer::new(OptimizerConfig::defaults(OptimizerKind::Sgd), net);
+        let mut compute = Compute::new(net, Engine::Fused, 8);
+        let mut report = Vec::new();
+        let r = f(&mut TaskContext {
+            task,
+            head,
+            tasks_total: task.index + 1,
+            net,
+            optimizer: &mut optimizer,
+            rng,
+            compute: &mut compute,
+            report: &mut report,
+        });
+        (r, report)
+    }
+
+    /// Runs `f` with a task context over `net` for a small synthetic task on every output.
+    pub(crate) fn with_task<R>(net: &mut Mlp, f: impl FnOnce(&mut TaskContext<'_>) -> R) -> R {
+        let task = synthetic_task(net, 0, 4);
+        let head = 0..*net.sizes().last().unwrap();
+        with_task_of(net, &task, head, &mut rng::stream(0, "method-test", 1), f).0
+    }
+
+    /// Trains `net` with `method` for the steps numbered `steps` (the trainer's step counter),
+    /// each on `batch` examples of `task`'s training split taken in order and wrapping around,
+    /// through the same hooks as the trainer (output_gradient, shape_gradients, update,
+    /// after_update).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn train_steps(
+        method: &mut dyn super::super::ContinualMethod,
+        net: &mut Mlp,
+        optimizer: &mut Optimizer,
+        rng: &mut Rng,
+        task: &Task,
+        head: Range<usize>,
+        steps: Range<u64>,
+        batch: usize,
+    ) {
+        let mut compute = Compute::new(net, Engine::Fused, batch);
+        let n = task.train.len();
+        for step in steps {
+            let indices: Vec<usize> = (0..batch).map(|k| (step as usize * batch + k) % n).collect();
+            compute.load(&task.train, &indices);
+            compute.loss_and_gradients(net, head.clone(), task.index, |cx| method.output_gradient(cx));
+            let mut cx = StepContext {
+                net,
+                grads: &mut compute.grads,
+                workspace: &compute.workspace,
+                optimizer,
+                rng,
+                task: task.index,
+                head: head.clone(),
+                step,
+            };
+            method.shape_gradients(&mut cx);
+            method.update(&mut cx);
+            method.after_update(&mut cx);
+        }
     }
 }

@@ -13,11 +13,16 @@
 
 mod backprop;
 mod cbp;
+mod classp;
 mod context;
+mod ewc;
 mod l2;
+mod l2_init;
 mod params;
+mod redo;
 mod shrink_perturb;
 mod state;
+mod weight_aligning;
 
 pub use context::{Compute, OutputContext, StepContext, TaskContext};
 pub use params::MethodError;
@@ -90,6 +95,12 @@ pub trait MethodKind {
     fn check(_config: &Self::Config) -> Result<(), String> {
         Ok(())
     }
+    /// Checks the optimiser settings against the method: a method that replaces the update
+    /// (`classp`) rejects the settings it would silently ignore, such as SGD momentum. One line
+    /// saying what is wrong.
+    fn check_optimizer(_optimizer: &OptimizerConfig) -> Result<(), String> {
+        Ok(())
+    }
     /// Builds the method.
     fn build(config: Self::Config, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod>;
 }
@@ -147,6 +158,11 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<l2::L2>(),
         info::<shrink_perturb::ShrinkPerturb>(),
         info::<cbp::Cbp>(),
+        info::<l2_init::L2InitKind>(),
+        info::<classp::ClasspKind>(),
+        info::<ewc::EwcKind>(),
+        info::<redo::RedoKind>(),
+        info::<weight_aligning::WeightAligningKind>(),
     ]
 }
 

@@ -128,6 +128,7 @@ pub(super) fn parse<M: MethodKind>(spec: &MethodSpec) -> Result<(M::Config, Opti
         fail(format!("{e}; `{}` takes: {}", M::KIND, names.join(", ")))
     })?;
     M::check(&config).map_err(fail)?;
+    M::check_optimizer(&optimizer).map_err(fail)?;
     Ok((config, optimizer))
 }
 

@@ -104,4 +104,45 @@ impl MethodState {
         }
         Ok(())
     }
+
+    /// Stores a parameter-shaped set like [`MethodState::put_layers`] plus its layer sizes
+    /// under `prefix.sizes`, for state whose shape the method does not know when it is
+    /// restored (a snapshot taken from the network, before the method has seen one).
+    pub fn put_sized_layers(&mut self, prefix: &str, layers: &Layers) {
+        let mut sizes = vec![layers.layers.first().map_or(0, |l| l.inputs) as u64];
+        sizes.extend(layers.layers.iter().map(|l| l.outputs as u64));
+        self.put_u64(format!("{prefix}.sizes"), sizes);
+        self.put_layers(prefix, layers);
+    }
+
+    /// Restores a set written by [`MethodState::put_sized_layers`], shape included.
+    pub fn sized_layers(&self, prefix: &str) -> Result<Layers, MethodError> {
+        let name = format!("{prefix}.sizes");
+        let sizes: Vec<usize> = self.u64(&name)?.iter().map(|&s| s as usize).collect();
+        if sizes.len() < 2 {
+            return Err(MethodError::State(format!("tensor `{name}` needs at least two layer sizes")));
+        }
+        let mut layers = Layers::zeros(&sizes);
+        self.read_layers_into(prefix, &mut layers)?;
+        Ok(layers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_layers_round_trip_with_their_shape_and_reject_a_missing_tensor() {
+        let mut layers = Layers::zeros(&[3, 2, 4]);
+        layers.layers[1].weight[5] = 1.5;
+        layers.layers[0].bias[1] = -2.0;
+        let mut state = MethodState::default();
+        state.put_sized_layers("anchor", &layers);
+        assert_eq!(state.sized_layers("anchor").unwrap(), layers);
+        state.tensors.remove("anchor.1.bias");
+        let err = state.sized_layers("anchor").unwrap_err().to_string();
+        assert!(err.contains("`anchor.1.bias` is missing"), "{err}");
+        assert!(state.sized_layers("other").is_err());
+    }
 }
