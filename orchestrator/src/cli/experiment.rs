@@ -96,7 +96,7 @@ fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Exec
             let settings = plan.recipe.slurm.clone().unwrap_or_default();
             let throttle = args.parallel.or(plan.recipe.parallel);
             SlurmExecutor::new(results_dir.to_path_buf(), &plan.recipe.name, settings, throttle)
-                .map(Executor::Slurm)
+                .map(|s| Executor::Slurm(Box::new(s)))
                 .map_err(no_exe)
         }
     }

@@ -164,7 +164,7 @@ pub enum Executor {
     /// Child processes of this orchestrator.
     Local(local::LocalExecutor),
     /// Jobs of a SLURM cluster.
-    Slurm(slurm::SlurmExecutor),
+    Slurm(Box<slurm::SlurmExecutor>),
 }
 
 impl Executor {

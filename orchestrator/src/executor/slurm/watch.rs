@@ -424,10 +424,13 @@ async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, limits: Lim
         watched.retain(|w| !w.done);
         let urgent = watched.iter().any(|w| w.activity || w.exiting || w.forced.is_some());
         let now = Instant::now();
-        let due = last_poll.map_or(true, |at| {
-            let since = now.duration_since(at);
-            since >= executor.poll || (urgent && since >= URGENT_POLL)
-        });
+        let due = match last_poll {
+            None => true,
+            Some(at) => {
+                let since = now.duration_since(at);
+                since >= executor.poll || (urgent && since >= URGENT_POLL)
+            }
+        };
         if !due || watched.is_empty() {
             continue;
         }
