@@ -341,3 +341,46 @@ fn ctrl_c_leaves_the_jobs_running_and_clorch_cancel_cancels_them() {
     let status = text(&clorch(&["status", results.to_str().unwrap()]).stdout);
     assert!(status.contains("2 finished"), "{status}");
 }
+
+/// `squeue`'s state of one job (`PD`, `R`, `CG`, …), empty once it is gone.
+fn queue_state(job: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--array", "--format=%t", "--jobs", job])
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
+    let Some(_turn) = cluster() else { return };
+    reference();
+    let s = Scratch::new("requeue");
+    let r = s.recipe("requeue", RECIPE);
+    let results = s.path("results-requeue");
+    let child = spawn_slurm_run(&r);
+    let mut victim = None;
+    wait_until("a job has checkpointed", Duration::from_secs(120), || {
+        victim = run_dirs(&results)
+            .into_iter()
+            .find_map(|d| running_jobs(&d).pop().filter(|_| has_checkpoint(&d)).map(|job| (d, job)));
+        victim.is_some()
+    });
+    let (dir, job) = victim.unwrap();
+    // As after a node failure or a preemption: SLURM stops the job and queues it again.
+    let requeued = Command::new("scontrol").args(["requeue", &job]).output().unwrap();
+    assert!(requeued.status.success(), "{}", text(&requeued.stderr));
+    // SLURM holds a requeued job back for a while (two minutes here); let it start now.
+    wait_until("the job waits again", Duration::from_secs(60), || queue_state(&job) == "PD");
+    let update = Command::new("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).output();
+    assert!(update.unwrap().status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let log = jobs_log(&dir);
+    let statuses: Vec<Option<i32>> = log.iter().filter(|(k, _, _)| k == "exit").map(|e| e.2).collect();
+    assert_eq!(statuses, [Some(75), Some(0)], "checkpointed, then resumed and finished: {log:?}");
+    assert_eq!(job_ids(&dir), [job], "the same job, started twice: {log:?}");
+    assert_eq!(batches(&results), 1, "clorch submitted nothing itself");
+    assert_like_reference("requeue", &text(&out.stdout), &results);
+}

@@ -24,6 +24,10 @@ use crate::store::Failure;
 const TICK: Duration = Duration::from_millis(500);
 /// Shortest interval between two `squeue` reads, when a job script has just noted an exit.
 const URGENT_POLL: Duration = Duration::from_secs(1);
+/// Final-looking states after which SLURM requeues a job submitted with `--requeue`.
+const REQUEUED_AFTER: [&str; 3] = ["PREEMPTED", "NODE_FAIL", "BOOT_FAIL"];
+/// How long such a state must last before the job counts as over.
+const REQUEUE_GRACE: Duration = Duration::from_secs(5);
 
 fn send(reports: &Reports, launch: &Launch, message: Message) {
     // The scheduler outlives every attempt; a closed channel means it is gone.
@@ -146,6 +150,10 @@ struct Watched {
     cancel: Option<Cancel>,
     /// A filesystem error was already reported.
     io_noted: bool,
+    /// When the files were last read.
+    last_read: Option<Instant>,
+    /// When the job was first seen in a state after which SLURM may requeue it.
+    ended_seen: Option<Instant>,
     done: bool,
 }
 
@@ -171,6 +179,8 @@ impl Watched {
             exiting: false,
             cancel: None,
             io_noted: false,
+            last_read: None,
+            ended_seen: None,
             done: false,
         }
     }
@@ -248,8 +258,9 @@ impl Watched {
         }
     }
 
-    /// Obeys the scheduler and the limits; cancels the job when something decided to.
-    async fn tend(&mut self, reports: &Reports, limits: Limits) {
+    /// Obeys the scheduler and the limits, reads the files when `read_every` has passed since
+    /// the last read, and cancels the job when something decided to.
+    async fn tend(&mut self, reports: &Reports, limits: Limits, read_every: Duration) {
         loop {
             match self.control.try_recv() {
                 Ok(Control::Stop) => {
@@ -266,8 +277,14 @@ impl Watched {
                 Err(_) => break,
             }
         }
-        let heard = self.read_files(reports);
         let now = Instant::now();
+        let heard = match self.last_read {
+            Some(at) if now.duration_since(at) < read_every => false,
+            _ => {
+                self.last_read = Some(now);
+                self.read_files(reports)
+            }
+        };
         if self.running.is_some() {
             if heard {
                 self.silent_at = Some(now + limits.heartbeat);
@@ -308,8 +325,9 @@ impl Watched {
                 self.timeout_at = limits.timeout.map(|t| now + t);
                 self.send(reports, Message::Started { handle: self.job.to_string() });
             }
-            Some(JobState::Running) => {}
+            Some(JobState::Running) => self.ended_seen = None,
             Some(JobState::Waiting(state)) => {
+                self.ended_seen = None;
                 if self.running.take().is_some() {
                     self.silent_at = None;
                     self.timeout_at = None;
@@ -319,6 +337,21 @@ impl Watched {
                         self.job
                     );
                     self.send(reports, Message::Note(note));
+                }
+            }
+            // A job the cluster may requeue (preempted, its node failed) is taken as over
+            // only once it has not come back for a while: submitting it again as well would
+            // give the run two jobs.
+            Some(JobState::Ended(state)) if REQUEUED_AFTER.contains(&state.as_str()) => {
+                match self.ended_seen {
+                    None => {
+                        self.ended_seen = Some(now);
+                        self.exiting = true;
+                    }
+                    Some(at) if now.duration_since(at) >= REQUEUE_GRACE => {
+                        self.finish(Some(state.clone()), reports).await
+                    }
+                    Some(_) => {}
                 }
             }
             Some(JobState::Ended(state)) => self.finish(Some(state.clone()), reports).await,
@@ -355,7 +388,15 @@ impl Watched {
                         worker_reason(dir)
                     ),
                 }),
-                s if (129..=192).contains(&s) => Ending::Broke(Failure::Signaled { signal: s - 128 }),
+                // Killed: by SLURM (its state says why: memory, time, a cancellation), or by
+                // something else on the node.
+                s if (129..=192).contains(&s) => match state.as_deref() {
+                    Some(known @ ("OUT_OF_MEMORY" | "TIMEOUT" | "CANCELLED" | "NODE_FAIL" | "PREEMPTED")) => {
+                        let reason = lost_reason(self.job, true, Ok(Some(known.to_string())));
+                        Ending::Broke(Failure::Lost { reason })
+                    }
+                    _ => Ending::Broke(Failure::Signaled { signal: s - 128 }),
+                },
                 s => worker_ending(s, || worker_reason(dir)),
             };
         }
@@ -418,8 +459,19 @@ async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, limits: Lim
     let mut queue_noted = false;
     while !watched.is_empty() {
         tick.tick().await;
+        // Files of running jobs are read every tick, less often when many run (a shared
+        // filesystem serves every open); those of waiting jobs (whose script notes its start
+        // there, which prompts a queue read) every second, up to the queue's pace when many
+        // wait.
+        let running = watched.iter().filter(|w| w.running.is_some()).count();
+        let waiting = watched.len() - running;
+        let running_every = TICK.max(Duration::from_millis(5).saturating_mul(running as u32));
+        let waiting_every = Duration::from_millis(10)
+            .saturating_mul(waiting as u32)
+            .clamp(URGENT_POLL, executor.poll.max(URGENT_POLL));
         for w in watched.iter_mut() {
-            w.tend(reports, limits).await;
+            let read_every = if w.running.is_some() { running_every } else { waiting_every };
+            w.tend(reports, limits, read_every).await;
         }
         watched.retain(|w| !w.done);
         let urgent = watched.iter().any(|w| w.activity || w.exiting || w.forced.is_some());
