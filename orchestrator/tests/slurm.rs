@@ -1,6 +1,8 @@
 //! The SLURM executor against a real SLURM: `clorch run --executor slurm` gives the same
-//! results as local workers, a job cancelled mid-run resumes from its checkpoint, and a killed
-//! or stopped orchestrator reattaches to its jobs instead of submitting them twice.
+//! results as local workers; a job cancelled mid-run, or requeued by the cluster, resumes from
+//! its checkpoint with identical results; a killed or stopped orchestrator reattaches to its
+//! jobs instead of submitting them twice, and `clorch cancel` cancels them; silent and overlong
+//! jobs are cancelled with the reason.
 //!
 //! Needs `sbatch` and a controller that answers: `scripts/local-slurm.sh start` sets up a
 //! single-node cluster (Debian, as root; `.ci/run` does it). Without `sbatch` the tests say so
@@ -383,4 +385,73 @@ fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
     assert_eq!(job_ids(&dir), [job], "the same job, started twice: {log:?}");
     assert_eq!(batches(&results), 1, "clorch submitted nothing itself");
     assert_like_reference("requeue", &text(&out.stdout), &results);
+}
+
+#[test]
+fn without_slurm_the_slurm_executor_is_refused_before_anything_is_written() {
+    let s = Scratch::new("nosbatch");
+    let r = s.recipe("nosbatch", RECIPE);
+    let empty = s.path("bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(CLORCH)
+        .args(["run", r.to_str().unwrap(), "--executor", "slurm"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sbatch: not found") && err.contains("SLURM installed"), "{err}");
+    assert!(!s.path("results-nosbatch").exists(), "the results folder was created");
+}
+
+/// Writes an executable fake worker script.
+fn fake_worker(s: &Scratch, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = s.path(name);
+    std::fs::write(&p, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn silent_and_overlong_jobs_are_cancelled_with_the_reason() {
+    let Some(_turn) = cluster() else { return };
+    let s = Scratch::new("limits");
+    let one_run = "
+stream: {kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
+network: {hidden: [16]}
+methods: [{name: sgd, lr: 0.05}]
+max_attempts: 1
+";
+    let cases = [
+        ("silent", "sleep 60", "heartbeat: 2s\n", "no event for 2 s"),
+        (
+            "slow",
+            "while true; do echo 'clorch-progress task=0 tasks=3 step=1' >&2; sleep 0.2; done",
+            "timeout: 3s\n",
+            "timed out after 3 s",
+        ),
+    ];
+    for (name, body, limit, reason) in cases {
+        let worker = fake_worker(&s, &format!("{name}.sh"), body);
+        let r = s.recipe(name, &format!("{one_run}{limit}"));
+        let started = Instant::now();
+        let out = Command::new(CLORCH)
+            .args(["run", r.to_str().unwrap(), "--no-progress", "--executor", "slurm", "--grace", "2"])
+            .env("CLORCH_WORKER", &worker)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(60), "{name}: took {:?}", started.elapsed());
+        let results = s.path(&format!("results-{name}"));
+        let status = text(&clorch(&["status", results.to_str().unwrap()]).stdout);
+        assert!(status.contains(reason), "{name}: {status}");
+        // Cancelled, not left running.
+        for dir in run_dirs(&results) {
+            let job = job_ids(&dir).pop().expect("a job ran");
+            wait_until("the cancelled job has left the queue", Duration::from_secs(30), || {
+                queue_state(&job).is_empty()
+            });
+        }
+    }
 }

@@ -85,14 +85,12 @@ pub fn validate(args: &ValidateArgs) -> i32 {
     }
 }
 
-/// The executor `--executor` names: local workers from this executable, or SLURM jobs (after
-/// checking that `sbatch` answers).
+/// The executor `--executor` names: local workers from this executable, or SLURM jobs.
 fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Executor, String> {
     let no_exe = |e: std::io::Error| format!("cannot find the clorch executable to start workers: {e}");
     match args.executor {
         ExecutorKind::Local => LocalExecutor::current().map(Executor::Local).map_err(no_exe),
         ExecutorKind::Slurm => {
-            super::block_on(slurm::version())?.map_err(|e| format!("--executor slurm: {e}"))?;
             let settings = plan.recipe.slurm.clone().unwrap_or_default();
             let throttle = args.parallel.or(plan.recipe.parallel);
             SlurmExecutor::new(results_dir.to_path_buf(), &plan.recipe.name, settings, throttle)
@@ -108,6 +106,13 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if args.executor == ExecutorKind::Slurm {
+        // Before anything is written: without SLURM there is nothing to do.
+        if let Err(e) = super::block_on(slurm::version()).and_then(|v| v.map_err(|e| e.to_string())) {
+            eprintln!("clorch run: --executor slurm: {e}");
+            return exit::BAD_INPUT;
+        }
+    }
     let results_dir = args.output.clone().unwrap_or_else(|| plan.recipe.output.clone());
     let lock = match lock::acquire(&results_dir) {
         Ok(l) => l,

@@ -13,9 +13,9 @@ use super::job::{JobId, JobState};
 
 /// A SLURM command that could not run or that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("`{command}`: {reason}")]
+#[error("{command}: {reason}")]
 pub struct CommandError {
-    /// The command line, shortened to the command and its first arguments.
+    /// The command's name (`sbatch`).
     pub command: String,
     /// What went wrong: the command's own message when it gave one.
     pub reason: String,
@@ -27,12 +27,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `program args…`, returning its standard output when it exits with 0.
 async fn run(program: &str, args: &[String]) -> Result<String, CommandError> {
-    let shown = std::iter::once(program.to_string())
-        .chain(args.iter().take(4).cloned())
-        .collect::<Vec<_>>()
-        .join(" ")
-        + if args.len() > 4 { " …" } else { "" };
-    let error = |reason: String| CommandError { command: shown.clone(), reason };
+    let error = |reason: String| CommandError { command: program.to_string(), reason };
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -58,7 +53,11 @@ async fn run(program: &str, args: &[String]) -> Result<String, CommandError> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let message = stderr.lines().chain(stdout.lines()).map(str::trim).find(|l| !l.is_empty());
     Err(error(match message {
-        Some(m) => m.to_string(),
+        // `sbatch: error: invalid partition specified: gpu` → `invalid partition specified: gpu`
+        Some(m) => {
+            let m = m.strip_prefix(program).and_then(|m| m.strip_prefix(": ")).unwrap_or(m);
+            m.strip_prefix("error: ").unwrap_or(m).to_string()
+        }
         None => format!("exited with {}", output.status),
     }))
 }
@@ -74,7 +73,7 @@ pub async fn sbatch(flags: &[String], script: &Path) -> Result<u64, CommandError
     args.push(script.display().to_string());
     let out = run("sbatch", &args).await?;
     parse_sbatch(&out).ok_or_else(|| CommandError {
-        command: "sbatch --parsable".into(),
+        command: "sbatch".into(),
         reason: format!("expected a job id, found {:?}", out.trim()),
     })
 }
