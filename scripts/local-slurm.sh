@@ -112,10 +112,16 @@ start() {
 }
 
 stop() {
-    local f
+    local f pid i
     for f in "$SLURMD_PID" "$CTLD_PID" "$MUNGE_PID"; do
         if alive "$f"; then
-            kill "$(cat "$f")"
+            pid=$(cat "$f")
+            kill "$pid"
+            # slurmctld saves its state on the way out: wait, so a `start` right after works.
+            for i in $(seq 1 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
             say "stopped $(basename "$f" .pid)"
         fi
     done
@@ -131,7 +137,9 @@ status() {
             up=1
         fi
     done
-    command -v sinfo >/dev/null && sinfo || true
+    if [ "$up" = 0 ]; then
+        sinfo
+    fi
     return "$up"
 }
 
