@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use super::{exit, report::print_table};
 use crate::executor::local::LocalExecutor;
-use crate::executor::Limits;
+use crate::executor::slurm::{self, SlurmExecutor};
+use crate::executor::{Executor, Limits};
 use crate::lock::{self, LockError};
 use crate::plan::{plan, Plan, PlanError};
 use crate::recipe::plan_table;
 use crate::report::ReportOptions;
 use crate::scheduler::retry::Backoff;
-use crate::scheduler::{execute, Settings};
+use crate::scheduler::{execute, SchedulerError, Settings};
 use crate::store::{self, ExperimentMeta};
 
 /// Arguments of `clorch run`.
@@ -36,6 +37,21 @@ pub struct RunArgs {
     /// Seconds a stopped worker may take to checkpoint before it is killed.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub grace: u64,
+    /// Where workers run: `local` (child processes of this command) or `slurm` (job arrays
+    /// submitted with sbatch, on a cluster that shares the results folder and this executable;
+    /// the recipe's `slurm:` section sets their resources). With `slurm`, Ctrl-C leaves the jobs
+    /// running and a later `clorch run` reattaches to them.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+}
+
+/// The executors `clorch run --executor` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// Child processes of `clorch run`, at most `parallel` at once.
+    Local,
+    /// SLURM job arrays (`sbatch`), at most `parallel` tasks of an array at once.
+    Slurm,
 }
 
 /// Arguments of `clorch validate`.
@@ -69,12 +85,34 @@ pub fn validate(args: &ValidateArgs) -> i32 {
     }
 }
 
+/// The executor `--executor` names: local workers from this executable, or SLURM jobs.
+fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Executor, String> {
+    let no_exe = |e: std::io::Error| format!("cannot find the clorch executable to start workers: {e}");
+    match args.executor {
+        ExecutorKind::Local => LocalExecutor::current().map(Executor::Local).map_err(no_exe),
+        ExecutorKind::Slurm => {
+            let settings = plan.recipe.slurm.clone().unwrap_or_default();
+            let throttle = args.parallel.or(plan.recipe.parallel);
+            SlurmExecutor::new(results_dir.to_path_buf(), &plan.recipe.name, settings, throttle)
+                .map(|s| Executor::Slurm(Box::new(s)))
+                .map_err(no_exe)
+        }
+    }
+}
+
 /// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
 pub fn run(args: &RunArgs) -> i32 {
     let plan = match load(&args.recipe, &args.overrides) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if args.executor == ExecutorKind::Slurm {
+        // Before anything is written: without SLURM there is nothing to do.
+        if let Err(e) = super::block_on(slurm::version()).and_then(|v| v.map_err(|e| e.to_string())) {
+            eprintln!("clorch run: --executor slurm: {e}");
+            return exit::BAD_INPUT;
+        }
+    }
     let results_dir = args.output.clone().unwrap_or_else(|| plan.recipe.output.clone());
     let lock = match lock::acquire(&results_dir) {
         Ok(l) => l,
@@ -124,10 +162,10 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("clorch run: {e}");
         return exit::BAD_INPUT;
     }
-    let executor = match LocalExecutor::current() {
+    let executor = match make_executor(args, &plan, &results_dir) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("clorch run: cannot find the clorch executable to start workers: {e}");
+        Err(message) => {
+            eprintln!("clorch run: {message}");
             return exit::BAD_INPUT;
         }
     };
@@ -146,6 +184,10 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
         Ok(o) => o,
+        Err(e @ SchedulerError::Refused { .. }) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
         Err(e) => {
             eprintln!("clorch run: {e}");
             return exit::RUNS_FAILED;
@@ -160,6 +202,19 @@ pub fn run(args: &RunArgs) -> i32 {
             outcome.skipped_failed,
             args.recipe.display()
         );
+    }
+    if outcome.stopped && outcome.detached > 0 {
+        eprintln!(
+            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `clorch run {} \
+             --executor slurm` reattaches to them and submits the rest, `clorch cancel {}` cancels them",
+            outcome.detached,
+            outcome.unfinished,
+            outcome.total,
+            args.recipe.display(),
+            results_dir.display()
+        );
+        drop(lock);
+        return exit::STOPPED;
     }
     if outcome.stopped {
         eprintln!(

@@ -1,5 +1,6 @@
 //! The command line: argument types and the dispatch to each command's library code.
 
+pub mod cancel;
 pub mod experiment;
 pub mod report;
 pub mod status;
@@ -46,6 +47,9 @@ pub enum Command {
     Validate(experiment::ValidateArgs),
     /// Show each run of an experiment: status, attempts, task, checkpoint age, failure reason.
     Status(status::StatusArgs),
+    /// Cancel the SLURM jobs of an experiment that a stopped `clorch run --executor slurm` left
+    /// queued or running; the next `clorch run` resumes their runs from their checkpoints.
+    Cancel(cancel::CancelArgs),
     /// Comparison tables of an experiment (Markdown on the terminal; CSV, Parquet, JSON,
     /// LaTeX files).
     Report(report::ReportArgs),
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Run(args) => experiment::run(&args),
         Command::Validate(args) => experiment::validate(&args),
         Command::Status(args) => status::run(&args),
+        Command::Cancel(args) => cancel::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Store(command) => store::run(&command),
         Command::Methods => {
@@ -72,6 +77,16 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Worker(args) => worker::run(&args),
     }
+}
+
+/// Runs one future on a runtime of its own, for commands that talk to SLURM outside the
+/// scheduler.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
 }
 
 /// The `clorch methods` listing.

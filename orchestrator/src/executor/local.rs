@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use workers::protocol::{exit, Event};
+use workers::protocol::Event;
 
 use super::{Control, Ending, Launch, Limits, Message, Report, Reports};
 use crate::cli::worker::PROGRESS_PREFIX;
@@ -20,8 +20,7 @@ use crate::store::Failure;
 
 /// Name of the worker's log inside its run folder.
 pub const WORKER_LOG: &str = "worker.log";
-/// Name of the spec file inside a run folder.
-pub const SPEC_FILE: &str = "spec.json";
+pub use super::folder::SPEC_FILE;
 
 /// How to start workers.
 #[derive(Clone, Debug)]
@@ -76,7 +75,7 @@ impl LocalExecutor {
         };
         let header = format!("=== attempt {} ===\n", launch.attempt);
         let _ = log.write_all(header.as_bytes()).await;
-        match resume_point(&launch.run_dir).await {
+        match super::folder::claim(&launch.run_dir, false).await {
             Ok(next_seq) => send(Message::Resuming { next_seq }),
             Err(ending) => return ending,
         }
@@ -206,12 +205,9 @@ impl LocalExecutor {
         }
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
-            (Some(exit::FINISHED), _) => Ending::Exited,
-            (Some(exit::INTERRUPTED), _) => Ending::Interrupted,
-            (Some(exit::FAILED | exit::BAD_SPEC), _) => Ending::Failed(Failure::Reported {
-                reason: last_stderr.trim_start_matches("clorch worker: ").to_string(),
-            }),
-            (Some(exit_code), _) => Ending::Broke(Failure::Crashed { exit_code }),
+            (Some(code), _) => {
+                super::worker_ending(code, || last_stderr.trim_start_matches("clorch worker: ").to_string())
+            }
             (None, Some(signal)) => Ending::Broke(Failure::Signaled { signal }),
             (None, None) => {
                 Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })
@@ -220,53 +216,8 @@ impl LocalExecutor {
     }
 }
 
-/// How long to wait for an earlier worker of the same run (orphaned when its orchestrator
-/// died) to checkpoint and release the run folder.
-const FOLDER_WAIT: Duration = Duration::from_secs(300);
-
-/// Waits until no worker holds the run folder, then reads where a new worker will resume.
-/// Holding the folder's lock while reading means no orphaned worker can write a newer
-/// checkpoint between this answer and the new worker's start.
-async fn resume_point(run_dir: &std::path::Path) -> Result<u64, Ending> {
-    let lost = |reason: String| Ending::Broke(Failure::Lost { reason });
-    let lock_path = run_dir.join(workers::engine::WORKER_LOCK);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| lost(format!("{}: {e}", lock_path.display())))?;
-    let waited = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < FOLDER_WAIT => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(lost(format!(
-                    "{} is still held by another worker after {} s",
-                    lock_path.display(),
-                    FOLDER_WAIT.as_secs()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(lost(format!("{}: {e}", lock_path.display())))
-            }
-        }
-    }
-    let spec_path = run_dir.join(SPEC_FILE);
-    let spec: workers::protocol::RunSpec = std::fs::read(&spec_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| lost(format!("{}: {e}", spec_path.display())))?;
-    let next = workers::engine::resume_point(&spec, run_dir)
-        .map_err(|e| Ending::Failed(Failure::Reported { reason: e.to_string() }))?;
-    drop(file);
-    Ok(next)
-}
-
-fn parse_progress(s: &str) -> Option<(usize, usize)> {
+/// Reads a heartbeat line (after its prefix): `task=3 tasks=10 step=99`.
+pub(crate) fn parse_progress(s: &str) -> Option<(usize, usize)> {
     let mut task = None;
     let mut tasks = None;
     for part in s.split_whitespace() {

@@ -131,3 +131,19 @@ pub struct SlurmSettings {
     /// (`--signal`; default 120).
     pub signal_seconds: u64,
 }
+
+impl Default for SlurmSettings {
+    /// What a recipe without a `slurm:` section gets: one CPU per task, the cluster's defaults
+    /// for everything else, the checkpoint signal 120 s before the time limit.
+    fn default() -> Self {
+        SlurmSettings {
+            partition: None,
+            account: None,
+            time: None,
+            cpus: 1,
+            mem: None,
+            extra: Vec::new(),
+            signal_seconds: super::file::DEFAULT_SIGNAL_SECONDS,
+        }
+    }
+}

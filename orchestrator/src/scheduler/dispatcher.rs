@@ -12,8 +12,8 @@ use workers::protocol::EventBody;
 use super::progress::{Progress, Running};
 use super::retry::Backoff;
 use super::{Control, Message};
-use crate::executor::local::LocalExecutor;
-use crate::executor::{Ending, Launch, Limits, Report};
+use crate::cli::worker::PROGRESS_PREFIX;
+use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::{self, RunLine, Snapshot};
 use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
@@ -52,6 +52,9 @@ pub struct Outcome {
     pub stopped: bool,
     /// Runs left unfinished (resumable).
     pub unfinished: usize,
+    /// Runs whose attempts go on without the scheduler after a stop (SLURM jobs left queued or
+    /// running); the next `clorch run` reattaches to them.
+    pub detached: usize,
 }
 
 /// Why the scheduler stopped abnormally.
@@ -63,6 +66,15 @@ pub enum SchedulerError {
     /// The runtime or a signal handler could not be set up.
     #[error("{0}")]
     Setup(String),
+    /// A run's last attempt may still be going under another executor; starting another
+    /// worker would give the run two. Nothing was started.
+    #[error("run {run}: {reason}")]
+    Refused {
+        /// The run id.
+        run: String,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 struct Active {
@@ -77,12 +89,15 @@ struct Active {
 struct Dispatcher<'a> {
     results_dir: &'a Path,
     store: &'a Store,
-    executor: LocalExecutor,
+    executor: Executor,
     settings: &'a Settings,
     experiment: String,
     order: Vec<String>,
     records: HashMap<String, RunRecord>,
     queue: VecDeque<String>,
+    /// Queued runs whose last attempt may still be going (by its handle): watched again
+    /// instead of started anew.
+    reattach: HashMap<String, String>,
     delayed: Vec<(Instant, String)>,
     broken: HashMap<String, u32>,
     active: HashMap<String, Active>,
@@ -97,7 +112,7 @@ pub fn execute(
     plan: &Plan,
     results_dir: &Path,
     store: &Store,
-    executor: LocalExecutor,
+    executor: Executor,
     settings: &Settings,
 ) -> Result<Outcome, SchedulerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -116,10 +131,12 @@ fn now() -> u64 {
     store::unix_now()
 }
 
-/// The last lines of a worker's log, for failed runs.
+/// The last lines of a worker's log, for failed runs (heartbeats, which a SLURM worker writes
+/// to its log, left out).
 fn log_tail(dir: &Path, lines: usize) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(crate::executor::local::WORKER_LOG)).ok()?;
-    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    let tail: Vec<&str> =
+        text.lines().rev().filter(|l| !l.starts_with(PROGRESS_PREFIX)).take(lines).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     (!tail.is_empty()).then(|| tail.join("\n"))
 }
@@ -129,7 +146,7 @@ impl<'a> Dispatcher<'a> {
         plan: &Plan,
         results_dir: &'a Path,
         store: &'a Store,
-        executor: LocalExecutor,
+        executor: Executor,
         settings: &'a Settings,
         reports: mpsc::UnboundedSender<Report>,
     ) -> Result<Self, SchedulerError> {
@@ -142,6 +159,7 @@ impl<'a> Dispatcher<'a> {
             order: Vec::new(),
             records: HashMap::new(),
             queue: VecDeque::new(),
+            reattach: HashMap::new(),
             delayed: Vec::new(),
             broken: HashMap::new(),
             active: HashMap::new(),
@@ -150,6 +168,16 @@ impl<'a> Dispatcher<'a> {
             outcome: Outcome { total: plan.runs.len(), ..Outcome::default() },
             stopping: 0,
         };
+        // First, before anything changes: no run may get a second worker.
+        for planned in &plan.runs {
+            let Some(record) = store.run(&planned.spec.id)? else { continue };
+            let going = matches!(record.status, RunStatus::Running | RunStatus::Interrupted);
+            if let Some(reason) =
+                record.executor_job.as_deref().filter(|_| going).and_then(|h| d.executor.refuses(h))
+            {
+                return Err(SchedulerError::Refused { run: record.id, reason });
+            }
+        }
         for (order, planned) in plan.runs.iter().enumerate() {
             let id = planned.spec.id.clone();
             let dir = store::run_dir(results_dir, &id);
@@ -174,11 +202,19 @@ impl<'a> Dispatcher<'a> {
                 ),
             };
             store::write_run_spec(&dir, &record.spec)?;
+            // An attempt an earlier call left going (a SLURM job after Ctrl-C; a rebuilt store
+            // says `interrupted` for it) is watched again, not started twice.
+            let going = matches!(record.status, RunStatus::Running | RunStatus::Interrupted);
+            let handle = record.executor_job.clone().filter(|_| going);
             match &record.status {
                 RunStatus::Finished => d.outcome.skipped_finished += 1,
                 RunStatus::Failed { .. } if !settings.retry_failed => d.outcome.skipped_failed += 1,
                 _ => {
-                    record.status = RunStatus::Pending;
+                    if let Some(handle) = handle.filter(|h| d.executor.can_reattach(h)) {
+                        d.reattach.insert(id.clone(), handle);
+                    }
+                    record.status =
+                        if d.reattach.contains_key(&id) { RunStatus::Running } else { RunStatus::Pending };
                     d.queue.push_back(id.clone());
                 }
             }
@@ -225,18 +261,13 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// A first signal asks every worker to checkpoint and stop; a second kills them (they
-    /// resume from their last scheduled checkpoint).
+    /// A first signal asks every worker to checkpoint and stop (or, for attempts that go on
+    /// without the scheduler, stops watching them); a second kills them (they resume from
+    /// their last scheduled checkpoint).
     fn stop(&mut self) {
         self.stopping += 1;
         let (control, text) = if self.stopping == 1 {
-            (
-                Control::Stop,
-                format!(
-                    "stopping: asking {} worker(s) to checkpoint and exit (press Ctrl-C again to stop at once)",
-                    self.active.len()
-                ),
-            )
+            (Control::Stop, self.executor.stop_notice(self.active.len()))
         } else {
             (Control::Kill, "stopping at once: killing the workers".to_string())
         };
@@ -258,21 +289,35 @@ impl<'a> Dispatcher<'a> {
             }
         });
         self.queue.extend(due);
-        while self.stopping == 0 && self.active.len() < self.settings.parallel.max(1) {
+        let capacity = self.executor.capacity(self.settings.parallel);
+        let mut batch = Vec::new();
+        while self.stopping == 0 && self.active.len() < capacity {
             let Some(id) = self.queue.pop_front() else { break };
-            self.launch(&id)?;
+            batch.push(self.launch(&id)?);
+        }
+        if !batch.is_empty() {
+            self.executor.start(batch, self.settings.limits, self.reports.clone());
         }
         Ok(())
     }
 
-    fn launch(&mut self, id: &str) -> Result<(), SchedulerError> {
+    /// Makes `id` active and returns its attempt, for the executor to start (or to watch
+    /// again, for a run whose attempt an earlier call left going).
+    fn launch(&mut self, id: &str) -> Result<Attempt, SchedulerError> {
         let record = self.records.get_mut(id).expect("queued runs have records");
         let dir = record.spec.run_dir.clone().expect("the scheduler sets every run folder");
-        record.attempts += 1;
+        let reattach = self.reattach.remove(id);
+        if reattach.is_none() {
+            record.attempts += 1;
+            // The new attempt's handle arrives with its `Queued` or `Started` message; until
+            // then no stale one may be taken for it.
+            record.executor_job = None;
+            let t = now();
+            record.times.last_started = Some(t);
+            record.times.first_started.get_or_insert(t);
+        }
+        record.attempts = record.attempts.max(1);
         record.status = RunStatus::Running;
-        let t = now();
-        record.times.last_started = Some(t);
-        record.times.first_started.get_or_insert(t);
         self.store.save_run(record)?;
         let attempt = record.attempts;
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -287,16 +332,16 @@ impl<'a> Dispatcher<'a> {
                 started: Instant::now(),
             },
         );
-        let executor = self.executor.clone();
-        let launch = Launch { run: id.to_string(), attempt, run_dir: dir };
-        let reports = self.reports.clone();
-        let limits = self.settings.limits;
-        tokio::spawn(async move { executor.run_attempt(launch, limits, reports, control_rx).await });
-        Ok(())
+        let launch = Launch { run: id.to_string(), attempt, run_dir: dir, reattach };
+        Ok(Attempt { launch, control: control_rx })
     }
 
     fn handle(&mut self, report: Report) -> Result<(), SchedulerError> {
         let Report { run, attempt, message } = report;
+        if let Message::Note(text) = &message {
+            self.progress.line(text);
+            return Ok(());
+        }
         let Some(active) = self.active.get_mut(&run).filter(|a| a.attempt == attempt) else {
             return Ok(()); // a late message of an attempt already ended
         };
@@ -312,9 +357,22 @@ impl<'a> Dispatcher<'a> {
                 }
                 record.progress.last_seq = next_seq.checked_sub(1);
             }
-            Message::Started { handle } => {
+            Message::Queued { handle } => {
+                // Saved at once: a `clorch run` started after this one dies reattaches to the
+                // job instead of submitting the run again.
                 record.executor_job = Some(handle);
+                self.store.save_run(record)?;
             }
+            Message::Started { handle } => {
+                let fresh = record.executor_job.as_deref() != Some(handle.as_str());
+                record.executor_job = Some(handle);
+                active.started = Instant::now();
+                record.times.last_started = Some(now());
+                if fresh {
+                    self.store.save_run(record)?;
+                }
+            }
+            Message::Note(_) => {}
             Message::Progress { task, .. } => active.task = Some(task),
             Message::Event(event) => match self.store.ingest(&event) {
                 Ok(_) => {
@@ -358,6 +416,11 @@ impl<'a> Dispatcher<'a> {
             (e, None) => e,
         };
         match ending {
+            Ending::Detached => {
+                // The attempt goes on; its handle stays, and the next call reattaches to it.
+                record.status = RunStatus::Running;
+                self.outcome.detached += 1;
+            }
             Ending::Exited => {
                 record.status = RunStatus::Finished;
                 record.times.finished = Some(t);

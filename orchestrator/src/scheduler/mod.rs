@@ -10,6 +10,6 @@ mod dispatcher;
 mod progress;
 pub mod retry;
 
-pub use dispatcher::{execute, Outcome, Settings};
+pub use dispatcher::{execute, Outcome, SchedulerError, Settings};
 
 use crate::executor::{Control, Message};
