@@ -12,6 +12,7 @@
 //! [`registry`], a recipe example and tests of its defining property.
 
 mod backprop;
+mod clnp;
 mod context;
 mod l2;
 mod params;
@@ -145,6 +146,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<backprop::Adam>(),
         info::<l2::L2>(),
         info::<shrink_perturb::ShrinkPerturb>(),
+        info::<clnp::Clnp>(),
     ]
 }
 
