@@ -186,7 +186,7 @@ impl ContinualMethod for NeuralPruning {
                 cx.net.activation.name()
             )));
         }
-        if cx.task.train.len() > 0 && matches!(cx.task.train.target(0), Target::Real(_)) {
+        if !cx.task.train.is_empty() && matches!(cx.task.train.target(0), Target::Real(_)) {
             return Err(Self::fail(
                 "needs a classification stream: its graceful-forgetting margin is an accuracy".into(),
             ));

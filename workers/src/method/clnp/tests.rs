@@ -8,9 +8,11 @@ use super::*;
 use crate::method::Compute;
 use crate::model::{fused, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
-use crate::protocol::{Engine, InputTransform, MethodSpec, SyntheticPermutedSpec};
+use crate::protocol::{
+    Engine, FlipMode, InputTransform, MethodSpec, SlowlyChangingRegressionSpec, SyntheticPermutedSpec,
+};
 use crate::rng::{self, Rng};
-use crate::stream::{SyntheticPermuted, Task, TaskStream};
+use crate::stream::{SlowlyChangingRegression, SyntheticPermuted, Task, TaskStream};
 
 const CLASSES: usize = 3;
 const TASKS: usize = 3;
@@ -323,6 +325,32 @@ fn unsuitable_networks_and_streams_fail_at_begin_with_one_clear_line() {
     let err = h.hook(0, "begin").unwrap_err().to_string();
     assert!(err.contains("relu") && err.contains("tanh"), "{err}");
     assert!(!err.contains('\n'));
+    // Regression: the margin is an accuracy.
+    let regression = SlowlyChangingRegressionSpec {
+        tasks: TASKS,
+        inputs: 8,
+        slow_bits: 4,
+        flip_every: 20,
+        flip: FlipMode::One,
+        target_hidden: 5,
+        beta: 0.7,
+        test_examples: 5,
+    };
+    let task = SlowlyChangingRegression::new(&regression, 0).task(0);
+    let mut h = harness(config(1e-5, 0.0), OptimizerKind::Sgd, &[8], Activation::Relu);
+    h.net = Mlp::new(&[8, 8, TASKS], Activation::Relu, &mut rng::stream(0, "t", 0));
+    let mut cx = TaskContext {
+        task: &task,
+        head: 0..1,
+        tasks_total: TASKS,
+        net: &mut h.net,
+        optimizer: &mut h.optimizer,
+        rng: &mut h.rng,
+        compute: &mut h.compute,
+        report: &mut h.report,
+    };
+    let err = h.method.begin(&mut cx).unwrap_err().to_string();
+    assert!(err.contains("needs a classification stream"), "{err}");
 }
 
 #[test]
