@@ -57,8 +57,11 @@
 //! when no unit was pruned; `evaluations`: pruned networks evaluated by the search; per hidden
 //! layer: `units`, `used` (|U| after the task), `free` (units left for later tasks), `new`
 //! (this task's active units, newly added to U), `pruned` (free units this task did not keep),
-//! `reused` (units of U from earlier tasks on which this task's head depends through non-zero
-//! weights, directly or through other units — the paper's reused features).
+//! `reused` (units of U from earlier tasks that this task uses: its head depends on them through
+//! non-zero weights, directly or through other units, and their activity on this task's
+//! measured data exceeds θ — 0 when `threshold` is `null` —, the bar its own units had to
+//! clear; the paper's reused features. Non-zero weights alone would count nearly every unit,
+//! since the L1 subgradient leaves weights near, not at, zero).
 //!
 //! `clnp.no_free_units`, when a task starts with a full hidden layer:
 //! `{"full_layers": [1], "free": [12, 0]}` (indices of the full layers; free units per layer).
@@ -294,12 +297,16 @@ impl ContinualMethod for NeuralPruning {
             f.copy_from_slice(p);
         }
 
+        // An earlier task's unit is reused when this task's head depends on it through non-zero
+        // weights and it is as active on this task's data as the units the task kept.
         let reached = reached_units(cx.net, &head);
+        let theta = choice.threshold.unwrap_or(0.0);
         let (used, free) = (self.partition.used_counts(), self.partition.free_counts());
         let layers: Vec<serde_json::Value> = (0..hidden)
             .map(|l| {
-                let reused =
-                    (0..self.sizes[l + 1]).filter(|&i| reached[l][i] && used_before.is_used(l, i)).count();
+                let reused = (0..self.sizes[l + 1])
+                    .filter(|&i| used_before.is_used(l, i) && reached[l][i] && activity[l][i] > theta)
+                    .count();
                 serde_json::json!({
                     "units": self.sizes[l + 1],
                     "used": used[l],
