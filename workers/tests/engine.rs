@@ -49,7 +49,8 @@ fn synthetic_spec(kind: &str, params: serde_json::Value) -> RunSpec {
         network: NetworkSpec {
             hidden: vec![16, 12],
             activation: Activation::Relu,
-            heads: Heads::Shared,
+            // CLNP is task-incremental: it refuses a shared head.
+            heads: if kind == "clnp" { Heads::PerTask } else { Heads::Shared },
             engine: Engine::Fused,
         },
         method: MethodSpec { name: kind.into(), kind: kind.into(), params },
@@ -175,6 +176,9 @@ fn resume_params(kind: &str) -> serde_json::Value {
         // Recycle often enough, on a probe that wraps, that its contents and position matter.
         "redo" => serde_json::json!({"every_steps": 5, "tau": 0.5, "probe": 20}),
         "l2_init" => serde_json::json!({"weight_decay": 0.01}),
+        // Adam's moments would move frozen weights; a margin prunes (and so frees and
+        // re-initialises) units on this tiny stream.
+        "clnp" => serde_json::json!({"optimizer": "adam", "lr": 0.01, "alpha": 1e-3, "margin": 0.05}),
         _ => serde_json::json!({}),
     }
 }

@@ -14,6 +14,7 @@
 mod backprop;
 mod cbp;
 mod classp;
+mod clnp;
 mod context;
 mod ewc;
 mod l2;
@@ -163,6 +164,7 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<ewc::EwcKind>(),
         info::<redo::RedoKind>(),
         info::<weight_aligning::WeightAligningKind>(),
+        info::<clnp::Clnp>(),
     ]
 }
 

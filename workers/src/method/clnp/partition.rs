@@ -1,0 +1,221 @@
+//! CLNP's bookkeeping of the network: which hidden units earlier tasks use (the set U) and
+//! which are free (F), and from that which rows of every weight matrix are frozen.
+//!
+//! # Why freezing whole rows is enough
+//!
+//! Row i of layer l's weight matrix holds unit i's incoming weights (and `bias[i]` its bias).
+//! After a task, every hidden unit is either used (in U) or free (F), and every free unit has
+//! been pruned — its incoming row, bias and outgoing column zeroed. Freezing the rows (and
+//! biases) of the used units and of the finished tasks' head outputs therefore fixes
+//!
+//! * U→U weights and the biases of U: part of the frozen rows;
+//! * F→U weights (the paper's interference weights): the F columns of frozen rows, which are
+//!   zero when they freeze and stay zero, so nothing a new task learns reaches an old unit;
+//! * F→old head and U→old head: the frozen head rows;
+//! * input→U weights of the first hidden layer: U rows too.
+//!
+//! What stays trainable is exactly the rows of free units — their U→F and F→F weights and
+//! biases — and the current task's head, which may read every unit of the last hidden layer.
+//! An old task's output is a function of frozen rows only, so it cannot change.
+
+use std::ops::Range;
+
+use crate::model::{Layers, Mlp};
+
+/// The units of the hidden layers, each owned by the task that first kept it active, or free.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Partition {
+    /// `owner[l][i]`: 0 when hidden unit i of layer l is free, k + 1 when task k (its index
+    /// in the stream) was the first to keep it active. A unit belongs to U iff its owner ≠ 0,
+    /// and task k's newly active units are those with owner k + 1.
+    pub owner: Vec<Vec<u32>>,
+    /// Output rows of finished tasks' heads (frozen).
+    pub frozen_outputs: Vec<bool>,
+}
+
+impl Partition {
+    /// Every hidden unit free, no head frozen, for a network of sizes `sizes`.
+    pub fn new(sizes: &[usize]) -> Self {
+        let hidden = sizes.len().saturating_sub(2);
+        Partition {
+            owner: (0..hidden).map(|l| vec![0; sizes[l + 1]]).collect(),
+            frozen_outputs: vec![false; sizes.last().copied().unwrap_or(0)],
+        }
+    }
+
+    /// Number of hidden layers.
+    pub fn hidden_layers(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// Whether hidden unit `unit` of layer `layer` belongs to U.
+    pub fn is_used(&self, layer: usize, unit: usize) -> bool {
+        self.owner[layer][unit] != 0
+    }
+
+    /// The free units of hidden layer `layer`, in order.
+    pub fn free_units(&self, layer: usize) -> impl Iterator<Item = usize> + '_ {
+        self.owner[layer].iter().enumerate().filter(|(_, &o)| o == 0).map(|(i, _)| i)
+    }
+
+    /// Number of free units of every hidden layer.
+    pub fn free_counts(&self) -> Vec<usize> {
+        self.owner.iter().map(|o| o.iter().filter(|&&v| v == 0).count()).collect()
+    }
+
+    /// Number of used units of every hidden layer.
+    pub fn used_counts(&self) -> Vec<usize> {
+        self.owner.iter().map(|o| o.iter().filter(|&&v| v != 0).count()).collect()
+    }
+
+    /// Whether row `row` of parameter layer `layer` (a hidden unit's incoming weights and
+    /// bias, or one output of the last layer) is frozen.
+    pub fn is_frozen(&self, layer: usize, row: usize) -> bool {
+        if layer < self.owner.len() {
+            self.owner[layer][row] != 0
+        } else {
+            self.frozen_outputs[row]
+        }
+    }
+
+    /// Whether any row is frozen (false before the first task finishes), so the per-step hooks
+    /// can skip their work.
+    pub fn any_frozen(&self) -> bool {
+        self.frozen_outputs.iter().any(|&f| f) || self.owner.iter().flatten().any(|&o| o != 0)
+    }
+
+    /// Zeroes the gradient of every row the current task may not train — frozen rows, and in
+    /// the output layer every row outside `head` — and adds the L1 penalty's gradient α·sign(w)
+    /// (sign 0 = 0) to the weights of the rows it may train. Biases carry no penalty.
+    pub fn shape_gradients(&self, net: &Mlp, grads: &mut Layers, head: &Range<usize>, alpha: f32) {
+        let last = net.params.layers.len() - 1;
+        for (l, (g, w)) in grads.layers.iter_mut().zip(&net.params.layers).enumerate() {
+            for row in 0..g.outputs {
+                let trainable = !self.is_frozen(l, row) && (l < last || head.contains(&row));
+                if !trainable {
+                    g.row_mut(row).fill(0.0);
+                    g.bias[row] = 0.0;
+                } else if alpha != 0.0 {
+                    for (g, &w) in g.row_mut(row).iter_mut().zip(w.row(row)) {
+                        if w > 0.0 {
+                            *g += alpha;
+                        } else if w < 0.0 {
+                            *g -= alpha;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies every frozen row (weights and bias) of `snapshot` into `net`: undoes whatever
+    /// the optimiser did to them (momentum, Adam's moments).
+    pub fn restore(&self, net: &mut Mlp, snapshot: &Layers) {
+        for (l, (p, s)) in net.params.layers.iter_mut().zip(&snapshot.layers).enumerate() {
+            for row in 0..p.outputs {
+                if self.is_frozen(l, row) {
+                    p.row_mut(row).copy_from_slice(s.row(row));
+                    p.bias[row] = s.bias[row];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Activation;
+    use crate::rng;
+
+    /// 3-4-3-4 network: two hidden layers, two heads of two outputs.
+    fn net() -> Mlp {
+        Mlp::new(&[3, 4, 3, 4], Activation::Relu, &mut rng::stream(5, "partition-test", 0))
+    }
+
+    #[test]
+    fn frozen_rows_lose_their_gradient_and_trainable_weights_gain_alpha_times_sign() {
+        let mut net = net();
+        net.params.layers[0].row_mut(1)[2] = 0.0; // sign 0: no penalty
+        let mut p = Partition::new(&net.sizes());
+        p.owner[0][0] = 1;
+        p.owner[1][2] = 1;
+        p.frozen_outputs[0] = true;
+        p.frozen_outputs[1] = true;
+        let mut grads = Layers::zeros_like(&net.params);
+        grads.buffers_mut().for_each(|b| b.fill(0.5));
+        p.shape_gradients(&net, &mut grads, &(2..4), 0.25);
+        // Layer 0: unit 0 frozen, the others trainable with 0.5 ± 0.25.
+        assert!(grads.layers[0].row(0).iter().all(|&g| g == 0.0));
+        assert_eq!(grads.layers[0].bias[0], 0.0);
+        for unit in 1..4 {
+            for (k, (&g, &w)) in
+                grads.layers[0].row(unit).iter().zip(net.params.layers[0].row(unit)).enumerate()
+            {
+                let expected = if w > 0.0 {
+                    0.75
+                } else if w < 0.0 {
+                    0.25
+                } else {
+                    0.5
+                };
+                assert_eq!(g, expected, "unit {unit} input {k} (w = {w})");
+            }
+            assert_eq!(grads.layers[0].bias[unit], 0.5, "biases carry no penalty");
+        }
+        assert_eq!(grads.layers[0].row(1)[2], 0.5);
+        // Layer 1: unit 2 frozen.
+        assert!(grads.layers[1].row(2).iter().all(|&g| g == 0.0));
+        assert!(grads.layers[1].row(0).iter().all(|&g| g == 0.25 || g == 0.75));
+        // Output layer: head 0 (rows 0, 1) frozen, head 1 (rows 2, 3) trained.
+        for row in 0..2 {
+            assert!(grads.layers[2].row(row).iter().all(|&g| g == 0.0));
+            assert_eq!(grads.layers[2].bias[row], 0.0);
+        }
+        assert!(grads.layers[2].row(3).iter().all(|&g| g == 0.25 || g == 0.75));
+    }
+
+    #[test]
+    fn rows_outside_the_current_head_are_not_trained_even_when_not_frozen() {
+        let net = net();
+        let p = Partition::new(&net.sizes());
+        let mut grads = Layers::zeros_like(&net.params);
+        grads.buffers_mut().for_each(|b| b.fill(1.0));
+        p.shape_gradients(&net, &mut grads, &(0..2), 0.0);
+        assert!(grads.layers[2].row(1).iter().all(|&g| g == 1.0));
+        assert!(grads.layers[2].row(2).iter().all(|&g| g == 0.0));
+        assert_eq!(grads.layers[2].bias[3], 0.0);
+        assert!(grads.layers[0].weight.iter().all(|&g| g == 1.0), "α = 0 adds nothing");
+    }
+
+    #[test]
+    fn restore_copies_exactly_the_frozen_rows() {
+        let snapshot = net();
+        let mut moved = snapshot.clone();
+        moved.params.buffers_mut().for_each(|b| b.iter_mut().for_each(|w| *w += 1.0));
+        let mut p = Partition::new(&snapshot.sizes());
+        p.owner[1][1] = 3;
+        p.frozen_outputs[3] = true;
+        p.restore(&mut moved, &snapshot.params);
+        for (l, (a, b)) in moved.params.layers.iter().zip(&snapshot.params.layers).enumerate() {
+            for row in 0..a.outputs {
+                let frozen = (l == 1 && row == 1) || (l == 2 && row == 3);
+                assert_eq!(a.row(row) == b.row(row), frozen, "layer {l} row {row}");
+                assert_eq!(a.bias[row] == b.bias[row], frozen, "layer {l} bias {row}");
+            }
+        }
+        assert!(p.any_frozen());
+        assert!(!Partition::new(&snapshot.sizes()).any_frozen());
+    }
+
+    #[test]
+    fn counts_follow_the_owners() {
+        let mut p = Partition::new(&[3, 4, 3, 4]);
+        p.owner[0] = vec![0, 2, 1, 0];
+        assert_eq!(p.free_counts(), vec![2, 3]);
+        assert_eq!(p.used_counts(), vec![2, 0]);
+        assert_eq!(p.free_units(0).collect::<Vec<_>>(), vec![0, 3]);
+        assert!(p.is_used(0, 1) && !p.is_used(0, 0));
+        assert_eq!(p.hidden_layers(), 2);
+    }
+}

@@ -1,0 +1,198 @@
+//! CLNP's defining guarantee, through the engine: once task j is done, nothing that feeds task
+//! j's head changes — its outputs on task j's data keep the same f32 bits to the end of the
+//! stream, and so R[i][j] = R[j][j] for every later i.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use workers::checkpoint::{self, Checkpoint};
+use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
+use workers::model::{fused, Layers, Linear, Mlp, Workspace};
+use workers::protocol::*;
+use workers::stream;
+
+const TASKS: usize = 4;
+const CLASSES: usize = 4;
+/// Test examples of each task whose outputs are compared bit for bit.
+const BATCH: usize = 60;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clorch-clnp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Four tasks of a synthetic stream, one head each; Adam, whose moments would move frozen
+/// weights if CLNP did not restore them; a checkpoint at the end of every task's training
+/// (`every_steps` = steps per task) and at every task boundary, all kept.
+fn spec(params: serde_json::Value, heads: Heads, dir: &Path) -> RunSpec {
+    let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
+    let mut spec = RunSpec {
+        protocol: PROTOCOL_VERSION,
+        id: String::new(),
+        experiment: "clnp-test".into(),
+        seed: 3,
+        stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+            tasks: TASKS,
+            classes: CLASSES,
+            dim: 16,
+            train_per_class: 60,
+            test_per_class: 25,
+            noise: 1.5,
+            transform: InputTransform::Permute,
+        }),
+        network: NetworkSpec {
+            hidden: vec![32, 24],
+            activation: Activation::Relu,
+            heads,
+            engine: Engine::Fused,
+        },
+        method: MethodSpec { name: "clnp".into(), kind: "clnp".into(), params },
+        // 240 examples − 40 validation = 200 = 13 batches of 16; 3 passes: 39 steps per task.
+        training: TrainingSpec { batch_size: 16, epochs: 3, validation: 40 },
+        eval: EvalSpec::default(),
+        checkpoint: CheckpointSpec { every_steps: Some(39), every_tasks: Some(1), keep: 1000 },
+        run_dir: Some(dir.to_path_buf()),
+    };
+    spec.id = spec.content_id();
+    spec
+}
+
+fn events(dir: &Path) -> Vec<EventBody> {
+    let text = std::fs::read_to_string(dir.join(EVENT_LOG)).unwrap();
+    text.lines().map(|l| serde_json::from_str::<Event>(l).unwrap().body).collect()
+}
+
+/// The network stored in a checkpoint, and where in the stream it was taken.
+fn network(ckpt: &Checkpoint) -> Mlp {
+    let sizes: Vec<usize> = serde_json::from_value(ckpt.meta()["sizes"].clone()).unwrap();
+    let layers = sizes
+        .windows(2)
+        .enumerate()
+        .map(|(l, w)| Linear {
+            inputs: w[0],
+            outputs: w[1],
+            weight: ckpt.f32(&format!("model.{l}.weight")).unwrap().to_vec(),
+            bias: ckpt.f32(&format!("model.{l}.bias")).unwrap().to_vec(),
+        })
+        .collect();
+    Mlp { params: Layers { layers }, activation: Activation::Relu }
+}
+
+/// The bits of head `task`'s outputs on the first [`BATCH`] test examples of task `task`.
+fn head_bits(net: &Mlp, spec: &RunSpec, task: usize) -> Vec<u32> {
+    let test = stream::build(&spec.stream, spec.seed).unwrap().task(task).test;
+    let mut ws = Workspace::new(&net.sizes(), BATCH);
+    test.gather_inputs(&(0..BATCH).collect::<Vec<_>>(), &mut ws.input);
+    fused::forward(net, &mut ws);
+    let width = CLASSES * TASKS;
+    ws.outputs()
+        .chunks_exact(width)
+        .flat_map(|row| row[task * CLASSES..(task + 1) * CLASSES].iter().map(|v| v.to_bits()))
+        .collect()
+}
+
+fn check_guarantee(margin: f64) {
+    let dir = scratch(&format!("guarantee-{margin}"));
+    let spec = spec(
+        serde_json::json!({"optimizer": "adam", "lr": 0.01, "alpha": 1e-3, "margin": margin}),
+        Heads::PerTask,
+        &dir,
+    );
+    let control = RunControl::default();
+    assert_eq!(engine::run(&spec, Box::new(std::io::sink()), &control).unwrap(), RunOutcome::Finished);
+
+    // Networks after each task (boundary checkpoints: pruned and frozen), and after training
+    // the last task (its last step; the final pruning only zeroes free units, which feed
+    // nothing frozen, and the eval events below cover the very end).
+    let mut after_task: Vec<Option<Mlp>> = vec![None; TASKS];
+    for file in checkpoint::list(&dir).unwrap() {
+        let ckpt = Checkpoint::read(&file.path).unwrap();
+        let position = &ckpt.meta()["position"];
+        let task = position["task"].as_u64().unwrap() as usize;
+        if !position["task_begun"].as_bool().unwrap() && task > 0 {
+            after_task[task - 1] = Some(network(&ckpt));
+        } else if task == TASKS - 1 && position["epoch"] == 2 && position["batch"] == 13 {
+            after_task[TASKS - 1] = Some(network(&ckpt));
+        }
+    }
+    let after_task: Vec<Mlp> =
+        after_task.into_iter().map(|n| n.expect("a checkpoint after every task")).collect();
+    for j in 0..TASKS - 1 {
+        let reference = head_bits(&after_task[j], &spec, j);
+        for (i, later) in after_task.iter().enumerate().skip(j + 1) {
+            assert_eq!(
+                head_bits(later, &spec, j),
+                reference,
+                "margin {margin}: head {j}'s outputs changed by task {i}"
+            );
+        }
+    }
+    // The later tasks did train the shared network, not just their heads.
+    assert_ne!(after_task[0].params.layers[0], after_task[TASKS - 1].params.layers[0]);
+    assert_ne!(after_task[0].params.layers[1], after_task[TASKS - 1].params.layers[1]);
+
+    // R[i][j] = R[j][j], loss and accuracy to the last bit.
+    let events = events(&dir);
+    let mut r: BTreeMap<(usize, usize), (f64, Option<f64>)> = BTreeMap::new();
+    for e in &events {
+        if let EventBody::Eval { after_task: Some(i), on_task, loss, accuracy, .. } = e {
+            r.insert((*i, *on_task), (*loss, *accuracy));
+        }
+    }
+    assert_eq!(r.len(), TASKS * TASKS);
+    for j in 0..TASKS {
+        for i in j + 1..TASKS {
+            assert_eq!(r[&(i, j)], r[&(j, j)], "margin {margin}: R[{i}][{j}] ≠ R[{j}][{j}]");
+        }
+    }
+    // The tasks are learnt (chance is 0.25), and pruning made room that later tasks used.
+    assert!((0..TASKS).all(|j| r[&(j, j)].1.unwrap() > 0.35), "{r:?}");
+    let capacity: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::Method { name, values, .. } if name == "clnp.capacity" => Some(values),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(capacity.len(), TASKS);
+    let total = |key: &str, c: &serde_json::Value| -> u64 {
+        c["layers"].as_array().unwrap().iter().map(|l| l[key].as_u64().unwrap()).sum()
+    };
+    assert!(total("pruned", capacity[0]) > 0, "task 0 pruned nothing: {}", capacity[0]);
+    assert!(capacity[1..].iter().any(|c| total("new", c) > 0), "no later task kept a unit of its own");
+    for (t, c) in capacity.iter().enumerate() {
+        assert_eq!(c["measured_on"], "validation");
+        assert_eq!(c["examples"], 40);
+        for l in c["layers"].as_array().unwrap() {
+            assert_eq!(
+                l["used"].as_u64().unwrap() + l["free"].as_u64().unwrap(),
+                l["units"].as_u64().unwrap()
+            );
+        }
+        if t > 0 {
+            assert!(total("used", c) >= total("used", capacity[t - 1]), "U only grows");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_margin_zero_no_later_task_changes_an_earlier_heads_outputs() {
+    check_guarantee(0.0);
+}
+
+#[test]
+fn with_a_positive_margin_the_pruned_network_is_what_stays_fixed() {
+    check_guarantee(0.05);
+}
+
+#[test]
+fn a_shared_head_stops_the_run_before_training_with_a_clear_message() {
+    let dir = scratch("shared");
+    let spec = spec(serde_json::json!({}), Heads::Shared, &dir);
+    let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err().to_string();
+    assert!(err.contains("clnp: needs one output head per task (`network.heads: per_task`)"), "{err}");
+    assert!(!events(&dir).iter().any(|e| matches!(e, EventBody::TaskStarted { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
