@@ -105,3 +105,137 @@ impl Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::report::plot::tests::{non_white_pixels, png_size, rich_store, Scratch};
+    use crate::report::tests::render;
+    use crate::report::{Format, Report, ReportOptions, TableKind};
+    use crate::store::{ExperimentMeta, Store};
+
+    const RECIPE: &str = "name: fixture\n# a <recipe> & its comment\nseeds: 3\n";
+
+    fn store_with_meta() -> Store {
+        let store = rich_store();
+        store.put_experiment(&ExperimentMeta::new("fixture", RECIPE, 1)).unwrap();
+        store
+    }
+
+    fn html(report: &Report) -> String {
+        let mut out = Vec::new();
+        report.write_html(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_page_holds_the_tables_the_figures_and_the_recipe_and_nothing_external() {
+        let report = Report::build(&store_with_meta(), &ReportOptions::default()).unwrap();
+        let page = html(&report);
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.trim_end().ends_with("</body></html>"));
+        assert!(page.contains("<h1>Experiment: fixture</h1>"), "{page}");
+        assert_eq!(page.matches("<table>").count(), 2, "grouped and per-run tables");
+        assert!(page.contains("<th>Method</th>") && page.contains(r#"<th class="num">ACC</th>"#));
+        assert!(page.contains(r#"<span class="incomplete">(2/3)</span>"#), "the running cbp seed");
+        assert!(page.contains("<strong>0.855&nbsp;±&nbsp;0.064</strong>"), "best ACC in bold");
+        let figures = crate::report::plot::figures(&report);
+        assert_eq!(page.matches("<svg").count(), figures.len());
+        for f in &figures {
+            assert!(page.contains(&format!(r#"<figure id="{}">"#, f.name())), "{}", f.name());
+        }
+        assert!(
+            page.contains("<pre>name: fixture\n# a &lt;recipe&gt; &amp; its comment\nseeds: 3\n</pre>"),
+            "{page}"
+        );
+        assert!(page.contains(&format!("report made by clorch {}", env!("CARGO_PKG_VERSION"))));
+        assert!(page.contains(&format!("run with clorch {}", env!("CARGO_PKG_VERSION"))));
+        // Self-contained: no scripts, style sheets, images or fonts from elsewhere. (SVG's
+        // xmlns is a name, not a fetch.)
+        for needle in ["<script", "<link", "<img", "src=", "@import", "url(", "https://"] {
+            assert!(!page.contains(needle), "`{needle}` in the page");
+        }
+        let without_xmlns = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        assert!(!without_xmlns.contains("http://"), "an external reference");
+        // The same numbers as the Markdown table.
+        let md = render(&report, TableKind::Groups, Format::Markdown);
+        assert!(md.contains("**0.855 ± 0.064**"));
+    }
+
+    #[test]
+    fn a_comparison_page_names_each_experiment_and_recipe() {
+        let a = store_with_meta();
+        let b = rich_store();
+        b.put_experiment(&ExperimentMeta::new("other", "name: other\n", 1)).unwrap();
+        let report = Report::compare(&[&a, &b], &ReportOptions::default()).unwrap();
+        let page = html(&report);
+        assert!(page.contains("<h1>Comparison: fixture, other</h1>"), "{page}");
+        assert!(page.contains("<th>Experiment</th>"));
+        assert!(page.contains("<h3>fixture</h3>") && page.contains("<h3>other</h3>"));
+        assert!(page.contains("<pre>name: other\n</pre>"));
+    }
+
+    /// Debian's Chromium, if installed.
+    fn chromium() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        ["chromium", "chromium-browser", "google-chrome"]
+            .iter()
+            .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+            .find(|p| p.is_file())
+    }
+
+    #[test]
+    fn the_page_renders_in_a_headless_browser() {
+        let Some(browser) = chromium() else {
+            eprintln!("skipped: no chromium on PATH (apt-get install chromium) to render the HTML report");
+            return;
+        };
+        let scratch = Scratch::new("chromium");
+        let report = Report::build(&store_with_meta(), &ReportOptions::default()).unwrap();
+        let page = scratch.0.join("report.html");
+        std::fs::write(&page, html(&report)).unwrap();
+        let shot = scratch.0.join("shot.png");
+        let mut child = Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", scratch.0.join("profile").display()))
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg("--window-size=1200,900")
+            .arg(format!("file://{}", page.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("{} took more than 180 s to render the page", browser.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+        assert!(status.success() && shot.is_file(), "{} failed ({status}):\n{log}", browser.display());
+        let bytes = std::fs::read(&shot).unwrap();
+        assert_eq!(png_size(&bytes), (1200, 900));
+        // Heading, table and the first figure: far from blank.
+        let inked = non_white_pixels(&bytes);
+        assert!(inked > 1200 * 900 / 50, "only {inked} non-white pixels in the screenshot");
+    }
+}

@@ -30,6 +30,7 @@
 //! standard deviation), append `(n/N)` to incomplete cells and mark the best complete value
 //! per column in bold.
 
+mod decode;
 mod error;
 mod filter;
 pub mod frame;

@@ -8,7 +8,7 @@ use super::filter::{self, Filter};
 use super::group::{self, GroupSummary};
 use super::metric::Metric;
 use super::summary::{RunSummary, Summarizer};
-use crate::store::Store;
+use crate::store::{RunRecord, Store, StoreError};
 
 /// What ± shows in rendered group cells.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,14 +126,8 @@ impl Report {
         }
         disambiguate(&mut experiments);
         let records = filter::apply(&options.filters, all, |(_, r)| (&r.labels, &r.status))?;
-        let mut runs = Vec::with_capacity(records.len());
-        for (index, record) in &records {
-            let mut summarizer = Summarizer::new(record);
-            for event in stores[*index].events(&record.id) {
-                summarizer.add(&event?);
-            }
-            runs.push(summarizer.finish(record, &experiments[*index].label));
-        }
+        let labels: Vec<&str> = experiments.iter().map(|e| e.label.as_str()).collect();
+        let mut runs = summarize_all(stores, &labels, &records)?;
         let mut groups = group::group(&runs);
         let metrics = match &options.metrics {
             Some(chosen) => chosen.clone(),
@@ -201,6 +195,48 @@ impl Report {
     pub fn best(&self, metric: Metric) -> Option<f64> {
         group::best(&self.groups, metric)
     }
+}
+
+/// Summarises one run from its stored events.
+fn summarize(store: &Store, record: &RunRecord, experiment: &str) -> Result<RunSummary, ReportError> {
+    let mut summarizer = Summarizer::new(record);
+    for stored in store.event_bytes(&record.id) {
+        let stored = stored?;
+        summarizer.add_stored(&stored).map_err(|source| StoreError::Decode {
+            what: format!("event {}#{}", record.id, stored.seq()),
+            source,
+        })?;
+    }
+    Ok(summarizer.finish(record, experiment))
+}
+
+/// Summarises `records` (each with the index of its store and experiment label), in order.
+/// Runs are independent, so they are split into contiguous chunks summarised on up to
+/// `available_parallelism` threads; the result does not depend on the number of threads.
+fn summarize_all(
+    stores: &[&Store],
+    labels: &[&str],
+    records: &[(usize, RunRecord)],
+) -> Result<Vec<RunSummary>, ReportError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(records.len()).max(1);
+    let chunk = records.len().div_ceil(threads).max(1);
+    let one = |(index, record): &(usize, RunRecord)| summarize(stores[*index], record, labels[*index]);
+    if threads == 1 {
+        return records.iter().map(one).collect();
+    }
+    let parts: Vec<Result<Vec<RunSummary>, ReportError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            records.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(one).collect())).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut runs = Vec::with_capacity(records.len());
+    for part in parts {
+        runs.extend(part?);
+    }
+    Ok(runs)
 }
 
 /// Gives experiments that share a label their results folder's path (or their position) as

@@ -23,6 +23,7 @@
 use workers::metrics::{AccuracyMatrix, MetricError};
 use workers::protocol::{Event, EventBody};
 
+use super::decode::{self, Decoded};
 use super::metric::Metric;
 use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries, CLNP_CAPACITY};
 use crate::store::{RunLabels, RunRecord, RunStatus};
@@ -140,37 +141,10 @@ impl Summarizer {
                 }
             }
             EventBody::Eval { after_task, on_task, loss, accuracy, .. } => {
-                self.evals.push(EvalRow {
-                    after_task: *after_task,
-                    on_task: *on_task,
-                    accuracy: *accuracy,
-                    loss: *loss,
-                });
+                self.eval(*after_task, *on_task, *loss, *accuracy)
             }
             EventBody::Online { task, bin, examples, loss, accuracy } => {
-                self.online_bins.push(OnlineBin {
-                    task: *task,
-                    bin: *bin,
-                    examples: *examples,
-                    loss: *loss,
-                    accuracy: *accuracy,
-                });
-                let Some(slot) = self.online.get_mut(*task) else {
-                    self.online_out_of_range += 1;
-                    return;
-                };
-                let later = match slot.last_bin {
-                    Some(b) => *bin >= b,
-                    None => true,
-                };
-                if later {
-                    slot.last_bin = Some(*bin);
-                    slot.last_accuracy = *accuracy;
-                }
-                slot.loss_sum += loss * *examples as f64;
-                slot.examples += examples;
-                self.stream_loss_sum += loss * *examples as f64;
-                self.stream_examples += examples;
+                self.online(*task, *bin, *examples, *loss, *accuracy)
             }
             EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
                 self.plasticity.push(PlasticityPoint::of(*after_tasks, layers, *mean_abs_weight));
@@ -187,6 +161,45 @@ impl Summarizer {
             | EventBody::Finished { .. }
             | EventBody::Failed { .. } => {}
         }
+    }
+
+    /// Adds one stored event, given as its JSON bytes (see `report::decode`: `eval` and
+    /// `online` events skip the full decoding).
+    pub(crate) fn add_stored(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        match decode::decode(bytes)? {
+            Decoded::Eval { after_task, on_task, loss, accuracy } => {
+                self.eval(after_task, on_task, loss, accuracy)
+            }
+            Decoded::Online { task, bin, examples, loss, accuracy } => {
+                self.online(task, bin, examples, loss, accuracy)
+            }
+            Decoded::Other(event) => self.add(&event),
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, after_task: Option<usize>, on_task: usize, loss: f64, accuracy: Option<f64>) {
+        self.evals.push(EvalRow { after_task, on_task, accuracy, loss });
+    }
+
+    fn online(&mut self, task: usize, bin: usize, examples: u64, loss: f64, accuracy: Option<f64>) {
+        self.online_bins.push(OnlineBin { task, bin, examples, loss, accuracy });
+        let Some(slot) = self.online.get_mut(task) else {
+            self.online_out_of_range += 1;
+            return;
+        };
+        let later = match slot.last_bin {
+            Some(b) => bin >= b,
+            None => true,
+        };
+        if later {
+            slot.last_bin = Some(bin);
+            slot.last_accuracy = accuracy;
+        }
+        slot.loss_sum += loss * examples as f64;
+        slot.examples += examples;
+        self.stream_loss_sum += loss * examples as f64;
+        self.stream_examples += examples;
     }
 
     /// The summary of the run, labelled with `experiment`.

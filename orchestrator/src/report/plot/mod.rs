@@ -268,4 +268,4 @@ pub fn write_figures(report: &Report, dir: &Path, format: PlotFormat) -> Result<
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
