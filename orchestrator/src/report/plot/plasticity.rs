@@ -90,7 +90,7 @@ impl PlasticityFigure {
             let (mut y0, mut y1) =
                 data::padded_range(all().flat_map(|p| [p.low, p.high])).unwrap_or((0.0, 1.0));
             if fraction {
-                (y0, y1) = (y0.max(0.0), y1.min(1.0).max(0.05));
+                (y0, y1) = (y0.max(0.0), y1.clamp(0.05, 1.0));
             }
             let mut chart = axes::chart(panel, Some(name), x0..x1, y0..y1)?;
             axes::mesh(&mut chart, "tasks trained", Ticks::Integer, y_desc, Ticks::Real)?;
