@@ -129,7 +129,9 @@ pub struct RunSeries {
     pub task_online_accuracy: Vec<Option<f64>>,
     /// Per task, the example-weighted mean online loss over its bins; `None` without bins.
     pub task_online_loss: Vec<Option<f64>>,
-    /// Every online bin, in event order.
+    /// Every online bin, in event order, for regression streams (their error is plotted bin
+    /// by bin); empty for classification, whose plots need only the per-task values above
+    /// (a stream with an online bin per example would otherwise hold millions).
     pub online_bins: Vec<OnlineBin>,
     /// Every plasticity measurement, in event order.
     pub plasticity: Vec<PlasticityPoint>,

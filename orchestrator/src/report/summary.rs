@@ -13,12 +13,12 @@
 //!   minus first and need two events.
 //!
 //! * The series for plots ([`RunSeries`]) keep each task's online accuracy and loss, every
-//!   online bin, every plasticity measurement and every `clnp.capacity` report.
+//!   plasticity measurement, every `clnp.capacity` report and, for regression streams only
+//!   (whose error is plotted bin by bin), every online bin.
 //!
 //! Metrics are computed for finished runs only; other runs show their status and no numbers
 //! (their series are kept, the plots use finished runs only). Memory per run is
-//! O(T + evaluations + online bins + measurements); nothing is allocated per event beyond
-//! decoding.
+//! O(T + evaluations + measurements), plus the online bins of a regression stream.
 
 use workers::metrics::{AccuracyMatrix, MetricError};
 use workers::protocol::{Event, EventBody};
@@ -183,7 +183,9 @@ impl Summarizer {
     }
 
     fn online(&mut self, task: usize, bin: usize, examples: u64, loss: f64, accuracy: Option<f64>) {
-        self.online_bins.push(OnlineBin { task, bin, examples, loss, accuracy });
+        if self.regression {
+            self.online_bins.push(OnlineBin { task, bin, examples, loss, accuracy });
+        }
         let Some(slot) = self.online.get_mut(task) else {
             self.online_out_of_range += 1;
             return;
