@@ -21,6 +21,8 @@
 //! * per-task: `run, stream, method, grid, seed, after_task, on_task, accuracy, loss`
 //!   (`after_task` null for the untrained network's b_j).
 //!
+//! In a comparison every table starts with an `experiment` column (String).
+//!
 //! Metric names: `acc, bwt, fwt, forgetting, final_online_acc, mean_online_acc,
 //! final_online_loss, mean_online_loss, dead, dead_change, effective_rank,
 //! effective_rank_change, mean_abs_weight, mean_abs_weight_change, wall_seconds`

@@ -30,12 +30,21 @@ pub(super) struct LegendEntry {
 /// Longest legend label shown; longer ones end in `…`.
 const LEGEND_CHARS: usize = 34;
 
-/// Draws `title` across the top of `root` and returns the area below it.
+/// Draws `title` across the top of `root` and returns the area below it. A title too long
+/// for the width is set smaller (down to 11 px) rather than cut off.
 pub(super) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
-    root.titled(title, style::title())
+    let size = title_size(root.dim_in_pixel().0, title.chars().count());
+    root.titled(title, style::small(size))
+}
+
+/// The title's font size in pixels: [`style::TITLE_SIZE`], or smaller so that `chars`
+/// characters (about 0.56 em each in DejaVu Sans) fit in `width` pixels less a margin.
+fn title_size(width: u32, chars: usize) -> u32 {
+    let fits = (width.saturating_sub(24)) as f64 / (chars.max(1) as f64 * 0.56);
+    (fits.floor() as u32).clamp(11, style::TITLE_SIZE)
 }
 
 /// Splits `area` into the plot (left) and a legend strip (right) wide enough for `entries`;
@@ -224,5 +233,8 @@ mod tests {
         assert_eq!(count_tick(1_500_000.0), "1.5M");
         assert_eq!(label_of(Ticks::Integer, 2.5), "");
         assert_eq!(label_of(Ticks::Integer, 2.0), "2");
+        assert_eq!(title_size(960, 40), 20);
+        assert_eq!(title_size(720, 100), 12);
+        assert_eq!(title_size(100, 500), 11);
     }
 }

@@ -34,10 +34,8 @@ pub(super) fn ensure_fonts() -> Result<(), PlotError> {
     }
 }
 
-/// Figure titles.
-pub(super) fn title() -> TextStyle<'static> {
-    (FAMILY, 20).into()
-}
+/// Font size of figure titles, in pixels (smaller for titles too long for the figure).
+pub(super) const TITLE_SIZE: u32 = 20;
 
 /// Panel titles inside a figure with several panels.
 pub(super) fn panel_title() -> TextStyle<'static> {
