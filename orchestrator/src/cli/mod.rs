@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod experiment;
+pub mod plot;
 pub mod report;
 pub mod status;
 pub mod store;
@@ -51,8 +52,14 @@ pub enum Command {
     /// queued or running; the next `clorch run` resumes their runs from their checkpoints.
     Cancel(cancel::CancelArgs),
     /// Comparison tables of an experiment (Markdown on the terminal; CSV, Parquet, JSON,
-    /// LaTeX files).
+    /// LaTeX and self-contained HTML files).
     Report(report::ReportArgs),
+    /// One comparison table across several experiments (rows keyed by experiment, stream,
+    /// method and grid point); the same options and outputs as `report`.
+    Compare(report::CompareArgs),
+    /// Figures of an experiment (accuracy matrices, per-task accuracy, online accuracy or
+    /// error, plasticity diagnostics, CLNP capacity) as PNG or SVG files.
+    Plot(plot::PlotArgs),
     /// Maintenance of an experiment's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -70,6 +77,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(args) => status::run(&args),
         Command::Cancel(args) => cancel::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Compare(args) => report::compare(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::Store(command) => store::run(&command),
         Command::Methods => {
             print!("{}", methods_table());

@@ -1,18 +1,18 @@
-//! `clorch report`: comparison tables from a results folder.
+//! `clorch report` (the tables of one experiment) and `clorch compare` (one table across
+//! several experiments): the same options and outputs, over one store or several.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::exit;
 use crate::report::{Filter, Format, Metric, Report, ReportOptions, Spread, TableKind};
 use crate::store::Store;
 
-/// Arguments of `clorch report`.
+/// The options `clorch report` and `clorch compare` share: what the table shows and where it
+/// is written besides the terminal.
 #[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// The results folder (e.g. results/quickstart).
-    pub results: PathBuf,
+pub struct TableArgs {
     /// Metric columns, comma-separated (acc, bwt, fwt, forgetting, final_online_acc, …).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Option<Vec<Metric>>,
@@ -54,6 +54,45 @@ pub struct ReportArgs {
     /// accuracy, loss) as Parquet to this file.
     #[arg(long, value_name = "FILE")]
     pub per_task: Option<PathBuf>,
+    /// Write a self-contained HTML report (tables, figures as inline SVG, the recipe text and
+    /// the clorch version) to this file; it opens offline in any browser.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+impl TableArgs {
+    /// The report options these arguments ask for.
+    pub fn options(&self) -> ReportOptions {
+        ReportOptions {
+            metrics: self.metrics.clone(),
+            filters: self.filters.clone(),
+            sort: self.sort,
+            spread: if self.std { Spread::Std } else { Spread::Ci95 },
+            precision: self.precision,
+            all_runs: self.all_runs,
+        }
+    }
+}
+
+/// Arguments of `clorch report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The results folder (e.g. results/quickstart).
+    pub results: PathBuf,
+    /// What to show and write.
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// Arguments of `clorch compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Two or more results folders (e.g. results/pmnist-sgd results/pmnist-cbp).
+    #[arg(required = true, num_args = 2..)]
+    pub results: Vec<PathBuf>,
+    /// What to show and write.
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 /// Builds the report and prints it as Markdown.
@@ -69,33 +108,67 @@ pub fn print_table(store: &Store, options: &ReportOptions) -> Result<(), i32> {
     })
 }
 
+/// Opens a results folder for reading, printing any note; the error is printed.
+pub(crate) fn open_store(command: &str, results: &Path) -> Result<Store, i32> {
+    match crate::results::open_for_reading(results) {
+        Ok((store, note)) => {
+            if let Some(note) = note {
+                eprintln!("note: {}: {note}", results.display());
+            }
+            Ok(store)
+        }
+        Err(e) => {
+            eprintln!("clorch {command}: {e}");
+            Err(exit::BAD_INPUT)
+        }
+    }
+}
+
 /// `clorch report`.
 pub fn run(args: &ReportArgs) -> i32 {
-    let (store, note) = match crate::results::open_for_reading(&args.results) {
+    let store = match open_store("report", &args.results) {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    match Report::build(&store, &args.table.options()) {
+        Ok(report) => emit("report", &report, &args.table),
         Err(e) => {
             eprintln!("clorch report: {e}");
-            return exit::BAD_INPUT;
+            exit::BAD_INPUT
         }
-    };
-    if let Some(note) = note {
-        eprintln!("note: {note}");
     }
-    let options = ReportOptions {
-        metrics: args.metrics.clone(),
-        filters: args.filters.clone(),
-        sort: args.sort,
-        spread: if args.std { Spread::Std } else { Spread::Ci95 },
-        precision: args.precision,
-        all_runs: args.all_runs,
-    };
-    let report = match Report::build(&store, &options) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("clorch report: {e}");
+}
+
+/// `clorch compare`.
+pub fn compare(args: &CompareArgs) -> i32 {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for dir in &args.results {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if seen.contains(&key) {
+            eprintln!("clorch compare: {} is given twice; name each results folder once", dir.display());
             return exit::BAD_INPUT;
         }
-    };
+        seen.push(key);
+    }
+    let mut stores = Vec::with_capacity(args.results.len());
+    for dir in &args.results {
+        match open_store("compare", dir) {
+            Ok(s) => stores.push(s),
+            Err(code) => return code,
+        }
+    }
+    let refs: Vec<&Store> = stores.iter().collect();
+    match Report::compare(&refs, &args.table.options()) {
+        Ok(report) => emit("compare", &report, &args.table),
+        Err(e) => {
+            eprintln!("clorch compare: {e}");
+            exit::BAD_INPUT
+        }
+    }
+}
+
+/// Writes the files `args` asks for, then prints the table as Markdown.
+fn emit(command: &str, report: &Report, args: &TableArgs) -> i32 {
     let table = if args.runs { TableKind::Runs } else { TableKind::Groups };
     let mut targets: Vec<(TableKind, Format, &PathBuf)> = Vec::new();
     for (path, format) in [
@@ -113,20 +186,33 @@ pub fn run(args: &ReportArgs) -> i32 {
         targets.push((TableKind::PerTask, Format::Parquet, p));
     }
     for (table, format, path) in targets {
-        let written = File::create(path).map_err(|e| e.to_string()).and_then(|f| {
-            let mut w = BufWriter::new(f);
-            report.write(table, format, &mut w).map_err(|e| e.to_string())?;
-            w.flush().map_err(|e| e.to_string())
-        });
-        if let Err(e) = written {
-            eprintln!("clorch report: {}: {e}", path.display());
+        if let Err(e) = write_file(path, |w| report.write(table, format, w)) {
+            eprintln!("clorch {command}: {}: {e}", path.display());
             return exit::BAD_INPUT;
         }
     }
+    if let Some(path) = &args.html {
+        if let Err(e) = write_file(path, |w| report.write_html(w)) {
+            eprintln!("clorch {command}: {}: {e}", path.display());
+            return exit::BAD_INPUT;
+        }
+        eprintln!("wrote {}", path.display());
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = report.write(table, Format::Markdown, &mut out) {
-        eprintln!("clorch report: {e}");
+        eprintln!("clorch {command}: {e}");
         return exit::BAD_INPUT;
     }
     exit::OK
+}
+
+/// Creates `path` and fills it through `fill`, buffered.
+fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), crate::report::ReportError>,
+) -> Result<(), String> {
+    let file = File::create(path).map_err(|e| e.to_string())?;
+    let mut w = BufWriter::new(file);
+    fill(&mut w).map_err(|e| e.to_string())?;
+    w.flush().map_err(|e| e.to_string())
 }

@@ -25,6 +25,9 @@ pub enum ReportError {
         #[source]
         source: PolarsError,
     },
+    /// Drawing a figure failed.
+    #[error(transparent)]
+    Plot(#[from] super::plot::PlotError),
     /// Writing the rendered table failed.
     #[error("writing the report failed: {0}")]
     Io(#[from] std::io::Error),

@@ -127,6 +127,7 @@ mod tests {
         grid.insert("opt".to_string(), serde_json::json!("adam"));
         RunSummary {
             id: format!("{method}-{seed}"),
+            experiment: "x".into(),
             order: 0,
             labels: RunLabels { stream: "pm".into(), method: method.into(), grid, seed },
             status: RunStatus::Finished,
@@ -136,6 +137,7 @@ mod tests {
             values: Default::default(),
             flags: vec![],
             evals: vec![],
+            series: Default::default(),
         }
     }
 

@@ -3,6 +3,10 @@
 //!
 //! Types are chosen for loading: metric values are Float64 (null where undefined), counts
 //! and task indices UInt32, seeds UInt64, labels String.
+//!
+//! A comparison of several experiments ([`Report::compare`]) puts an `experiment` column
+//! first in every table; a report of one experiment has none, so its tables keep the columns
+//! they always had.
 
 use polars::prelude::{Column, DataFrame, PolarsResult};
 
@@ -11,6 +15,8 @@ use super::report::Report;
 
 /// Column names shared by the tables.
 pub mod columns {
+    /// Experiment label (comparisons only).
+    pub const EXPERIMENT: &str = "experiment";
     /// Run id.
     pub const RUN: &str = "run";
     /// Stream label.
@@ -65,7 +71,22 @@ fn string_column(name: &str, values: Vec<String>) -> Column {
     Column::new(name.into(), values)
 }
 
-/// The per-run table: `run, stream, method, grid, seed, status, failure, attempts, tasks`,
+/// `columns`, with the `experiment` column first when `report` is a comparison.
+fn with_experiment(
+    report: &Report,
+    experiments: impl FnOnce() -> Vec<String>,
+    columns: Vec<Column>,
+) -> Vec<Column> {
+    if !report.is_comparison() {
+        return columns;
+    }
+    let mut all = Vec::with_capacity(columns.len() + 1);
+    all.push(string_column(EXPERIMENT, experiments()));
+    all.extend(columns);
+    all
+}
+
+/// The per-run table: `[experiment], run, stream, method, grid, seed, status, failure, attempts, tasks`,
 /// one Float64 column per chosen metric (named [`Metric::name`]), `flagged, flags`.
 pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
     let runs = report.runs();
@@ -97,10 +118,11 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
         FLAGS.into(),
         runs.iter().map(|r| r.flagged().then(|| r.flags.join("; "))).collect::<Vec<Option<String>>>(),
     ));
+    let cols = with_experiment(report, || runs.iter().map(|r| r.experiment.clone()).collect(), cols);
     DataFrame::new(runs.len(), cols)
 }
 
-/// The grouped table: `stream, method, grid, runs, finished`, then for each chosen metric
+/// The grouped table: `[experiment], stream, method, grid, runs, finished`, then for each chosen metric
 /// `<name>_mean, <name>_std, <name>_ci95` (Float64) and `<name>_n` (UInt32).
 pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
     let groups = report.groups();
@@ -122,11 +144,12 @@ pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
         let counts: Vec<u32> = groups.iter().map(|g| count(g.cell(metric).n)).collect();
         cols.push(Column::new(n.into(), counts));
     }
+    let cols = with_experiment(report, || groups.iter().map(|g| g.experiment.clone()).collect(), cols);
     DataFrame::new(groups.len(), cols)
 }
 
 /// The long per-task table, one row per accuracy-matrix entry measured:
-/// `run, stream, method, grid, seed, after_task, on_task, accuracy, loss`.
+/// `[experiment], run, stream, method, grid, seed, after_task, on_task, accuracy, loss`.
 pub fn per_task_frame(report: &Report) -> PolarsResult<DataFrame> {
     let rows: Vec<_> = report.runs().iter().flat_map(|r| r.evals.iter().map(move |e| (r, e))).collect();
     let cols = vec![
@@ -143,6 +166,7 @@ pub fn per_task_frame(report: &Report) -> PolarsResult<DataFrame> {
         Column::new(ACCURACY.into(), rows.iter().map(|(_, e)| e.accuracy).collect::<Vec<Option<f64>>>()),
         Column::new(LOSS.into(), rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>()),
     ];
+    let cols = with_experiment(report, || rows.iter().map(|(r, _)| r.experiment.clone()).collect(), cols);
     DataFrame::new(rows.len(), cols)
 }
 

@@ -6,10 +6,12 @@ use super::metric::{Better, Metric};
 use super::stats::Summary;
 use super::summary::RunSummary;
 
-/// The runs sharing `(stream, method, grid point)`, summarised per metric over their finished
-/// runs.
+/// The runs sharing `(experiment, stream, method, grid point)`, summarised per metric over
+/// their finished runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupSummary {
+    /// The experiment (see [`RunSummary::experiment`]).
+    pub experiment: String,
     /// Stream label.
     pub stream: String,
     /// Method label.
@@ -38,16 +40,24 @@ impl GroupSummary {
     pub fn incomplete(&self, metric: Metric) -> bool {
         self.cell(metric).n < self.runs
     }
+
+    /// Whether `run` belongs to this group: same experiment, stream, method and grid point.
+    pub fn contains(&self, run: &RunSummary) -> bool {
+        run.experiment == self.experiment
+            && run.labels.stream == self.stream
+            && run.labels.method == self.method
+            && run.labels.grid == self.grid
+    }
 }
 
-/// Groups `runs` (already in expansion order) by `(stream, method, grid)`, in order of first
-/// appearance.
+/// Groups `runs` (already in expansion order) by `(experiment, stream, method, grid)`, in order
+/// of first appearance.
 pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
-    let mut index: HashMap<(String, String, String), usize> = HashMap::new();
+    let mut index: HashMap<(&str, &str, &str, String), usize> = HashMap::new();
     let mut members: Vec<Vec<&RunSummary>> = Vec::new();
     for run in runs {
         let grid_key = serde_json::to_string(&run.labels.grid).expect("grid values serialise");
-        let key = (run.labels.stream.clone(), run.labels.method.clone(), grid_key);
+        let key = (run.experiment.as_str(), run.labels.stream.as_str(), run.labels.method.as_str(), grid_key);
         let next = members.len();
         let i = *index.entry(key).or_insert(next);
         if i == next {
@@ -67,6 +77,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
                 cells[metric.index()] = Summary::of(&values);
             }
             GroupSummary {
+                experiment: first.experiment.clone(),
                 stream: first.labels.stream.clone(),
                 method: first.labels.method.clone(),
                 grid: first.labels.grid.clone(),

@@ -12,13 +12,20 @@
 //!   effective rank averaged over hidden layers, and the event's mean |w|; changes are last
 //!   minus first and need two events.
 //!
-//! Metrics are computed for finished runs only; other runs show their status and no numbers.
-//! Memory per run is O(T + evaluations); nothing is allocated per event beyond decoding.
+//! * The series for plots ([`RunSeries`]) keep each task's online accuracy and loss, every
+//!   plasticity measurement, every `clnp.capacity` report and, for regression streams only
+//!   (whose error is plotted bin by bin), every online bin.
+//!
+//! Metrics are computed for finished runs only; other runs show their status and no numbers
+//! (their series are kept, the plots use finished runs only). Memory per run is
+//! O(T + evaluations + measurements), plus the online bins of a regression stream.
 
 use workers::metrics::{AccuracyMatrix, MetricError};
-use workers::protocol::{Event, EventBody, LayerPlasticity};
+use workers::protocol::{Event, EventBody};
 
+use super::decode::{self, Decoded};
 use super::metric::Metric;
+use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries, CLNP_CAPACITY};
 use crate::store::{RunLabels, RunRecord, RunStatus};
 
 /// One entry of the accuracy matrix as measured: a row of the long per-task table.
@@ -39,6 +46,9 @@ pub struct EvalRow {
 pub struct RunSummary {
     /// The run id.
     pub id: String,
+    /// The experiment the run belongs to (its name, or a name that tells it apart in a
+    /// comparison of several experiments; see [`Report::compare`](super::Report::compare)).
+    pub experiment: String,
     /// Position in the recipe's expansion.
     pub order: u64,
     /// Table labels.
@@ -58,6 +68,8 @@ pub struct RunSummary {
     pub flags: Vec<String>,
     /// The accuracy-matrix entries as measured, in event order.
     pub evals: Vec<EvalRow>,
+    /// The measurements over the stream, for plots.
+    pub series: RunSeries,
 }
 
 impl RunSummary {
@@ -86,23 +98,6 @@ struct OnlineTask {
     examples: u64,
 }
 
-/// Layer-averaged diagnostics of one `plasticity` event.
-#[derive(Clone, Copy)]
-struct Plasticity {
-    dead: Option<f64>,
-    effective_rank: Option<f64>,
-    mean_abs_weight: f64,
-}
-
-impl Plasticity {
-    fn of(layers: &[LayerPlasticity], mean_abs_weight: f64) -> Self {
-        let mean = |f: fn(&LayerPlasticity) -> f64| {
-            (!layers.is_empty()).then(|| layers.iter().map(f).sum::<f64>() / layers.len() as f64)
-        };
-        Plasticity { dead: mean(|l| l.dead), effective_rank: mean(|l| l.effective_rank), mean_abs_weight }
-    }
-}
-
 /// Folds a run's events into its summary; see the module docs for the definitions.
 pub(crate) struct Summarizer {
     tasks: usize,
@@ -111,9 +106,9 @@ pub(crate) struct Summarizer {
     online: Vec<OnlineTask>,
     stream_loss_sum: f64,
     stream_examples: u64,
-    first_plasticity: Option<Plasticity>,
-    last_plasticity: Option<Plasticity>,
-    plasticity_events: usize,
+    plasticity: Vec<PlasticityPoint>,
+    online_bins: Vec<OnlineBin>,
+    capacity: Vec<CapacityPoint>,
     /// `online` events for tasks beyond the stream (flagged once, not per event).
     online_out_of_range: u64,
     flags: Vec<String>,
@@ -129,9 +124,9 @@ impl Summarizer {
             online: vec![OnlineTask::default(); tasks],
             stream_loss_sum: 0.0,
             stream_examples: 0,
-            first_plasticity: None,
-            last_plasticity: None,
-            plasticity_events: 0,
+            plasticity: Vec::new(),
+            online_bins: Vec::new(),
+            capacity: Vec::new(),
             online_out_of_range: 0,
             flags: Vec::new(),
         }
@@ -146,36 +141,19 @@ impl Summarizer {
                 }
             }
             EventBody::Eval { after_task, on_task, loss, accuracy, .. } => {
-                self.evals.push(EvalRow {
-                    after_task: *after_task,
-                    on_task: *on_task,
-                    accuracy: *accuracy,
-                    loss: *loss,
-                });
+                self.eval(*after_task, *on_task, *loss, *accuracy)
             }
             EventBody::Online { task, bin, examples, loss, accuracy } => {
-                let Some(slot) = self.online.get_mut(*task) else {
-                    self.online_out_of_range += 1;
-                    return;
-                };
-                let later = match slot.last_bin {
-                    Some(b) => *bin >= b,
-                    None => true,
-                };
-                if later {
-                    slot.last_bin = Some(*bin);
-                    slot.last_accuracy = *accuracy;
-                }
-                slot.loss_sum += loss * *examples as f64;
-                slot.examples += examples;
-                self.stream_loss_sum += loss * *examples as f64;
-                self.stream_examples += examples;
+                self.online(*task, *bin, *examples, *loss, *accuracy)
             }
-            EventBody::Plasticity { layers, mean_abs_weight, .. } => {
-                let p = Plasticity::of(layers, *mean_abs_weight);
-                self.first_plasticity.get_or_insert(p);
-                self.last_plasticity = Some(p);
-                self.plasticity_events += 1;
+            EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
+                self.plasticity.push(PlasticityPoint::of(*after_tasks, layers, *mean_abs_weight));
+            }
+            EventBody::Method { task, name, values } if name == CLNP_CAPACITY => {
+                match CapacityPoint::parse(*task, values) {
+                    Ok(point) => self.capacity.push(point),
+                    Err(why) => self.flags.push(why),
+                }
             }
             EventBody::TaskStarted { .. }
             | EventBody::Method { .. }
@@ -185,7 +163,49 @@ impl Summarizer {
         }
     }
 
-    pub(crate) fn finish(mut self, record: &RunRecord) -> RunSummary {
+    /// Adds one stored event, given as its JSON bytes (see `report::decode`: `eval` and
+    /// `online` events skip the full decoding).
+    pub(crate) fn add_stored(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        match decode::decode(bytes)? {
+            Decoded::Eval { after_task, on_task, loss, accuracy } => {
+                self.eval(after_task, on_task, loss, accuracy)
+            }
+            Decoded::Online { task, bin, examples, loss, accuracy } => {
+                self.online(task, bin, examples, loss, accuracy)
+            }
+            Decoded::Other(event) => self.add(&event),
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, after_task: Option<usize>, on_task: usize, loss: f64, accuracy: Option<f64>) {
+        self.evals.push(EvalRow { after_task, on_task, accuracy, loss });
+    }
+
+    fn online(&mut self, task: usize, bin: usize, examples: u64, loss: f64, accuracy: Option<f64>) {
+        if self.regression {
+            self.online_bins.push(OnlineBin { task, bin, examples, loss, accuracy });
+        }
+        let Some(slot) = self.online.get_mut(task) else {
+            self.online_out_of_range += 1;
+            return;
+        };
+        let later = match slot.last_bin {
+            Some(b) => bin >= b,
+            None => true,
+        };
+        if later {
+            slot.last_bin = Some(bin);
+            slot.last_accuracy = accuracy;
+        }
+        slot.loss_sum += loss * examples as f64;
+        slot.examples += examples;
+        self.stream_loss_sum += loss * examples as f64;
+        self.stream_examples += examples;
+    }
+
+    /// The summary of the run, labelled with `experiment`.
+    pub(crate) fn finish(mut self, record: &RunRecord, experiment: &str) -> RunSummary {
         let mut values = [None; Metric::ALL.len()];
         let finished = record.status == RunStatus::Finished;
         if finished {
@@ -204,8 +224,20 @@ impl Summarizer {
         if !finished {
             self.flags.clear();
         }
+        let series = RunSeries {
+            task_online_accuracy: self.online.iter().map(|t| t.last_accuracy).collect(),
+            task_online_loss: self
+                .online
+                .iter()
+                .map(|t| (t.examples > 0).then(|| t.loss_sum / t.examples as f64))
+                .collect(),
+            online_bins: self.online_bins,
+            plasticity: self.plasticity,
+            capacity: self.capacity,
+        };
         RunSummary {
             id: record.id.clone(),
+            experiment: experiment.to_string(),
             order: record.order,
             labels: record.labels.clone(),
             status: record.status.clone(),
@@ -215,6 +247,7 @@ impl Summarizer {
             values,
             flags: self.flags,
             evals: self.evals,
+            series,
         }
     }
 
@@ -298,13 +331,13 @@ impl Summarizer {
     }
 
     fn plasticity_metrics(&self, values: &mut [Option<f64>; Metric::ALL.len()]) {
-        let (Some(first), Some(last)) = (self.first_plasticity, self.last_plasticity) else {
+        let (Some(first), Some(last)) = (self.plasticity.first(), self.plasticity.last()) else {
             return;
         };
         values[Metric::Dead.index()] = last.dead;
         values[Metric::EffectiveRank.index()] = last.effective_rank;
         values[Metric::MeanAbsWeight.index()] = Some(last.mean_abs_weight);
-        if self.plasticity_events >= 2 {
+        if self.plasticity.len() >= 2 {
             let change = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
             values[Metric::DeadChange.index()] = change(first.dead, last.dead);
             values[Metric::EffectiveRankChange.index()] = change(first.effective_rank, last.effective_rank);

@@ -10,15 +10,15 @@ use super::*;
 use crate::store::{RunLabels, RunRecord, RunStatus, Store};
 
 /// What one fixture run measures.
-struct Measured {
+pub(crate) struct Measured {
     /// R[i][j].
-    matrix: Vec<Vec<f64>>,
+    pub matrix: Vec<Vec<f64>>,
     /// b_j.
-    baseline: Vec<f64>,
+    pub baseline: Vec<f64>,
     /// Per task, the online accuracies of its bins (each bin 10 examples, loss = 1 − acc).
-    online: Vec<Vec<f64>>,
+    pub online: Vec<Vec<f64>>,
     /// (dead, effective rank, mean |w|) at each plasticity measurement (two layers, equal).
-    plasticity: Vec<(f64, f64, f64)>,
+    pub plasticity: Vec<(f64, f64, f64)>,
 }
 
 fn layer(dead: f64, rank: f64) -> LayerPlasticity {
@@ -33,7 +33,7 @@ fn layer(dead: f64, rank: f64) -> LayerPlasticity {
 }
 
 /// The events a worker would emit for `m`.
-fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
+pub(crate) fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
     let tasks = m.matrix.len();
     let mut out = Vec::new();
     let mut push = |body| {
@@ -89,7 +89,7 @@ fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
     out
 }
 
-fn record(order: u64, method: &str, seed: u64, tasks: usize, status: RunStatus) -> RunRecord {
+pub(crate) fn record(order: u64, method: &str, seed: u64, tasks: usize, status: RunStatus) -> RunRecord {
     let mut r = crate::store::record_for_tests(order, tasks, method, 0.1, seed);
     r.status = status;
     r.attempts = 1;
@@ -97,7 +97,14 @@ fn record(order: u64, method: &str, seed: u64, tasks: usize, status: RunStatus) 
 }
 
 /// Adds a run with its events to `store`.
-fn add(store: &Store, order: u64, method: &str, seed: u64, m: &Measured, status: RunStatus) -> RunRecord {
+pub(crate) fn add(
+    store: &Store,
+    order: u64,
+    method: &str,
+    seed: u64,
+    m: &Measured,
+    status: RunStatus,
+) -> RunRecord {
     let finish = status == RunStatus::Finished;
     let mut r = record(order, method, seed, m.matrix.len(), status);
     for e in events(&r.id, m, finish) {
@@ -109,7 +116,7 @@ fn add(store: &Store, order: u64, method: &str, seed: u64, m: &Measured, status:
     r
 }
 
-fn sgd(k: usize) -> Measured {
+pub(crate) fn sgd(k: usize) -> Measured {
     let k = k as f64;
     Measured {
         matrix: vec![vec![0.90 + 0.01 * k, 0.10], vec![0.60 + 0.02 * k, 0.95]],
@@ -119,7 +126,7 @@ fn sgd(k: usize) -> Measured {
     }
 }
 
-fn cbp(k: usize) -> Measured {
+pub(crate) fn cbp(k: usize) -> Measured {
     let k = k as f64;
     Measured {
         matrix: vec![vec![0.90, 0.15], vec![0.85 + 0.01 * k, 0.93]],
@@ -129,7 +136,7 @@ fn cbp(k: usize) -> Measured {
     }
 }
 
-fn l2(k: usize) -> Measured {
+pub(crate) fn l2(k: usize) -> Measured {
     let k = k as f64;
     Measured {
         matrix: vec![vec![0.90, 0.10], vec![0.80 + 0.02 * k, 0.90]],
@@ -140,7 +147,7 @@ fn l2(k: usize) -> Measured {
 }
 
 /// sgd × 3 seeds (finished), cbp × 3 seeds (the third still running), l2 × 2 seeds.
-fn fixture() -> Store {
+pub(crate) fn fixture() -> Store {
     let store = Store::temporary().unwrap();
     let mut order = 0;
     let mut next = || {
@@ -164,7 +171,7 @@ fn close(a: Option<f64>, b: f64, tol: f64) -> bool {
     a.is_some_and(|a| (a - b).abs() < tol)
 }
 
-fn render(report: &Report, table: TableKind, format: Format) -> String {
+pub(crate) fn render(report: &Report, table: TableKind, format: Format) -> String {
     let mut out = Vec::new();
     report.write(table, format, &mut out).unwrap();
     String::from_utf8(out).unwrap()
@@ -661,4 +668,114 @@ fn stray_evaluations_and_non_finite_numbers_flag_the_run() {
     assert_eq!(run.value(Metric::MeanOnlineLoss), None);
     assert_eq!(run.value(Metric::FinalOnlineAcc), Some(0.8));
     assert!(run.value(Metric::Acc).is_some(), "the stray entry does not spoil the matrix");
+}
+
+fn named(store: Store, name: &str) -> Store {
+    store.put_experiment(&crate::store::ExperimentMeta::new(name, format!("name: {name}\n"), 1)).unwrap();
+    store
+}
+
+#[test]
+fn a_comparison_keys_groups_by_experiment_and_names_it_in_every_table() {
+    let (a, b) = (named(fixture(), "first"), named(fixture(), "second"));
+    let options = ReportOptions { metrics: Some(vec![Metric::Acc]), ..ReportOptions::default() };
+    let report = Report::compare(&[&a, &b], &options).unwrap();
+    assert!(report.is_comparison());
+    assert_eq!(report.experiment(), None);
+    let labels: Vec<&str> = report.experiments().iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["first", "second"]);
+    assert_eq!(report.experiments()[1].recipe.as_deref(), Some("name: second\n"));
+    let groups: Vec<(&str, &str)> =
+        report.groups().iter().map(|g| (g.experiment.as_str(), g.method.as_str())).collect();
+    assert_eq!(
+        groups,
+        [
+            ("first", "sgd"),
+            ("first", "cbp"),
+            ("first", "l2"),
+            ("second", "sgd"),
+            ("second", "cbp"),
+            ("second", "l2")
+        ]
+    );
+    // Same numbers as each experiment's own report; the best value is marked in both.
+    let single = Report::build(&a, &options).unwrap();
+    for (g, s) in report.groups()[3..].iter().zip(single.groups()) {
+        assert_eq!(g.cells, s.cells);
+    }
+    let md = render(&report, TableKind::Groups, Format::Markdown);
+    assert!(md.starts_with("| Experiment | Stream    | Method | Grid   | Runs |"), "{md}");
+    assert_eq!(md.matches("**0.855 ± 0.064**").count(), 2, "{md}");
+    let tex = render(&report, TableKind::Groups, Format::Latex);
+    assert!(tex.contains("Experiment & Stream & Method") && tex.contains("second & synthetic & l2"), "{tex}");
+    for table in [TableKind::Groups, TableKind::Runs, TableKind::PerTask] {
+        let df = report.frame(table).unwrap();
+        assert_eq!(df.get_column_names()[0].as_str(), "experiment", "{table:?}");
+        let first = df.column("experiment").unwrap().str().unwrap().get(0).map(str::to_string);
+        assert_eq!(first.as_deref(), Some("first"));
+    }
+    assert_eq!(report.frame(TableKind::PerTask).unwrap().height(), 2 * 8 * (2 + 4));
+    // A single experiment keeps its columns.
+    assert_eq!(single.frame(TableKind::Groups).unwrap().get_column_names()[0].as_str(), "stream");
+}
+
+#[test]
+fn experiments_sharing_a_name_are_told_apart() {
+    let report = Report::compare(&[&fixture(), &fixture()], &ReportOptions::default()).unwrap();
+    let labels: Vec<&str> = report.experiments().iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["experiment 1", "experiment 2"], "no metadata, no folder: their positions");
+    let (a, b) = (named(fixture(), "same"), named(fixture(), "same"));
+    let report = Report::compare(&[&a, &b], &ReportOptions::default()).unwrap();
+    let labels: Vec<&str> = report.experiments().iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["same (1)", "same (2)"]);
+    assert_eq!(report.groups().len(), 6, "their runs (same ids) stay in separate groups");
+}
+
+#[test]
+fn filters_of_a_comparison_apply_to_all_experiments() {
+    let (a, b) = (named(fixture(), "first"), named(Store::temporary().unwrap(), "empty"));
+    let options = ReportOptions { filters: vec!["method=l2".parse().unwrap()], ..ReportOptions::default() };
+    let report = Report::compare(&[&a, &b], &options).unwrap();
+    assert_eq!(report.groups().len(), 1);
+    assert_eq!(report.runs().len(), 2);
+    assert!(report.is_comparison(), "an experiment without matching runs still counts");
+    let options = ReportOptions { filters: vec!["rho=1".parse().unwrap()], ..ReportOptions::default() };
+    let err = Report::compare(&[&a, &b], &options).unwrap_err().to_string();
+    assert!(err.contains("no run has a label or grid parameter `rho`"), "{err}");
+}
+
+#[test]
+fn malformed_capacity_events_flag_the_run() {
+    let store = Store::temporary().unwrap();
+    let r = add(&store, 0, "clnp", 1, &sgd(0), RunStatus::Finished);
+    let body = EventBody::Method {
+        task: 0,
+        name: crate::report::CLNP_CAPACITY.into(),
+        values: serde_json::json!({"layers": [{"used": 3}]}),
+    };
+    store.ingest(&Event { run: r.id.clone(), seq: 500, body }).unwrap();
+    let other = EventBody::Method { task: 0, name: "cbp.utility".into(), values: serde_json::json!([1, 2]) };
+    store.ingest(&Event { run: r.id.clone(), seq: 501, body: other }).unwrap();
+    let report = Report::build(&store, &ReportOptions::default()).unwrap();
+    let run = &report.runs()[0];
+    assert!(run.series.capacity.is_empty());
+    assert_eq!(run.flags.len(), 1, "{:?}", run.flags);
+    assert!(
+        run.flags[0].starts_with("clnp.capacity after task 0: layers[0].free is missing"),
+        "{:?}",
+        run.flags
+    );
+}
+
+#[test]
+fn series_keep_each_task_and_measurement() {
+    let report = Report::build(&fixture(), &ReportOptions::default()).unwrap();
+    let run = &report.runs()[0];
+    assert_eq!(run.series.task_online_accuracy, [Some(0.7), Some(0.8)]);
+    let losses: Vec<f64> = run.series.task_online_loss.iter().map(|l| l.unwrap()).collect();
+    assert!((losses[0] - 0.4).abs() < 1e-12 && (losses[1] - 0.2).abs() < 1e-12, "{losses:?}");
+    assert!(run.series.online_bins.is_empty(), "classification keeps per-task values only");
+    let after: Vec<usize> = run.series.plasticity.iter().map(|p| p.after_tasks).collect();
+    assert_eq!(after, [0, 1, 2]);
+    assert_eq!(run.series.plasticity[2].dead, Some(0.2));
 }

@@ -39,12 +39,16 @@ impl TextTable {
     }
 }
 
-/// The grouped table: `Stream, Method, [Grid], Runs`, one column per metric. The grid
-/// column is left out when no group has a grid point.
+/// The grouped table: `[Experiment], Stream, Method, [Grid], Runs`, one column per metric.
+/// The experiment column is there in comparisons only, the grid column when some group has a
+/// grid point.
 pub(crate) fn groups_table(report: &Report) -> TextTable {
     let groups = report.groups();
     let with_grid = groups.iter().any(|g| !g.grid_text.is_empty());
     let mut t = TextTable::new();
+    if report.is_comparison() {
+        t.column("Experiment", "Experiment", false);
+    }
     t.column("Stream", "Stream", false);
     t.column("Method", "Method", false);
     if with_grid {
@@ -56,7 +60,11 @@ pub(crate) fn groups_table(report: &Report) -> TextTable {
     }
     let best: Vec<Option<f64>> = report.metrics().iter().map(|&m| report.best(m)).collect();
     for g in groups {
-        let mut row = vec![Cell::Text(g.stream.clone()), Cell::Text(g.method.clone())];
+        let mut row = Vec::with_capacity(t.headers.len());
+        if report.is_comparison() {
+            row.push(Cell::Text(g.experiment.clone()));
+        }
+        row.extend([Cell::Text(g.stream.clone()), Cell::Text(g.method.clone())]);
         if with_grid {
             row.push(Cell::Text(g.grid_text.clone()));
         }
@@ -90,12 +98,15 @@ pub(crate) fn groups_table(report: &Report) -> TextTable {
     t
 }
 
-/// The per-run table: `Run, Stream, Method, [Grid], Seed, Status, Attempts`, the metrics,
-/// then `Flags`.
+/// The per-run table: `[Experiment], Run, Stream, Method, [Grid], Seed, Status, Attempts`, the
+/// metrics, then `Flags`.
 pub(crate) fn runs_table(report: &Report) -> TextTable {
     let runs = report.runs();
     let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
     let mut t = TextTable::new();
+    if report.is_comparison() {
+        t.column("Experiment", "Experiment", false);
+    }
     for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
         t.column(h, h, numeric);
     }
@@ -110,11 +121,15 @@ pub(crate) fn runs_table(report: &Report) -> TextTable {
     }
     t.column("Flags", "Flags", false);
     for r in runs {
-        let mut row = vec![
+        let mut row = Vec::with_capacity(t.headers.len());
+        if report.is_comparison() {
+            row.push(Cell::Text(r.experiment.clone()));
+        }
+        row.extend([
             Cell::Text(r.id.clone()),
             Cell::Text(r.labels.stream.clone()),
             Cell::Text(r.labels.method.clone()),
-        ];
+        ]);
         if with_grid {
             row.push(Cell::Text(r.labels.grid_text()));
         }
@@ -130,12 +145,15 @@ pub(crate) fn runs_table(report: &Report) -> TextTable {
     t
 }
 
-/// The long per-task table: `Run, Stream, Method, [Grid], Seed, After task, On task,
-/// Accuracy, Loss`; `after task` is `—` for the untrained network.
+/// The long per-task table: `[Experiment], Run, Stream, Method, [Grid], Seed, After task,
+/// On task, Accuracy, Loss`; `after task` is `—` for the untrained network.
 pub(crate) fn per_task_table(report: &Report) -> TextTable {
     let runs = report.runs();
     let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
     let mut t = TextTable::new();
+    if report.is_comparison() {
+        t.column("Experiment", "Experiment", false);
+    }
     for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
         t.column(h, h, numeric);
     }
@@ -149,11 +167,15 @@ pub(crate) fn per_task_table(report: &Report) -> TextTable {
     }
     for r in runs {
         for e in &r.evals {
-            let mut row = vec![
+            let mut row = Vec::with_capacity(t.headers.len());
+            if report.is_comparison() {
+                row.push(Cell::Text(r.experiment.clone()));
+            }
+            row.extend([
                 Cell::Text(r.id.clone()),
                 Cell::Text(r.labels.stream.clone()),
                 Cell::Text(r.labels.method.clone()),
-            ];
+            ]);
             if with_grid {
                 row.push(Cell::Text(r.labels.grid_text()));
             }
@@ -315,4 +337,71 @@ pub(crate) fn write_latex(table: &TextTable, precision: usize, out: &mut dyn Wri
     }
     writeln!(out, "\\bottomrule")?;
     writeln!(out, "\\end{{tabular}}")
+}
+
+/// Escapes `&`, `<`, `>` and `"` for HTML text and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_cell(cell: &Cell, precision: usize) -> String {
+    match cell {
+        Cell::Text(s) => html_escape(s),
+        Cell::Integer(i) => i.to_string(),
+        Cell::Number(None) => "—".into(),
+        Cell::Number(Some(v)) => number(*v, precision),
+        Cell::Stat { mean, spread, n, expected, best } => {
+            let mut text = match (mean, spread) {
+                (None, _) => "—".to_string(),
+                (Some(m), Some(s)) => {
+                    format!("{}&nbsp;±&nbsp;{}", number(*m, precision), number(*s, precision))
+                }
+                (Some(m), None) => number(*m, precision),
+            };
+            if *best {
+                text = format!("<strong>{text}</strong>");
+            }
+            if n < expected {
+                text.push_str(&format!(r#" <span class="incomplete">({n}/{expected})</span>"#));
+            }
+            text
+        }
+    }
+}
+
+/// Renders `table` as an HTML `<table>` (numbers right-aligned through the `num` class, best
+/// values in `<strong>`, incomplete counts in `<span class="incomplete">`), then its legend as
+/// a `<p class="legend">`.
+pub(crate) fn write_html(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
+    let class = |numeric: bool| if numeric { r#" class="num""# } else { "" };
+    writeln!(out, "<table>")?;
+    write!(out, "<thead><tr>")?;
+    for ((header, _), &numeric) in table.headers.iter().zip(&table.numeric) {
+        write!(out, "<th{}>{}</th>", class(numeric), html_escape(header))?;
+    }
+    writeln!(out, "</tr></thead>")?;
+    writeln!(out, "<tbody>")?;
+    for row in &table.rows {
+        write!(out, "<tr>")?;
+        for (cell, &numeric) in row.iter().zip(&table.numeric) {
+            write!(out, "<td{}>{}</td>", class(numeric), html_cell(cell, precision))?;
+        }
+        writeln!(out, "</tr>")?;
+    }
+    writeln!(out, "</tbody>")?;
+    writeln!(out, "</table>")?;
+    if let Some(legend) = &table.legend {
+        writeln!(out, r#"<p class="legend">{}</p>"#, html_escape(legend))?;
+    }
+    Ok(())
 }

@@ -51,7 +51,7 @@ pub mod folder;
 mod rebuild;
 mod record;
 
-pub use db::{Ingested, Store};
+pub use db::{EventBytes, Ingested, Store};
 pub use error::{Result, StoreError};
 pub use folder::{
     read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir, write_experiment_files,
