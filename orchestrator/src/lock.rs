@@ -68,9 +68,18 @@ fn now() -> u64 {
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct ExperimentLock {
-    _file: File,
+    file: File,
     /// A previous holder that died without releasing the folder cleanly, if any.
     pub taken_over: Option<Holder>,
+}
+
+impl Drop for ExperimentLock {
+    /// A clean release empties the record, so only a holder that died leaves its pid behind
+    /// for the next run to report.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.sync_data();
+    }
 }
 
 /// Takes the lock of `folder` (created if needed), or says who holds it.
@@ -99,7 +108,7 @@ pub fn acquire(folder: &Path) -> Result<ExperimentLock, LockError> {
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     file.write_all(&record).map_err(io)?;
     file.sync_data().map_err(io)?;
-    Ok(ExperimentLock { _file: file, taken_over: previous.filter(|h| h.pid != me.pid) })
+    Ok(ExperimentLock { file, taken_over: previous.filter(|h| h.pid != me.pid) })
 }
 
 /// The holder recorded in a folder's lock file, and whether it still holds the lock.
@@ -146,7 +155,8 @@ mod tests {
         assert!(held);
         assert_eq!(holder.pid, std::process::id());
         drop(first);
-        assert!(acquire(&dir).is_ok());
+        let second = acquire(&dir).unwrap();
+        assert!(second.taken_over.is_none(), "a clean release left a holder behind");
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub enum PlanError {
     /// The recipe (or an override) is wrong.
     #[error("{0}")]
     Recipe(#[from] RecipeErrors),
-    /// A data folder that validated could not be read for its fingerprint.
+    /// A data folder that validated could not be read for its fingerprint, or the stream,
+    /// network and method of a run do not fit together.
     #[error("{recipe}: {message}")]
     Data {
         /// The recipe file.
@@ -100,5 +101,17 @@ pub fn plan(path: &Path, overrides: &[String]) -> Result<Plan, PlanError> {
         }
     }
     let runs = recipe.expand();
+    let mut problems: Vec<String> = Vec::new();
+    for run in &runs {
+        if let Err(message) = workers::engine::check_spec(&run.spec) {
+            let line = format!("stream `{}`, method `{}`: {message}", run.stream, run.method);
+            if !problems.contains(&line) {
+                problems.push(line);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Data { recipe: path.to_path_buf(), message: problems.join("\n") });
+    }
     Ok(Plan { recipe, runs })
 }

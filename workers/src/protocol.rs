@@ -152,6 +152,12 @@ impl StreamSpec {
         }
     }
 
+    /// Whether the stream follows the online protocol: each example once, batch size 1, and
+    /// no task-boundary signal to the learner.
+    pub fn is_online(&self) -> bool {
+        matches!(self, StreamSpec::OnlinePermutedMnist(_) | StreamSpec::SlowlyChangingRegression(_))
+    }
+
     /// Number of tasks the stream yields.
     pub fn tasks(&self) -> usize {
         match self {

@@ -64,6 +64,31 @@ pub enum RunError {
     },
 }
 
+/// Checks a spec's parts against each other, without data: an online stream announces no
+/// task boundaries, so it cannot feed per-task heads (which need the task id) or a method that
+/// acts at task boundaries. The orchestrator runs this when it plans; a worker again at start.
+pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
+    if !spec.stream.is_online() {
+        return Ok(());
+    }
+    let kind = spec.stream.kind();
+    if spec.network.heads == crate::protocol::Heads::PerTask {
+        return Err(format!(
+            "`{kind}` is an online stream: the learner is not told which task an example belongs to, so \
+             it cannot use per-task heads (`network.heads: per_task`)"
+        ));
+    }
+    if let Ok(m) = method::lookup(&spec.method.kind) {
+        if m.needs_task_boundaries {
+            return Err(format!(
+                "method `{}` ({}) acts at task boundaries, which the online stream `{kind}` does not announce",
+                spec.method.name, m.kind
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Shared between a running trainer and its host process: a stop request in, the position out.
 /// Atomics, so the training loop pays a relaxed store per step and the host reads them from
 /// another thread (for heartbeats) or a signal handler sets `stop`.
@@ -111,6 +136,7 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
             spec.protocol
         )));
     }
+    check_spec(spec).map_err(RunError::Spec)?;
     model::flush_denormals();
     // The method first: checking it is cheap, loading the stream's data is not.
     let (method, optimizer_config) = method::build(&spec.method).map_err(RunError::Method)?;

@@ -268,6 +268,7 @@ impl ContinualMethod for Ewc {
 pub struct EwcKind;
 
 impl MethodKind for EwcKind {
+    const NEEDS_TASK_BOUNDARIES: bool = true;
     const KIND: &'static str = "ewc";
     const SUMMARY: &'static str =
         "elastic weight consolidation: a Fisher-weighted quadratic penalty per task, or online (Kirkpatrick et al. 2017)";

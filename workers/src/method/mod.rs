@@ -89,6 +89,10 @@ pub trait MethodKind {
     /// Whether the recipe may choose the optimiser (`false` for `sgd` and `adam`, whose name
     /// is the optimiser).
     const OPTIMIZER_CHOICE: bool = true;
+    /// Whether the method needs to be told where tasks begin and end (it consolidates, prunes
+    /// or aligns at task boundaries). Online streams do not announce boundaries, so such
+    /// methods are refused there rather than silently doing nothing.
+    const NEEDS_TASK_BOUNDARIES: bool = false;
     /// The method's own hyper-parameters; `Default` holds the paper's defaults, and the serde
     /// field names are the recipe's parameter names.
     type Config: DeserializeOwned + Serialize + Default;
@@ -119,6 +123,8 @@ pub struct MethodInfo {
     pub default_optimizer: OptimizerKind,
     /// Whether `optimizer` may be set.
     pub optimizer_choice: bool,
+    /// Whether the method needs task boundaries ([`MethodKind::NEEDS_TASK_BOUNDARIES`]).
+    pub needs_task_boundaries: bool,
     parameters: fn() -> Vec<(String, serde_json::Value)>,
     build: fn(&MethodSpec) -> Result<Built, MethodError>,
 }
@@ -143,6 +149,7 @@ fn info<M: MethodKind>() -> MethodInfo {
         summary: M::SUMMARY,
         default_optimizer: M::DEFAULT_OPTIMIZER,
         optimizer_choice: M::OPTIMIZER_CHOICE,
+        needs_task_boundaries: M::NEEDS_TASK_BOUNDARIES,
         parameters: || params::default_parameters::<M::Config>(),
         build: |spec| {
             let (config, optimizer) = params::parse::<M>(spec)?;

@@ -253,6 +253,7 @@ impl ContinualMethod for WeightAligning {
 pub struct WeightAligningKind;
 
 impl MethodKind for WeightAligningKind {
+    const NEEDS_TASK_BOUNDARIES: bool = true;
     const KIND: &'static str = "weight_aligning";
     const SUMMARY: &'static str =
         "class-incremental: align new classes' output norms to old ones after each task, with distillation (Zhao et al. 2020)";
