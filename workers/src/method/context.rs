@@ -175,6 +175,28 @@ impl Compute {
         head: Range<usize>,
         max: Option<usize>,
     ) -> BatchLoss {
+        let plain = |net: &Mlp, ws: &mut Workspace| {
+            fused::forward(net, ws);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.evaluate_with(net, split, head, max, plain) {
+            Ok(total) => total,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Compute::evaluate`] with another model's forward pass: `forward` fills the
+    /// workspace's values from its input (a method with its own model, see
+    /// [`Learner`](super::Learner)). The chunks are always the same (from the split's start, in
+    /// steps of 500), so the same examples are evaluated in the same batches every time.
+    pub fn evaluate_with<E>(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E> {
         let n = max.map_or(split.len(), |m| m.min(split.len()));
         let mut total = BatchLoss::default();
         let mut start = 0;
@@ -185,12 +207,12 @@ impl Compute {
             indices.extend(start..end);
             self.load(split, &indices);
             self.indices = indices;
-            self.forward(net);
+            forward(net, &mut self.workspace)?;
             let width = self.workspace.output_width();
             total.add(loss::evaluate(self.workspace.outputs(), width, head.clone(), self.targets(), None));
             start = end;
         }
-        total
+        Ok(total)
     }
 
     /// Calls `visit` with the workspace after a forward pass over each chunk of examples
@@ -200,11 +222,31 @@ impl Compute {
         net: &Mlp,
         split: &Split,
         indices: &[usize],
-        mut visit: impl FnMut(&Workspace, Targets<'_>),
+        visit: impl FnMut(&Workspace, Targets<'_>),
     ) {
+        let plain = |net: &Mlp, ws: &mut Workspace| {
+            fused::forward(net, ws);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.for_each_chunk_with(net, split, indices, plain, visit) {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Compute::for_each_chunk`] with another model's forward pass (see
+    /// [`Compute::evaluate_with`]).
+    pub fn for_each_chunk_with<E>(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        indices: &[usize],
+        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+        mut visit: impl FnMut(&Workspace, Targets<'_>),
+    ) -> Result<(), E> {
         for chunk in indices.chunks(self.chunk) {
             self.load(split, chunk);
-            self.forward(net);
+            forward(net, &mut self.workspace)?;
             let targets = if self.reals.is_empty() {
                 Targets::Classes(&self.classes)
             } else {
@@ -212,6 +254,15 @@ impl Compute {
             };
             visit(&self.workspace, targets);
         }
+        Ok(())
+    }
+
+    /// The workspace (whose input holds the loaded batch) and the batch's targets, borrowed
+    /// together, for a method that runs its own passes on the batch.
+    pub fn batch_mut(&mut self) -> (&mut Workspace, Targets<'_>) {
+        let targets =
+            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        (&mut self.workspace, targets)
     }
 
     /// The engine in use.

@@ -14,11 +14,13 @@
 mod backprop;
 mod context;
 mod l2;
+mod learner;
 mod params;
 mod shrink_perturb;
 mod state;
 
 pub use context::{Compute, OutputContext, StepContext, TaskContext};
+pub use learner::{Learner, LearnerStep};
 pub use params::MethodError;
 pub use state::{MethodState, StateTensor};
 
@@ -68,6 +70,14 @@ pub trait ContinualMethod: Send {
     /// Restores what [`ContinualMethod::save`] wrote.
     fn load(&mut self, _state: &MethodState) -> Result<(), MethodError> {
         Ok(())
+    }
+
+    /// The method's own model, for methods that are not the plain MLP (see [`Learner`]). When
+    /// it returns one, the trainer trains and predicts through it and the step hooks above
+    /// (`output_gradient` … `after_update`) are not called; the task hooks, `begin`, `save`
+    /// and `load` are. `None` (the default) is the standard MLP path.
+    fn learner(&mut self) -> Option<&mut dyn Learner> {
+        None
     }
 }
 
