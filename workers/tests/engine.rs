@@ -191,6 +191,16 @@ fn every_method_resumes_bit_identically() {
 }
 
 #[test]
+fn niwf_with_a_hard_lock_versions_and_compositions_resumes_bit_identically() {
+    // Commits grow the field (fresh bases, extensions), freeze parts of it and keep versions;
+    // rollback and composition rows are evaluated from the checkpointed versions and regions.
+    assert_resume_is_bit_identical(
+        "niwf",
+        serde_json::json!({"lock": "hard", "anchors": 32, "rollback": [0, 1], "compose": [[0, 1]], "drift_examples": 20}),
+    );
+}
+
+#[test]
 fn adam_with_momentum_state_resumes_bit_identically() {
     assert_resume_is_bit_identical("l2", serde_json::json!({"optimizer": "adam", "weight_decay": 0.001}));
 }

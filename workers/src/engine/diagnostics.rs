@@ -38,7 +38,13 @@ pub fn plasticity(
     };
     match learner {
         Some(learner) => compute
-            .for_each_chunk_with(net, &task.train, &indices, |net, ws| learner.forward(None, net, ws), collect)
+            .for_each_chunk_with(
+                net,
+                &task.train,
+                &indices,
+                |net, ws| learner.forward(None, net, ws),
+                collect,
+            )
             .map_err(RunError::Method)?,
         None => compute.for_each_chunk(net, &task.train, &indices, collect),
     }

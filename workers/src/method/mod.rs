@@ -15,6 +15,7 @@ mod backprop;
 mod context;
 mod l2;
 mod learner;
+mod niwf;
 mod params;
 mod shrink_perturb;
 mod state;
@@ -155,6 +156,8 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<backprop::Adam>(),
         info::<l2::L2>(),
         info::<shrink_perturb::ShrinkPerturb>(),
+        info::<niwf::WeightFieldKind>(),
+        info::<niwf::Niwf>(),
     ]
 }
 

@@ -147,7 +147,10 @@ impl WeightField {
         }
         let hidden = sizes.len() - 2;
         if hidden == 0 {
-            return Err("a weight field reads the backbone's hidden features; the network needs a hidden layer".into());
+            return Err(
+                "a weight field reads the backbone's hidden features; the network needs a hidden layer"
+                    .into(),
+            );
         }
         let features: usize = sizes[1..=hidden].iter().sum();
         let layers = sizes.len() - 1;
@@ -168,7 +171,7 @@ impl WeightField {
         field.push(random(features, spec.encoder_hidden, Some(Activation::Tanh), rng));
         field.push(random(spec.encoder_hidden, spec.coordinate_dim, None, rng));
         field.add_block(spec.bases, rng);
-        field.add_component(0, rng);
+        field.add_component(0, 0..0, 0.0, rng);
         Ok(field)
     }
 
@@ -198,20 +201,31 @@ impl WeightField {
             self.push(Linear::zeros(outputs, bases * r));
         }
         self.layout.blocks.push(Block { first, bases });
-        self.layout.basis_locked_by.extend(std::iter::repeat(None).take(bases));
+        self.layout.basis_locked_by.extend(std::iter::repeat_n(None, bases));
     }
 
     /// Appends a field component producing logits for every current basis, silent inside the
     /// first `regions_before` committed regions. The base component (the first) has a random
-    /// output layer; an extension's output layer starts at 0, so adding it changes nothing.
-    pub fn add_component(&mut self, regions_before: usize, rng: &mut Rng) {
+    /// output layer. An extension's output weights start at 0 and its output bias at
+    /// `favour` for the bases in `favoured` (0 elsewhere), so that where it is active the
+    /// favoured (fresh) bases can start inside the top-k: a basis outside the top-k gets no
+    /// gradient and would never be tried.
+    pub fn add_component(
+        &mut self,
+        regions_before: usize,
+        favoured: std::ops::Range<usize>,
+        favour: f32,
+        rng: &mut Rng,
+    ) {
         let spec = self.layout.spec.clone();
         let bases = self.bases();
         let first = self.push(random(spec.coordinate_dim, spec.field_hidden, Some(Activation::Tanh), rng));
         let output = if self.layout.components.is_empty() {
             random(spec.field_hidden, bases, None, rng)
         } else {
-            Linear::zeros(spec.field_hidden, bases)
+            let mut l = Linear::zeros(spec.field_hidden, bases);
+            l.bias[favoured.start.min(bases)..favoured.end.min(bases)].fill(favour);
+            l
         };
         self.push(output);
         self.layout.components.push(Component { first, bases, regions_before });

@@ -27,15 +27,18 @@ type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
 type Col<T = NoneTape> = Tensor<(usize,), f32, Cpu, T>;
 type Scalar = Tensor<Rank0, f32, Cpu, Tp>;
 
-/// The committed regions as the continual method defines them: a mask m_r(z) ∈ [0, 1] per
-/// region that is exactly 0 inside region r. Extension components are weighted by the
+/// The committed regions as the continual method defines them: a mask m_r ∈ [0, 1] per region
+/// and example that is exactly 0 inside region r. Extension components are weighted by the
 /// product of the masks of the regions committed before them, and a basis is silenced inside
-/// every region committed while it was not frozen (its logit gets ln m_r, −∞ inside).
+/// every region committed while it was not frozen (its logit gets ln m_r, −∞ inside). A mask
+/// may read the example's input and its coordinate; whatever it reads must not change after
+/// the commit (the backbone and the encoder are frozen by then), or the lock is not exact.
 pub trait RegionMasks {
     /// Number of committed regions.
     fn regions(&self) -> usize;
-    /// Writes `m_r(z_i)` to `out[i * regions + r]` for the `n` coordinates in `z` (`n × d`).
-    fn masks(&self, z: &[f32], n: usize, out: &mut Vec<f64>);
+    /// Writes m_r of example i to `out[i * regions + r]`, for `n` examples with inputs `input`
+    /// (`n × inputs`) and coordinates `z` (`n × d`).
+    fn masks(&self, input: &[f32], z: &[f32], n: usize, out: &mut Vec<f64>);
 }
 
 /// Where the gates of a pass come from.
@@ -125,9 +128,13 @@ struct Leaves {
 
 impl Leaves {
     fn new(dev: &Cpu, layers: &Layers) -> Self {
-        let weights: Vec<Mat> =
-            layers.layers.iter().map(|l| dev.tensor_from_vec(l.weight.clone(), (l.outputs, l.inputs))).collect();
-        let biases: Vec<Col> = layers.layers.iter().map(|l| dev.tensor_from_vec(l.bias.clone(), (l.outputs,))).collect();
+        let weights: Vec<Mat> = layers
+            .layers
+            .iter()
+            .map(|l| dev.tensor_from_vec(l.weight.clone(), (l.outputs, l.inputs)))
+            .collect();
+        let biases: Vec<Col> =
+            layers.layers.iter().map(|l| dev.tensor_from_vec(l.bias.clone(), (l.outputs,))).collect();
         let n = weights.len();
         Leaves { weights, biases, used_weight: vec![false; n], used_bias: vec![false; n] }
     }
@@ -226,7 +233,7 @@ struct Routing {
 }
 
 impl Routing {
-    fn new(field: &WeightField, masks: Option<&dyn RegionMasks>, z: &[f32], n: usize) -> Self {
+    fn new(field: &WeightField, masks: Option<&dyn RegionMasks>, input: &[f32], z: &[f32], n: usize) -> Self {
         let bases = field.bases();
         let mut offsets = vec![0.0f32; n * bases];
         let Some(masks) = masks else { return Routing { weights: None, offsets } };
@@ -235,7 +242,7 @@ impl Routing {
             return Routing { weights: None, offsets };
         }
         let mut m = Vec::with_capacity(n * regions);
-        masks.masks(z, n, &mut m);
+        masks.masks(input, z, n, &mut m);
         let components = &field.layout.components;
         let mut weights = vec![1.0f32; n * components.len()];
         for i in 0..n {
@@ -289,7 +296,13 @@ pub(super) fn top_k_mask(logits: &[f32], offsets: &[f32], n: usize, bases: usize
 
 impl<'a> Graph<'a> {
     fn new(dev: &'a Cpu, net: &'a Mlp, field: &'a WeightField) -> Self {
-        Graph { dev, net, field, backbone: Leaves::new(dev, &net.params), params: Leaves::new(dev, &field.params) }
+        Graph {
+            dev,
+            net,
+            field,
+            backbone: Leaves::new(dev, &net.params),
+            params: Leaves::new(dev, &field.params),
+        }
     }
 
     fn constant(&self, data: Vec<f32>, rows: usize, cols: usize) -> Mat {
@@ -359,11 +372,18 @@ impl<'a> Graph<'a> {
         total.expect("a field has a base component")
     }
 
-    /// Gates from coordinates: the field's logits, the routing's offsets, top-k softmax.
-    fn gates(&mut self, z: &Mat, masks: Option<&dyn RegionMasks>, tapes: &mut Tapes) -> (Mat, Mat<Tp>) {
+    /// Gates of examples with inputs `input` at coordinates `z`: the field's logits, the
+    /// routing's offsets, top-k softmax.
+    fn gates(
+        &mut self,
+        input: &[f32],
+        z: &Mat,
+        masks: Option<&dyn RegionMasks>,
+        tapes: &mut Tapes,
+    ) -> (Mat, Mat<Tp>) {
         let n = z.shape().0;
         let bases = self.field.bases();
-        let routing = Routing::new(self.field, masks, &z.as_vec(), n);
+        let routing = Routing::new(self.field, masks, input, &z.as_vec(), n);
         let logits = self.logits(z, routing.weights.as_deref());
         let mask = top_k_mask(&host(&logits), &routing.offsets, n, bases, self.field.layout.spec.top_k);
         let gates = (logits + self.constant(mask, n, bases)).softmax::<Axis<1>>();
@@ -381,7 +401,7 @@ impl<'a> Graph<'a> {
         let layers = self.net.layers().len();
         let mut h = x.clone();
         let mut out: Option<Mat<Tp>> = None;
-        for l in 0..layers {
+        for (l, value) in values.iter_mut().enumerate().take(layers) {
             let mut pre = affine(handle(&h), self.backbone.w(l), self.backbone.b(l));
             if let Some(k) = layout.adapted.iter().position(|&a| a == l) {
                 let mut start = 0;
@@ -396,7 +416,7 @@ impl<'a> Graph<'a> {
                 }
             }
             let y = if l + 1 < layers { activate(pre, self.net.activation) } else { pre };
-            values[l].copy_from_slice(&host(&y));
+            value.copy_from_slice(&host(&y));
             if l + 1 < layers {
                 h = tapes.share(y);
             } else {
@@ -425,7 +445,7 @@ impl FieldEngine {
             Gates::Field(masks) => {
                 let mut encoder = Tapes::default();
                 let z = graph.coordinate(&x, &mut scratch, &mut encoder);
-                graph.gates(&z, masks, &mut scratch).0
+                graph.gates(&ws.input, &z, masks, &mut scratch).0
             }
             Gates::Fixed(g) => {
                 let bases = field.bases();
@@ -444,34 +464,39 @@ impl FieldEngine {
         graph.coordinate(&x, &mut a, &mut b).as_vec()
     }
 
-    /// The field's logits (components weighted by the region masks, before offsets and
-    /// top-k) at `n` coordinates `z` (`n × d`), `n × bases`: what a commit snapshots.
-    pub fn field_logits(
-        &self,
-        net: &Mlp,
-        field: &WeightField,
-        masks: Option<&dyn RegionMasks>,
-        z: &[f32],
-        n: usize,
-    ) -> Vec<f32> {
+    /// The field's logits at `n` coordinates `z` (`n × d`) that lie outside every committed
+    /// region (every component at full weight, before offsets and top-k), `n × bases`: what a
+    /// commit snapshots at its anchors. Coordinates alone carry no input, so region masks do
+    /// not apply.
+    pub fn field_logits(&self, net: &Mlp, field: &WeightField, z: &[f32], n: usize) -> Vec<f32> {
         let mut graph = Graph::new(&self.dev, net, field);
         let zt = graph.constant(z.to_vec(), n, field.layout.spec.coordinate_dim);
-        let routing = Routing::new(field, masks, z, n);
-        host(&graph.logits(&zt, routing.weights.as_deref()))
+        host(&graph.logits(&zt, None))
     }
 
-    /// The gates at `n` coordinates `z`, `n × bases`.
-    pub fn gates(
+    /// The gates at `n` coordinates `z` outside every committed region (see
+    /// [`FieldEngine::field_logits`]), `n × bases`.
+    pub fn gates(&self, net: &Mlp, field: &WeightField, z: &[f32], n: usize) -> Vec<f32> {
+        let mut graph = Graph::new(&self.dev, net, field);
+        let zt = graph.constant(z.to_vec(), n, field.layout.spec.coordinate_dim);
+        graph.gates(&[], &zt, None, &mut Tapes::default()).0.as_vec()
+    }
+
+    /// The gates of `n` examples `input` (`n × inputs`), with the region masks, `n × bases`:
+    /// exactly those their prediction uses.
+    pub fn gates_of_inputs(
         &self,
         net: &Mlp,
         field: &WeightField,
         masks: Option<&dyn RegionMasks>,
-        z: &[f32],
+        input: &[f32],
         n: usize,
     ) -> Vec<f32> {
         let mut graph = Graph::new(&self.dev, net, field);
-        let zt = graph.constant(z.to_vec(), n, field.layout.spec.coordinate_dim);
-        graph.gates(&zt, masks, &mut Tapes::default()).0.as_vec()
+        let x = graph.constant(input.to_vec(), n, net.layers()[0].inputs);
+        let (mut a, mut b) = (Tapes::default(), Tapes::default());
+        let z = graph.coordinate(&x, &mut a, &mut b);
+        graph.gates(input, &z, masks, &mut a).0.as_vec()
     }
 
     /// One training step's passes on `n` examples: the forward pass, the task loss through
@@ -510,7 +535,7 @@ impl FieldEngine {
             }
             z
         };
-        let (gates, g) = graph.gates(&z, masks, &mut tapes);
+        let (gates, g) = graph.gates(input, &z, masks, &mut tapes);
         let outputs = graph.second_pass(&x, &gates, &mut tapes, values);
         let width = net.layers().last().expect("output layer").outputs;
         let mut grad = vec![0.0f32; n * width];
@@ -524,8 +549,7 @@ impl FieldEngine {
             let mut sum: Option<Scalar> = None;
             for term in &terms.lock {
                 let a = graph.constant(term.anchors.to_vec(), term.count, d);
-                let routing = Routing::new(field, masks, term.anchors, term.count);
-                let mut logits = graph.logits(&a, routing.weights.as_deref());
+                let mut logits = graph.logits(&a, None);
                 if term.width < field.bases() {
                     logits = graph.columns(logits, 0, term.width, 1);
                 }

@@ -35,7 +35,13 @@ fn setup(seed: u64) -> (Mlp, WeightField, Vec<f32>) {
     (net, field, input)
 }
 
-fn predict(engine: &FieldEngine, net: &Mlp, field: &WeightField, input: &[f32], gates: Gates<'_>) -> Vec<f32> {
+fn predict(
+    engine: &FieldEngine,
+    net: &Mlp,
+    field: &WeightField,
+    input: &[f32],
+    gates: Gates<'_>,
+) -> Vec<f32> {
     let mut ws = Workspace::new(&net.sizes(), input.len() / 5);
     ws.input.copy_from_slice(input);
     engine.predict(net, field, gates, &mut ws);
@@ -75,8 +81,9 @@ fn gates_are_a_softmax_over_the_top_k_logits() {
     let (net, field, input) = setup(2);
     let engine = FieldEngine::new();
     let z = engine.coordinates(&net, &field, &input, 7);
-    let logits = engine.field_logits(&net, &field, None, &z, 7);
-    let gates = engine.gates(&net, &field, None, &z, 7);
+    let logits = engine.field_logits(&net, &field, &z, 7);
+    let gates = engine.gates(&net, &field, &z, 7);
+    assert_eq!(engine.gates_of_inputs(&net, &field, None, &input, 7), gates);
     for i in 0..7 {
         let l = &logits[i * 4..(i + 1) * 4];
         let g = &gates[i * 4..(i + 1) * 4];
@@ -111,7 +118,18 @@ fn total_loss(
         half_square = o.iter().map(|&v| 0.5 * (v as f64) * (v as f64)).sum();
         BatchLoss::default()
     };
-    let r = engine.train_step(net, field, train_backbone, None, input, &mut values, &mut og, terms, &mut fg, &mut bg);
+    let r = engine.train_step(
+        net,
+        field,
+        train_backbone,
+        None,
+        input,
+        &mut values,
+        &mut og,
+        terms,
+        &mut fg,
+        &mut bg,
+    );
     let total = half_square
         + terms.lock_weight as f64 * r.lock
         + terms.separation.as_ref().map_or(0.0, |s| s.weight as f64 * r.separation)
@@ -223,11 +241,12 @@ impl RegionMasks for Ball {
     fn regions(&self) -> usize {
         1
     }
-    fn masks(&self, z: &[f32], n: usize, out: &mut Vec<f64>) {
+    fn masks(&self, _input: &[f32], z: &[f32], n: usize, out: &mut Vec<f64>) {
         let d = self.centre.len();
         out.clear();
         for i in 0..n {
-            let dist: f32 = z[i * d..(i + 1) * d].iter().zip(&self.centre).map(|(a, b)| (a - b).powi(2)).sum();
+            let dist: f32 =
+                z[i * d..(i + 1) * d].iter().zip(&self.centre).map(|(a, b)| (a - b).powi(2)).sum();
             out.push(((dist.sqrt() - self.radius) / self.radius).clamp(0.0, 1.0) as f64);
         }
     }
@@ -239,7 +258,8 @@ fn extensions_and_new_bases_change_nothing_inside_a_masked_region() {
     let engine = FieldEngine::new();
     let z = engine.coordinates(&net, &field, &input, 7);
     // A ball around example 0 that holds some of the batch and not the rest.
-    let ball = Ball { centre: z[..3].to_vec(), radius: 0.5 * (0..7).map(|i| dist(&z, 0, i)).fold(0.0, f32::max) };
+    let ball =
+        Ball { centre: z[..3].to_vec(), radius: 0.5 * (0..7).map(|i| dist(&z, 0, i)).fold(0.0, f32::max) };
     let inside: Vec<usize> = (0..7).filter(|&i| dist(&z, 0, i) <= ball.radius).collect();
     assert!(!inside.is_empty() && inside.len() < 7, "{inside:?}");
 
@@ -251,7 +271,7 @@ fn extensions_and_new_bases_change_nothing_inside_a_masked_region() {
     let before = predict(&engine, &net, &field, &input, Gates::Field(Some(&ball)));
     let mut r = rng::stream(5, "field-test", 9);
     field.add_block(3, &mut r);
-    field.add_component(1, &mut r);
+    field.add_component(1, 4..7, 0.0, &mut r);
     // Train-like changes to everything that is not frozen: the new block, the extension and
     // the free basis 3.
     for (i, layer) in field.params.layers.iter_mut().enumerate() {
@@ -288,7 +308,7 @@ fn layout_shapes_rebuild_the_parameters() {
     let (_, mut field, _) = setup(6);
     let mut r = rng::stream(6, "field-test", 1);
     field.add_block(2, &mut r);
-    field.add_component(1, &mut r);
+    field.add_component(1, 4..7, 0.0, &mut r);
     let shapes = WeightField::shapes(&field.layout);
     let expected: Vec<(usize, usize)> = field.params.layers.iter().map(|l| (l.inputs, l.outputs)).collect();
     assert_eq!(shapes, expected);
