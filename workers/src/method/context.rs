@@ -297,3 +297,60 @@ pub(crate) mod testing {
         f(&mut cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Activation, InputTransform, StreamSpec, SyntheticPermutedSpec};
+    use crate::rng;
+
+    #[test]
+    fn another_models_forward_evaluates_in_the_same_chunks_and_passes_its_errors_on() {
+        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+            tasks: 1,
+            classes: 3,
+            dim: 5,
+            train_per_class: 10,
+            test_per_class: 400,
+            noise: 1.0,
+            transform: InputTransform::Permute,
+        });
+        let task = crate::stream::build(&spec, 1).unwrap().task(0);
+        let net = Mlp::new(&[5, 7, 3], Activation::Tanh, &mut rng::stream(1, "t", 0));
+        let mut compute = Compute::new(&net, Engine::Fused, 8);
+        let plain = compute.evaluate(&net, &task.test, 0..3, None);
+        // The same forward pass through `evaluate_with` gives the same totals, in chunks of
+        // at most 500 that start at the split's first example.
+        let mut batches = Vec::new();
+        let with = compute
+            .evaluate_with(&net, &task.test, 0..3, None, |net, ws| {
+                batches.push(ws.batch());
+                fused::forward(net, ws);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        assert_eq!(with, plain);
+        assert_eq!(batches, vec![500, 500, 200]);
+        let err = compute.evaluate_with(&net, &task.test, 0..3, Some(10), |_, _| Err("no model".to_string()));
+        assert_eq!(err, Err("no model".to_string()));
+        let mut seen = 0;
+        let indices: Vec<usize> = (0..task.test.len()).collect();
+        compute
+            .for_each_chunk_with(
+                &net,
+                &task.test,
+                &indices,
+                |_, _| Ok::<(), ()>(()),
+                |ws, targets| {
+                    assert_eq!(ws.batch(), targets.len());
+                    seen += targets.len();
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, 1200);
+        // `batch_mut` lends the loaded batch and its targets together.
+        compute.load(&task.train, &[0, 1, 2]);
+        let (ws, targets) = compute.batch_mut();
+        assert_eq!((ws.batch(), targets.len()), (3, 3));
+    }
+}
