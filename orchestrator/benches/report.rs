@@ -104,6 +104,7 @@ fn add_run(store: &Store, order: u64, method: &str, lr: f64, seed: u64) -> u64 {
             examples: 500,
             loss: 2.3,
             accuracy: Some(0.1 * accuracy(seed, 999, j)),
+            variant: None,
         };
         push(body, &mut record);
     }
@@ -130,6 +131,7 @@ fn add_run(store: &Store, order: u64, method: &str, lr: f64, seed: u64) -> u64 {
                 examples: 500,
                 loss: 1.0 - acc,
                 accuracy: Some(acc),
+                variant: None,
             };
             push(body, &mut record);
         }

@@ -371,7 +371,11 @@ fn run_with_kills(recipe: &Path, results: &Path, kills: &[f64], kill_worker: boo
 fn sigkill_at_random_moments_then_resume_gives_bit_identical_results() {
     let s = Scratch::new("faults");
     let reference = recipe(&s, "reference", SLOW);
+    let started = Instant::now();
     let out = clorch(&["run", reference.to_str().unwrap(), "--no-progress", "-j", "2"], &[]);
+    // Kill moments are fractions of an uninterrupted run's duration, so they land mid-run on
+    // a fast machine and a slow one alike.
+    let duration = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reference_table = text(&out.stdout);
     let reference_logs = event_logs(&s.path("results-reference"));
@@ -385,9 +389,9 @@ fn sigkill_at_random_moments_then_resume_gives_bit_identical_results() {
         (state % 1000) as f64 / 1000.0
     };
     let mut tried = 0;
-    for case in 0..6 {
+    for case in 0..9 {
         let kill_worker = case % 3 == 2;
-        let kills: Vec<f64> = (0..1 + case % 3).map(|_| 0.2 + 1.5 * next()).collect();
+        let kills: Vec<f64> = (0..1 + case % 3).map(|_| duration * (0.1 + 0.6 * next())).collect();
         let name = format!("faults{case}");
         let r = recipe(&s, &name, SLOW);
         let results = s.path(&format!("results-{name}"));

@@ -679,6 +679,14 @@ pub enum EventBody {
     /// One entry of the accuracy matrix: performance on task `on_task`'s held-out split after
     /// training through task `after_task` (absent: before any training, the b_j of forward
     /// transfer).
+    ///
+    /// With a `variant`, the entry measures another form of the model than the one being
+    /// trained, evaluated at the same point on the same examples: methods with versioned
+    /// models (NIWF) report `version:t` (the model as committed after task t, a rollback)
+    /// and `compose:i+j` (the gates of the regions committed after tasks i and j, mixed).
+    /// Such entries are not part of the accuracy matrix R: consumers that build R must skip
+    /// events whose `variant` is present. Absent on every ordinary entry, so runs without
+    /// variants produce exactly the events they did before the field existed.
     Eval {
         /// i of R\[i\]\[j\], or absent for the untrained network.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -692,6 +700,10 @@ pub enum EventBody {
         /// Fraction correct; absent for regression.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         accuracy: Option<f64>,
+        /// Which other form of the model this entry measures (see above); absent for the
+        /// model itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
     },
     /// Plasticity diagnostics of the hidden layers on a probe batch of task
     /// `min(after_tasks, T−1)`.
@@ -854,12 +866,22 @@ mod tests {
                 examples: 100,
                 loss: 0.1 + 0.2,
                 accuracy: Some(0.93),
+                variant: None,
             },
         };
         let line = serde_json::to_string(&e).unwrap();
         assert!(line.starts_with(r#"{"run":"abc","seq":3,"event":"eval","on_task":2"#), "{line}");
+        assert!(!line.contains("variant"), "{line}");
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
+        // A variant entry carries its label and reads back.
+        let mut v = e.clone();
+        if let EventBody::Eval { variant, .. } = &mut v.body {
+            *variant = Some("version:3".into());
+        }
+        let line = serde_json::to_string(&v).unwrap();
+        assert!(line.ends_with(r#""variant":"version:3"}"#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), v);
     }
 
     #[test]

@@ -191,6 +191,28 @@ fn every_method_resumes_bit_identically() {
 }
 
 #[test]
+fn niwf_with_a_hard_lock_versions_and_compositions_resumes_bit_identically() {
+    // Commits grow the field (fresh bases, extensions), freeze parts of it and keep versions;
+    // rollback and composition rows are evaluated from the checkpointed versions and regions.
+    let params = serde_json::json!({"lock": "hard", "anchors": 32, "rollback": [0, 1], "compose": [[0, 1]], "drift_examples": 20});
+    let text = String::from_utf8(run_to_end(&synthetic_spec("niwf", params.clone()))).unwrap();
+    let events: Vec<Event> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let variants: Vec<(Option<usize>, usize, &str)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Eval { after_task, on_task, variant: Some(v), .. } => {
+                Some((*after_task, *on_task, v.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    // version:0 from the first evaluation on, version:1 and compose:0+1 once task 1 is committed.
+    assert_eq!(variants.len(), 3 + 3 * 3 + 3 * 3, "{variants:?}");
+    assert!(variants.contains(&(Some(2), 1, "compose:0+1")) && variants.contains(&(Some(0), 2, "version:0")));
+    assert_resume_is_bit_identical("niwf", params);
+}
+
+#[test]
 fn adam_with_momentum_state_resumes_bit_identically() {
     assert_resume_is_bit_identical("l2", serde_json::json!({"optimizer": "adam", "weight_decay": 0.001}));
 }

@@ -33,6 +33,8 @@ struct Fields<'a> {
     examples: Option<u64>,
     loss: Option<f64>,
     accuracy: Option<f64>,
+    #[serde(borrow)]
+    variant: Option<Cow<'a, str>>,
 }
 
 /// A stored event as the report needs it.
@@ -70,7 +72,8 @@ pub(crate) enum Decoded {
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, serde_json::Error> {
     if let Ok(f) = serde_json::from_slice::<Fields<'_>>(bytes) {
         match (f.event.as_ref(), f.on_task, f.task, f.bin, f.examples, f.loss) {
-            ("eval", Some(on_task), _, _, Some(_), Some(loss)) => {
+            // Rows of an earlier version or a composition (weight fields) take the full path.
+            ("eval", Some(on_task), _, _, Some(_), Some(loss)) if f.variant.is_none() => {
                 return Ok(Decoded::Eval { after_task: f.after_task, on_task, loss, accuracy: f.accuracy });
             }
             ("online", _, Some(task), Some(bin), Some(examples), Some(loss)) => {
@@ -99,13 +102,20 @@ mod tests {
             examples: 50,
             loss: 0.25,
             accuracy: Some(0.9),
+            variant: None,
         };
         assert_eq!(
             decode(&bytes(eval)).unwrap(),
             Decoded::Eval { after_task: Some(2), on_task: 1, loss: 0.25, accuracy: Some(0.9) }
         );
-        let baseline =
-            EventBody::Eval { after_task: None, on_task: 0, examples: 5, loss: 2.3, accuracy: None };
+        let baseline = EventBody::Eval {
+            after_task: None,
+            on_task: 0,
+            examples: 5,
+            loss: 2.3,
+            accuracy: None,
+            variant: None,
+        };
         assert_eq!(
             decode(&bytes(baseline)).unwrap(),
             Decoded::Eval { after_task: None, on_task: 0, loss: 2.3, accuracy: None }

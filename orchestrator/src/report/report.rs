@@ -197,8 +197,8 @@ impl Report {
     }
 }
 
-/// Summarises one run from its stored events.
-fn summarize(store: &Store, record: &RunRecord, experiment: &str) -> Result<RunSummary, ReportError> {
+/// Summarises one run from its stored events (plus one summary per evaluated model variant).
+fn summarize(store: &Store, record: &RunRecord, experiment: &str) -> Result<Vec<RunSummary>, ReportError> {
     let mut summarizer = Summarizer::new(record);
     for stored in store.event_bytes(&record.id) {
         let stored = stored?;
@@ -207,7 +207,7 @@ fn summarize(store: &Store, record: &RunRecord, experiment: &str) -> Result<RunS
             source,
         })?;
     }
-    Ok(summarizer.finish(record, experiment))
+    Ok(summarizer.finish_all(record, experiment))
 }
 
 /// Summarises `records` (each with the index of its store and experiment label), in order.
@@ -221,12 +221,18 @@ fn summarize_all(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(records.len()).max(1);
     let chunk = records.len().div_ceil(threads).max(1);
     let one = |(index, record): &(usize, RunRecord)| summarize(stores[*index], record, labels[*index]);
+    let flat = |part: &[(usize, RunRecord)]| -> Result<Vec<RunSummary>, ReportError> {
+        let mut out = Vec::with_capacity(part.len());
+        for r in part {
+            out.extend(one(r)?);
+        }
+        Ok(out)
+    };
     if threads == 1 {
-        return records.iter().map(one).collect();
+        return flat(records);
     }
     let parts: Vec<Result<Vec<RunSummary>, ReportError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            records.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(one).collect())).collect();
+        let handles: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || flat(part))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))

@@ -112,6 +112,9 @@ pub(crate) struct Summarizer {
     /// `online` events for tasks beyond the stream (flagged once, not per event).
     online_out_of_range: u64,
     flags: Vec<String>,
+    /// Evaluations of other versions of the model (weight fields' rollbacks and compositions),
+    /// by variant label; each becomes an extra row of the report.
+    variants: std::collections::BTreeMap<String, Vec<EvalRow>>,
 }
 
 impl Summarizer {
@@ -129,6 +132,7 @@ impl Summarizer {
             capacity: Vec::new(),
             online_out_of_range: 0,
             flags: Vec::new(),
+            variants: std::collections::BTreeMap::new(),
         }
     }
 
@@ -140,7 +144,15 @@ impl Summarizer {
                     self.flags.push(format!("the started event says {tasks} tasks, the spec {}", self.tasks));
                 }
             }
-            EventBody::Eval { after_task, on_task, loss, accuracy, .. } => {
+            EventBody::Eval { after_task, on_task, loss, accuracy, variant: Some(variant), .. } => {
+                self.variants.entry(variant.clone()).or_default().push(EvalRow {
+                    after_task: *after_task,
+                    on_task: *on_task,
+                    accuracy: *accuracy,
+                    loss: *loss,
+                })
+            }
+            EventBody::Eval { after_task, on_task, loss, accuracy, variant: None, .. } => {
                 self.eval(*after_task, *on_task, *loss, *accuracy)
             }
             EventBody::Online { task, bin, examples, loss, accuracy } => {
@@ -205,7 +217,43 @@ impl Summarizer {
     }
 
     /// The summary of the run, labelled with `experiment`.
-    pub(crate) fn finish(mut self, record: &RunRecord, experiment: &str) -> RunSummary {
+    /// The run's summary, followed by one summary per evaluated variant (an earlier version or
+    /// a composition of a weight field), labelled `method [variant]` so it groups as its own
+    /// row. A variant's rows hold only the entries it was evaluated on (usually the last row
+    /// of R), so only the metrics those define are reported, without flags for the rest.
+    pub(crate) fn finish_all(mut self, record: &RunRecord, experiment: &str) -> Vec<RunSummary> {
+        let variants = std::mem::take(&mut self.variants);
+        let tasks = self.tasks;
+        let regression = self.regression;
+        let mut out = vec![self.finish(record, experiment)];
+        for (variant, evals) in variants {
+            let mut values = [None; Metric::ALL.len()];
+            if record.status == RunStatus::Finished && !regression {
+                let mut part = Summarizer::new(record);
+                part.evals = evals.clone();
+                part.matrix_metrics(&mut values);
+            }
+            let mut labels = record.labels.clone();
+            labels.method = format!("{} [{variant}]", labels.method);
+            out.push(RunSummary {
+                id: format!("{}#{variant}", record.id),
+                experiment: experiment.to_string(),
+                order: record.order,
+                labels,
+                status: record.status.clone(),
+                attempts: record.attempts,
+                tasks,
+                regression,
+                values,
+                flags: Vec::new(),
+                evals,
+                series: RunSeries::default(),
+            });
+        }
+        out
+    }
+
+    fn finish(mut self, record: &RunRecord, experiment: &str) -> RunSummary {
         let mut values = [None; Metric::ALL.len()];
         let finished = record.status == RunStatus::Finished;
         if finished {

@@ -50,7 +50,14 @@ pub(crate) fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
         problem: "classification".into(),
     });
     for (j, &b) in m.baseline.iter().enumerate() {
-        push(EventBody::Eval { after_task: None, on_task: j, examples: 50, loss: 2.3, accuracy: Some(b) });
+        push(EventBody::Eval {
+            after_task: None,
+            on_task: j,
+            examples: 50,
+            loss: 2.3,
+            accuracy: Some(b),
+            variant: None,
+        });
     }
     let plasticity = |i: usize| {
         let (dead, rank, w) = m.plasticity[i];
@@ -77,6 +84,7 @@ pub(crate) fn events(id: &str, m: &Measured, finish: bool) -> Vec<Event> {
                 examples: 50,
                 loss: 1.0 - acc,
                 accuracy: Some(acc),
+                variant: None,
             });
         }
         if m.plasticity.len() > i + 1 {
@@ -464,6 +472,7 @@ fn regression_runs_report_online_loss_instead_of_accuracy() {
             examples: 10,
             loss: 0.5,
             accuracy: None,
+            variant: None,
         }));
     }
     list.push(ev(EventBody::Finished { tasks: 2, steps: 400, examples: 400 }));
@@ -643,6 +652,7 @@ fn stray_evaluations_and_non_finite_numbers_flag_the_run() {
             examples: 5,
             loss: 0.1,
             accuracy: Some(0.9),
+            variant: None,
         },
     };
     store.ingest(&stray).unwrap();
@@ -778,4 +788,40 @@ fn series_keep_each_task_and_measurement() {
     let after: Vec<usize> = run.series.plasticity.iter().map(|p| p.after_tasks).collect();
     assert_eq!(after, [0, 1, 2]);
     assert_eq!(run.series.plasticity[2].dead, Some(0.2));
+}
+
+#[test]
+fn evaluations_of_model_variants_become_rows_of_their_own() {
+    let store = Store::temporary().unwrap();
+    for seed in 0..2 {
+        let r = add(&store, seed, "niwf", seed, &sgd(seed as usize), RunStatus::Finished);
+        // A rollback to version 0 evaluated after the last task, on both tasks.
+        let base = store.last_event_seq(&r.id).unwrap().unwrap() + 1;
+        for (j, acc) in [(0usize, 0.91), (1, 0.12)] {
+            store
+                .ingest(&Event {
+                    run: r.id.clone(),
+                    seq: base + j as u64,
+                    body: EventBody::Eval {
+                        after_task: Some(1),
+                        on_task: j,
+                        examples: 50,
+                        loss: 0.3,
+                        accuracy: Some(acc),
+                        variant: Some("version:0".into()),
+                    },
+                })
+                .unwrap();
+        }
+    }
+    let report = Report::build(&store, &ReportOptions::default()).unwrap();
+    let methods: Vec<&str> = report.groups().iter().map(|g| g.method.as_str()).collect();
+    assert_eq!(methods, vec!["niwf", "niwf [version:0]"]);
+    let variant = &report.groups()[1];
+    assert!((variant.cell(Metric::Acc).mean.unwrap() - (0.91 + 0.12) / 2.0).abs() < 1e-12);
+    // The main rows are untouched by the variant's evaluations.
+    let main = &report.groups()[0];
+    let expected =
+        (sgd(0).matrix[1].iter().sum::<f64>() / 2.0 + sgd(1).matrix[1].iter().sum::<f64>() / 2.0) / 2.0;
+    assert!((main.cell(Metric::Acc).mean.unwrap() - expected).abs() < 1e-12);
 }

@@ -436,6 +436,7 @@ mod tests {
                 examples: 50,
                 loss: 1.0 - acc,
                 accuracy: Some(acc),
+                variant: None,
             },
         }
     }

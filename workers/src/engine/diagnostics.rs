@@ -3,19 +3,21 @@
 use rand::seq::index::sample;
 
 use super::RunError;
-use crate::method::Compute;
+use crate::method::{Compute, Learner};
 use crate::metrics::plasticity::{layer_plasticity, mean_abs_weight_over};
-use crate::model::{activation, Mlp};
+use crate::model::{activation, Mlp, Targets, Workspace};
 use crate::protocol::{EventBody, PlasticitySpec};
 use crate::rng;
 use crate::stream::Task;
 
 /// Measures every hidden layer on up to `spec.probe` examples of `task`'s training split (a
 /// seeded sample, the same for every method of a seed, so methods are compared on the same
-/// probe) and returns the `plasticity` event.
+/// probe) and returns the `plasticity` event. With a `learner` (a method's own model) the
+/// features are its hidden values; the weight statistics stay those of `net`, its backbone.
 pub fn plasticity(
     compute: &mut Compute,
     net: &Mlp,
+    learner: Option<&mut dyn Learner>,
     task: &Task,
     spec: &PlasticitySpec,
     seed: u64,
@@ -29,11 +31,23 @@ pub fn plasticity(
     let hidden = net.hidden_layers();
     let widths: Vec<usize> = net.layers()[..hidden].iter().map(|l| l.outputs).collect();
     let mut features: Vec<Vec<f32>> = widths.iter().map(|w| Vec::with_capacity(probe * w)).collect();
-    compute.for_each_chunk(net, &task.train, &indices, |ws, _| {
+    let collect = |ws: &Workspace, _: Targets<'_>| {
         for (l, f) in features.iter_mut().enumerate() {
             f.extend_from_slice(ws.hidden(l));
         }
-    });
+    };
+    match learner {
+        Some(learner) => compute
+            .for_each_chunk_with(
+                net,
+                &task.train,
+                &indices,
+                |net, ws| learner.forward(None, net, ws),
+                collect,
+            )
+            .map_err(RunError::Method)?,
+        None => compute.for_each_chunk(net, &task.train, &indices, collect),
+    }
     let relu_family = activation::can_die(net.activation);
     let mut layers = Vec::with_capacity(hidden);
     for (l, f) in features.iter().enumerate() {

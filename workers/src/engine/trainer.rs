@@ -12,7 +12,7 @@ use super::diagnostics;
 use super::schedule::{self, Cadence};
 use super::sink::EventSink;
 use super::{RunControl, RunError};
-use crate::method::{Compute, ContinualMethod, StepContext, TaskContext};
+use crate::method::{Compute, ContinualMethod, LearnerStep, StepContext, TaskContext};
 use crate::model::{BatchLoss, Mlp};
 use crate::optim::Optimizer;
 use crate::protocol::{EventBody, Heads, RunSpec};
@@ -277,6 +277,26 @@ impl Trainer<'_> {
     /// One optimiser step on examples `indices` of the task's training split.
     fn step(&mut self, task: &Task, indices: &[usize], head: Range<usize>) -> Result<BatchLoss, RunError> {
         self.compute.load(&task.train, indices);
+        if let Some(learner) = self.method.learner() {
+            // A method with its own model trains it itself (see `method::Learner`).
+            let (workspace, targets) = self.compute.batch_mut();
+            let totals = learner
+                .train_step(&mut LearnerStep {
+                    net: &mut self.net,
+                    optimizer: &mut self.optimizer,
+                    rng: &mut self.method_rng,
+                    workspace,
+                    targets,
+                    head,
+                    task: task.index,
+                    step: self.counters.steps,
+                })
+                .map_err(RunError::Method)?;
+            if !totals.loss_sum.is_finite() {
+                return Err(RunError::Diverged { task: task.index, step: self.counters.steps });
+            }
+            return Ok(self.count_step(indices, totals));
+        }
         let method = &mut self.method;
         let totals = self
             .compute
@@ -297,10 +317,14 @@ impl Trainer<'_> {
         method.shape_gradients(&mut cx);
         method.update(&mut cx);
         method.after_update(&mut cx);
+        Ok(self.count_step(indices, totals))
+    }
+
+    fn count_step(&mut self, indices: &[usize], totals: BatchLoss) -> BatchLoss {
         self.counters.steps += 1;
         self.counters.examples += indices.len() as u64;
         self.control.steps.store(self.counters.steps, Ordering::Relaxed);
-        Ok(totals)
+        totals
     }
 
     fn record_online(&mut self, task: usize, totals: BatchLoss, bin_size: u64) -> Result<(), RunError> {
@@ -330,26 +354,43 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Emits R\[after\]\[on\] (or b_on when `after` is `None`).
+    /// Emits R\[after\]\[on\] (or b_on when `after` is `None`), then the same entry for
+    /// every variant of a method's own model (rollbacks, compositions; see `method::Learner`).
     fn evaluate(&mut self, after: Option<usize>, on: usize) -> Result<(), RunError> {
         let task = self.stream.task(on);
         let head = self.head(&task);
-        let totals = self.compute.evaluate(&self.net, &task.test, head, self.spec.eval.max_examples);
-        self.emit(EventBody::Eval {
-            after_task: after,
-            on_task: on,
-            examples: totals.examples as usize,
-            loss: totals.mean_loss(),
-            accuracy: (self.info.problem == Problem::Classification).then(|| totals.accuracy()),
-        })
+        let max = self.spec.eval.max_examples;
+        let variants = self.method.learner().map(|l| l.variants()).unwrap_or_default();
+        for variant in std::iter::once(None).chain(variants.into_iter().map(Some)) {
+            let totals = match self.method.learner() {
+                Some(learner) => self
+                    .compute
+                    .evaluate_with(&self.net, &task.test, head.clone(), max, |net, ws| {
+                        learner.forward(variant.as_deref(), net, ws)
+                    })
+                    .map_err(RunError::Method)?,
+                None => self.compute.evaluate(&self.net, &task.test, head.clone(), max),
+            };
+            self.emit(EventBody::Eval {
+                after_task: after,
+                on_task: on,
+                examples: totals.examples as usize,
+                loss: totals.mean_loss(),
+                accuracy: (self.info.problem == Problem::Classification).then(|| totals.accuracy()),
+                variant,
+            })?;
+        }
+        Ok(())
     }
 
     fn measure_plasticity(&mut self, after_tasks: usize) -> Result<(), RunError> {
         let probe_task = after_tasks.min(self.info.tasks - 1);
         let task = self.stream.task(probe_task);
+        let learner = self.method.learner();
         let body = diagnostics::plasticity(
             &mut self.compute,
             &self.net,
+            learner,
             &task,
             &self.spec.eval.plasticity,
             self.spec.seed,

@@ -185,6 +185,28 @@ impl Compute {
         head: Range<usize>,
         max: Option<usize>,
     ) -> BatchLoss {
+        let plain = |net: &Mlp, ws: &mut Workspace| {
+            fused::forward(net, ws);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.evaluate_with(net, split, head, max, plain) {
+            Ok(total) => total,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Compute::evaluate`] with another model's forward pass: `forward` fills the
+    /// workspace's values from its input (a method with its own model, see
+    /// [`Learner`](super::Learner)). The chunks are always the same (from the split's start, in
+    /// steps of 500), so the same examples are evaluated in the same batches every time.
+    pub fn evaluate_with<E>(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E> {
         let n = max.map_or(split.len(), |m| m.min(split.len()));
         let mut total = BatchLoss::default();
         let mut start = 0;
@@ -195,12 +217,12 @@ impl Compute {
             indices.extend(start..end);
             self.load(split, &indices);
             self.indices = indices;
-            self.forward(net);
+            forward(net, &mut self.workspace)?;
             let width = self.workspace.output_width();
             total.add(loss::evaluate(self.workspace.outputs(), width, head.clone(), self.targets(), None));
             start = end;
         }
-        total
+        Ok(total)
     }
 
     /// Per-example gradients: for each example `indices[i]` of `split`, one forward and one
@@ -253,11 +275,31 @@ impl Compute {
         net: &Mlp,
         split: &Split,
         indices: &[usize],
-        mut visit: impl FnMut(&Workspace, Targets<'_>),
+        visit: impl FnMut(&Workspace, Targets<'_>),
     ) {
+        let plain = |net: &Mlp, ws: &mut Workspace| {
+            fused::forward(net, ws);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.for_each_chunk_with(net, split, indices, plain, visit) {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Compute::for_each_chunk`] with another model's forward pass (see
+    /// [`Compute::evaluate_with`]).
+    pub fn for_each_chunk_with<E>(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        indices: &[usize],
+        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+        mut visit: impl FnMut(&Workspace, Targets<'_>),
+    ) -> Result<(), E> {
         for chunk in indices.chunks(self.chunk) {
             self.load(split, chunk);
-            self.forward(net);
+            forward(net, &mut self.workspace)?;
             let targets = if self.reals.is_empty() {
                 Targets::Classes(&self.classes)
             } else {
@@ -265,6 +307,15 @@ impl Compute {
             };
             visit(&self.workspace, targets);
         }
+        Ok(())
+    }
+
+    /// The workspace (whose input holds the loaded batch) and the batch's targets, borrowed
+    /// together, for a method that runs its own passes on the batch.
+    pub fn batch_mut(&mut self) -> (&mut Workspace, Targets<'_>) {
+        let targets =
+            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        (&mut self.workspace, targets)
     }
 
     /// The engine in use.
@@ -385,5 +436,62 @@ pub(crate) mod testing {
             method.update(&mut cx);
             method.after_update(&mut cx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Activation, InputTransform, StreamSpec, SyntheticPermutedSpec};
+    use crate::rng;
+
+    #[test]
+    fn another_models_forward_evaluates_in_the_same_chunks_and_passes_its_errors_on() {
+        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+            tasks: 1,
+            classes: 3,
+            dim: 5,
+            train_per_class: 10,
+            test_per_class: 400,
+            noise: 1.0,
+            transform: InputTransform::Permute,
+        });
+        let task = crate::stream::build(&spec, 1).unwrap().task(0);
+        let net = Mlp::new(&[5, 7, 3], Activation::Tanh, &mut rng::stream(1, "t", 0));
+        let mut compute = Compute::new(&net, Engine::Fused, 8);
+        let plain = compute.evaluate(&net, &task.test, 0..3, None);
+        // The same forward pass through `evaluate_with` gives the same totals, in chunks of
+        // at most 500 that start at the split's first example.
+        let mut batches = Vec::new();
+        let with = compute
+            .evaluate_with(&net, &task.test, 0..3, None, |net, ws| {
+                batches.push(ws.batch());
+                fused::forward(net, ws);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        assert_eq!(with, plain);
+        assert_eq!(batches, vec![500, 500, 200]);
+        let err = compute.evaluate_with(&net, &task.test, 0..3, Some(10), |_, _| Err("no model".to_string()));
+        assert_eq!(err, Err("no model".to_string()));
+        let mut seen = 0;
+        let indices: Vec<usize> = (0..task.test.len()).collect();
+        compute
+            .for_each_chunk_with(
+                &net,
+                &task.test,
+                &indices,
+                |_, _| Ok::<(), ()>(()),
+                |ws, targets| {
+                    assert_eq!(ws.batch(), targets.len());
+                    seen += targets.len();
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, 1200);
+        // `batch_mut` lends the loaded batch and its targets together.
+        compute.load(&task.train, &[0, 1, 2]);
+        let (ws, targets) = compute.batch_mut();
+        assert_eq!((ws.batch(), targets.len()), (3, 3));
     }
 }

@@ -19,6 +19,8 @@ mod context;
 mod ewc;
 mod l2;
 mod l2_init;
+mod learner;
+mod niwf;
 mod params;
 mod redo;
 mod shrink_perturb;
@@ -26,6 +28,7 @@ mod state;
 mod weight_aligning;
 
 pub use context::{Compute, OutputContext, StepContext, TaskContext};
+pub use learner::{Learner, LearnerStep};
 pub use params::MethodError;
 pub use state::{MethodState, StateTensor};
 
@@ -75,6 +78,14 @@ pub trait ContinualMethod: Send {
     /// Restores what [`ContinualMethod::save`] wrote.
     fn load(&mut self, _state: &MethodState) -> Result<(), MethodError> {
         Ok(())
+    }
+
+    /// The method's own model, for methods that are not the plain MLP (see [`Learner`]). When
+    /// it returns one, the trainer trains and predicts through it and the step hooks above
+    /// (`output_gradient` … `after_update`) are not called; the task hooks, `begin`, `save`
+    /// and `load` are. `None` (the default) is the standard MLP path.
+    fn learner(&mut self) -> Option<&mut dyn Learner> {
+        None
     }
 }
 
@@ -172,6 +183,8 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<redo::RedoKind>(),
         info::<weight_aligning::WeightAligningKind>(),
         info::<clnp::Clnp>(),
+        info::<niwf::WeightFieldKind>(),
+        info::<niwf::Niwf>(),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 pub mod activation;
 mod autograd;
+pub mod field;
 pub mod fused;
 pub mod loss;
 mod mlp;

@@ -78,6 +78,7 @@ fn add_regression(store: &Store, order: u64, seed: u64) {
             examples: 10,
             loss: 0.1,
             accuracy: None,
+            variant: None,
         });
     }
     events.push(EventBody::Finished { tasks: 2, steps: 800, examples: 8_000 });
