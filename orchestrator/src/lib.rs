@@ -2,6 +2,7 @@
 //! and turned into comparison tables.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod executor;
 pub mod lock;

@@ -20,7 +20,7 @@ pub struct Repairs {
 /// is damaged, of another format, or behind the folders.
 pub fn open_for_writing(results_dir: &Path) -> Result<(Store, Repairs), StoreError> {
     let mut repairs = Repairs::default();
-    let store = match Store::open(results_dir) {
+    let store = match Store::open_for_writing(results_dir) {
         Ok(store) => store,
         Err(e @ (StoreError::Corrupt { .. } | StoreError::WrongFormat { .. })) => {
             let aside = set_aside(results_dir)?;
@@ -28,7 +28,7 @@ pub fn open_for_writing(results_dir: &Path) -> Result<(Store, Repairs), StoreErr
                 "the store is unusable ({e}); moved it to {} and rebuilding it from the run folders",
                 aside.display()
             ));
-            let store = Store::open(results_dir)?;
+            let store = Store::open_for_writing(results_dir)?;
             store::rebuild(results_dir, &store)?;
             return Ok((store, repairs));
         }

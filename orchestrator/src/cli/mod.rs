@@ -1,5 +1,6 @@
 //! The command line: argument types and the dispatch to each command's library code.
 
+pub mod bench;
 pub mod cancel;
 pub mod experiment;
 pub mod plot;
@@ -65,6 +66,9 @@ pub enum Command {
     Store(store::StoreCommand),
     /// List the continual-learning methods and their parameters with defaults.
     Methods,
+    /// Measure the speed targets on this machine (training throughput next to PyTorch, the
+    /// reference code's regression cost, parallel sweeps, memory on a 1,000-task stream).
+    Bench(bench::BenchArgs),
     /// Run one run from a spec (started by `clorch run`; also usable by hand).
     Worker(worker::WorkerArgs),
 }
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> i32 {
             exit::OK
         }
         Command::Worker(args) => worker::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

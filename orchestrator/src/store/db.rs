@@ -38,10 +38,15 @@ pub enum Ingested {
     Duplicate,
 }
 
-/// sled's page cache. Its default (1 GiB) would let the orchestrator's memory grow with the
-/// store on long streams; the store is written mostly sequentially and read in range scans,
-/// which need little cache.
-const CACHE_BYTES: u64 = 64 << 20;
+/// sled's page cache when reading (reports, status): reports scan every event, so a large
+/// cache helps. sled's default (1 GiB) is more than any of them needs.
+const READ_CACHE_BYTES: u64 = 64 << 20;
+
+/// sled's page cache of the orchestrator, which writes: mostly appends to the end of each
+/// run's event range and rewrites of run records, which need little cache — and a small cache
+/// keeps the orchestrator's memory flat however long the stream (sled otherwise keeps every
+/// page it wrote cached, up to the limit).
+const WRITE_CACHE_BYTES: u64 = 2 << 20;
 
 /// One stored event's JSON bytes (see [`Store::event_bytes`]); dereferences to `[u8]`.
 pub struct EventBytes {
@@ -90,12 +95,19 @@ impl Store {
     /// [`StoreError::Corrupt`] when sled finds damaged data, [`StoreError::WrongFormat`] when
     /// it was written in another store format, and [`StoreError::Io`] otherwise.
     pub fn open(results_dir: &Path) -> Result<Store> {
+        Store::open_with_cache(results_dir, READ_CACHE_BYTES)
+    }
+
+    /// Opens the store as [`Store::open`] does, with the small page cache suited to the
+    /// orchestrator's writing (its memory then stays flat on long streams).
+    pub fn open_for_writing(results_dir: &Path) -> Result<Store> {
+        Store::open_with_cache(results_dir, WRITE_CACHE_BYTES)
+    }
+
+    fn open_with_cache(results_dir: &Path, cache: u64) -> Result<Store> {
         let path = results_dir.join(STORE_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| open_error(&path, e))?;
+        let db =
+            sled::Config::new().path(&path).cache_capacity(cache).open().map_err(|e| open_error(&path, e))?;
         Store::init(db, Some(path), Some(results_dir.to_path_buf()))
     }
 
@@ -103,7 +115,7 @@ impl Store {
     /// a view rebuilt from the run folders while the real store is locked or damaged.
     pub fn temporary() -> Result<Store> {
         let db = sled::Config::new()
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(READ_CACHE_BYTES)
             .temporary(true)
             .open()
             .map_err(|e| open_error(Path::new("<temporary>"), e))?;

@@ -39,10 +39,13 @@ pub enum MetricError {
 }
 
 /// A T×T accuracy matrix with possibly missing entries, plus the untrained baselines b_j.
+///
+/// Stored sparsely: long streams evaluate a subsample of earlier tasks (O(T) entries), and a
+/// dense 10,000-task matrix would take 1.6 GB.
 #[derive(Clone, PartialEq)]
 pub struct AccuracyMatrix {
     tasks: usize,
-    entries: Vec<Option<f64>>,
+    entries: std::collections::HashMap<(usize, usize), f64>,
     baseline: Vec<Option<f64>>,
 }
 
@@ -65,7 +68,7 @@ impl fmt::Debug for AccuracyMatrix {
 impl AccuracyMatrix {
     /// An empty matrix for `tasks` tasks.
     pub fn new(tasks: usize) -> Self {
-        AccuracyMatrix { tasks, entries: vec![None; tasks * tasks], baseline: vec![None; tasks] }
+        AccuracyMatrix { tasks, entries: std::collections::HashMap::new(), baseline: vec![None; tasks] }
     }
 
     /// Builds a full matrix from rows (tests and hand-made examples).
@@ -87,7 +90,12 @@ impl AccuracyMatrix {
 
     /// Records R\[after\]\[on\].
     pub fn set(&mut self, after: usize, on: usize, accuracy: f64) {
-        self.entries[after * self.tasks + on] = Some(accuracy);
+        assert!(
+            after < self.tasks && on < self.tasks,
+            "R[{after}][{on}] is outside a {0}×{0} matrix",
+            self.tasks
+        );
+        self.entries.insert((after, on), accuracy);
     }
 
     /// Records b\[on\].
@@ -97,7 +105,7 @@ impl AccuracyMatrix {
 
     /// R\[after\]\[on\], if measured.
     pub fn get(&self, after: usize, on: usize) -> Option<f64> {
-        self.entries[after * self.tasks + on]
+        self.entries.get(&(after, on)).copied()
     }
 
     /// b\[on\], if measured.
@@ -163,14 +171,17 @@ impl AccuracyMatrix {
     pub fn forgetting(&self) -> Result<f64, MetricError> {
         self.need_two_tasks("forgetting")?;
         let last = self.tasks - 1;
-        let mut sum = 0.0;
-        for j in 0..last {
-            let mut best = self.need("forgetting", j, j)?;
-            for l in 0..last {
-                if let Some(v) = self.get(l, j) {
-                    best = best.max(v);
-                }
+        // One pass over the measured entries: the best earlier accuracy of each column.
+        let mut best: Vec<Option<f64>> = vec![None; last];
+        for (&(l, j), &v) in &self.entries {
+            if l < last && j < last {
+                best[j] = Some(best[j].map_or(v, |b: f64| b.max(v)));
             }
+        }
+        let mut sum = 0.0;
+        for (j, best) in best.into_iter().enumerate() {
+            self.need("forgetting", j, j)?;
+            let best = best.expect("R[j][j] is measured, so column j has a best value");
             sum += best - self.need("forgetting", last, j)?;
         }
         Ok(sum / last as f64)

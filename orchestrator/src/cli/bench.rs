@@ -1,0 +1,48 @@
+//! `clorch bench`: the speed targets, measured on this machine.
+
+use std::path::PathBuf;
+
+use super::exit;
+use crate::bench::{self, BenchOptions};
+
+/// Arguments of `clorch bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Shorter measurements (noisier numbers).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these parts, comma-separated: p1 (regression µs/example), p2 (MLP samples/s),
+    /// p3 (parallel sweep), p4 (1,000-task stream memory).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Scratch folder for the sweep and the long stream (default: a folder in the system's
+    /// temporary directory, removed afterwards).
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+}
+
+/// Prints the benchmark table; exits 1 when a target is missed.
+pub fn run(args: &BenchArgs) -> i32 {
+    let (scratch, remove) = match &args.scratch {
+        Some(p) => (p.clone(), false),
+        None => (std::env::temp_dir().join(format!("clorch-bench-{}", std::process::id())), true),
+    };
+    let options = BenchOptions { quick: args.quick, only: args.only.clone(), scratch: scratch.clone() };
+    println!("{}", bench::header());
+    let result = bench::run(&options, |row| println!("{}", bench::row_line(row)));
+    if remove {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    match result {
+        Ok(rows) if rows.iter().all(|r| r.met) => exit::OK,
+        Ok(rows) => {
+            let missed: Vec<&str> = rows.iter().filter(|r| !r.met).map(|r| r.id).collect();
+            eprintln!("targets missed: {}", missed.join(", "));
+            exit::RUNS_FAILED
+        }
+        Err(e) => {
+            eprintln!("clorch bench: {e}");
+            exit::BAD_INPUT
+        }
+    }
+}
