@@ -192,7 +192,14 @@ fn a_shared_head_stops_the_run_before_training_with_a_clear_message() {
     let dir = scratch("shared");
     let spec = spec(serde_json::json!({}), Heads::Shared, &dir);
     let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err().to_string();
-    assert!(err.contains("clnp: needs one output head per task (`network.heads: per_task`)"), "{err}");
-    assert!(!events(&dir).iter().any(|e| matches!(e, EventBody::TaskStarted { .. })));
+    assert!(
+        err.contains("is task-incremental: it needs one output head per task (`network.heads: per_task`"),
+        "{err}"
+    );
+    // Refused before anything was trained (or even written).
+    assert!(
+        !dir.join(EVENT_LOG).exists()
+            || !events(&dir).iter().any(|e| matches!(e, EventBody::TaskStarted { .. }))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -307,3 +307,34 @@ fn the_permuted_mnist_example_learns_then_forgets() {
     assert!(first >= 0.90, "R[0][0] = {first}\n{r:?}");
     assert!(last < first - 0.05, "R[4][0] = {last}, R[0][0] = {first}\n{r:?}");
 }
+
+#[test]
+fn parts_that_do_not_fit_together_are_refused_before_any_work() {
+    // A task-incremental method with a shared head.
+    let mut spec = synthetic_spec("clnp", serde_json::json!({}));
+    spec.network.heads = Heads::Shared;
+    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(err.contains("task-incremental") && err.contains("per_task"), "{err}");
+    // An online stream cannot announce task boundaries or task ids.
+    let mut online = synthetic_spec("ewc", serde_json::json!({}));
+    online.stream = StreamSpec::SlowlyChangingRegression(SlowlyChangingRegressionSpec {
+        tasks: 2,
+        inputs: 20,
+        slow_bits: 15,
+        flip_every: 100,
+        flip: FlipMode::One,
+        target_hidden: 10,
+        beta: 0.7,
+        test_examples: 10,
+    });
+    let err = engine::check_spec(&online).unwrap_err();
+    assert!(err.contains("acts at task boundaries"), "{err}");
+    online.method.kind = "sgd".into();
+    assert!(engine::check_spec(&online).is_ok());
+    online.network.heads = Heads::PerTask;
+    let err = engine::check_spec(&online).unwrap_err();
+    assert!(err.contains("per-task heads"), "{err}");
+    // The worker refuses them too, with the same line.
+    let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err();
+    assert!(err.to_string().contains("task-incremental"), "{err}");
+}

@@ -64,10 +64,22 @@ pub enum RunError {
     },
 }
 
-/// Checks a spec's parts against each other, without data: an online stream announces no
-/// task boundaries, so it cannot feed per-task heads (which need the task id) or a method that
-/// acts at task boundaries. The orchestrator runs this when it plans; a worker again at start.
+/// Checks a spec's parts against each other, without data: a task-incremental method needs
+/// per-task heads; an online stream announces no task boundaries, so it cannot feed per-task
+/// heads (which need the task id) or a method that acts at task boundaries. The orchestrator runs this when it plans; a worker again at start.
 pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
+    let per_task_heads = spec.network.heads == crate::protocol::Heads::PerTask
+        || matches!(&spec.stream, crate::protocol::StreamSpec::SplitMnist(s)
+            if s.setting == crate::protocol::SplitSetting::TaskIncremental);
+    if let Ok(m) = method::lookup(&spec.method.kind) {
+        if m.needs_task_heads && !per_task_heads {
+            return Err(format!(
+                "method `{}` ({}) is task-incremental: it needs one output head per task \
+                 (`network.heads: per_task`, or a task-incremental split MNIST)",
+                spec.method.name, m.kind
+            ));
+        }
+    }
     if !spec.stream.is_online() {
         return Ok(());
     }

@@ -104,6 +104,9 @@ pub trait MethodKind {
     /// or aligns at task boundaries). Online streams do not announce boundaries, so such
     /// methods are refused there rather than silently doing nothing.
     const NEEDS_TASK_BOUNDARIES: bool = false;
+    /// Whether the method is task-incremental: it needs one output head per task (a task id
+    /// at test time), and is refused with a shared head.
+    const NEEDS_TASK_HEADS: bool = false;
     /// The method's own hyper-parameters; `Default` holds the paper's defaults, and the serde
     /// field names are the recipe's parameter names.
     type Config: DeserializeOwned + Serialize + Default;
@@ -136,6 +139,8 @@ pub struct MethodInfo {
     pub optimizer_choice: bool,
     /// Whether the method needs task boundaries ([`MethodKind::NEEDS_TASK_BOUNDARIES`]).
     pub needs_task_boundaries: bool,
+    /// Whether the method needs one head per task ([`MethodKind::NEEDS_TASK_HEADS`]).
+    pub needs_task_heads: bool,
     parameters: fn() -> Vec<(String, serde_json::Value)>,
     build: fn(&MethodSpec) -> Result<Built, MethodError>,
 }
@@ -161,6 +166,7 @@ fn info<M: MethodKind>() -> MethodInfo {
         default_optimizer: M::DEFAULT_OPTIMIZER,
         optimizer_choice: M::OPTIMIZER_CHOICE,
         needs_task_boundaries: M::NEEDS_TASK_BOUNDARIES,
+        needs_task_heads: M::NEEDS_TASK_HEADS,
         parameters: || params::default_parameters::<M::Config>(),
         build: |spec| {
             let (config, optimizer) = params::parse::<M>(spec)?;

@@ -393,6 +393,7 @@ pub struct Clnp;
 
 impl MethodKind for Clnp {
     const NEEDS_TASK_BOUNDARIES: bool = true;
+    const NEEDS_TASK_HEADS: bool = true;
     const KIND: &'static str = "clnp";
     const SUMMARY: &'static str =
         "continual learning via neural pruning: L1, prune low-activity units, freeze the rest (per-task heads)";
