@@ -14,14 +14,8 @@ fn main() {
     workers::model::flush_denormals();
     println!("| workload | clorch | PyTorch 2.15 (1 thread) | ratio |");
     println!("|---|---:|---:|---:|");
-    for (sizes, batch, torch) in [
-        (vec![784, 100, 100, 10], 1, 1_288.0),
-        (vec![784, 100, 100, 10], 32, 37_773.0),
-        (vec![784, 100, 100, 10], 256, 113_243.0),
-        (vec![784, 2000, 2000, 2000, 10], 1, 37.0),
-        (vec![784, 2000, 2000, 2000, 10], 128, 1_137.0),
-    ] {
-        let s = bench::mlp_samples_per_second(&sizes, batch, budget);
+    for (sizes, batch, torch) in bench::MLP_ANCHORS {
+        let s = bench::mlp_samples_per_second(sizes, batch, budget);
         let name: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
         println!(
             "| MLP {} SGD, batch {batch} | {s:.0} samples/s | {torch:.0} samples/s | {:.2}× |",
@@ -30,10 +24,7 @@ fn main() {
         );
     }
     let tasks = if quick { 5 } else { 30 };
-    for (kind, params, reference) in [
-        ("sgd", serde_json::json!({"lr": 0.01}), 549.0),
-        ("cbp", serde_json::json!({"lr": 0.01, "replacement_rate": 1e-4, "accumulate": false}), 847.0),
-    ] {
+    for (kind, params, reference) in bench::regression_anchors() {
         let us = bench::run_cost_per_example(&bench::regression_spec(kind, params, tasks))
             .expect("the benchmark spec runs");
         println!(

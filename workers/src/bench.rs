@@ -17,6 +17,25 @@ use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::protocol::*;
 use crate::rng;
 
+/// The PyTorch anchors of `../shared/anchors` (PyTorch 2.15, one thread, this machine kind):
+/// network sizes, batch size, samples per second of an SGD step.
+pub const MLP_ANCHORS: [(&[usize], usize, f64); 5] = [
+    (&[784, 100, 100, 10], 1, 1_288.0),
+    (&[784, 100, 100, 10], 32, 37_773.0),
+    (&[784, 100, 100, 10], 256, 113_243.0),
+    (&[784, 2000, 2000, 2000, 10], 1, 37.0),
+    (&[784, 2000, 2000, 2000, 10], 128, 1_137.0),
+];
+
+/// The loss-of-plasticity reference code on slowly-changing regression (20-5-1, batch 1,
+/// PyTorch, one thread): method, its parameters here, µs per example there.
+pub fn regression_anchors() -> [(&'static str, serde_json::Value, f64); 2] {
+    [
+        ("sgd", serde_json::json!({"lr": 0.01}), 549.0),
+        ("cbp", serde_json::json!({"lr": 0.01, "replacement_rate": 1e-4, "accumulate": false}), 847.0),
+    ]
+}
+
 /// CPU seconds this process has used (user + system), at the kernel's 10 ms resolution.
 pub fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();

@@ -8,8 +8,8 @@
 use std::ops::Range;
 
 use dfdx::prelude::{
-    cross_entropy_with_logits_loss, mse_loss, Axes2, Axis, Backward, BroadcastTo, Cpu, HasShape, NoneTape,
-    OwnedTape, PermuteTo, Rank0, SumTo, Tensor, TensorFromVec, Trace, TryMatMul, TryPReLU,
+    cross_entropy_with_logits_loss, mse_loss, Axes2, Axis, Backward, BroadcastTo, Cpu, Gradients, HasShape,
+    NoneTape, OwnedTape, PermuteTo, Rank0, SumTo, Tensor, TensorFromVec, Trace, TryMatMul, TryPReLU,
 };
 
 use super::fused::Workspace;
@@ -47,8 +47,25 @@ impl Autograd {
     ) {
         let dev = &self.device;
         let batch = ws.batch();
+        let (weights, biases, h) = self.forward(net, ws);
+        output_gradient(ws);
+        let g = dev.tensor_from_vec(ws.output_grad.clone(), (batch, ws.output_width()));
+        let gradients = (h * g).sum::<Rank0, _>().backward();
+        read_gradients(&gradients, &weights, &biases, grads);
+    }
+
+    /// The traced forward pass on `ws.input`, copying every layer's values into `ws.values`;
+    /// returns the parameter tensors (whose gradients the tape will hold) and the outputs.
+    fn forward(
+        &self,
+        net: &Mlp,
+        ws: &mut Workspace,
+    ) -> (Vec<Matrix>, Vec<Vector>, Matrix<OwnedTape<f32, Cpu>>) {
         let (weights, biases) = self.parameters(net);
-        let mut h = dev.tensor_from_vec(ws.input.clone(), (batch, net.layers()[0].inputs)).leaky_traced();
+        let mut h = self
+            .device
+            .tensor_from_vec(ws.input.clone(), (ws.batch(), net.layers()[0].inputs))
+            .leaky_traced();
         let hidden = net.hidden_layers();
         for (l, (w, b)) in weights.iter().zip(&biases).enumerate() {
             h = layer(h, w, b);
@@ -57,13 +74,7 @@ impl Autograd {
             }
             ws.values[l].copy_from_slice(&h.retaped::<NoneTape>().as_vec());
         }
-        output_gradient(ws);
-        let g = dev.tensor_from_vec(ws.output_grad.clone(), (batch, ws.output_width()));
-        let gradients = (h * g).sum::<Rank0, _>().backward();
-        for (l, (w, b)) in weights.iter().zip(&biases).enumerate() {
-            grads.layers[l].weight.copy_from_slice(&gradients.get(w).as_vec());
-            grads.layers[l].bias.copy_from_slice(&gradients.get(b).as_vec());
-        }
+        (weights, biases, h)
     }
 
     fn parameters(&self, net: &Mlp) -> (Vec<Matrix>, Vec<Vector>) {
@@ -90,17 +101,7 @@ impl Autograd {
     ) -> BatchLoss {
         let dev = &self.device;
         let batch = ws.batch();
-        let (weights, biases) = self.parameters(net);
-        let mut h = dev.tensor_from_vec(ws.input.clone(), (batch, net.layers()[0].inputs)).leaky_traced();
-        let hidden = net.hidden_layers();
-        for (l, (w, b)) in weights.iter().zip(&biases).enumerate() {
-            h = layer(h, w, b);
-            if l < hidden {
-                h = activate(h, net.activation);
-            }
-            ws.values[l].copy_from_slice(&h.retaped::<NoneTape>().as_vec());
-        }
-
+        let (weights, biases, h) = self.forward(net, ws);
         let width = ws.output_width();
         let totals = loss::evaluate(ws.outputs(), width, head.clone(), targets, None);
         let head_outputs = h.slice((.., head.start..head.end));
@@ -116,11 +117,21 @@ impl Autograd {
             Targets::Reals(reals) => mse_loss(head_outputs, dev.tensor_from_vec(reals.to_vec(), (batch, 1))),
         };
         let gradients = loss.backward();
-        for (l, (w, b)) in weights.iter().zip(&biases).enumerate() {
-            grads.layers[l].weight.copy_from_slice(&gradients.get(w).as_vec());
-            grads.layers[l].bias.copy_from_slice(&gradients.get(b).as_vec());
-        }
+        read_gradients(&gradients, &weights, &biases, grads);
         totals
+    }
+}
+
+/// Copies the gradients of every weight and bias out of dfdx's gradient store.
+fn read_gradients(
+    gradients: &Gradients<f32, Cpu>,
+    weights: &[Matrix],
+    biases: &[Vector],
+    grads: &mut Layers,
+) {
+    for (l, (w, b)) in weights.iter().zip(biases).enumerate() {
+        grads.layers[l].weight.copy_from_slice(&gradients.get(w).as_vec());
+        grads.layers[l].bias.copy_from_slice(&gradients.get(b).as_vec());
     }
 }
 
