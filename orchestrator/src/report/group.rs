@@ -24,6 +24,8 @@ pub struct GroupSummary {
     pub runs: usize,
     /// Finished runs of the group.
     pub finished: usize,
+    /// Finished runs with a metric that should exist missing (see [`RunSummary::flags`]).
+    pub flagged: usize,
     /// Statistics per metric, indexed by [`Metric::index`], over the finished runs where the
     /// metric is defined.
     pub cells: [Summary; Metric::ALL.len()],
@@ -36,9 +38,27 @@ impl GroupSummary {
     }
 
     /// Whether `metric`'s cell averages fewer runs than the group has (unfinished runs, or
-    /// finished runs where the metric is missing). Such cells are shown as `… (n/N)`.
+    /// finished runs where the metric is missing). Such cells are shown as `… (n/N)`. A metric
+    /// no finished run of a complete group has is undefined for the group (BWT of a one-task
+    /// stream, accuracy of a regression, FWT of a rollback row), not incomplete.
     pub fn incomplete(&self, metric: Metric) -> bool {
-        self.cell(metric).n < self.runs
+        self.cell(metric).n < self.runs && !self.undefined(metric)
+    }
+
+    /// Whether every run finished, none is flagged for a missing measurement, and none has
+    /// `metric`: it does not apply to this group.
+    pub fn undefined(&self, metric: Metric) -> bool {
+        self.cell(metric).n == 0 && self.finished == self.runs && self.flagged == 0
+    }
+
+    /// The count a cell of `metric` should reach: the group's runs, or 0 when the metric does
+    /// not apply to the group.
+    pub fn expected(&self, metric: Metric) -> usize {
+        if self.undefined(metric) {
+            0
+        } else {
+            self.runs
+        }
     }
 
     /// Whether `run` belongs to this group: same experiment, stream, method and grid point.
@@ -84,6 +104,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
                 grid_text: first.labels.grid_text(),
                 runs: runs.len(),
                 finished: runs.iter().filter(|r| r.finished()).count(),
+                flagged: runs.iter().filter(|r| r.finished() && r.flagged()).count(),
                 cells,
             }
         })

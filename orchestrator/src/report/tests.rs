@@ -825,3 +825,22 @@ fn evaluations_of_model_variants_become_rows_of_their_own() {
         (sgd(0).matrix[1].iter().sum::<f64>() / 2.0 + sgd(1).matrix[1].iter().sum::<f64>() / 2.0) / 2.0;
     assert!((main.cell(Metric::Acc).mean.unwrap() - expected).abs() < 1e-12);
 }
+
+#[test]
+fn a_metric_that_does_not_apply_to_a_group_is_a_dash_not_an_incomplete_cell() {
+    let store = Store::temporary().unwrap();
+    let one_task = |k: f64| Measured {
+        matrix: vec![vec![0.9 + k]],
+        baseline: vec![0.1],
+        online: vec![vec![0.8]],
+        plasticity: vec![],
+    };
+    add(&store, 0, "sgd", 0, &one_task(0.0), RunStatus::Finished);
+    add(&store, 1, "sgd", 1, &one_task(0.01), RunStatus::Finished);
+    let options = ReportOptions { metrics: Some(vec![Metric::Acc, Metric::Bwt]), ..ReportOptions::default() };
+    let report = Report::build(&store, &options).unwrap();
+    let group = &report.groups()[0];
+    assert!(group.undefined(Metric::Bwt) && !group.incomplete(Metric::Bwt));
+    let md = render(&report, TableKind::Groups, Format::Markdown);
+    assert!(md.contains("—") && !md.contains("(0/2)"), "{md}");
+}

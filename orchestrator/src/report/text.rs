@@ -82,7 +82,7 @@ pub(crate) fn groups_table(report: &Report) -> TextTable {
                     Spread::Std => s.std,
                 },
                 n: s.n,
-                expected: g.runs,
+                expected: g.expected(m),
                 best: !g.incomplete(m) && s.mean.is_some() && s.mean == *best,
             });
         }
