@@ -84,7 +84,7 @@ impl RunLine {
 /// Writes the snapshot into the results folder, atomically.
 pub fn write(results_dir: &Path, snapshot: &Snapshot) -> store::Result<()> {
     let bytes = serde_json::to_vec_pretty(snapshot).expect("a snapshot always serialises");
-    store::folder::write_atomically(&results_dir.join(STATUS_FILE), &bytes)
+    store::folder::write_replacing(&results_dir.join(STATUS_FILE), &bytes)
 }
 
 /// Reads the snapshot a running orchestrator wrote.

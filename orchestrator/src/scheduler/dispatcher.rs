@@ -318,7 +318,7 @@ impl<'a> Dispatcher<'a> {
         }
         record.attempts = record.attempts.max(1);
         record.status = RunStatus::Running;
-        self.store.save_run(record)?;
+        self.store.note_run(record)?;
         let attempt = record.attempts;
         let (control, control_rx) = mpsc::unbounded_channel();
         self.active.insert(
@@ -470,8 +470,12 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         }
-        self.store.save_run(record)?;
-        self.store.flush()?;
+        // Start the next run before the bookkeeping of this one, so its worker starts while
+        // the record is written (the orchestration overhead overlaps with work).
+        self.launch_ready()?;
+        // run.json is durable; the store follows within sled's flush interval (and is flushed
+        // at checkpoints and at exit) — after a crash it is repaired from the run folders.
+        self.store.save_run(&self.records[id])?;
         self.refresh()
     }
 

@@ -44,9 +44,10 @@ const READ_CACHE_BYTES: u64 = 64 << 20;
 
 /// sled's page cache of the orchestrator, which writes: mostly appends to the end of each
 /// run's event range and rewrites of run records, which need little cache — and a small cache
-/// keeps the orchestrator's memory flat however long the stream (sled otherwise keeps every
-/// page it wrote cached, up to the limit).
-const WRITE_CACHE_BYTES: u64 = 2 << 20;
+/// keeps the orchestrator's memory flat however long the stream (sled keeps the pages it wrote
+/// cached up to the limit: with 2 MiB the orchestrator grew 1.3–1.5× between tasks 100 and
+/// 1,000 of a long stream, with 256 KiB 1.13×, at no measurable cost in speed).
+const WRITE_CACHE_BYTES: u64 = 256 << 10;
 
 /// One stored event's JSON bytes (see [`Store::event_bytes`]); dereferences to `[u8]`.
 pub struct EventBytes {
@@ -249,6 +250,17 @@ impl Store {
         self.upsert_run(record)?;
         if let Some(results_dir) = &self.results_dir {
             folder::write_run_record(&folder::run_dir(results_dir, &record.id), record)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a run record like [`Store::save_run`], but writes its `run.json` without
+    /// syncing: for transient states (a run launched) that a power cut may lose at no cost,
+    /// since the run folder's events say where the run is.
+    pub fn note_run(&self, record: &RunRecord) -> Result<()> {
+        self.upsert_run(record)?;
+        if let Some(results_dir) = &self.results_dir {
+            folder::note_run_record(&folder::run_dir(results_dir, &record.id), record)?;
         }
         Ok(())
     }

@@ -68,6 +68,20 @@ struct ExperimentFile {
     runs: Vec<String>,
 }
 
+/// Replaces `path` with `bytes` through a temporary file and a rename, without syncing: readers
+/// never see a half-written file and a crash of this process cannot tear it, but a power cut
+/// may lose the latest version. For files rewritten often whose loss costs nothing (the live
+/// status snapshot, a run's transient `running` record, which a rebuild re-derives).
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    fs::write(&tmp, bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file next to it, fsynced, renamed over
 /// `path`, then the folder fsynced so the rename itself survives a power cut. Creates the
 /// folder if needed.
@@ -117,10 +131,20 @@ fn check_format(path: &Path, format: u32) -> Result<()> {
 
 /// Writes `run.json` into the run folder `dir` atomically (creating the folder).
 pub fn write_run_record(dir: &Path, record: &RunRecord) -> Result<()> {
+    write_atomically(&dir.join(RUN_RECORD_FILE), &run_record_bytes(record))
+}
+
+/// Writes `run.json` as [`write_run_record`] does, without syncing ([`write_replacing`]): for
+/// transient states (a run just started) that a rebuild can re-derive.
+pub fn note_run_record(dir: &Path, record: &RunRecord) -> Result<()> {
+    write_replacing(&dir.join(RUN_RECORD_FILE), &run_record_bytes(record))
+}
+
+fn run_record_bytes(record: &RunRecord) -> Vec<u8> {
     let file = RunFile { format: FOLDER_FORMAT, record };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("run records serialise");
     bytes.push(b'\n');
-    write_atomically(&dir.join(RUN_RECORD_FILE), &bytes)
+    bytes
 }
 
 /// Reads `run.json` from the run folder `dir`.
