@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod columns;
 pub mod executor;
 pub mod lock;
 pub mod plan;

@@ -122,45 +122,22 @@ pub fn render(snapshot: &Snapshot, now: u64) -> String {
     out.push_str(&format!("{}\n\n", summary.join(", ")));
     let header =
         ["run", "stream", "method", "grid", "seed", "status", "attempts", "task", "checkpoint", "reason"];
-    let rows: Vec<[String; 10]> = snapshot
-        .runs
-        .iter()
-        .map(|r| {
-            [
-                r.id.clone(),
-                r.stream.clone(),
-                r.method.clone(),
-                if r.grid.is_empty() { "-".into() } else { r.grid.clone() },
-                r.seed.to_string(),
-                r.status.clone(),
-                r.attempts.to_string(),
-                format!("{}/{}", r.task.min(r.tasks), r.tasks),
-                r.checkpoint_at.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t)))),
-                r.reason.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut rows: Vec<Vec<String>> = vec![header.map(String::from).to_vec()];
+    for r in &snapshot.runs {
+        rows.push(vec![
+            r.id.clone(),
+            r.stream.clone(),
+            r.method.clone(),
+            if r.grid.is_empty() { "-".into() } else { r.grid.clone() },
+            r.seed.to_string(),
+            r.status.clone(),
+            r.attempts.to_string(),
+            format!("{}/{}", r.task.min(r.tasks), r.tasks),
+            r.checkpoint_at.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t)))),
+            r.reason.clone().unwrap_or_default(),
+        ]);
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(header.to_vec()));
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
+    out.push_str(&crate::columns::align(&rows));
     out
 }
 

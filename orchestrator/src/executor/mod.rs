@@ -122,18 +122,6 @@ pub(crate) fn worker_ending(code: i32, reason: impl FnOnce() -> String) -> Endin
     }
 }
 
-/// `90 s`, `30 min`, `2 h`.
-pub fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 && s.is_multiple_of(3600) {
-        format!("{} h", s / 3600)
-    } else if s >= 60 && s.is_multiple_of(60) {
-        format!("{} min", s / 60)
-    } else {
-        format!("{:.3} s", d.as_secs_f64()).trim_end_matches('0').trim_end_matches('.').to_string() + ""
-    }
-}
-
 /// Commands the scheduler sends to a running attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {

@@ -77,9 +77,9 @@ pub(super) fn render_point(point: &BTreeMap<String, Json>) -> String {
 /// The runs as an aligned text table (id, stream, method, grid point, seed), preceded by a
 /// count line such as `12 runs: 2 methods × 2 grid points × 3 seeds`.
 pub fn plan_table(runs: &[PlannedRun]) -> String {
-    let mut rows = vec![["id", "stream", "method", "grid point", "seed"].map(String::from)];
+    let mut rows = vec![["id", "stream", "method", "grid point", "seed"].map(String::from).to_vec()];
     for run in runs {
-        rows.push([
+        rows.push(vec![
             run.spec.id.clone(),
             run.stream.clone(),
             run.method.clone(),
@@ -87,20 +87,9 @@ pub fn plan_table(runs: &[PlannedRun]) -> String {
             run.seed.to_string(),
         ]);
     }
-    let mut widths = [0usize; 5];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
     let mut out = count_line(runs);
     out.push('\n');
-    for row in &rows {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&crate::columns::align(&rows));
     out
 }
 

@@ -454,7 +454,7 @@ impl<'a> Dispatcher<'a> {
                     let delay = self.settings.backoff.delay(*broken + 1);
                     self.progress.line(&format!(
                         "retrying {label} in {} (attempt {} of {}): {failure}",
-                        crate::executor::humanize(delay),
+                        crate::status::age(delay.as_secs()),
                         *broken + 1,
                         self.settings.max_attempts
                     ));
