@@ -372,8 +372,14 @@ fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
     // As after a node failure or a preemption: SLURM stops the job and queues it again.
     let requeued = Command::new("scontrol").args(["requeue", &job]).output().unwrap();
     assert!(requeued.status.success(), "{}", text(&requeued.stderr));
-    // SLURM holds a requeued job back for a while (two minutes here); let it start now.
-    wait_until("the job waits again", Duration::from_secs(60), || queue_state(&job) == "PD");
+    // SLURM holds a requeued job back for a while (two minutes here); let it start now, but
+    // only once its first script has exited and a later second has begun: SLURM revokes the
+    // first start's credential with a timestamp in whole seconds, and refuses a start in the
+    // same second as `Job credential revoked`, failing the job for good.
+    wait_until("the job waits again", Duration::from_secs(60), || {
+        queue_state(&job) == "PD" && running_jobs(&dir).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
     let update = Command::new("scontrol").args(["update", &format!("JobId={job}"), "StartTime=now"]).output();
     assert!(update.unwrap().status.success());
     let out = child.wait_with_output().unwrap();
@@ -381,8 +387,8 @@ fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
     assert!(out.status.success(), "{err}");
     let log = jobs_log(&dir);
     let statuses: Vec<Option<i32>> = log.iter().filter(|(k, _, _)| k == "exit").map(|e| e.2).collect();
-    assert_eq!(statuses, [Some(75), Some(0)], "checkpointed, then resumed and finished: {log:?}");
-    assert_eq!(job_ids(&dir), [job], "the same job, started twice: {log:?}");
+    assert_eq!(statuses, [Some(75), Some(0)], "checkpointed, then resumed and finished: {log:?}\n{err}");
+    assert_eq!(job_ids(&dir), [job], "the same job, started twice: {log:?}\n{err}");
     assert_eq!(batches(&results), 1, "clorch submitted nothing itself");
     assert_like_reference("requeue", &text(&out.stdout), &results);
 }
