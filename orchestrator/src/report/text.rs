@@ -1,5 +1,6 @@
-//! The human-readable renderers: Markdown (padded, readable raw on a terminal) and LaTeX
-//! (booktabs). Both draw the same [`TextTable`], so the two always show the same numbers.
+//! The human-readable renderers: Markdown (padded, readable raw on a terminal), LaTeX
+//! (booktabs) and HTML. All draw the same [`TextTable`] through one cell reader, so they always
+//! show the same numbers.
 
 use std::io::{self, Write};
 
@@ -202,25 +203,73 @@ fn number(value: f64, precision: usize) -> String {
     }
 }
 
-fn markdown_cell(cell: &Cell, precision: usize) -> String {
+/// How one output format writes the pieces of a cell, so that the three renderers share one
+/// reading of [`Cell`] and differ only in markup.
+struct Markup {
+    /// A label, escaped for the format.
+    text: fn(&str) -> String,
+    /// An undefined value.
+    undefined: &'static str,
+    /// Between a mean and its spread.
+    plus_minus: &'static str,
+    /// A number or `mean ± spread`, as the format sets mathematics.
+    math: fn(String) -> String,
+    /// The same, marked best.
+    best: fn(String) -> String,
+    /// The `(n/N)` note of a group that lacks runs.
+    incomplete: fn(usize, usize) -> String,
+}
+
+const MARKDOWN: Markup = Markup {
+    text: |s| s.replace('|', "\\|").replace('\n', " "),
+    undefined: "—",
+    plus_minus: " ± ",
+    math: |s| s,
+    best: |s| format!("**{s}**"),
+    incomplete: |n, expected| format!(" ({n}/{expected})"),
+};
+
+const LATEX: Markup = Markup {
+    text: latex_escape,
+    undefined: "--",
+    plus_minus: r" \pm ",
+    math: |s| format!("${s}$"),
+    best: |s| format!(r"$\mathbf{{{s}}}$"),
+    incomplete: |n, expected| format!(" ({n}/{expected})"),
+};
+
+const HTML: Markup = Markup {
+    text: html_escape,
+    undefined: "—",
+    plus_minus: "&nbsp;±&nbsp;",
+    math: |s| s,
+    best: |s| format!("<strong>{s}</strong>"),
+    incomplete: |n, expected| format!(r#" <span class="incomplete">({n}/{expected})</span>"#),
+};
+
+fn render_cell(cell: &Cell, precision: usize, markup: &Markup) -> String {
     match cell {
-        Cell::Text(s) => s.replace('|', "\\|").replace('\n', " "),
+        Cell::Text(s) => (markup.text)(s),
         Cell::Integer(i) => i.to_string(),
-        Cell::Number(None) => "—".into(),
-        Cell::Number(Some(v)) => number(*v, precision),
+        Cell::Number(None) => markup.undefined.into(),
+        Cell::Number(Some(v)) => (markup.math)(number(*v, precision)),
         Cell::Stat { mean, spread, n, expected, best } => {
-            let mut text = match (mean, spread) {
-                (None, _) => "—".to_string(),
-                (Some(m), Some(s)) => {
-                    format!("{} ± {}", number(*m, precision), number(*s, precision))
+            let mut text = match mean {
+                None => markup.undefined.to_string(),
+                Some(m) => {
+                    let mut body = number(*m, precision);
+                    if let Some(s) = spread {
+                        body = format!("{body}{}{}", markup.plus_minus, number(*s, precision));
+                    }
+                    if *best {
+                        (markup.best)(body)
+                    } else {
+                        (markup.math)(body)
+                    }
                 }
-                (Some(m), None) => number(*m, precision),
             };
-            if *best {
-                text = format!("**{text}**");
-            }
             if n < expected {
-                text.push_str(&format!(" ({n}/{expected})"));
+                text.push_str(&(markup.incomplete)(*n, *expected));
             }
             text
         }
@@ -230,8 +279,11 @@ fn markdown_cell(cell: &Cell, precision: usize) -> String {
 /// Renders `table` as a Markdown pipe table with columns padded to equal width, then its
 /// legend (if any) after a blank line.
 pub(crate) fn write_markdown(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
-    let cells: Vec<Vec<String>> =
-        table.rows.iter().map(|row| row.iter().map(|c| markdown_cell(c, precision)).collect()).collect();
+    let cells: Vec<Vec<String>> = table
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|c| render_cell(c, precision, &MARKDOWN)).collect())
+        .collect();
     let headers: Vec<String> = table.headers.iter().map(|(h, _)| h.replace('|', "\\|")).collect();
     let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = (0..headers.len())
@@ -291,37 +343,6 @@ fn latex_escape(s: &str) -> String {
     out
 }
 
-fn latex_cell(cell: &Cell, precision: usize) -> String {
-    match cell {
-        Cell::Text(s) => latex_escape(s),
-        Cell::Integer(i) => i.to_string(),
-        Cell::Number(None) => "--".into(),
-        Cell::Number(Some(v)) => format!("${}$", number(*v, precision)),
-        Cell::Stat { mean, spread, n, expected, best } => {
-            let mut text = match mean {
-                None => "--".to_string(),
-                Some(m) => {
-                    let body = match spread {
-                        Some(s) => {
-                            format!(r"{} \pm {}", number(*m, precision), number(*s, precision))
-                        }
-                        None => number(*m, precision),
-                    };
-                    if *best {
-                        format!(r"$\mathbf{{{body}}}$")
-                    } else {
-                        format!("${body}$")
-                    }
-                }
-            };
-            if n < expected {
-                text.push_str(&format!(" ({n}/{expected})"));
-            }
-            text
-        }
-    }
-}
-
 /// Renders `table` as a booktabs `tabular` (needs `\usepackage{booktabs}`): labels left,
 /// numbers right, best values in bold math.
 pub(crate) fn write_latex(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
@@ -332,7 +353,7 @@ pub(crate) fn write_latex(table: &TextTable, precision: usize, out: &mut dyn Wri
     writeln!(out, "{} \\\\", headers.join(" & "))?;
     writeln!(out, "\\midrule")?;
     for row in &table.rows {
-        let cells: Vec<String> = row.iter().map(|c| latex_cell(c, precision)).collect();
+        let cells: Vec<String> = row.iter().map(|c| render_cell(c, precision, &LATEX)).collect();
         writeln!(out, "{} \\\\", cells.join(" & "))?;
     }
     writeln!(out, "\\bottomrule")?;
@@ -354,31 +375,6 @@ pub(crate) fn html_escape(s: &str) -> String {
     out
 }
 
-fn html_cell(cell: &Cell, precision: usize) -> String {
-    match cell {
-        Cell::Text(s) => html_escape(s),
-        Cell::Integer(i) => i.to_string(),
-        Cell::Number(None) => "—".into(),
-        Cell::Number(Some(v)) => number(*v, precision),
-        Cell::Stat { mean, spread, n, expected, best } => {
-            let mut text = match (mean, spread) {
-                (None, _) => "—".to_string(),
-                (Some(m), Some(s)) => {
-                    format!("{}&nbsp;±&nbsp;{}", number(*m, precision), number(*s, precision))
-                }
-                (Some(m), None) => number(*m, precision),
-            };
-            if *best {
-                text = format!("<strong>{text}</strong>");
-            }
-            if n < expected {
-                text.push_str(&format!(r#" <span class="incomplete">({n}/{expected})</span>"#));
-            }
-            text
-        }
-    }
-}
-
 /// Renders `table` as an HTML `<table>` (numbers right-aligned through the `num` class, best
 /// values in `<strong>`, incomplete counts in `<span class="incomplete">`), then its legend as
 /// a `<p class="legend">`.
@@ -394,7 +390,7 @@ pub(crate) fn write_html(table: &TextTable, precision: usize, out: &mut dyn Writ
     for row in &table.rows {
         write!(out, "<tr>")?;
         for (cell, &numeric) in row.iter().zip(&table.numeric) {
-            write!(out, "<td{}>{}</td>", class(numeric), html_cell(cell, precision))?;
+            write!(out, "<td{}>{}</td>", class(numeric), render_cell(cell, precision, &HTML))?;
         }
         writeln!(out, "</tr>")?;
     }
