@@ -5,6 +5,7 @@
 use std::io::{self, Write};
 
 use super::report::{Report, Spread};
+use super::summary::RunSummary;
 use crate::store::RunStatus;
 
 /// One cell, kept structured until a renderer formats it.
@@ -99,22 +100,59 @@ pub(crate) fn groups_table(report: &Report) -> TextTable {
     t
 }
 
+/// The columns that say which run a row is about, shared by the per-run and per-task tables:
+/// `[Experiment], Run, Stream, Method, [Grid], Seed`.
+struct RunIdentity {
+    comparison: bool,
+    with_grid: bool,
+}
+
+impl RunIdentity {
+    fn of(report: &Report) -> Self {
+        let with_grid = report.runs().iter().any(|r| !r.labels.grid.is_empty());
+        RunIdentity { comparison: report.is_comparison(), with_grid }
+    }
+
+    fn columns(&self, t: &mut TextTable) {
+        if self.comparison {
+            t.column("Experiment", "Experiment", false);
+        }
+        for h in ["Run", "Stream", "Method"] {
+            t.column(h, h, false);
+        }
+        if self.with_grid {
+            t.column("Grid", "Grid", false);
+        }
+        t.column("Seed", "Seed", true);
+    }
+
+    /// The identity cells of `run`, in a row with room for `width` cells.
+    fn cells(&self, run: &RunSummary, width: usize) -> Vec<Cell> {
+        let mut row = Vec::with_capacity(width);
+        if self.comparison {
+            row.push(Cell::Text(run.experiment.clone()));
+        }
+        row.extend([
+            Cell::Text(run.id.clone()),
+            Cell::Text(run.labels.stream.clone()),
+            Cell::Text(run.labels.method.clone()),
+        ]);
+        if self.with_grid {
+            row.push(Cell::Text(run.labels.grid_text()));
+        }
+        row.push(Cell::Integer(run.labels.seed));
+        row
+    }
+}
+
 /// The per-run table: `[Experiment], Run, Stream, Method, [Grid], Seed, Status, Attempts`, the
 /// metrics, then `Flags`.
 pub(crate) fn runs_table(report: &Report) -> TextTable {
     let runs = report.runs();
-    let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
+    let identity = RunIdentity::of(report);
     let mut t = TextTable::new();
-    if report.is_comparison() {
-        t.column("Experiment", "Experiment", false);
-    }
-    for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
-        t.column(h, h, numeric);
-    }
-    if with_grid {
-        t.column("Grid", "Grid", false);
-    }
-    for (h, numeric) in [("Seed", true), ("Status", false), ("Attempts", true)] {
+    identity.columns(&mut t);
+    for (h, numeric) in [("Status", false), ("Attempts", true)] {
         t.column(h, h, numeric);
     }
     for &m in report.metrics() {
@@ -122,23 +160,12 @@ pub(crate) fn runs_table(report: &Report) -> TextTable {
     }
     t.column("Flags", "Flags", false);
     for r in runs {
-        let mut row = Vec::with_capacity(t.headers.len());
-        if report.is_comparison() {
-            row.push(Cell::Text(r.experiment.clone()));
-        }
-        row.extend([
-            Cell::Text(r.id.clone()),
-            Cell::Text(r.labels.stream.clone()),
-            Cell::Text(r.labels.method.clone()),
-        ]);
-        if with_grid {
-            row.push(Cell::Text(r.labels.grid_text()));
-        }
+        let mut row = identity.cells(r, t.headers.len());
         let status = match &r.status {
             RunStatus::Failed { failure } => format!("failed: {failure}"),
             other => other.name().to_string(),
         };
-        row.extend([Cell::Integer(r.labels.seed), Cell::Text(status), Cell::Integer(r.attempts.into())]);
+        row.extend([Cell::Text(status), Cell::Integer(r.attempts.into())]);
         row.extend(report.metrics().iter().map(|&m| Cell::Number(r.value(m))));
         row.push(Cell::Text(r.flags.join("; ")));
         t.rows.push(row);
@@ -149,38 +176,15 @@ pub(crate) fn runs_table(report: &Report) -> TextTable {
 /// The long per-task table: `[Experiment], Run, Stream, Method, [Grid], Seed, After task,
 /// On task, Accuracy, Loss`; `after task` is `—` for the untrained network.
 pub(crate) fn per_task_table(report: &Report) -> TextTable {
-    let runs = report.runs();
-    let with_grid = runs.iter().any(|r| !r.labels.grid.is_empty());
+    let identity = RunIdentity::of(report);
     let mut t = TextTable::new();
-    if report.is_comparison() {
-        t.column("Experiment", "Experiment", false);
+    identity.columns(&mut t);
+    for h in ["After task", "On task", "Accuracy", "Loss"] {
+        t.column(h, h, true);
     }
-    for (h, numeric) in [("Run", false), ("Stream", false), ("Method", false)] {
-        t.column(h, h, numeric);
-    }
-    if with_grid {
-        t.column("Grid", "Grid", false);
-    }
-    for (h, numeric) in
-        [("Seed", true), ("After task", true), ("On task", true), ("Accuracy", true), ("Loss", true)]
-    {
-        t.column(h, h, numeric);
-    }
-    for r in runs {
+    for r in report.runs() {
         for e in &r.evals {
-            let mut row = Vec::with_capacity(t.headers.len());
-            if report.is_comparison() {
-                row.push(Cell::Text(r.experiment.clone()));
-            }
-            row.extend([
-                Cell::Text(r.id.clone()),
-                Cell::Text(r.labels.stream.clone()),
-                Cell::Text(r.labels.method.clone()),
-            ]);
-            if with_grid {
-                row.push(Cell::Text(r.labels.grid_text()));
-            }
-            row.push(Cell::Integer(r.labels.seed));
+            let mut row = identity.cells(r, t.headers.len());
             row.push(match e.after_task {
                 Some(i) => Cell::Integer(i as u64),
                 None => Cell::Text("—".into()),
