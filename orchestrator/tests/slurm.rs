@@ -188,6 +188,18 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 }
 
 /// Distinct job ids in a run folder's `jobs.log`.
+/// Waits for a run whose job is running and has written a checkpoint: its folder and job id.
+fn checkpointed_running_job(results: &Path) -> (PathBuf, String) {
+    let mut victim = None;
+    wait_until("a job has checkpointed", Duration::from_secs(120), || {
+        victim = run_dirs(results)
+            .into_iter()
+            .find_map(|d| running_jobs(&d).pop().filter(|_| has_checkpoint(&d)).map(|job| (d, job)));
+        victim.is_some()
+    });
+    victim.expect("wait_until returns once found")
+}
+
 fn job_ids(run_dir: &Path) -> Vec<String> {
     let mut ids: Vec<String> = jobs_log(run_dir).into_iter().map(|(_, job, _)| job).collect();
     ids.dedup();
@@ -237,14 +249,7 @@ fn a_job_cancelled_mid_run_resumes_from_its_checkpoint_with_identical_results() 
     let r = s.recipe("scancel", RECIPE);
     let results = s.path("results-scancel");
     let child = spawn_slurm_run(&r);
-    let mut victim = None;
-    wait_until("a job has checkpointed", Duration::from_secs(120), || {
-        victim = run_dirs(&results)
-            .into_iter()
-            .find_map(|d| running_jobs(&d).pop().filter(|_| has_checkpoint(&d)).map(|job| (d, job)));
-        victim.is_some()
-    });
-    let (dir, job) = victim.unwrap();
+    let (dir, job) = checkpointed_running_job(&results);
     let cancelled = Command::new("scancel").arg(&job).status().unwrap();
     assert!(cancelled.success());
     let out = child.wait_with_output().unwrap();
@@ -361,14 +366,7 @@ fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
     let r = s.recipe("requeue", RECIPE);
     let results = s.path("results-requeue");
     let child = spawn_slurm_run(&r);
-    let mut victim = None;
-    wait_until("a job has checkpointed", Duration::from_secs(120), || {
-        victim = run_dirs(&results)
-            .into_iter()
-            .find_map(|d| running_jobs(&d).pop().filter(|_| has_checkpoint(&d)).map(|job| (d, job)));
-        victim.is_some()
-    });
-    let (dir, job) = victim.unwrap();
+    let (dir, job) = checkpointed_running_job(&results);
     // As after a node failure or a preemption: SLURM stops the job and queues it again.
     let requeued = Command::new("scontrol").args(["requeue", &job]).output().unwrap();
     assert!(requeued.status.success(), "{}", text(&requeued.stderr));
