@@ -28,15 +28,8 @@ fn spec(method: &str, lr: f64, seed: u64) -> RunSpec {
         id: String::new(),
         experiment: "bench".into(),
         seed,
-        stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
-            tasks: TASKS,
-            classes: 10,
-            dim: 64,
-            train_per_class: 100,
-            test_per_class: 50,
-            noise: 2.5,
-            transform: InputTransform::Permute,
-        }),
+        stream: serde_json::from_value(serde_json::json!({"synthetic_permuted": {"tasks": TASKS, "classes": 10, "dim": 64, "train_per_class": 100, "test_per_class": 50, "noise": 2.5, "transform": "permute"}}))
+            .expect("a synthetic stream spec"),
         network: NetworkSpec {
             hidden: vec![64, 64],
             activation: Activation::Relu,
@@ -76,7 +69,7 @@ fn add_run(store: &Store, order: u64, method: &str, lr: f64, seed: u64) -> u64 {
     let mut grid = BTreeMap::new();
     grid.insert("lr".to_string(), serde_json::json!(lr));
     let labels = RunLabels { stream: "pmnist".into(), method: method.into(), grid, seed };
-    let mut record = RunRecord::new(order, spec, labels);
+    let mut record = RunRecord::new(order, spec, labels, TASKS);
     let id = record.id.clone();
     let mut seq = 0u64;
     let mut push = |body: EventBody, record: &mut RunRecord| {

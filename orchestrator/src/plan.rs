@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use workers::protocol::{MethodSpec, StreamSpec};
-use workers::stream::{MnistFiles, StreamError};
+use workers::protocol::{MethodSpec, Params, RunSpec, StreamSpec};
+use workers::stream::{PathSegment, StreamError};
 
-use crate::recipe::{PlannedRun, Recipe, RecipeErrors, SpecChecker, SpecProblem};
+use crate::recipe::{ParamProblem, ParamSegment, PlannedRun, Recipe, RecipeErrors, SpecChecker, SpecProblem};
 
 /// The worker crate's method registry and stream checks, as the recipe module asks for them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,13 +35,51 @@ impl SpecChecker for WorkerChecker {
         })
     }
 
+    fn stream_kinds(&self) -> Vec<String> {
+        workers::stream::registry().iter().map(|s| s.kind.to_string()).collect()
+    }
+
+    fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
+        let entry = workers::stream::lookup(kind)
+            .map_err(|e| ParamProblem { path: Vec::new(), message: e.to_string() })?;
+        let params = entry.normalize(params).map_err(|e| ParamProblem {
+            path: e
+                .path
+                .into_iter()
+                .map(|s| match s {
+                    PathSegment::Key(k) => ParamSegment::Key(k),
+                    PathSegment::Index(i) => ParamSegment::Index(i),
+                })
+                .collect(),
+            message: e.message,
+        })?;
+        Ok(StreamSpec::new(kind, params))
+    }
+
+    fn stream_tasks(&self, stream: &StreamSpec) -> Result<usize, SpecProblem> {
+        workers::stream::tasks(stream).map_err(stream_problem)
+    }
+
     fn check_stream(&self, stream: &StreamSpec) -> Result<(), SpecProblem> {
-        workers::stream::validate(stream).map_err(|e| match e {
-            StreamError::Data { path, reason } => {
-                SpecProblem::at("data_dir", format!("{}: {reason}", path.display()))
-            }
-            StreamError::Invalid { reason, .. } => SpecProblem::new(reason),
-        })
+        workers::stream::validate(stream).map_err(stream_problem)
+    }
+
+    fn fingerprint(&self, kind: &str, dir: &Path) -> Result<String, String> {
+        workers::stream::fingerprint(kind, dir).map_err(|e| e.to_string())
+    }
+
+    fn check_run(&self, spec: &RunSpec) -> Result<(), String> {
+        workers::engine::check_spec(spec)
+    }
+}
+
+fn stream_problem(e: StreamError) -> SpecProblem {
+    match e {
+        StreamError::Data { path, reason } => {
+            SpecProblem::at("data_dir", format!("{}: {reason}", path.display()))
+        }
+        StreamError::Invalid { reason, .. } => SpecProblem::new(reason),
+        other @ StreamError::UnknownKind { .. } => SpecProblem::new(other.to_string()),
     }
 }
 
@@ -74,36 +112,42 @@ pub enum PlanError {
 /// Loads `path` with `overrides`, makes every data folder absolute (workers may run in another
 /// directory, or on a cluster node), records each data set's fingerprint, and expands the runs.
 pub fn plan(path: &Path, overrides: &[String]) -> Result<Plan, PlanError> {
-    let mut recipe = Recipe::load(path, overrides, &WorkerChecker)?;
+    let checker = WorkerChecker;
+    let mut recipe = Recipe::load(path, overrides, &checker)?;
     for stream in &mut recipe.streams {
-        let Some(dir) = stream.spec.data_dir_mut() else { continue };
-        let absolute = std::fs::canonicalize(&*dir).map_err(|e| PlanError::Data {
+        let Some(dir) = stream.spec.data_dir() else { continue };
+        let absolute = std::fs::canonicalize(&dir).map_err(|e| PlanError::Data {
             recipe: path.to_path_buf(),
             message: format!("stream `{}`: data folder {}: {e}", stream.name, dir.display()),
         })?;
-        *dir = absolute.clone();
-        let print = MnistFiles::locate(&absolute).and_then(|f| f.fingerprint()).map_err(|e| {
-            PlanError::Data { recipe: path.to_path_buf(), message: format!("stream `{}`: {e}", stream.name) }
+        stream.spec.set_data_dir(&absolute);
+        let print = checker.fingerprint(&stream.spec.kind, &absolute).map_err(|message| PlanError::Data {
+            recipe: path.to_path_buf(),
+            message: format!("stream `{}`: {message}", stream.name),
         })?;
-        if let Some(slot) = stream.spec.fingerprint_mut() {
-            if let Some(pinned) = slot.as_ref().filter(|p| **p != print) {
-                return Err(PlanError::Data {
-                    recipe: path.to_path_buf(),
-                    message: format!(
-                        "stream `{}`: the files in {} have fingerprint {print}, but the recipe pins \
-                         {pinned}; point `data_dir` at the pinned data or remove `fingerprint`",
-                        stream.name,
-                        absolute.display()
-                    ),
-                });
-            }
-            *slot = Some(print);
+        if let Some(pinned) = stream.spec.fingerprint().filter(|p| **p != print) {
+            return Err(PlanError::Data {
+                recipe: path.to_path_buf(),
+                message: format!(
+                    "stream `{}`: the files in {} have fingerprint {print}, but the recipe pins \
+                     {pinned}; point `data_dir` at the pinned data or remove `fingerprint`",
+                    stream.name,
+                    absolute.display()
+                ),
+            });
         }
+        let mut params = stream.spec.params.clone();
+        params.set(workers::protocol::stream::FINGERPRINT, serde_json::Value::String(print));
+        // Normalised again so the fingerprint takes its declared place: run ids hash the order.
+        stream.spec = checker.normalize_stream(&stream.spec.kind, &params).map_err(|e| PlanError::Data {
+            recipe: path.to_path_buf(),
+            message: format!("stream `{}`: {}", stream.name, e.message),
+        })?;
     }
     let runs = recipe.expand();
     let mut problems: Vec<String> = Vec::new();
     for run in &runs {
-        if let Err(message) = workers::engine::check_spec(&run.spec) {
+        if let Err(message) = checker.check_run(&run.spec) {
             let line = format!("stream `{}`, method `{}`: {message}", run.stream, run.method);
             if !problems.contains(&line) {
                 problems.push(line);

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use orchestrator::recipe::{plan_table, Recipe, RecipeErrors, SpecChecker, SpecProblem};
+use orchestrator::plan::WorkerChecker;
+use orchestrator::recipe::{plan_table, ParamProblem, Recipe, RecipeErrors, SpecChecker, SpecProblem};
 use serde_json::json;
-use workers::protocol::{EvalTasks, MethodSpec, SplitSetting, StreamSpec};
+use workers::protocol::{EvalTasks, MethodSpec, Params, RunSpec, StreamSpec};
 
-/// Stands in for the worker crate's registry: five method kinds with plausible parameters,
-/// a positivity check of `lr`, a range check of `replacement_rate`, and an existence check of
-/// data folders.
+/// Stands in for the worker crate's method registry: five method kinds with plausible
+/// parameters, a positivity check of `lr`, a range check of `replacement_rate`, and an
+/// existence check of data folders. Streams are the worker crate's own registry.
 struct FakeChecker;
 
 const OPTIMIZER_KEYS: [&str; 6] = ["optimizer", "lr", "momentum", "beta1", "beta2", "eps"];
@@ -51,6 +52,26 @@ impl SpecChecker for FakeChecker {
         if method.params.get("optimizer").is_some_and(|o| o != "sgd" && o != "adam") {
             return Err(SpecProblem::new("optimizer must be `sgd` or `adam`"));
         }
+        Ok(())
+    }
+
+    fn stream_kinds(&self) -> Vec<String> {
+        WorkerChecker.stream_kinds()
+    }
+
+    fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
+        WorkerChecker.normalize_stream(kind, params)
+    }
+
+    fn stream_tasks(&self, stream: &StreamSpec) -> Result<usize, SpecProblem> {
+        WorkerChecker.stream_tasks(stream)
+    }
+
+    fn fingerprint(&self, kind: &str, dir: &Path) -> Result<String, String> {
+        WorkerChecker.fingerprint(kind, dir)
+    }
+
+    fn check_run(&self, _spec: &RunSpec) -> Result<(), String> {
         Ok(())
     }
 
@@ -126,22 +147,18 @@ fn every_key_of_the_format_is_read() {
     let stub = fixture("mnist-stub");
     let names: Vec<&str> = recipe.streams.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["pm", "split"]);
-    match &recipe.streams[0].spec {
-        StreamSpec::PermutedMnist(pm) => {
-            assert_eq!(pm.data_dir, stub, "relative to the recipe's folder");
-            assert!(pm.first_unpermuted);
-            assert_eq!((pm.tasks, pm.train_examples, pm.test_examples), (3, Some(1000), Some(200)));
-        }
-        other => panic!("{other:?}"),
-    }
-    match &recipe.streams[1].spec {
-        StreamSpec::SplitMnist(split) => {
-            assert_eq!(split.data_dir, stub, "`.` and `..` steps are cleaned");
-            assert_eq!(split.groups, vec![vec![0, 1], vec![2, 3]]);
-            assert_eq!(split.setting, SplitSetting::ClassIncremental);
-        }
-        other => panic!("{other:?}"),
-    }
+    let pm = &recipe.streams[0].spec;
+    assert_eq!(pm.kind, "permuted_mnist");
+    assert_eq!(pm.data_dir(), Some(stub.clone()), "relative to the recipe's folder");
+    assert_eq!(
+        serde_json::to_value(&pm.params).unwrap(),
+        json!({"data_dir": stub, "tasks": 3, "first_unpermuted": true, "train_examples": 1000, "test_examples": 200})
+    );
+    let split = &recipe.streams[1].spec;
+    assert_eq!(split.kind, "split_mnist");
+    assert_eq!(split.data_dir(), Some(stub.clone()), "`.` and `..` steps are cleaned");
+    assert_eq!(split.params.get("groups"), Some(&json!([[0, 1], [2, 3]])));
+    assert_eq!(split.params.get("setting"), Some(&json!("class_incremental")));
     assert_eq!(recipe.network.hidden, vec![64]);
     assert_eq!(recipe.network.activation.name(), "tanh");
     assert_eq!((recipe.training.batch_size, recipe.training.epochs), (10, 2));
@@ -287,7 +304,7 @@ fn overrides_are_applied_validated_and_recorded() {
     assert_eq!(recipe.seeds, vec![0, 1, 2, 3, 4]);
     assert_eq!(recipe.methods[0].axes["lr"], vec![json!(0.01), json!(0.003)]);
     assert_eq!(recipe.parallel, Some(1));
-    assert_eq!(recipe.streams[0].spec.tasks(), 3);
+    assert_eq!(recipe.streams[0].tasks, 3);
     assert_eq!(recipe.network.hidden, vec![50, 50]);
     assert_eq!(recipe.eval.tasks, EvalTasks::Subsample { earlier: 3 });
     assert_eq!(recipe.methods[1].fixed["momentum"], json!(0.5));
@@ -304,7 +321,7 @@ fn data_folders_from_overrides_are_relative_to_the_current_folder() {
     let text = BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: nowhere");
     let data_dir = format!("stream.data_dir={}", stub.display());
     let recipe = Recipe::from_text("recipes/x.yaml", text, &[data_dir.as_str()], &FakeChecker).unwrap();
-    assert_eq!(recipe.streams[0].spec.data_dir(), Some(&stub));
+    assert_eq!(recipe.streams[0].spec.data_dir(), Some(stub.clone()));
     // Written in the file, the same relative path resolves against the file's folder.
     let message = errors(
         &BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: ../data"),

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::stream::{FlipMode, SlowlyChangingRegressionSpec};
+
 use rand::Rng as _;
 
 use crate::engine::{self, RunControl, RunError};
@@ -86,16 +88,18 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
         id: String::new(),
         experiment: "bench".into(),
         seed: 0,
-        stream: StreamSpec::SlowlyChangingRegression(SlowlyChangingRegressionSpec {
-            tasks,
-            inputs: 20,
-            slow_bits: 15,
-            flip_every: 10_000,
-            flip: FlipMode::One,
-            target_hidden: 100,
-            beta: 0.7,
-            test_examples: 100,
-        }),
+        stream: crate::stream::spec_of::<crate::stream::SlowlyChangingRegressionKind>(
+            &SlowlyChangingRegressionSpec {
+                tasks,
+                inputs: 20,
+                slow_bits: 15,
+                flip_every: 10_000,
+                flip: FlipMode::One,
+                target_hidden: 100,
+                beta: 0.7,
+                test_examples: 100,
+            },
+        ),
         network: NetworkSpec {
             hidden: vec![5],
             activation: Activation::Relu,
@@ -124,9 +128,10 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
 /// Microseconds of CPU per example of a whole run (data generation, evaluation and events
 /// included), with the examples per task of its stream.
 pub fn run_cost_per_example(spec: &RunSpec) -> Result<f64, RunError> {
-    let examples = match &spec.stream {
-        StreamSpec::SlowlyChangingRegression(s) => (s.tasks * s.flip_every) as f64,
-        other => other.tasks() as f64,
+    let tasks = crate::stream::tasks(&spec.stream).map_err(RunError::Stream)?;
+    let examples = match spec.stream.params.get("flip_every").and_then(serde_json::Value::as_u64) {
+        Some(flip_every) => (tasks as u64 * flip_every) as f64,
+        None => tasks as f64,
     };
     let start = cpu_seconds();
     engine::run(spec, Box::new(std::io::sink()), &RunControl::default())?;

@@ -12,6 +12,7 @@ pub mod method;
 pub mod metrics;
 pub mod model;
 pub mod optim;
-pub mod protocol;
+/// The contract with the orchestrator, re-exported so engine code names it `crate::protocol`.
+pub use protocol;
 pub mod rng;
 pub mod stream;

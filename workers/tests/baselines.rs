@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
 use workers::protocol::*;
+use workers::stream::{InputTransform, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -36,7 +37,7 @@ fn synthetic_spec(method: MethodSpec) -> RunSpec {
         id: "same-run".into(),
         experiment: "baselines".into(),
         seed: 3,
-        stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: 3,
             classes: 4,
             dim: 12,
@@ -68,7 +69,7 @@ fn split_mnist_spec(method: MethodSpec) -> Option<RunSpec> {
         return None;
     }
     let mut spec = synthetic_spec(method);
-    spec.stream = StreamSpec::SplitMnist(SplitMnistSpec {
+    spec.stream = workers::stream::spec_of::<workers::stream::SplitMnistKind>(&SplitMnistSpec {
         data_dir: data,
         fingerprint: None,
         groups: vec![vec![0, 1], vec![2, 3], vec![4, 5]],
@@ -154,9 +155,7 @@ fn weight_aligning_resumes_bit_identically_on_class_incremental_split_mnist() {
     let Some(mut spec) = split_mnist_spec(method("weight_aligning", serde_json::json!({"lr": 0.05}))) else {
         return;
     };
-    if let StreamSpec::SplitMnist(s) = &mut spec.stream {
-        s.train_examples = Some(600);
-    }
+    spec.stream.params.set("train_examples", serde_json::json!(600));
     let dir =
         |name: &str| std::env::temp_dir().join(format!("clorch-baselines-{name}-{}", std::process::id()));
     let reference_dir = dir("reference");

@@ -10,6 +10,7 @@ use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
 use workers::model::{fused, Layers, Linear, Mlp, Workspace};
 use workers::protocol::*;
 use workers::stream;
+use workers::stream::{InputTransform, SyntheticPermutedSpec};
 
 const TASKS: usize = 4;
 const CLASSES: usize = 4;
@@ -32,7 +33,7 @@ fn spec(params: serde_json::Value, heads: Heads, dir: &Path) -> RunSpec {
         id: String::new(),
         experiment: "clnp-test".into(),
         seed: 3,
-        stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: TASKS,
             classes: CLASSES,
             dim: 16,

@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
 use workers::protocol::*;
+use workers::stream::{
+    FlipMode, InputTransform, PermutedMnistSpec, SlowlyChangingRegressionSpec, SyntheticPermutedSpec,
+};
 
 /// A `Write` whose bytes can be read after the run.
 #[derive(Clone, Default)]
@@ -37,7 +40,7 @@ fn synthetic_spec(kind: &str, params: serde_json::Value) -> RunSpec {
         id: String::new(),
         experiment: "test".into(),
         seed: 11,
-        stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: 3,
             classes: 4,
             dim: 12,
@@ -269,7 +272,7 @@ fn a_bad_spec_fails_with_one_clear_line() {
     let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("unknown method kind `sdg`"), "{err}");
     let mut spec = synthetic_spec("sgd", serde_json::json!({}));
-    spec.stream = StreamSpec::PermutedMnist(PermutedMnistSpec {
+    spec.stream = workers::stream::spec_of::<workers::stream::PermutedMnistKind>(&PermutedMnistSpec {
         data_dir: "/nonexistent/mnist".into(),
         fingerprint: None,
         tasks: 2,
@@ -294,7 +297,7 @@ fn the_permuted_mnist_example_learns_then_forgets() {
     }
     let text = std::fs::read_to_string(root.join("workers/examples/specs/permuted-mnist-sgd.json")).unwrap();
     let mut spec: RunSpec = serde_json::from_str(&text).unwrap();
-    *spec.stream.data_dir_mut().unwrap() = data;
+    spec.stream.set_data_dir(&data);
     let events = String::from_utf8(run_to_end(&spec)).unwrap();
     let mut r = workers::metrics::AccuracyMatrix::new(5);
     for line in events.lines() {
@@ -317,16 +320,18 @@ fn parts_that_do_not_fit_together_are_refused_before_any_work() {
     assert!(err.contains("task-incremental") && err.contains("per_task"), "{err}");
     // An online stream cannot announce task boundaries or task ids.
     let mut online = synthetic_spec("ewc", serde_json::json!({}));
-    online.stream = StreamSpec::SlowlyChangingRegression(SlowlyChangingRegressionSpec {
-        tasks: 2,
-        inputs: 20,
-        slow_bits: 15,
-        flip_every: 100,
-        flip: FlipMode::One,
-        target_hidden: 10,
-        beta: 0.7,
-        test_examples: 10,
-    });
+    online.stream = workers::stream::spec_of::<workers::stream::SlowlyChangingRegressionKind>(
+        &SlowlyChangingRegressionSpec {
+            tasks: 2,
+            inputs: 20,
+            slow_bits: 15,
+            flip_every: 100,
+            flip: FlipMode::One,
+            target_hidden: 10,
+            beta: 0.7,
+            test_examples: 10,
+        },
+    );
     let err = engine::check_spec(&online).unwrap_err();
     assert!(err.contains("acts at task boundaries"), "{err}");
     online.method.kind = "sgd".into();

@@ -63,7 +63,7 @@ pub fn run(args: &WorkerArgs) -> i32 {
     }
     if args.heartbeat > 0 {
         let control = Arc::clone(&control);
-        let tasks = spec.stream.tasks();
+        let tasks = workers::stream::tasks(&spec.stream).unwrap_or(0);
         let every = Duration::from_secs(args.heartbeat);
         std::thread::spawn(move || loop {
             std::thread::sleep(every);

@@ -23,6 +23,8 @@ pub struct PlannedRun {
     pub grid: BTreeMap<String, Json>,
     /// The run's seed.
     pub seed: u64,
+    /// Tasks in the run's stream.
+    pub tasks: usize,
 }
 
 impl Recipe {
@@ -57,6 +59,7 @@ impl Recipe {
                             method: method.name.clone(),
                             grid: point.clone(),
                             seed,
+                            tasks: stream.tasks,
                         });
                     }
                 }

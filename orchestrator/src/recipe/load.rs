@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
-use workers::protocol::{MethodSpec, StreamSpec};
+use workers::protocol::{MethodSpec, Params};
 
-use super::checker::SpecChecker;
+use super::checker::{ParamSegment, SpecChecker};
 use super::error::{RecipeError, RecipeErrors};
 use super::file::{RecipeFile, SeedsFile, SlurmFile};
 use super::messages::{describe_json, rephrase, show_value, unknown_key, unknown_name, SerdeMessage};
@@ -24,16 +24,6 @@ use super::overrides::{self, Override};
 use super::path::{KeyPath, Segment};
 use super::types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
 use super::yaml::{self, Position, Target};
-
-/// The stream kinds of [`StreamSpec`], as recipes write them (kept in step with the protocol
-/// by a test).
-pub(super) const STREAM_KINDS: [&str; 5] = [
-    "permuted_mnist",
-    "online_permuted_mnist",
-    "split_mnist",
-    "slowly_changing_regression",
-    "synthetic_permuted",
-];
 
 /// More seeds than this in `seeds: n` is taken for a typo rather than expanded.
 const MAX_SEED_COUNT: u64 = 100_000;
@@ -207,7 +197,7 @@ impl Validation<'_> {
         match serde_path_to_error::deserialize::<_, RecipeFile>(tree) {
             Ok(file) => Ok((file, parsed)),
             Err(error) => {
-                self.serde_problem(&KeyPath::root(), "a recipe", error, false);
+                self.serde_problem(&KeyPath::root(), "a recipe", error);
                 Err(self.finish())
             }
         }
@@ -338,7 +328,7 @@ impl Validation<'_> {
         recipe_dir: &Path,
     ) -> Option<NamedStream> {
         let name = if named { self.entry_name(base, map.remove("name"), "streams") } else { None };
-        let kinds: Vec<String> = STREAM_KINDS.iter().map(|k| k.to_string()).collect();
+        let kinds: Vec<String> = self.checker.stream_kinds();
         let kind = match map.remove("kind") {
             Some(Json::String(kind)) if kinds.contains(&kind) => kind,
             Some(Json::String(kind)) => {
@@ -359,37 +349,42 @@ impl Validation<'_> {
                 return None;
             }
         };
-        let tagged = Json::Object(Map::from_iter([(kind.clone(), Json::Object(map))]));
-        let mut spec: StreamSpec = match serde_path_to_error::deserialize(tagged) {
+        let params: Params = map.into_iter().collect();
+        let mut spec = match self.checker.normalize_stream(&kind, &params) {
             Ok(spec) => spec,
-            Err(error) => {
-                self.serde_problem(base, &kind, error, true);
+            Err(problem) => {
+                self.param_problem(base, &kind, &problem.path, &problem.message);
                 return None;
             }
         };
         if !self.overridden(&base.key("data_dir")) {
-            if let Some(dir) = data_dir_mut(&mut spec) {
-                if dir.is_relative() {
-                    *dir = clean_join(recipe_dir, dir);
-                }
+            if let Some(dir) = spec.data_dir().filter(|d| d.is_relative()) {
+                spec.set_data_dir(&clean_join(recipe_dir, &dir));
             }
         }
-        if spec.tasks() == 0 {
-            match spec {
-                StreamSpec::SplitMnist(_) => {
-                    self.node(&base.key("groups"), "expected at least one class group, found an empty list")
+        let tasks = match self.checker.stream_tasks(&spec) {
+            Ok(0) => {
+                let message = "expected at least one task, found none";
+                match spec.params.get("tasks") {
+                    Some(_) => self.node(&base.key("tasks"), "expected a positive integer, found 0"),
+                    None => self.node(base, message),
                 }
-                _ => self.node(&base.key("tasks"), "expected a positive integer, found 0"),
+                return None;
             }
-            return None;
-        }
+            Ok(tasks) => tasks,
+            Err(problem) => {
+                let at = problem.key.map_or_else(|| base.clone(), |key| base.key(key));
+                self.node(&at, problem.message);
+                return None;
+            }
+        };
         if let Err(problem) = self.checker.check_stream(&spec) {
             let at = problem.key.map_or_else(|| base.clone(), |key| base.key(key));
             self.node(&at, problem.message);
             return None;
         }
         let name = if named { name? } else { kind };
-        Some(NamedStream { name, spec })
+        Some(NamedStream { name, spec, tasks })
     }
 
     /// The `name` of an entry of `list` (`methods`, `streams`), which must be a name usable in
@@ -710,21 +705,31 @@ impl Validation<'_> {
         base: &KeyPath,
         owner: &str,
         error: serde_path_to_error::Error<serde_json::Error>,
-        tagged: bool,
     ) {
+        let path: Vec<ParamSegment> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(ParamSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(ParamSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(ParamSegment::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        self.param_problem(base, owner, &path, &error.inner().to_string());
+    }
+
+    /// Reports a parse error at the YAML position of the value it names, rephrasing serde's
+    /// wording (`unknown field`, `expected one of`) into the recipe's.
+    fn param_problem(&mut self, base: &KeyPath, owner: &str, segments: &[ParamSegment], message: &str) {
         let mut path = base.clone();
-        for (i, segment) in error.path().iter().enumerate() {
-            if tagged && i == 0 {
-                continue;
-            }
+        for segment in segments {
             path = match segment {
-                serde_path_to_error::Segment::Seq { index } => path.index(*index),
-                serde_path_to_error::Segment::Map { key } => path.key(key.as_str()),
-                serde_path_to_error::Segment::Enum { variant } => path.key(variant.as_str()),
-                serde_path_to_error::Segment::Unknown => path,
+                ParamSegment::Index(index) => path.index(*index),
+                ParamSegment::Key(key) => path.key(key.as_str()),
             };
         }
-        match rephrase(&error.inner().to_string()) {
+        match rephrase(message) {
             SerdeMessage::UnknownKey { key, known } => {
                 let container = if path.last() == Some(&Segment::Key(key.clone())) {
                     path.parent()
@@ -750,15 +755,6 @@ fn valid_name(name: &str, dots: bool) -> bool {
         && name != "."
         && name != ".."
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
-}
-
-/// The data folder of streams that read one.
-fn data_dir_mut(spec: &mut StreamSpec) -> Option<&mut PathBuf> {
-    match spec {
-        StreamSpec::PermutedMnist(s) | StreamSpec::OnlinePermutedMnist(s) => Some(&mut s.data_dir),
-        StreamSpec::SplitMnist(s) => Some(&mut s.data_dir),
-        StreamSpec::SlowlyChangingRegression(_) | StreamSpec::SyntheticPermuted(_) => None,
-    }
 }
 
 /// `base/relative` with `.` steps dropped and `..` steps cancelled against earlier names,
@@ -789,15 +785,6 @@ fn clean_join(base: &Path, relative: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_kinds_match_the_protocol() {
-        let error = serde_json::from_value::<StreamSpec>(serde_json::json!({"no_such_kind": {}}))
-            .unwrap_err()
-            .to_string();
-        let listed: Vec<&str> = error.split('`').skip(3).step_by(2).collect();
-        assert_eq!(listed, STREAM_KINDS, "{error}");
-    }
 
     #[test]
     fn joins_clean_relative_paths() {

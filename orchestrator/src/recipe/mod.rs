@@ -23,7 +23,7 @@ mod path;
 mod types;
 mod yaml;
 
-pub use checker::{SpecChecker, SpecProblem};
+pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
 pub use duration::slurm_time;
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};

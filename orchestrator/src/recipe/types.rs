@@ -66,6 +66,8 @@ pub struct NamedStream {
     pub name: String,
     /// The stream, with a relative data folder resolved against the recipe file's folder.
     pub spec: StreamSpec,
+    /// Tasks the stream yields (the worker's answer, asked once when the recipe is loaded).
+    pub tasks: usize,
 }
 
 /// One entry of `methods:`: a method kind with fixed parameters and grid axes.

@@ -119,10 +119,10 @@ pub(crate) struct Summarizer {
 
 impl Summarizer {
     pub(crate) fn new(record: &RunRecord) -> Self {
-        let tasks = record.spec.stream.tasks();
+        let tasks = record.progress.tasks;
         Summarizer {
             tasks,
-            regression: record.spec.stream.kind() == "slowly_changing_regression",
+            regression: record.spec.stream.kind == "slowly_changing_regression",
             evals: Vec::new(),
             online: vec![OnlineTask::default(); tasks],
             stream_loss_sum: 0.0,

@@ -199,6 +199,7 @@ impl<'a> Dispatcher<'a> {
                         grid: planned.grid.clone(),
                         seed: planned.seed,
                     },
+                    planned.tasks,
                 ),
             };
             store::write_run_spec(&dir, &record.spec)?;

@@ -285,8 +285,7 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// A pending run that has never been attempted. `id` is taken from the spec.
-    pub fn new(order: u64, spec: RunSpec, labels: RunLabels) -> Self {
-        let tasks = spec.stream.tasks();
+    pub fn new(order: u64, spec: RunSpec, labels: RunLabels, tasks: usize) -> Self {
         RunRecord {
             id: spec.id.clone(),
             order,
@@ -390,8 +389,8 @@ pub fn unix_now() -> u64 {
 pub(crate) mod tests {
     use super::*;
     use workers::protocol::{
-        Activation, CheckpointSpec, Engine, EvalSpec, Heads, InputTransform, MethodSpec, NetworkSpec,
-        StreamSpec, SyntheticPermutedSpec, TrainingSpec, PROTOCOL_VERSION,
+        Activation, CheckpointSpec, Engine, EvalSpec, Heads, MethodSpec, NetworkSpec, TrainingSpec,
+        PROTOCOL_VERSION,
     };
 
     /// A small synthetic spec with its content id filled in.
@@ -403,15 +402,8 @@ pub(crate) mod tests {
             id: String::new(),
             experiment: "test".into(),
             seed,
-            stream: StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
-                tasks,
-                classes: 10,
-                dim: 8,
-                train_per_class: 10,
-                test_per_class: 5,
-                noise: 1.0,
-                transform: InputTransform::Permute,
-            }),
+            stream: serde_json::from_value(serde_json::json!({"synthetic_permuted": {"tasks": tasks, "classes": 10, "dim": 8, "train_per_class": 10, "test_per_class": 5, "noise": 1.0, "transform": "permute"}}))
+                .expect("a synthetic stream spec"),
             network: NetworkSpec {
                 hidden: vec![16],
                 activation: Activation::Relu,
@@ -433,7 +425,7 @@ pub(crate) mod tests {
         let mut grid = BTreeMap::new();
         grid.insert("lr".to_string(), serde_json::json!(lr));
         let labels = RunLabels { stream: "synthetic".into(), method: method.into(), grid, seed };
-        RunRecord::new(order, spec(tasks, method, lr, seed), labels)
+        RunRecord::new(order, spec(tasks, method, lr, seed), labels, tasks)
     }
 
     #[test]

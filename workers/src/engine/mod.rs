@@ -69,8 +69,7 @@ pub enum RunError {
 /// heads (which need the task id) or a method that acts at task boundaries. The orchestrator runs this when it plans; a worker again at start.
 pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
     let per_task_heads = spec.network.heads == crate::protocol::Heads::PerTask
-        || matches!(&spec.stream, crate::protocol::StreamSpec::SplitMnist(s)
-            if s.setting == crate::protocol::SplitSetting::TaskIncremental);
+        || crate::stream::head_per_task(&spec.stream).map_err(|e| e.to_string())?;
     if let Ok(m) = method::lookup(&spec.method.kind) {
         if m.needs_task_heads && !per_task_heads {
             return Err(format!(
@@ -80,10 +79,10 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
             ));
         }
     }
-    if !spec.stream.is_online() {
+    if !crate::stream::is_online(&spec.stream) {
         return Ok(());
     }
-    let kind = spec.stream.kind();
+    let kind = &spec.stream.kind;
     if spec.network.heads == crate::protocol::Heads::PerTask {
         return Err(format!(
             "`{kind}` is an online stream: the learner is not told which task an example belongs to, so \

@@ -353,7 +353,7 @@ pub(crate) mod testing {
     /// Task `index` of a synthetic Gaussian-cluster stream shaped for `net`: as many inputs as
     /// the network has, one class per output, `per_class` training examples per class.
     pub(crate) fn synthetic_task(net: &Mlp, index: usize, per_class: usize) -> Task {
-        use crate::protocol::{InputTransform, SyntheticPermutedSpec};
+        use crate::stream::{InputTransform, SyntheticPermutedSpec};
         use crate::stream::{SyntheticPermuted, TaskStream};
         let sizes = net.sizes();
         let spec = SyntheticPermutedSpec {
@@ -442,12 +442,13 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Activation, InputTransform, StreamSpec, SyntheticPermutedSpec};
+    use crate::protocol::Activation;
     use crate::rng;
+    use crate::stream::{InputTransform, SyntheticPermutedSpec};
 
     #[test]
     fn another_models_forward_evaluates_in_the_same_chunks_and_passes_its_errors_on() {
-        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        let spec = crate::stream::spec_of::<crate::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: 1,
             classes: 3,
             dim: 5,

@@ -242,6 +242,26 @@ impl Mnist {
     }
 }
 
+/// `train_examples` and `test_examples` of the MNIST streams: absent (every example) or ≥ 1.
+pub(crate) fn check_limits_positive(train: Option<usize>, test: Option<usize>) -> Result<(), String> {
+    for (limit, field) in [(train, "train_examples"), (test, "test_examples")] {
+        if limit == Some(0) {
+            return Err(format!("`{field}` must be ≥ 1 (leave it out to use every example)"));
+        }
+    }
+    Ok(())
+}
+
+/// The data checks of the MNIST streams that need no full read: the four files exist, their
+/// headers are well formed, and the example limits fit what they hold.
+pub(crate) fn check_folder(dir: &Path, train: Option<usize>, test: Option<usize>) -> Result<(), StreamError> {
+    let files = MnistFiles::locate(dir)?;
+    let shape = files.check_headers()?;
+    check_limit(train, shape.train, "train_examples", &files.train_images)?;
+    check_limit(test, shape.test, "test_examples", &files.test_images)?;
+    Ok(())
+}
+
 /// Checks that a requested example count is in `1..=available`.
 pub(crate) fn check_limit(
     limit: Option<usize>,

@@ -1,11 +1,13 @@
 //! Task streams: sequences of tasks, each with a training split and a held-out split.
 //!
-//! A stream is built once per run from its [`StreamSpec`]; tasks are cheap handles that share
+//! A stream is built once per run from its [`StreamSpec`](crate::protocol::StreamSpec) through the
+//! [`registry`]; tasks are cheap handles that share
 //! the underlying data through `Arc`s, so a 1,000-task permuted-MNIST stream holds one copy of
 //! the digits plus 1,000 permutations built on demand. Everything is deterministic in the run's
 //! seed.
 
 mod idx;
+mod kind;
 mod mnist;
 mod permuted;
 mod regression;
@@ -15,16 +17,21 @@ mod split_mnist;
 mod synthetic;
 
 pub use idx::{read_idx, read_idx_header, IdxArray, IdxHeader};
+pub use kind::{
+    build, fingerprint, head_per_task, is_online, lookup, registry, spec_of, tasks, validate, ParamError,
+    PathSegment, StreamEntry, StreamKind,
+};
 pub use mnist::{LabelledImages, Mnist, MnistFiles, MnistShape};
-pub use permuted::PermutedMnist;
-pub use regression::{LtuNetwork, SlowlyChangingRegression};
+pub use permuted::{OnlinePermutedMnistKind, PermutedMnist, PermutedMnistKind, PermutedMnistSpec};
+pub use regression::{
+    FlipMode, LtuNetwork, SlowlyChangingRegression, SlowlyChangingRegressionKind,
+    SlowlyChangingRegressionSpec,
+};
 pub use split::{Split, Target};
-pub use split_mnist::SplitMnist;
-pub use synthetic::SyntheticPermuted;
+pub use split_mnist::{SplitMnist, SplitMnistKind, SplitMnistSpec, SplitSetting};
+pub use synthetic::{InputTransform, SyntheticPermuted, SyntheticPermutedKind, SyntheticPermutedSpec};
 
 use std::path::PathBuf;
-
-use crate::protocol::StreamSpec;
 
 /// Whether a stream's targets are classes or real numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +109,14 @@ pub trait TaskStream: Send + Sync {
 /// Why a stream could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// No stream of that kind is registered.
+    #[error("unknown stream kind `{kind}`; known kinds: {known}")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// The registered kinds.
+        known: String,
+    },
     /// A data file is missing, unreadable or malformed.
     #[error("{path}: {reason}")]
     Data {
@@ -120,115 +135,11 @@ pub enum StreamError {
     },
 }
 
-/// Builds the stream a spec describes, loading data files as needed.
-pub fn build(spec: &StreamSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
-    validate_parameters(spec)?;
-    Ok(match spec {
-        StreamSpec::PermutedMnist(s) => Box::new(permuted::PermutedMnist::new(s, seed, false)?),
-        StreamSpec::OnlinePermutedMnist(s) => Box::new(permuted::PermutedMnist::new(s, seed, true)?),
-        StreamSpec::SplitMnist(s) => Box::new(split_mnist::SplitMnist::new(s)?),
-        StreamSpec::SlowlyChangingRegression(s) => {
-            Box::new(regression::SlowlyChangingRegression::new(s, seed))
-        }
-        StreamSpec::SyntheticPermuted(s) => Box::new(synthetic::SyntheticPermuted::new(s, seed)),
-    })
-}
-
-/// Checks a spec without loading its data: parameter ranges, and for MNIST streams that the
-/// four files exist and their headers are well formed. The orchestrator calls this when it
-/// validates a recipe, so a wrong path fails before any run starts.
-pub fn validate(spec: &StreamSpec) -> Result<(), StreamError> {
-    validate_parameters(spec)?;
-    if let Some(dir) = spec.data_dir() {
-        let files = MnistFiles::locate(dir)?;
-        let shape = files.check_headers()?;
-        let [train, test] = example_limits(spec);
-        mnist::check_limit(train, shape.train, "train_examples", &files.train_images)?;
-        mnist::check_limit(test, shape.test, "test_examples", &files.test_images)?;
-    }
-    Ok(())
-}
-
-/// `train_examples` and `test_examples` of the MNIST streams (`None`: all examples).
-fn example_limits(spec: &StreamSpec) -> [Option<usize>; 2] {
-    match spec {
-        StreamSpec::PermutedMnist(s) | StreamSpec::OnlinePermutedMnist(s) => {
-            [s.train_examples, s.test_examples]
-        }
-        StreamSpec::SplitMnist(s) => [s.train_examples, s.test_examples],
-        _ => [None, None],
-    }
-}
-
-fn validate_parameters(spec: &StreamSpec) -> Result<(), StreamError> {
-    let kind = spec.kind();
-    let invalid = |reason: String| Err(StreamError::Invalid { stream: kind, reason });
-    if spec.tasks() == 0 {
-        return invalid("needs at least one task (`tasks` ≥ 1)".into());
-    }
-    for (limit, field) in example_limits(spec).into_iter().zip(["train_examples", "test_examples"]) {
-        if limit == Some(0) {
-            return invalid(format!("`{field}` must be ≥ 1 (leave it out to use every example)"));
-        }
-    }
-    match spec {
-        StreamSpec::SplitMnist(s) => {
-            let mut seen = [false; 256];
-            for group in &s.groups {
-                if group.is_empty() {
-                    return invalid("every class group needs at least one class".into());
-                }
-                for &c in group {
-                    if c > 9 {
-                        return invalid(format!("class {c} does not exist (MNIST classes are 0–9)"));
-                    }
-                    if std::mem::replace(&mut seen[c as usize], true) {
-                        return invalid(format!("class {c} appears in two groups; groups must be disjoint"));
-                    }
-                }
-            }
-        }
-        StreamSpec::SlowlyChangingRegression(s) => {
-            if s.slow_bits > s.inputs {
-                return invalid(format!(
-                    "`slow_bits` ({}) cannot exceed `inputs` ({})",
-                    s.slow_bits, s.inputs
-                ));
-            }
-            if s.inputs == 0 || s.flip_every == 0 || s.target_hidden == 0 || s.test_examples == 0 {
-                return invalid(
-                    "`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1".into(),
-                );
-            }
-            if !(s.beta.is_finite() && (0.0..=1.0).contains(&s.beta)) {
-                return invalid(format!("`beta` must lie in [0, 1], not {}", s.beta));
-            }
-            if s.flip_every > u32::MAX as usize || s.test_examples > u32::MAX as usize {
-                return invalid(format!("`flip_every` and `test_examples` must be below {}", u32::MAX));
-            }
-        }
-        StreamSpec::SyntheticPermuted(s) => {
-            if s.classes < 2 || s.dim == 0 || s.train_per_class == 0 || s.test_per_class == 0 {
-                return invalid(
-                    "needs `classes` ≥ 2, and `dim`, `train_per_class`, `test_per_class` ≥ 1".into(),
-                );
-            }
-            if s.classes > 256 {
-                return invalid(format!("`classes` is {}; at most 256 are supported", s.classes));
-            }
-            if !(s.noise.is_finite() && s.noise >= 0.0) {
-                return invalid(format!("`noise` must be a finite number ≥ 0, not {}", s.noise));
-            }
-        }
-        StreamSpec::PermutedMnist(_) | StreamSpec::OnlinePermutedMnist(_) => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{PermutedMnistSpec, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
+    use crate::protocol::StreamSpec;
+    use crate::stream::{PermutedMnistSpec, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
     use idx::tests::Scratch;
 
     fn synthetic(json: serde_json::Value) -> StreamSpec {
@@ -236,7 +147,7 @@ mod tests {
     }
 
     fn permuted(dir: &std::path::Path, train_examples: Option<usize>) -> StreamSpec {
-        StreamSpec::PermutedMnist(PermutedMnistSpec {
+        crate::stream::spec_of::<crate::stream::PermutedMnistKind>(&PermutedMnistSpec {
             data_dir: dir.to_path_buf(),
             fingerprint: None,
             tasks: 2,
@@ -258,7 +169,7 @@ mod tests {
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
         let s = build(&permuted(&dir.0, None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
-        let online = StreamSpec::OnlinePermutedMnist(PermutedMnistSpec {
+        let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(&PermutedMnistSpec {
             data_dir: dir.0.clone(),
             fingerprint: None,
             tasks: 2,
@@ -269,7 +180,7 @@ mod tests {
         let s = build(&online, 1).unwrap();
         assert!(s.info().online);
         assert_eq!(s.task(0).test.len(), 5);
-        let split = StreamSpec::SplitMnist(SplitMnistSpec {
+        let split = crate::stream::spec_of::<crate::stream::SplitMnistKind>(&SplitMnistSpec {
             data_dir: dir.0.clone(),
             fingerprint: None,
             groups: vec![vec![0, 1], vec![2, 3]],
@@ -297,7 +208,7 @@ mod tests {
         assert!(m.contains("`classes` is 300; at most 256"), "{m}");
         let m = invalid(&synthetic(serde_json::json!({ "tasks": 1, "noise": -1.0 })));
         assert!(m.contains("`noise` must be a finite number ≥ 0, not -1"), "{m}");
-        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        let spec = crate::stream::spec_of::<crate::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: 1,
             classes: 2,
             dim: 2,
@@ -318,7 +229,7 @@ mod tests {
         let m = invalid(&regression(serde_json::json!({ "beta": 1.5 })));
         assert!(m.contains("`beta` must lie in [0, 1], not 1.5"), "{m}");
         let split = |groups: Vec<Vec<u8>>| {
-            StreamSpec::SplitMnist(SplitMnistSpec {
+            crate::stream::spec_of::<crate::stream::SplitMnistKind>(&SplitMnistSpec {
                 data_dir: "unused".into(),
                 fingerprint: None,
                 groups,

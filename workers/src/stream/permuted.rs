@@ -7,13 +7,100 @@
 //! seed and the task index only — the same in every run with that seed, whatever else the
 //! recipe says.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::mnist::{LabelledImages, Mnist, MnistFiles, CLASSES};
+use serde::{Deserialize, Serialize};
+
+use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
-use crate::protocol::PermutedMnistSpec;
 use crate::rng;
+
+/// Parameters of (online) permuted MNIST.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermutedMnistSpec {
+    /// Folder with `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+    /// `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]` (MNIST or
+    /// Fashion-MNIST, full or subset).
+    pub data_dir: PathBuf,
+    /// Fingerprint of the data files' bytes ([`MnistFiles::fingerprint`]),
+    /// filled in by the orchestrator when it plans the run. It stands for the data in the
+    /// run's identity (the folder's path does not), and a worker refuses files that no longer
+    /// match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Number of tasks (permutations).
+    pub tasks: usize,
+    /// Leave the first task's pixels in their natural order.
+    #[serde(default)]
+    pub first_unpermuted: bool,
+    /// Use only the first `n` training images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_examples: Option<usize>,
+    /// Use only the first `n` test images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_examples: Option<usize>,
+}
+
+/// Permuted MNIST: every task applies its own fixed random permutation to the pixels of the
+/// same digits (Goodfellow et al. 2013; Kirkpatrick et al. 2017).
+pub struct PermutedMnistKind;
+
+/// Online permuted MNIST (Dohare et al. 2024): every example is seen once, in batches of one,
+/// and the learner is not told where tasks begin; online accuracy is the prediction made before
+/// each example's update, averaged per task.
+pub struct OnlinePermutedMnistKind;
+
+fn check_mnist_limits(p: &PermutedMnistSpec) -> Result<(), String> {
+    super::mnist::check_limits_positive(p.train_examples, p.test_examples)
+}
+
+impl StreamKind for PermutedMnistKind {
+    const KIND: &'static str = "permuted_mnist";
+    const SUMMARY: &'static str = "the same digits under a fixed random pixel permutation per task";
+    type Params = PermutedMnistSpec;
+    fn tasks(p: &PermutedMnistSpec) -> usize {
+        p.tasks
+    }
+    fn check(p: &PermutedMnistSpec) -> Result<(), String> {
+        check_mnist_limits(p)
+    }
+    fn check_data(p: &PermutedMnistSpec) -> Result<(), StreamError> {
+        super::mnist::check_folder(&p.data_dir, p.train_examples, p.test_examples)
+    }
+    fn fingerprint(dir: &std::path::Path) -> Result<String, StreamError> {
+        MnistFiles::locate(dir)?.fingerprint()
+    }
+    fn build(p: &PermutedMnistSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(PermutedMnist::new(p, seed, false)?))
+    }
+}
+
+impl StreamKind for OnlinePermutedMnistKind {
+    const KIND: &'static str = "online_permuted_mnist";
+    const SUMMARY: &'static str =
+        "permuted MNIST seen once, one example at a time, task boundaries unannounced";
+    const ONLINE: bool = true;
+    type Params = PermutedMnistSpec;
+    fn tasks(p: &PermutedMnistSpec) -> usize {
+        p.tasks
+    }
+    fn check(p: &PermutedMnistSpec) -> Result<(), String> {
+        check_mnist_limits(p)
+    }
+    fn check_data(p: &PermutedMnistSpec) -> Result<(), StreamError> {
+        super::mnist::check_folder(&p.data_dir, p.train_examples, p.test_examples)
+    }
+    fn fingerprint(dir: &std::path::Path) -> Result<String, StreamError> {
+        MnistFiles::locate(dir)?.fingerprint()
+    }
+    fn build(p: &PermutedMnistSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(PermutedMnist::new(p, seed, true)?))
+    }
+}
 
 /// Grey levels 0–255 become pixel values in [0, 1].
 pub(crate) const PIXEL_SCALE: f32 = 1.0 / 255.0;

@@ -36,10 +36,105 @@
 //! task's training and held-out examples from `"stream.regression.train"` /
 //! `"stream.regression.test"`, index t.
 
+use serde::{Deserialize, Serialize};
+
+use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
-use super::{sample, Problem, StreamInfo, Task, TaskStream};
-use crate::protocol::{FlipMode, SlowlyChangingRegressionSpec};
+use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
 use crate::rng;
+
+/// Parameters of slowly-changing regression (Dohare et al. 2024, Methods).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowlyChangingRegressionSpec {
+    /// Number of tasks; a task is the `flip_every` examples between two changes of the slow
+    /// bits, so the stream has `tasks × flip_every` examples.
+    pub tasks: usize,
+    /// Input bits m (default 20).
+    #[serde(default = "default_regression_inputs")]
+    pub inputs: usize,
+    /// How many of them change slowly (default 15); the others are redrawn every example.
+    #[serde(default = "default_regression_slow_bits")]
+    pub slow_bits: usize,
+    /// Examples between changes of the slow bits, T (default 10,000).
+    #[serde(default = "default_regression_flip_every")]
+    pub flip_every: usize,
+    /// What changes every T examples: one slow bit chosen at random, or all of them redrawn.
+    #[serde(default)]
+    pub flip: FlipMode,
+    /// Linear-threshold units of the target network (default 100).
+    #[serde(default = "default_regression_target_hidden")]
+    pub target_hidden: usize,
+    /// β of the threshold θ_i = β·(m+1) − S_i (default 0.7).
+    #[serde(default = "default_regression_beta")]
+    pub beta: f64,
+    /// Held-out examples per task for evaluation (default 1,000).
+    #[serde(default = "default_regression_test_examples")]
+    pub test_examples: usize,
+}
+
+fn default_regression_inputs() -> usize {
+    20
+}
+fn default_regression_slow_bits() -> usize {
+    15
+}
+fn default_regression_flip_every() -> usize {
+    10_000
+}
+fn default_regression_target_hidden() -> usize {
+    100
+}
+fn default_regression_beta() -> f64 {
+    0.7
+}
+fn default_regression_test_examples() -> usize {
+    1_000
+}
+
+/// How the slow bits of slowly-changing regression change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipMode {
+    /// One slow bit, chosen uniformly at random, flips (the paper's setting).
+    #[default]
+    One,
+    /// All slow bits are redrawn.
+    All,
+}
+
+/// Slowly-changing regression (Dohare et al. 2024): 20 input bits, 15 of which change slowly;
+/// the target is a fixed random network of linear threshold units.
+pub struct SlowlyChangingRegressionKind;
+
+impl StreamKind for SlowlyChangingRegressionKind {
+    const KIND: &'static str = "slowly_changing_regression";
+    const SUMMARY: &'static str =
+        "a fixed random LTU network's output on inputs whose slow bits flip every T examples";
+    const ONLINE: bool = true;
+    type Params = SlowlyChangingRegressionSpec;
+    fn tasks(p: &SlowlyChangingRegressionSpec) -> usize {
+        p.tasks
+    }
+    fn check(s: &SlowlyChangingRegressionSpec) -> Result<(), String> {
+        if s.slow_bits > s.inputs {
+            return Err(format!("`slow_bits` ({}) cannot exceed `inputs` ({})", s.slow_bits, s.inputs));
+        }
+        if s.inputs == 0 || s.flip_every == 0 || s.target_hidden == 0 || s.test_examples == 0 {
+            return Err("`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1".into());
+        }
+        if !(s.beta.is_finite() && (0.0..=1.0).contains(&s.beta)) {
+            return Err(format!("`beta` must lie in [0, 1], not {}", s.beta));
+        }
+        if s.flip_every > u32::MAX as usize || s.test_examples > u32::MAX as usize {
+            return Err(format!("`flip_every` and `test_examples` must be below {}", u32::MAX));
+        }
+        Ok(())
+    }
+    fn build(p: &SlowlyChangingRegressionSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(SlowlyChangingRegression::new(p, seed)))
+    }
+}
 
 /// A task whose m − f fast bits are at most this many, and whose 2^(m−f) fast-bit patterns
 /// are no more than its training examples, stores one input row (and target) per pattern and

@@ -9,13 +9,100 @@
 //! * class-incremental — one shared head over all 10 classes, labels unchanged, no task id at
 //!   test time: the learner must tell digits of different tasks apart.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::mnist::{LabelledImages, Mnist, MnistFiles, CLASSES};
 use super::permuted::PIXEL_SCALE;
+use serde::{Deserialize, Serialize};
+
+use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{Problem, StreamError, StreamInfo, Task, TaskStream};
-use crate::protocol::{SplitMnistSpec, SplitSetting};
+
+/// Parameters of split MNIST.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitMnistSpec {
+    /// Folder with the four MNIST IDX files (see [`PermutedMnistSpec::data_dir`]).
+    pub data_dir: PathBuf,
+    /// Fingerprint of the data files' bytes ([`MnistFiles::fingerprint`]),
+    /// filled in by the orchestrator when it plans the run. It stands for the data in the
+    /// run's identity (the folder's path does not), and a worker refuses files that no longer
+    /// match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The class groups, one task each, disjoint; default `[[0,1],[2,3],[4,5],[6,7],[8,9]]`.
+    #[serde(default = "default_split_groups")]
+    pub groups: Vec<Vec<u8>>,
+    /// Task-incremental (one output head per task; the task id selects the head) or
+    /// class-incremental (one shared head over all classes).
+    #[serde(default)]
+    pub setting: SplitSetting,
+    /// Use only the first `n` training images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_examples: Option<usize>,
+    /// Use only the first `n` test images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_examples: Option<usize>,
+}
+
+fn default_split_groups() -> Vec<Vec<u8>> {
+    (0..5).map(|g| vec![2 * g, 2 * g + 1]).collect()
+}
+
+/// The two evaluation settings of split MNIST (van de Ven & Tolias 2019).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitSetting {
+    /// One head per task; the task id selects it at training and test time.
+    #[default]
+    TaskIncremental,
+    /// One shared head over all classes; no task id at test time.
+    ClassIncremental,
+}
+
+/// Split MNIST: disjoint groups of classes, one group per task (Zenke et al. 2017).
+pub struct SplitMnistKind;
+
+impl StreamKind for SplitMnistKind {
+    const KIND: &'static str = "split_mnist";
+    const SUMMARY: &'static str = "disjoint groups of digit classes, one group per task";
+    type Params = SplitMnistSpec;
+    fn tasks(p: &SplitMnistSpec) -> usize {
+        p.groups.len()
+    }
+    fn head_per_task(p: &SplitMnistSpec) -> bool {
+        p.setting == SplitSetting::TaskIncremental
+    }
+    fn check(p: &SplitMnistSpec) -> Result<(), String> {
+        super::mnist::check_limits_positive(p.train_examples, p.test_examples)?;
+        let mut seen = [false; 256];
+        for group in &p.groups {
+            if group.is_empty() {
+                return Err("every class group needs at least one class".into());
+            }
+            for &c in group {
+                if c > 9 {
+                    return Err(format!("class {c} does not exist (MNIST classes are 0–9)"));
+                }
+                if std::mem::replace(&mut seen[c as usize], true) {
+                    return Err(format!("class {c} appears in two groups; groups must be disjoint"));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn check_data(p: &SplitMnistSpec) -> Result<(), StreamError> {
+        super::mnist::check_folder(&p.data_dir, p.train_examples, p.test_examples)
+    }
+    fn fingerprint(dir: &std::path::Path) -> Result<String, StreamError> {
+        MnistFiles::locate(dir)?.fingerprint()
+    }
+    fn build(p: &SplitMnistSpec, _seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(SplitMnist::new(p)?))
+    }
+}
 
 /// The rows and label map of one task.
 #[derive(Debug)]

@@ -13,10 +13,98 @@
 //! Examples are stored class-interleaved (example i has class i mod `classes`), so even an
 //! unshuffled pass sees every class evenly.
 
+use serde::{Deserialize, Serialize};
+
+use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
-use super::{sample, Problem, StreamInfo, Task, TaskStream};
-use crate::protocol::{InputTransform, SyntheticPermutedSpec};
+use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
 use crate::rng;
+
+/// Parameters of the synthetic Gaussian-cluster stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticPermutedSpec {
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Classes (default 10).
+    #[serde(default = "default_synthetic_classes")]
+    pub classes: usize,
+    /// Input dimension (default 64).
+    #[serde(default = "default_synthetic_dim")]
+    pub dim: usize,
+    /// Training examples per class and task (default 100).
+    #[serde(default = "default_synthetic_train")]
+    pub train_per_class: usize,
+    /// Held-out examples per class and task (default 50).
+    #[serde(default = "default_synthetic_test")]
+    pub test_per_class: usize,
+    /// Standard deviation of each cluster around its centre; centres have unit-variance
+    /// coordinates. Default 2.5: at the other defaults the Bayes rule (nearest true centre)
+    /// is right about 92% of the time and a 64-64-10 MLP reaches about 80% after one epoch
+    /// (SGD, lr 0.1, batch 32); at 1.0 the clusters in 64 dimensions barely overlap and both
+    /// reach 100%.
+    #[serde(default = "default_synthetic_noise")]
+    pub noise: f64,
+    /// How each task transforms the input.
+    #[serde(default)]
+    pub transform: InputTransform,
+}
+
+fn default_synthetic_classes() -> usize {
+    10
+}
+fn default_synthetic_dim() -> usize {
+    64
+}
+fn default_synthetic_train() -> usize {
+    100
+}
+fn default_synthetic_test() -> usize {
+    50
+}
+fn default_synthetic_noise() -> f64 {
+    2.5
+}
+
+/// Per-task input transformation of the synthetic stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputTransform {
+    /// A random permutation of the input coordinates.
+    #[default]
+    Permute,
+    /// A random orthogonal rotation of the input space.
+    Rotate,
+}
+
+/// A synthetic Gaussian-cluster classification problem whose input is permuted or rotated per
+/// task; needs no data files.
+pub struct SyntheticPermutedKind;
+
+impl StreamKind for SyntheticPermutedKind {
+    const KIND: &'static str = "synthetic_permuted";
+    const SUMMARY: &'static str =
+        "Gaussian clusters whose input is permuted or rotated per task; no data files";
+    type Params = SyntheticPermutedSpec;
+    fn tasks(p: &SyntheticPermutedSpec) -> usize {
+        p.tasks
+    }
+    fn check(s: &SyntheticPermutedSpec) -> Result<(), String> {
+        if s.classes < 2 || s.dim == 0 || s.train_per_class == 0 || s.test_per_class == 0 {
+            return Err("needs `classes` ≥ 2, and `dim`, `train_per_class`, `test_per_class` ≥ 1".into());
+        }
+        if s.classes > 256 {
+            return Err(format!("`classes` is {}; at most 256 are supported", s.classes));
+        }
+        if !(s.noise.is_finite() && s.noise >= 0.0) {
+            return Err(format!("`noise` must be a finite number ≥ 0, not {}", s.noise));
+        }
+        Ok(())
+    }
+    fn build(p: &SyntheticPermutedSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(SyntheticPermuted::new(p, seed)))
+    }
+}
 
 /// The synthetic stream. Building it draws the centres; a task's examples are drawn when the
 /// task is asked for (a few milliseconds at the defaults).
@@ -208,16 +296,11 @@ fn class_means(split: &Split, classes: usize, dim: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::StreamSpec;
     use crate::stream::Target;
 
     /// The defaults of `protocol.rs`, with `tasks` tasks.
     fn default_spec(tasks: usize, transform: InputTransform) -> SyntheticPermutedSpec {
-        let json = serde_json::json!({ "synthetic_permuted": { "tasks": tasks, "transform": transform } });
-        match serde_json::from_value(json).unwrap() {
-            StreamSpec::SyntheticPermuted(s) => s,
-            other => panic!("{other:?}"),
-        }
+        serde_json::from_value(serde_json::json!({ "tasks": tasks, "transform": transform })).unwrap()
     }
 
     fn all_inputs(split: &Split) -> Vec<f32> {

@@ -199,7 +199,8 @@ pub(super) fn reached_units(net: &Mlp, head: &Range<usize>) -> Vec<Vec<bool>> {
 mod tests {
     use super::*;
     use crate::model::Linear;
-    use crate::protocol::{Activation, Engine, InputTransform, SyntheticPermutedSpec};
+    use crate::protocol::{Activation, Engine};
+    use crate::stream::{InputTransform, SyntheticPermutedSpec};
     use crate::stream::{SyntheticPermuted, TaskStream};
 
     fn candidates(activities: &[(usize, usize, f64)]) -> Vec<Candidate> {

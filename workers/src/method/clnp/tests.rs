@@ -8,10 +8,9 @@ use super::*;
 use crate::method::Compute;
 use crate::model::{fused, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
-use crate::protocol::{
-    Engine, FlipMode, InputTransform, MethodSpec, SlowlyChangingRegressionSpec, SyntheticPermutedSpec,
-};
+use crate::protocol::{Engine, MethodSpec};
 use crate::rng::{self, Rng};
+use crate::stream::{FlipMode, InputTransform, SlowlyChangingRegressionSpec, SyntheticPermutedSpec};
 use crate::stream::{SlowlyChangingRegression, SyntheticPermuted, Task, TaskStream};
 
 const CLASSES: usize = 3;

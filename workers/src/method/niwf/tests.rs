@@ -5,9 +5,10 @@ use crate::method::params::parse;
 use crate::method::{self, ContinualMethod};
 use crate::model::Mlp;
 use crate::optim::Optimizer;
-use crate::protocol::{Activation, Engine, InputTransform, MethodSpec, StreamSpec, SyntheticPermutedSpec};
+use crate::protocol::{Activation, Engine, MethodSpec, StreamSpec};
 use crate::rng::{self, Rng};
 use crate::stream::{self, Task, TaskStream};
+use crate::stream::{InputTransform, SyntheticPermutedSpec};
 
 /// A miniature trainer: a synthetic stream, a backbone, the method and its contexts.
 struct Harness {
@@ -23,7 +24,7 @@ struct Harness {
 impl Harness {
     /// On a small synthetic stream (4 tasks of 4 classes in 12 dimensions), net 12-16-12-4.
     fn new(kind: &str, params: serde_json::Value) -> Self {
-        let spec = StreamSpec::SyntheticPermuted(SyntheticPermutedSpec {
+        let spec = crate::stream::spec_of::<crate::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
             tasks: 4,
             classes: 4,
             dim: 12,
@@ -428,14 +429,15 @@ fn on_permuted_mnist_the_hard_lock_learns_new_tasks_and_keeps_old_outputs() {
         eprintln!("skipped: {} is absent", data.display());
         return;
     }
-    let spec = StreamSpec::PermutedMnist(crate::protocol::PermutedMnistSpec {
-        data_dir: data,
-        fingerprint: None,
-        tasks: 3,
-        first_unpermuted: true,
-        train_examples: Some(1500),
-        test_examples: Some(300),
-    });
+    let spec =
+        crate::stream::spec_of::<crate::stream::PermutedMnistKind>(&crate::stream::PermutedMnistSpec {
+            data_dir: data,
+            fingerprint: None,
+            tasks: 3,
+            first_unpermuted: true,
+            train_examples: Some(1500),
+            test_examples: Some(300),
+        });
     let mut h =
         Harness::on(spec, &[784, 32, 16, 10], "niwf", serde_json::json!({"lock": "hard", "lr": 0.003}));
     h.train(0, 2);

@@ -1,0 +1,37 @@
+//! The contract between clorch's orchestrator and its workers — everything the two sides agree
+//! on, and nothing else: no training code, no scheduler, no store.
+//!
+//! A worker (the built-in `clorch worker`, or any program in any language) is started with a
+//! run folder holding [`files::SPEC`], a [`RunSpec`] as JSON. It writes [`Event`]s, one JSON
+//! object per line, to its standard output and to [`files::EVENTS`]; [`heartbeat`] lines to its
+//! standard error; it checkpoints and exits when [`control`] asks it to; and its exit status
+//! is one of [`exit`]'s. `docs/protocol.md` is the prose version of this crate, and
+//! `docs/schemas/*.json` are JSON Schemas generated from these types ([`schema`]): the one
+//! source a worker in another language is written from.
+//!
+//! # Versions
+//!
+//! [`PROTOCOL_VERSION`] is in every spec and in the `started` event. A worker refuses a spec of
+//! another version; fields added later are optional and skipped when absent, so old run
+//! folders keep their ids and bytes.
+
+#![warn(missing_docs)]
+
+pub mod control;
+mod event;
+pub mod exit;
+pub mod files;
+pub mod heartbeat;
+pub mod schema;
+mod spec;
+pub mod stream;
+
+pub use event::{Event, EventBody, LayerPlasticity};
+pub use spec::{
+    Activation, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec, PlasticitySpec,
+    RunSpec, TrainingSpec,
+};
+pub use stream::{Params, StreamSpec};
+
+/// Version of the [`RunSpec`] / [`Event`] format. A worker refuses specs of another version.
+pub const PROTOCOL_VERSION: u32 = 1;
