@@ -11,28 +11,15 @@ use tokio::time::Instant;
 use crate::executor::Limits;
 use crate::store::Failure;
 
-/// A limit that was reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A limit that was reached; the two that break the attempt carry the failure to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Alarm {
     /// Nothing was heard for the heartbeat limit: the worker is hung.
-    Silent,
+    Silent(Failure),
     /// The attempt ran past its timeout: it should checkpoint and stop.
-    TimedOut,
+    TimedOut(Failure),
     /// A stop was asked for and the grace is over: the worker must be killed.
     GraceOver,
-}
-
-impl Alarm {
-    /// Why an attempt stopped by this alarm broke, for the limits that are a failure.
-    pub fn failure(self, limits: &Limits) -> Option<Failure> {
-        match self {
-            Alarm::Silent => Some(Failure::Silent { silent_seconds: limits.heartbeat.as_secs() }),
-            Alarm::TimedOut => {
-                Some(Failure::TimedOut { limit_seconds: limits.timeout.unwrap_or_default().as_secs() })
-            }
-            Alarm::GraceOver => None,
-        }
-    }
 }
 
 /// The deadlines of one attempt. Silence and timeout are armed while the worker runs (a
@@ -85,9 +72,10 @@ impl Watchdog {
     pub fn alarm(&mut self, now: Instant) -> Option<Alarm> {
         let due = |at: &mut Option<Instant>| at.is_some_and(|t| t <= now) && at.take().is_some();
         if due(&mut self.silent_at) {
-            Some(Alarm::Silent)
+            Some(Alarm::Silent(Failure::Silent { silent_seconds: self.limits.heartbeat.as_secs() }))
         } else if due(&mut self.timeout_at) {
-            Some(Alarm::TimedOut)
+            let limit_seconds = self.limits.timeout.unwrap_or_default().as_secs();
+            Some(Alarm::TimedOut(Failure::TimedOut { limit_seconds }))
         } else if due(&mut self.kill_at) {
             Some(Alarm::GraceOver)
         } else {
@@ -106,6 +94,12 @@ mod tests {
         Duration::from_secs(seconds)
     }
 
+    const SILENT: Alarm = Alarm::Silent(Failure::Silent { silent_seconds: 60 });
+
+    fn timed_out(limit_seconds: u64) -> Alarm {
+        Alarm::TimedOut(Failure::TimedOut { limit_seconds })
+    }
+
     fn limits(timeout: Option<u64>) -> Limits {
         Limits { timeout: timeout.map(s), heartbeat: s(60), grace: s(30) }
     }
@@ -122,7 +116,7 @@ mod tests {
         let (mut dog, t0) = running(None);
         assert_eq!(dog.alarm(t0 + s(59)), None);
         assert_eq!(dog.next_deadline(), Some(t0 + s(60)));
-        assert_eq!(dog.alarm(t0 + s(60)), Some(Alarm::Silent));
+        assert_eq!(dog.alarm(t0 + s(60)), Some(SILENT));
         assert_eq!(dog.alarm(t0 + s(600)), None, "an alarm fires once");
     }
 
@@ -133,15 +127,15 @@ mod tests {
         assert_eq!(dog.alarm(t0 + s(100)), None);
         dog.heard(t0 + s(100));
         assert_eq!(dog.alarm(t0 + s(159)), None);
-        assert_eq!(dog.alarm(t0 + s(160)), Some(Alarm::Silent));
+        assert_eq!(dog.alarm(t0 + s(160)), Some(SILENT));
     }
 
     #[test]
     fn a_worker_heard_after_its_silence_alarm_is_watched_again() {
         let (mut dog, t0) = running(None);
-        assert_eq!(dog.alarm(t0 + s(60)), Some(Alarm::Silent));
+        assert_eq!(dog.alarm(t0 + s(60)), Some(SILENT));
         dog.heard(t0 + s(61));
-        assert_eq!(dog.alarm(t0 + s(121)), Some(Alarm::Silent));
+        assert_eq!(dog.alarm(t0 + s(121)), Some(SILENT));
     }
 
     #[test]
@@ -151,7 +145,7 @@ mod tests {
             dog.heard(t0 + s(t));
             assert_eq!(dog.alarm(t0 + s(t)), None);
         }
-        assert_eq!(dog.alarm(t0 + s(90)), Some(Alarm::TimedOut));
+        assert_eq!(dog.alarm(t0 + s(90)), Some(timed_out(90)));
     }
 
     #[test]
@@ -184,8 +178,8 @@ mod tests {
     #[test]
     fn silence_is_reported_before_a_timeout_due_at_the_same_time() {
         let (mut dog, t0) = running(Some(60));
-        assert_eq!(dog.alarm(t0 + s(60)), Some(Alarm::Silent));
-        assert_eq!(dog.alarm(t0 + s(60)), Some(Alarm::TimedOut));
+        assert_eq!(dog.alarm(t0 + s(60)), Some(SILENT));
+        assert_eq!(dog.alarm(t0 + s(60)), Some(timed_out(60)));
         assert_eq!(dog.alarm(t0 + s(60)), None);
     }
 
@@ -207,11 +201,4 @@ mod tests {
         assert_eq!(dog.alarm(Instant::now() + s(3600)), None);
     }
 
-    #[test]
-    fn alarms_name_the_limit_in_seconds() {
-        let l = limits(Some(90));
-        assert_eq!(Alarm::Silent.failure(&l), Some(Failure::Silent { silent_seconds: 60 }));
-        assert_eq!(Alarm::TimedOut.failure(&l), Some(Failure::TimedOut { limit_seconds: 90 }));
-        assert_eq!(Alarm::GraceOver.failure(&l), None);
-    }
 }
