@@ -190,7 +190,8 @@ impl LocalExecutor {
                             Alarm::TimedOut(_) if forced.is_some() => {}
                             Alarm::TimedOut(failure) => {
                                 forced = Some(Ending::Broke(failure));
-                                // Checkpoint on the way out, so a later run resumes instead of starting over.
+                                // Checkpoint on the way out, so a later run resumes instead of
+                                // starting over.
                                 signal(Signal::SIGTERM);
                                 watchdog.stop_requested(now);
                             }

@@ -131,7 +131,11 @@ pub fn execute(
         .map_err(|e| SchedulerError::Setup(format!("starting the async runtime: {e}")))?;
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(Progress::new(plan.runs.len(), settings.show_progress)),
-        Box::new(StatusFile::new(results_dir.to_path_buf(), plan.recipe.name.clone(), settings.clock.clone())),
+        Box::new(StatusFile::new(
+            results_dir.to_path_buf(),
+            plan.recipe.name.clone(),
+            settings.clock.clone(),
+        )),
     ];
     runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -438,7 +442,11 @@ impl<'a> Dispatcher<'a> {
             }
             Verdict::Failed(failure) => {
                 record.log_tail = log_tail(&dir, 20);
-                self.reporter.report(&SchedulerEvent::RunFailed { label, failure: &failure, attempts: None })?;
+                self.reporter.report(&SchedulerEvent::RunFailed {
+                    label,
+                    failure: &failure,
+                    attempts: None,
+                })?;
                 record.last_failure = Some(failure.clone());
                 record.status = RunStatus::Failed { failure };
                 self.outcome.failed += 1;

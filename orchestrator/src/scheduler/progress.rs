@@ -78,7 +78,9 @@ fn line(event: &SchedulerEvent<'_>) -> Option<String> {
         SchedulerEvent::RunResuming { label } => {
             format!("resuming {label}: the worker was stopped from outside")
         }
-        SchedulerEvent::RunFailed { label, failure, attempts: None } => format!("failed   {label}: {failure}"),
+        SchedulerEvent::RunFailed { label, failure, attempts: None } => {
+            format!("failed   {label}: {failure}")
+        }
         SchedulerEvent::RunFailed { label, failure, attempts: Some(n) } => {
             format!("failed   {label} after {n} attempts: {failure}")
         }
@@ -96,8 +98,12 @@ fn prefix(board: &Board) -> String {
 
 /// The bar's second line: each running worker's task, the first few by name.
 fn running(board: &Board) -> String {
-    let mut msg: Vec<String> =
-        board.running.iter().take(NAMED).map(|r| format!("{} task {}/{}", r.label, r.task + 1, r.tasks)).collect();
+    let mut msg: Vec<String> = board
+        .running
+        .iter()
+        .take(NAMED)
+        .map(|r| format!("{} task {}/{}", r.label, r.task + 1, r.tasks))
+        .collect();
     if board.running.len() > NAMED {
         msg.push(format!("… {} more", board.running.len() - NAMED));
     }
@@ -116,7 +122,10 @@ mod tests {
     fn run_endings_print_their_lines() {
         let crash = Failure::Crashed { exit_code: 3 };
         let cases = [
-            (SchedulerEvent::RunFinished { label: LABEL, seconds: 2.345 }, "finished 0123abcd sgd seed 0 (2.3 s)"),
+            (
+                SchedulerEvent::RunFinished { label: LABEL, seconds: 2.345 },
+                "finished 0123abcd sgd seed 0 (2.3 s)",
+            ),
             (
                 SchedulerEvent::RunResuming { label: LABEL },
                 "resuming 0123abcd sgd seed 0: the worker was stopped from outside",
@@ -148,7 +157,10 @@ mod tests {
     #[test]
     fn notes_and_stops_print_as_given() {
         assert_eq!(line(&SchedulerEvent::Note("submitted")).as_deref(), Some("submitted"));
-        assert_eq!(line(&SchedulerEvent::StopRequested { notice: "stopping: …" }).as_deref(), Some("stopping: …"));
+        assert_eq!(
+            line(&SchedulerEvent::StopRequested { notice: "stopping: …" }).as_deref(),
+            Some("stopping: …")
+        );
         assert_eq!(
             line(&SchedulerEvent::KillRequested).as_deref(),
             Some("stopping at once: killing the workers")

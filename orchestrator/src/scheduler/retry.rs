@@ -142,11 +142,18 @@ mod tests {
     fn broken_attempts_are_retried_with_growing_delays_until_the_last_fails_for_good() {
         let p = policy(4);
         let mut broken = 0;
-        let verdicts: Vec<Verdict> = (0..4).map(|_| p.judge(Ending::Broke(CRASH), false, &mut broken)).collect();
-        let retry = |attempt, ms| Verdict::Retry { failure: CRASH, attempt, of: 4, delay: Duration::from_millis(ms) };
+        let verdicts: Vec<Verdict> =
+            (0..4).map(|_| p.judge(Ending::Broke(CRASH), false, &mut broken)).collect();
+        let retry =
+            |attempt, ms| Verdict::Retry { failure: CRASH, attempt, of: 4, delay: Duration::from_millis(ms) };
         assert_eq!(
             verdicts,
-            vec![retry(2, 100), retry(3, 200), retry(4, 250), Verdict::Exhausted { failure: CRASH, attempts: 4 }]
+            vec![
+                retry(2, 100),
+                retry(3, 200),
+                retry(4, 250),
+                Verdict::Exhausted { failure: CRASH, attempts: 4 }
+            ]
         );
         assert_eq!(broken, 4);
     }

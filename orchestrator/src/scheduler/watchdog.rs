@@ -200,5 +200,4 @@ mod tests {
         assert_eq!(dog.next_deadline(), None);
         assert_eq!(dog.alarm(Instant::now() + s(3600)), None);
     }
-
 }
