@@ -1,6 +1,7 @@
 //! `clorch run` and `clorch validate`: a recipe into a plan, and a plan onto workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{exit, report::print_table};
@@ -12,7 +13,7 @@ use crate::plan::{plan, Plan, PlanError};
 use crate::recipe::plan_table;
 use crate::report::ReportOptions;
 use crate::scheduler::retry::Backoff;
-use crate::scheduler::{execute, SchedulerError, Settings};
+use crate::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use crate::store::{self, ExperimentMeta};
 
 /// Arguments of `clorch run`.
@@ -181,6 +182,7 @@ pub fn run(args: &RunArgs) -> i32 {
         backoff: Backoff::default(),
         retry_failed: args.retry_failed,
         show_progress: !args.no_progress,
+        clock: Arc::new(SystemClock),
     };
     let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
         Ok(o) => o,

@@ -16,6 +16,7 @@ use workers::protocol::Event;
 
 use super::{Control, Ending, Launch, Limits, Message, Report, Reports};
 use crate::cli::worker::PROGRESS_PREFIX;
+use crate::scheduler::{Alarm, Watchdog};
 use crate::store::Failure;
 
 /// Name of the worker's log inside its run folder.
@@ -113,13 +114,10 @@ impl LocalExecutor {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (mut out_open, mut err_open, mut control_open) = (true, true, true);
-        let started = Instant::now();
-        let timeout_at = limits.timeout.map(|t| started + t);
-        let mut silent_at = started + limits.heartbeat;
-        let mut kill_at: Option<Instant> = None;
+        let mut watchdog = Watchdog::new(limits);
+        watchdog.started(Instant::now());
         let mut forced: Option<Ending> = None;
         let mut last_stderr = String::new();
-        let far = started + Duration::from_secs(100 * 365 * 24 * 3600);
 
         // The worker leads its own process group; signal the group, so helpers it started (or a
         // wrapper script's children) cannot keep its pipes open.
@@ -132,7 +130,7 @@ impl LocalExecutor {
             tokio::select! {
                 line = stdout.next_line(), if out_open => match line {
                     Ok(Some(line)) => {
-                        silent_at = Instant::now() + limits.heartbeat;
+                        watchdog.heard(Instant::now());
                         match serde_json::from_str::<Event>(&line) {
                             Ok(event) if event.run == launch.run => send(Message::Event(Box::new(event))),
                             Ok(event) => {
@@ -154,7 +152,7 @@ impl LocalExecutor {
                 },
                 line = stderr.next_line(), if err_open => match line {
                     Ok(Some(line)) => {
-                        silent_at = Instant::now() + limits.heartbeat;
+                        watchdog.heard(Instant::now());
                         if let Some(progress) = line.strip_prefix(PROGRESS_PREFIX) {
                             if let Some((task, tasks)) = parse_progress(progress) {
                                 send(Message::Progress { task, tasks });
@@ -172,26 +170,34 @@ impl LocalExecutor {
                 ctl = control.recv(), if control_open => match ctl {
                     Some(Control::Stop) => {
                         signal(Signal::SIGTERM);
-                        kill_at.get_or_insert(Instant::now() + limits.grace);
+                        watchdog.stop_requested(Instant::now());
                     }
                     Some(Control::Kill) => signal(Signal::SIGKILL),
                     None => control_open = false,
                 },
-                _ = sleep_until(silent_at) => {
-                    forced.get_or_insert(Ending::Broke(Failure::Silent { silent_seconds: limits.heartbeat.as_secs() }));
-                    signal(Signal::SIGKILL);
-                    silent_at = far;
-                }
-                _ = sleep_until(timeout_at.unwrap_or(far)), if timeout_at.is_some() && forced.is_none() => {
-                    let limit_seconds = limits.timeout.unwrap_or_default().as_secs();
-                    forced.get_or_insert(Ending::Broke(Failure::TimedOut { limit_seconds }));
-                    // Checkpoint on the way out, so a later run resumes instead of starting over.
-                    signal(Signal::SIGTERM);
-                    kill_at.get_or_insert(Instant::now() + limits.grace);
-                }
-                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
-                    signal(Signal::SIGKILL);
-                    kill_at = None;
+                _ = sleep_until(watchdog.next_deadline().unwrap_or_else(Instant::now)),
+                    if watchdog.next_deadline().is_some() =>
+                {
+                    let now = Instant::now();
+                    while let Some(alarm) = watchdog.alarm(now) {
+                        match alarm {
+                            // Hung: killed at once, even while a stop's grace runs.
+                            Alarm::Silent(failure) => {
+                                forced.get_or_insert(Ending::Broke(failure));
+                                signal(Signal::SIGKILL);
+                            }
+                            // An attempt already failing keeps its reason (and its signal).
+                            Alarm::TimedOut(_) if forced.is_some() => {}
+                            Alarm::TimedOut(failure) => {
+                                forced = Some(Ending::Broke(failure));
+                                // Checkpoint on the way out, so a later run resumes instead of
+                                // starting over.
+                                signal(Signal::SIGTERM);
+                                watchdog.stop_requested(now);
+                            }
+                            Alarm::GraceOver => signal(Signal::SIGKILL),
+                        }
+                    }
                 }
             }
         }

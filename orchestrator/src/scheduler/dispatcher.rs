@@ -1,7 +1,8 @@
 //! The dispatcher loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -9,14 +10,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use workers::protocol::EventBody;
 
-use super::progress::{Progress, Running};
-use super::retry::Backoff;
+use super::clock::Clock;
+use super::events::{Board, Running, SchedulerEvent};
+use super::progress::Progress;
+use super::queue::RunQueue;
+use super::reporter::{ReportError, Reporter};
+use super::retry::{attempt_ending, Backoff, RetryPolicy, Verdict};
+use super::status_file::StatusFile;
 use super::{Control, Message};
 use crate::cli::worker::PROGRESS_PREFIX;
 use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
-use crate::status::{self, RunLine, Snapshot};
-use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use crate::status::RunLine;
+use crate::store::{self, RunLabels, RunRecord, RunStatus, Store, StoreError};
 
 /// How the scheduler runs a plan.
 #[derive(Clone, Debug)]
@@ -33,6 +39,8 @@ pub struct Settings {
     pub retry_failed: bool,
     /// Draw the progress bar (when standard error is a terminal).
     pub show_progress: bool,
+    /// The time, for back-off deadlines, attempt wall times and recorded timestamps.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What a call to [`execute`] did.
@@ -63,6 +71,9 @@ pub enum SchedulerError {
     /// The store failed (a full disk, an I/O error).
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A reporter failed (the status file could not be written).
+    #[error("store: {0}")]
+    Report(#[from] ReportError),
     /// The runtime or a signal handler could not be set up.
     #[error("{0}")]
     Setup(String),
@@ -87,22 +98,21 @@ struct Active {
 }
 
 struct Dispatcher<'a> {
-    results_dir: &'a Path,
     store: &'a Store,
     executor: Executor,
     settings: &'a Settings,
-    experiment: String,
+    clock: &'a dyn Clock,
+    retry: RetryPolicy,
     order: Vec<String>,
     records: HashMap<String, RunRecord>,
-    queue: VecDeque<String>,
+    queue: RunQueue,
     /// Queued runs whose last attempt may still be going (by its handle): watched again
     /// instead of started anew.
     reattach: HashMap<String, String>,
-    delayed: Vec<(Instant, String)>,
     broken: HashMap<String, u32>,
     active: HashMap<String, Active>,
     reports: mpsc::UnboundedSender<Report>,
-    progress: Progress,
+    reporter: &'a mut dyn Reporter,
     outcome: Outcome,
     stopping: u32,
 }
@@ -119,16 +129,20 @@ pub fn execute(
         .enable_all()
         .build()
         .map_err(|e| SchedulerError::Setup(format!("starting the async runtime: {e}")))?;
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(Progress::new(plan.runs.len(), settings.show_progress)),
+        Box::new(StatusFile::new(
+            results_dir.to_path_buf(),
+            plan.recipe.name.clone(),
+            settings.clock.clone(),
+        )),
+    ];
     runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut d = Dispatcher::prepare(plan, results_dir, store, executor, settings, tx)?;
+        let mut d = Dispatcher::prepare(plan, results_dir, store, executor, settings, tx, &mut reporters)?;
         d.run(rx).await?;
         Ok(d.outcome)
     })
-}
-
-fn now() -> u64 {
-    store::unix_now()
 }
 
 /// The last lines of a worker's log, for failed runs (heartbeats, which a SLURM worker writes
@@ -149,22 +163,22 @@ impl<'a> Dispatcher<'a> {
         executor: Executor,
         settings: &'a Settings,
         reports: mpsc::UnboundedSender<Report>,
+        reporter: &'a mut dyn Reporter,
     ) -> Result<Self, SchedulerError> {
         let mut d = Dispatcher {
-            results_dir,
             store,
             executor,
             settings,
-            experiment: plan.recipe.name.clone(),
+            clock: settings.clock.as_ref(),
+            retry: RetryPolicy { max_attempts: settings.max_attempts, backoff: settings.backoff },
             order: Vec::new(),
             records: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: RunQueue::default(),
             reattach: HashMap::new(),
-            delayed: Vec::new(),
             broken: HashMap::new(),
             active: HashMap::new(),
             reports,
-            progress: Progress::new(plan.runs.len(), settings.show_progress),
+            reporter,
             outcome: Outcome { total: plan.runs.len(), ..Outcome::default() },
             stopping: 0,
         };
@@ -216,7 +230,7 @@ impl<'a> Dispatcher<'a> {
                     }
                     record.status =
                         if d.reattach.contains_key(&id) { RunStatus::Running } else { RunStatus::Pending };
-                    d.queue.push_back(id.clone());
+                    d.queue.push(id.clone());
                 }
             }
             store.save_run(&record)?;
@@ -242,22 +256,20 @@ impl<'a> Dispatcher<'a> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             self.launch_ready()?;
-            if self.active.is_empty()
-                && (self.stopping > 0 || (self.queue.is_empty() && self.delayed.is_empty()))
-            {
+            if self.active.is_empty() && (self.stopping > 0 || self.queue.is_empty()) {
                 break;
             }
             tokio::select! {
                 Some(report) = rx.recv() => self.handle(report)?,
-                _ = interrupt.recv() => self.stop(),
-                _ = terminate.recv() => self.stop(),
+                _ = interrupt.recv() => self.stop()?,
+                _ = terminate.recv() => self.stop()?,
                 _ = tick.tick() => self.refresh()?,
             }
         }
-        self.progress.finish();
         self.outcome.stopped = self.stopping > 0;
         self.outcome.unfinished = self.records.values().filter(|r| !r.status.is_done()).count();
-        self.write_status(false)?;
+        let board = self.board();
+        self.reporter.report(&SchedulerEvent::Ended(&board))?;
         self.store.flush()?;
         Ok(())
     }
@@ -265,35 +277,27 @@ impl<'a> Dispatcher<'a> {
     /// A first signal asks every worker to checkpoint and stop (or, for attempts that go on
     /// without the scheduler, stops watching them); a second kills them (they resume from
     /// their last scheduled checkpoint).
-    fn stop(&mut self) {
+    fn stop(&mut self) -> Result<(), SchedulerError> {
         self.stopping += 1;
-        let (control, text) = if self.stopping == 1 {
-            (Control::Stop, self.executor.stop_notice(self.active.len()))
+        let control = if self.stopping == 1 {
+            let notice = self.executor.stop_notice(self.active.len());
+            self.reporter.report(&SchedulerEvent::StopRequested { notice: &notice })?;
+            Control::Stop
         } else {
-            (Control::Kill, "stopping at once: killing the workers".to_string())
+            self.reporter.report(&SchedulerEvent::KillRequested)?;
+            Control::Kill
         };
-        self.progress.line(&text);
         for a in self.active.values() {
             let _ = a.control.send(control);
         }
+        Ok(())
     }
 
     fn launch_ready(&mut self) -> Result<(), SchedulerError> {
-        let now_i = Instant::now();
-        let mut due: Vec<String> = Vec::new();
-        self.delayed.retain(|(at, id)| {
-            if *at <= now_i {
-                due.push(id.clone());
-                false
-            } else {
-                true
-            }
-        });
-        self.queue.extend(due);
         let capacity = self.executor.capacity(self.settings.parallel);
+        let admitted = self.queue.admit(self.clock.now(), self.active.len(), capacity, self.stopping == 0);
         let mut batch = Vec::new();
-        while self.stopping == 0 && self.active.len() < capacity {
-            let Some(id) = self.queue.pop_front() else { break };
+        for id in admitted {
             batch.push(self.launch(&id)?);
         }
         if !batch.is_empty() {
@@ -313,7 +317,7 @@ impl<'a> Dispatcher<'a> {
             // The new attempt's handle arrives with its `Queued` or `Started` message; until
             // then no stale one may be taken for it.
             record.executor_job = None;
-            let t = now();
+            let t = self.clock.unix_seconds();
             record.times.last_started = Some(t);
             record.times.first_started.get_or_insert(t);
         }
@@ -330,7 +334,7 @@ impl<'a> Dispatcher<'a> {
                 task: None,
                 saw_finished: false,
                 protocol: None,
-                started: Instant::now(),
+                started: self.clock.now(),
             },
         );
         let launch = Launch { run: id.to_string(), attempt, run_dir: dir, reattach };
@@ -340,7 +344,7 @@ impl<'a> Dispatcher<'a> {
     fn handle(&mut self, report: Report) -> Result<(), SchedulerError> {
         let Report { run, attempt, message } = report;
         if let Message::Note(text) = &message {
-            self.progress.line(text);
+            self.reporter.report(&SchedulerEvent::Note(text))?;
             return Ok(());
         }
         let Some(active) = self.active.get_mut(&run).filter(|a| a.attempt == attempt) else {
@@ -367,8 +371,8 @@ impl<'a> Dispatcher<'a> {
             Message::Started { handle } => {
                 let fresh = record.executor_job.as_deref() != Some(handle.as_str());
                 record.executor_job = Some(handle);
-                active.started = Instant::now();
-                record.times.last_started = Some(now());
+                active.started = self.clock.now();
+                record.times.last_started = Some(self.clock.unix_seconds());
                 if fresh {
                     self.store.save_run(record)?;
                 }
@@ -377,7 +381,7 @@ impl<'a> Dispatcher<'a> {
             Message::Progress { task, .. } => active.task = Some(task),
             Message::Event(event) => match self.store.ingest(&event) {
                 Ok(_) => {
-                    record.observe(&event, Some(now()));
+                    record.observe(&event, Some(self.clock.unix_seconds()));
                     match &event.body {
                         EventBody::TaskStarted { task, .. } => active.task = Some(*task),
                         EventBody::Finished { .. } => active.saw_finished = true,
@@ -408,67 +412,61 @@ impl<'a> Dispatcher<'a> {
         let label = self.label(id);
         let record = self.records.get_mut(id).expect("active runs have records");
         let dir = record.spec.run_dir.clone().unwrap_or_default();
-        let t = now();
-        let elapsed = active.started.elapsed().as_secs_f64();
+        let t = self.clock.unix_seconds();
+        let elapsed = self.clock.now().saturating_duration_since(active.started).as_secs_f64();
         record.times.wall_seconds = Some(record.times.wall_seconds.unwrap_or(0.0) + elapsed);
-        let ending = match (ending, active.protocol) {
-            (_, Some(reason)) => Ending::Failed(Failure::Protocol { reason }),
-            (Ending::Exited, None) if !active.saw_finished => Ending::Broke(Failure::ExitedEarly),
-            (e, None) => e,
-        };
-        match ending {
-            Ending::Detached => {
+        let ending = attempt_ending(ending, active.saw_finished, active.protocol);
+        let broken = self.broken.entry(id.to_string()).or_default();
+        let label = label.as_str();
+        match self.retry.judge(ending, self.stopping > 0, broken) {
+            Verdict::Detached => {
                 // The attempt goes on; its handle stays, and the next call reattaches to it.
                 record.status = RunStatus::Running;
                 self.outcome.detached += 1;
             }
-            Ending::Exited => {
+            Verdict::Finished => {
                 record.status = RunStatus::Finished;
                 record.times.finished = Some(t);
                 self.outcome.finished += 1;
-                self.progress.line(&format!("finished {label} ({elapsed:.1} s)"));
+                self.reporter.report(&SchedulerEvent::RunFinished { label, seconds: elapsed })?;
             }
-            Ending::Interrupted if self.stopping > 0 => record.status = RunStatus::Interrupted,
-            Ending::Interrupted => {
-                // Stopped by someone else (a shutdown, a preemption): resume it, no attempt lost.
+            Verdict::Interrupted { failure } => {
+                if failure.is_some() {
+                    record.last_failure = failure;
+                }
+                record.status = RunStatus::Interrupted;
+            }
+            Verdict::Resume => {
                 record.status = RunStatus::Pending;
-                self.queue.push_back(id.to_string());
-                self.progress.line(&format!("resuming {label}: the worker was stopped from outside"));
+                self.queue.push(id.to_string());
+                self.reporter.report(&SchedulerEvent::RunResuming { label })?;
             }
-            Ending::Failed(failure) => {
+            Verdict::Failed(failure) => {
                 record.log_tail = log_tail(&dir, 20);
-                self.progress.line(&format!("failed   {label}: {failure}"));
+                self.reporter.report(&SchedulerEvent::RunFailed {
+                    label,
+                    failure: &failure,
+                    attempts: None,
+                })?;
                 record.last_failure = Some(failure.clone());
                 record.status = RunStatus::Failed { failure };
                 self.outcome.failed += 1;
             }
-            Ending::Broke(failure) if self.stopping > 0 => {
-                record.last_failure = Some(failure);
-                record.status = RunStatus::Interrupted;
-            }
-            Ending::Broke(failure) => {
-                let broken = self.broken.entry(id.to_string()).or_default();
-                *broken += 1;
+            Verdict::Retry { failure, attempt, of, delay } => {
                 record.log_tail = log_tail(&dir, 20);
+                let event = SchedulerEvent::RetryScheduled { label, failure: &failure, attempt, of, delay };
+                self.reporter.report(&event)?;
+                record.last_failure = Some(failure);
+                record.status = RunStatus::Pending;
+                self.queue.push_at(self.clock.now() + delay, id.to_string());
+            }
+            Verdict::Exhausted { failure, attempts } => {
+                record.log_tail = log_tail(&dir, 20);
+                let event = SchedulerEvent::RunFailed { label, failure: &failure, attempts: Some(attempts) };
+                self.reporter.report(&event)?;
                 record.last_failure = Some(failure.clone());
-                if *broken < self.settings.max_attempts {
-                    let delay = self.settings.backoff.delay(*broken + 1);
-                    self.progress.line(&format!(
-                        "retrying {label} in {} (attempt {} of {}): {failure}",
-                        crate::status::age(delay.as_secs()),
-                        *broken + 1,
-                        self.settings.max_attempts
-                    ));
-                    record.status = RunStatus::Pending;
-                    self.delayed.push((Instant::now() + delay, id.to_string()));
-                } else {
-                    self.progress.line(&format!(
-                        "failed   {label} after {} attempts: {failure}",
-                        self.settings.max_attempts
-                    ));
-                    record.status = RunStatus::Failed { failure };
-                    self.outcome.failed += 1;
-                }
+                record.status = RunStatus::Failed { failure };
+                self.outcome.failed += 1;
             }
         }
         // Start the next run before the bookkeeping of this one, so its worker starts while
@@ -480,40 +478,34 @@ impl<'a> Dispatcher<'a> {
         self.refresh()
     }
 
-    fn refresh(&mut self) -> Result<(), SchedulerError> {
-        let total = self.order.len();
-        let done = self.records.values().filter(|r| r.status == RunStatus::Finished).count();
-        let failed = self.records.values().filter(|r| matches!(r.status, RunStatus::Failed { .. })).count();
-        let mut work = done as f64;
-        let mut labels: Vec<(String, usize, usize)> = Vec::new();
+    /// The state of every run now, for the reporters.
+    fn board(&self) -> Board {
+        let mut board = Board {
+            total: self.order.len(),
+            done: self.records.values().filter(|r| r.status == RunStatus::Finished).count(),
+            failed: self.records.values().filter(|r| matches!(r.status, RunStatus::Failed { .. })).count(),
+            work: 0.0,
+            running: Vec::new(),
+            runs: Vec::with_capacity(self.order.len()),
+        };
+        board.work = board.done as f64;
         for id in &self.order {
-            if let Some(a) = self.active.get(id) {
-                let r = &self.records[id];
+            let r = &self.records[id];
+            let active = self.active.get(id);
+            if let Some(a) = active {
                 let task = a.task.unwrap_or(r.progress.tasks_done);
                 let tasks = r.progress.tasks.max(1);
-                work += task as f64 / tasks as f64;
-                labels.push((self.label(id), task, tasks));
+                board.work += task as f64 / tasks as f64;
+                board.running.push(Running { label: self.label(id), task, tasks });
             }
+            board.runs.push(RunLine::of(r, active.and_then(|a| a.task)));
         }
-        let running: Vec<Running<'_>> =
-            labels.iter().map(|(l, task, tasks)| Running { label: l, task: *task, tasks: *tasks }).collect();
-        self.progress.update(done, failed, total, work, &running);
-        self.write_status(true)
+        board
     }
 
-    fn write_status(&self, live: bool) -> Result<(), SchedulerError> {
-        let runs = self
-            .order
-            .iter()
-            .map(|id| RunLine::of(&self.records[id], self.active.get(id).and_then(|a| a.task)))
-            .collect();
-        let snapshot = Snapshot {
-            experiment: self.experiment.clone(),
-            taken: now(),
-            orchestrator: live.then(std::process::id),
-            runs,
-        };
-        status::write(self.results_dir, &snapshot)?;
+    fn refresh(&mut self) -> Result<(), SchedulerError> {
+        let board = self.board();
+        self.reporter.report(&SchedulerEvent::Progress(&board))?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use crate::executor::local::{parse_progress, WORKER_LOG};
 use crate::executor::{
     folder, worker_ending, Attempt, Control, Ending, Launch, Limits, Message, Report, Reports,
 };
+use crate::scheduler::{Alarm, Watchdog};
 use crate::store::Failure;
 
 /// How often files are read and controls obeyed.
@@ -49,10 +50,10 @@ pub(super) async fn run(executor: SlurmExecutor, batch: Vec<Attempt>, limits: Li
         let events =
             EventTail::reattach(attempt.launch.run_dir.join(workers::engine::EVENT_LOG), &attempt.launch.run);
         send(&reports, &attempt.launch, Message::Note(format!("reattached to SLURM job {job}")));
-        watched.push(Watched::new(attempt, job, events));
+        watched.push(Watched::new(attempt, job, events, limits));
     }
     submit(&executor, fresh, limits, &reports, &mut watched).await;
-    follow(&executor, watched, limits, &reports).await;
+    follow(&executor, watched, &reports).await;
 }
 
 /// Claims the run folders, writes the batch files and submits one array per [`ARRAY_LIMIT`]
@@ -120,7 +121,7 @@ async fn submit(
             send(reports, &attempt.launch, Message::Queued { handle: job.to_string() });
             let path = attempt.launch.run_dir.join(workers::engine::EVENT_LOG);
             let events = EventTail::new(path, &attempt.launch.run, next_seq);
-            watched.push(Watched::new(attempt, job, events));
+            watched.push(Watched::new(attempt, job, events, limits));
         }
     }
 }
@@ -137,9 +138,8 @@ struct Watched {
     jobs_log: LineTail,
     /// When the job was first seen running (again, after a requeue).
     running: Option<Instant>,
-    silent_at: Option<Instant>,
-    timeout_at: Option<Instant>,
-    kill_at: Option<Instant>,
+    /// Silence and timeout while the job runs; the grace after a timeout's stop request.
+    watchdog: Watchdog,
     /// How the attempt ends, decided before the job is over (a limit, a protocol violation).
     forced: Option<Ending>,
     /// The script noted something since the last `squeue` (a start or an exit).
@@ -158,7 +158,7 @@ struct Watched {
 }
 
 impl Watched {
-    fn new(attempt: Attempt, job: JobId, events: EventTail) -> Watched {
+    fn new(attempt: Attempt, job: JobId, events: EventTail, limits: Limits) -> Watched {
         let Attempt { launch, control } = attempt;
         let log = LineTail::at_end(launch.run_dir.join(WORKER_LOG));
         let jobs_log = LineTail::at_end(launch.run_dir.join(JOBS_LOG));
@@ -171,9 +171,7 @@ impl Watched {
             log,
             jobs_log,
             running: None,
-            silent_at: None,
-            timeout_at: None,
-            kill_at: None,
+            watchdog: Watchdog::new(limits),
             forced: None,
             activity: false,
             exiting: false,
@@ -260,7 +258,7 @@ impl Watched {
 
     /// Obeys the scheduler and the limits, reads the files when `read_every` has passed since
     /// the last read, and cancels the job when something decided to.
-    async fn tend(&mut self, reports: &Reports, limits: Limits, read_every: Duration) {
+    async fn tend(&mut self, reports: &Reports, read_every: Duration) {
         loop {
             match self.control.try_recv() {
                 Ok(Control::Stop) => {
@@ -287,25 +285,24 @@ impl Watched {
         };
         if self.running.is_some() {
             if heard {
-                self.silent_at = Some(now + limits.heartbeat);
+                self.watchdog.heard(now);
             }
-            if self.silent_at.is_some_and(|t| t <= now) && self.forced.is_none() {
-                let silent_seconds = limits.heartbeat.as_secs();
-                self.forced = Some(Ending::Broke(Failure::Silent { silent_seconds }));
-                self.cancel = Some(Cancel::Terminate);
-                self.silent_at = None;
-            }
-            if self.timeout_at.is_some_and(|t| t <= now) && self.forced.is_none() {
-                let limit_seconds = limits.timeout.unwrap_or_default().as_secs();
-                self.forced = Some(Ending::Broke(Failure::TimedOut { limit_seconds }));
-                // Checkpoint on the way out, so the next attempt resumes.
-                self.cancel = Some(Cancel::Signal);
-                self.kill_at = Some(now + limits.grace);
-                self.timeout_at = None;
-            }
-            if self.kill_at.is_some_and(|t| t <= now) {
-                self.cancel = Some(Cancel::Terminate);
-                self.kill_at = None;
+            while let Some(alarm) = self.watchdog.alarm(now) {
+                match alarm {
+                    // An attempt already ending (a protocol violation, a kill) keeps its reason.
+                    Alarm::Silent(_) | Alarm::TimedOut(_) if self.forced.is_some() => {}
+                    Alarm::Silent(failure) => {
+                        self.forced = Some(Ending::Broke(failure));
+                        self.cancel = Some(Cancel::Terminate);
+                    }
+                    Alarm::TimedOut(failure) => {
+                        self.forced = Some(Ending::Broke(failure));
+                        // Checkpoint on the way out, so the next attempt resumes.
+                        self.cancel = Some(Cancel::Signal);
+                        self.watchdog.stop_requested(now);
+                    }
+                    Alarm::GraceOver => self.cancel = Some(Cancel::Terminate),
+                }
             }
         }
         if let Some(how) = self.cancel.take() {
@@ -316,21 +313,19 @@ impl Watched {
     }
 
     /// Takes the job's state from `squeue` (`None`: the controller no longer knows it).
-    async fn observe(&mut self, state: Option<&JobState>, reports: &Reports, limits: Limits) {
+    async fn observe(&mut self, state: Option<&JobState>, reports: &Reports) {
         let now = Instant::now();
         match state {
             Some(JobState::Running) if self.running.is_none() => {
                 self.running = Some(now);
-                self.silent_at = Some(now + limits.heartbeat);
-                self.timeout_at = limits.timeout.map(|t| now + t);
+                self.watchdog.started(now);
                 self.send(reports, Message::Started { handle: self.job.to_string() });
             }
             Some(JobState::Running) => self.ended_seen = None,
             Some(JobState::Waiting(state)) => {
                 self.ended_seen = None;
                 if self.running.take().is_some() {
-                    self.silent_at = None;
-                    self.timeout_at = None;
+                    self.watchdog.paused();
                     let note = format!(
                         "SLURM job {} is waiting again ({state}): requeued by the cluster; its worker resumes \
                          from its checkpoint",
@@ -452,7 +447,7 @@ fn lost_reason(job: JobId, started: bool, state: Result<Option<String>, commands
 }
 
 /// Follows `watched` until every attempt has ended.
-async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, limits: Limits, reports: &Reports) {
+async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, reports: &Reports) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_poll: Option<Instant> = None;
@@ -471,7 +466,7 @@ async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, limits: Lim
             .clamp(URGENT_POLL, executor.poll.max(URGENT_POLL));
         for w in watched.iter_mut() {
             let read_every = if w.running.is_some() { running_every } else { waiting_every };
-            w.tend(reports, limits, read_every).await;
+            w.tend(reports, read_every).await;
         }
         watched.retain(|w| !w.done);
         let urgent = watched.iter().any(|w| w.activity || w.exiting || w.forced.is_some());
@@ -497,7 +492,7 @@ async fn follow(executor: &SlurmExecutor, mut watched: Vec<Watched>, limits: Lim
                 }
                 for w in watched.iter_mut() {
                     w.activity = false;
-                    w.observe(states.get(&w.job), reports, limits).await;
+                    w.observe(states.get(&w.job), reports).await;
                 }
             }
             // The controller may be restarting: keep the jobs, try again at the next poll.
