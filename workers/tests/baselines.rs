@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use test_support::SpecBuilder;
 use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
 use workers::protocol::*;
-use workers::stream::{InputTransform, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
+use workers::stream::{SplitMnistSpec, SplitSetting};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -32,42 +32,26 @@ fn method(kind: &str, params: serde_json::Value) -> MethodSpec {
 }
 
 fn synthetic_spec(method: MethodSpec) -> RunSpec {
-    RunSpec {
-        protocol: PROTOCOL_VERSION,
-        id: "same-run".into(),
-        experiment: "baselines".into(),
-        seed: 3,
-        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
-            tasks: 3,
-            classes: 4,
-            dim: 12,
-            train_per_class: 40,
-            test_per_class: 10,
-            noise: 1.5,
-            transform: InputTransform::Permute,
-        }),
-        network: NetworkSpec {
-            hidden: vec![16, 12],
-            activation: Activation::Relu,
-            heads: Heads::Shared,
-            engine: Engine::Fused,
-        },
-        method,
-        training: TrainingSpec { batch_size: 8, epochs: 2, validation: 0 },
-        eval: EvalSpec::default(),
-        checkpoint: CheckpointSpec { every_steps: Some(7), every_tasks: Some(1), keep: 2 },
-        run_dir: None,
-    }
+    SpecBuilder::synthetic(3)
+        .stream(serde_json::json!({"synthetic_permuted": {
+            "tasks": 3, "classes": 4, "dim": 12, "train_per_class": 40, "test_per_class": 10, "noise": 1.5
+        }}))
+        .hidden(&[16, 12])
+        .training(8, 2)
+        .seed(3)
+        .with(|s| {
+            s.experiment = "baselines".into();
+            s.method = method;
+            s.checkpoint = CheckpointSpec { every_steps: Some(7), every_tasks: Some(1), keep: 2 };
+            s.id = "same-run".into();
+        })
+        .build_keeping_id()
 }
 
 /// Class-incremental split MNIST on a few thousand digits, or `None` (with a note) when the data
 /// is not checked out.
 fn split_mnist_spec(method: MethodSpec) -> Option<RunSpec> {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist-10k");
-    if !data.exists() {
-        println!("skipped: {} is absent", data.display());
-        return None;
-    }
+    let data = test_support::mnist_dir()?;
     let mut spec = synthetic_spec(method);
     spec.stream = workers::stream::spec_of::<workers::stream::SplitMnistKind>(&SplitMnistSpec {
         data_dir: data,
@@ -156,8 +140,7 @@ fn weight_aligning_resumes_bit_identically_on_class_incremental_split_mnist() {
         return;
     };
     spec.stream.params.set("train_examples", serde_json::json!(600));
-    let dir =
-        |name: &str| std::env::temp_dir().join(format!("clorch-baselines-{name}-{}", std::process::id()));
+    let dir = |name: &str| test_support::scratch(&format!("baselines-{name}")).keep();
     let reference_dir = dir("reference");
     let _ = std::fs::remove_dir_all(&reference_dir);
     spec.run_dir = Some(reference_dir.clone());

@@ -17,10 +17,9 @@ const CLASSES: usize = 4;
 /// Test examples of each task whose outputs are compared bit for bit.
 const BATCH: usize = 60;
 
+/// A fresh run folder that outlives the test's handle (the test removes it when it passes).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clorch-clnp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    test_support::scratch(&format!("clnp-{name}")).keep()
 }
 
 /// Four tasks of a synthetic stream, one head each; Adam, whose moments would move frozen

@@ -1,17 +1,15 @@
 //! End-to-end runs of the worker engine: determinism, resume after interruption, and resume
 //! from a crash, for every registered method.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use test_support::SpecBuilder;
 use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
 use workers::protocol::*;
-use workers::stream::{
-    FlipMode, InputTransform, PermutedMnistSpec, SlowlyChangingRegressionSpec, SyntheticPermutedSpec,
-};
+use workers::stream::{FlipMode, PermutedMnistSpec, SlowlyChangingRegressionSpec};
 
 /// A `Write` whose bytes can be read after the run.
 #[derive(Clone, Default)]
@@ -27,46 +25,29 @@ impl Write for Captured {
     }
 }
 
+/// A fresh run folder that outlives the test's handle (the test removes it when it passes).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clorch-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    test_support::scratch(&format!("engine-{name}")).keep()
 }
 
 fn synthetic_spec(kind: &str, params: serde_json::Value) -> RunSpec {
-    let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    let mut spec = RunSpec {
-        protocol: PROTOCOL_VERSION,
-        id: String::new(),
-        experiment: "test".into(),
-        seed: 11,
-        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
-            tasks: 3,
-            classes: 4,
-            dim: 12,
-            train_per_class: 40,
-            test_per_class: 10,
-            noise: 1.5,
-            transform: InputTransform::Permute,
-        }),
-        network: NetworkSpec {
-            hidden: vec![16, 12],
-            activation: Activation::Relu,
-            // CLNP is task-incremental: it refuses a shared head.
-            heads: if kind == "clnp" { Heads::PerTask } else { Heads::Shared },
-            engine: Engine::Fused,
-        },
-        method: MethodSpec { name: kind.into(), kind: kind.into(), params },
-        training: TrainingSpec { batch_size: 8, epochs: 2, validation: 0 },
-        eval: EvalSpec {
-            plasticity: PlasticitySpec { probe: 50, ..PlasticitySpec::default() },
-            ..EvalSpec::default()
-        },
-        checkpoint: CheckpointSpec { every_steps: Some(7), every_tasks: Some(1), keep: 2 },
-        run_dir: None,
-    };
-    spec.id = spec.content_id();
-    spec
+    let mut spec = SpecBuilder::synthetic(3)
+        .stream(serde_json::json!({"synthetic_permuted": {
+            "tasks": 3, "classes": 4, "dim": 12, "train_per_class": 40, "test_per_class": 10, "noise": 1.5
+        }}))
+        .hidden(&[16, 12])
+        .method(kind, params)
+        .training(8, 2)
+        .seed(11)
+        .with(|s| {
+            s.eval.plasticity.probe = 50;
+            s.checkpoint = CheckpointSpec { every_steps: Some(7), every_tasks: Some(1), keep: 2 };
+        });
+    // CLNP is task-incremental: it refuses a shared head.
+    if kind == "clnp" {
+        spec = spec.per_task_heads();
+    }
+    spec.build()
 }
 
 fn run_to_end(spec: &RunSpec) -> Vec<u8> {
@@ -289,12 +270,8 @@ fn a_bad_spec_fails_with_one_clear_line() {
 /// 784-100-100-10 learns the first task well and visibly forgets it.
 #[test]
 fn the_permuted_mnist_example_learns_then_forgets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let data = root.join("../shared/data/mnist-10k");
-    if !data.exists() {
-        eprintln!("skipped: {} is absent", data.display());
-        return;
-    }
+    let root = test_support::repo_root();
+    let Some(data) = test_support::mnist_dir() else { return };
     let text = std::fs::read_to_string(root.join("workers/examples/specs/permuted-mnist-sgd.json")).unwrap();
     let mut spec: RunSpec = serde_json::from_str(&text).unwrap();
     spec.stream.set_data_dir(&data);

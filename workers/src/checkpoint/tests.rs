@@ -1,33 +1,10 @@
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::Rng as _;
 use serde_json::json;
 
 use super::*;
-
-/// A fresh folder under the system temp dir, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-checkpoint-{test}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sample() -> Checkpoint {
     let mut c = Checkpoint::new(json!({
@@ -143,7 +120,7 @@ fn prefixes_match_whole_segments() {
 
 #[test]
 fn a_corrupted_byte_is_a_checksum_error_naming_the_file() {
-    let dir = Scratch::new("corrupt");
+    let dir = test_support::scratch("corrupt");
     let name = file_name(17);
     sample().write_atomic(dir.path(), &name).unwrap();
     let path = dir.path().join(&name);
@@ -274,7 +251,7 @@ fn garbage_is_an_error_never_a_panic() {
 
 #[test]
 fn write_atomic_returns_the_checksum_and_leaves_no_temporary_file() {
-    let dir = Scratch::new("write");
+    let dir = test_support::scratch("write");
     let c = sample();
     let checksum = c.write_atomic(dir.path(), &file_name(3)).unwrap();
     let bytes = fs::read(dir.path().join(file_name(3))).unwrap();
@@ -320,7 +297,7 @@ fn tiny(index: u64) -> Checkpoint {
 
 #[test]
 fn list_sorts_by_index_and_ignores_other_files() {
-    let dir = Scratch::new("list");
+    let dir = test_support::scratch("list");
     for index in [10_000_000_000u64, 2, 9_999_999_999] {
         tiny(index).write_atomic(dir.path(), &file_name(index)).unwrap();
     }
@@ -334,7 +311,7 @@ fn list_sorts_by_index_and_ignores_other_files() {
 
 #[test]
 fn prune_keeps_the_newest_and_removes_crash_leftovers() {
-    let dir = Scratch::new("prune");
+    let dir = test_support::scratch("prune");
     for index in 1..=5 {
         tiny(index).write_atomic(dir.path(), &file_name(index)).unwrap();
     }
@@ -354,7 +331,7 @@ fn prune_keeps_the_newest_and_removes_crash_leftovers() {
 
 #[test]
 fn newest_valid_falls_back_past_corrupted_checkpoints_and_reports_them() {
-    let dir = Scratch::new("resume");
+    let dir = test_support::scratch("resume");
     let checksums: Vec<String> =
         [12u64, 15, 17].iter().map(|&i| tiny(i).write_atomic(dir.path(), &file_name(i)).unwrap()).collect();
     // 17 torn (truncated), 15 with a flipped byte, a crash-left temporary file for 18.
@@ -394,7 +371,7 @@ fn newest_valid_falls_back_past_corrupted_checkpoints_and_reports_them() {
 /// loose for a shared 2-core machine, the timings are printed.
 #[test]
 fn a_forty_megabyte_model_writes_and_reads_quickly() {
-    let dir = Scratch::new("speed");
+    let dir = test_support::scratch("speed");
     let mut rng = crate::rng::stream(2, "test.checkpoint.speed", 0);
     let weights: Vec<f32> = (0..10_000_000).map(|_| rng.gen()).collect();
     let mut c = Checkpoint::new(json!({"step": 1}));

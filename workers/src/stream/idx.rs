@@ -213,34 +213,6 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, StreamError> {
 pub(crate) mod tests {
     use super::*;
     use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh empty folder under the system's temporary folder, removed on drop.
-    pub(crate) struct Scratch(pub PathBuf);
-
-    impl Scratch {
-        pub(crate) fn new(name: &str) -> Scratch {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "clorch-{name}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        pub(crate) fn path(&self, file: &str) -> PathBuf {
-            self.0.join(file)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// The bytes of an IDX file of unsigned bytes with `dims` and `data`.
     pub(crate) fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -264,17 +236,17 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_raw_and_gzip_files_alike() {
-        let dir = Scratch::new("idx-good");
+        let dir = test_support::scratch("idx-good");
         let data: Vec<u8> = (0..2 * 3 * 4).map(|i| i as u8 * 7).collect();
         let bytes = idx_bytes(&[2, 3, 4], &data);
-        std::fs::write(dir.path("raw"), &bytes).unwrap();
+        std::fs::write(dir.path().join("raw"), &bytes).unwrap();
         // Named without `.gz` on purpose: gzip is detected by content.
-        std::fs::write(dir.path("compressed"), gzip(&bytes)).unwrap();
+        std::fs::write(dir.path().join("compressed"), gzip(&bytes)).unwrap();
         for name in ["raw", "compressed"] {
-            let a = read_idx(&dir.path(name)).unwrap();
+            let a = read_idx(&dir.path().join(name)).unwrap();
             assert_eq!(a.dims, vec![2, 3, 4]);
             assert_eq!(a.data, data);
-            let h = read_idx_header(&dir.path(name)).unwrap();
+            let h = read_idx_header(&dir.path().join(name)).unwrap();
             assert_eq!(h.dims, vec![2, 3, 4]);
             assert_eq!(h.magic(), 0x0803);
             assert_eq!(h.gzip, name == "compressed");
@@ -284,21 +256,22 @@ pub(crate) mod tests {
     #[test]
     fn reads_a_full_size_mnist_training_file() {
         // 60,000 × 28 × 28 = 47,040,000 bytes, the size of the full MNIST training images.
-        let dir = Scratch::new("idx-full");
+        let dir = test_support::scratch("idx-full");
         let data: Vec<u8> = (0..60_000 * 784).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.path("train-images-idx3-ubyte"), idx_bytes(&[60_000, 28, 28], &data)).unwrap();
-        let a = read_idx(&dir.path("train-images-idx3-ubyte")).unwrap();
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx_bytes(&[60_000, 28, 28], &data))
+            .unwrap();
+        let a = read_idx(&dir.path().join("train-images-idx3-ubyte")).unwrap();
         assert_eq!(a.dims, vec![60_000, 28, 28]);
         assert!(a.data == data);
     }
 
     #[test]
     fn rejects_a_wrong_magic_number() {
-        let dir = Scratch::new("idx-magic");
+        let dir = test_support::scratch("idx-magic");
         let mut bytes = idx_bytes(&[3], &[1, 2, 3]);
         bytes[0] = 0x12;
-        std::fs::write(dir.path("labels"), &bytes).unwrap();
-        let m = message(read_idx(&dir.path("labels")));
+        std::fs::write(dir.path().join("labels"), &bytes).unwrap();
+        let m = message(read_idx(&dir.path().join("labels")));
         assert!(m.contains("labels"), "{m}");
         assert!(m.contains("magic number 0x12000801"), "{m}");
         assert!(m.contains("expected 0x000008NN"), "{m}");
@@ -306,68 +279,68 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_other_data_types_and_dimension_counts() {
-        let dir = Scratch::new("idx-type");
+        let dir = test_support::scratch("idx-type");
         let mut bytes = idx_bytes(&[1], &[0, 0, 0, 0]);
         bytes[2] = 0x0D; // f32
-        std::fs::write(dir.path("floats"), &bytes).unwrap();
-        let m = message(read_idx(&dir.path("floats")));
+        std::fs::write(dir.path().join("floats"), &bytes).unwrap();
+        let m = message(read_idx(&dir.path().join("floats")));
         assert!(m.contains("floats") && m.contains("data type 0x0D, expected 0x08"), "{m}");
 
-        std::fs::write(dir.path("nodims"), [0, 0, 8, 0]).unwrap();
-        let m = message(read_idx(&dir.path("nodims")));
+        std::fs::write(dir.path().join("nodims"), [0, 0, 8, 0]).unwrap();
+        let m = message(read_idx(&dir.path().join("nodims")));
         assert!(m.contains("nodims") && m.contains("0 dimensions, expected 1 to 16"), "{m}");
 
-        std::fs::write(dir.path("short"), [0, 0, 8, 3, 0, 0]).unwrap();
-        let m = message(read_idx(&dir.path("short")));
+        std::fs::write(dir.path().join("short"), [0, 0, 8, 3, 0, 0]).unwrap();
+        let m = message(read_idx(&dir.path().join("short")));
         assert!(m.contains("short") && m.contains("truncated IDX header"), "{m}");
 
-        std::fs::write(dir.path("tiny"), [0, 0]).unwrap();
-        let m = message(read_idx(&dir.path("tiny")));
+        std::fs::write(dir.path().join("tiny"), [0, 0]).unwrap();
+        let m = message(read_idx(&dir.path().join("tiny")));
         assert!(m.contains("tiny") && m.contains("shorter than the 4-byte magic"), "{m}");
     }
 
     #[test]
     fn rejects_truncated_payloads_raw_and_gzip() {
-        let dir = Scratch::new("idx-truncated");
+        let dir = test_support::scratch("idx-truncated");
         let bytes = idx_bytes(&[2, 5], &[9; 7]);
-        std::fs::write(dir.path("raw"), &bytes).unwrap();
-        std::fs::write(dir.path("gz"), gzip(&bytes)).unwrap();
-        let m = message(read_idx(&dir.path("raw")));
+        std::fs::write(dir.path().join("raw"), &bytes).unwrap();
+        std::fs::write(dir.path().join("gz"), gzip(&bytes)).unwrap();
+        let m = message(read_idx(&dir.path().join("raw")));
         assert!(m.contains("raw: truncated"), "{m}");
         assert!(m.contains("2 × 5 = 10 data bytes, found 7"), "{m}");
-        let m = read_idx_header(&dir.path("raw")).unwrap_err().to_string();
+        let m = read_idx_header(&dir.path().join("raw")).unwrap_err().to_string();
         assert!(m.contains("10 data bytes, found 7"), "{m}");
-        let m = message(read_idx(&dir.path("gz")));
+        let m = message(read_idx(&dir.path().join("gz")));
         assert!(m.contains("gz: truncated"), "{m}");
         assert!(m.contains("10 data bytes (after decompression), found 7"), "{m}");
     }
 
     #[test]
     fn rejects_trailing_bytes() {
-        let dir = Scratch::new("idx-trailing");
+        let dir = test_support::scratch("idx-trailing");
         let bytes = idx_bytes(&[4], &[1, 2, 3, 4, 5, 6]);
-        std::fs::write(dir.path("raw"), &bytes).unwrap();
-        std::fs::write(dir.path("gz"), gzip(&bytes)).unwrap();
+        std::fs::write(dir.path().join("raw"), &bytes).unwrap();
+        std::fs::write(dir.path().join("gz"), gzip(&bytes)).unwrap();
         for name in ["raw", "gz"] {
-            let m = message(read_idx(&dir.path(name)));
+            let m = message(read_idx(&dir.path().join(name)));
             assert!(m.contains(&format!("{name}: trailing bytes")), "{m}");
             assert!(m.contains("4 data bytes") && m.contains("found 6"), "{m}");
         }
-        let m = read_idx_header(&dir.path("raw")).unwrap_err().to_string();
+        let m = read_idx_header(&dir.path().join("raw")).unwrap_err().to_string();
         assert!(m.contains("trailing bytes") && m.contains("found 6"), "{m}");
     }
 
     #[test]
     fn rejects_corrupt_gzip_and_missing_files() {
-        let dir = Scratch::new("idx-corrupt");
+        let dir = test_support::scratch("idx-corrupt");
         let mut gz = gzip(&idx_bytes(&[3], &[1, 2, 3]));
         let n = gz.len();
         gz[n / 2..].iter_mut().for_each(|b| *b ^= 0x5A);
-        std::fs::write(dir.path("broken.gz"), &gz).unwrap();
-        let m = message(read_idx(&dir.path("broken.gz")));
+        std::fs::write(dir.path().join("broken.gz"), &gz).unwrap();
+        let m = message(read_idx(&dir.path().join("broken.gz")));
         assert!(m.contains("broken.gz") && m.contains("gzip data cannot be decompressed"), "{m}");
 
-        let m = message(read_idx(&dir.path("absent")));
+        let m = message(read_idx(&dir.path().join("absent")));
         assert!(m.contains("absent") && m.contains("cannot open"), "{m}");
     }
 }

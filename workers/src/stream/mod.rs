@@ -140,7 +140,6 @@ mod tests {
     use super::*;
     use crate::protocol::StreamSpec;
     use crate::stream::{PermutedMnistSpec, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec};
-    use idx::tests::Scratch;
 
     fn synthetic(json: serde_json::Value) -> StreamSpec {
         serde_json::from_value(serde_json::json!({ "synthetic_permuted": json })).unwrap()
@@ -163,14 +162,14 @@ mod tests {
 
     #[test]
     fn build_gives_each_kind_its_shape() {
-        let dir = Scratch::new("build");
-        mnist::tests::write_fixture(&dir.0, 20, 10);
+        let dir = test_support::scratch("build");
+        mnist::tests::write_fixture(&dir.path(), 20, 10);
         let s = build(&synthetic(serde_json::json!({ "tasks": 3, "dim": 8 })), 1).unwrap();
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
-        let s = build(&permuted(&dir.0, None), 1).unwrap();
+        let s = build(&permuted(&dir.path(), None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
         let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(&PermutedMnistSpec {
-            data_dir: dir.0.clone(),
+            data_dir: dir.path().to_path_buf(),
             fingerprint: None,
             tasks: 2,
             first_unpermuted: true,
@@ -181,7 +180,7 @@ mod tests {
         assert!(s.info().online);
         assert_eq!(s.task(0).test.len(), 5);
         let split = crate::stream::spec_of::<crate::stream::SplitMnistKind>(&SplitMnistSpec {
-            data_dir: dir.0.clone(),
+            data_dir: dir.path().to_path_buf(),
             fingerprint: None,
             groups: vec![vec![0, 1], vec![2, 3]],
             setting: SplitSetting::TaskIncremental,
@@ -246,19 +245,19 @@ mod tests {
 
     #[test]
     fn validation_checks_data_folders_and_limits() {
-        let dir = Scratch::new("validate");
-        let m = invalid(&permuted(&dir.path("absent"), None));
+        let dir = test_support::scratch("validate");
+        let m = invalid(&permuted(&dir.path().join("absent"), None));
         assert!(m.contains("absent: the data folder does not exist"), "{m}");
-        let m = invalid(&permuted(&dir.0, None));
+        let m = invalid(&permuted(&dir.path(), None));
         assert!(m.contains("missing `train-images-idx3-ubyte`"), "{m}");
-        mnist::tests::write_fixture(&dir.0, 20, 10);
-        assert!(validate(&permuted(&dir.0, Some(20))).is_ok());
-        let m = invalid(&permuted(&dir.0, Some(21)));
+        mnist::tests::write_fixture(&dir.path(), 20, 10);
+        assert!(validate(&permuted(&dir.path(), Some(20))).is_ok());
+        let m = invalid(&permuted(&dir.path(), Some(21)));
         assert!(
             m.contains("train-images-idx3-ubyte.gz: `train_examples` is 21, but the file holds 20"),
             "{m}"
         );
-        let m = invalid(&permuted(&dir.0, Some(0)));
+        let m = invalid(&permuted(&dir.path(), Some(0)));
         assert!(m.contains("`train_examples` must be ≥ 1"), "{m}");
     }
 }

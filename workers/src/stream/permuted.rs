@@ -187,7 +187,6 @@ impl TaskStream for PermutedMnist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::idx::tests::Scratch;
     use crate::stream::mnist::tests::{real_data_dir, write_fixture};
     use crate::stream::Target;
 
@@ -205,9 +204,9 @@ mod tests {
 
     #[test]
     fn tasks_permute_the_same_scaled_digits() {
-        let dir = Scratch::new("permuted");
-        write_fixture(&dir.0, 30, 10);
-        let s = fixture_stream(&dir.0, 7, true);
+        let dir = test_support::scratch("permuted");
+        write_fixture(&dir.path(), 30, 10);
+        let s = fixture_stream(&dir.path(), 7, true);
         assert_eq!(
             s.info(),
             &StreamInfo {
@@ -245,11 +244,11 @@ mod tests {
 
     #[test]
     fn permutations_depend_on_seed_and_task_only() {
-        let dir = Scratch::new("permuted-seed");
-        write_fixture(&dir.0, 20, 10);
-        let a = fixture_stream(&dir.0, 1, false);
-        let b = fixture_stream(&dir.0, 1, true);
-        let c = fixture_stream(&dir.0, 2, false);
+        let dir = test_support::scratch("permuted-seed");
+        write_fixture(&dir.path(), 20, 10);
+        let a = fixture_stream(&dir.path(), 1, false);
+        let b = fixture_stream(&dir.path(), 1, true);
+        let c = fixture_stream(&dir.path(), 2, false);
         assert!(a.permutation(0).is_some());
         assert_eq!(b.permutation(0), None);
         for t in 1..5 {

@@ -214,7 +214,6 @@ impl TaskStream for SplitMnist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::idx::tests::Scratch;
     use crate::stream::mnist::tests::{real_data_dir, write_fixture};
     use crate::stream::Target;
 
@@ -231,10 +230,10 @@ mod tests {
 
     #[test]
     fn task_incremental_maps_labels_into_per_task_heads() {
-        let dir = Scratch::new("split-ti");
-        write_fixture(&dir.0, 50, 20);
+        let dir = test_support::scratch("split-ti");
+        write_fixture(&dir.path(), 50, 20);
         let groups = vec![vec![0, 1], vec![7, 3, 5], vec![9]];
-        let s = SplitMnist::new(&spec(&dir.0, groups.clone(), SplitSetting::TaskIncremental)).unwrap();
+        let s = SplitMnist::new(&spec(&dir.path(), groups.clone(), SplitSetting::TaskIncremental)).unwrap();
         assert_eq!(s.info().tasks, 3);
         assert_eq!(s.info().head_outputs, 3, "the largest group");
         assert!(s.info().head_per_task);
@@ -257,10 +256,10 @@ mod tests {
 
     #[test]
     fn class_incremental_keeps_labels_and_one_head() {
-        let dir = Scratch::new("split-ci");
-        write_fixture(&dir.0, 40, 20);
+        let dir = test_support::scratch("split-ci");
+        write_fixture(&dir.path(), 40, 20);
         let s = SplitMnist::new(&spec(
-            &dir.0,
+            &dir.path(),
             vec![vec![0, 1], vec![2, 3], vec![4, 5]],
             SplitSetting::ClassIncremental,
         ))
@@ -275,9 +274,9 @@ mod tests {
 
     #[test]
     fn a_group_without_examples_is_an_error() {
-        let dir = Scratch::new("split-empty");
-        write_fixture(&dir.0, 8, 20);
-        let e = SplitMnist::new(&spec(&dir.0, vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
+        let dir = test_support::scratch("split-empty");
+        write_fixture(&dir.path(), 8, 20);
+        let e = SplitMnist::new(&spec(&dir.path(), vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
             .unwrap_err()
             .to_string();
         assert!(e.contains("task 1 (classes [9]) has no train example"), "{e}");

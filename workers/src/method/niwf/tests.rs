@@ -424,11 +424,7 @@ fn bad_parameters_get_one_clear_line() {
 
 #[test]
 fn on_permuted_mnist_the_hard_lock_learns_new_tasks_and_keeps_old_outputs() {
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist-10k");
-    if !data.exists() {
-        eprintln!("skipped: {} is absent", data.display());
-        return;
-    }
+    let Some(data) = test_support::mnist_dir() else { return };
     let spec =
         crate::stream::spec_of::<crate::stream::PermutedMnistKind>(&crate::stream::PermutedMnistSpec {
             data_dir: data,

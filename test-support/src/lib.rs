@@ -1,0 +1,74 @@
+//! What clorch's tests share, so that each is written once: scratch folders, a [`RunSpec`]
+//! builder, the shipped MNIST subset, and the rule that under `CI=true` a test whose data,
+//! browser, cluster or Python is missing fails instead of passing by returning early.
+
+#![warn(missing_docs)]
+
+mod spec;
+
+use std::path::PathBuf;
+
+pub use spec::SpecBuilder;
+pub use tempfile::TempDir;
+
+/// Whether the tests run in CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A test's prerequisite is missing: in CI that is a failure (`.ci/run` must provide it), on
+/// a developer's machine the test says what it skips and why.
+///
+/// # Panics
+/// Under `CI=true`, always.
+pub fn missing(what: &str, how: &str) {
+    assert!(!in_ci(), "CI=true but {what} is missing: {how}");
+    println!("skipped: {what} is missing ({how})");
+}
+
+/// A fresh scratch folder, removed when dropped, named after the test for debugging.
+pub fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("clorch-{name}-"))
+        .tempdir()
+        .expect("the temporary folder is writable")
+}
+
+/// The repository's root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The MNIST subset shipped in `data/mnist-10k` (8,000 / 2,000 real digits), or `None` with a
+/// skip message when it is absent — never under `CI=true`, where its absence fails the test.
+pub fn mnist_dir() -> Option<PathBuf> {
+    let dir = repo_root().join("data/mnist-10k");
+    if dir.join("train-images-idx3-ubyte.gz").is_file() {
+        Some(dir)
+    } else {
+        missing(
+            &format!("the MNIST subset {}", dir.display()),
+            "it is part of the repository; restore it with git",
+        );
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_mnist_subset_is_found() {
+        assert!(mnist_dir().is_some_and(|d| d.join("t10k-labels-idx1-ubyte.gz").is_file()));
+    }
+
+    #[test]
+    fn scratch_folders_are_fresh_and_removed() {
+        let a = scratch("x");
+        let path = a.path().to_path_buf();
+        assert!(path.is_dir() && std::fs::read_dir(&path).unwrap().next().is_none());
+        drop(a);
+        assert!(!path.exists());
+    }
+}
