@@ -204,7 +204,7 @@ pub struct PermutedMnistSpec {
     /// `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]` (MNIST or
     /// Fashion-MNIST, full or subset).
     pub data_dir: PathBuf,
-    /// Fingerprint of the data files' bytes ([`crate::stream::MnistFiles::fingerprint`]),
+    /// Fingerprint of the data files' bytes (`workers::stream::MnistFiles::fingerprint`),
     /// filled in by the orchestrator when it plans the run. It stands for the data in the
     /// run's identity (the folder's path does not), and a worker refuses files that no longer
     /// match it.
@@ -229,7 +229,7 @@ pub struct PermutedMnistSpec {
 pub struct SplitMnistSpec {
     /// Folder with the four MNIST IDX files (see [`PermutedMnistSpec::data_dir`]).
     pub data_dir: PathBuf,
-    /// Fingerprint of the data files' bytes ([`crate::stream::MnistFiles::fingerprint`]),
+    /// Fingerprint of the data files' bytes (`workers::stream::MnistFiles::fingerprint`),
     /// filled in by the orchestrator when it plans the run. It stands for the data in the
     /// run's identity (the folder's path does not), and a worker refuses files that no longer
     /// match it.
