@@ -188,8 +188,12 @@ fn sweep(options: &BenchOptions) -> Result<Vec<Row>, String> {
             wall[i] = wall[i].min(run_recipe(&recipe, parallel)?);
         }
         // The same runs in this process, without the orchestrator: the work itself.
-        let plan = runner::plan::plan(&dir.join(format!("sweep-j1-{repeat}.yaml")), &[], &crate::builtin::BuiltinWorker)
-            .map_err(|e| e.to_string())?;
+        let plan = runner::plan::plan(
+            &dir.join(format!("sweep-j1-{repeat}.yaml")),
+            &[],
+            &crate::builtin::BuiltinWorker,
+        )
+        .map_err(|e| e.to_string())?;
         let start = Instant::now();
         for planned in &plan.runs {
             engine::run(&planned.spec, Box::new(std::io::sink()), &RunControl::default())

@@ -21,8 +21,8 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use protocol::{Event, RunSpec};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FolderError, Result};
 use crate::record::{recipe_hash, ExperimentMeta, RunRecord};

@@ -23,7 +23,7 @@ pub use record::{
     recipe_hash, unix_now, CheckpointRef, ExperimentMeta, Failure, Progress, RunLabels, RunRecord, RunStatus,
     RunTimes,
 };
-pub use source::{RunSource, SourceError};
+pub use source::{EventVisitor, RunSource, SourceError};
 
 /// Version of the store's layout and record encoding, recorded in [`ExperimentMeta`]. Bump it
 /// when a change makes old stores unreadable; old stores are then rebuilt from their run

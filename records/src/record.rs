@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use protocol::{Event, EventBody, RunSpec};
+use serde::{Deserialize, Serialize};
 
 /// The labels a run carries into comparison tables. Runs with equal `(stream, method, grid)`
 /// form one group (they differ by seed only).

@@ -35,6 +35,10 @@ impl SourceError {
     }
 }
 
+/// What [`RunSource::visit_events`] hands each event to: its sequence number and its stored
+/// JSON bytes; an error stops the visit.
+pub type EventVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), SourceError> + 'a;
+
 /// One experiment's stored results, as a report reads them. `Sync` because a report summarises
 /// runs on several threads.
 pub trait RunSource: Sync {
@@ -52,9 +56,5 @@ pub trait RunSource: Sync {
     /// number and its JSON bytes exactly as stored (undecoded: a report decodes only the fields
     /// it needs, which is most of its speed). Stops at the first error, of the source or of
     /// `visit`.
-    fn visit_events(
-        &self,
-        run: &str,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), SourceError>,
-    ) -> Result<(), SourceError>;
+    fn visit_events(&self, run: &str, visit: &mut EventVisitor<'_>) -> Result<(), SourceError>;
 }

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use protocol::*;
 use report::{plot, Format, Report, ReportOptions, TableKind};
 use results::{RunLabels, RunRecord, RunStatus};
 use runner::store::Store;
-use protocol::*;
 
 const METHODS: [&str; 4] = ["sgd", "l2", "shrink_perturb", "cbp"];
 const GRID: [f64; 5] = [0.001, 0.003, 0.01, 0.03, 0.1];

@@ -16,8 +16,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use protocol::Event;
+use serde::Deserialize;
 
 /// The fields of `eval` and `online` events a report reads; other keys (`run`, `seq`, the
 /// fields of other kinds) are skipped. No field of another kind shares a name with these and

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use polars::prelude::{DataType, ParquetReader, SerReader};
 use metrics::AccuracyMatrix;
+use polars::prelude::{DataType, ParquetReader, SerReader};
 use protocol::{Event, EventBody, LayerPlasticity};
 
 use super::*;

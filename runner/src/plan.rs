@@ -44,8 +44,9 @@ pub fn plan(path: &Path, overrides: &[String], worker: &dyn WorkerSide) -> Resul
             message: format!("stream `{}`: data folder {}: {e}", stream.name, dir.display()),
         })?;
         *dir = absolute.clone();
-        let print = worker.fingerprint(&absolute).map_err(|e| {
-            PlanError::Data { recipe: path.to_path_buf(), message: format!("stream `{}`: {e}", stream.name) }
+        let print = worker.fingerprint(&absolute).map_err(|e| PlanError::Data {
+            recipe: path.to_path_buf(),
+            message: format!("stream `{}`: {e}", stream.name),
         })?;
         if let Some(slot) = stream.spec.fingerprint_mut() {
             if let Some(pinned) = slot.as_ref().filter(|p| **p != print) {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::{EvalTasks, MethodSpec, SplitSetting, StreamSpec};
 use runner::recipe::{plan_table, Recipe, RecipeErrors, SpecChecker, SpecProblem};
 use serde_json::json;
-use protocol::{EvalTasks, MethodSpec, SplitSetting, StreamSpec};
 
 /// Stands in for the worker crate's registry: five method kinds with plausible parameters,
 /// a positivity check of `lr`, a range check of `replacement_rate`, and an existence check of
@@ -264,9 +264,8 @@ fn adding_a_seed_keeps_the_existing_ids() {
 fn renaming_the_experiment_or_checkpointing_differently_keeps_ids() {
     let before = load("quickstart.yaml", NO_OVERRIDES).unwrap().expand();
     let after = load("quickstart.yaml", &["name=renamed", "checkpoint.keep=5"]).unwrap().expand();
-    let ids = |runs: &[runner::recipe::PlannedRun]| {
-        runs.iter().map(|r| r.spec.id.clone()).collect::<Vec<_>>()
-    };
+    let ids =
+        |runs: &[runner::recipe::PlannedRun]| runs.iter().map(|r| r.spec.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&before), ids(&after));
     assert_eq!(after[0].spec.experiment, "renamed");
 }

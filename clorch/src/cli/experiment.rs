@@ -8,11 +8,11 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 
 use super::{exit, report::print_table};
 use crate::builtin::BuiltinWorker;
+use report::ReportOptions;
 use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
 use runner::lock::{self, LockError};
 use runner::plan::{plan, Plan, PlanError};
 use runner::recipe::plan_table;
-use report::ReportOptions;
 use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings};
 use runner::store::{self, ExperimentMeta};
@@ -156,10 +156,9 @@ pub fn run(args: &RunArgs) -> i32 {
         meta.created = old.created;
     }
     meta.runs = plan.runs.iter().map(|r| r.spec.id.clone()).collect();
-    if let Err(e) =
-        store::write_experiment_files(&results_dir, &meta)
-            .map_err(store::StoreError::from)
-            .and_then(|_| store.put_experiment(&meta))
+    if let Err(e) = store::write_experiment_files(&results_dir, &meta)
+        .map_err(store::StoreError::from)
+        .and_then(|_| store.put_experiment(&meta))
     {
         eprintln!("clorch run: {e}");
         return exit::BAD_INPUT;

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use workers::engine::{self, RunControl, RunError, RunOutcome};
 use protocol::{exit, RunSpec};
 use results::PROGRESS_PREFIX;
+use workers::engine::{self, RunControl, RunError, RunOutcome};
 
 /// Arguments of `clorch worker`.
 #[derive(Debug, clap::Args)]

@@ -257,12 +257,7 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         id: "r".into(),
         experiment: "x".into(),
         order: 0,
-        labels: results::RunLabels {
-            stream: "s".into(),
-            method: "m".into(),
-            grid: BTreeMap::new(),
-            seed: 1,
-        },
+        labels: results::RunLabels { stream: "s".into(), method: "m".into(), grid: BTreeMap::new(), seed: 1 },
         status: RunStatus::Finished,
         attempts: 1,
         tasks,
@@ -273,15 +268,9 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         series: Default::default(),
     };
     for i in 0..tasks {
-        run.evals.push(crate::EvalRow {
-            after_task: Some(i),
-            on_task: i,
-            accuracy: Some(1.0),
-            loss: 0.0,
-        });
+        run.evals.push(crate::EvalRow { after_task: Some(i), on_task: i, accuracy: Some(1.0), loss: 0.0 });
         if i > 0 {
-            let row =
-                crate::EvalRow { after_task: Some(i), on_task: 0, accuracy: Some(0.5), loss: 0.0 };
+            let row = crate::EvalRow { after_task: Some(i), on_task: 0, accuracy: Some(0.5), loss: 0.0 };
             run.evals.push(row);
         }
     }

@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
-use tokio::sync::mpsc;
 use protocol::Event;
 use results::folder::{RUN_SPEC_FILE, WORKER_LOG_FILE};
 use results::PROGRESS_PREFIX;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::{Attempt, Control, Ending, Executor, Launch, Limits, Message, Report, Reports};
 use crate::store::Failure;
 use crate::worker_side::WorkerSide;
-
 
 /// How to start workers.
 #[derive(Clone, Debug)]
@@ -63,7 +62,9 @@ impl Executor for LocalExecutor {
     }
 
     fn stop_notice(&self, active: usize) -> String {
-        format!("stopping: asking {active} worker(s) to checkpoint and exit (press Ctrl-C again to stop at once)")
+        format!(
+            "stopping: asking {active} worker(s) to checkpoint and exit (press Ctrl-C again to stop at once)"
+        )
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value as Json;
 use protocol::{RunSpec, PROTOCOL_VERSION};
+use serde_json::Value as Json;
 
 use super::messages::show_value;
 use super::types::Recipe;

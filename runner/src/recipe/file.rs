@@ -11,10 +11,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use protocol::{CheckpointSpec, EvalSpec, NetworkSpec, TrainingSpec};
 use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
-use protocol::{CheckpointSpec, EvalSpec, NetworkSpec, TrainingSpec};
 
 use super::duration::{parse_duration, parse_slurm_time, seconds, DURATION_FORMS};
 

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::{Map, Value as Json};
 use protocol::{MethodSpec, StreamSpec};
+use serde_json::{Map, Value as Json};
 
 use super::checker::SpecChecker;
 use super::error::{RecipeError, RecipeErrors};

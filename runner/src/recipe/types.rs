@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value as Json;
 use protocol::{CheckpointSpec, EvalSpec, MethodSpec, NetworkSpec, StreamSpec, TrainingSpec};
+use serde_json::Value as Json;
 
 use super::overrides::Override;
 

@@ -4,19 +4,19 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
+use protocol::EventBody;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use protocol::EventBody;
 
 use super::progress::{Progress, Running};
 use super::retry::Backoff;
 use super::{Control, Message};
-use results::PROGRESS_PREFIX;
 use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::{self, RunLine, Snapshot};
 use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use results::PROGRESS_PREFIX;
 
 /// How the scheduler runs a plan.
 #[derive(Clone, Debug)]

@@ -10,8 +10,8 @@ use protocol::Event;
 
 use super::error::{Result, StoreError};
 use super::folder;
-use results::{ExperimentMeta, RunRecord};
 use super::{STORE_DIR, STORE_FORMAT};
+use results::{ExperimentMeta, RunRecord};
 
 const META_TREE: &str = "meta";
 const RUNS_TREE: &str = "runs";
@@ -439,9 +439,9 @@ fn engine_error(path: &Path, e: sled::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::EventBody;
     use results::fixtures::record;
     use results::{Failure, RunStatus};
-    use protocol::EventBody;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("clorch-store-{}-{name}", std::process::id()));

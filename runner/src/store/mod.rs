@@ -60,8 +60,8 @@ pub use rebuild::{drift, rebuild, Drift, RebuildSummary};
 pub use results::folder;
 pub use results::{
     read_events_file, read_experiment_files, read_run_record, read_run_spec, recipe_hash, run_dir, unix_now,
-    write_experiment_files, write_run_record, write_run_spec, CheckpointRef, EventsFileSummary, ExperimentMeta,
-    Failure, Progress, RunLabels, RunRecord, RunStatus, RunTimes, STORE_FORMAT,
+    write_experiment_files, write_run_record, write_run_spec, CheckpointRef, EventsFileSummary,
+    ExperimentMeta, Failure, Progress, RunLabels, RunRecord, RunStatus, RunTimes, STORE_FORMAT,
 };
 
 /// The store's folder inside a results folder.

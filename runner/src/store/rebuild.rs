@@ -296,10 +296,10 @@ fn modified_secs(path: &Path) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::store::folder::{run_dir, write_experiment_files, write_run_record, write_run_spec};
+    use protocol::Event;
     use results::fixtures::record;
     use results::ExperimentMeta;
     use std::io::Write;
-    use protocol::Event;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("clorch-rebuild-{}-{name}", std::process::id()));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use results::{ExperimentMeta, RunRecord, RunSource, SourceError};
+use results::{EventVisitor, ExperimentMeta, RunRecord, RunSource, SourceError};
 
 use super::Store;
 
@@ -19,11 +19,7 @@ impl RunSource for Store {
         Store::runs(self).map_err(SourceError::read)
     }
 
-    fn visit_events(
-        &self,
-        run: &str,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), SourceError>,
-    ) -> Result<(), SourceError> {
+    fn visit_events(&self, run: &str, visit: &mut EventVisitor<'_>) -> Result<(), SourceError> {
         for stored in self.event_bytes(run) {
             let stored = stored.map_err(SourceError::read)?;
             visit(stored.seq(), &stored)?;

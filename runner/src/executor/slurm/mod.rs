@@ -95,7 +95,6 @@ impl SlurmExecutor {
             worker: setup.worker.clone(),
         })
     }
-
 }
 
 /// Job arrays on a cluster: any number of jobs (each array carries `parallel` as its throttle,

@@ -271,8 +271,8 @@ pub fn last_line(path: &Path, keep: impl Fn(&str) -> bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use protocol::EventBody;
+    use std::io::Write;
 
     struct File(PathBuf);
 

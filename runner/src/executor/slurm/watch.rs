@@ -13,13 +13,13 @@ use super::job::{read_job_record, JobId, JobRecord, JobState, JOBS_LOG};
 use super::script::{heartbeat_interval, sbatch_flags, write_batch, ScriptSettings, Submission, SLURM_DIR};
 use super::tail::{last_line, EventTail, LineTail, TailError, Tailed};
 use super::{SlurmExecutor, ARRAY_LIMIT};
-use results::PROGRESS_PREFIX;
 use crate::executor::local::parse_progress;
-use results::folder::WORKER_LOG_FILE;
 use crate::executor::{
     folder, worker_ending, Attempt, Control, Ending, Launch, Limits, Message, Report, Reports,
 };
 use crate::store::Failure;
+use results::folder::WORKER_LOG_FILE;
+use results::PROGRESS_PREFIX;
 
 /// How often files are read and controls obeyed.
 const TICK: Duration = Duration::from_millis(500);
@@ -47,8 +47,10 @@ pub(super) async fn run(executor: SlurmExecutor, batch: Vec<Attempt>, limits: Li
             send(&reports, &attempt.launch, Message::Ended(Ending::Broke(Failure::Lost { reason })));
             continue;
         };
-        let events =
-            EventTail::reattach(attempt.launch.run_dir.join(results::folder::EVENTS_FILE), &attempt.launch.run);
+        let events = EventTail::reattach(
+            attempt.launch.run_dir.join(results::folder::EVENTS_FILE),
+            &attempt.launch.run,
+        );
         send(&reports, &attempt.launch, Message::Note(format!("reattached to SLURM job {job}")));
         watched.push(Watched::new(attempt, job, events));
     }
