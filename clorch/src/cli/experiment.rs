@@ -92,9 +92,8 @@ pub fn validate(args: &ValidateArgs) -> i32 {
 /// says where interrupted runs resume).
 fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<dyn Executor>, String> {
     let setup = Setup {
+        recipe: &plan.recipe,
         results_dir: results_dir.to_path_buf(),
-        experiment: plan.recipe.name.clone(),
-        slurm: plan.recipe.slurm.clone().unwrap_or_default(),
         parallel: args.parallel.or(plan.recipe.parallel),
         worker: Arc::new(BuiltinWorker),
     };

@@ -9,20 +9,19 @@ use std::sync::Arc;
 use super::local::LocalExecutor;
 use super::slurm::SlurmExecutor;
 use super::Executor;
-use crate::recipe::SlurmSettings;
+use crate::recipe::Recipe;
 use crate::worker_side::WorkerSide;
 
-/// What building an executor may need: the experiment, the recipe's settings for it, and the
-/// worker side its attempts resume through.
+/// What building an executor may need: the experiment's recipe (each executor reads its own
+/// section, e.g. `slurm:`), where its results go, and the worker side its attempts resume
+/// through.
 #[derive(Clone, Debug)]
-pub struct Setup {
+pub struct Setup<'a> {
+    /// The planned recipe.
+    pub recipe: &'a Recipe,
     /// The results folder (absolute).
     pub results_dir: PathBuf,
-    /// The experiment's name.
-    pub experiment: String,
-    /// The recipe's `slurm:` settings (defaults when it has none).
-    pub slurm: SlurmSettings,
-    /// Attempts at once the user or recipe asked for, if any.
+    /// Attempts at once the command line or the recipe asked for, if any.
     pub parallel: Option<usize>,
     /// The worker implementation (where an interrupted run resumes).
     pub worker: Arc<dyn WorkerSide>,
@@ -39,7 +38,7 @@ pub struct ExecutorKind {
     /// the error says why not.
     pub preflight: fn() -> Result<(), String>,
     /// Builds the executor; fails when the clorch executable to start workers is not found.
-    pub build: fn(&Setup) -> std::io::Result<Box<dyn Executor>>,
+    pub build: fn(&Setup<'_>) -> std::io::Result<Box<dyn Executor>>,
 }
 
 /// Every executor, the default first.

@@ -76,10 +76,10 @@ pub struct SlurmExecutor {
 }
 
 impl SlurmExecutor {
-    /// An executor for the experiment `experiment` in `results_dir`, with workers started from
-    /// the running executable (or the program named by `CLORCH_WORKER`) in the current
-    /// directory.
-    pub fn new(setup: &Setup) -> std::io::Result<SlurmExecutor> {
+    /// An executor for the experiment of `setup` (its recipe's `slurm:` settings, defaults
+    /// when it has none), with workers started from the running executable (or the program
+    /// named by `CLORCH_WORKER`) in the current directory.
+    pub fn new(setup: &Setup<'_>) -> std::io::Result<SlurmExecutor> {
         let program = match std::env::var_os("CLORCH_WORKER") {
             Some(p) => std::fs::canonicalize(PathBuf::from(p))?,
             None => std::env::current_exe()?,
@@ -88,8 +88,8 @@ impl SlurmExecutor {
             program,
             results_dir: setup.results_dir.clone(),
             workdir: std::env::current_dir()?,
-            job_name: format!("clorch-{}", setup.experiment),
-            settings: setup.slurm.clone(),
+            job_name: format!("clorch-{}", setup.recipe.name),
+            settings: setup.recipe.slurm.clone().unwrap_or_default(),
             throttle: setup.parallel,
             poll: POLL,
             worker: setup.worker.clone(),
