@@ -12,7 +12,9 @@ pub mod method;
 pub mod metrics;
 pub mod model;
 pub mod optim;
-/// The contract with the orchestrator, re-exported so engine code names it `crate::protocol`.
-pub use protocol;
 pub mod rng;
 pub mod stream;
+
+/// The wire format, its own crate so the orchestrator can read it without the engine;
+/// re-exported so `crate::protocol::…` paths keep naming it.
+pub use protocol;

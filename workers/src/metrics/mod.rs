@@ -1,12 +1,9 @@
 //! Metrics: pure functions from measurements to numbers, with no I/O.
 
-mod accuracy_matrix;
 pub mod plasticity;
-mod special;
 
-pub use accuracy_matrix::{AccuracyMatrix, MetricError};
+pub use ::metrics::{ln_gamma, AccuracyMatrix, MetricError};
 pub use plasticity::{
     dormant_fraction_of, effective_rank, layer_plasticity, mean_abs_weight, mean_abs_weight_over,
     stable_rank, Features, PlasticityError, DORMANT_EPSILON, STABLE_RANK_MASS,
 };
-pub use special::ln_gamma;

@@ -1,0 +1,103 @@
+//! The worker engine linked into this binary, as the runner's [`WorkerSide`]: the method
+//! registry, stream checks, data fingerprints, spec checks and resume points of the workers
+//! crate. The runner never names the engine, so this is the one place that connects the two
+//! (the same engine runs as `clorch worker`).
+
+use std::path::Path;
+
+use protocol::{MethodSpec, Params, RunSpec, StreamSpec};
+use runner::recipe::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
+use runner::WorkerSide;
+use workers::stream::{PathSegment, StreamError};
+
+/// The engine this binary links, as the runner asks for it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuiltinWorker;
+
+impl SpecChecker for BuiltinWorker {
+    fn method_kinds(&self) -> Vec<String> {
+        workers::method::registry().iter().map(|m| m.kind.to_string()).collect()
+    }
+
+    fn method_parameters(&self, kind: &str) -> Option<Vec<String>> {
+        workers::method::lookup(kind).ok().map(|m| m.parameter_names())
+    }
+
+    fn check_method(&self, method: &MethodSpec) -> Result<(), SpecProblem> {
+        workers::method::validate(method).map_err(|e| match e {
+            workers::method::MethodError::Parameter { message, .. } => {
+                // The worker names the parameter in backquotes first; point at it when it does.
+                let key = message.split('`').nth(1).filter(|k| method.params.contains_key(*k));
+                match key {
+                    Some(k) => SpecProblem::at(k, message.clone()),
+                    None => SpecProblem::new(message),
+                }
+            }
+            other => SpecProblem::new(other.to_string()),
+        })
+    }
+
+    fn stream_kinds(&self) -> Vec<String> {
+        workers::stream::registry().iter().map(|s| s.kind.to_string()).collect()
+    }
+
+    fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
+        let entry = workers::stream::lookup(kind)
+            .map_err(|e| ParamProblem { path: Vec::new(), message: e.to_string() })?;
+        let params = entry.normalize(params).map_err(|e| ParamProblem {
+            path: e
+                .path
+                .into_iter()
+                .map(|s| match s {
+                    PathSegment::Key(k) => ParamSegment::Key(k),
+                    PathSegment::Index(i) => ParamSegment::Index(i),
+                })
+                .collect(),
+            message: e.message,
+        })?;
+        Ok(StreamSpec::new(kind, params))
+    }
+
+    fn stream_tasks(&self, stream: &StreamSpec) -> Result<usize, SpecProblem> {
+        workers::stream::tasks(stream).map_err(stream_problem)
+    }
+
+    fn check_stream(&self, stream: &StreamSpec) -> Result<(), SpecProblem> {
+        workers::stream::validate(stream).map_err(stream_problem)
+    }
+
+    fn fingerprint(&self, kind: &str, dir: &Path) -> Result<String, String> {
+        workers::stream::fingerprint(kind, dir).map_err(|e| e.to_string())
+    }
+
+    fn check_run(&self, spec: &RunSpec) -> Result<(), String> {
+        workers::engine::check_spec(spec)
+    }
+}
+
+fn stream_problem(e: StreamError) -> SpecProblem {
+    match e {
+        StreamError::Data { path, reason } => {
+            SpecProblem::at("data_dir", format!("{}: {reason}", path.display()))
+        }
+        StreamError::Invalid { reason, .. } => SpecProblem::new(reason),
+        other @ StreamError::UnknownKind { .. } => SpecProblem::new(other.to_string()),
+    }
+}
+
+impl WorkerSide for BuiltinWorker {
+    fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<u64, String> {
+        workers::engine::resume_point(spec, run_dir).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The runner names the run folder's files itself (it does not link the engine); they must
+    /// be the names the engine writes.
+    #[test]
+    fn the_runner_names_the_files_the_engine_writes() {
+        assert_eq!(results::folder::EVENTS_FILE, workers::engine::EVENT_LOG);
+        assert_eq!(results::folder::WORKER_LOCK_FILE, workers::engine::WORKER_LOCK);
+    }
+}

@@ -1,0 +1,244 @@
+//! `clorch run` and `clorch validate`: a recipe into a plan, and a plan onto workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::builder::{PossibleValue, PossibleValuesParser};
+
+use super::{exit, report::print_table};
+use crate::builtin::BuiltinWorker;
+use report::ReportOptions;
+use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
+use runner::lock::{self, LockError};
+use runner::plan::{plan, Plan, PlanError};
+use runner::recipe::plan_table;
+use runner::scheduler::retry::Backoff;
+use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
+use runner::store::{self, ExperimentMeta};
+
+/// Arguments of `clorch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The recipe (YAML).
+    pub recipe: PathBuf,
+    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`.
+    pub overrides: Vec<String>,
+    /// Workers at once (default: the recipe's `parallel`, else the number of cores).
+    #[arg(long, short = 'j')]
+    pub parallel: Option<usize>,
+    /// Results folder (default: the recipe's `output`, else results/<name>).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Run again the runs that failed in an earlier invocation.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// No progress bar (messages only).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Seconds a stopped worker may take to checkpoint before it is killed.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// Where workers run: `local` (child processes of this command) or `slurm` (job arrays
+    /// submitted with sbatch, on a cluster that shares the results folder and this executable;
+    /// the recipe's `slurm:` section sets their resources). With `slurm`, Ctrl-C leaves the jobs
+    /// running and a later `clorch run` reattaches to them.
+    #[arg(long, default_value = "local", value_parser = executor_names())]
+    pub executor: String,
+}
+
+/// The names `--executor` takes, with their help: the runner's executor registry.
+fn executor_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(executor::registry().iter().map(|k| PossibleValue::new(k.name).help(k.about)))
+}
+
+/// The executor `--executor` names (clap allowed only registered names).
+fn executor_kind(args: &RunArgs) -> &'static ExecutorKind {
+    executor::by_name(&args.executor).expect("clap accepts registered executor names only")
+}
+
+/// Arguments of `clorch validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The recipe (YAML).
+    pub recipe: PathBuf,
+    /// Overrides, as for `clorch run`.
+    pub overrides: Vec<String>,
+}
+
+fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
+    plan(recipe, overrides, &BuiltinWorker).map_err(|e| {
+        match e {
+            PlanError::Recipe(errors) => eprintln!("{errors}"),
+            other => eprintln!("{other}"),
+        }
+        exit::BAD_INPUT
+    })
+}
+
+/// `clorch validate`: prints the runs a recipe would launch, or its errors.
+pub fn validate(args: &ValidateArgs) -> i32 {
+    match load(&args.recipe, &args.overrides) {
+        Ok(plan) => {
+            print!("{}", plan_table(&plan.runs));
+            println!("results folder: {}", plan.recipe.output.display());
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// The executor `--executor` names, with workers from this executable (the engine it links
+/// says where interrupted runs resume).
+fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<dyn Executor>, String> {
+    let setup = Setup {
+        recipe: &plan.recipe,
+        results_dir: results_dir.to_path_buf(),
+        parallel: args.parallel.or(plan.recipe.parallel),
+        worker: Arc::new(BuiltinWorker),
+    };
+    (executor_kind(args).build)(&setup)
+        .map_err(|e| format!("cannot find the clorch executable to start workers: {e}"))
+}
+
+/// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
+pub fn run(args: &RunArgs) -> i32 {
+    let plan = match load(&args.recipe, &args.overrides) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    // Before anything is written: an executor that cannot work here (no SLURM) has nothing to do.
+    if let Err(e) = (executor_kind(args).preflight)() {
+        eprintln!("clorch run: --executor {}: {e}", args.executor);
+        return exit::BAD_INPUT;
+    }
+    let results_dir = args.output.clone().unwrap_or_else(|| plan.recipe.output.clone());
+    let lock = match lock::acquire(&results_dir) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("clorch run: {e}");
+            return exit::BUSY;
+        }
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if let Some(previous) = &lock.taken_over {
+        eprintln!(
+            "note: taking over {} from an earlier `clorch run` that did not end cleanly (pid {} on {})",
+            results_dir.display(),
+            previous.pid,
+            previous.host
+        );
+    }
+    let results_dir = match std::fs::canonicalize(&results_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("clorch run: {}: {e}", results_dir.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    let (store, repairs) = match runner::store::open_for_writing(&results_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    for note in &repairs.notes {
+        eprintln!("note: {note}");
+    }
+    let now = store::unix_now();
+    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.text.clone(), now);
+    if let Ok(Some(old)) = store.experiment() {
+        meta.created = old.created;
+    }
+    meta.runs = plan.runs.iter().map(|r| r.spec.id.clone()).collect();
+    if let Err(e) = store::write_experiment_files(&results_dir, &meta)
+        .map_err(store::StoreError::from)
+        .and_then(|_| store.put_experiment(&meta))
+    {
+        eprintln!("clorch run: {e}");
+        return exit::BAD_INPUT;
+    }
+    let executor = match make_executor(args, &plan, &results_dir) {
+        Ok(e) => e,
+        Err(message) => {
+            eprintln!("clorch run: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = Settings {
+        parallel: args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
+        max_attempts: plan.recipe.max_attempts.max(1),
+        limits: Limits {
+            timeout: plan.recipe.timeout,
+            heartbeat: plan.recipe.heartbeat,
+            grace: Duration::from_secs(args.grace),
+        },
+        backoff: Backoff::default(),
+        retry_failed: args.retry_failed,
+        show_progress: !args.no_progress,
+        clock: Arc::new(SystemClock),
+    };
+    let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
+        Ok(o) => o,
+        Err(e @ SchedulerError::Refused { .. }) => {
+            eprintln!("clorch run: {e}");
+            return exit::BAD_INPUT;
+        }
+        Err(e) => {
+            eprintln!("clorch run: {e}");
+            return exit::RUNS_FAILED;
+        }
+    };
+    if outcome.skipped_finished > 0 {
+        eprintln!("{} finished runs skipped", outcome.skipped_finished);
+    }
+    if outcome.skipped_failed > 0 {
+        eprintln!(
+            "{} failed runs skipped (`clorch run {} --retry-failed` runs them again)",
+            outcome.skipped_failed,
+            args.recipe.display()
+        );
+    }
+    if outcome.stopped && outcome.detached > 0 {
+        eprintln!(
+            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `clorch run {} \
+             --executor slurm` reattaches to them and submits the rest, `clorch cancel {}` cancels them",
+            outcome.detached,
+            outcome.unfinished,
+            outcome.total,
+            args.recipe.display(),
+            results_dir.display()
+        );
+        drop(lock);
+        return exit::STOPPED;
+    }
+    if outcome.stopped {
+        eprintln!(
+            "stopped: {} of {} runs unfinished; `clorch run {}` resumes them from their checkpoints",
+            outcome.unfinished,
+            outcome.total,
+            args.recipe.display()
+        );
+        drop(lock);
+        return exit::STOPPED;
+    }
+    if let Err(code) = print_table(&store, &ReportOptions::default()) {
+        return code;
+    }
+    drop(lock);
+    if outcome.failed > 0 || outcome.skipped_failed > 0 {
+        eprintln!(
+            "{} run(s) failed; `clorch status {}` shows why",
+            outcome.failed + outcome.skipped_failed,
+            results_dir.display()
+        );
+        exit::RUNS_FAILED
+    } else {
+        exit::OK
+    }
+}

@@ -1,0 +1,125 @@
+//! The command line: argument types and the dispatch to each command's library code.
+
+pub mod bench;
+pub mod cancel;
+pub mod experiment;
+pub mod plot;
+pub mod report;
+pub mod status;
+pub mod store;
+pub mod worker;
+
+use clap::{Parser, Subcommand};
+
+/// Exit statuses of `clorch` (other than `clorch worker`, whose statuses are part of the
+/// worker protocol: `protocol::exit`).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// Some runs failed (the others finished); `clorch status` says why.
+    pub const RUNS_FAILED: i32 = 1;
+    /// Bad input: a recipe, override, flag, data file or store that cannot be used; the
+    /// message names it. Nothing was started.
+    pub const BAD_INPUT: i32 = 2;
+    /// The results folder is in use by another `clorch run`.
+    pub const BUSY: i32 = 3;
+    /// Stopped by Ctrl-C or SIGTERM; the unfinished runs resume on the next `clorch run`.
+    pub const STOPPED: i32 = 130;
+}
+
+/// clorch — continual-learning experiments: recipes in, runs on workers, comparison tables out.
+///
+/// Start with `clorch run recipes/quickstart.yaml`; `recipes/README.md` documents every
+/// recipe key.
+#[derive(Debug, Parser)]
+#[command(name = "clorch", version, about, long_about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a recipe: every unfinished run (finished ones are skipped, interrupted ones resume
+    /// from their checkpoints), then print the comparison table.
+    Run(experiment::RunArgs),
+    /// Check a recipe and list the runs it would launch, without running anything.
+    Validate(experiment::ValidateArgs),
+    /// Show each run of an experiment: status, attempts, task, checkpoint age, failure reason.
+    Status(status::StatusArgs),
+    /// Cancel the SLURM jobs of an experiment that a stopped `clorch run --executor slurm` left
+    /// queued or running; the next `clorch run` resumes their runs from their checkpoints.
+    Cancel(cancel::CancelArgs),
+    /// Comparison tables of an experiment (Markdown on the terminal; CSV, Parquet, JSON,
+    /// LaTeX and self-contained HTML files).
+    Report(report::ReportArgs),
+    /// One comparison table across several experiments (rows keyed by experiment, stream,
+    /// method and grid point); the same options and outputs as `report`.
+    Compare(report::CompareArgs),
+    /// Figures of an experiment (accuracy matrices, per-task accuracy, online accuracy or
+    /// error, plasticity diagnostics, CLNP capacity) as PNG or SVG files.
+    Plot(plot::PlotArgs),
+    /// Maintenance of an experiment's store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    /// List the continual-learning methods and their parameters with defaults.
+    Methods,
+    /// Measure the speed targets on this machine (training throughput next to PyTorch, the
+    /// reference code's regression cost, parallel sweeps, memory on a 1,000-task stream).
+    Bench(bench::BenchArgs),
+    /// Run one run from a spec (started by `clorch run`; also usable by hand).
+    Worker(worker::WorkerArgs),
+}
+
+/// Runs the command; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => experiment::run(&args),
+        Command::Validate(args) => experiment::validate(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Cancel(args) => cancel::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Compare(args) => report::compare(&args),
+        Command::Plot(args) => plot::run(&args),
+        Command::Store(command) => store::run(&command),
+        Command::Methods => {
+            print!("{}", methods_table());
+            exit::OK
+        }
+        Command::Worker(args) => worker::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    }
+}
+
+/// Runs one future on a runtime of its own, for commands that talk to SLURM outside the
+/// scheduler.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
+}
+
+/// The `clorch methods` listing.
+pub fn methods_table() -> String {
+    let mut out = String::new();
+    for m in workers::method::registry() {
+        out.push_str(&format!("{:<16} {}\n", m.kind, m.summary));
+        let optimizer = match m.default_optimizer {
+            workers::optim::OptimizerKind::Sgd => "sgd",
+            workers::optim::OptimizerKind::Adam => "adam",
+        };
+        let choice = if m.optimizer_choice { "; optimizer: sgd | adam" } else { "" };
+        out.push_str(&format!(
+            "{:<16}   optimizer {optimizer}{choice}; lr, momentum | beta1, beta2, eps\n",
+            ""
+        ));
+        for (name, default) in m.own_parameters() {
+            out.push_str(&format!("{:<16}   {name} = {default}\n", ""));
+        }
+    }
+    out
+}

@@ -1,0 +1,121 @@
+//! `clorch worker`: runs one run in this process. The orchestrator starts it as a child of its
+//! own executable; researchers can also run a spec by hand.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{exit, RunSpec};
+use results::PROGRESS_PREFIX;
+use workers::engine::{self, RunControl, RunError, RunOutcome};
+
+/// Arguments of `clorch worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The run spec (JSON); read from standard input when absent or `-`.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Checkpoint and stop when standard input closes. The local executor passes it with a
+    /// pipe, so workers stop (resumably) when their orchestrator dies, however it dies.
+    #[arg(long)]
+    pub watch_stdin: bool,
+    /// Seconds between heartbeat lines on standard error (`clorch-progress task=… tasks=…
+    /// step=…`); 0 turns them off. The orchestrator treats silence as a hung worker.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub heartbeat: u64,
+    /// Checkpoint and stop (exit status 75) once the run has taken this many optimiser steps
+    /// in total — a deterministic interruption, for debugging and for resume tests.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after_steps: Option<u64>,
+}
+
+/// Reads the spec, trains, and returns the exit status the protocol defines
+/// ([`protocol::exit`]).
+pub fn run(args: &WorkerArgs) -> i32 {
+    let spec = match read_spec(args.spec.as_ref()) {
+        Ok(spec) => spec,
+        Err(message) => {
+            eprintln!("clorch worker: {message}");
+            return exit::BAD_SPEC;
+        }
+    };
+    let control = Arc::new(RunControl::default());
+    if let Some(steps) = args.stop_after_steps {
+        control.stop_at_step.store(steps, Ordering::Relaxed);
+    }
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&control.stop)) {
+            eprintln!("clorch worker: cannot install the handler for signal {signal}: {e}");
+            return exit::FAILED;
+        }
+    }
+    if args.watch_stdin {
+        let stop = Arc::clone(&control.stop);
+        std::thread::spawn(move || {
+            // Blocks until the orchestrator closes the pipe or dies; anything read is ignored.
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    if args.heartbeat > 0 {
+        let control = Arc::clone(&control);
+        let tasks = workers::stream::tasks(&spec.stream).unwrap_or(0);
+        let every = Duration::from_secs(args.heartbeat);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            eprintln!(
+                "{PROGRESS_PREFIX}task={} tasks={tasks} step={}",
+                control.task.load(Ordering::Relaxed),
+                control.steps.load(Ordering::Relaxed)
+            );
+        });
+    }
+    let stdout = Box::new(io::BufWriter::new(io::stdout()));
+    match engine::run(&spec, stdout, &control) {
+        Ok(RunOutcome::Finished) => exit::FINISHED,
+        Ok(RunOutcome::Interrupted { checkpoint }) => {
+            match checkpoint {
+                Some(path) => eprintln!("clorch worker: stopped; resumable from {}", path.display()),
+                None => eprintln!("clorch worker: stopped (no run folder, so nothing to resume from)"),
+            }
+            exit::INTERRUPTED
+        }
+        Err(e) => {
+            eprintln!("clorch worker: {e}");
+            match e {
+                RunError::Spec(_) | RunError::Stream(_) => exit::BAD_SPEC,
+                RunError::Method(workers::method::MethodError::UnknownKind { .. })
+                | RunError::Method(workers::method::MethodError::Parameter { .. }) => exit::BAD_SPEC,
+                RunError::Diverged { .. } | RunError::Method(_) | RunError::Diagnostics(_) => exit::FAILED,
+                // I/O trouble (a full disk, a broken pipe, a torn checkpoint) may pass: retry.
+                RunError::Output(_) | RunError::Checkpoint(_) | RunError::RunDir { .. } => 70,
+            }
+        }
+    }
+}
+
+fn read_spec(path: Option<&PathBuf>) -> Result<RunSpec, String> {
+    let (name, text) = match path {
+        Some(p) if p.as_os_str() != "-" => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            (p.display().to_string(), text)
+        }
+        _ => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading the spec from standard input: {e}"))?;
+            ("<stdin>".to_string(), text)
+        }
+    };
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let spec: RunSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or_default().to_string();
+        format!("{name}:{}:{}: {}: {message}", inner.line(), inner.column(), e.path())
+    })?;
+    Ok(spec)
+}

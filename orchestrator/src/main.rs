@@ -1,6 +1,0 @@
-use clap::Parser;
-
-fn main() {
-    let cli = orchestrator::cli::Cli::parse();
-    std::process::exit(orchestrator::cli::run(cli));
-}

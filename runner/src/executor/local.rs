@@ -1,0 +1,285 @@
+//! The local executor: each attempt is a child process of this executable (`clorch worker`),
+//! with one compute thread, its events read line by line from its standard output and its
+//! standard error kept in the run folder's `worker.log`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use protocol::Event;
+use results::folder::{RUN_SPEC_FILE, WORKER_LOG_FILE};
+use results::PROGRESS_PREFIX;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::{Attempt, Control, Ending, Executor, Launch, Limits, Message, Report, Reports};
+use crate::scheduler::{Alarm, Watchdog};
+use crate::store::Failure;
+use crate::worker_side::WorkerSide;
+
+/// How to start workers.
+#[derive(Clone, Debug)]
+pub struct LocalExecutor {
+    /// The executable whose `worker` subcommand trains (normally this very binary).
+    pub program: PathBuf,
+    /// Heartbeat interval asked of the workers.
+    pub heartbeat_every: Duration,
+    /// The worker implementation, which says where a run resumes.
+    pub worker: Arc<dyn WorkerSide>,
+}
+
+/// One child process per attempt, at most `parallel` at once; a local process dies with its
+/// orchestrator's pipe, so it is never reattached.
+impl Executor for LocalExecutor {
+    fn capacity(&self, parallel: usize) -> usize {
+        parallel.max(1)
+    }
+
+    fn start(&self, batch: Vec<Attempt>, limits: Limits, reports: Reports) {
+        for Attempt { launch, control } in batch {
+            let local = self.clone();
+            let reports = reports.clone();
+            tokio::spawn(async move { local.run_attempt(launch, limits, reports, control).await });
+        }
+    }
+
+    fn can_reattach(&self, _handle: &str) -> bool {
+        false
+    }
+
+    /// A local `clorch run` refuses runs with a SLURM job that may be running.
+    fn refuses(&self, handle: &str) -> Option<String> {
+        super::slurm::JobId::parse(handle).is_some().then(|| {
+            format!(
+                "its SLURM job {handle} may still be running; `clorch run --executor slurm` reattaches to it \
+                 and `clorch cancel` cancels it"
+            )
+        })
+    }
+
+    fn stop_notice(&self, active: usize) -> String {
+        format!(
+            "stopping: asking {active} worker(s) to checkpoint and exit (press Ctrl-C again to stop at once)"
+        )
+    }
+}
+
+impl LocalExecutor {
+    /// Workers started from the running executable — or from the program named by the
+    /// `CLORCH_WORKER` environment variable, which the test suite uses to put fake workers
+    /// (that crash, hang or print garbage) under the real scheduler.
+    pub fn current(worker: Arc<dyn WorkerSide>) -> std::io::Result<Self> {
+        let program = match std::env::var_os("CLORCH_WORKER") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()?,
+        };
+        Ok(LocalExecutor { program, heartbeat_every: Duration::from_secs(10), worker })
+    }
+
+    /// Runs one attempt to its end, reporting through `reports`; obeys `control`.
+    pub async fn run_attempt(
+        &self,
+        launch: Launch,
+        limits: Limits,
+        reports: Reports,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let send = |message: Message| {
+            // The scheduler outlives every attempt; a closed channel means it is gone.
+            let _ = reports.send(Report { run: launch.run.clone(), attempt: launch.attempt, message });
+        };
+        let ending = self.attempt(&launch, limits, &send, &mut control).await;
+        send(Message::Ended(ending));
+    }
+
+    async fn attempt(
+        &self,
+        launch: &Launch,
+        limits: Limits,
+        send: &impl Fn(Message),
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Ending {
+        let log_path = launch.run_dir.join(WORKER_LOG_FILE);
+        let mut log = match tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await {
+            Ok(f) => f,
+            Err(e) => {
+                return Ending::Broke(Failure::SpawnFailed { reason: format!("{}: {e}", log_path.display()) })
+            }
+        };
+        let header = format!("=== attempt {} ===\n", launch.attempt);
+        let _ = log.write_all(header.as_bytes()).await;
+        match super::folder::claim(&launch.run_dir, false, &*self.worker).await {
+            Ok(next_seq) => send(Message::Resuming { next_seq }),
+            Err(ending) => return ending,
+        }
+
+        let mut command = Command::new(&self.program);
+        command
+            .arg("worker")
+            .arg("--spec")
+            .arg(launch.run_dir.join(RUN_SPEC_FILE))
+            .arg("--watch-stdin")
+            .arg("--heartbeat")
+            .arg(self.heartbeat_every.as_secs().max(1).to_string())
+            .env("RAYON_NUM_THREADS", "1")
+            .env("CLORCH_RUN_ID", &launch.run)
+            .env("CLORCH_ATTEMPT", launch.attempt.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: a Ctrl-C in the terminal reaches the orchestrator only, which
+            // then stops its workers in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Ending::Broke(Failure::SpawnFailed {
+                    reason: format!("{}: {e}", self.program.display()),
+                })
+            }
+        };
+        let pid = child.id().map(|p| Pid::from_raw(p as i32));
+        send(Message::Started { handle: pid.map_or_else(String::new, |p| p.to_string()) });
+        // Held open for the attempt: the worker stops when it closes.
+        let _stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let (mut out_open, mut err_open, mut control_open) = (true, true, true);
+        let mut watchdog = Watchdog::new(limits);
+        watchdog.started(Instant::now());
+        let mut forced: Option<Ending> = None;
+        let mut last_stderr = String::new();
+
+        // The worker leads its own process group; signal the group, so helpers it started (or a
+        // wrapper script's children) cannot keep its pipes open.
+        let signal = |s: Signal| {
+            if let Some(pid) = pid {
+                let _ = killpg(pid, s);
+            }
+        };
+        while out_open || err_open {
+            tokio::select! {
+                line = stdout.next_line(), if out_open => match line {
+                    Ok(Some(line)) => {
+                        watchdog.heard(Instant::now());
+                        match serde_json::from_str::<Event>(&line) {
+                            Ok(event) if event.run == launch.run => send(Message::Event(Box::new(event))),
+                            Ok(event) => {
+                                forced.get_or_insert(Ending::Failed(Failure::Protocol {
+                                    reason: format!("an event of run `{}`, not `{}`", event.run, launch.run),
+                                }));
+                                signal(Signal::SIGKILL);
+                            }
+                            Err(e) => {
+                                let shown: String = line.chars().take(120).collect();
+                                forced.get_or_insert(Ending::Failed(Failure::Protocol {
+                                    reason: format!("a line that is not an event: `{shown}`: {e}"),
+                                }));
+                                signal(Signal::SIGKILL);
+                            }
+                        }
+                    }
+                    _ => out_open = false,
+                },
+                line = stderr.next_line(), if err_open => match line {
+                    Ok(Some(line)) => {
+                        watchdog.heard(Instant::now());
+                        if let Some(progress) = line.strip_prefix(PROGRESS_PREFIX) {
+                            if let Some((task, tasks)) = parse_progress(progress) {
+                                send(Message::Progress { task, tasks });
+                            }
+                        } else {
+                            let _ = log.write_all(line.as_bytes()).await;
+                            let _ = log.write_all(b"\n").await;
+                            if !line.trim().is_empty() {
+                                last_stderr = line;
+                            }
+                        }
+                    }
+                    _ => err_open = false,
+                },
+                ctl = control.recv(), if control_open => match ctl {
+                    Some(Control::Stop) => {
+                        signal(Signal::SIGTERM);
+                        watchdog.stop_requested(Instant::now());
+                    }
+                    Some(Control::Kill) => signal(Signal::SIGKILL),
+                    None => control_open = false,
+                },
+                _ = sleep_until(watchdog.next_deadline().unwrap_or_else(Instant::now)),
+                    if watchdog.next_deadline().is_some() =>
+                {
+                    let now = Instant::now();
+                    while let Some(alarm) = watchdog.alarm(now) {
+                        match alarm {
+                            // Hung: killed at once, even while a stop's grace runs.
+                            Alarm::Silent(failure) => {
+                                forced.get_or_insert(Ending::Broke(failure));
+                                signal(Signal::SIGKILL);
+                            }
+                            // An attempt already failing keeps its reason (and its signal).
+                            Alarm::TimedOut(_) if forced.is_some() => {}
+                            Alarm::TimedOut(failure) => {
+                                forced = Some(Ending::Broke(failure));
+                                // Checkpoint on the way out, so a later run resumes instead of
+                                // starting over.
+                                signal(Signal::SIGTERM);
+                                watchdog.stop_requested(now);
+                            }
+                            Alarm::GraceOver => signal(Signal::SIGKILL),
+                        }
+                    }
+                }
+            }
+        }
+        let _ = log.flush().await;
+        let status = match child.wait().await {
+            Ok(s) => s,
+            Err(e) => return Ending::Broke(Failure::Lost { reason: format!("waiting for the worker: {e}") }),
+        };
+        if let Some(ending) = forced {
+            return ending;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => {
+                super::worker_ending(code, || last_stderr.trim_start_matches("clorch worker: ").to_string())
+            }
+            (None, Some(signal)) => Ending::Broke(Failure::Signaled { signal }),
+            (None, None) => {
+                Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })
+            }
+        }
+    }
+}
+
+/// Reads a heartbeat line (after its prefix): `task=3 tasks=10 step=99`.
+pub(crate) fn parse_progress(s: &str) -> Option<(usize, usize)> {
+    let mut task = None;
+    let mut tasks = None;
+    for part in s.split_whitespace() {
+        if let Some(v) = part.strip_prefix("task=") {
+            task = v.parse().ok();
+        } else if let Some(v) = part.strip_prefix("tasks=") {
+            tasks = v.parse().ok();
+        }
+    }
+    Some((task?, tasks?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_parse() {
+        assert_eq!(parse_progress("task=3 tasks=10 step=99"), Some((3, 10)));
+        assert_eq!(parse_progress("task=x tasks=10"), None);
+    }
+}

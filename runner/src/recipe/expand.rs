@@ -1,0 +1,134 @@
+//! A recipe's runs: streams × method entries × grid points × seeds, and the table
+//! `clorch validate` prints of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protocol::{RunSpec, PROTOCOL_VERSION};
+use serde_json::Value as Json;
+
+use super::messages::show_value;
+use super::types::Recipe;
+
+/// One run of an experiment, ready for the scheduler (which sets `spec.run_dir`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    /// The worker's input; `spec.id` is [`RunSpec::content_id`], so the same configuration
+    /// gets the same id in every expansion and finished runs are recognised.
+    pub spec: RunSpec,
+    /// Name of the stream ([`super::NamedStream::name`]).
+    pub stream: String,
+    /// Name of the method entry.
+    pub method: String,
+    /// The grid point: the method's parameters that vary across its runs (empty when none do).
+    pub grid: BTreeMap<String, Json>,
+    /// The run's seed.
+    pub seed: u64,
+    /// Tasks in the run's stream.
+    pub tasks: usize,
+}
+
+impl Recipe {
+    /// The runs, in a stable order: streams as written, then method entries as written, then
+    /// grid points (axes sorted by name, the first varying slowest; each axis's values in the
+    /// order written), then seeds as listed. Ids depend only on a run's content, so editing
+    /// one method entry changes only its runs' ids, and adding a seed keeps the others'.
+    pub fn expand(&self) -> Vec<PlannedRun> {
+        let mut runs = Vec::new();
+        for stream in &self.streams {
+            for method in &self.methods {
+                for point in method.grid_points() {
+                    let spec_method = method.spec(&point);
+                    for &seed in &self.seeds {
+                        let mut spec = RunSpec {
+                            protocol: PROTOCOL_VERSION,
+                            id: String::new(),
+                            experiment: self.name.clone(),
+                            seed,
+                            stream: stream.spec.clone(),
+                            network: self.network.clone(),
+                            method: spec_method.clone(),
+                            training: self.training.clone(),
+                            eval: self.eval.clone(),
+                            checkpoint: self.checkpoint.clone(),
+                            run_dir: None,
+                        };
+                        spec.id = spec.content_id();
+                        runs.push(PlannedRun {
+                            spec,
+                            stream: stream.name.clone(),
+                            method: method.name.clone(),
+                            grid: point.clone(),
+                            seed,
+                            tasks: stream.tasks,
+                        });
+                    }
+                }
+            }
+        }
+        runs
+    }
+}
+
+/// A grid point as `lr=0.01 replacement_rate=0.0001`, or `-` when empty.
+pub(super) fn render_point(point: &BTreeMap<String, Json>) -> String {
+    if point.is_empty() {
+        return "-".to_string();
+    }
+    point.iter().map(|(k, v)| format!("{k}={}", show_value(v))).collect::<Vec<_>>().join(" ")
+}
+
+/// The runs as an aligned text table (id, stream, method, grid point, seed), preceded by a
+/// count line such as `12 runs: 2 methods × 2 grid points × 3 seeds`.
+pub fn plan_table(runs: &[PlannedRun]) -> String {
+    let mut rows = vec![["id", "stream", "method", "grid point", "seed"].map(String::from).to_vec()];
+    for run in runs {
+        rows.push(vec![
+            run.spec.id.clone(),
+            run.stream.clone(),
+            run.method.clone(),
+            render_point(&run.grid),
+            run.seed.to_string(),
+        ]);
+    }
+    let mut out = count_line(runs);
+    out.push('\n');
+    out.push_str(&crate::columns::align(&rows));
+    out
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `N runs: [S streams × ]M methods[ × P grid points] × K seeds`; when the methods have
+/// different numbers of grid points, `M methods (G grid points in all)`. A set of runs that is
+/// not a full product (a filtered plan) gets just `N runs`.
+fn count_line(runs: &[PlannedRun]) -> String {
+    let total = plural(runs.len(), "run", "runs");
+    let streams: BTreeSet<&str> = runs.iter().map(|r| r.stream.as_str()).collect();
+    let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    let mut points: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for run in runs {
+        points.entry(run.method.as_str()).or_default().insert(render_point(&run.grid));
+    }
+    let all_points: usize = points.values().map(BTreeSet::len).sum();
+    if runs.is_empty() || streams.len() * all_points * seeds.len() != runs.len() {
+        return total;
+    }
+    let mut factors = Vec::new();
+    if streams.len() > 1 {
+        factors.push(plural(streams.len(), "stream", "streams"));
+    }
+    let per_method: BTreeSet<usize> = points.values().map(BTreeSet::len).collect();
+    let methods = plural(points.len(), "method", "methods");
+    match per_method.iter().next() {
+        Some(&p) if per_method.len() == 1 && p == 1 => factors.push(methods),
+        Some(&p) if per_method.len() == 1 => {
+            factors.push(methods);
+            factors.push(plural(p, "grid point", "grid points"));
+        }
+        _ => factors.push(format!("{methods} ({all_points} grid points in all)")),
+    }
+    factors.push(plural(seeds.len(), "seed", "seeds"));
+    format!("{total}: {}", factors.join(" × "))
+}

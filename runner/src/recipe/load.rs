@@ -1,0 +1,809 @@
+//! From a recipe file and command-line overrides to a validated [`Recipe`].
+//!
+//! 1. the text is parsed into a tree ([`super::yaml`]) and the overrides are applied to it;
+//! 2. the tree is deserialised into the private [`RecipeFile`] (unknown keys and wrong types
+//!    stop here, one error, with its key path from `serde_path_to_error`);
+//! 3. each part is converted and checked — streams (by kind, data folders resolved), method
+//!    entries (kinds and parameters from the [`SpecChecker`], grid axes), seeds, counts — and
+//!    every problem found is collected, so one run of `clorch validate` reports them all.
+//!
+//! Every problem is reported at the position of the node it is about, found again in the text
+//! by [`yaml::locate`], or, when an override put the node there, named after the override.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use protocol::{MethodSpec, Params};
+use serde_json::{Map, Value as Json};
+
+use super::checker::{ParamSegment, SpecChecker};
+use super::error::{RecipeError, RecipeErrors};
+use super::file::{RecipeFile, SeedsFile, SlurmFile};
+use super::messages::{describe_json, rephrase, show_value, unknown_key, unknown_name, SerdeMessage};
+use super::overrides::{self, Override};
+use super::path::{KeyPath, Segment};
+use super::types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
+use super::yaml::{self, Position, Target};
+
+/// More seeds than this in `seeds: n` is taken for a typo rather than expanded.
+const MAX_SEED_COUNT: u64 = 100_000;
+
+impl Recipe {
+    /// Reads and validates the recipe at `path` with `overrides` (`key.path=value`) applied.
+    /// Reading the file is the only I/O (besides what `checker` does); nothing is created.
+    pub fn load(
+        path: impl AsRef<Path>,
+        overrides: &[impl AsRef<str>],
+        checker: &dyn SpecChecker,
+    ) -> Result<Recipe, RecipeErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| RecipeError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: KeyPath::root(),
+            via_override: None,
+            message: format!("cannot read the recipe: {error}"),
+        })?;
+        Recipe::from_text(path, text, overrides, checker)
+    }
+
+    /// Validates recipe `text` as if read from `path`: `path` names the file in messages, and
+    /// relative data folders resolve against its folder.
+    pub fn from_text(
+        path: impl AsRef<Path>,
+        text: impl Into<String>,
+        overrides: &[impl AsRef<str>],
+        checker: &dyn SpecChecker,
+    ) -> Result<Recipe, RecipeErrors> {
+        let path = path.as_ref();
+        let text = text.into();
+        let mut validation =
+            Validation { file: path, text: &text, checker, applied: Vec::new(), errors: Vec::new() };
+        let (file, overrides) = validation.read(overrides)?;
+        let parts = validation.convert(file);
+        if !validation.errors.is_empty() {
+            return Err(RecipeErrors::new(validation.errors));
+        }
+        let parts = parts.expect("conversion without errors yields every part");
+        let recipe = Recipe {
+            name: parts.name,
+            description: parts.description,
+            path: path.to_path_buf(),
+            text_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
+            text,
+            overrides,
+            output: parts.output,
+            streams: parts.streams,
+            network: parts.network,
+            training: parts.training,
+            methods: parts.methods,
+            seeds: parts.seeds,
+            eval: parts.eval,
+            checkpoint: parts.checkpoint,
+            parallel: parts.parallel,
+            max_attempts: parts.max_attempts,
+            timeout: parts.timeout,
+            heartbeat: parts.heartbeat,
+            slurm: parts.slurm,
+        };
+        check_unique_ids(&recipe)?;
+        Ok(recipe)
+    }
+}
+
+/// Every run id must be unique, or two planned runs would share one run folder and one store
+/// record. The checks above (unique method names, no repeated grid values or seeds, no two
+/// identical streams) already guarantee it; this is the guard should a future key escape them.
+fn check_unique_ids(recipe: &Recipe) -> Result<(), RecipeErrors> {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for run in recipe.expand() {
+        let label = format!(
+            "stream `{}`, method `{}`, grid point {}, seed {}",
+            run.stream,
+            run.method,
+            super::expand::render_point(&run.grid),
+            run.seed
+        );
+        if let Some(first) = seen.insert(run.spec.id.clone(), label.clone()) {
+            return Err(RecipeError {
+                file: recipe.path.clone(),
+                line: None,
+                column: None,
+                key: KeyPath::root(),
+                via_override: None,
+                message: format!("two runs would get the same id {}: {first} and {label}", run.spec.id),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Everything of a [`Recipe`] that validation produces.
+struct Parts {
+    name: String,
+    description: Option<String>,
+    output: PathBuf,
+    streams: Vec<NamedStream>,
+    network: protocol::NetworkSpec,
+    training: protocol::TrainingSpec,
+    methods: Vec<MethodEntry>,
+    seeds: Vec<u64>,
+    eval: protocol::EvalSpec,
+    checkpoint: protocol::CheckpointSpec,
+    parallel: Option<usize>,
+    max_attempts: u32,
+    timeout: Option<std::time::Duration>,
+    heartbeat: std::time::Duration,
+    slurm: Option<SlurmSettings>,
+}
+
+/// One validation: the text for positions, the applied overrides for attribution, and the
+/// problems found so far.
+struct Validation<'a> {
+    file: &'a Path,
+    text: &'a str,
+    checker: &'a dyn SpecChecker,
+    /// Path each applied override set, and the override as written.
+    applied: Vec<(KeyPath, String)>,
+    errors: Vec<RecipeError>,
+}
+
+impl Validation<'_> {
+    /// Steps 1 and 2: the tree with overrides applied, deserialised.
+    fn read(
+        &mut self,
+        raw_overrides: &[impl AsRef<str>],
+    ) -> Result<(RecipeFile, Vec<Override>), RecipeErrors> {
+        let mut parsed = Vec::new();
+        for raw in raw_overrides {
+            match Override::parse(raw.as_ref()) {
+                Ok(o) => parsed.push(o),
+                Err(message) => self.override_problem(raw.as_ref(), message),
+            }
+        }
+        let mut tree = match yaml::parse(self.text) {
+            Ok(tree) => tree,
+            Err(problem) => {
+                self.push(problem.position, problem.path, None, problem.message);
+                return Err(self.finish());
+            }
+        };
+        if !tree.is_object() {
+            let found = describe_json(&tree);
+            self.node(
+                &KeyPath::root(),
+                format!(
+                    "expected a mapping of recipe keys (name, stream, network, methods, …), found {found}"
+                ),
+            );
+            return Err(self.finish());
+        }
+        for o in &parsed {
+            match overrides::apply(&mut tree, o) {
+                Ok(path) => self.applied.push((path, o.to_string())),
+                Err(message) => self.override_problem(&o.to_string(), message),
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(self.finish());
+        }
+        // A top-level key left empty (`eval:` with everything below commented out) means the
+        // section's defaults, as if the key were absent.
+        if let Json::Object(map) = &mut tree {
+            map.retain(|_, value| !value.is_null());
+        }
+        match serde_path_to_error::deserialize::<_, RecipeFile>(tree) {
+            Ok(file) => Ok((file, parsed)),
+            Err(error) => {
+                self.serde_problem(&KeyPath::root(), "a recipe", error);
+                Err(self.finish())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> RecipeErrors {
+        RecipeErrors::new(std::mem::take(&mut self.errors))
+    }
+
+    /// Step 3: every part converted and checked; `None` when any problem was found.
+    fn convert(&mut self, file: RecipeFile) -> Option<Parts> {
+        let root = KeyPath::root();
+        if !valid_name(&file.name, true) {
+            self.node(&root.key("name"), format!("expected {}, found {:?}", NAME_FORM_DOTTED, file.name));
+        }
+        let output = match file.output {
+            Some(output) if output.as_os_str().is_empty() => {
+                self.node(&root.key("output"), "expected a folder, found an empty path");
+                PathBuf::new()
+            }
+            Some(output) => output,
+            None => Path::new("results").join(&file.name),
+        };
+        let recipe_dir = self.file.parent().unwrap_or(Path::new("")).to_path_buf();
+        let streams = self.streams(file.stream, file.streams, &recipe_dir);
+        self.network(&file.network);
+        self.training(&file.training);
+        let methods = self.methods(file.methods);
+        let seeds = self.seeds(file.seeds);
+        self.eval(&file.eval);
+        self.checkpoint(&file.checkpoint);
+        if let Some(parallel) = file.parallel {
+            self.positive(&root.key("parallel"), parallel as u64);
+        }
+        self.positive(&root.key("max_attempts"), u64::from(file.max_attempts));
+        let slurm = file.slurm.map(|slurm| self.slurm(slurm));
+        if !self.errors.is_empty() {
+            return None;
+        }
+        Some(Parts {
+            name: file.name,
+            description: file.description,
+            output,
+            streams,
+            network: file.network,
+            training: file.training,
+            methods,
+            seeds,
+            eval: file.eval,
+            checkpoint: file.checkpoint,
+            parallel: file.parallel,
+            max_attempts: file.max_attempts,
+            timeout: file.timeout.map(|t| t.0),
+            heartbeat: file.heartbeat.0,
+            slurm,
+        })
+    }
+
+    fn streams(
+        &mut self,
+        stream: Option<Map<String, Json>>,
+        streams: Option<Vec<Map<String, Json>>>,
+        recipe_dir: &Path,
+    ) -> Vec<NamedStream> {
+        let root = KeyPath::root();
+        match (stream, streams) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    &root.key("streams"),
+                    Target::Key,
+                    root.clone(),
+                    "`stream` and `streams` exclude each other: write one stream under `stream:`, \
+                     or several, each with a `name:`, under `streams:`"
+                        .into(),
+                );
+                Vec::new()
+            }
+            (None, None) => {
+                self.node(
+                    &root,
+                    "missing key `stream` (one stream) or `streams` (several, each with a `name:`)",
+                );
+                Vec::new()
+            }
+            (Some(map), None) => {
+                self.stream(&root.key("stream"), map, false, recipe_dir).into_iter().collect()
+            }
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    self.node(&root.key("streams"), "expected at least one stream, found an empty list");
+                }
+                let mut named: Vec<(usize, NamedStream)> = Vec::new();
+                for (i, map) in list.into_iter().enumerate() {
+                    let base = root.key("streams").index(i);
+                    let Some(stream) = self.stream(&base, map, true, recipe_dir) else {
+                        continue;
+                    };
+                    if let Some((j, _)) = named.iter().find(|(_, s)| s.name == stream.name) {
+                        self.node(
+                            &base.key("name"),
+                            format!("duplicate stream name `{}` (also streams[{j}])", stream.name),
+                        );
+                    } else if let Some((j, same)) = named.iter().find(|(_, s)| s.spec == stream.spec) {
+                        self.node(
+                            &base,
+                            format!(
+                                "stream `{}` is identical to stream `{}` (streams[{j}]): their runs \
+                                 would be the same runs",
+                                stream.name, same.name
+                            ),
+                        );
+                    } else {
+                        named.push((i, stream));
+                    }
+                }
+                named.into_iter().map(|(_, s)| s).collect()
+            }
+        }
+    }
+
+    /// One stream: `name` (under `streams:`), `kind`, and the kind's own keys, which are the
+    /// fields of the protocol's spec for that kind.
+    fn stream(
+        &mut self,
+        base: &KeyPath,
+        mut map: Map<String, Json>,
+        named: bool,
+        recipe_dir: &Path,
+    ) -> Option<NamedStream> {
+        let name = if named { self.entry_name(base, map.remove("name"), "streams") } else { None };
+        let kinds: Vec<String> = self.checker.stream_kinds();
+        let kind = match map.remove("kind") {
+            Some(Json::String(kind)) if kinds.contains(&kind) => kind,
+            Some(Json::String(kind)) => {
+                self.node(&base.key("kind"), unknown_name("stream kind", &kind, &kinds));
+                return None;
+            }
+            Some(other) => {
+                let message = format!(
+                    "expected a stream kind, found {}; expected one of: {}",
+                    describe_json(&other),
+                    kinds.join(", ")
+                );
+                self.node(&base.key("kind"), message);
+                return None;
+            }
+            None => {
+                self.node(base, format!("missing key `kind`; expected one of: {}", kinds.join(", ")));
+                return None;
+            }
+        };
+        let params: Params = map.into_iter().collect();
+        let mut spec = match self.checker.normalize_stream(&kind, &params) {
+            Ok(spec) => spec,
+            Err(problem) => {
+                self.param_problem(base, &kind, &problem.path, &problem.message);
+                return None;
+            }
+        };
+        if !self.overridden(&base.key("data_dir")) {
+            if let Some(dir) = spec.data_dir().filter(|d| d.is_relative()) {
+                spec.set_data_dir(&clean_join(recipe_dir, &dir));
+            }
+        }
+        let tasks = match self.checker.stream_tasks(&spec) {
+            Ok(0) => {
+                let message = "expected at least one task, found none";
+                match spec.params.get("tasks") {
+                    Some(_) => self.node(&base.key("tasks"), "expected a positive integer, found 0"),
+                    None => self.node(base, message),
+                }
+                return None;
+            }
+            Ok(tasks) => tasks,
+            Err(problem) => {
+                let at = problem.key.map_or_else(|| base.clone(), |key| base.key(key));
+                self.node(&at, problem.message);
+                return None;
+            }
+        };
+        if let Err(problem) = self.checker.check_stream(&spec) {
+            let at = problem.key.map_or_else(|| base.clone(), |key| base.key(key));
+            self.node(&at, problem.message);
+            return None;
+        }
+        let name = if named { name? } else { kind };
+        Some(NamedStream { name, spec, tasks })
+    }
+
+    /// The `name` of an entry of `list` (`methods`, `streams`), which must be a name usable in
+    /// overrides (`methods.<name>.lr=…`): letters, digits, `_`, `-`.
+    fn entry_name(&mut self, base: &KeyPath, value: Option<Json>, list: &str) -> Option<String> {
+        match value {
+            Some(Json::String(name)) if valid_name(&name, false) => Some(name),
+            Some(Json::String(name)) => {
+                self.node(&base.key("name"), format!("expected {NAME_FORM}, found {name:?}"));
+                None
+            }
+            Some(other) => {
+                self.node(
+                    &base.key("name"),
+                    format!("expected {NAME_FORM}, found {}", describe_json(&other)),
+                );
+                None
+            }
+            None => {
+                self.node(base, format!("missing key `name`; every entry of `{list}` needs one"));
+                None
+            }
+        }
+    }
+
+    fn network(&mut self, network: &protocol::NetworkSpec) {
+        let hidden = KeyPath::root().key("network").key("hidden");
+        for (i, &width) in network.hidden.iter().enumerate() {
+            self.positive(&hidden.index(i), width as u64);
+        }
+    }
+
+    fn training(&mut self, training: &protocol::TrainingSpec) {
+        let base = KeyPath::root().key("training");
+        self.positive(&base.key("batch_size"), training.batch_size as u64);
+        self.positive(&base.key("epochs"), training.epochs as u64);
+    }
+
+    fn eval(&mut self, eval: &protocol::EvalSpec) {
+        let base = KeyPath::root().key("eval");
+        self.positive(&base.key("every"), eval.every as u64);
+        if let Some(n) = eval.max_examples {
+            self.positive(&base.key("max_examples"), n as u64);
+        }
+        if let Some(n) = eval.online_bin {
+            self.positive(&base.key("online_bin"), n);
+        }
+        let plasticity = base.key("plasticity");
+        self.positive(&plasticity.key("probe"), eval.plasticity.probe as u64);
+        let tau = eval.plasticity.dormant_tau;
+        if tau < 0.0 {
+            self.node(&plasticity.key("dormant_tau"), format!("expected a number ≥ 0, found {tau}"));
+        }
+    }
+
+    fn checkpoint(&mut self, checkpoint: &protocol::CheckpointSpec) {
+        let base = KeyPath::root().key("checkpoint");
+        if let Some(n) = checkpoint.every_steps {
+            self.positive(&base.key("every_steps"), n);
+        }
+        if let Some(n) = checkpoint.every_tasks {
+            self.positive(&base.key("every_tasks"), n as u64);
+        }
+        self.positive(&base.key("keep"), checkpoint.keep as u64);
+    }
+
+    fn seeds(&mut self, seeds: SeedsFile) -> Vec<u64> {
+        let path = KeyPath::root().key("seeds");
+        match seeds {
+            SeedsFile::Count(0) => {
+                self.node(&path, "expected a positive number of seeds or a non-empty list of seeds, found 0");
+                Vec::new()
+            }
+            SeedsFile::Count(n) if n > MAX_SEED_COUNT => {
+                self.node(&path, format!("expected at most {MAX_SEED_COUNT} seeds, found {n}"));
+                Vec::new()
+            }
+            SeedsFile::Count(n) => (0..n).collect(),
+            SeedsFile::List(list) if list.is_empty() => {
+                self.node(
+                    &path,
+                    "expected a positive number of seeds or a non-empty list of seeds, found an empty list",
+                );
+                Vec::new()
+            }
+            SeedsFile::List(list) => {
+                for (j, seed) in list.iter().enumerate() {
+                    if let Some(i) = list[..j].iter().position(|s| s == seed) {
+                        self.node(&path.index(j), format!("seed {seed} is listed twice (also seeds[{i}])"));
+                    }
+                }
+                list
+            }
+        }
+    }
+
+    fn slurm(&mut self, slurm: SlurmFile) -> SlurmSettings {
+        let base = KeyPath::root().key("slurm");
+        self.positive(&base.key("cpus"), u64::from(slurm.cpus));
+        if let Some(mem) = &slurm.mem {
+            if let Err(message) = super::duration::check_slurm_memory(mem) {
+                self.node(&base.key("mem"), message);
+            }
+        }
+        for (i, flag) in slurm.extra.iter().enumerate() {
+            if !flag.starts_with('-') {
+                self.node(
+                    &base.key("extra").index(i),
+                    format!("expected an sbatch flag such as `--qos=long`, found {flag:?}"),
+                );
+            }
+        }
+        SlurmSettings {
+            partition: slurm.partition,
+            account: slurm.account,
+            time: slurm.time.map(|t| t.0),
+            cpus: slurm.cpus,
+            mem: slurm.mem,
+            extra: slurm.extra,
+            signal_seconds: slurm.signal_seconds,
+        }
+    }
+
+    fn methods(&mut self, entries: Vec<Map<String, Json>>) -> Vec<MethodEntry> {
+        let list = KeyPath::root().key("methods");
+        if entries.is_empty() {
+            self.node(&list, "expected at least one method entry, found an empty list");
+        }
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut methods = Vec::new();
+        for (i, map) in entries.into_iter().enumerate() {
+            if let Some(method) = self.method(&list.index(i), map, &mut names, i) {
+                methods.push(method);
+            }
+        }
+        methods
+    }
+
+    /// One method entry: `name`, optional `kind`, and parameters; a list value is a grid axis.
+    fn method(
+        &mut self,
+        base: &KeyPath,
+        mut map: Map<String, Json>,
+        names: &mut HashMap<String, usize>,
+        index: usize,
+    ) -> Option<MethodEntry> {
+        let name = self.entry_name(base, map.remove("name"), "methods");
+        if let Some(name) = &name {
+            if let Some(first) = names.get(name) {
+                self.node(
+                    &base.key("name"),
+                    format!("duplicate method name `{name}` (also methods[{first}]); names label runs in tables and must be unique"),
+                );
+                return None;
+            }
+            names.insert(name.clone(), index);
+        }
+        let (kind, kind_path, defaulted) = match map.remove("kind") {
+            Some(Json::String(kind)) => (Some(kind), base.key("kind"), false),
+            Some(other) => {
+                self.node(
+                    &base.key("kind"),
+                    format!("expected a method kind (a name), found {}", describe_json(&other)),
+                );
+                return None;
+            }
+            None => (name.clone(), base.key("name"), true),
+        };
+        let (name, kind) = (name?, kind?);
+        let Some(parameters) = self.checker.method_parameters(&kind) else {
+            let mut message = unknown_name("method kind", &kind, &self.checker.method_kinds());
+            if defaulted {
+                message.push_str("; an entry without `kind:` uses its name as the kind");
+            }
+            self.node(&kind_path, message);
+            return None;
+        };
+        let mut fixed = BTreeMap::new();
+        let mut axes = BTreeMap::new();
+        let mut valid = true;
+        for (key, value) in map {
+            if !parameters.contains(&key) {
+                let message = unknown_key(&key, &parameters, &kind);
+                self.report(&base.key(key.as_str()), Target::Key, base.clone(), message);
+                valid = false;
+                continue;
+            }
+            match value {
+                Json::Array(values) if values.is_empty() => {
+                    self.node(
+                        &base.key(key.as_str()),
+                        "expected a value or a non-empty list of values (a grid axis), found an empty list",
+                    );
+                    valid = false;
+                }
+                Json::Array(mut values) if values.len() == 1 => {
+                    fixed.insert(key, values.pop().expect("one value"));
+                }
+                Json::Array(values) => {
+                    for (j, value) in values.iter().enumerate() {
+                        if let Some(i) = values[..j].iter().position(|v| v == value) {
+                            let message = format!(
+                                "grid value {} is listed twice (also {key}[{i}]); it would give the same runs twice",
+                                show_value(value)
+                            );
+                            self.node(&base.key(key.as_str()).index(j), message);
+                            valid = false;
+                        }
+                    }
+                    axes.insert(key, values);
+                }
+                value => {
+                    fixed.insert(key, value);
+                }
+            }
+        }
+        if !valid {
+            return None;
+        }
+        let entry = MethodEntry { name, kind, fixed, axes };
+        self.check_grid(base, &entry);
+        Some(entry)
+    }
+
+    /// The checker's value checks of every grid point. A problem shared by every point is
+    /// reported once; one that only some points have names the first such point (or, when it
+    /// is about an axis, points at that axis's value).
+    fn check_grid(&mut self, base: &KeyPath, entry: &MethodEntry) {
+        let points = entry.grid_points();
+        let mut failures: Vec<(Option<String>, String, Vec<usize>)> = Vec::new();
+        for (p, point) in points.iter().enumerate() {
+            let spec: MethodSpec = entry.spec(point);
+            if let Err(problem) = self.checker.check_method(&spec) {
+                match failures.iter_mut().find(|f| f.0 == problem.key && f.1 == problem.message) {
+                    Some(failure) => failure.2.push(p),
+                    None => failures.push((problem.key, problem.message, vec![p])),
+                }
+            }
+        }
+        for (key, mut message, at) in failures {
+            let point = &points[at[0]];
+            let axis = key.as_ref().and_then(|k| entry.axes.get(k).map(|values| (k, values)));
+            let path = match (&key, axis) {
+                (Some(k), Some((_, values))) => {
+                    let j = values.iter().position(|v| Some(v) == point.get(k)).unwrap_or(0);
+                    base.key(k.as_str()).index(j)
+                }
+                (Some(k), None) if entry.fixed.contains_key(k) => base.key(k.as_str()),
+                _ => base.clone(),
+            };
+            if axis.is_none() && at.len() < points.len() {
+                message.push_str(&format!(" (at grid point {})", super::expand::render_point(point)));
+            }
+            self.node(&path, message);
+        }
+    }
+
+    /// A count that must be at least 1.
+    fn positive(&mut self, path: &KeyPath, value: u64) {
+        if value == 0 {
+            self.node(path, "expected a positive integer, found 0");
+        }
+    }
+
+    /// Whether an override set `path` or one of its ancestors.
+    fn overridden(&self, path: &KeyPath) -> bool {
+        self.applied.iter().any(|(p, _)| p.is_prefix_of(path))
+    }
+
+    /// A problem of the node at `path`, shown under the same path.
+    fn node(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.report(path, Target::Node, path.clone(), message.into());
+    }
+
+    /// A problem of the node (or key) at `path`, displayed under the key path `shown`. The
+    /// last override that set `path` or an ancestor takes the blame; otherwise the problem is
+    /// located in the text, noting any override that changed something inside the node.
+    fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, mut message: String) {
+        let blamed = self.applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)).cloned();
+        if let Some((set, text)) = blamed {
+            let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
+            self.push(None, key, Some(text), message);
+            return;
+        }
+        let inside: Vec<String> = self
+            .applied
+            .iter()
+            .filter(|(p, _)| path.is_prefix_of(p))
+            .map(|(_, t)| format!("`{t}`"))
+            .collect();
+        if !inside.is_empty() {
+            message.push_str(&format!(" (after override {})", inside.join(", ")));
+        }
+        let position = yaml::locate(self.text, path, target);
+        self.push(position, shown, None, message);
+    }
+
+    fn override_problem(&mut self, text: &str, message: String) {
+        self.push(None, KeyPath::root(), Some(text.to_string()), message);
+    }
+
+    fn push(&mut self, position: Option<Position>, key: KeyPath, via: Option<String>, message: String) {
+        self.errors.push(RecipeError {
+            file: self.file.to_path_buf(),
+            line: position.map(|p| p.line),
+            column: position.map(|p| p.column),
+            key,
+            via_override: via,
+            message,
+        });
+    }
+
+    /// A deserialisation error below `base`, in recipe terms. `owner` names what takes the keys
+    /// at `base` in "unknown key" messages; `tagged` drops the enum variant step that the
+    /// kind-tagged stream conversion adds.
+    fn serde_problem(
+        &mut self,
+        base: &KeyPath,
+        owner: &str,
+        error: serde_path_to_error::Error<serde_json::Error>,
+    ) {
+        let path: Vec<ParamSegment> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(ParamSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(ParamSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(ParamSegment::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        self.param_problem(base, owner, &path, &error.inner().to_string());
+    }
+
+    /// Reports a parse error at the YAML position of the value it names, rephrasing serde's
+    /// wording (`unknown field`, `expected one of`) into the recipe's.
+    fn param_problem(&mut self, base: &KeyPath, owner: &str, segments: &[ParamSegment], message: &str) {
+        let mut path = base.clone();
+        for segment in segments {
+            path = match segment {
+                ParamSegment::Index(index) => path.index(*index),
+                ParamSegment::Key(key) => path.key(key.as_str()),
+            };
+        }
+        match rephrase(message) {
+            SerdeMessage::UnknownKey { key, known } => {
+                let container = if path.last() == Some(&Segment::Key(key.clone())) {
+                    path.parent()
+                } else {
+                    path.clone()
+                };
+                let owner = if container == *base { owner.to_string() } else { format!("`{container}`") };
+                let message = unknown_key(&key, &known, &owner);
+                self.report(&container.key(key.as_str()), Target::Key, container, message);
+            }
+            SerdeMessage::Other(message) => self.node(&path, message),
+        }
+    }
+}
+
+const NAME_FORM: &str = "a name of letters, digits, `_` and `-`";
+const NAME_FORM_DOTTED: &str = "a name of letters, digits, `_`, `.` and `-`";
+
+/// Experiment names may contain dots (`pm.v2`) since they only name a folder; entry names may
+/// not, since overrides address them between dots.
+fn valid_name(name: &str, dots: bool) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
+}
+
+/// `base/relative` with `.` steps dropped and `..` steps cancelled against earlier names,
+/// lexically (a symbolic link followed by `..` is not resolved). The result stays relative
+/// when `base` is, so the same recipe run from the same folder always yields the same data
+/// path — the path is part of every run id.
+fn clean_join(base: &Path, relative: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in base.join(relative).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_clean_relative_paths() {
+        let join = |b: &str, r: &str| clean_join(Path::new(b), Path::new(r)).display().to_string();
+        assert_eq!(join("recipes", "../../shared/data"), "../shared/data");
+        assert_eq!(join("", "data"), "data");
+        assert_eq!(join("a/b", "./c/../d"), "a/b/d");
+        assert_eq!(join("/r", "../../x"), "/x");
+        assert_eq!(join("a", ".."), ".");
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("quickstart", true));
+        assert!(valid_name("pm.v2", true));
+        assert!(!valid_name("pm.v2", false));
+        assert!(!valid_name("", true));
+        assert!(!valid_name("..", true));
+        assert!(!valid_name("a b", true));
+        assert!(!valid_name("a/b", true));
+    }
+}

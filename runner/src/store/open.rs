@@ -1,0 +1,87 @@
+//! A results folder's store, opened the way each command needs it.
+//!
+//! `clorch run` opens the store for writing and repairs it from the run folders when sled
+//! reports damage or has silently lost writes ([`store::drift`]); the commands that only read
+//! (`status`, `report`) use the store when they can and otherwise — while a `clorch run` holds
+//! it — a temporary store rebuilt from the run folders, which hold the same data.
+
+use std::path::{Path, PathBuf};
+
+use super::{Store, StoreError, STORE_DIR};
+use crate::store;
+
+/// What opening for writing had to do, for the user to know.
+#[derive(Debug, Default)]
+pub struct Repairs {
+    /// Messages, one line each.
+    pub notes: Vec<String>,
+}
+
+/// Opens the store of `results_dir` for writing, rebuilding it from the run folders when it
+/// is damaged, of another format, or behind the folders.
+pub fn open_for_writing(results_dir: &Path) -> Result<(Store, Repairs), StoreError> {
+    let mut repairs = Repairs::default();
+    let store = match Store::open_for_writing(results_dir) {
+        Ok(store) => store,
+        Err(e @ (StoreError::Corrupt { .. } | StoreError::WrongFormat { .. })) => {
+            let aside = set_aside(results_dir)?;
+            repairs.notes.push(format!(
+                "the store is unusable ({e}); moved it to {} and rebuilding it from the run folders",
+                aside.display()
+            ));
+            let store = Store::open_for_writing(results_dir)?;
+            store::rebuild(results_dir, &store)?;
+            return Ok((store, repairs));
+        }
+        Err(e) => return Err(e),
+    };
+    let drift = store::drift(results_dir, &store)?;
+    if !drift.is_empty() {
+        let shown: Vec<String> = drift.iter().take(3).map(ToString::to_string).collect();
+        let more = if drift.len() > 3 { format!(" (and {} more)", drift.len() - 3) } else { String::new() };
+        repairs.notes.push(format!(
+            "the store is behind the run folders ({}{more}); rebuilding it from them",
+            shown.join("; ")
+        ));
+        store::rebuild(results_dir, &store)?;
+        store.flush()?;
+    }
+    Ok((store, repairs))
+}
+
+fn set_aside(results_dir: &Path) -> Result<PathBuf, StoreError> {
+    let from = results_dir.join(STORE_DIR);
+    let to = results_dir.join(format!("{STORE_DIR}.damaged-{}", store::unix_now()));
+    std::fs::rename(&from, &to).map_err(|e| StoreError::io(&from, e))?;
+    Ok(to)
+}
+
+/// A store to read: the real one, or — when a running `clorch run` holds it, or it is
+/// damaged — a temporary one rebuilt from the run folders. The note says which.
+pub fn open_for_reading(results_dir: &Path) -> Result<(Store, Option<String>), StoreError> {
+    if !results_dir.join(STORE_DIR).exists() && !results_dir.join("experiment.json").exists() {
+        return Err(StoreError::io(
+            results_dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a clorch results folder (no store, no experiment.json); expected the folder `clorch run` \
+                 wrote, e.g. results/<experiment>",
+            ),
+        ));
+    }
+    match Store::open(results_dir) {
+        Ok(store) => Ok((store, None)),
+        Err(
+            e @ (StoreError::Locked { .. } | StoreError::Corrupt { .. } | StoreError::WrongFormat { .. }),
+        ) => {
+            let why = match e {
+                StoreError::Locked { .. } => "a run is in progress".to_string(),
+                other => format!("the store is unusable: {other}"),
+            };
+            let store = Store::temporary()?;
+            store::rebuild(results_dir, &store)?;
+            Ok((store, Some(format!("{why}; read from the run folders"))))
+        }
+        Err(e) => Err(e),
+    }
+}
