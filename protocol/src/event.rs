@@ -16,6 +16,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::MethodPayload;
+
 /// One line of a worker's output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
@@ -116,14 +118,16 @@ pub enum EventBody {
         /// Mean |w| over all weight matrices (biases excluded).
         mean_abs_weight: f64,
     },
-    /// Method-specific diagnostics (e.g. CLNP's free units), after a task.
+    /// Method-specific diagnostics (e.g. CLNP's free units), after a task. `name` says which
+    /// one (namespaced by method: `clnp.capacity`, …) and `values` holds it; the names and
+    /// their shapes are the variants of [`MethodPayload`]. JSON has no NaN: a number of
+    /// `values` written as `null` where `null` has no meaning of its own was not finite.
     Method {
         /// Task just finished.
         task: usize,
-        /// What the values are, namespaced by method (`clnp.capacity`, …).
-        name: String,
-        /// The values; their shape is documented by the method.
-        values: serde_json::Value,
+        /// The diagnostic, as the `name` and `values` fields.
+        #[serde(flatten)]
+        payload: MethodPayload,
     },
     /// A checkpoint was written and synced.
     Checkpoint {

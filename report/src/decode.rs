@@ -155,11 +155,7 @@ mod tests {
                 layers: vec![layer],
                 mean_abs_weight: 0.1,
             },
-            EventBody::Method {
-                task: 2,
-                name: "clnp.capacity".into(),
-                values: serde_json::json!({"layers": [{"used": 3, "free": 1, "loss": "x"}], "examples": "many"}),
-            },
+            crate::tests::capacity_event(2, &[(3, 1)]),
             EventBody::Checkpoint { tasks_done: 2, step: 40, file: "c".into(), checksum: "00".into() },
             EventBody::Finished { tasks: 5, steps: 10, examples: 200 },
             EventBody::Failed { reason: "diverged: loss is \"NaN\"".into() },

@@ -5,22 +5,13 @@
 //! # Method events read here
 //!
 //! CLNP (Golkar et al. 2019) reports how much of the network it has committed after each task
-//! as a `method` event named [`CLNP_CAPACITY`] whose `values` are
-//!
-//! ```json
-//! {"layers": [{"used": 40, "free": 24, ...}, {"used": 12, "free": 52, ...}]}
-//! ```
-//!
-//! one object per hidden layer, input side first: `used` units are committed to earlier tasks
-//! (frozen), `free` ones are still trainable. Both are non-negative numbers (counts); other keys
-//! are ignored. The fraction used is `used / (used + free)`. Runs of other methods have no such
-//! events and simply no capacity series; an event of that name in another shape flags the run
-//! with what was expected.
+//! as a `clnp.capacity` method event ([`ClnpCapacity`]): per hidden layer, input side first,
+//! `used` units are committed to earlier tasks (frozen), `free` ones are still trainable. The
+//! fraction used is `used / (used + free)`. Runs of other methods have no such events and
+//! simply no capacity series. The event's shape was checked when it was decoded.
 
+use protocol::payload::ClnpCapacity;
 use protocol::LayerPlasticity;
-
-/// The `method` event name CLNP's capacity report uses.
-pub const CLNP_CAPACITY: &str = "clnp.capacity";
 
 /// One bin of online performance (see the `online` event).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,30 +84,14 @@ pub struct CapacityPoint {
 }
 
 impl CapacityPoint {
-    /// Reads the `values` of a [`CLNP_CAPACITY`] event; the error says what was expected.
-    pub fn parse(task: usize, values: &serde_json::Value) -> Result<CapacityPoint, String> {
-        let expected = r#"expected {"layers":[{"used":<number>,"free":<number>},…]}"#;
-        let layers = values
-            .get("layers")
-            .and_then(serde_json::Value::as_array)
-            .ok_or_else(|| format!("{CLNP_CAPACITY} after task {task} has no `layers` array; {expected}"))?;
-        let mut out = Vec::with_capacity(layers.len());
-        for (i, layer) in layers.iter().enumerate() {
-            let count = |key: &str| {
-                layer
-                    .get(key)
-                    .and_then(serde_json::Value::as_f64)
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .ok_or_else(|| {
-                        format!(
-                            "{CLNP_CAPACITY} after task {task}: layers[{i}].{key} is missing or not a \
-                             non-negative number; {expected}"
-                        )
-                    })
-            };
-            out.push(LayerCapacity { used: count("used")?, free: count("free")? });
-        }
-        Ok(CapacityPoint { task, layers: out })
+    /// The point of the `clnp.capacity` event after `task`.
+    pub fn of(task: usize, capacity: &ClnpCapacity) -> CapacityPoint {
+        let layers = capacity
+            .layers
+            .iter()
+            .map(|l| LayerCapacity { used: l.used as f64, free: l.free as f64 })
+            .collect();
+        CapacityPoint { task, layers }
     }
 }
 
@@ -135,7 +110,7 @@ pub struct RunSeries {
     pub online_bins: Vec<OnlineBin>,
     /// Every plasticity measurement, in event order.
     pub plasticity: Vec<PlasticityPoint>,
-    /// Every [`CLNP_CAPACITY`] report, in event order.
+    /// Every `clnp.capacity` report, in event order.
     pub capacity: Vec<CapacityPoint>,
 }
 
@@ -144,17 +119,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capacity_events_parse_and_name_what_is_wrong() {
-        let ok =
-            serde_json::json!({"layers": [{"used": 40, "free": 24, "pruned": 3}, {"used": 0, "free": 0}]});
-        let p = CapacityPoint::parse(2, &ok).unwrap();
+    fn capacity_points_keep_each_layers_used_fraction() {
+        let capacity: ClnpCapacity = serde_json::from_value(serde_json::json!({
+            "accuracy_pruned": 0.9, "accuracy_unpruned": 0.9, "activity": "firing_rate", "evaluations": 3,
+            "examples": 10, "measured_on": "train", "threshold": null,
+            "layers": [
+                {"free": 24, "new": 40, "pruned": 3, "reused": 0, "units": 64, "used": 40},
+                {"free": 0, "new": 0, "pruned": 0, "reused": 0, "units": 0, "used": 0}
+            ]
+        }))
+        .unwrap();
+        let p = CapacityPoint::of(2, &capacity);
         assert_eq!(p.task, 2);
         assert_eq!(p.layers[0].used_fraction(), Some(40.0 / 64.0));
         assert_eq!(p.layers[1].used_fraction(), None);
-        let err = CapacityPoint::parse(1, &serde_json::json!({"units": 3})).unwrap_err();
-        assert!(err.starts_with("clnp.capacity after task 1 has no `layers` array; expected"), "{err}");
-        let err =
-            CapacityPoint::parse(0, &serde_json::json!({"layers": [{"used": 1, "free": -2}]})).unwrap_err();
-        assert!(err.contains("layers[0].free is missing or not a non-negative number"), "{err}");
     }
 }

@@ -21,11 +21,11 @@
 //! O(T + evaluations + measurements), plus the online bins of a regression stream.
 
 use metrics::{AccuracyMatrix, MetricError};
-use protocol::{Event, EventBody};
+use protocol::{Event, EventBody, MethodPayload};
 
 use super::decode::{self, Decoded};
 use super::metric::Metric;
-use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries, CLNP_CAPACITY};
+use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries};
 use results::{RunLabels, RunRecord, RunStatus};
 
 /// One entry of the accuracy matrix as measured: a row of the long per-task table.
@@ -161,11 +161,8 @@ impl Summarizer {
             EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
                 self.plasticity.push(PlasticityPoint::of(*after_tasks, layers, *mean_abs_weight));
             }
-            EventBody::Method { task, name, values } if name == CLNP_CAPACITY => {
-                match CapacityPoint::parse(*task, values) {
-                    Ok(point) => self.capacity.push(point),
-                    Err(why) => self.flags.push(why),
-                }
+            EventBody::Method { task, payload: MethodPayload::ClnpCapacity(capacity) } => {
+                self.capacity.push(CapacityPoint::of(*task, capacity))
             }
             EventBody::TaskStarted { .. }
             | EventBody::Method { .. }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use metrics::AccuracyMatrix;
 use polars::prelude::{DataType, ParquetReader, SerReader};
-use protocol::{Event, EventBody, LayerPlasticity};
+use protocol::payload::{CbpReplaced, ClnpActivity, ClnpCapacity, ClnpLayer, MeasuredOn};
+use protocol::{Event, EventBody, LayerPlasticity, MethodPayload};
 
 use super::*;
 use results::{RunLabels, RunRecord, RunStatus};
@@ -756,26 +757,46 @@ fn filters_of_a_comparison_apply_to_all_experiments() {
     assert!(err.contains("no run has a label or grid parameter `rho`"), "{err}");
 }
 
+/// A `clnp.capacity` event after `task` with `(used, free)` units per hidden layer.
+pub(crate) fn capacity_event(task: usize, layers: &[(u64, u64)]) -> EventBody {
+    let layers = layers
+        .iter()
+        .map(|&(used, free)| {
+            let (used, free) = (used as usize, free as usize);
+            ClnpLayer { free, new: 0, pruned: 0, reused: 0, units: used + free, used }
+        })
+        .collect();
+    EventBody::Method {
+        task,
+        payload: MethodPayload::ClnpCapacity(ClnpCapacity {
+            accuracy_pruned: 0.9,
+            accuracy_unpruned: 0.9,
+            activity: ClnpActivity::MeanActivation,
+            evaluations: 1,
+            examples: 100,
+            layers,
+            measured_on: MeasuredOn::Validation,
+            threshold: None,
+        }),
+    }
+}
+
 #[test]
-fn malformed_capacity_events_flag_the_run() {
+fn capacity_events_become_the_series_and_other_method_events_are_skipped() {
     let store = Store::temporary().unwrap();
     let r = add(&store, 0, "clnp", 1, &sgd(0), RunStatus::Finished);
-    let body = EventBody::Method {
+    store.ingest(&Event { run: r.id.clone(), seq: 500, body: capacity_event(0, &[(3, 1)]) }).unwrap();
+    let other = EventBody::Method {
         task: 0,
-        name: crate::CLNP_CAPACITY.into(),
-        values: serde_json::json!({"layers": [{"used": 3}]}),
+        payload: MethodPayload::CbpReplaced(CbpReplaced { task: vec![1, 2], total: vec![1, 2] }),
     };
-    store.ingest(&Event { run: r.id.clone(), seq: 500, body }).unwrap();
-    let other = EventBody::Method { task: 0, name: "cbp.utility".into(), values: serde_json::json!([1, 2]) };
     store.ingest(&Event { run: r.id.clone(), seq: 501, body: other }).unwrap();
     let report = Report::build(&store, &ReportOptions::default()).unwrap();
     let run = &report.runs()[0];
-    assert!(run.series.capacity.is_empty());
-    assert_eq!(run.flags.len(), 1, "{:?}", run.flags);
-    assert!(
-        run.flags[0].starts_with("clnp.capacity after task 0: layers[0].free is missing"),
-        "{:?}",
-        run.flags
+    assert!(run.flags.is_empty(), "{:?}", run.flags);
+    assert_eq!(
+        run.series.capacity,
+        [CapacityPoint { task: 0, layers: vec![LayerCapacity { used: 3.0, free: 1.0 }] }]
     );
 }
 

@@ -148,30 +148,29 @@ fn check_guarantee(margin: f64) {
     }
     // The tasks are learnt (chance is 0.25), and pruning made room that later tasks used.
     assert!((0..TASKS).all(|j| r[&(j, j)].1.unwrap() > 0.35), "{r:?}");
-    let capacity: Vec<&serde_json::Value> = events
+    let capacity: Vec<(usize, &payload::ClnpCapacity)> = events
         .iter()
         .filter_map(|e| match e {
-            EventBody::Method { name, values, .. } if name == "clnp.capacity" => Some(values),
+            EventBody::Method { task, payload: MethodPayload::ClnpCapacity(c) } => Some((*task, c)),
             _ => None,
         })
         .collect();
-    assert_eq!(capacity.len(), TASKS);
-    let total = |key: &str, c: &serde_json::Value| -> u64 {
-        c["layers"].as_array().unwrap().iter().map(|l| l[key].as_u64().unwrap()).sum()
+    assert_eq!(capacity.iter().map(|(t, _)| *t).collect::<Vec<_>>(), (0..TASKS).collect::<Vec<_>>());
+    let total = |count: fn(&payload::ClnpLayer) -> usize, c: &payload::ClnpCapacity| -> usize {
+        c.layers.iter().map(count).sum()
     };
-    assert!(total("pruned", capacity[0]) > 0, "task 0 pruned nothing: {}", capacity[0]);
-    assert!(capacity[1..].iter().any(|c| total("new", c) > 0), "no later task kept a unit of its own");
-    for (t, c) in capacity.iter().enumerate() {
-        assert_eq!(c["measured_on"], "validation");
-        assert_eq!(c["examples"], 40);
-        for l in c["layers"].as_array().unwrap() {
-            assert_eq!(
-                l["used"].as_u64().unwrap() + l["free"].as_u64().unwrap(),
-                l["units"].as_u64().unwrap()
-            );
+    assert!(total(|l| l.pruned, capacity[0].1) > 0, "task 0 pruned nothing: {:?}", capacity[0]);
+    assert!(
+        capacity[1..].iter().any(|(_, c)| total(|l| l.new, c) > 0),
+        "no later task kept a unit of its own"
+    );
+    for (t, (_, c)) in capacity.iter().enumerate() {
+        assert_eq!((c.measured_on, c.examples), (payload::MeasuredOn::Validation, 40));
+        for l in &c.layers {
+            assert_eq!(l.used + l.free, l.units);
         }
         if t > 0 {
-            assert!(total("used", c) >= total("used", capacity[t - 1]), "U only grows");
+            assert!(total(|l| l.used, c) >= total(|l| l.used, capacity[t - 1].1), "U only grows");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,6 +1,6 @@
 //! The capacity CLNP has committed, per hidden layer, against the number of tasks trained, for
 //! one group: the fraction of units used (`used / (used + free)` of its `clnp.capacity` method
-//! events, see [`crate::CLNP_CAPACITY`]) with its 95% band over seeds. A layer that
+//! events, see [`protocol::payload::ClnpCapacity`]) with its 95% band over seeds. A layer that
 //! reaches 1 has nothing left for new tasks. Groups without such events have no figure.
 
 use plotters::coord::Shift;

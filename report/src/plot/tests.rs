@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use protocol::{Event, EventBody};
 
 use super::*;
-use crate::tests::{add, fixture, sgd};
+use crate::tests::{add, capacity_event, fixture, sgd};
 use crate::{GroupSummary, ReportOptions, RunSummary};
 use results::RunStatus;
 use runner::store::Store;
@@ -39,11 +39,7 @@ pub(crate) fn rich_store() -> Store {
     for run in store.runs().unwrap().iter().filter(|r| r.labels.method == "cbp") {
         for task in 0..2 {
             let used = 8 + 4 * task as u64 + run.labels.seed;
-            let body = EventBody::Method {
-                task,
-                name: crate::CLNP_CAPACITY.into(),
-                values: serde_json::json!({"layers": [{"used": used, "free": 16 - used}, {"used": 4, "free": 12}]}),
-            };
+            let body = capacity_event(task, &[(used, 16 - used), (4, 12)]);
             store.ingest(&Event { run: run.id.clone(), seq: 1_000 + task as u64, body }).unwrap();
         }
     }

@@ -234,8 +234,8 @@ impl Trainer<'_> {
         let result =
             if start { self.method.task_started(&mut cx) } else { self.method.task_finished(&mut cx) };
         result.map_err(RunError::Method)?;
-        for (name, values) in report {
-            self.emit(EventBody::Method { task: task.index, name, values })?;
+        for payload in report {
+            self.emit(EventBody::Method { task: task.index, payload })?;
         }
         Ok(())
     }

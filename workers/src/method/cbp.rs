@@ -76,6 +76,7 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::model::Mlp;
 use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::protocol::payload::{CbpReplaced, MethodPayload};
 
 /// How a unit's instantaneous utility is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,7 +387,7 @@ impl ContinualMethod for ContinualBackprop {
         self.ensure_state(cx.net);
         let task: Vec<u64> = self.layers.iter().map(|s| s.replaced_in_task).collect();
         let total: Vec<u64> = self.layers.iter().map(|s| s.replaced_total).collect();
-        cx.report.push(("cbp.replaced".into(), serde_json::json!({"task": task, "total": total})));
+        cx.report.push(MethodPayload::CbpReplaced(CbpReplaced { task, total }));
         self.layers.iter_mut().for_each(|s| s.replaced_in_task = 0);
         Ok(())
     }

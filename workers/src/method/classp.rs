@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::model::Layers;
 use crate::optim::OptimizerConfig;
+use crate::protocol::payload::{ClasspSparsity, MethodPayload};
 
 /// Hyper-parameters of `classp`. The step size α is the optimiser's `lr`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,13 +135,10 @@ impl ContinualMethod for Classp {
             let total = a.len().max(1) as f64;
             a.buffers().flatten().filter(|&&v| v == 0.0).count() as f64 / total
         });
-        cx.report.push((
-            "classp.sparsity".into(),
-            serde_json::json!({
-                "updated": self.updated as f64 / self.seen.max(1) as f64,
-                "never_updated": never.unwrap_or(1.0),
-            }),
-        ));
+        cx.report.push(MethodPayload::ClasspSparsity(ClasspSparsity {
+            never_updated: never.unwrap_or(1.0),
+            updated: self.updated as f64 / self.seen.max(1) as f64,
+        }));
         self.updated = 0;
         self.seen = 0;
         Ok(())
@@ -322,11 +320,10 @@ mod tests {
             &mut rng::stream(0, "t", 1),
             |cx| method.task_finished(cx).unwrap(),
         );
-        let values = &report[0].1;
-        assert_eq!(report[0].0, "classp.sparsity");
+        let [MethodPayload::ClasspSparsity(sparsity)] = report.as_slice() else { panic!("{report:?}") };
         let total = before.parameter_count() as f64;
-        assert!((values["updated"].as_f64().unwrap() - 2.0 / total).abs() < 1e-12, "{values}");
-        assert!((values["never_updated"].as_f64().unwrap() - (total - 2.0) / total).abs() < 1e-12);
+        assert!((sparsity.updated - 2.0 / total).abs() < 1e-12, "{sparsity:?}");
+        assert!((sparsity.never_updated - (total - 2.0) / total).abs() < 1e-12, "{sparsity:?}");
     }
 
     #[test]

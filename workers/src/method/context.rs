@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use crate::model::{fused, loss, Autograd, BatchLoss, Layers, Mlp, Targets, Workspace};
 use crate::optim::Optimizer;
-use crate::protocol::Engine;
+use crate::protocol::{Engine, MethodPayload};
 use crate::rng::Rng;
 use crate::stream::{Split, Target, Task};
 
@@ -63,8 +63,8 @@ pub struct TaskContext<'a> {
     pub rng: &'a mut Rng,
     /// Forward/backward passes over data, for methods that measure the network.
     pub compute: &'a mut Compute,
-    /// Diagnostics to emit as `method` events: (name, values).
-    pub report: &'a mut Vec<(String, serde_json::Value)>,
+    /// Diagnostics to emit as `method` events, in this order.
+    pub report: &'a mut Vec<MethodPayload>,
 }
 
 /// Runs the network on data: batches gathered from splits, forward and backward passes through
@@ -376,7 +376,7 @@ pub(crate) mod testing {
         head: Range<usize>,
         rng: &mut Rng,
         f: impl FnOnce(&mut TaskContext<'_>) -> R,
-    ) -> (R, Vec<(String, serde_json::Value)>) {
+    ) -> (R, Vec<MethodPayload>) {
         use crate::optim::{OptimizerConfig, OptimizerKind};
         let mut optimizer = Optimizer::new(OptimizerConfig::defaults(OptimizerKind::Sgd), net);
         let mut compute = Compute::new(net, Engine::Fused, 8);

@@ -44,6 +44,7 @@ use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, 
 use crate::metrics::Features;
 use crate::model::{fused, Mlp, Workspace};
 use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::protocol::payload::{MethodPayload, RedoRecycled};
 
 /// Hyper-parameters of `redo`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,8 +165,7 @@ impl ContinualMethod for Redo {
         let mut per_layer = std::mem::take(&mut self.recycled);
         per_layer.resize(cx.net.hidden_layers(), 0);
         let total: u64 = per_layer.iter().sum();
-        cx.report
-            .push(("redo.recycled".into(), serde_json::json!({ "per_layer": per_layer, "total": total })));
+        cx.report.push(MethodPayload::RedoRecycled(RedoRecycled { per_layer, total }));
         Ok(())
     }
 
@@ -345,10 +345,7 @@ mod tests {
         assert_eq!(method.recycled, [1]);
         assert!(net.layers()[0].row(4).iter().any(|&w| w != 0.0));
         let (_, report) = with_task_of(&mut net, &task, 0..3, &mut r, |cx| method.task_finished(cx).unwrap());
-        assert_eq!(
-            report,
-            [("redo.recycled".to_string(), serde_json::json!({"per_layer": [1], "total": 1}))]
-        );
+        assert_eq!(report, [MethodPayload::RedoRecycled(RedoRecycled { per_layer: vec![1], total: 1 })]);
         assert!(method.recycled.is_empty());
     }
 

@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, OutputContext, StepContext, TaskContext};
 use crate::model::{fused, Mlp, Workspace};
 use crate::optim::OptimizerConfig;
+use crate::protocol::payload::{MethodPayload, WeightAligningGamma};
 use crate::protocol::Activation;
 use crate::stream::Target;
 
@@ -201,16 +202,13 @@ impl ContinualMethod for WeightAligning {
                         output.bias[k] = (f64::from(output.bias[k]) * gamma) as f32;
                     }
                 }
-                cx.report.push((
-                    "weight_aligning.gamma".into(),
-                    serde_json::json!({
-                        "gamma": gamma,
-                        "old_classes": old,
-                        "new_classes": new,
-                        "mean_norm_old": mean_old,
-                        "mean_norm_new": mean_new,
-                    }),
-                ));
+                cx.report.push(MethodPayload::WeightAligningGamma(WeightAligningGamma {
+                    gamma,
+                    mean_norm_new: mean_new,
+                    mean_norm_old: mean_old,
+                    new_classes: new,
+                    old_classes: old,
+                }));
             }
         }
         for c in std::mem::take(&mut self.current) {
@@ -326,10 +324,13 @@ mod tests {
         assert!((old - new).abs() <= 1e-6 * old, "{old} vs {new}");
         let gamma = mean_norm(&before, &[0, 1, 2, 3]) / mean_norm(&before, &[4, 5]);
         assert!(gamma < 0.5, "{gamma}");
-        assert_eq!(report[0].0, "weight_aligning.gamma");
-        assert!((report[0].1["gamma"].as_f64().unwrap() - gamma).abs() < 1e-12);
-        assert_eq!(report[0].1["old_classes"], serde_json::json!([0, 1, 2, 3]));
-        assert_eq!(report[0].1["new_classes"], serde_json::json!([4, 5]));
+        let [MethodPayload::WeightAligningGamma(aligned)] = report.as_slice() else { panic!("{report:?}") };
+        assert!((aligned.gamma - gamma).abs() < 1e-12);
+        assert!((aligned.mean_norm_old / aligned.mean_norm_new - gamma).abs() < 1e-12, "{aligned:?}");
+        assert_eq!(
+            (aligned.old_classes.as_slice(), aligned.new_classes.as_slice()),
+            (&[0, 1, 2, 3][..], &[4, 5][..])
+        );
         // Old and unseen classes' rows are untouched.
         for k in [0, 1, 2, 3, 6, 7] {
             assert_eq!(net.layers()[1].row(k), before.layers()[1].row(k));

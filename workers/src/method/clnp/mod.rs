@@ -87,6 +87,7 @@ use self::pruning::{choose_threshold, measure_activity, reached_units, remove_un
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::model::{Layers, Mlp};
 use crate::optim::OptimizerConfig;
+use crate::protocol::payload::{ClnpCapacity, ClnpLayer, ClnpNoFreeUnits, MeasuredOn, MethodPayload};
 use crate::protocol::Activation;
 use crate::stream::Target;
 
@@ -228,8 +229,7 @@ impl ContinualMethod for NeuralPruning {
         let free = self.partition.free_counts();
         let full: Vec<usize> = free.iter().enumerate().filter(|(_, &f)| f == 0).map(|(l, _)| l).collect();
         if !full.is_empty() {
-            cx.report
-                .push(("clnp.no_free_units".into(), serde_json::json!({"full_layers": full, "free": free})));
+            cx.report.push(MethodPayload::ClnpNoFreeUnits(ClnpNoFreeUnits { free, full_layers: full }));
         }
         Ok(())
     }
@@ -248,8 +248,8 @@ impl ContinualMethod for NeuralPruning {
     fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
         self.ensure_initialised(cx.net);
         let (split, measured_on) = match &cx.task.validation {
-            Some(v) if !v.is_empty() => (v, "validation"),
-            _ => (&cx.task.train, "train"),
+            Some(v) if !v.is_empty() => (v, MeasuredOn::Validation),
+            _ => (&cx.task.train, MeasuredOn::Train),
         };
         let n = split.len();
         let head = cx.head.clone();
@@ -302,35 +302,32 @@ impl ContinualMethod for NeuralPruning {
         let reached = reached_units(cx.net, &head);
         let theta = choice.threshold.unwrap_or(0.0);
         let (used, free) = (self.partition.used_counts(), self.partition.free_counts());
-        let layers: Vec<serde_json::Value> = (0..hidden)
+        let layers: Vec<ClnpLayer> = (0..hidden)
             .map(|l| {
                 let reused = (0..self.sizes[l + 1])
                     .filter(|&i| used_before.is_used(l, i) && reached[l][i] && activity[l][i] > theta)
                     .count();
-                serde_json::json!({
-                    "units": self.sizes[l + 1],
-                    "used": used[l],
-                    "free": free[l],
-                    "new": new[l],
-                    "pruned": choice.removed[l].len(),
-                    "reused": reused,
-                })
+                ClnpLayer {
+                    free: free[l],
+                    new: new[l],
+                    pruned: choice.removed[l].len(),
+                    reused,
+                    units: self.sizes[l + 1],
+                    used: used[l],
+                }
             })
             .collect();
         let accuracy = |correct: u64| correct as f64 / n.max(1) as f64;
-        cx.report.push((
-            "clnp.capacity".into(),
-            serde_json::json!({
-                "measured_on": measured_on,
-                "examples": n,
-                "activity": self.activity.name(),
-                "threshold": choice.threshold,
-                "evaluations": choice.evaluations,
-                "accuracy_unpruned": accuracy(baseline),
-                "accuracy_pruned": accuracy(choice.correct),
-                "layers": layers,
-            }),
-        ));
+        cx.report.push(MethodPayload::ClnpCapacity(ClnpCapacity {
+            accuracy_pruned: accuracy(choice.correct),
+            accuracy_unpruned: accuracy(baseline),
+            activity: self.activity.payload(),
+            evaluations: choice.evaluations,
+            examples: n,
+            layers,
+            measured_on,
+            threshold: choice.threshold,
+        }));
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::method::Compute;
 use crate::model::Mlp;
+use crate::protocol::payload::ClnpActivity;
 use crate::stream::Split;
 
 /// How a hidden unit's activity on the measurement data is summarised.
@@ -22,11 +23,11 @@ pub enum Activity {
 }
 
 impl Activity {
-    /// The name used in recipes and events.
-    pub fn name(self) -> &'static str {
+    /// How the `clnp.capacity` event names this measure.
+    pub fn payload(self) -> ClnpActivity {
         match self {
-            Activity::MeanActivation => "mean_activation",
-            Activity::FiringRate => "firing_rate",
+            Activity::MeanActivation => ClnpActivity::MeanActivation,
+            Activity::FiringRate => ClnpActivity::FiringRate,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::*;
 use crate::method::Compute;
 use crate::model::{fused, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
+use crate::protocol::payload::ClnpActivity;
 use crate::protocol::{Engine, MethodSpec};
 use crate::rng::{self, Rng};
 use crate::stream::{FlipMode, InputTransform, SlowlyChangingRegressionSpec, SyntheticPermutedSpec};
@@ -24,7 +25,7 @@ struct Harness {
     rng: Rng,
     stream: SyntheticPermuted,
     method: NeuralPruning,
-    report: Vec<(String, serde_json::Value)>,
+    report: Vec<MethodPayload>,
 }
 
 fn harness(
@@ -126,8 +127,15 @@ impl Harness {
         ws.outputs().to_vec()
     }
 
-    fn capacity(&self) -> &serde_json::Value {
-        &self.report.iter().rev().find(|(n, _)| n == "clnp.capacity").expect("a capacity event").1
+    fn capacity(&self) -> &ClnpCapacity {
+        self.report
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                MethodPayload::ClnpCapacity(c) => Some(c),
+                _ => None,
+            })
+            .expect("a capacity event")
     }
 }
 
@@ -166,18 +174,20 @@ fn after_a_task_the_pruned_units_are_zero_and_nothing_free_feeds_a_used_unit() {
     assert!(used > 0 && free > 0, "the test needs both kinds: {used} used, {free} free");
     // The event matches the partition.
     let c = h.capacity().clone();
-    assert_eq!(c["measured_on"], "validation");
-    assert_eq!(c["examples"], 30);
-    for l in 0..2 {
-        let layer = &c["layers"][l];
-        assert_eq!(layer["units"], layers[l].outputs);
-        assert_eq!(layer["used"], p.used_counts()[l]);
-        assert_eq!(layer["new"], p.used_counts()[l]);
-        assert_eq!(layer["free"], p.free_counts()[l]);
-        assert_eq!(layer["pruned"], p.free_counts()[l]);
-        assert_eq!(layer["reused"], 0, "nothing to reuse on the first task");
+    assert_eq!(
+        (c.measured_on, c.examples, c.activity),
+        (MeasuredOn::Validation, 30, ClnpActivity::MeanActivation)
+    );
+    assert_eq!(c.layers.len(), 2);
+    for (l, layer) in c.layers.iter().enumerate() {
+        assert_eq!(layer.units, layers[l].outputs);
+        assert_eq!(layer.used, p.used_counts()[l]);
+        assert_eq!(layer.new, p.used_counts()[l]);
+        assert_eq!(layer.free, p.free_counts()[l]);
+        assert_eq!(layer.pruned, p.free_counts()[l]);
+        assert_eq!(layer.reused, 0, "nothing to reuse on the first task");
     }
-    let (before, after) = (c["accuracy_unpruned"].as_f64().unwrap(), c["accuracy_pruned"].as_f64().unwrap());
+    let (before, after) = (c.accuracy_unpruned, c.accuracy_pruned);
     assert!(after >= before - 0.05 - 1e-12, "margin respected: {before} → {after}");
     assert!(
         p.frozen_outputs[..CLASSES].iter().all(|&f| f) && !p.frozen_outputs[CLASSES..].iter().any(|&f| f)
@@ -226,10 +236,8 @@ fn later_tasks_leave_every_output_of_an_earlier_head_bit_identical_even_with_ada
     h.hook(2, "finish").unwrap();
     assert_eq!(head_columns(&h.outputs(&h.net, 0), 0), reference, "head 0's outputs changed");
     let c = h.capacity();
-    let used: Vec<u64> = (0..2).map(|l| c["layers"][l]["used"].as_u64().unwrap()).collect();
-    let free: Vec<u64> = (0..2).map(|l| c["layers"][l]["free"].as_u64().unwrap()).collect();
-    assert_eq!(used[0] + free[0], 24);
-    assert_eq!(used[1] + free[1], 16);
+    let sizes: Vec<usize> = c.layers.iter().map(|l| l.used + l.free).collect();
+    assert_eq!(sizes, [24, 16]);
 }
 
 #[test]
@@ -243,14 +251,13 @@ fn a_larger_margin_prunes_at_least_as_much_and_stays_within_it() {
     lax.hook(0, "begin").unwrap();
     strict.hook(0, "finish").unwrap();
     lax.hook(0, "finish").unwrap();
-    let pruned =
-        |h: &Harness| -> u64 { (0..2).map(|l| h.capacity()["layers"][l]["pruned"].as_u64().unwrap()).sum() };
+    let pruned = |h: &Harness| -> usize { h.capacity().layers.iter().map(|l| l.pruned).sum() };
     assert!(pruned(&lax) >= pruned(&strict), "{} < {}", pruned(&lax), pruned(&strict));
     let c = strict.capacity();
-    assert!(c["accuracy_pruned"].as_f64().unwrap() >= c["accuracy_unpruned"].as_f64().unwrap());
+    assert!(c.accuracy_pruned >= c.accuracy_unpruned, "{c:?}");
     let c = lax.capacity();
     // 30 validation examples: m = 0.1 allows 3 mistakes more.
-    let loss = (c["accuracy_unpruned"].as_f64().unwrap() - c["accuracy_pruned"].as_f64().unwrap()) * 30.0;
+    let loss = (c.accuracy_unpruned - c.accuracy_pruned) * 30.0;
     assert!(loss <= 3.0 + 1e-9, "lost {loss} examples");
 }
 
@@ -271,9 +278,10 @@ fn a_full_layer_is_reported_and_the_task_trains_what_is_left() {
     let before = h.net.clone();
     h.report.clear();
     h.hook(1, "start").unwrap();
-    let (name, values) = &h.report[0];
-    assert_eq!(name, "clnp.no_free_units");
-    assert_eq!(values, &serde_json::json!({"full_layers": [0, 1], "free": [0, 0]}));
+    assert_eq!(
+        h.report,
+        [MethodPayload::ClnpNoFreeUnits(ClnpNoFreeUnits { free: vec![0, 0], full_layers: vec![0, 1] })]
+    );
     h.train(1, 20, |_| {});
     for (l, (a, b)) in h.net.params.layers.iter().zip(&before.params.layers).enumerate() {
         for row in 0..a.outputs {
@@ -283,12 +291,11 @@ fn a_full_layer_is_reported_and_the_task_trains_what_is_left() {
     }
     h.hook(1, "finish").unwrap();
     let c = h.capacity();
-    assert_eq!(c["threshold"], serde_json::Value::Null);
-    assert_eq!(c["evaluations"], 0);
+    assert_eq!((c.threshold, c.evaluations), (None, 0));
     // Head 1 reads the used units of the last layer: they are reused, and so is every unit of
     // layer 0 that feeds them.
-    assert!(c["layers"][1]["reused"].as_u64().unwrap() > 0);
-    assert_eq!(c["layers"][1]["new"], 0);
+    assert!(c.layers[1].reused > 0, "{c:?}");
+    assert_eq!(c.layers[1].new, 0);
 }
 
 #[test]
@@ -309,8 +316,7 @@ fn the_training_split_stands_in_when_there_is_no_validation_split_and_the_event_
         report: &mut h.report,
     };
     h.method.task_finished(&mut cx).unwrap();
-    assert_eq!(h.capacity()["measured_on"], "train");
-    assert_eq!(h.capacity()["examples"], CLASSES * 60);
+    assert_eq!((h.capacity().measured_on, h.capacity().examples), (MeasuredOn::Train, CLASSES * 60));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::region::LockSpace;
 use crate::model::field::FieldSpec;
+use crate::protocol::payload::{FieldDrift, FieldLosses, MethodPayload};
 
 /// How a commit protects a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,11 +188,44 @@ pub(super) struct CommitSettings {
     pub compose: Vec<[usize; 2]>,
 }
 
+/// Which of the two methods a field method is. They report the same diagnostics, each under
+/// its own name, so that a run's events say which model produced them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FieldKind {
+    WeightField,
+    Niwf,
+}
+
+impl FieldKind {
+    pub fn losses(self, losses: FieldLosses) -> MethodPayload {
+        match self {
+            FieldKind::WeightField => MethodPayload::WeightFieldLosses(losses),
+            FieldKind::Niwf => MethodPayload::NiwfLosses(losses),
+        }
+    }
+
+    pub fn drift(self, drift: FieldDrift) -> MethodPayload {
+        match self {
+            FieldKind::WeightField => MethodPayload::WeightFieldDrift(drift),
+            FieldKind::Niwf => MethodPayload::NiwfDrift(drift),
+        }
+    }
+}
+
+/// The method's name in error messages.
+impl std::fmt::Display for FieldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FieldKind::WeightField => "weight_field",
+            FieldKind::Niwf => "niwf",
+        })
+    }
+}
+
 /// Everything the method needs from its configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Settings {
-    /// The kind's name, for event names.
-    pub kind: &'static str,
+    pub kind: FieldKind,
     pub spec: FieldSpec,
     pub train_backbone: bool,
     pub lambda_budget: f32,
@@ -250,7 +284,7 @@ impl WeightFieldConfig {
 
     pub(super) fn settings(&self) -> Settings {
         Settings {
-            kind: "weight_field",
+            kind: FieldKind::WeightField,
             spec: FieldSpec {
                 bases: self.bases,
                 rank: self.rank,
@@ -304,7 +338,7 @@ impl NiwfConfig {
 
     pub(super) fn settings(&self) -> Settings {
         Settings {
-            kind: "niwf",
+            kind: FieldKind::Niwf,
             spec: FieldSpec {
                 bases: self.bases,
                 rank: self.rank,

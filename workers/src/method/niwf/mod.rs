@@ -95,8 +95,8 @@ mod tests;
 pub use config::{LockKind, NiwfConfig, WeightFieldConfig};
 pub use region::LockSpace;
 
+use crate::protocol::payload::{FieldDrift, FieldLosses, MethodPayload, NiwfCommit, TaskDrift};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{
     Compute, ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState, TaskContext,
@@ -332,14 +332,14 @@ impl FieldState {
 }
 
 /// Commits the task just trained: region, anchors, snapshot, locks, version. Returns the
-/// `niwf.commit` event's values.
+/// `niwf.commit` event's payload.
 fn commit(
     settings: &Settings,
     commit: &CommitSettings,
     engine: &FieldEngine,
     state: &mut FieldState,
     cx: &mut TaskContext<'_>,
-) -> Result<serde_json::Value, MethodError> {
+) -> Result<NiwfCommit, MethodError> {
     let hard = commit.lock == LockKind::Hard;
     let task = cx.task;
     let d = settings.spec.coordinate_dim;
@@ -435,32 +435,32 @@ fn commit(
     let region = state.regions.last_mut().expect("just pushed");
     region.mean_gates = mean_gates;
     let region_checksum = region.checksum();
-    let value = json!({
-        "version": state.versions.len(),
-        "task": task.index,
-        "anchors": anchors,
-        "radius_anchor": region.radius_anchor,
-        "radius_lock": region.lock.radius,
-        "overlap": overlap,
-        "lock_before": lock_before,
-        "frozen_bases": frozen,
-        "bases": state.field.bases(),
-        "region_checksum": region_checksum,
-        "field_checksum": state.field.checksum(),
-    });
+    let value = NiwfCommit {
+        anchors,
+        bases: state.field.bases(),
+        field_checksum: state.field.checksum(),
+        frozen_bases: frozen,
+        lock_before,
+        overlap,
+        radius_anchor: region.radius_anchor,
+        radius_lock: region.lock.radius,
+        region_checksum,
+        task: task.index,
+        version: state.versions.len(),
+    };
     state.versions.push(Version { task: task.index, field: state.field.clone() });
     Ok(value)
 }
 
 /// Keeps the task's reference outputs and measures every reference against the current
-/// model. Returns the drift event's values.
+/// model. Returns the drift event's payload.
 fn drift(
     settings: &Settings,
     engine: &FieldEngine,
     state: &mut FieldState,
     hard: bool,
     cx: &mut TaskContext<'_>,
-) -> Option<serde_json::Value> {
+) -> Option<FieldDrift> {
     if settings.drift_examples == 0 {
         return None;
     }
@@ -508,16 +508,16 @@ fn drift(
                 }
             }
         }
-        tasks.push(json!({
-            "task": reference.task,
-            "examples": n,
-            "max_abs_change": max_change,
-            "changed_outputs": changed,
-            "inside": inside.as_ref().map(|v| v.iter().filter(|&&x| x).count()),
-            "max_abs_change_inside": inside.as_ref().map(|_| max_inside),
-        }));
+        tasks.push(TaskDrift {
+            changed_outputs: changed,
+            examples: n,
+            inside: inside.as_ref().map(|v| v.iter().filter(|&&x| x).count()),
+            max_abs_change: max_change,
+            max_abs_change_inside: inside.as_ref().map(|_| max_inside),
+            task: reference.task,
+        });
     }
-    Some(json!({ "tasks": tasks }))
+    Some(FieldDrift { tasks })
 }
 
 impl ContinualMethod for FieldMethod {
@@ -558,17 +558,19 @@ impl ContinualMethod for FieldMethod {
         let r = std::mem::take(&mut state.running);
         if r.steps > 0 {
             let steps = r.steps as f64;
-            cx.report.push((
-                format!("{kind}.losses"),
-                json!({"steps": r.steps, "lock": r.lock / steps, "separation": r.separation / steps, "budget": r.budget / steps}),
-            ));
+            cx.report.push(kind.losses(FieldLosses {
+                budget: r.budget / steps,
+                lock: r.lock / steps,
+                separation: r.separation / steps,
+                steps: r.steps,
+            }));
         }
         if let Some(commit_settings) = &self.settings.commit {
             let value = commit(&self.settings, commit_settings, &self.engine, state, cx)?;
-            cx.report.push(("niwf.commit".into(), value));
+            cx.report.push(MethodPayload::NiwfCommit(value));
         }
         if let Some(value) = drift(&self.settings, &self.engine, state, hard, cx) {
-            cx.report.push((format!("{kind}.drift"), value));
+            cx.report.push(kind.drift(value));
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ struct Harness {
     method: FieldMethod,
     rng: Rng,
     compute: Compute,
-    reports: Vec<(String, serde_json::Value)>,
+    reports: Vec<MethodPayload>,
 }
 
 impl Harness {
@@ -142,8 +142,25 @@ impl Harness {
         self.method.state.as_mut().unwrap()
     }
 
-    fn report(&self, name: &str) -> Vec<&serde_json::Value> {
-        self.reports.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect()
+    fn commits(&self) -> Vec<&NiwfCommit> {
+        self.reports
+            .iter()
+            .filter_map(|p| if let MethodPayload::NiwfCommit(c) = p { Some(c) } else { None })
+            .collect()
+    }
+
+    fn niwf_drifts(&self) -> Vec<&FieldDrift> {
+        self.reports
+            .iter()
+            .filter_map(|p| if let MethodPayload::NiwfDrift(d) = p { Some(d) } else { None })
+            .collect()
+    }
+
+    fn weight_field_drifts(&self) -> Vec<&FieldDrift> {
+        let drifts = self.reports.iter();
+        drifts
+            .filter_map(|p| if let MethodPayload::WeightFieldDrift(d) = p { Some(d) } else { None })
+            .collect()
     }
 }
 
@@ -177,8 +194,8 @@ fn the_hard_lock_keeps_a_committed_tasks_outputs_bit_identical() {
     let params_after_commit_field = h.state().field.clone();
     // Every held-out example of task 0 lies in its region (the input-space lock covers the
     // task's inputs), so the guarantee covers all of them.
-    let drift = h.report("niwf.drift")[0]["tasks"][0].clone();
-    assert_eq!(drift["inside"], drift["examples"], "{drift}");
+    let drift = &h.niwf_drifts()[0].tasks[0];
+    assert_eq!(drift.inside, Some(drift.examples), "{drift:?}");
     // An input far from every task's inputs lies outside every region.
     let task = h.stream.task(0);
     h.compute.load(&task.test, &[0]);
@@ -220,10 +237,10 @@ fn the_hard_lock_keeps_a_committed_tasks_outputs_bit_identical() {
     FieldEngine::new().predict(&net, &state.field, Gates::Field(Some(&masks)), &mut ws);
     assert_ne!(bits(ws.outputs()), bits(&far_before));
     // The drift diagnostic agrees: no output of any committed task changed.
-    let last = h.report("niwf.drift").last().unwrap()["tasks"].as_array().unwrap().clone();
-    assert_eq!(last.len(), 4);
-    for entry in &last {
-        assert_eq!(entry["changed_outputs"], 0, "{entry}");
+    let last = &h.niwf_drifts().last().unwrap().tasks;
+    assert_eq!(last.iter().map(|entry| entry.task).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    for entry in last {
+        assert_eq!(entry.changed_outputs, 0, "{entry:?}");
     }
 }
 
@@ -238,9 +255,10 @@ fn without_a_lock_the_field_forgets() {
     h.train(1, 3);
     h.finish(1);
     assert_ne!(bits(&h.outputs(0, None)), bits(&before));
-    let drift = h.report("weight_field.drift").last().unwrap()["tasks"][0].clone();
-    assert!(drift["max_abs_change"].as_f64().unwrap() > 0.0, "{drift}");
-    assert!(drift["inside"].is_null());
+    assert!(h.niwf_drifts().is_empty(), "the ablation reports under its own name");
+    let drift = &h.weight_field_drifts().last().unwrap().tasks[0];
+    assert!(drift.max_abs_change > 0.0, "{drift:?}");
+    assert_eq!((drift.inside, drift.max_abs_change_inside), (None, None));
 }
 
 #[test]
@@ -248,8 +266,8 @@ fn the_soft_lock_loss_is_zero_right_after_a_commit_and_grows_as_the_field_moves(
     let mut h = Harness::new("niwf", serde_json::json!({"lr": 0.01, "anchors": 64}));
     h.train(0, 2);
     h.finish(0);
-    let commit = h.report("niwf.commit")[0].clone();
-    assert_eq!(commit["lock_before"], 0.0, "no region before the first commit: {commit}");
+    let commit = h.commits()[0].clone();
+    assert_eq!(commit.lock_before, Some(0.0), "no region before the first commit: {commit:?}");
     // The first step after the commit measures L_lock before its update: exactly 0.
     let task = h.stream.task(1);
     h.compute.load(&task.train, &[0, 1, 2, 3, 4, 5, 6, 7]);
@@ -278,8 +296,8 @@ fn the_soft_lock_loss_is_zero_right_after_a_commit_and_grows_as_the_field_moves(
     assert!(moved > 0.0, "L_lock after training task 1: {moved}");
     h.finish(1);
     // The second commit reports the loss its first region had reached.
-    let commit = h.report("niwf.commit")[1].clone();
-    assert!((commit["lock_before"].as_f64().unwrap() - moved).abs() <= 1e-9 * moved.max(1.0), "{commit}");
+    let lock_before = h.commits()[1].lock_before.expect("a soft lock measures L_lock");
+    assert!((lock_before - moved).abs() <= 1e-9 * moved.max(1.0), "{lock_before} vs {moved}");
 }
 
 #[test]
@@ -301,10 +319,9 @@ fn anchors_lie_inside_their_regions_ellipsoid_and_commits_are_versions() {
         }
         assert_eq!(region.snapshot.len(), 100 * region.width);
     }
-    let commits = h.report("niwf.commit");
-    assert_eq!(commits[1]["version"], 1);
-    assert_eq!(commits[1]["task"], 1);
-    assert_ne!(commits[0]["field_checksum"], commits[1]["field_checksum"]);
+    let commits = h.commits();
+    assert_eq!((commits[1].version, commits[1].task), (1, 1));
+    assert_ne!(commits[0].field_checksum, commits[1].field_checksum);
 }
 
 #[test]
@@ -451,7 +468,7 @@ fn on_permuted_mnist_the_hard_lock_learns_new_tasks_and_keeps_old_outputs() {
         assert!(after - before > 0.3, "task {} was not learnt: {before} → {after}", t + 1);
     }
     // The permuted tasks' inputs lie outside the first task's region.
-    for commit in &h.report("niwf.commit")[1..] {
-        assert!(commit["overlap"].as_f64().unwrap() < 0.01, "{commit}");
+    for commit in &h.commits()[1..] {
+        assert!(commit.overlap < 0.01, "{commit:?}");
     }
 }
