@@ -22,11 +22,13 @@ mod event;
 pub mod exit;
 pub mod files;
 pub mod heartbeat;
+mod layer;
 pub mod schema;
 mod spec;
 pub mod stream;
 
 pub use event::{Event, EventBody, LayerPlasticity};
+pub use layer::LayerSpec;
 pub use spec::{
     Activation, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec, PlasticitySpec,
     RunSpec, TrainingSpec,

@@ -48,6 +48,7 @@ fn synthetic_spec(method: MethodSpec) -> RunSpec {
         }),
         network: NetworkSpec {
             hidden: vec![16, 12],
+            layers: Vec::new(),
             activation: Activation::Relu,
             heads: Heads::Shared,
             engine: Engine::Fused,

@@ -406,6 +406,7 @@ pub(crate) mod tests {
                 .expect("a synthetic stream spec"),
             network: NetworkSpec {
                 hidden: vec![16],
+                layers: Vec::new(),
                 activation: Activation::Relu,
                 heads: Heads::Shared,
                 engine: Engine::Fused,
