@@ -23,11 +23,13 @@ pub mod exit;
 pub mod files;
 pub mod heartbeat;
 pub mod payload;
+mod layer;
 pub mod schema;
 mod spec;
 pub mod stream;
 
 pub use event::{Event, EventBody, LayerPlasticity};
+pub use layer::LayerSpec;
 pub use payload::MethodPayload;
 pub use spec::{
     Activation, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec, PlasticitySpec,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::StreamSpec;
+use crate::{LayerSpec, StreamSpec};
 
 /// Everything a worker needs to train one run: the task stream, the network, the continual
 /// method, the seed and the evaluation and checkpoint schedules.
@@ -82,13 +82,24 @@ impl RunSpec {
     }
 }
 
-/// The learner's network: a multi-layer perceptron whose sizes are known only at run time.
+/// The learner's network, whose sizes are known only at run time: the hidden part written
+/// either as `hidden` widths (a multi-layer perceptron with one activation) or as a list of
+/// `layers`, never both; the output head, sized from the stream, follows either.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
-    /// Widths of the hidden layers; input and output sizes come from the stream.
+    /// Widths of the hidden layers, each followed by `activation`: shorthand for `layers`
+    /// `[linear, activation, linear, activation, …]`. Input and output sizes come from the
+    /// stream. Always written (also when empty), so specs from before `layers` keep their ids.
+    #[serde(default)]
     pub hidden: Vec<usize>,
-    /// Hidden-layer non-linearity.
+    /// The hidden layers as registered layer kinds (`{"linear": {"units": 100}}`,
+    /// `{"relu": {}}`, …), input side first; the output head is appended. The worker says
+    /// which kinds and orders it computes. Exclusive with a non-empty `hidden`; written only
+    /// when non-empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerSpec>,
+    /// Hidden-layer non-linearity of `hidden` (a `layers` network names its activation layers).
     #[serde(default)]
     pub activation: Activation,
     /// Output heads: one shared head, or one head per task (task-incremental learning).
@@ -118,12 +129,36 @@ pub enum Activation {
     LeakyRelu,
 }
 
+impl NetworkSpec {
+    /// A multi-layer perceptron with hidden widths `hidden` and the default activation, heads
+    /// and engine.
+    pub fn mlp(hidden: Vec<usize>) -> Self {
+        NetworkSpec {
+            hidden,
+            layers: Vec::new(),
+            activation: Activation::default(),
+            heads: Heads::default(),
+            engine: Engine::default(),
+        }
+    }
+
+    /// Refuses a network that writes its hidden part twice (`hidden` and `layers`).
+    pub fn check_form(&self) -> Result<(), String> {
+        if !self.hidden.is_empty() && !self.layers.is_empty() {
+            return Err("`network.hidden` and `network.layers` both describe the hidden layers; \
+                        write one of them"
+                .into());
+        }
+        Ok(())
+    }
+}
+
 impl Activation {
     /// Slope of `leaky_relu` for negative inputs (PyTorch's default).
     pub const LEAKY_SLOPE: f32 = 0.01;
 
     /// The name used in recipes.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
             Activation::Tanh => "tanh",
@@ -336,12 +371,7 @@ mod tests {
             experiment: "x".into(),
             seed: 1,
             stream: stream("synthetic_permuted", json!({"tasks": 2, "dim": 8})),
-            network: NetworkSpec {
-                hidden: vec![16],
-                activation: Activation::Relu,
-                heads: Heads::Shared,
-                engine: Engine::Fused,
-            },
+            network: NetworkSpec::mlp(vec![16]),
             method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
             training: TrainingSpec::default(),
             eval: EvalSpec::default(),
@@ -373,6 +403,21 @@ mod tests {
         assert_eq!(a.content_id(), b.content_id());
         b.stream.params.set(crate::stream::FINGERPRINT, json!("bbbb"));
         assert_ne!(a.content_id(), b.content_id());
+    }
+
+    #[test]
+    fn layers_are_written_only_when_present_so_older_ids_stay() {
+        let a = spec();
+        let text = serde_json::to_string(&a.network).unwrap();
+        assert_eq!(text, r#"{"hidden":[16],"activation":"relu","heads":"shared","engine":"fused"}"#);
+        // The id this spec had before `layers` existed.
+        assert_eq!(a.content_id(), "ec22fedc17a8");
+        let layered: NetworkSpec =
+            serde_json::from_value(json!({"layers": [{"linear": {"units": 16}}, {"relu": {}}]})).unwrap();
+        assert!(layered.hidden.is_empty() && layered.check_form().is_ok());
+        let both: NetworkSpec =
+            serde_json::from_value(json!({"hidden": [16], "layers": [{"relu": {}}]})).unwrap();
+        assert!(both.check_form().unwrap_err().contains("write one of them"));
     }
 
     #[test]

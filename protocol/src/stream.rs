@@ -68,34 +68,55 @@ impl StreamSpec {
 
 impl Serialize for StreamSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry(&self.kind, &self.params)?;
-        map.end()
+        serialize_one_key(serializer, &self.kind, &self.params)
     }
 }
 
 impl<'de> Deserialize<'de> for StreamSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneKey;
-        impl<'de> Visitor<'de> for OneKey {
-            type Value = StreamSpec;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object with one key, the stream kind, mapping to its parameters")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StreamSpec, A::Error> {
-                let Some((kind, params)) = map.next_entry::<String, Params>()? else {
-                    return Err(serde::de::Error::custom("expected a stream kind, found an empty object"));
-                };
-                if let Some(other) = map.next_key::<String>()? {
-                    return Err(serde::de::Error::custom(format!(
-                        "a stream has one kind, found `{kind}` and `{other}`"
-                    )));
-                }
-                Ok(StreamSpec { kind, params })
-            }
-        }
-        deserializer.deserialize_map(OneKey)
+        let (kind, params) = deserialize_one_key(deserializer, "stream")?;
+        Ok(StreamSpec { kind, params })
     }
+}
+
+/// Writes a registered kind and its parameters as a one-key object (streams, layers).
+pub(crate) fn serialize_one_key<S: Serializer>(
+    serializer: S,
+    kind: &str,
+    params: &Params,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry(kind, params)?;
+    map.end()
+}
+
+/// Reads a one-key object, the kind of a `what` (`stream`, `layer`) mapping to its parameters.
+pub(crate) fn deserialize_one_key<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    what: &'static str,
+) -> Result<(String, Params), D::Error> {
+    struct OneKey(&'static str);
+    impl<'de> Visitor<'de> for OneKey {
+        type Value = (String, Params);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an object with one key, the {} kind, mapping to its parameters", self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(String, Params), A::Error> {
+            let what = self.0;
+            let Some((kind, params)) = map.next_entry::<String, Params>()? else {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a {what} kind, found an empty object"
+                )));
+            };
+            if let Some(other) = map.next_key::<String>()? {
+                return Err(serde::de::Error::custom(format!(
+                    "a {what} has one kind, found `{kind}` and `{other}`"
+                )));
+            }
+            Ok((kind, params))
+        }
+    }
+    deserializer.deserialize_map(OneKey(what))
 }
 
 impl JsonSchema for StreamSpec {

@@ -33,6 +33,7 @@ fn spec(method: &str, lr: f64, seed: u64) -> RunSpec {
             .expect("a synthetic stream spec"),
         network: NetworkSpec {
             hidden: vec![64, 64],
+            layers: Vec::new(),
             activation: Activation::Relu,
             heads: Heads::Shared,
             engine: Engine::Fused,

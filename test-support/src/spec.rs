@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use protocol::{
-    Activation, CheckpointSpec, Engine, EvalSpec, Heads, MethodSpec, NetworkSpec, RunSpec, StreamSpec,
-    TrainingSpec, PROTOCOL_VERSION,
+    CheckpointSpec, EvalSpec, Heads, MethodSpec, NetworkSpec, RunSpec, StreamSpec, TrainingSpec, PROTOCOL_VERSION,
 };
 use serde_json::{json, Value};
 
@@ -27,12 +26,7 @@ impl SpecBuilder {
                 experiment: "test".into(),
                 seed: 1,
                 stream: serde_json::from_value(stream).expect("a stream spec"),
-                network: NetworkSpec {
-                    hidden: vec![16],
-                    activation: Activation::Relu,
-                    heads: Heads::Shared,
-                    engine: Engine::Fused,
-                },
+                network: NetworkSpec::mlp(vec![16]),
                 method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
                 training: TrainingSpec { batch_size: 10, epochs: 1, validation: 0 },
                 eval: EvalSpec::default(),

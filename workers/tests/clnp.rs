@@ -43,6 +43,7 @@ fn spec(params: serde_json::Value, heads: Heads, dir: &Path) -> RunSpec {
         }),
         network: NetworkSpec {
             hidden: vec![32, 24],
+            layers: Vec::new(),
             activation: Activation::Relu,
             heads,
             engine: Engine::Fused,

@@ -98,6 +98,37 @@ fn autograd_and_fused_engines_train_alike() {
     }
 }
 
+#[test]
+fn a_layers_network_trains_exactly_like_the_hidden_network_it_spells_out() {
+    let mut hidden = synthetic_spec("adam", serde_json::json!({}));
+    hidden.network.activation = Activation::Tanh;
+    let mut layered = hidden.clone();
+    layered.network = serde_json::from_value(serde_json::json!({"layers": [
+        {"linear": {"units": 16}}, {"tanh": {}}, {"linear": {"units": 12}}, {"tanh": {}}
+    ]}))
+    .unwrap();
+    assert_eq!(hidden.network.hidden, vec![16, 12], "the helper's network changed");
+    // The specs differ, so their ids do; under one id the events are the same bytes.
+    assert_ne!(layered.content_id(), hidden.id);
+    layered.id = hidden.id.clone();
+    let events = run_to_end(&hidden);
+    assert!(!events.is_empty());
+    assert_eq!(String::from_utf8(run_to_end(&layered)).unwrap(), String::from_utf8(events).unwrap());
+}
+
+#[test]
+fn a_network_the_engines_do_not_compute_is_refused_before_training() {
+    let mut spec = synthetic_spec("sgd", serde_json::json!({"lr": 0.05}));
+    spec.network = serde_json::from_value(serde_json::json!({"layers": [
+        {"linear": {"units": 16}}, {"relu": {}}, {"linear": {"units": 12}}, {"tanh": {}}
+    ]}))
+    .unwrap();
+    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(err.contains("`network.layers[3]` (`tanh`) differs from `network.layers[1]` (`relu`)"), "{err}");
+    let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err().to_string();
+    assert!(err.contains("the MLP engine computes alternating `linear` and activation layers"), "{err}");
+}
+
 /// Runs `spec`, stopping it once it has taken `stop_after` steps in total; returns whether it
 /// was interrupted.
 fn run_until(spec: &RunSpec, stop_after: u64) -> bool {

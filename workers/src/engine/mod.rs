@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::method::{self, Compute, MethodError};
+use crate::model::layer::{Network, Shape};
 use crate::model::{self, Mlp};
 use crate::optim::Optimizer;
 use crate::protocol::{EventBody, RunSpec, PROTOCOL_VERSION};
@@ -64,10 +65,14 @@ pub enum RunError {
     },
 }
 
-/// Checks a spec's parts against each other, without data: a task-incremental method needs
-/// per-task heads; an online stream announces no task boundaries, so it cannot feed per-task
-/// heads (which need the task id) or a method that acts at task boundaries. The orchestrator runs this when it plans; a worker again at start.
+/// Checks a spec's parts against each other, without data: the network's layers are known
+/// kinds with valid parameters, in the form the engines compute (see [`model::layer`]); a
+/// task-incremental method needs per-task heads; an online stream announces no task
+/// boundaries, so it cannot feed per-task heads (which need the task id) or a method that
+/// acts at task boundaries. The orchestrator runs this when it plans; a worker again at start,
+/// where it also checks the network's shapes from the stream's real input.
 pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
+    Network::check(&spec.network).map_err(|e| format!("network: {e}"))?;
     let per_task_heads = spec.network.heads == crate::protocol::Heads::PerTask
         || crate::stream::head_per_task(&spec.stream).map_err(|e| e.to_string())?;
     if let Ok(m) = method::lookup(&spec.method.kind) {
@@ -154,13 +159,11 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let stream = stream::build(&spec.stream, spec.seed)?;
     let info = stream.info().clone();
     let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
-    let mut sizes = vec![info.inputs];
-    sizes.extend(&spec.network.hidden);
-    sizes.push(info.head_outputs * heads);
-    if sizes.contains(&0) {
-        return Err(RunError::Spec(format!("network sizes {sizes:?} contain a zero-width layer")));
-    }
-    let net = Mlp::new(&sizes, spec.network.activation, &mut rng::stream(spec.seed, "model.init", 0));
+    let (sizes, activation) =
+        Network::plan(&spec.network, Shape::Vector(info.inputs), info.head_outputs * heads)
+            .and_then(|n| n.mlp())
+            .map_err(|e| RunError::Spec(format!("network: {e}")))?;
+    let net = Mlp::new(&sizes, activation, &mut rng::stream(spec.seed, "model.init", 0));
     let optimizer = Optimizer::new(optimizer_config, &net);
     let (batch_size, epochs) =
         if info.online { (1, 1) } else { (spec.training.batch_size.max(1), spec.training.epochs.max(1)) };

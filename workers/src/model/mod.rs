@@ -4,6 +4,7 @@ pub mod activation;
 mod autograd;
 pub mod field;
 pub mod fused;
+pub mod layer;
 pub mod loss;
 mod mlp;
 

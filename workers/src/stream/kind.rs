@@ -84,8 +84,11 @@ pub struct StreamEntry {
     head_per_task: fn(&Params) -> Result<bool, StreamError>,
     validate: fn(&Params) -> Result<(), StreamError>,
     fingerprint: fn(&Path) -> Result<String, StreamError>,
-    build: fn(&Params, u64) -> Result<Box<dyn TaskStream>, StreamError>,
+    build: BuildFn,
 }
+
+/// How an entry builds its stream from wire parameters and a seed.
+type BuildFn = fn(&Params, u64) -> Result<Box<dyn TaskStream>, StreamError>;
 
 impl StreamEntry {
     /// The parameters with every default filled in, in declared order — the form specs carry

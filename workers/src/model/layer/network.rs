@@ -1,0 +1,265 @@
+//! A network spec resolved to its layers, their shapes checked from the stream's input, and
+//! the form the engines compute.
+
+use super::{lookup, Part, Shape};
+use crate::protocol::{Activation, LayerSpec, NetworkSpec, Params};
+
+/// One layer of a [`Network`], its shapes checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedLayer {
+    /// The layer as the spec (or the `hidden` shorthand, or the output head) gives it.
+    pub spec: LayerSpec,
+    /// Shape of its input.
+    pub input: Shape,
+    /// Shape of its output.
+    pub output: Shape,
+    /// Its trainable parameters.
+    pub parameters: usize,
+    /// What it becomes in the built model.
+    pub part: Part,
+}
+
+/// A network spec resolved to a list of layers — `hidden` expanded to `linear`/activation
+/// pairs, or `layers` as written, then the `linear` output head — with every layer's shape
+/// checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    /// The layers, input side first; the last is the output head.
+    pub layers: Vec<PlannedLayer>,
+    /// Whether the spec wrote its hidden part as `layers` (else as `hidden`).
+    written_as_layers: bool,
+    /// `network.activation`: the activation of a `hidden` network.
+    activation: Activation,
+}
+
+impl Network {
+    /// The layer list `spec` describes, the output head of `head_units` units appended.
+    pub fn layer_specs(spec: &NetworkSpec, head_units: usize) -> Result<Vec<LayerSpec>, String> {
+        spec.check_form()?;
+        let linear = |units: usize| {
+            LayerSpec::new("linear", Params::from_iter([("units".to_string(), serde_json::json!(units))]))
+        };
+        let mut layers = Vec::new();
+        if spec.layers.is_empty() {
+            for &units in &spec.hidden {
+                layers.push(linear(units));
+                layers.push(LayerSpec::new(spec.activation.name(), Params::new()));
+            }
+        } else {
+            if spec.activation != Activation::default() {
+                return Err(format!(
+                    "`network.activation: {}` applies to `network.hidden`; a network written as \
+                     `layers` names its activation layers (`{{{}: {{}}}}`)",
+                    spec.activation.name(),
+                    spec.activation.name()
+                ));
+            }
+            layers.extend(spec.layers.iter().cloned());
+        }
+        layers.push(linear(head_units));
+        Ok(layers)
+    }
+
+    /// Resolves `spec` and checks every layer's shape, from the stream's `input` shape to an
+    /// output head of `head_units` units (the stream's outputs per head × heads). A layer
+    /// that is unknown, malformed, zero-wide or does not fit its input is refused, named by
+    /// its index and kind.
+    pub fn plan(spec: &NetworkSpec, input: Shape, head_units: usize) -> Result<Network, String> {
+        Self::plan_from(spec, Some(input), head_units)
+    }
+
+    /// Checks what can be checked of `spec` without the stream's data: the layers' kinds,
+    /// parameters and widths, and the form the engines compute. The real input shape is known
+    /// once the stream is built, so the walk starts from a stand-in vector (every layer kind
+    /// registered today accepts any non-empty vector) that messages never name. A worker checks
+    /// again from the stream's real shape when it starts.
+    pub fn check(spec: &NetworkSpec) -> Result<(), String> {
+        Self::plan_from(spec, None, 1)?.mlp().map(|_| ())
+    }
+
+    fn plan_from(spec: &NetworkSpec, input: Option<Shape>, head_units: usize) -> Result<Network, String> {
+        let specs = Self::layer_specs(spec, head_units)?;
+        let written_as_layers = !spec.layers.is_empty();
+        let count = specs.len();
+        // Whether `shape` is real rather than derived unchanged from the stand-in input.
+        let mut known = input.is_some();
+        let mut shape = input.unwrap_or(Shape::Vector(1));
+        let mut layers = Vec::with_capacity(count);
+        for (i, layer) in specs.into_iter().enumerate() {
+            let name = describe(i, count, &layer.kind, written_as_layers);
+            let on = if known { format!(", on {shape}") } else { String::new() };
+            let entry = lookup(&layer.kind).map_err(|e| format!("{name}: {e}"))?;
+            let output = entry.output_shape(&layer.params, shape).map_err(|e| format!("{name}{on}: {e}"))?;
+            if output.is_empty() {
+                return Err(format!("{name}{on}: its output, {output}, holds no values"));
+            }
+            let parameters = entry.parameters(&layer.params, shape)?;
+            let part = entry.part(&layer.params)?;
+            layers.push(PlannedLayer { spec: layer, input: shape, output, parameters, part });
+            known |= output != shape;
+            shape = output;
+        }
+        Ok(Network { layers, written_as_layers, activation: spec.activation })
+    }
+
+    /// Trainable parameters of the whole network.
+    pub fn parameters(&self) -> usize {
+        self.layers.iter().map(|l| l.parameters).sum()
+    }
+
+    /// The multi-layer perceptron the fused and autograd engines compute: its sizes (input,
+    /// hidden…, output) and hidden activation, or why the layer list is not of that form
+    /// (`linear`, activation, …, `linear`, one activation kind).
+    pub fn mlp(&self) -> Result<(Vec<usize>, Activation), String> {
+        const FORM: &str = "the MLP engine computes alternating `linear` and activation layers with one \
+                            activation kind, ending in the `linear` output head";
+        let count = self.layers.len();
+        let mut sizes = vec![self.layers[0].input.len()];
+        let mut activation: Option<(usize, Activation)> = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = describe(i, count, &layer.spec.kind, self.written_as_layers);
+            match (layer.part, i % 2 == 0) {
+                (Part::Linear { units }, true) => sizes.push(units),
+                (Part::Linear { .. }, false) => {
+                    return Err(format!(
+                        "{FORM}; {name} follows a `linear` layer where an activation belongs"
+                    ))
+                }
+                (Part::Activation(_), true) => {
+                    return Err(format!("{FORM}; {name} is where a `linear` layer belongs"))
+                }
+                (Part::Activation(a), false) => match activation {
+                    Some((first, b)) if a != b => {
+                        let first = describe(first, count, b.name(), self.written_as_layers);
+                        return Err(format!("{FORM}; {name} differs from {first}"));
+                    }
+                    Some(_) => {}
+                    None => activation = Some((i, a)),
+                },
+            }
+        }
+        Ok((sizes, activation.map_or(self.activation, |(_, a)| a)))
+    }
+}
+
+/// How messages name layer `index` of `count`: by its place in the spec, and its kind.
+fn describe(index: usize, count: usize, kind: &str, written_as_layers: bool) -> String {
+    if index + 1 == count {
+        format!("the output head (layer {index}, `{kind}`)")
+    } else if written_as_layers {
+        format!("`network.layers[{index}]` (`{kind}`)")
+    } else {
+        format!("layer {index} (`{kind}`, from `network.hidden[{}]`)", index / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::NetworkSpec;
+
+    fn layered(layers: serde_json::Value) -> NetworkSpec {
+        serde_json::from_value(serde_json::json!({ "layers": layers })).unwrap()
+    }
+
+    #[test]
+    fn hidden_expands_to_linear_and_activation_pairs_and_the_head() {
+        let mut spec = NetworkSpec::mlp(vec![100, 50]);
+        spec.activation = Activation::Tanh;
+        let net = Network::plan(&spec, Shape::Vector(784), 10).unwrap();
+        let kinds: Vec<_> = net.layers.iter().map(|l| l.spec.kind.as_str()).collect();
+        assert_eq!(kinds, ["linear", "tanh", "linear", "tanh", "linear"]);
+        assert_eq!(net.mlp().unwrap(), (vec![784, 100, 50, 10], Activation::Tanh));
+        assert_eq!(net.parameters(), 785 * 100 + 101 * 50 + 51 * 10);
+        // No hidden layers: a linear model, whose activation is unused.
+        let linear = Network::plan(&NetworkSpec::mlp(vec![]), Shape::Vector(8), 3).unwrap();
+        assert_eq!(linear.mlp().unwrap(), (vec![8, 3], Activation::Relu));
+    }
+
+    #[test]
+    fn a_layers_network_equal_to_a_hidden_one_builds_the_same_mlp() {
+        let spec = layered(serde_json::json!([
+            {"linear": {"units": 100}}, {"leaky_relu": {}}, {"linear": {"units": 50}}, {"leaky_relu": {}}
+        ]));
+        let mut hidden = NetworkSpec::mlp(vec![100, 50]);
+        hidden.activation = Activation::LeakyRelu;
+        let (a, b) =
+            (Network::plan(&spec, Shape::Vector(784), 10), Network::plan(&hidden, Shape::Vector(784), 10));
+        assert_eq!(a.unwrap().mlp(), b.unwrap().mlp());
+    }
+
+    #[test]
+    fn shape_errors_name_the_layer_its_kind_and_the_shapes() {
+        let spec =
+            layered(serde_json::json!([{"linear": {"units": 100}}, {"relu": {}}, {"linear": {"units": 0}}]));
+        let err = Network::plan(&spec, Shape::Vector(784), 10).unwrap_err();
+        assert_eq!(
+            err,
+            "`network.layers[2]` (`linear`), on a vector of 100: `units` must be ≥ 1 (a zero-width layer)"
+        );
+        let spec = layered(serde_json::json!([{"linear": {"units": 100}}, {"relu": {}}]));
+        let image = Shape::Image { channels: 1, height: 28, width: 28 };
+        let err = Network::plan(&spec, image, 10).unwrap_err();
+        assert!(
+            err.starts_with("`network.layers[0]` (`linear`), on an image of 1×28×28: takes a vector"),
+            "{err}"
+        );
+        let err = Network::plan(&NetworkSpec::mlp(vec![8, 0]), Shape::Vector(4), 2).unwrap_err();
+        assert!(err.starts_with("layer 2 (`linear`, from `network.hidden[1]`)"), "{err}");
+        let err = Network::plan(&NetworkSpec::mlp(vec![8]), Shape::Vector(4), 0).unwrap_err();
+        assert!(err.starts_with("the output head (layer 2, `linear`)"), "{err}");
+        let err =
+            Network::plan(&layered(serde_json::json!([{"conv2d": {}}])), Shape::Vector(4), 2).unwrap_err();
+        assert!(err.starts_with("`network.layers[0]` (`conv2d`): unknown layer kind"), "{err}");
+        let err = Network::plan(&layered(serde_json::json!([{"linear": {"width": 3}}])), Shape::Vector(4), 2)
+            .unwrap_err();
+        assert!(err.contains("unknown field `width`"), "{err}");
+    }
+
+    #[test]
+    fn only_the_mlp_form_is_built() {
+        let form = |layers: serde_json::Value| {
+            Network::plan(&layered(layers), Shape::Vector(4), 2).and_then(|n| n.mlp()).unwrap_err()
+        };
+        let err = form(
+            serde_json::json!([{"linear": {"units": 8}}, {"relu": {}}, {"linear": {"units": 8}}, {"tanh": {}}]),
+        );
+        assert!(
+            err.starts_with("the MLP engine computes alternating `linear` and activation layers"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("`network.layers[3]` (`tanh`) differs from `network.layers[1]` (`relu`)"),
+            "{err}"
+        );
+        let err = form(serde_json::json!([{"relu": {}}]));
+        assert!(err.ends_with("`network.layers[0]` (`relu`) is where a `linear` layer belongs"), "{err}");
+        let err = form(serde_json::json!([{"linear": {"units": 8}}]));
+        assert!(
+            err.ends_with(
+                "the output head (layer 1, `linear`) follows a `linear` layer where an activation belongs"
+            ),
+            "{err}"
+        );
+        let err = form(serde_json::json!([{"linear": {"units": 8}}, {"relu": {}}, {"relu": {}}]));
+        assert!(err.contains("`network.layers[2]` (`relu`) is where a `linear` layer belongs"), "{err}");
+    }
+
+    #[test]
+    fn hidden_and_layers_exclude_each_other_and_activation_belongs_to_hidden() {
+        let mut spec = layered(serde_json::json!([{"linear": {"units": 8}}, {"relu": {}}]));
+        spec.hidden = vec![8];
+        assert!(Network::check(&spec).unwrap_err().contains("write one of them"));
+        spec.hidden.clear();
+        assert_eq!(Network::check(&spec), Ok(()));
+        // Without data the input shape is unknown, and messages do not make one up.
+        let zero = layered(serde_json::json!([{"linear": {"units": 0}}, {"relu": {}}]));
+        assert_eq!(
+            Network::check(&zero).unwrap_err(),
+            "`network.layers[0]` (`linear`): `units` must be ≥ 1 (a zero-width layer)"
+        );
+        spec.activation = Activation::Tanh;
+        let err = Network::check(&spec).unwrap_err();
+        assert!(err.contains("`network.activation: tanh` applies to `network.hidden`"), "{err}");
+    }
+}
