@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{EvalTasks, MethodSpec, Params, RunSpec, StreamSpec};
-use runner::recipe::{plan_table, ParamProblem, ParamSegment, Recipe, RecipeErrors, SpecChecker, SpecProblem};
+use runner::recipe::{
+    plan_table, ParamProblem, ParamSegment, Recipe, RecipeErrors, SpecChecker, SpecProblem,
+};
 use serde_json::json;
 
 /// Stands in for the worker crate's method registry: five method kinds with plausible
@@ -60,7 +62,8 @@ impl SpecChecker for FakeChecker {
     }
 
     fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
-        let entry = workers::stream::lookup(kind).map_err(|e| ParamProblem { path: vec![], message: e.to_string() })?;
+        let entry = workers::stream::lookup(kind)
+            .map_err(|e| ParamProblem { path: vec![], message: e.to_string() })?;
         let params = entry.normalize(params).map_err(|e| ParamProblem {
             path: e
                 .path

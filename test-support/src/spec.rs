@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use protocol::{
-    CheckpointSpec, EvalSpec, Heads, MethodSpec, NetworkSpec, RunSpec, StreamSpec, TrainingSpec, PROTOCOL_VERSION,
+    CheckpointSpec, EvalSpec, Heads, MethodSpec, NetworkSpec, RunSpec, StreamSpec, TrainingSpec,
+    PROTOCOL_VERSION,
 };
 use serde_json::{json, Value};
 
