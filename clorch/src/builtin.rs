@@ -90,14 +90,3 @@ impl WorkerSide for BuiltinWorker {
         workers::engine::resume_point(spec, run_dir).map_err(|e| e.to_string())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// The runner names the run folder's files itself (it does not link the engine); they must
-    /// be the names the engine writes.
-    #[test]
-    fn the_runner_names_the_files_the_engine_writes() {
-        assert_eq!(results::folder::EVENTS_FILE, workers::engine::EVENT_LOG);
-        assert_eq!(results::folder::WORKER_LOCK_FILE, workers::engine::WORKER_LOCK);
-    }
-}

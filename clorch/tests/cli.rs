@@ -161,7 +161,7 @@ fn crashing_workers_are_retried_then_the_run_fails_with_the_reason() {
     let status = text(&clorch(&["status", s.path("results-crash").to_str().unwrap()], &[]).stdout);
     assert!(status.contains("4 failed") && status.contains("exit code 9"), "{status}");
     let log = std::fs::read_dir(s.path("results-crash/runs")).unwrap().next().unwrap().unwrap().path();
-    let log = std::fs::read_to_string(log.join("worker.log")).unwrap();
+    let log = std::fs::read_to_string(log.join(protocol::files::WORKER_LOG)).unwrap();
     assert!(log.contains("=== attempt 2 ===") && log.contains("boom: out of memory"), "{log}");
 }
 
@@ -185,11 +185,8 @@ fn hung_and_slow_workers_are_stopped_by_the_heartbeat_and_the_time_limit() {
     assert!(status.contains("no event for 1 s"), "{status}");
 
     // A worker that keeps talking but never ends hits the run's time limit.
-    let chatty = fake_worker(
-        &s,
-        "chatty.sh",
-        "while true; do echo 'clorch-progress task=0 tasks=3 step=1' >&2; sleep 0.2; done",
-    );
+    let chatty =
+        fake_worker(&s, "chatty.sh", &format!("while true; do echo '{}' >&2; sleep 0.2; done", heartbeat()));
     let r = recipe(
         &s,
         "slow",
@@ -313,7 +310,7 @@ fn event_logs(results: &Path) -> Vec<(String, String)> {
         .flatten()
         .map(|e| {
             let id = e.file_name().to_string_lossy().into_owned();
-            (id, std::fs::read_to_string(e.path().join("events.jsonl")).unwrap())
+            (id, std::fs::read_to_string(e.path().join(protocol::files::EVENTS)).unwrap())
         })
         .collect();
     logs.sort();
@@ -472,4 +469,9 @@ fn a_worker_with_a_bad_spec_exits_with_one_clear_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{name}: more than one line: {err}");
         assert!(!err.contains("panicked") && !err.contains("backtrace"), "{name}: {err}");
     }
+}
+
+/// A heartbeat line, as a fake worker writes it.
+fn heartbeat() -> protocol::heartbeat::Heartbeat {
+    protocol::heartbeat::Heartbeat { task: 0, tasks: 3, step: 1 }
 }

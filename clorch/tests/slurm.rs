@@ -119,7 +119,7 @@ fn event_logs(results: &Path) -> Vec<(String, String)> {
         .into_iter()
         .map(|d| {
             let id = d.file_name().unwrap().to_string_lossy().into_owned();
-            (id, std::fs::read_to_string(d.join("events.jsonl")).unwrap_or_default())
+            (id, std::fs::read_to_string(d.join(protocol::files::EVENTS)).unwrap_or_default())
         })
         .collect();
     logs.sort();
@@ -176,7 +176,8 @@ fn running_jobs(run_dir: &Path) -> Vec<String> {
 }
 
 fn has_checkpoint(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("events.jsonl")).is_ok_and(|t| t.contains(r#""event":"checkpoint""#))
+    std::fs::read_to_string(run_dir.join(protocol::files::EVENTS))
+        .is_ok_and(|t| t.contains(r#""event":"checkpoint""#))
 }
 
 fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
@@ -259,12 +260,12 @@ fn a_job_cancelled_mid_run_resumes_from_its_checkpoint_with_identical_results() 
     let first_exit = log.iter().find(|(k, j, _)| k == "exit" && *j == job).map(|e| e.2);
     assert_eq!(
         first_exit,
-        Some(Some(75)),
+        Some(Some(protocol::exit::INTERRUPTED)),
         "the cancelled worker should have checkpointed and exited 75 (or the run finished before scancel \
          landed: the recipe is too fast for this machine): {log:?}"
     );
     assert_eq!(job_ids(&dir).len(), 2, "resubmitted once: {log:?}");
-    let worker_log = std::fs::read_to_string(dir.join("worker.log")).unwrap();
+    let worker_log = std::fs::read_to_string(dir.join(protocol::files::WORKER_LOG)).unwrap();
     assert!(worker_log.contains("resumable from"), "{worker_log}");
     assert!(err.contains("resuming") && err.contains("stopped from outside"), "{err}");
     assert_like_reference("scancel", &text(&out.stdout), &results);
@@ -334,7 +335,11 @@ fn ctrl_c_leaves_the_jobs_running_and_clorch_cancel_cancels_them() {
     });
     for dir in run_dirs(&results) {
         let log = jobs_log(&dir);
-        assert_eq!(log.last().and_then(|e| e.2), Some(75), "checkpointed on the way out: {log:?}");
+        assert_eq!(
+            log.last().and_then(|e| e.2),
+            Some(protocol::exit::INTERRUPTED),
+            "checkpointed on the way out: {log:?}"
+        );
     }
     let again = clorch(&["cancel", results.to_str().unwrap()]);
     assert!(text(&again.stdout).contains("no SLURM jobs to cancel"), "{}", text(&again.stdout));
@@ -385,7 +390,11 @@ fn a_job_the_cluster_requeues_resumes_under_the_same_id() {
     assert!(out.status.success(), "{err}");
     let log = jobs_log(&dir);
     let statuses: Vec<Option<i32>> = log.iter().filter(|(k, _, _)| k == "exit").map(|e| e.2).collect();
-    assert_eq!(statuses, [Some(75), Some(0)], "checkpointed, then resumed and finished: {log:?}\n{err}");
+    assert_eq!(
+        statuses,
+        [Some(protocol::exit::INTERRUPTED), Some(protocol::exit::FINISHED)],
+        "checkpointed, then resumed and finished: {log:?}\n{err}"
+    );
     assert_eq!(job_ids(&dir), [job], "the same job, started twice: {log:?}\n{err}");
     assert_eq!(batches(&results), 1, "clorch submitted nothing itself");
     assert_like_reference("requeue", &text(&out.stdout), &results);
@@ -427,14 +436,11 @@ network: {hidden: [16]}
 methods: [{name: sgd, lr: 0.05}]
 max_attempts: 1
 ";
+    let heartbeat = protocol::heartbeat::Heartbeat { task: 0, tasks: 3, step: 1 };
+    let chatty = format!("while true; do echo '{heartbeat}' >&2; sleep 0.2; done");
     let cases = [
         ("silent", "sleep 60", "heartbeat: 2s\n", "no event for 2 s"),
-        (
-            "slow",
-            "while true; do echo 'clorch-progress task=0 tasks=3 step=1' >&2; sleep 0.2; done",
-            "timeout: 3s\n",
-            "timed out after 3 s",
-        ),
+        ("slow", chatty.as_str(), "timeout: 3s\n", "timed out after 3 s"),
     ];
     for (name, body, limit, reason) in cases {
         let worker = fake_worker(&s, &format!("{name}.sh"), body);

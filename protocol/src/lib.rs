@@ -5,9 +5,11 @@
 //! run folder holding [`files::SPEC`], a [`RunSpec`] as JSON. It writes [`Event`]s, one JSON
 //! object per line, to its standard output and to [`files::EVENTS`]; [`heartbeat`] lines to its
 //! standard error; it checkpoints and exits when [`control`] asks it to; and its exit status
-//! is one of [`exit`]'s. `docs/protocol.md` is the prose version of this crate, and
-//! `docs/schemas/*.json` are JSON Schemas generated from these types ([`schema`]): the one
-//! source a worker in another language is written from.
+//! is one of [`exit`]'s. `docs/protocol.md` in the repository is the prose version of this
+//! crate (how a worker is started, every event with an example, checkpoints and resume, what
+//! the orchestrator does with each exit code), and `docs/schemas/*.json` are JSON Schemas
+//! generated from these types ([`schema`]): the one source a worker in another language is
+//! written from. Tests keep both in step with the types.
 //!
 //! # Versions
 //!

@@ -14,6 +14,9 @@
 //!     worker.log         the worker's standard error (local executor)
 //! ```
 //!
+//! The names of a run folder's files are the protocol's ([`protocol::files`]): the worker
+//! writes some of them, so they are part of its contract.
+//!
 //! Files the orchestrator writes are replaced atomically (temporary file, fsync, rename, fsync
 //! of the folder), so a reader sees the old or the new content, never a mix.
 
@@ -21,7 +24,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use protocol::{Event, RunSpec};
+use protocol::{files, Event, RunSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FolderError, Result};
@@ -30,17 +33,6 @@ use crate::STORE_FORMAT;
 
 /// Folder of the run folders inside a results folder.
 pub const RUNS_DIR: &str = "runs";
-/// The run record inside a run folder.
-pub const RUN_RECORD_FILE: &str = "run.json";
-/// The run spec inside a run folder.
-pub const RUN_SPEC_FILE: &str = "spec.json";
-/// The worker's events inside a run folder.
-pub const EVENTS_FILE: &str = "events.jsonl";
-/// A run folder's lock file, held by the worker training the run (moves to protocol: the
-/// worker engine defines the same name as `workers::engine::WORKER_LOCK`).
-pub const WORKER_LOCK_FILE: &str = "worker.lock";
-/// A run folder's log of the worker's standard error, written by the local executor.
-pub const WORKER_LOG_FILE: &str = "worker.log";
 /// The recipe's text inside a results folder.
 pub const RECIPE_FILE: &str = "recipe.yaml";
 /// The experiment's metadata (without the recipe text) inside a results folder.
@@ -138,13 +130,13 @@ fn check_format(path: &Path, format: u32) -> Result<()> {
 
 /// Writes `run.json` into the run folder `dir` atomically (creating the folder).
 pub fn write_run_record(dir: &Path, record: &RunRecord) -> Result<()> {
-    write_atomically(&dir.join(RUN_RECORD_FILE), &run_record_bytes(record))
+    write_atomically(&dir.join(files::RUN_RECORD), &run_record_bytes(record))
 }
 
 /// Writes `run.json` as [`write_run_record`] does, without syncing ([`write_replacing`]): for
 /// transient states (a run just started) that a rebuild can re-derive.
 pub fn note_run_record(dir: &Path, record: &RunRecord) -> Result<()> {
-    write_replacing(&dir.join(RUN_RECORD_FILE), &run_record_bytes(record))
+    write_replacing(&dir.join(files::RUN_RECORD), &run_record_bytes(record))
 }
 
 fn run_record_bytes(record: &RunRecord) -> Vec<u8> {
@@ -156,7 +148,7 @@ fn run_record_bytes(record: &RunRecord) -> Vec<u8> {
 
 /// Reads `run.json` from the run folder `dir`.
 pub fn read_run_record(dir: &Path) -> Result<RunRecord> {
-    let path = dir.join(RUN_RECORD_FILE);
+    let path = dir.join(files::RUN_RECORD);
     let file: RunFile<RunRecord> = decode(&path, &read_to_string(&path)?)?;
     check_format(&path, file.format)?;
     Ok(file.record)
@@ -166,12 +158,12 @@ pub fn read_run_record(dir: &Path) -> Result<RunRecord> {
 pub fn write_run_spec(dir: &Path, spec: &RunSpec) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(spec).expect("run specs serialise");
     bytes.push(b'\n');
-    write_atomically(&dir.join(RUN_SPEC_FILE), &bytes)
+    write_atomically(&dir.join(files::SPEC), &bytes)
 }
 
 /// Reads `spec.json` from the run folder `dir`.
 pub fn read_run_spec(dir: &Path) -> Result<RunSpec> {
-    let path = dir.join(RUN_SPEC_FILE);
+    let path = dir.join(files::SPEC);
     decode(&path, &read_to_string(&path)?)
 }
 
@@ -340,15 +332,15 @@ mod tests {
     #[test]
     fn a_bad_run_file_names_the_file_and_field() {
         let dir = scratch("bad-record");
-        fs::write(dir.join(RUN_RECORD_FILE), r#"{"format":1,"record":{"id":3}}"#).unwrap();
+        fs::write(dir.join(files::RUN_RECORD), r#"{"format":1,"record":{"id":3}}"#).unwrap();
         let err = read_run_record(&dir).unwrap_err().to_string();
         assert!(err.contains("run.json: field `record.id`"), "{err}");
-        fs::write(dir.join(RUN_RECORD_FILE), r#"{"format":7,"record":null}"#).unwrap();
+        fs::write(dir.join(files::RUN_RECORD), r#"{"format":7,"record":null}"#).unwrap();
         let err = read_run_record(&dir).unwrap_err().to_string();
         assert!(err.contains("field `record`"), "{err}");
         let r = record(0, 1, "sgd", 0.1, 1);
         let text = serde_json::json!({"format": 7, "record": r}).to_string();
-        fs::write(dir.join(RUN_RECORD_FILE), text).unwrap();
+        fs::write(dir.join(files::RUN_RECORD), text).unwrap();
         let err = read_run_record(&dir).unwrap_err().to_string();
         assert!(err.contains("format version 7, but this clorch reads version 1"), "{err}");
     }
@@ -368,7 +360,7 @@ mod tests {
     #[test]
     fn a_truncated_last_line_is_ignored() {
         let dir = scratch("truncated");
-        let path = dir.join(EVENTS_FILE);
+        let path = dir.join(files::EVENTS);
         let full = line(2);
         fs::write(&path, format!("{}\n{}\n{}", line(0), line(1), &full[..full.len() / 2])).unwrap();
         let (seqs, summary) = read_seqs(&path).unwrap();
@@ -384,7 +376,7 @@ mod tests {
     #[test]
     fn a_malformed_line_in_the_middle_is_corruption_naming_file_and_line() {
         let dir = scratch("corrupt-line");
-        let path = dir.join(EVENTS_FILE);
+        let path = dir.join(files::EVENTS);
         fs::write(&path, format!("{}\n{{\"run\":\"r\",\"seq\"\n{}\n", line(0), line(2))).unwrap();
         let err = read_seqs(&path).unwrap_err();
         assert!(matches!(err, FolderError::CorruptEventLine { line: 2, .. }), "{err:?}");

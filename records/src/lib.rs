@@ -29,8 +29,3 @@ pub use source::{EventVisitor, RunSource, SourceError};
 /// when a change makes old stores unreadable; old stores are then rebuilt from their run
 /// folders.
 pub const STORE_FORMAT: u32 = 1;
-
-/// The prefix of the heartbeat lines `clorch worker` writes to its standard error
-/// (`clorch-progress task=… tasks=… step=…`), which the executors read for progress and leave
-/// out of failure messages. Moves to protocol, the worker's side of the contract.
-pub const PROGRESS_PREFIX: &str = "clorch-progress ";

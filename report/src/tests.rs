@@ -558,7 +558,7 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
             let dir = run_dir(&results, &r.id);
             live.save_run(&r).unwrap();
             write_run_spec(&dir, &r.spec).unwrap();
-            let mut file = std::fs::File::create(dir.join("events.jsonl")).unwrap();
+            let mut file = std::fs::File::create(dir.join(protocol::files::EVENTS)).unwrap();
             for e in events(&r.id, &measure(k), finished) {
                 writeln!(file, "{}", serde_json::to_string(&e).unwrap()).unwrap();
                 live.ingest(&e).unwrap();

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use test_support::SpecBuilder;
-use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
+use workers::engine::{self, RunControl, RunOutcome};
+use workers::protocol::files::EVENTS as EVENT_LOG;
 use workers::protocol::*;
 use workers::stream::{SplitMnistSpec, SplitSetting};
 

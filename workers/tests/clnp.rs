@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use workers::checkpoint::{self, Checkpoint};
-use workers::engine::{self, RunControl, RunOutcome, EVENT_LOG};
+use workers::engine::{self, RunControl, RunOutcome};
 use workers::model::{fused, Layers, Linear, Mlp, Workspace};
+use workers::protocol::files::EVENTS as EVENT_LOG;
 use workers::protocol::*;
 use workers::stream;
 use workers::stream::{InputTransform, SyntheticPermutedSpec};

@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::control::STOP_SIGNALS;
+use protocol::heartbeat::Heartbeat;
 use protocol::{exit, RunSpec};
-use results::PROGRESS_PREFIX;
 use workers::engine::{self, RunControl, RunError, RunOutcome};
 
 /// Arguments of `clorch worker`.
@@ -45,7 +46,7 @@ pub fn run(args: &WorkerArgs) -> i32 {
     if let Some(steps) = args.stop_after_steps {
         control.stop_at_step.store(steps, Ordering::Relaxed);
     }
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGUSR1] {
+    for signal in STOP_SIGNALS {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&control.stop)) {
             eprintln!("clorch worker: cannot install the handler for signal {signal}: {e}");
             return exit::FAILED;
@@ -65,11 +66,12 @@ pub fn run(args: &WorkerArgs) -> i32 {
         let every = Duration::from_secs(args.heartbeat);
         std::thread::spawn(move || loop {
             std::thread::sleep(every);
-            eprintln!(
-                "{PROGRESS_PREFIX}task={} tasks={tasks} step={}",
-                control.task.load(Ordering::Relaxed),
-                control.steps.load(Ordering::Relaxed)
-            );
+            let heartbeat = Heartbeat {
+                task: control.task.load(Ordering::Relaxed),
+                tasks,
+                step: control.steps.load(Ordering::Relaxed),
+            };
+            eprintln!("{heartbeat}");
         });
     }
     let stdout = Box::new(io::BufWriter::new(io::stdout()));
@@ -90,7 +92,7 @@ pub fn run(args: &WorkerArgs) -> i32 {
                 | RunError::Method(workers::method::MethodError::Parameter { .. }) => exit::BAD_SPEC,
                 RunError::Diverged { .. } | RunError::Method(_) | RunError::Diagnostics(_) => exit::FAILED,
                 // I/O trouble (a full disk, a broken pipe, a torn checkpoint) may pass: retry.
-                RunError::Output(_) | RunError::Checkpoint(_) | RunError::RunDir { .. } => 70,
+                RunError::Output(_) | RunError::Checkpoint(_) | RunError::RunDir { .. } => exit::TRANSIENT,
             }
         }
     }
@@ -118,4 +120,19 @@ fn read_spec(path: Option<&PathBuf>) -> Result<RunSpec, String> {
         format!("{name}:{}:{}: {}: {message}", inner.line(), inner.column(), e.path())
     })?;
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::control;
+
+    /// The protocol numbers its signals as Linux does; the handlers are installed by number.
+    #[test]
+    fn the_protocol_signals_are_the_platform_ones() {
+        use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1};
+        assert_eq!(
+            (control::STOP, control::INTERRUPT, control::WARNING, control::KILL),
+            (SIGTERM, SIGINT, SIGUSR1, SIGKILL)
+        );
+    }
 }

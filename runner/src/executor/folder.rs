@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use results::folder::{EVENTS_FILE, RUN_SPEC_FILE, WORKER_LOCK_FILE};
+use protocol::files;
 
 use super::Ending;
 use crate::store::Failure;
@@ -28,7 +28,7 @@ const FOLDER_WAIT: Duration = Duration::from_secs(300);
 /// nor a line it left half-written.
 pub(crate) async fn claim(run_dir: &Path, trim_log: bool, worker: &dyn WorkerSide) -> Result<u64, Ending> {
     let lost = |reason: String| Ending::Broke(Failure::Lost { reason });
-    let lock_path = run_dir.join(WORKER_LOCK_FILE);
+    let lock_path = run_dir.join(files::WORKER_LOCK);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -54,7 +54,7 @@ pub(crate) async fn claim(run_dir: &Path, trim_log: bool, worker: &dyn WorkerSid
             }
         }
     }
-    let spec_path = run_dir.join(RUN_SPEC_FILE);
+    let spec_path = run_dir.join(files::SPEC);
     let spec: protocol::RunSpec = std::fs::read(&spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -62,7 +62,7 @@ pub(crate) async fn claim(run_dir: &Path, trim_log: bool, worker: &dyn WorkerSid
     let next =
         worker.resume_point(&spec, run_dir).map_err(|reason| Ending::Failed(Failure::Reported { reason }))?;
     if trim_log {
-        let log = run_dir.join(EVENTS_FILE);
+        let log = run_dir.join(files::EVENTS);
         trim_event_log(&log, next).map_err(|e| lost(format!("{}: {e}", log.display())))?;
     }
     drop(file);
@@ -105,7 +105,7 @@ mod tests {
     fn trimming_keeps_whole_lines_and_drops_a_torn_tail() {
         let dir = std::env::temp_dir().join(format!("clorch-trim-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("events.jsonl");
+        let path = dir.join(files::EVENTS);
         std::fs::write(&path, "a\nbb\nccc\ndd").unwrap();
         trim_event_log(&path, 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nbb\n");

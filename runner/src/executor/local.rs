@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use protocol::Event;
-use results::folder::{RUN_SPEC_FILE, WORKER_LOG_FILE};
-use results::PROGRESS_PREFIX;
+use protocol::heartbeat::Heartbeat;
+use protocol::{control, files, Event};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -104,7 +103,7 @@ impl LocalExecutor {
         send: &impl Fn(Message),
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Ending {
-        let log_path = launch.run_dir.join(WORKER_LOG_FILE);
+        let log_path = launch.run_dir.join(files::WORKER_LOG);
         let mut log = match tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await {
             Ok(f) => f,
             Err(e) => {
@@ -122,8 +121,8 @@ impl LocalExecutor {
         command
             .arg("worker")
             .arg("--spec")
-            .arg(launch.run_dir.join(RUN_SPEC_FILE))
-            .arg("--watch-stdin")
+            .arg(launch.run_dir.join(files::SPEC))
+            .arg(control::WATCH_STDIN_FLAG)
             .arg("--heartbeat")
             .arg(self.heartbeat_every.as_secs().max(1).to_string())
             .env("RAYON_NUM_THREADS", "1")
@@ -158,8 +157,8 @@ impl LocalExecutor {
 
         // The worker leads its own process group; signal the group, so helpers it started (or a
         // wrapper script's children) cannot keep its pipes open.
-        let signal = |s: Signal| {
-            if let Some(pid) = pid {
+        let signal = |s: i32| {
+            if let (Some(pid), Ok(s)) = (pid, Signal::try_from(s)) {
                 let _ = killpg(pid, s);
             }
         };
@@ -174,14 +173,14 @@ impl LocalExecutor {
                                 forced.get_or_insert(Ending::Failed(Failure::Protocol {
                                     reason: format!("an event of run `{}`, not `{}`", event.run, launch.run),
                                 }));
-                                signal(Signal::SIGKILL);
+                                signal(control::KILL);
                             }
                             Err(e) => {
                                 let shown: String = line.chars().take(120).collect();
                                 forced.get_or_insert(Ending::Failed(Failure::Protocol {
                                     reason: format!("a line that is not an event: `{shown}`: {e}"),
                                 }));
-                                signal(Signal::SIGKILL);
+                                signal(control::KILL);
                             }
                         }
                     }
@@ -190,8 +189,8 @@ impl LocalExecutor {
                 line = stderr.next_line(), if err_open => match line {
                     Ok(Some(line)) => {
                         watchdog.heard(Instant::now());
-                        if let Some(progress) = line.strip_prefix(PROGRESS_PREFIX) {
-                            if let Some((task, tasks)) = parse_progress(progress) {
+                        if Heartbeat::is_heartbeat(&line) {
+                            if let Some(Heartbeat { task, tasks, .. }) = Heartbeat::parse(&line) {
                                 send(Message::Progress { task, tasks });
                             }
                         } else {
@@ -206,10 +205,10 @@ impl LocalExecutor {
                 },
                 ctl = control.recv(), if control_open => match ctl {
                     Some(Control::Stop) => {
-                        signal(Signal::SIGTERM);
+                        signal(control::STOP);
                         watchdog.stop_requested(Instant::now());
                     }
-                    Some(Control::Kill) => signal(Signal::SIGKILL),
+                    Some(Control::Kill) => signal(control::KILL),
                     None => control_open = false,
                 },
                 _ = sleep_until(watchdog.next_deadline().unwrap_or_else(Instant::now)),
@@ -221,7 +220,7 @@ impl LocalExecutor {
                             // Hung: killed at once, even while a stop's grace runs.
                             Alarm::Silent(failure) => {
                                 forced.get_or_insert(Ending::Broke(failure));
-                                signal(Signal::SIGKILL);
+                                signal(control::KILL);
                             }
                             // An attempt already failing keeps its reason (and its signal).
                             Alarm::TimedOut(_) if forced.is_some() => {}
@@ -229,10 +228,10 @@ impl LocalExecutor {
                                 forced = Some(Ending::Broke(failure));
                                 // Checkpoint on the way out, so a later run resumes instead of
                                 // starting over.
-                                signal(Signal::SIGTERM);
+                                signal(control::STOP);
                                 watchdog.stop_requested(now);
                             }
-                            Alarm::GraceOver => signal(Signal::SIGKILL),
+                            Alarm::GraceOver => signal(control::KILL),
                         }
                     }
                 }
@@ -256,30 +255,5 @@ impl LocalExecutor {
                 Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })
             }
         }
-    }
-}
-
-/// Reads a heartbeat line (after its prefix): `task=3 tasks=10 step=99`.
-pub(crate) fn parse_progress(s: &str) -> Option<(usize, usize)> {
-    let mut task = None;
-    let mut tasks = None;
-    for part in s.split_whitespace() {
-        if let Some(v) = part.strip_prefix("task=") {
-            task = v.parse().ok();
-        } else if let Some(v) = part.strip_prefix("tasks=") {
-            tasks = v.parse().ok();
-        }
-    }
-    Some((task?, tasks?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_lines_parse() {
-        assert_eq!(parse_progress("task=3 tasks=10 step=99"), Some((3, 10)));
-        assert_eq!(parse_progress("task=x tasks=10"), None);
     }
 }

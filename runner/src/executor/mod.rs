@@ -116,12 +116,12 @@ pub enum Ending {
 /// What an exit status of `clorch worker` ([`protocol::exit`]) means for the attempt;
 /// `reason` gives the worker's last message, for failures it reported.
 pub(crate) fn worker_ending(code: i32, reason: impl FnOnce() -> String) -> Ending {
-    use protocol::exit;
-    match code {
-        exit::FINISHED => Ending::Exited,
-        exit::INTERRUPTED => Ending::Interrupted,
-        exit::FAILED | exit::BAD_SPEC => Ending::Failed(Failure::Reported { reason: reason() }),
-        exit_code => Ending::Broke(Failure::Crashed { exit_code }),
+    use protocol::exit::{meaning, Meaning};
+    match meaning(code) {
+        Meaning::Finished => Ending::Exited,
+        Meaning::Interrupted => Ending::Interrupted,
+        Meaning::Failed => Ending::Failed(Failure::Reported { reason: reason() }),
+        Meaning::Crashed => Ending::Broke(Failure::Crashed { exit_code: code }),
     }
 }
 

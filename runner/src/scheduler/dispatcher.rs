@@ -22,7 +22,8 @@ use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::RunLine;
 use crate::store::{self, RunLabels, RunRecord, RunStatus, Store, StoreError};
-use results::PROGRESS_PREFIX;
+use protocol::files;
+use protocol::heartbeat::Heartbeat;
 
 /// How the scheduler runs a plan.
 #[derive(Clone, Debug)]
@@ -148,9 +149,8 @@ pub fn execute(
 /// The last lines of a worker's log, for failed runs (heartbeats, which a SLURM worker writes
 /// to its log, left out).
 fn log_tail(dir: &Path, lines: usize) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(results::folder::WORKER_LOG_FILE)).ok()?;
-    let tail: Vec<&str> =
-        text.lines().rev().filter(|l| !l.starts_with(PROGRESS_PREFIX)).take(lines).collect();
+    let text = std::fs::read_to_string(dir.join(files::WORKER_LOG)).ok()?;
+    let tail: Vec<&str> = text.lines().rev().filter(|l| !Heartbeat::is_heartbeat(l)).take(lines).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     (!tail.is_empty()).then(|| tail.join("\n"))
 }

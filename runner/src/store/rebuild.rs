@@ -7,13 +7,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use protocol::EventBody;
+use protocol::{files, EventBody};
 
 use super::db::Store;
 use super::error::{Result, StoreError};
 use super::folder::{
-    read_events_file, read_experiment_files, read_run_record, read_run_spec, EVENTS_FILE, EXPERIMENT_FILE,
-    RUNS_DIR, RUN_RECORD_FILE, RUN_SPEC_FILE,
+    read_events_file, read_experiment_files, read_run_record, read_run_spec, EXPERIMENT_FILE, RUNS_DIR,
 };
 use results::{Failure, RunRecord, RunStatus};
 
@@ -55,7 +54,7 @@ pub fn rebuild(results_dir: &Path, store: &Store) -> Result<RebuildSummary> {
     store.put_experiment(&experiment)?;
     let mut summary = RebuildSummary::default();
     for dir in run_folders(results_dir)? {
-        if !dir.join(RUN_RECORD_FILE).exists() {
+        if !dir.join(files::RUN_RECORD).exists() {
             summary.skipped.push(dir);
             continue;
         }
@@ -86,7 +85,7 @@ fn run_folders(results_dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Result<RunRecord> {
-    let record_path = dir.join(RUN_RECORD_FILE);
+    let record_path = dir.join(files::RUN_RECORD);
     let mut record = read_run_record(dir)?;
     let folder_name = dir.file_name().unwrap_or_default().to_string_lossy();
     if record.id != folder_name {
@@ -101,17 +100,17 @@ fn rebuild_run(dir: &Path, store: &Store, summary: &mut RebuildSummary) -> Resul
             format!("field `record.spec.id` is {:?}, expected the run id {:?}", record.spec.id, record.id),
         ));
     }
-    if dir.join(RUN_SPEC_FILE).exists() {
+    if dir.join(files::SPEC).exists() {
         let spec = read_run_spec(dir)?;
         if spec.id != record.id {
             return Err(StoreError::bad_file(
-                dir.join(RUN_SPEC_FILE),
+                dir.join(files::SPEC),
                 format!("field `id` is {:?}, expected the run id {:?}", spec.id, record.id),
             ));
         }
     }
 
-    let events_path = dir.join(EVENTS_FILE);
+    let events_path = dir.join(files::EVENTS);
     if events_path.exists() {
         let mut last_seq: Option<u64> = None;
         let file = read_events_file(&events_path, |event| {
@@ -224,7 +223,7 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
         found.push(Drift::MissingExperiment);
     }
     for dir in run_folders(results_dir)? {
-        if !dir.join(RUN_RECORD_FILE).exists() {
+        if !dir.join(files::RUN_RECORD).exists() {
             continue;
         }
         let id = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -232,7 +231,7 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
             found.push(Drift::MissingRun { id });
             continue;
         }
-        let events_path = dir.join(EVENTS_FILE);
+        let events_path = dir.join(files::EVENTS);
         if !events_path.exists() {
             continue;
         }
@@ -309,7 +308,7 @@ mod tests {
     }
 
     fn append(dir: &Path, events: &[Event]) {
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join(EVENTS_FILE)).unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join(files::EVENTS)).unwrap();
         for e in events {
             writeln!(f, "{}", serde_json::to_string(e).unwrap()).unwrap();
         }
@@ -427,14 +426,14 @@ mod tests {
         let err = rebuild(&results, &store).unwrap_err().to_string();
         assert!(err.contains("events.jsonl: event 0 belongs to run \"someone-else\""), "{err}");
 
-        fs::remove_file(dir.join(EVENTS_FILE)).unwrap();
+        fs::remove_file(dir.join(files::EVENTS)).unwrap();
         let moved = results.join("runs").join("renamed");
         fs::rename(&dir, &moved).unwrap();
         let err = rebuild(&results, &store).unwrap_err().to_string();
         assert!(err.contains("run.json: field `record.id`") && err.contains("\"renamed\""), "{err}");
 
         // A folder the orchestrator never saved a record into is skipped, and said so.
-        fs::remove_file(moved.join(RUN_RECORD_FILE)).unwrap();
+        fs::remove_file(moved.join(files::RUN_RECORD)).unwrap();
         let summary = rebuild(&results, &store).unwrap();
         assert_eq!((summary.runs, summary.skipped), (0, vec![moved]));
         fs::remove_dir_all(&results).unwrap();
@@ -506,7 +505,7 @@ mod tests {
     #[test]
     fn the_last_sequence_number_is_read_from_the_tail_of_long_files() {
         let dir = scratch("tail");
-        let path = dir.join(EVENTS_FILE);
+        let path = dir.join(files::EVENTS);
         let long = |seq, chars| {
             let reason = "x".repeat(chars);
             ev("r", seq, EventBody::Failed { reason })

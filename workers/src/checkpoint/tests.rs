@@ -283,7 +283,7 @@ fn file_names_carry_the_index() {
         "checkpoint-.ckpt",
         "checkpoint-+17.ckpt",
         "checkpoint-99999999999999999999999.ckpt",
-        "events.jsonl",
+        crate::protocol::files::EVENTS,
     ] {
         assert_eq!(parse_index(other), None, "{other}");
     }
@@ -302,7 +302,7 @@ fn list_sorts_by_index_and_ignores_other_files() {
         tiny(index).write_atomic(dir.path(), &file_name(index)).unwrap();
     }
     fs::write(dir.path().join("checkpoint-0000000005.ckpt.tmp"), b"half a write").unwrap();
-    fs::write(dir.path().join("events.jsonl"), b"{}\n").unwrap();
+    fs::write(dir.path().join(crate::protocol::files::EVENTS), b"{}\n").unwrap();
     fs::create_dir(dir.path().join("checkpoint-0000000007.ckpt")).unwrap();
     let indices: Vec<u64> = list(dir.path()).unwrap().iter().map(|f| f.index).collect();
     assert_eq!(indices, [2, 9_999_999_999, 10_000_000_000]);

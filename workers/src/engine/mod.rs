@@ -8,7 +8,7 @@ mod snapshot;
 mod trainer;
 
 pub use schedule::{cadence, tasks_evaluated_after, Cadence};
-pub use sink::{EventSink, EVENT_LOG};
+pub use sink::EventSink;
 pub use trainer::RunOutcome;
 
 use std::io::Write;
@@ -226,9 +226,6 @@ pub fn resume_point(spec: &RunSpec, dir: &std::path::Path) -> Result<u64, RunErr
     Ok(snapshot::find(spec, dir)?.map_or(0, |found| found.state.next_seq))
 }
 
-/// Name of the lock file a worker holds in its run folder.
-pub const WORKER_LOCK: &str = "worker.lock";
-
 /// How long a worker waits for a previous worker of the same run to let go of the run folder
 /// (an orphaned worker checkpointing on its way out after its orchestrator died).
 const RUN_DIR_LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -236,7 +233,7 @@ const RUN_DIR_LOCK_WAIT: Duration = Duration::from_secs(120);
 /// Takes the run folder's lock, so two workers never write the same run's files: a new
 /// attempt waits until the previous one has finished writing its last checkpoint.
 fn lock_run_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
-    let path = dir.join(WORKER_LOCK);
+    let path = dir.join(crate::protocol::files::WORKER_LOCK);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -23,9 +23,6 @@ struct EventLog {
     len: u64,
 }
 
-/// Name of the event log inside a run folder.
-pub const EVENT_LOG: &str = "events.jsonl";
-
 impl EventSink {
     /// A sink for run `run` writing to `out` and, with a run folder, to its `events.jsonl`
     /// (created or truncated to `log_len` bytes: on resume, events after the checkpoint are
@@ -40,7 +37,7 @@ impl EventSink {
         let log = match run_dir {
             None => None,
             Some(dir) => {
-                let path = dir.join(EVENT_LOG);
+                let path = dir.join(crate::protocol::files::EVENTS);
                 let file =
                     OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path)?;
                 let existing = file.metadata()?.len();

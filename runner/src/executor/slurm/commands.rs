@@ -150,7 +150,10 @@ pub async fn scancel(jobs: &[JobId], how: Cancel) -> Result<(), CommandError> {
     }
     let mut args = match how {
         Cancel::Terminate => Vec::new(),
-        Cancel::Signal => vec!["--full".to_string(), "--signal=TERM".to_string()],
+        Cancel::Signal => {
+            let term = protocol::control::signal_name(protocol::control::STOP).expect("STOP has a name");
+            vec!["--full".to_string(), format!("--signal={term}")]
+        }
     };
     args.extend(jobs.iter().map(JobId::to_string));
     run("scancel", &args).await.map(drop)

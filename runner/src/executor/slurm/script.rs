@@ -13,6 +13,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::{control, files};
+
 use crate::recipe::{slurm_time, SlurmSettings};
 
 use super::job::JOBS_LOG;
@@ -95,6 +97,14 @@ fn quote(text: &str) -> String {
 /// needed), passes SLURM's signals on to the worker (which checkpoints and exits 75), and
 /// notes the worker's exit status — so the status is known without `sacct`.
 pub fn job_script(runs: &Path, settings: &ScriptSettings) -> String {
+    // One handler per stop signal of the protocol, SLURM's warning first.
+    let traps: String = [control::WARNING, control::STOP, control::INTERRUPT]
+        .into_iter()
+        .map(|s| {
+            let name = signal_name(s);
+            format!("trap 'forward {name}' {name}\n")
+        })
+        .collect();
     format!(
         r#"#!/usr/bin/env bash
 # Written by `clorch run --executor slurm`: array task i trains the run whose folder is line
@@ -110,18 +120,15 @@ fi
 job="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
 restart="${{SLURM_RESTART_COUNT:-0}}"
 host=$(hostname)
-echo "=== SLURM job $job (restart $restart) on $host ===" >> "$run_dir/worker.log"
+echo "=== SLURM job $job (restart $restart) on $host ===" >> "$run_dir/{worker_log}"
 echo "start $job $restart $host" >> "$run_dir/{jobs_log}"
 worker=
 forward() {{ if [ -n "$worker" ]; then kill -"$1" "$worker" 2>/dev/null; fi; }}
 # Handlers (not `trap ''`, which the worker would inherit): `wait` returns on a signal, the
 # signal is passed on, and the loop waits again until the worker has checkpointed and exited.
-trap 'forward USR1' USR1
-trap 'forward TERM' TERM
-trap 'forward INT' INT
-RAYON_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" CLORCH_RUN_ID="$(basename "$run_dir")" \
-    "$CLORCH" worker --spec "$run_dir/spec.json" --heartbeat {heartbeat} \
-    > /dev/null 2>> "$run_dir/worker.log" &
+{traps}RAYON_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" CLORCH_RUN_ID="$(basename "$run_dir")" \
+    "$CLORCH" worker --spec "$run_dir/{spec}" --heartbeat {heartbeat} \
+    > /dev/null 2>> "$run_dir/{worker_log}" &
 worker=$!
 while kill -0 "$worker" 2>/dev/null; do wait "$worker"; done
 wait "$worker"
@@ -133,6 +140,8 @@ exit "$status"
         program = quote(&settings.program.display().to_string()),
         jobs_log = JOBS_LOG,
         heartbeat = settings.heartbeat,
+        worker_log = files::WORKER_LOG,
+        spec = files::SPEC,
     )
 }
 
@@ -167,7 +176,7 @@ pub fn sbatch_flags(s: &Submission<'_>) -> Vec<String> {
         format!("--cpus-per-task={}", s.settings.cpus),
         // The shell (`B:`) gets the warning and passes it to the worker, which checkpoints and
         // exits 75; clorch submits the run again and it resumes.
-        format!("--signal=B:USR1@{}", s.settings.signal_seconds),
+        format!("--signal=B:{}@{}", signal_name(control::WARNING), s.settings.signal_seconds),
         // Node failures and preemption put the job back in the queue under the same id.
         "--requeue".to_string(),
     ];
@@ -185,6 +194,11 @@ pub fn sbatch_flags(s: &Submission<'_>) -> Vec<String> {
     }
     flags.extend(s.settings.extra.iter().cloned());
     flags
+}
+
+/// The name of one of the protocol's signals.
+fn signal_name(signal: i32) -> &'static str {
+    control::signal_name(signal).expect("the protocol's signals have names")
 }
 
 /// Seconds between heartbeats of a SLURM worker: a quarter of the silence the recipe

@@ -13,14 +13,13 @@ use super::job::{read_job_record, JobId, JobRecord, JobState, JOBS_LOG};
 use super::script::{heartbeat_interval, sbatch_flags, write_batch, ScriptSettings, Submission, SLURM_DIR};
 use super::tail::{last_line, EventTail, LineTail, TailError, Tailed};
 use super::{SlurmExecutor, ARRAY_LIMIT};
-use crate::executor::local::parse_progress;
 use crate::executor::{
     folder, worker_ending, Attempt, Control, Ending, Launch, Limits, Message, Report, Reports,
 };
 use crate::scheduler::{Alarm, Watchdog};
 use crate::store::Failure;
-use results::folder::WORKER_LOG_FILE;
-use results::PROGRESS_PREFIX;
+use protocol::files;
+use protocol::heartbeat::Heartbeat;
 
 /// How often files are read and controls obeyed.
 const TICK: Duration = Duration::from_millis(500);
@@ -48,10 +47,7 @@ pub(super) async fn run(executor: SlurmExecutor, batch: Vec<Attempt>, limits: Li
             send(&reports, &attempt.launch, Message::Ended(Ending::Broke(Failure::Lost { reason })));
             continue;
         };
-        let events = EventTail::reattach(
-            attempt.launch.run_dir.join(results::folder::EVENTS_FILE),
-            &attempt.launch.run,
-        );
+        let events = EventTail::reattach(attempt.launch.run_dir.join(files::EVENTS), &attempt.launch.run);
         send(&reports, &attempt.launch, Message::Note(format!("reattached to SLURM job {job}")));
         watched.push(Watched::new(attempt, job, events, limits));
     }
@@ -122,7 +118,7 @@ async fn submit(
         for (index, (attempt, next_seq)) in chunk.into_iter().enumerate() {
             let job = JobId { array, index: index as u32 };
             send(reports, &attempt.launch, Message::Queued { handle: job.to_string() });
-            let path = attempt.launch.run_dir.join(results::folder::EVENTS_FILE);
+            let path = attempt.launch.run_dir.join(files::EVENTS);
             let events = EventTail::new(path, &attempt.launch.run, next_seq);
             watched.push(Watched::new(attempt, job, events, limits));
         }
@@ -163,7 +159,7 @@ struct Watched {
 impl Watched {
     fn new(attempt: Attempt, job: JobId, events: EventTail, limits: Limits) -> Watched {
         let Attempt { launch, control } = attempt;
-        let log = LineTail::at_end(launch.run_dir.join(WORKER_LOG_FILE));
+        let log = LineTail::at_end(launch.run_dir.join(files::WORKER_LOG));
         let jobs_log = LineTail::at_end(launch.run_dir.join(JOBS_LOG));
         Watched {
             launch,
@@ -222,15 +218,13 @@ impl Watched {
         match self.log.poll() {
             Ok(lines) => {
                 heard |= !lines.is_empty();
-                let progress =
-                    lines.iter().rev().find_map(|l| l.strip_prefix(PROGRESS_PREFIX).and_then(parse_progress));
-                if let Some((task, tasks)) = progress {
+                let progress = lines.iter().rev().find_map(|l| Heartbeat::parse(l));
+                if let Some(Heartbeat { task, tasks, .. }) = progress {
                     self.send(reports, Message::Progress { task, tasks });
                 }
             }
-            Err(e) => {
-                self.note_io(reports, format!("{}: {e}", self.launch.run_dir.join(WORKER_LOG_FILE).display()))
-            }
+            Err(e) => self
+                .note_io(reports, format!("{}: {e}", self.launch.run_dir.join(files::WORKER_LOG).display())),
         }
         match self.jobs_log.poll() {
             Ok(lines) => {
@@ -415,7 +409,7 @@ impl Watched {
 
 /// The last thing the worker said in its log (its failure reason), without its prefix.
 fn worker_reason(run_dir: &std::path::Path) -> String {
-    last_line(&run_dir.join(WORKER_LOG_FILE), |l| !l.starts_with(PROGRESS_PREFIX) && !l.starts_with("=== "))
+    last_line(&run_dir.join(files::WORKER_LOG), |l| !Heartbeat::is_heartbeat(l) && !l.starts_with("=== "))
         .map(|l| l.trim_start_matches("clorch worker: ").to_string())
         .unwrap_or_else(|| "the worker wrote nothing to its log".to_string())
 }
