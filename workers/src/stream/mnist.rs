@@ -335,8 +335,8 @@ pub(crate) mod tests {
     #[test]
     fn loads_a_mixed_raw_and_gzip_folder() {
         let dir = test_support::scratch("mnist-good");
-        write_fixture(&dir.path(), 30, 20);
-        let files = MnistFiles::locate(&dir.path()).unwrap();
+        write_fixture(dir.path(), 30, 20);
+        let files = MnistFiles::locate(dir.path()).unwrap();
         assert!(files.train_images.to_string_lossy().ends_with(".gz"));
         assert!(files.test_labels.ends_with("t10k-labels-idx1-ubyte"));
         let shape = files.check_headers().unwrap();
@@ -351,13 +351,13 @@ pub(crate) mod tests {
     #[test]
     fn a_changed_file_no_longer_matches_its_fingerprint() {
         let dir = test_support::scratch("mnist-fingerprint");
-        write_fixture(&dir.path(), 5, 3);
-        let files = MnistFiles::locate(&dir.path()).unwrap();
+        write_fixture(dir.path(), 5, 3);
+        let files = MnistFiles::locate(dir.path()).unwrap();
         let print = files.fingerprint().unwrap();
         assert_eq!(print.len(), 16);
         files.verify_fingerprint(Some(&print)).unwrap();
         files.verify_fingerprint(None).unwrap();
-        write_fixture(&dir.path(), 6, 3);
+        write_fixture(dir.path(), 6, 3);
         let m = err(files.verify_fingerprint(Some(&print)));
         assert!(m.contains("changed since the experiment was planned"), "{m}");
     }
@@ -367,9 +367,9 @@ pub(crate) mod tests {
         let dir = test_support::scratch("mnist-missing");
         let m = err(MnistFiles::locate(&dir.path().join("nowhere")));
         assert!(m.contains("nowhere") && m.contains("data folder does not exist"), "{m}");
-        write_fixture(&dir.path(), 10, 10);
+        write_fixture(dir.path(), 10, 10);
         std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
-        let m = err(MnistFiles::locate(&dir.path()));
+        let m = err(MnistFiles::locate(dir.path()));
         assert!(m.contains(&*dir.path().to_string_lossy()), "{m}");
         assert!(m.contains("missing `t10k-labels-idx1-ubyte` (or `t10k-labels-idx1-ubyte.gz`)"), "{m}");
         assert!(m.contains("must exist"), "{m}");
@@ -378,9 +378,9 @@ pub(crate) mod tests {
     #[test]
     fn image_and_label_counts_must_match() {
         let dir = test_support::scratch("mnist-count");
-        write_fixture(&dir.path(), 10, 10);
+        write_fixture(dir.path(), 10, 10);
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx_bytes(&[9], &[0; 9])).unwrap();
-        let files = MnistFiles::locate(&dir.path()).unwrap();
+        let files = MnistFiles::locate(dir.path()).unwrap();
         for m in [err(files.check_headers()), err(Mnist::load(&files, None, None))] {
             assert!(m.contains("t10k-labels-idx1-ubyte: 9 labels"), "{m}");
             assert!(m.contains("t10k-images-idx3-ubyte holds 10 images"), "{m}");
@@ -390,30 +390,30 @@ pub(crate) mod tests {
     #[test]
     fn swapped_files_are_reported_by_magic_number() {
         let dir = test_support::scratch("mnist-swapped");
-        write_fixture(&dir.path(), 10, 10);
+        write_fixture(dir.path(), 10, 10);
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx_bytes(&[10], &[0; 10])).unwrap();
-        let m = err(MnistFiles::locate(&dir.path()).unwrap().check_headers());
+        let m = err(MnistFiles::locate(dir.path()).unwrap().check_headers());
         assert!(m.contains("t10k-images-idx3-ubyte: magic number 0x00000801, expected 0x00000803"), "{m}");
     }
 
     #[test]
     fn labels_must_be_classes() {
         let dir = test_support::scratch("mnist-labels");
-        write_fixture(&dir.path(), 10, 10);
+        write_fixture(dir.path(), 10, 10);
         let mut labels: Vec<u8> = (0..10).collect();
         labels[4] = 12;
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx_bytes(&[10], &labels)).unwrap();
-        let m = err(Mnist::load(&MnistFiles::locate(&dir.path()).unwrap(), None, None));
+        let m = err(Mnist::load(&MnistFiles::locate(dir.path()).unwrap(), None, None));
         assert!(m.contains("t10k-labels-idx1-ubyte: label 12 of example 4"), "{m}");
         // Truncation before the bad label loads fine.
-        assert!(Mnist::load(&MnistFiles::locate(&dir.path()).unwrap(), None, Some(4)).is_ok());
+        assert!(Mnist::load(&MnistFiles::locate(dir.path()).unwrap(), None, Some(4)).is_ok());
     }
 
     #[test]
     fn truncation_beyond_the_file_is_an_error() {
         let dir = test_support::scratch("mnist-limit");
-        write_fixture(&dir.path(), 10, 10);
-        let files = MnistFiles::locate(&dir.path()).unwrap();
+        write_fixture(dir.path(), 10, 10);
+        let files = MnistFiles::locate(dir.path()).unwrap();
         let m = err(Mnist::load(&files, Some(11), None));
         assert!(m.contains("train-images-idx3-ubyte.gz: `train_examples` is 11"), "{m}");
         assert!(m.contains("holds 10 examples"), "{m}");
@@ -424,9 +424,9 @@ pub(crate) mod tests {
     #[test]
     fn training_and_test_images_must_have_one_size() {
         let dir = test_support::scratch("mnist-sizes");
-        write_fixture(&dir.path(), 10, 10);
+        write_fixture(dir.path(), 10, 10);
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx_bytes(&[10, 3, 2], &[0; 60])).unwrap();
-        let m = err(MnistFiles::locate(&dir.path()).unwrap().check_headers());
+        let m = err(MnistFiles::locate(dir.path()).unwrap().check_headers());
         assert!(m.contains("t10k-images-idx3-ubyte: images are 3×2"), "{m}");
     }
 
