@@ -1,4 +1,4 @@
-//! What clorch's tests share, so that each is written once: scratch folders, a [`RunSpec`]
+//! What clorch's tests share, so that each is written once: scratch folders, a [`RunSpec`](protocol::RunSpec)
 //! builder, the shipped MNIST subset, and the rule that under `CI=true` a test whose data,
 //! browser, cluster or Python is missing fails instead of passing by returning early.
 

@@ -27,7 +27,7 @@ pub struct RunArgs {
     /// Workers at once (default: the recipe's `parallel`, else the number of cores).
     #[arg(long, short = 'j')]
     pub parallel: Option<usize>,
-    /// Results folder (default: the recipe's `output`, else results/<name>).
+    /// Results folder (default: the recipe's `output`, else `results/<name>`).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
     /// Run again the runs that failed in an earlier invocation.

@@ -55,7 +55,7 @@ pub(crate) struct Counters {
     pub examples: u64,
 }
 
-/// How a call to [`Trainer::run`] ended.
+/// How a run ended: it finished its stream, or stopped at a checkpoint on request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
     /// The stream is done; `finished` was emitted.

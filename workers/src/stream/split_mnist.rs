@@ -24,7 +24,7 @@ use super::{Problem, StreamError, StreamInfo, Task, TaskStream};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitMnistSpec {
-    /// Folder with the four MNIST IDX files (see [`PermutedMnistSpec::data_dir`]).
+    /// Folder with the four MNIST IDX files (see [`PermutedMnistSpec::data_dir`](super::PermutedMnistSpec::data_dir)).
     pub data_dir: PathBuf,
     /// Fingerprint of the data files' bytes ([`MnistFiles::fingerprint`]),
     /// filled in by the orchestrator when it plans the run. It stands for the data in the
