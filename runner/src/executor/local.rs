@@ -11,6 +11,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::Event;
 use results::folder::{RUN_SPEC_FILE, WORKER_LOG_FILE};
+use results::log::ReasonTracker;
 use results::PROGRESS_PREFIX;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -114,7 +115,7 @@ impl LocalExecutor {
         let header = format!("=== attempt {} ===\n", launch.attempt);
         let _ = log.write_all(header.as_bytes()).await;
         match super::folder::claim(&launch.run_dir, false, &*self.worker).await {
-            Ok(next_seq) => send(Message::Resuming { next_seq }),
+            Ok(point) => send(Message::Resuming { next_seq: point.next_seq, fallback: point.fallback }),
             Err(ending) => return ending,
         }
 
@@ -154,7 +155,8 @@ impl LocalExecutor {
         let mut watchdog = Watchdog::new(limits);
         watchdog.started(Instant::now());
         let mut forced: Option<Ending> = None;
-        let mut last_stderr = String::new();
+        // The worker's failure reason, picked from its lines as they pass into the log.
+        let mut reason = ReasonTracker::default();
 
         // The worker leads its own process group; signal the group, so helpers it started (or a
         // wrapper script's children) cannot keep its pipes open.
@@ -197,9 +199,7 @@ impl LocalExecutor {
                         } else {
                             let _ = log.write_all(line.as_bytes()).await;
                             let _ = log.write_all(b"\n").await;
-                            if !line.trim().is_empty() {
-                                last_stderr = line;
-                            }
+                            reason.push(&line);
                         }
                     }
                     _ => err_open = false,
@@ -248,9 +248,7 @@ impl LocalExecutor {
         }
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
-            (Some(code), _) => {
-                super::worker_ending(code, || last_stderr.trim_start_matches("clorch worker: ").to_string())
-            }
+            (Some(code), _) => super::worker_ending(code, || reason.reason().unwrap_or_default().to_string()),
             (None, Some(signal)) => Ending::Broke(Failure::Signaled { signal }),
             (None, None) => {
                 Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })
