@@ -6,8 +6,9 @@
 use std::path::Path;
 
 use protocol::{MethodSpec, Params, RunSpec, StreamSpec};
+use results::{CheckpointFallback, RejectedCheckpoint};
 use runner::recipe::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
-use runner::WorkerSide;
+use runner::{ResumePoint, WorkerSide};
 use workers::stream::{PathSegment, StreamError};
 
 /// The engine this binary links, as the runner asks for it.
@@ -86,7 +87,21 @@ fn stream_problem(e: StreamError) -> SpecProblem {
 }
 
 impl WorkerSide for BuiltinWorker {
-    fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<u64, String> {
-        workers::engine::resume_point(spec, run_dir).map_err(|e| e.to_string())
+    fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<ResumePoint, String> {
+        let point = workers::engine::resume_point(spec, run_dir).map_err(|e| e.to_string())?;
+        let fallback = (!point.rejected.is_empty()).then(|| CheckpointFallback {
+            attempt: 0,
+            rejected: point
+                .rejected
+                .into_iter()
+                .map(|r| RejectedCheckpoint {
+                    file: r.file,
+                    summary: r.summary.to_string(),
+                    reason: r.reason,
+                })
+                .collect(),
+            resumed_from: point.resumed_from,
+        });
+        Ok(ResumePoint { next_seq: point.next_seq, fallback })
     }
 }

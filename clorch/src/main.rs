@@ -4,6 +4,7 @@
 mod bench;
 mod builtin;
 mod cli;
+mod logging;
 
 use clap::Parser;
 

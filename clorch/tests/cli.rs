@@ -475,3 +475,120 @@ fn a_worker_with_a_bad_spec_exits_with_one_clear_line() {
 fn heartbeat() -> protocol::heartbeat::Heartbeat {
     protocol::heartbeat::Heartbeat { task: 0, tasks: 3, step: 1 }
 }
+
+/// One small run with frequent checkpoints, for the logging tests.
+const ONE: &str = "
+stream: {kind: synthetic_permuted, tasks: 2, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
+network: {hidden: [16]}
+training: {batch_size: 4, epochs: 2}
+checkpoint: {every_steps: 10, keep: 2}
+methods:
+  - {name: sgd, lr: 0.05}
+seeds: 1
+max_attempts: 3
+";
+
+#[test]
+fn a_corrupt_newest_checkpoint_falls_back_and_shows_in_the_log_and_the_status() {
+    let s = Scratch::new("fallback");
+    let reference = recipe(&s, "reference", ONE);
+    let out = clorch(&["run", reference.to_str().unwrap(), "--no-progress"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reference_logs = event_logs(&s.path("results-reference"));
+
+    // Attempt 1 stops (resumably) after 45 steps, leaving checkpoints at steps 40 and 45; the
+    // next worker corrupts the newest and crashes, so attempt 2 finds it corrupt and falls back.
+    let mark = s.path("mark");
+    let worker = fake_worker(
+        &s,
+        "interrupting.sh",
+        &format!(
+            "dir=$(dirname \"$3\")\n\
+             if [ ! -e {mark}.1 ]; then touch {mark}.1; exec {CLORCH} \"$@\" --stop-after-steps 45; fi\n\
+             if [ ! -e {mark}.2 ]; then touch {mark}.2\n\
+               newest=$(ls \"$dir\"/checkpoint-*.ckpt | sort | tail -n 1)\n\
+               printf 'XXXXXXXX' | dd of=\"$newest\" bs=1 seek=200 conv=notrunc 2>/dev/null\n\
+               exit 9; fi\n\
+             exec {CLORCH} \"$@\"",
+            mark = mark.display()
+        ),
+    );
+    let r = recipe(&s, "fallback", ONE);
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress"],
+        &[("CLORCH_WORKER", worker.to_str().unwrap())],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The orchestrator warns too, by default.
+    assert!(err.contains("WARN") && err.contains("failed verification"), "{err}");
+    let results = s.path("results-fallback");
+    assert_eq!(event_logs(&results), reference_logs, "the fallback changed the events");
+
+    let run = std::fs::read_dir(results.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(run.join("worker.log")).unwrap();
+    let warn = log.lines().find(|l| l.contains(" WARN checkpoint: ")).unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        warn.contains("checkpoint-")
+            && warn.contains("checksum mismatch")
+            && warn.contains("resuming from the older"),
+        "{warn}"
+    );
+    assert!(log.contains(" INFO checkpoint: resuming from checkpoint-"), "{log}");
+
+    let status = text(&clorch(&["status", results.to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("(fell back: checkpoint-") && status.contains("checksum mismatch)"), "{status}");
+    let record = std::fs::read_to_string(run.join("run.json")).unwrap();
+    assert!(record.contains("checkpoint_fallback"), "{record}");
+}
+
+#[test]
+fn quiet_verbose_and_rust_log_set_what_clorch_run_prints() {
+    let s = Scratch::new("verbosity");
+    let r = recipe(&s, "verbosity", ONE);
+    let run = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut args = flags.to_vec();
+        args.extend(["run", r.to_str().unwrap(), "--no-progress"]);
+        let out = clorch(&args, env);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (table, err) = run(&[], &[("RUST_LOG", "")]);
+    assert!(err.contains("finished ") && !err.contains("INFO") && !err.contains("DEBUG"), "{err}");
+    // Finished runs are skipped; -q leaves out that note (and every per-run line), not the table.
+    let (quiet_table, quiet) = run(&["-q"], &[("RUST_LOG", "")]);
+    assert_eq!(quiet_table, table);
+    assert_eq!(quiet, "", "-q printed: {quiet}");
+    let (_, plain) = run(&[], &[("RUST_LOG", "")]);
+    assert!(plain.contains("1 finished runs skipped"), "{plain}");
+    let (_, verbose) = run(&["-v"], &[("RUST_LOG", "")]);
+    assert!(verbose.contains("INFO") && verbose.contains("1 runs in the plan"), "{verbose}");
+    assert!(!verbose.contains("DEBUG"), "{verbose}");
+    let (_, debug) = run(&[], &[("RUST_LOG", "debug")]);
+    assert!(debug.contains("DEBUG") && debug.contains("store of"), "{debug}");
+    // A fresh run at -vv says where each attempt starts.
+    std::fs::remove_dir_all(s.path("results-verbosity")).unwrap();
+    let (_, fresh) = run(&["-vv"], &[("RUST_LOG", "")]);
+    assert!(fresh.contains("starting attempt 1") && fresh.contains("worker resumes at event 0"), "{fresh}");
+}
+
+#[test]
+fn a_workers_log_lines_never_pass_for_its_failure_reason() {
+    // A worker that logs after its last words: the reason is still its `clorch worker:` line.
+    let s = Scratch::new("reason");
+    let worker = fake_worker(
+        &s,
+        "talkative.sh",
+        "echo 'clorch worker: the data went away' >&2\n\
+         echo '2026-12-02T06:40:01.123456Z  WARN checkpoint: something late' >&2\n\
+         exit 1",
+    );
+    let r = recipe(&s, "reason", ONE);
+    let out = clorch(
+        &["run", r.to_str().unwrap(), "--no-progress"],
+        &[("CLORCH_WORKER", worker.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let status = text(&clorch(&["status", s.path("results-reason").to_str().unwrap()], &[]).stdout);
+    assert!(status.contains("the data went away") && !status.contains("something late"), "{status}");
+}

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod folder;
+pub mod log;
 mod record;
 mod source;
 
@@ -20,8 +21,8 @@ pub use folder::{
     write_run_record, write_run_spec, EventsFileSummary,
 };
 pub use record::{
-    recipe_hash, unix_now, CheckpointRef, ExperimentMeta, Failure, Progress, RunLabels, RunRecord, RunStatus,
-    RunTimes,
+    recipe_hash, unix_now, CheckpointFallback, CheckpointRef, ExperimentMeta, Failure, Progress,
+    RejectedCheckpoint, RunLabels, RunRecord, RunStatus, RunTimes,
 };
 pub use source::{EventVisitor, RunSource, SourceError};
 

@@ -281,6 +281,55 @@ pub struct RunRecord {
     /// logs and to cancel it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor_job: Option<String>,
+    /// The latest attempt that could not resume from the run's newest checkpoint because it
+    /// failed verification, and resumed from an older one (or from the beginning). Kept after
+    /// later attempts: the work between the two checkpoints was done twice. Absent in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_fallback: Option<CheckpointFallback>,
+}
+
+/// A checkpoint newer than the one a run resumed from that did not read or verify.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedCheckpoint {
+    /// File name inside the run folder.
+    pub file: String,
+    /// A few words for tables (`checksum mismatch`, `too short (torn write?)`).
+    pub summary: String,
+    /// The full reason, as the worker's log gives it.
+    pub reason: String,
+}
+
+/// An attempt resumed from an older checkpoint than the newest, which failed verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointFallback {
+    /// The attempt that fell back (0 when not known yet).
+    pub attempt: u32,
+    /// The checkpoints skipped, newest first.
+    pub rejected: Vec<RejectedCheckpoint>,
+    /// The file it resumed from; `None`: no checkpoint verified, it started from the beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
+}
+
+impl fmt::Display for CheckpointFallback {
+    /// `fell back: checkpoint-0000000017.ckpt checksum mismatch` (one entry per skipped file),
+    /// then `; started over` when no checkpoint verified.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fell back: ")?;
+        for (i, r) in self.rejected.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {}", r.file, r.summary)?;
+        }
+        if self.resumed_from.is_none() {
+            f.write_str("; started over")?;
+        }
+        Ok(())
+    }
 }
 
 impl RunRecord {
@@ -299,6 +348,7 @@ impl RunRecord {
             last_failure: None,
             log_tail: None,
             executor_job: None,
+            checkpoint_fallback: None,
         }
     }
 
@@ -410,6 +460,28 @@ mod tests {
         );
         assert!(!Failure::SpawnFailed { reason: "no such file".into() }.worker_started());
         assert!(Failure::Silent { silent_seconds: 600 }.worker_started());
+    }
+
+    #[test]
+    fn records_without_a_fallback_read_and_write_as_before() {
+        let r = record(0, 2, "sgd", 0.01, 1);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("checkpoint_fallback"), "{json}");
+        assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), r);
+        let mut fell = r.clone();
+        fell.checkpoint_fallback = Some(CheckpointFallback {
+            attempt: 2,
+            rejected: vec![RejectedCheckpoint {
+                file: "checkpoint-0000000017.ckpt".into(),
+                summary: "checksum mismatch".into(),
+                reason: "checksum mismatch: …".into(),
+            }],
+            resumed_from: Some("checkpoint-0000000012.ckpt".into()),
+        });
+        let json = serde_json::to_string(&fell).unwrap();
+        assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), fell);
+        let shown = fell.checkpoint_fallback.as_ref().unwrap().to_string();
+        assert_eq!(shown, "fell back: checkpoint-0000000017.ckpt checksum mismatch");
     }
 
     #[test]

@@ -16,4 +16,4 @@ pub mod status;
 pub mod store;
 mod worker_side;
 
-pub use worker_side::WorkerSide;
+pub use worker_side::{ResumePoint, WorkerSide};

@@ -55,6 +55,10 @@ pub struct RunLine {
     /// Why it failed, or why its last attempt broke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when an attempt resumed from an older checkpoint because the newest failed
+    /// verification: `fell back: checkpoint-0000000017.ckpt checksum mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_note: Option<String>,
 }
 
 impl RunLine {
@@ -77,6 +81,7 @@ impl RunLine {
             tasks: record.progress.tasks,
             checkpoint_at: record.last_checkpoint.as_ref().and_then(|c| c.received),
             reason,
+            checkpoint_note: record.checkpoint_fallback.as_ref().map(|f| f.to_string()),
         }
     }
 }
@@ -133,12 +138,22 @@ pub fn render(snapshot: &Snapshot, now: u64) -> String {
             r.status.clone(),
             r.attempts.to_string(),
             format!("{}/{}", r.task.min(r.tasks), r.tasks),
-            r.checkpoint_at.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t)))),
+            checkpoint_cell(r, now),
             r.reason.clone().unwrap_or_default(),
         ]);
     }
     out.push_str(&crate::columns::align(&rows));
     out
+}
+
+/// `12 s ago`, `-` without a checkpoint, then any fallback in brackets: `12 s ago (fell back:
+/// checkpoint-0000000017.ckpt checksum mismatch)`.
+fn checkpoint_cell(r: &RunLine, now: u64) -> String {
+    let age = r.checkpoint_at.map_or("-".into(), |t| format!("{} ago", age(now.saturating_sub(t))));
+    match &r.checkpoint_note {
+        Some(note) => format!("{age} ({note})"),
+        None => age,
+    }
 }
 
 /// `45 s`, `12 min`, `3 h`, `2 d`.
@@ -169,6 +184,7 @@ mod tests {
             tasks: 5,
             checkpoint_at: Some(100),
             reason: reason.map(Into::into),
+            checkpoint_note: None,
         };
         let snap = Snapshot {
             experiment: "x".into(),
@@ -181,5 +197,13 @@ mod tests {
         assert!(text.contains("1 running, 1 failed"), "{text}");
         assert!(text.contains("2/5") && text.contains("70 s ago"), "{text}");
         assert!(text.contains("worker crashed (exit code 3)"), "{text}");
+
+        let mut fell = snap.runs[0].clone();
+        fell.checkpoint_note = Some("fell back: checkpoint-0000000017.ckpt checksum mismatch".into());
+        let text = render(&Snapshot { runs: vec![fell], ..snap }, 170);
+        assert!(
+            text.contains("70 s ago (fell back: checkpoint-0000000017.ckpt checksum mismatch)"),
+            "{text}"
+        );
     }
 }

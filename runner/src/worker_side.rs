@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use protocol::RunSpec;
+use results::CheckpointFallback;
 
 use crate::recipe::SpecChecker;
 
@@ -18,7 +19,19 @@ use crate::recipe::SpecChecker;
 /// what the executors ask. Errors are one-line messages, shown
 /// as they are.
 pub trait WorkerSide: SpecChecker + Send + Sync + std::fmt::Debug {
-    /// The sequence number of the first event a worker started on `spec` in `run_dir` will
-    /// emit: 0 from scratch, or the event after its latest valid checkpoint.
-    fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<u64, String>;
+    /// Where a worker started on `spec` in `run_dir` will resume: the sequence number of the
+    /// first event it will emit (0 from scratch, or the event after its latest valid
+    /// checkpoint), and the checkpoints newer than that one it will skip because they fail
+    /// verification.
+    fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<ResumePoint, String>;
+}
+
+/// Where a new worker of a run resumes ([`WorkerSide::resume_point`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Sequence number of the first event it will emit.
+    pub next_seq: u64,
+    /// Set when the newest checkpoint (or more) fails verification and it resumes from an
+    /// older one, or from the beginning. Its `attempt` is 0; the scheduler fills it in.
+    pub fallback: Option<CheckpointFallback>,
 }

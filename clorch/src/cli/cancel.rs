@@ -51,7 +51,7 @@ pub fn run(args: &CancelArgs) -> i32 {
         }
     };
     for note in &repairs.notes {
-        eprintln!("note: {note}");
+        crate::logging::note(format_args!("note: {note}"));
     }
     let records = match store.runs() {
         Ok(r) => r,

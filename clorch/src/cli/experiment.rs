@@ -8,6 +8,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 
 use super::{exit, report::print_table};
 use crate::builtin::BuiltinWorker;
+use crate::logging::note;
 use report::ReportOptions;
 use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
 use runner::lock::{self, LockError};
@@ -107,6 +108,7 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    tracing::info!("{}: {} runs in the plan", args.recipe.display(), plan.runs.len());
     // Before anything is written: an executor that cannot work here (no SLURM) has nothing to do.
     if let Err(e) = (executor_kind(args).preflight)() {
         eprintln!("clorch run: --executor {}: {e}", args.executor);
@@ -125,12 +127,12 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     if let Some(previous) = &lock.taken_over {
-        eprintln!(
+        note(format_args!(
             "note: taking over {} from an earlier `clorch run` that did not end cleanly (pid {} on {})",
             results_dir.display(),
             previous.pid,
             previous.host
-        );
+        ));
     }
     let results_dir = match std::fs::canonicalize(&results_dir) {
         Ok(d) => d,
@@ -146,8 +148,8 @@ pub fn run(args: &RunArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    for note in &repairs.notes {
-        eprintln!("note: {note}");
+    for text in &repairs.notes {
+        note(format_args!("note: {text}"));
     }
     let now = store::unix_now();
     let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.text.clone(), now);
@@ -170,6 +172,12 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tracing::info!(
+        "executor {}: up to {} workers at once, results in {}",
+        args.executor,
+        args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
+        results_dir.display()
+    );
     let settings = Settings {
         parallel: args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
         max_attempts: plan.recipe.max_attempts.max(1),
@@ -181,6 +189,7 @@ pub fn run(args: &RunArgs) -> i32 {
         backoff: Backoff::default(),
         retry_failed: args.retry_failed,
         show_progress: !args.no_progress,
+        quiet: crate::logging::quiet(),
         clock: Arc::new(SystemClock),
     };
     let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
@@ -195,14 +204,14 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     if outcome.skipped_finished > 0 {
-        eprintln!("{} finished runs skipped", outcome.skipped_finished);
+        note(format_args!("{} finished runs skipped", outcome.skipped_finished));
     }
     if outcome.skipped_failed > 0 {
-        eprintln!(
+        note(format_args!(
             "{} failed runs skipped (`clorch run {} --retry-failed` runs them again)",
             outcome.skipped_failed,
             args.recipe.display()
-        );
+        ));
     }
     if outcome.stopped && outcome.detached > 0 {
         eprintln!(

@@ -11,6 +11,8 @@ pub mod worker;
 
 use clap::{Parser, Subcommand};
 
+use crate::logging;
+
 /// Exit statuses of `clorch` (other than `clorch worker`, whose statuses are part of the
 /// worker protocol: `protocol::exit`).
 pub mod exit {
@@ -34,6 +36,17 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "clorch", version, about, long_about)]
 pub struct Cli {
+    /// More diagnostics on standard error: `-v` adds what `clorch` decides (plan size,
+    /// executor, retries, store repairs), `-vv` each attempt's start and resume point, `-vvv`
+    /// everything. For `clorch worker`, `-v` gives debug lines in its log. `RUST_LOG`, when
+    /// set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only results and what needs attention: no progress bar or per-run `finished`/`retrying`
+    /// lines, no notes (`note: …`, `N finished runs skipped`), log lines of level error only.
+    /// Failures, stop notices and the final table are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +88,11 @@ pub enum Command {
 
 /// Runs the command; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
+    let role = match cli.command {
+        Command::Worker(_) => logging::Role::Worker,
+        _ => logging::Role::Orchestrator,
+    };
+    logging::init(role, cli.verbose, cli.quiet);
     match cli.command {
         Command::Run(args) => experiment::run(&args),
         Command::Validate(args) => experiment::validate(&args),

@@ -115,7 +115,7 @@ pub(crate) fn open_store(command: &str, results: &Path) -> Result<Store, i32> {
     match runner::store::open_for_reading(results) {
         Ok((store, note)) => {
             if let Some(note) = note {
-                eprintln!("note: {}: {note}", results.display());
+                crate::logging::note(format_args!("note: {}: {note}", results.display()));
             }
             Ok(store)
         }

@@ -36,7 +36,7 @@ pub fn run(args: &StatusArgs) -> i32 {
             }
         };
         if let Some(note) = note {
-            eprintln!("note: {note}");
+            crate::logging::note(format_args!("note: {note}"));
         }
         match status::of_store(&store) {
             Ok(s) => s,

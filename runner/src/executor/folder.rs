@@ -11,14 +11,15 @@ use protocol::files;
 
 use super::Ending;
 use crate::store::Failure;
-use crate::worker_side::WorkerSide;
+use crate::worker_side::{ResumePoint, WorkerSide};
 
 /// How long to wait for an earlier worker of the same run (orphaned when its orchestrator
 /// died, or a SLURM job still checkpointing after `scancel`) to release the run folder.
 const FOLDER_WAIT: Duration = Duration::from_secs(300);
 
 /// Waits until no worker holds the run folder, then reads where a new worker will resume:
-/// the sequence number of the first event it will emit (0: from scratch). Holding the
+/// the sequence number of the first event it will emit (0: from scratch), and whether it has
+/// to fall back past checkpoints that fail verification. Holding the
 /// folder's lock while reading means no orphaned worker can write a newer checkpoint between
 /// this answer and the new worker's start.
 ///
@@ -26,7 +27,11 @@ const FOLDER_WAIT: Duration = Duration::from_secs(300);
 /// the worker itself does first thing — so that an executor reading the file (rather than the
 /// worker's standard output) never sees the previous attempt's events after the checkpoint,
 /// nor a line it left half-written.
-pub(crate) async fn claim(run_dir: &Path, trim_log: bool, worker: &dyn WorkerSide) -> Result<u64, Ending> {
+pub(crate) async fn claim(
+    run_dir: &Path,
+    trim_log: bool,
+    worker: &dyn WorkerSide,
+) -> Result<ResumePoint, Ending> {
     let lost = |reason: String| Ending::Broke(Failure::Lost { reason });
     let lock_path = run_dir.join(files::WORKER_LOCK);
     let file = std::fs::OpenOptions::new()
@@ -59,14 +64,14 @@ pub(crate) async fn claim(run_dir: &Path, trim_log: bool, worker: &dyn WorkerSid
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| lost(format!("{}: {e}", spec_path.display())))?;
-    let next =
+    let point =
         worker.resume_point(&spec, run_dir).map_err(|reason| Ending::Failed(Failure::Reported { reason }))?;
     if trim_log {
         let log = run_dir.join(files::EVENTS);
-        trim_event_log(&log, next).map_err(|e| lost(format!("{}: {e}", log.display())))?;
+        trim_event_log(&log, point.next_seq).map_err(|e| lost(format!("{}: {e}", log.display())))?;
     }
     drop(file);
-    Ok(next)
+    Ok(point)
 }
 
 /// Cuts `events.jsonl` after its first `keep` lines (line `i` holds the event with sequence

@@ -11,6 +11,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::heartbeat::Heartbeat;
 use protocol::{control, files, Event};
+use results::log::ReasonTracker;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -113,7 +114,7 @@ impl LocalExecutor {
         let header = format!("=== attempt {} ===\n", launch.attempt);
         let _ = log.write_all(header.as_bytes()).await;
         match super::folder::claim(&launch.run_dir, false, &*self.worker).await {
-            Ok(next_seq) => send(Message::Resuming { next_seq }),
+            Ok(point) => send(Message::Resuming { next_seq: point.next_seq, fallback: point.fallback }),
             Err(ending) => return ending,
         }
 
@@ -153,7 +154,8 @@ impl LocalExecutor {
         let mut watchdog = Watchdog::new(limits);
         watchdog.started(Instant::now());
         let mut forced: Option<Ending> = None;
-        let mut last_stderr = String::new();
+        // The worker's failure reason, picked from its lines as they pass into the log.
+        let mut reason = ReasonTracker::default();
 
         // The worker leads its own process group; signal the group, so helpers it started (or a
         // wrapper script's children) cannot keep its pipes open.
@@ -196,9 +198,7 @@ impl LocalExecutor {
                         } else {
                             let _ = log.write_all(line.as_bytes()).await;
                             let _ = log.write_all(b"\n").await;
-                            if !line.trim().is_empty() {
-                                last_stderr = line;
-                            }
+                            reason.push(&line);
                         }
                     }
                     _ => err_open = false,
@@ -247,9 +247,7 @@ impl LocalExecutor {
         }
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {
-            (Some(code), _) => {
-                super::worker_ending(code, || last_stderr.trim_start_matches("clorch worker: ").to_string())
-            }
+            (Some(code), _) => super::worker_ending(code, || reason.reason().unwrap_or_default().to_string()),
             (None, Some(signal)) => Ending::Broke(Failure::Signaled { signal }),
             (None, None) => {
                 Ending::Broke(Failure::Lost { reason: "the worker ended without a status".into() })

@@ -66,6 +66,9 @@ pub enum Message {
     Resuming {
         /// Sequence number of the first event the worker will emit.
         next_seq: u64,
+        /// Set when it falls back past checkpoints that fail verification (the worker logs
+        /// the same to its `worker.log`); `None` also when the executor cannot tell.
+        fallback: Option<results::CheckpointFallback>,
     },
     /// The attempt was handed to a queue (a SLURM job was submitted); the worker starts
     /// later. The handle is saved at once, so a later `clorch run` can reattach to the job

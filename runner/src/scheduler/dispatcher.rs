@@ -40,6 +40,9 @@ pub struct Settings {
     pub retry_failed: bool,
     /// Draw the progress bar (when standard error is a terminal).
     pub show_progress: bool,
+    /// Print only what needs attention: no progress bar, no per-run `finished`, `resuming` or
+    /// `retrying` lines and no executor notes; failures and stop notices are still printed.
+    pub quiet: bool,
     /// The time, for back-off deadlines, attempt wall times and recorded timestamps.
     pub clock: Arc<dyn Clock>,
 }
@@ -131,7 +134,7 @@ pub fn execute(
         .build()
         .map_err(|e| SchedulerError::Setup(format!("starting the async runtime: {e}")))?;
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(Progress::new(plan.runs.len(), settings.show_progress)),
+        Box::new(Progress::new(plan.runs.len(), settings.show_progress && !settings.quiet, settings.quiet)),
         Box::new(StatusFile::new(
             results_dir.to_path_buf(),
             plan.recipe.name.clone(),
@@ -238,6 +241,14 @@ impl<'a> Dispatcher<'a> {
             d.records.insert(id, record);
         }
         store.flush()?;
+        tracing::info!(
+            "{} runs planned: {} to run, {} finished and {} failed skipped, {} to watch again",
+            plan.runs.len(),
+            d.queue.len(),
+            d.outcome.skipped_finished,
+            d.outcome.skipped_failed,
+            d.reattach.len()
+        );
         Ok(d)
     }
 
@@ -325,6 +336,12 @@ impl<'a> Dispatcher<'a> {
         record.status = RunStatus::Running;
         self.store.note_run(record)?;
         let attempt = record.attempts;
+        match &reattach {
+            Some(handle) => {
+                tracing::debug!(run = %id, attempt, "watching attempt {attempt} again ({handle})")
+            }
+            None => tracing::debug!(run = %id, attempt, "starting attempt {attempt}"),
+        }
         let (control, control_rx) = mpsc::unbounded_channel();
         self.active.insert(
             id.to_string(),
@@ -352,7 +369,25 @@ impl<'a> Dispatcher<'a> {
         };
         let record = self.records.get_mut(&run).expect("active runs have records");
         match message {
-            Message::Resuming { next_seq } => {
+            Message::Resuming { next_seq, fallback } => {
+                tracing::debug!(run = %run, attempt, next_seq, "worker resumes at event {next_seq}");
+                if let Some(mut fallback) = fallback {
+                    fallback.attempt = attempt;
+                    for r in &fallback.rejected {
+                        tracing::warn!(
+                            target: "checkpoint",
+                            "run {run} attempt {attempt}: {} failed verification ({}); {}",
+                            r.file,
+                            r.reason,
+                            fallback.resumed_from.as_deref().map_or_else(
+                                || "starting from the beginning".to_string(),
+                                |f| format!("resuming from the older {f}")
+                            )
+                        );
+                    }
+                    record.checkpoint_fallback = Some(fallback);
+                    self.store.save_run(record)?;
+                }
                 // The worker emits everything from `next_seq` on again: drop those events so
                 // they are replaced, not mixed with a previous attempt's.
                 self.store.remove_events_from(&run, next_seq)?;
@@ -453,6 +488,7 @@ impl<'a> Dispatcher<'a> {
                 self.outcome.failed += 1;
             }
             Verdict::Retry { failure, attempt, of, delay } => {
+                tracing::info!(run = %id, "attempt broke ({failure}); attempt {attempt} of {of} in {delay:?}");
                 record.log_tail = log_tail(&dir, 20);
                 let event = SchedulerEvent::RetryScheduled { label, failure: &failure, attempt, of, delay };
                 self.reporter.report(&event)?;

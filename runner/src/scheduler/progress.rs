@@ -19,11 +19,13 @@ const NAMED: usize = 8;
 /// The progress display, a [`Reporter`].
 pub struct Progress {
     bar: ProgressBar,
+    quiet: bool,
 }
 
 impl Progress {
-    /// A display for `total` runs; `visible` false gives messages only.
-    pub fn new(total: usize, visible: bool) -> Progress {
+    /// A display for `total` runs; `visible` false gives messages only; `quiet` keeps only
+    /// the messages that need attention ([`needs_attention`]).
+    pub fn new(total: usize, visible: bool, quiet: bool) -> Progress {
         let bar = ProgressBar::with_draw_target(
             Some(total as u64 * UNITS_PER_RUN),
             if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
@@ -34,7 +36,7 @@ impl Progress {
                 .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         bar.enable_steady_tick(Duration::from_millis(500));
-        Progress { bar }
+        Progress { bar, quiet }
     }
 
     fn update(&self, board: &Board) {
@@ -58,6 +60,7 @@ impl Reporter for Progress {
         match event {
             SchedulerEvent::Progress(board) => self.update(board),
             SchedulerEvent::Ended(_) => self.bar.finish_and_clear(),
+            other if self.quiet && !needs_attention(other) => {}
             other => {
                 if let Some(text) = line(other) {
                     self.line(&text);
@@ -66,6 +69,17 @@ impl Reporter for Progress {
         }
         Ok(())
     }
+}
+
+/// Whether `-q` still prints the event's line: failures and what a signal did. Runs that
+/// finished, resumed or are retried, and executor notes, are left out.
+fn needs_attention(event: &SchedulerEvent<'_>) -> bool {
+    matches!(
+        event,
+        SchedulerEvent::RunFailed { .. }
+            | SchedulerEvent::StopRequested { .. }
+            | SchedulerEvent::KillRequested
+    )
 }
 
 /// The line printed for an event, if it has one.
@@ -152,6 +166,20 @@ mod tests {
         for (event, text) in cases {
             assert_eq!(line(&event).as_deref(), Some(text));
         }
+    }
+
+    #[test]
+    fn quiet_keeps_failures_and_stops_only() {
+        let crash = Failure::Crashed { exit_code: 3 };
+        assert!(needs_attention(&SchedulerEvent::RunFailed {
+            label: LABEL,
+            failure: &crash,
+            attempts: None
+        }));
+        assert!(needs_attention(&SchedulerEvent::KillRequested));
+        assert!(!needs_attention(&SchedulerEvent::RunFinished { label: LABEL, seconds: 1.0 }));
+        assert!(!needs_attention(&SchedulerEvent::Note("submitted")));
+        assert!(!needs_attention(&SchedulerEvent::RunResuming { label: LABEL }));
     }
 
     #[test]

@@ -25,6 +25,11 @@ impl RunQueue {
         self.delayed.push((at, id));
     }
 
+    /// Runs waiting, ready or delayed.
+    pub fn len(&self) -> usize {
+        self.ready.len() + self.delayed.len()
+    }
+
     /// Whether no run waits, ready or delayed.
     pub fn is_empty(&self) -> bool {
         self.ready.is_empty() && self.delayed.is_empty()

@@ -80,6 +80,7 @@ mod tests {
             tasks: 5,
             checkpoint_at: None,
             reason: None,
+            checkpoint_note: None,
         };
         Board { total: 1, done: 0, failed: 0, work: 0.4, running: Vec::new(), runs: vec![line] }
     }

@@ -36,6 +36,7 @@ pub fn open_for_writing(results_dir: &Path) -> Result<(Store, Repairs), StoreErr
         Err(e) => return Err(e),
     };
     let drift = store::drift(results_dir, &store)?;
+    tracing::debug!("store of {} opened; {} run folder(s) ahead of it", results_dir.display(), drift.len());
     if !drift.is_empty() {
         let shown: Vec<String> = drift.iter().take(3).map(ToString::to_string).collect();
         let more = if drift.len() > 3 { format!(" (and {} more)", drift.len() - 3) } else { String::new() };

@@ -63,6 +63,12 @@ pub fn rebuild(results_dir: &Path, store: &Store) -> Result<RebuildSummary> {
         summary.runs += 1;
     }
     store.flush()?;
+    tracing::info!(
+        "rebuilt the store of {} from {} run folders ({} without run.json skipped)",
+        results_dir.display(),
+        summary.runs,
+        summary.skipped.len()
+    );
     Ok(summary)
 }
 

@@ -91,6 +91,21 @@ pub enum FormatError {
     },
 }
 
+impl FormatError {
+    /// A few words for tables (`clorch status`): what is wrong, without the numbers.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            FormatError::TooShort { .. } => "too short (torn write?)",
+            FormatError::BadMagic { .. } => "not a checkpoint",
+            FormatError::NewerVersion { .. } => "newer format version",
+            FormatError::OlderVersion { .. } => "older format version",
+            FormatError::Checksum { .. } => "checksum mismatch",
+            FormatError::HeaderLength { .. } | FormatError::Header { .. } => "bad header",
+            FormatError::Table { .. } | FormatError::DataLength { .. } => "bad tensor table",
+        }
+    }
+}
+
 /// Every way building, reading or writing checkpoints can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -174,4 +189,24 @@ pub enum CheckpointError {
         /// Why it is rejected.
         reason: &'static str,
     },
+}
+
+impl CheckpointError {
+    /// A few words for tables (`clorch status`): `checksum mismatch`, `unreadable`, …
+    pub fn summary(&self) -> &'static str {
+        match self {
+            CheckpointError::Invalid { source, .. } => source.summary(),
+            CheckpointError::Io { .. } => "unreadable",
+            _ => "invalid",
+        }
+    }
+
+    /// The message without the file's path in front (for a file named next to it).
+    pub fn without_path(&self) -> String {
+        match self {
+            CheckpointError::Invalid { source, .. } => source.to_string(),
+            CheckpointError::Io { action, source, .. } => format!("cannot {action}: {source}"),
+            other => other.to_string(),
+        }
+    }
 }

@@ -179,7 +179,9 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| RunError::RunDir { path: dir.clone(), source })?;
             _run_dir_lock = Some(lock_run_dir(dir)?);
-            snapshot::find(spec, dir)?
+            let search = snapshot::find(spec, dir)?;
+            search.log();
+            search.found
         }
         None => None,
     };
@@ -220,10 +222,48 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
 }
 
 /// Where a worker started on `spec` in `dir` would resume: the sequence number of the first
-/// event it would emit (0 when it would start from scratch). The orchestrator drops stored
-/// events from there on before starting it, since the worker emits them again.
-pub fn resume_point(spec: &RunSpec, dir: &std::path::Path) -> Result<u64, RunError> {
-    Ok(snapshot::find(spec, dir)?.map_or(0, |found| found.state.next_seq))
+/// event it would emit (0 when it would start from scratch), the checkpoint it would resume
+/// from, and the newer ones it would skip because they fail verification. The orchestrator
+/// drops stored events from `next_seq` on before starting it, since the worker emits them
+/// again, and records a fallback. Logs nothing: the worker reports the same findings itself.
+pub fn resume_point(spec: &RunSpec, dir: &std::path::Path) -> Result<ResumePoint, RunError> {
+    let search = snapshot::find(spec, dir)?;
+    let rejected = search
+        .rejected
+        .iter()
+        .map(|r| SkippedCheckpoint {
+            file: r.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            summary: r.reason.summary(),
+            reason: r.reason.without_path(),
+        })
+        .collect();
+    Ok(ResumePoint {
+        next_seq: search.found.as_ref().map_or(0, |f| f.state.next_seq),
+        resumed_from: search.resumed_from().map(str::to_string),
+        rejected,
+    })
+}
+
+/// Where a worker would resume ([`resume_point`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Sequence number of the first event the worker would emit.
+    pub next_seq: u64,
+    /// The checkpoint file it would resume from; `None`: from the beginning.
+    pub resumed_from: Option<String>,
+    /// Newer checkpoints it would skip because they fail verification, newest first.
+    pub rejected: Vec<SkippedCheckpoint>,
+}
+
+/// A checkpoint [`resume_point`] skips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedCheckpoint {
+    /// File name inside the run folder.
+    pub file: String,
+    /// A few words (`checksum mismatch`).
+    pub summary: &'static str,
+    /// The full reason, without the path.
+    pub reason: String,
 }
 
 /// How long a worker waits for a previous worker of the same run to let go of the run folder

@@ -136,18 +136,49 @@ fn read_layers(ckpt: &Checkpoint, prefix: &str, layers: &mut Layers) -> Result<(
     Ok(())
 }
 
-/// The newest checkpoint in `dir` that verifies and belongs to `spec`, reporting (to the
-/// worker's log) every newer one that did not.
-pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Option<Found>, RunError> {
-    let resume = checkpoint::newest_valid(dir).map_err(|e| RunError::Checkpoint(e.to_string()))?;
-    for rejected in &resume.rejected {
-        tracing::warn!(
-            "{}: {}; falling back to an older checkpoint",
-            rejected.path.display(),
-            rejected.reason
-        );
+/// What a search of a run folder for a checkpoint to resume from found.
+pub(crate) struct Search {
+    /// The newest checkpoint that verifies (and belongs to the spec), if any.
+    pub found: Option<Found>,
+    /// Every newer checkpoint that did not verify, newest first.
+    pub rejected: Vec<checkpoint::RejectedCheckpoint>,
+}
+
+impl Search {
+    /// The file resumed from, if any.
+    pub fn resumed_from(&self) -> Option<&str> {
+        self.found.as_ref().map(|f| f.file.as_str())
     }
-    let Some(valid) = resume.checkpoint else { return Ok(None) };
+
+    /// Reports to the worker's log (target `checkpoint`): a WARN per newer checkpoint that
+    /// failed verification, naming the file, why, and the one used instead; an INFO for the
+    /// checkpoint resumed from. Nothing for a run that starts from the beginning cleanly.
+    pub fn log(&self) {
+        let instead = self.resumed_from().map_or_else(
+            || "starting from the beginning".to_string(),
+            |f| format!("resuming from the older {f}"),
+        );
+        for rejected in &self.rejected {
+            let file =
+                rejected.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            tracing::warn!(
+                target: "checkpoint",
+                "{file} failed verification ({}); {instead}",
+                rejected.reason.without_path()
+            );
+        }
+        if let Some(file) = self.resumed_from() {
+            tracing::info!(target: "checkpoint", "resuming from {file}");
+        }
+    }
+}
+
+/// The newest checkpoint in `dir` that verifies and belongs to `spec`, with every newer one
+/// that did not verify (for the caller to report: [`Search::log`]).
+pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Search, RunError> {
+    let resume = checkpoint::newest_valid(dir).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    let rejected = resume.rejected;
+    let Some(valid) = resume.checkpoint else { return Ok(Search { found: None, rejected }) };
     let state: RunState = serde_json::from_value(valid.checkpoint.meta().clone())
         .map_err(|e| RunError::Checkpoint(format!("{}: unreadable run state: {e}", valid.path.display())))?;
     if state.version != RUN_STATE_VERSION {
@@ -165,9 +196,9 @@ pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Option<Found>, RunError
             state.spec
         )));
     }
-    tracing::info!("resuming from {}", valid.path.display());
     let file = valid.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Some(Found { state, file, checksum: valid.checksum, checkpoint: valid.checkpoint }))
+    let found = Found { state, file, checksum: valid.checksum, checkpoint: valid.checkpoint };
+    Ok(Search { found: Some(found), rejected })
 }
 
 /// Restores a found checkpoint into a freshly built trainer (whose sink was opened at the

@@ -256,15 +256,21 @@ impl LineTail {
     }
 }
 
-/// The last line of `path` that `keep` accepts, looking at its last 64 KiB only (logs can be
-/// long; the reason a worker gave is in its last lines).
-pub fn last_line(path: &Path, keep: impl Fn(&str) -> bool) -> Option<String> {
+/// The last 64 KiB of `path` (logs can be long; the reason a worker gave is in its last
+/// lines); the first line may be cut.
+pub fn last_text(path: &Path) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).ok()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The last line of `path` that `keep` accepts, looking at its last 64 KiB only.
+#[cfg(test)]
+pub fn last_line(path: &Path, keep: impl Fn(&str) -> bool) -> Option<String> {
+    let text = last_text(path)?;
     text.lines().rev().map(str::trim).find(|l| !l.is_empty() && keep(l)).map(str::to_string)
 }
 

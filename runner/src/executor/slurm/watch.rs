@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::commands::{self, Cancel};
 use super::job::{read_job_record, JobId, JobRecord, JobState, JOBS_LOG};
 use super::script::{heartbeat_interval, sbatch_flags, write_batch, ScriptSettings, Submission, SLURM_DIR};
-use super::tail::{last_line, EventTail, LineTail, TailError, Tailed};
+use super::tail::{last_text, EventTail, LineTail, TailError, Tailed};
 use super::{SlurmExecutor, ARRAY_LIMIT};
 use crate::executor::{
     folder, worker_ending, Attempt, Control, Ending, Launch, Limits, Message, Report, Reports,
@@ -67,8 +67,9 @@ async fn submit(
     let mut ready = Vec::new();
     for attempt in fresh {
         match folder::claim(&attempt.launch.run_dir, true, &*executor.worker).await {
-            Ok(next_seq) => {
-                send(reports, &attempt.launch, Message::Resuming { next_seq });
+            Ok(point) => {
+                let next_seq = point.next_seq;
+                send(reports, &attempt.launch, Message::Resuming { next_seq, fallback: point.fallback });
                 ready.push((attempt, next_seq));
             }
             Err(ending) => send(reports, &attempt.launch, Message::Ended(ending)),
@@ -201,7 +202,7 @@ impl Watched {
                     heard |= !items.is_empty();
                     for item in items {
                         let message = match item {
-                            Tailed::Resuming(next_seq) => Message::Resuming { next_seq },
+                            Tailed::Resuming(next_seq) => Message::Resuming { next_seq, fallback: None },
                             Tailed::Event(event) => Message::Event(event),
                         };
                         self.send(reports, message);
@@ -409,8 +410,8 @@ impl Watched {
 
 /// The last thing the worker said in its log (its failure reason), without its prefix.
 fn worker_reason(run_dir: &std::path::Path) -> String {
-    last_line(&run_dir.join(files::WORKER_LOG), |l| !Heartbeat::is_heartbeat(l) && !l.starts_with("=== "))
-        .map(|l| l.trim_start_matches("clorch worker: ").to_string())
+    last_text(&run_dir.join(files::WORKER_LOG))
+        .and_then(|text| results::log::failure_reason(&text))
         .unwrap_or_else(|| "the worker wrote nothing to its log".to_string())
 }
 
