@@ -163,10 +163,10 @@ mod tests {
     #[test]
     fn build_gives_each_kind_its_shape() {
         let dir = test_support::scratch("build");
-        mnist::tests::write_fixture(&dir.path(), 20, 10);
+        mnist::tests::write_fixture(dir.path(), 20, 10);
         let s = build(&synthetic(serde_json::json!({ "tasks": 3, "dim": 8 })), 1).unwrap();
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
-        let s = build(&permuted(&dir.path(), None), 1).unwrap();
+        let s = build(&permuted(dir.path(), None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
         let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(&PermutedMnistSpec {
             data_dir: dir.path().to_path_buf(),
@@ -248,16 +248,16 @@ mod tests {
         let dir = test_support::scratch("validate");
         let m = invalid(&permuted(&dir.path().join("absent"), None));
         assert!(m.contains("absent: the data folder does not exist"), "{m}");
-        let m = invalid(&permuted(&dir.path(), None));
+        let m = invalid(&permuted(dir.path(), None));
         assert!(m.contains("missing `train-images-idx3-ubyte`"), "{m}");
-        mnist::tests::write_fixture(&dir.path(), 20, 10);
-        assert!(validate(&permuted(&dir.path(), Some(20))).is_ok());
-        let m = invalid(&permuted(&dir.path(), Some(21)));
+        mnist::tests::write_fixture(dir.path(), 20, 10);
+        assert!(validate(&permuted(dir.path(), Some(20))).is_ok());
+        let m = invalid(&permuted(dir.path(), Some(21)));
         assert!(
             m.contains("train-images-idx3-ubyte.gz: `train_examples` is 21, but the file holds 20"),
             "{m}"
         );
-        let m = invalid(&permuted(&dir.path(), Some(0)));
+        let m = invalid(&permuted(dir.path(), Some(0)));
         assert!(m.contains("`train_examples` must be ≥ 1"), "{m}");
     }
 }

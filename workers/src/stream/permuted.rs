@@ -205,8 +205,8 @@ mod tests {
     #[test]
     fn tasks_permute_the_same_scaled_digits() {
         let dir = test_support::scratch("permuted");
-        write_fixture(&dir.path(), 30, 10);
-        let s = fixture_stream(&dir.path(), 7, true);
+        write_fixture(dir.path(), 30, 10);
+        let s = fixture_stream(dir.path(), 7, true);
         assert_eq!(
             s.info(),
             &StreamInfo {
@@ -245,10 +245,10 @@ mod tests {
     #[test]
     fn permutations_depend_on_seed_and_task_only() {
         let dir = test_support::scratch("permuted-seed");
-        write_fixture(&dir.path(), 20, 10);
-        let a = fixture_stream(&dir.path(), 1, false);
-        let b = fixture_stream(&dir.path(), 1, true);
-        let c = fixture_stream(&dir.path(), 2, false);
+        write_fixture(dir.path(), 20, 10);
+        let a = fixture_stream(dir.path(), 1, false);
+        let b = fixture_stream(dir.path(), 1, true);
+        let c = fixture_stream(dir.path(), 2, false);
         assert!(a.permutation(0).is_some());
         assert_eq!(b.permutation(0), None);
         for t in 1..5 {

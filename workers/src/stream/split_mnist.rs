@@ -231,9 +231,9 @@ mod tests {
     #[test]
     fn task_incremental_maps_labels_into_per_task_heads() {
         let dir = test_support::scratch("split-ti");
-        write_fixture(&dir.path(), 50, 20);
+        write_fixture(dir.path(), 50, 20);
         let groups = vec![vec![0, 1], vec![7, 3, 5], vec![9]];
-        let s = SplitMnist::new(&spec(&dir.path(), groups.clone(), SplitSetting::TaskIncremental)).unwrap();
+        let s = SplitMnist::new(&spec(dir.path(), groups.clone(), SplitSetting::TaskIncremental)).unwrap();
         assert_eq!(s.info().tasks, 3);
         assert_eq!(s.info().head_outputs, 3, "the largest group");
         assert!(s.info().head_per_task);
@@ -257,9 +257,9 @@ mod tests {
     #[test]
     fn class_incremental_keeps_labels_and_one_head() {
         let dir = test_support::scratch("split-ci");
-        write_fixture(&dir.path(), 40, 20);
+        write_fixture(dir.path(), 40, 20);
         let s = SplitMnist::new(&spec(
-            &dir.path(),
+            dir.path(),
             vec![vec![0, 1], vec![2, 3], vec![4, 5]],
             SplitSetting::ClassIncremental,
         ))
@@ -275,8 +275,8 @@ mod tests {
     #[test]
     fn a_group_without_examples_is_an_error() {
         let dir = test_support::scratch("split-empty");
-        write_fixture(&dir.path(), 8, 20);
-        let e = SplitMnist::new(&spec(&dir.path(), vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
+        write_fixture(dir.path(), 8, 20);
+        let e = SplitMnist::new(&spec(dir.path(), vec![vec![0], vec![9]], SplitSetting::TaskIncremental))
             .unwrap_err()
             .to_string();
         assert!(e.contains("task 1 (classes [9]) has no train example"), "{e}");
