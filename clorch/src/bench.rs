@@ -231,14 +231,15 @@ fn sweep(options: &BenchOptions) -> Result<Vec<Row>, String> {
     ])
 }
 
-/// Resident memory of a process, in KiB.
+/// Resident memory of a process, in KiB. From `/proc`: `getrusage` has only this process's
+/// and its waited-for children's peak, not another live process's current RSS.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The children of a process.
+/// The children of a process. From `/proc`: no portable call lists another process's children.
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return out };

@@ -9,33 +9,22 @@ use std::time::{Duration, Instant};
 
 const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
 
-/// A scratch folder per test, removed when the test passes.
-struct Scratch(PathBuf);
+/// A scratch folder per test (`test_support::scratch`), removed with it.
+struct Scratch(test_support::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(test_support::scratch(&format!("cli-{name}")))
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.0.path().join(name)
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
@@ -215,7 +204,8 @@ fn a_worker_printing_garbage_fails_its_run_with_a_protocol_error() {
     assert!(status.contains("not an event") && status.contains("this is not json"), "{status}");
 }
 
-/// Process ids of live `clorch worker` processes whose spec lies under `dir`.
+/// Process ids of live `clorch worker` processes whose spec lies under `dir`. From `/proc`: the
+/// only place to read other processes' command lines.
 fn workers_under(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();

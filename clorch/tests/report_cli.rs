@@ -4,27 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use test_support::{scratch, TempDir};
+
 const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
-
-/// A scratch folder, removed when the test passes.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-report-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 fn clorch(args: &[&str]) -> Output {
     Command::new(CLORCH).args(args).output().unwrap()
@@ -39,9 +21,9 @@ fn arg(p: &Path) -> &str {
 }
 
 /// Runs a 3-task synthetic experiment named `name` with `methods`; returns its results folder.
-fn experiment(s: &Scratch, name: &str, methods: &str) -> PathBuf {
-    let results = s.0.join(format!("results-{name}"));
-    let recipe = s.0.join(format!("{name}.yaml"));
+fn experiment(s: &TempDir, name: &str, methods: &str) -> PathBuf {
+    let results = s.path().join(format!("results-{name}"));
+    let recipe = s.path().join(format!("{name}.yaml"));
     let body = format!(
         "name: {name}\noutput: {}\n
 stream: {{kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}}
@@ -61,13 +43,13 @@ seeds: 2
 
 #[test]
 fn compare_plot_and_html_work_on_experiments_the_binary_ran() {
-    let s = Scratch::new("all");
+    let s = scratch("all");
     let a = experiment(&s, "alpha", "  - {name: sgd, lr: 0.05}");
     let b =
         experiment(&s, "beta", "  - {name: sgd, lr: 0.05}\n  - {name: l2, lr: 0.05, weight_decay: 0.001}");
 
     // One table across both: a row per experiment and method.
-    let csv = s.0.join("compare.csv");
+    let csv = s.path().join("compare.csv");
     let out = clorch(&["compare", arg(&a), arg(&b), "--metrics", "acc,forgetting", "--csv", arg(&csv)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
@@ -89,12 +71,12 @@ fn compare_plot_and_html_work_on_experiments_the_binary_ran() {
     assert!(text(&out.stderr).contains("is given twice"), "{}", text(&out.stderr));
     let out = clorch(&["compare", arg(&a)]);
     assert_eq!(out.status.code(), Some(2), "one folder is not a comparison");
-    let out = clorch(&["compare", arg(&a), arg(&s.0.join("nowhere"))]);
+    let out = clorch(&["compare", arg(&a), arg(&s.path().join("nowhere"))]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not a clorch results folder"), "{}", text(&out.stderr));
 
     // Figures: listed on stdout, written where asked.
-    let plots = s.0.join("plots");
+    let plots = s.path().join("plots");
     let out = clorch(&["plot", arg(&b), "--out", arg(&plots), "--format", "svg"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let files: Vec<PathBuf> = text(&out.stdout).lines().map(PathBuf::from).collect();
@@ -126,13 +108,13 @@ fn compare_plot_and_html_work_on_experiments_the_binary_ran() {
     );
 
     // The HTML report, for one experiment and for the comparison.
-    let page = s.0.join("alpha.html");
+    let page = s.path().join("alpha.html");
     let out = clorch(&["report", arg(&a), "--html", arg(&page)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<h1>Experiment: alpha</h1>") && html.contains("<table>") && html.contains("<svg"));
     assert!(html.contains("<pre>name: alpha\n"), "the recipe text");
-    let page = s.0.join("both.html");
+    let page = s.path().join("both.html");
     let out = clorch(&["compare", arg(&a), arg(&b), "--html", arg(&page)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();

@@ -35,30 +35,23 @@ fn cluster() -> Option<MutexGuard<'static, ()>> {
         }
     });
     let Some(missing) = missing else { return Some(guard) };
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true but {missing}: .ci/run must run `scripts/local-slurm.sh start` first"
-    );
-    eprintln!(
-        "skipping: {missing}; `scripts/local-slurm.sh start` (root, Debian) sets up a single-node SLURM cluster \
-         for these tests"
+    test_support::missing(
+        &format!("a SLURM cluster ({missing})"),
+        "`scripts/local-slurm.sh start` (root, Debian; .ci/run does it) sets up a single-node cluster",
     );
     None
 }
 
-/// A scratch folder per test, removed when the test passes.
-struct Scratch(PathBuf);
+/// A scratch folder per test (`test_support::scratch`), removed with it.
+struct Scratch(test_support::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-slurm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(test_support::scratch(&format!("slurm-{name}")))
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.0.path().join(name)
     }
 
     /// A recipe `name` with `body`, writing to `results-<name>`.
@@ -67,14 +60,6 @@ impl Scratch {
         let path = self.path(&format!("{name}.yaml"));
         std::fs::write(&path, format!("name: {name}\noutput: {}\n{body}", output.display())).unwrap();
         path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 

@@ -283,13 +283,6 @@ mod tests {
     use crate::record::{Failure, RunStatus};
     use protocol::EventBody;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clorch-folder-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn line(seq: u64) -> String {
         let e = Event {
             run: "r".into(),
@@ -316,7 +309,8 @@ mod tests {
 
     #[test]
     fn run_records_round_trip_atomically() {
-        let dir = scratch("record").join("runs").join("abc");
+        let scratch = test_support::scratch("record");
+        let dir = scratch.path().join("runs").join("abc");
         let mut r = record(3, 2, "cbp", 0.01, 4);
         r.status = RunStatus::Failed { failure: Failure::Silent { silent_seconds: 60 } };
         write_run_record(&dir, &r).unwrap();
@@ -331,35 +325,38 @@ mod tests {
 
     #[test]
     fn a_bad_run_file_names_the_file_and_field() {
-        let dir = scratch("bad-record");
+        let scratch = test_support::scratch("bad-record");
+        let dir = scratch.path();
         fs::write(dir.join(files::RUN_RECORD), r#"{"format":1,"record":{"id":3}}"#).unwrap();
-        let err = read_run_record(&dir).unwrap_err().to_string();
+        let err = read_run_record(dir).unwrap_err().to_string();
         assert!(err.contains("run.json: field `record.id`"), "{err}");
         fs::write(dir.join(files::RUN_RECORD), r#"{"format":7,"record":null}"#).unwrap();
-        let err = read_run_record(&dir).unwrap_err().to_string();
+        let err = read_run_record(dir).unwrap_err().to_string();
         assert!(err.contains("field `record`"), "{err}");
         let r = record(0, 1, "sgd", 0.1, 1);
         let text = serde_json::json!({"format": 7, "record": r}).to_string();
         fs::write(dir.join(files::RUN_RECORD), text).unwrap();
-        let err = read_run_record(&dir).unwrap_err().to_string();
+        let err = read_run_record(dir).unwrap_err().to_string();
         assert!(err.contains("format version 7, but this clorch reads version 1"), "{err}");
     }
 
     #[test]
     fn experiment_files_round_trip_and_detect_an_edited_recipe() {
-        let dir = scratch("experiment");
+        let scratch = test_support::scratch("experiment");
+        let dir = scratch.path();
         let mut meta = ExperimentMeta::new("quick", "name: quick\nseeds: [1, 2]\n", 10);
         meta.updated = 20;
-        write_experiment_files(&dir, &meta).unwrap();
-        assert_eq!(read_experiment_files(&dir).unwrap(), meta);
+        write_experiment_files(dir, &meta).unwrap();
+        assert_eq!(read_experiment_files(dir).unwrap(), meta);
         fs::write(dir.join(RECIPE_FILE), "name: quick\nseeds: [1, 2, 3]\n").unwrap();
-        let err = read_experiment_files(&dir).unwrap_err().to_string();
+        let err = read_experiment_files(dir).unwrap_err().to_string();
         assert!(err.contains("recipe.yaml: its hash") && err.contains("was edited"), "{err}");
     }
 
     #[test]
     fn a_truncated_last_line_is_ignored() {
-        let dir = scratch("truncated");
+        let scratch = test_support::scratch("truncated");
+        let dir = scratch.path();
         let path = dir.join(files::EVENTS);
         let full = line(2);
         fs::write(&path, format!("{}\n{}\n{}", line(0), line(1), &full[..full.len() / 2])).unwrap();
@@ -375,7 +372,8 @@ mod tests {
 
     #[test]
     fn a_malformed_line_in_the_middle_is_corruption_naming_file_and_line() {
-        let dir = scratch("corrupt-line");
+        let scratch = test_support::scratch("corrupt-line");
+        let dir = scratch.path();
         let path = dir.join(files::EVENTS);
         fs::write(&path, format!("{}\n{{\"run\":\"r\",\"seq\"\n{}\n", line(0), line(2))).unwrap();
         let err = read_seqs(&path).unwrap_err();

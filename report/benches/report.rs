@@ -15,6 +15,7 @@ use protocol::*;
 use report::{plot, Format, Report, ReportOptions, TableKind};
 use results::{RunLabels, RunRecord, RunStatus};
 use runner::store::Store;
+use test_support::SpecBuilder;
 
 const METHODS: [&str; 4] = ["sgd", "l2", "shrink_perturb", "cbp"];
 const GRID: [f64; 5] = [0.001, 0.003, 0.01, 0.03, 0.1];
@@ -22,30 +23,17 @@ const SEEDS: u64 = 10;
 const TASKS: usize = 70;
 
 fn spec(method: &str, lr: f64, seed: u64) -> RunSpec {
-    let mut params = BTreeMap::new();
-    params.insert("lr".to_string(), serde_json::json!(lr));
-    let mut spec = RunSpec {
-        protocol: PROTOCOL_VERSION,
-        id: String::new(),
-        experiment: "bench".into(),
-        seed,
-        stream: serde_json::from_value(serde_json::json!({"synthetic_permuted": {"tasks": TASKS, "classes": 10, "dim": 64, "train_per_class": 100, "test_per_class": 50, "noise": 2.5, "transform": "permute"}}))
-            .expect("a synthetic stream spec"),
-        network: NetworkSpec {
-            hidden: vec![64, 64],
-            layers: Vec::new(),
-            activation: Activation::Relu,
-            heads: Heads::Shared,
-            engine: Engine::Fused,
-        },
-        method: MethodSpec { name: method.into(), kind: "sgd".into(), params },
-        training: TrainingSpec::default(),
-        eval: EvalSpec::default(),
-        checkpoint: CheckpointSpec::default(),
-        run_dir: None,
-    };
-    spec.id = spec.content_id();
-    spec
+    SpecBuilder::synthetic(TASKS)
+        .experiment("bench")
+        .seed(seed)
+        .stream(serde_json::json!({"synthetic_permuted": {"tasks": TASKS, "classes": 10, "dim": 64, "train_per_class": 100, "test_per_class": 50, "noise": 2.5, "transform": "permute"}}))
+        .hidden(&[64, 64])
+        .method("sgd", serde_json::json!({ "lr": lr }))
+        .with(|s| {
+            s.method.name = method.into();
+            s.training = TrainingSpec::default();
+        })
+        .build()
 }
 
 /// A deterministic accuracy in [0, 1) from the indices (no RNG needed for a benchmark).
@@ -140,15 +128,14 @@ fn add_run(store: &Store, order: u64, method: &str, lr: f64, seed: u64) -> u64 {
     seq
 }
 
-/// CPU seconds this process has used (user + system, all threads), from `/proc/self/stat`
-/// (Linux; `None` elsewhere). On a shared machine wall time depends on the other load; CPU
-/// time is the work the report does.
+/// CPU seconds this process has used (user + system, all threads), from `getrusage` (`None`
+/// if it fails). On a shared machine wall time depends on the other load; CPU time is the work
+/// the report does.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+    Some(seconds(usage.user_time()) + seconds(usage.system_time()))
 }
 
 /// Wall and CPU seconds since `start`.

@@ -112,7 +112,7 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use crate::plot::tests::{non_white_pixels, png_size, rich_store, Scratch};
+    use crate::plot::tests::{non_white_pixels, png_size, rich_store};
     use crate::tests::render;
     use crate::{Format, Report, ReportOptions, TableKind};
     use results::ExperimentMeta;
@@ -191,14 +191,14 @@ mod tests {
     #[test]
     fn the_page_renders_in_a_headless_browser() {
         let Some(browser) = chromium() else {
-            eprintln!("skipped: no chromium on PATH (apt-get install chromium) to render the HTML report");
+            test_support::missing("chromium on PATH (to render the HTML report)", "apt-get install chromium");
             return;
         };
-        let scratch = Scratch::new("chromium");
+        let scratch = test_support::scratch("chromium");
         let report = Report::build(&store_with_meta(), &ReportOptions::default()).unwrap();
-        let page = scratch.0.join("report.html");
+        let page = scratch.path().join("report.html");
         std::fs::write(&page, html(&report)).unwrap();
-        let shot = scratch.0.join("shot.png");
+        let shot = scratch.path().join("shot.png");
         let mut child = Command::new(&browser)
             .args([
                 "--headless",
@@ -210,7 +210,7 @@ mod tests {
                 "--no-first-run",
                 "--hide-scrollbars",
             ])
-            .arg(format!("--user-data-dir={}", scratch.0.join("profile").display()))
+            .arg(format!("--user-data-dir={}", scratch.path().join("profile").display()))
             .arg(format!("--screenshot={}", shot.display()))
             .arg("--window-size=1200,900")
             .arg(format!("file://{}", page.display()))

@@ -57,7 +57,7 @@ pub use metric::{Better, Metric, UnknownMetric};
 pub use render::{Format, TableKind, UnknownFormat};
 pub use report::{ExperimentInfo, Report, ReportOptions, Spread};
 pub use series::{CapacityPoint, LayerCapacity, OnlineBin, PlasticityPoint, RunSeries};
-pub use stats::{ln_gamma, regularized_incomplete_beta, student_t_cdf, student_t_quantile, Summary};
+pub use stats::{student_t_quantile, Summary};
 pub use summary::{EvalRow, RunSummary};
 
 #[cfg(test)]

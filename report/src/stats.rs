@@ -1,12 +1,11 @@
 //! Summary statistics over seeds: mean, sample standard deviation and the Student-t 95%
-//! confidence interval, with the t quantile computed from first principles.
+//! confidence interval. The t quantile inverts statrs' regularised incomplete beta by bisection
+//! (any ν > 0 and p ∈ (0, 1)).
 //!
-//! The quantile inverts the Student-t distribution function
-//! F(t; ν) = 1 − ½·I_{ν/(ν+t²)}(ν/2, ½) for t ≥ 0, where I_x(a, b) is the regularised
-//! incomplete beta function, evaluated with its continued fraction (modified Lentz) and
-//! inverted by bisection to machine precision. No tables: any ν > 0 and p ∈ (0, 1) work.
+//! Not `statrs::distribution::StudentsT::inverse_cdf`: its inverse incomplete beta drifts for
+//! large ν (1.95985 at ν = 10⁶, 1.82656 at ν = 10⁷, against 1.95996).
 
-pub use metrics::ln_gamma;
+use statrs::function::beta::beta_reg;
 
 /// Mean, spread and count of one metric over a group's runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -40,87 +39,12 @@ impl Summary {
     }
 }
 
-/// The regularised incomplete beta function I_x(a, b) for a, b > 0 and x ∈ [0, 1].
-///
-/// Uses the continued fraction of Numerical Recipes §6.4 (modified Lentz), on x directly
-/// when x < (a+1)/(a+b+2) and through I_x(a, b) = 1 − I_{1−x}(b, a) otherwise, where the
-/// fraction converges fast.
-pub fn regularized_incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        ln_front.exp() * beta_continued_fraction(a, b, x) / a
-    } else {
-        1.0 - ln_front.exp() * beta_continued_fraction(b, a, 1.0 - x) / b
-    }
-}
-
-fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    const EPS: f64 = 1e-16;
-    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
-    for m in 1..=10_000 {
-        let m = m as f64;
-        let m2 = 2.0 * m;
-        // Even step.
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        // Odd step.
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let delta = d * c;
-        h *= delta;
-        if (delta - 1.0).abs() < EPS {
-            break;
-        }
-    }
-    h
-}
-
-/// The Student-t distribution function F(t; ν) with ν > 0 degrees of freedom.
-pub fn student_t_cdf(t: f64, nu: f64) -> f64 {
-    let tail = 0.5 * regularized_incomplete_beta(nu / 2.0, 0.5, nu / (nu + t * t));
-    if t >= 0.0 {
-        1.0 - tail
-    } else {
-        tail
-    }
-}
-
 /// The p-quantile of the Student-t distribution with ν > 0 degrees of freedom: the t with
 /// F(t; ν) = p, for p ∈ (0, 1). t_{0.975, ν} is the 95% two-sided critical value.
 ///
-/// For p > ½ it solves I_x(ν/2, ½) = 2(1 − p) for x by bisection (I_x is increasing in x) to
-/// the resolution of f64, then t = √(ν(1 − x)/x); quantiles below ½ follow by symmetry.
+/// F(t; ν) = 1 − ½·I_{ν/(ν+t²)}(ν/2, ½) for t ≥ 0: for p > ½ this solves I_x(ν/2, ½) = 2(1 − p)
+/// for x by bisection (I_x is increasing in x) to the resolution of f64, then
+/// t = √(ν(1 − x)/x); quantiles below ½ follow by symmetry.
 pub fn student_t_quantile(p: f64, nu: f64) -> f64 {
     assert!(p > 0.0 && p < 1.0, "a quantile needs p in (0, 1), got {p}");
     assert!(nu > 0.0, "Student t needs positive degrees of freedom, got {nu}");
@@ -131,14 +55,13 @@ pub fn student_t_quantile(p: f64, nu: f64) -> f64 {
         return -student_t_quantile(1.0 - p, nu);
     }
     let target = 2.0 * (1.0 - p);
-    let (a, b) = (nu / 2.0, 0.5);
     let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
     for _ in 0..2_000 {
         let mid = 0.5 * (lo + hi);
         if mid <= lo || mid >= hi {
             break;
         }
-        if regularized_incomplete_beta(a, b, mid) < target {
+        if beta_reg(nu / 2.0, 0.5, mid) < target {
             lo = mid;
         } else {
             hi = mid;
@@ -183,32 +106,7 @@ mod tests {
         assert_eq!(student_t_quantile(0.5, 3.0), 0.0);
         // Large ν tends to the normal quantile 1.959963984540054.
         assert!((student_t_quantile(0.975, 1e7) - 1.959_963_984_540_054).abs() < 1e-6);
-    }
-
-    #[test]
-    fn the_distribution_function_inverts_the_quantile() {
-        for nu in [1.0, 2.5, 7.0, 100.0] {
-            for p in [0.01, 0.3, 0.5, 0.8, 0.975] {
-                let t = student_t_quantile(p, nu);
-                assert!((student_t_cdf(t, nu) - p).abs() < 1e-12, "ν={nu} p={p}");
-            }
-        }
-    }
-
-    #[test]
-    fn incomplete_beta_matches_identities() {
-        for x in [0.0, 0.1, 0.5, 0.93, 1.0] {
-            assert!((regularized_incomplete_beta(1.0, 1.0, x) - x).abs() < 1e-14);
-            assert!((regularized_incomplete_beta(3.0, 1.0, x) - x.powi(3)).abs() < 1e-14);
-            let sym =
-                regularized_incomplete_beta(2.5, 4.0, x) + regularized_incomplete_beta(4.0, 2.5, 1.0 - x);
-            assert!((sym - 1.0).abs() < 1e-13);
-        }
-        assert!((regularized_incomplete_beta(6.0, 6.0, 0.5) - 0.5).abs() < 1e-14);
-        // ln Γ at integers and at ½ (Γ(½) = √π).
-        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-13);
-        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-13);
-        assert!((ln_gamma(0.25) - 3.625_609_908_221_908_f64.ln()).abs() < 1e-13);
+        assert!((student_t_quantile(0.975, 1e6) - 1.959_963_984_540_054).abs() < 1e-5);
     }
 
     #[test]

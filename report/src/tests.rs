@@ -540,11 +540,11 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     use results::{run_dir, write_experiment_files, write_run_spec, ExperimentMeta};
     use runner::store::rebuild;
     use std::io::Write;
-    let results = std::env::temp_dir().join(format!("clorch-report-rebuild-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&results);
-    let live = Store::open(&results).unwrap();
+    let scratch = test_support::scratch("report-rebuild");
+    let results = scratch.path();
+    let live = Store::open(results).unwrap();
     let meta = ExperimentMeta::new("fixture", "name: fixture\n", 1);
-    write_experiment_files(&results, &meta).unwrap();
+    write_experiment_files(results, &meta).unwrap();
     live.put_experiment(&meta).unwrap();
     type Plan = (&'static str, fn(usize) -> Measured, usize);
     let plan: [Plan; 3] = [("sgd", sgd, 3), ("cbp", cbp, 3), ("l2", l2, 2)];
@@ -555,7 +555,7 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
             let status = if finished { RunStatus::Finished } else { RunStatus::Running };
             let mut r = record(order, method, k as u64 + 1, 2, RunStatus::Running);
             order += 1;
-            let dir = run_dir(&results, &r.id);
+            let dir = run_dir(results, &r.id);
             live.save_run(&r).unwrap();
             write_run_spec(&dir, &r.spec).unwrap();
             let mut file = std::fs::File::create(dir.join(protocol::files::EVENTS)).unwrap();
@@ -570,7 +570,7 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     }
     live.flush().unwrap();
     let rebuilt = Store::temporary().unwrap();
-    rebuild(&results, &rebuilt).unwrap();
+    rebuild(results, &rebuilt).unwrap();
     let options = ReportOptions { metrics: Some(Metric::ALL.to_vec()), ..ReportOptions::default() };
     let a = Report::build(&live, &options).unwrap();
     let b = Report::build(&rebuilt, &options).unwrap();
@@ -586,7 +586,6 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
     assert_eq!(a.experiment(), Some("fixture"));
     assert_eq!(b.experiment(), Some("fixture"));
     drop(live);
-    std::fs::remove_dir_all(&results).unwrap();
 }
 
 #[test]

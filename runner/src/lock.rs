@@ -137,36 +137,32 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clorch-lock-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid() {
-        let dir = scratch("second");
-        let first = acquire(&dir).unwrap();
+        let scratch = test_support::scratch("second");
+        let dir = scratch.path();
+        let first = acquire(dir).unwrap();
         assert!(first.taken_over.is_none());
-        let err = acquire(&dir).unwrap_err().to_string();
+        let err = acquire(dir).unwrap_err().to_string();
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(err.contains("in use"), "{err}");
-        let (holder, held) = inspect(&dir).unwrap();
+        let (holder, held) = inspect(dir).unwrap();
         assert!(held);
         assert_eq!(holder.pid, std::process::id());
         drop(first);
-        let second = acquire(&dir).unwrap();
+        let second = acquire(dir).unwrap();
         assert!(second.taken_over.is_none(), "a clean release left a holder behind");
     }
 
     #[test]
     fn a_stale_lock_of_a_dead_process_is_taken_over() {
-        let dir = scratch("stale");
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = test_support::scratch("stale");
+        let dir = scratch.path();
+        std::fs::create_dir_all(dir).unwrap();
         let dead = Holder { pid: 999_999, host: "gone".into(), since: 1, command: "clorch run x".into() };
         std::fs::write(dir.join(LOCK_FILE), serde_json::to_vec(&dead).unwrap()).unwrap();
-        assert_eq!(inspect(&dir).unwrap(), (dead.clone(), false));
-        let lock = acquire(&dir).unwrap();
+        assert_eq!(inspect(dir).unwrap(), (dead.clone(), false));
+        let lock = acquire(dir).unwrap();
         assert_eq!(lock.taken_over, Some(dead));
     }
 }

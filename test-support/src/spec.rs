@@ -69,6 +69,12 @@ impl SpecBuilder {
         self
     }
 
+    /// The experiment the run belongs to.
+    pub fn experiment(mut self, name: &str) -> Self {
+        self.spec.experiment = name.into();
+        self
+    }
+
     /// The root seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.spec.seed = seed;

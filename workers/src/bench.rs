@@ -1,7 +1,7 @@
 //! Speed measurements of the worker engine, shared by `cargo bench -p clorch-workers` and
 //! `clorch bench`.
 //!
-//! Times are CPU time of this process (user + system, from `/proc/self/stat`), not wall
+//! Times are CPU time of this process (user + system, from `getrusage`), not wall
 //! clock: every measurement here is single-threaded, so on an idle machine the two agree, and
 //! on a busy one (a shared 2-core box) CPU time still measures the code rather than its
 //! neighbours.
@@ -38,12 +38,12 @@ pub fn regression_anchors() -> [(&'static str, serde_json::Value, f64); 2] {
     ]
 }
 
-/// CPU seconds this process has used (user + system), at the kernel's 10 ms resolution.
+/// CPU seconds this process has used (user + system, all threads), from `getrusage`; 0 if
+/// the call fails.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    use nix::sys::resource::{getrusage, UsageWho};
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| seconds(u.user_time()) + seconds(u.system_time()))
 }
 
 /// Training samples per second of plain SGD steps (forward, cross-entropy, backward, update)

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use test_support::SpecBuilder;
 use workers::checkpoint::{self, Checkpoint};
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::model::{fused, Layers, Linear, Mlp, Workspace};
 use workers::protocol::files::EVENTS as EVENT_LOG;
 use workers::protocol::*;
 use workers::stream;
-use workers::stream::{InputTransform, SyntheticPermutedSpec};
 
 const TASKS: usize = 4;
 const CLASSES: usize = 4;
@@ -27,37 +27,24 @@ fn scratch(name: &str) -> PathBuf {
 /// weights if CLNP did not restore them; a checkpoint at the end of every task's training
 /// (`every_steps` = steps per task) and at every task boundary, all kept.
 fn spec(params: serde_json::Value, heads: Heads, dir: &Path) -> RunSpec {
-    let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    let mut spec = RunSpec {
-        protocol: PROTOCOL_VERSION,
-        id: String::new(),
-        experiment: "clnp-test".into(),
-        seed: 3,
-        stream: workers::stream::spec_of::<workers::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
-            tasks: TASKS,
-            classes: CLASSES,
-            dim: 16,
-            train_per_class: 60,
-            test_per_class: 25,
-            noise: 1.5,
-            transform: InputTransform::Permute,
-        }),
-        network: NetworkSpec {
-            hidden: vec![32, 24],
-            layers: Vec::new(),
-            activation: Activation::Relu,
-            heads,
-            engine: Engine::Fused,
-        },
-        method: MethodSpec { name: "clnp".into(), kind: "clnp".into(), params },
+    SpecBuilder::synthetic(TASKS)
+        .experiment("clnp-test")
+        .seed(3)
+        .stream(serde_json::json!({"synthetic_permuted": {
+            "tasks": TASKS, "classes": CLASSES, "dim": 16, "train_per_class": 60, "test_per_class": 25,
+            "noise": 1.5, "transform": "permute"
+        }}))
+        .hidden(&[32, 24])
+        .method("clnp", params)
         // 240 examples − 40 validation = 200 = 13 batches of 16; 3 passes: 39 steps per task.
-        training: TrainingSpec { batch_size: 16, epochs: 3, validation: 40 },
-        eval: EvalSpec::default(),
-        checkpoint: CheckpointSpec { every_steps: Some(39), every_tasks: Some(1), keep: 1000 },
-        run_dir: Some(dir.to_path_buf()),
-    };
-    spec.id = spec.content_id();
-    spec
+        .training(16, 3)
+        .run_dir(dir)
+        .with(|s| {
+            s.network.heads = heads;
+            s.training.validation = 40;
+            s.checkpoint = CheckpointSpec { every_steps: Some(39), every_tasks: Some(1), keep: 1000 };
+        })
+        .build()
 }
 
 fn events(dir: &Path) -> Vec<EventBody> {

@@ -2,7 +2,6 @@
 //! (non-empty, of the stated size, not blank).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use protocol::{Event, EventBody};
 
@@ -11,26 +10,6 @@ use crate::tests::{add, capacity_event, fixture, sgd};
 use crate::{GroupSummary, ReportOptions, RunSummary};
 use results::RunStatus;
 use runner::store::Store;
-
-/// A scratch folder removed when the test passes.
-pub(crate) struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-plot-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// The report fixture plus CLNP capacity events on the cbp runs and a finished regression run
 /// on its own stream.
@@ -151,9 +130,9 @@ fn every_kind_of_figure_is_made_when_its_data_exists() {
 #[test]
 fn png_and_svg_files_are_written_with_the_stated_size_and_are_not_blank() {
     let report = Report::build(&rich_store(), &ReportOptions::default()).unwrap();
-    let scratch = Scratch::new("files");
+    let scratch = test_support::scratch("files");
     for format in [PlotFormat::Png, PlotFormat::Svg] {
-        let dir = scratch.0.join(format.extension());
+        let dir = scratch.path().join(format.extension());
         let files = write_figures(&report, &dir, format).unwrap();
         let figures = figures(&report);
         assert_eq!(files.len(), figures.len());
@@ -311,15 +290,15 @@ fn regression_only_and_unfinished_stores_make_no_accuracy_figures() {
     add(&store, 0, "sgd", 1, &sgd(0), RunStatus::Running);
     let report = Report::build(&store, &ReportOptions::default()).unwrap();
     assert!(figures(&report).is_empty(), "unfinished runs are not plotted");
-    let scratch = Scratch::new("empty");
-    assert!(write_figures(&report, &scratch.0.join("plots"), PlotFormat::Png).unwrap().is_empty());
+    let scratch = test_support::scratch("empty");
+    assert!(write_figures(&report, &scratch.path().join("plots"), PlotFormat::Png).unwrap().is_empty());
 }
 
 #[test]
 fn writing_into_an_unusable_folder_names_it() {
     let report = Report::build(&fixture(), &ReportOptions::default()).unwrap();
-    let scratch = Scratch::new("unwritable");
-    let blocker = scratch.0.join("file");
+    let scratch = test_support::scratch("unwritable");
+    let blocker = scratch.path().join("file");
     std::fs::write(&blocker, "not a folder").unwrap();
     let err = write_figures(&report, &blocker.join("plots"), PlotFormat::Svg).unwrap_err().to_string();
     assert!(err.starts_with(&blocker.join("plots").display().to_string()), "{err}");

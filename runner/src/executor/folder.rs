@@ -108,8 +108,8 @@ mod tests {
 
     #[test]
     fn trimming_keeps_whole_lines_and_drops_a_torn_tail() {
-        let dir = std::env::temp_dir().join(format!("clorch-trim-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = test_support::scratch("trim");
+        let dir = scratch.path();
         let path = dir.join(files::EVENTS);
         std::fs::write(&path, "a\nbb\nccc\ndd").unwrap();
         trim_event_log(&path, 2).unwrap();
@@ -119,6 +119,5 @@ mod tests {
         trim_event_log(&path, 0).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         trim_event_log(&dir.join("absent.jsonl"), 3).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

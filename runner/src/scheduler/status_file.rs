@@ -87,8 +87,8 @@ mod tests {
 
     #[test]
     fn progress_marks_the_file_live_and_the_end_unmarks_it() {
-        let dir = std::env::temp_dir().join(format!("clorch-status-file-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = test_support::scratch("status-file");
+        let dir = scratch.path().to_path_buf();
         let mut reporter = StatusFile::new(dir.clone(), "x".into(), Arc::new(Stopped(1234)));
         let board = board();
         reporter.report(&SchedulerEvent::Progress(&board)).unwrap();
@@ -104,6 +104,5 @@ mod tests {
         assert_eq!(status::read(&dir).unwrap(), expected);
         reporter.report(&SchedulerEvent::Ended(&board)).unwrap();
         assert_eq!(status::read(&dir).unwrap(), Snapshot { orchestrator: None, ..expected });
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -443,13 +443,6 @@ mod tests {
     use results::fixtures::record;
     use results::{Failure, RunStatus};
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clorch-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn eval(run: &str, seq: u64, after: Option<usize>, on: usize, acc: f64) -> Event {
         Event {
             run: run.into(),
@@ -545,54 +538,54 @@ mod tests {
 
     #[test]
     fn reopening_keeps_records_and_events() {
-        let dir = scratch("reopen");
+        let scratch = test_support::scratch("reopen");
+        let dir = scratch.path();
         let r = record(0, 2, "sgd", 0.1, 1);
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(dir).unwrap();
             assert_eq!(store.path(), Some(dir.join("store").as_path()));
             store.save_run(&r).unwrap();
             store.ingest(&eval(&r.id, 0, None, 0, 0.1)).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(dir).unwrap();
         assert_eq!(store.run(&r.id).unwrap(), Some(r.clone()));
         assert_eq!(store.events(&r.id).count(), 1);
         // save_run also wrote the run folder's run.json.
-        let on_disk = folder::read_run_record(&folder::run_dir(&dir, &r.id)).unwrap();
+        let on_disk = folder::read_run_record(&folder::run_dir(dir, &r.id)).unwrap();
         assert_eq!(on_disk, r);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn another_format_version_is_refused_on_open() {
-        let dir = scratch("format");
+        let scratch = test_support::scratch("format");
+        let dir = scratch.path();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(dir).unwrap();
             store.write_format(STORE_FORMAT + 98).unwrap();
             store.flush().unwrap();
         }
-        let err = Store::open(&dir).unwrap_err();
+        let err = Store::open(dir).unwrap_err();
         assert!(
             matches!(err, StoreError::WrongFormat { found, expected, .. }
                 if found == STORE_FORMAT + 98 && expected == STORE_FORMAT),
             "{err:?}"
         );
         assert!(err.to_string().contains("has format version 99"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_second_open_in_the_same_process_is_locked() {
-        let dir = scratch("lock-same");
-        let first = Store::open(&dir).unwrap();
-        let err = Store::open(&dir).unwrap_err();
+        let scratch = test_support::scratch("lock-same");
+        let dir = scratch.path();
+        let first = Store::open(dir).unwrap();
+        let err = Store::open(dir).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
         assert!(err.to_string().contains("in use by another process"), "{err}");
         drop(first);
         // Once the holder is gone the store opens again.
-        Store::open(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        Store::open(dir).unwrap();
     }
 
     const LOCK_CHILD_ENV: &str = "CLORCH_TEST_HOLD_STORE";
@@ -616,11 +609,12 @@ mod tests {
     fn another_process_holding_the_store_is_reported_as_locked() {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
-        let dir = scratch("lock-child");
+        let scratch = test_support::scratch("lock-child");
+        let dir = scratch.path();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "store::db::tests::hold_store_in_child_process"])
             .args(["--ignored", "--nocapture", "--test-threads=1"])
-            .env(LOCK_CHILD_ENV, &dir)
+            .env(LOCK_CHILD_ENV, dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -628,7 +622,7 @@ mod tests {
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = lines.by_ref().any(|line| line.unwrap().contains(LOCK_CHILD_READY));
         assert!(ready, "the child process never opened the store");
-        let err = Store::open(&dir).unwrap_err();
+        let err = Store::open(dir).unwrap_err();
         drop(child.stdin.take());
         // Drain the child's remaining output so it can exit cleanly.
         lines.for_each(drop);
@@ -640,24 +634,23 @@ mod tests {
             }
             other => panic!("expected Locked, got {other:?}"),
         }
-        Store::open(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        Store::open(dir).unwrap();
     }
 
     #[test]
     fn a_damaged_sled_config_is_reported_as_corrupt() {
-        let dir = scratch("corrupt");
+        let scratch = test_support::scratch("corrupt");
+        let dir = scratch.path();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(dir).unwrap();
             store.upsert_run(&record(0, 2, "sgd", 0.1, 1)).unwrap();
             store.flush().unwrap();
         }
         // sled's `conf` file holds `key: value` lines; a line without the separator is
         // corruption to sled 0.34.7.
         std::fs::write(dir.join("store/conf"), "this is not a sled config file\n").unwrap();
-        let err = Store::open(&dir).unwrap_err();
+        let err = Store::open(dir).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().contains("rebuild it from the run folders"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -306,13 +306,6 @@ mod tests {
     use results::ExperimentMeta;
     use std::io::Write;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clorch-rebuild-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn append(dir: &Path, events: &[Event]) {
         let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join(files::EVENTS)).unwrap();
         for e in events {
@@ -341,15 +334,16 @@ mod tests {
         )
     }
 
-    fn setup(name: &str) -> PathBuf {
-        let results = scratch(name);
-        write_experiment_files(&results, &ExperimentMeta::new("exp", "name: exp\n", 5)).unwrap();
+    fn setup(name: &str) -> test_support::TempDir {
+        let results = test_support::scratch(name);
+        write_experiment_files(results.path(), &ExperimentMeta::new("exp", "name: exp\n", 5)).unwrap();
         results
     }
 
     #[test]
     fn statuses_are_recomputed_from_events() {
-        let results = setup("statuses");
+        let scratch = setup("statuses");
+        let results = scratch.path();
         let mut finished = record(0, 2, "sgd", 0.1, 1);
         finished.status = RunStatus::Running;
         let mut failed = record(1, 2, "sgd", 0.1, 2);
@@ -358,13 +352,13 @@ mod tests {
         running.status = RunStatus::Running;
         let pending = record(3, 2, "sgd", 0.1, 4);
         for r in [&finished, &failed, &running, &pending] {
-            let dir = run_dir(&results, &r.id);
+            let dir = run_dir(results, &r.id);
             write_run_record(&dir, r).unwrap();
             write_run_spec(&dir, &r.spec).unwrap();
         }
         let f = &finished.id;
         append(
-            &run_dir(&results, f),
+            &run_dir(results, f),
             &[
                 task(f, 0, 0),
                 task(f, 1, 1),
@@ -373,14 +367,14 @@ mod tests {
         );
         let x = &failed.id;
         append(
-            &run_dir(&results, x),
+            &run_dir(results, x),
             &[task(x, 0, 0), ev(x, 1, EventBody::Failed { reason: "loss is NaN".into() })],
         );
         let r = &running.id;
-        append(&run_dir(&results, r), &[task(r, 0, 0), checkpoint(r, 1, 1), task(r, 2, 1)]);
+        append(&run_dir(results, r), &[task(r, 0, 0), checkpoint(r, 1, 1), task(r, 2, 1)]);
 
         let store = Store::temporary().unwrap();
-        let summary = rebuild(&results, &store).unwrap();
+        let summary = rebuild(results, &store).unwrap();
         assert_eq!(summary.runs, 4);
         assert_eq!(summary.events, 3 + 2 + 3);
         let status = |id: &str| store.run(id).unwrap().unwrap().status;
@@ -396,14 +390,14 @@ mod tests {
         let ckpt = resumable.last_checkpoint.unwrap();
         assert_eq!((ckpt.seq, ckpt.tasks_done, ckpt.file.as_str()), (1, 1, "ckpt-1.bin"));
         assert_eq!(store.experiment().unwrap().unwrap().name, "exp");
-        fs::remove_dir_all(&results).unwrap();
     }
 
     #[test]
     fn re_emitted_events_of_a_resumed_worker_replace_the_old_ones() {
-        let results = setup("resume");
+        let scratch = setup("resume");
+        let results = scratch.path();
         let rec = record(0, 3, "sgd", 0.1, 1);
-        let dir = run_dir(&results, &rec.id);
+        let dir = run_dir(results, &rec.id);
         write_run_record(&dir, &rec).unwrap();
         let id = &rec.id;
         // First attempt: checkpoint at seq 1, then task 1 started and a failure at seq 3.
@@ -413,43 +407,43 @@ mod tests {
         append(&dir, &[task(id, 2, 1), task(id, 3, 2)]);
         append(&dir, &[ev(id, 4, EventBody::Finished { tasks: 3, steps: 3, examples: 3 })]);
         let store = Store::temporary().unwrap();
-        let summary = rebuild(&results, &store).unwrap();
+        let summary = rebuild(results, &store).unwrap();
         assert_eq!(summary.events, 5);
         let kinds: Vec<&str> = store.events(id).map(|e| e.unwrap().body.kind()).collect::<Vec<_>>();
         assert_eq!(kinds, ["task_started", "checkpoint", "task_started", "task_started", "finished"]);
         assert_eq!(store.run(id).unwrap().unwrap().status, RunStatus::Finished);
-        fs::remove_dir_all(&results).unwrap();
     }
 
     #[test]
     fn folder_problems_are_reported_with_their_file() {
-        let results = setup("problems");
+        let scratch = setup("problems");
+        let results = scratch.path();
         let rec = record(0, 2, "sgd", 0.1, 1);
-        let dir = run_dir(&results, &rec.id);
+        let dir = run_dir(results, &rec.id);
         write_run_record(&dir, &rec).unwrap();
         append(&dir, &[task("someone-else", 0, 0)]);
         let store = Store::temporary().unwrap();
-        let err = rebuild(&results, &store).unwrap_err().to_string();
+        let err = rebuild(results, &store).unwrap_err().to_string();
         assert!(err.contains("events.jsonl: event 0 belongs to run \"someone-else\""), "{err}");
 
         fs::remove_file(dir.join(files::EVENTS)).unwrap();
         let moved = results.join("runs").join("renamed");
         fs::rename(&dir, &moved).unwrap();
-        let err = rebuild(&results, &store).unwrap_err().to_string();
+        let err = rebuild(results, &store).unwrap_err().to_string();
         assert!(err.contains("run.json: field `record.id`") && err.contains("\"renamed\""), "{err}");
 
         // A folder the orchestrator never saved a record into is skipped, and said so.
         fs::remove_file(moved.join(files::RUN_RECORD)).unwrap();
-        let summary = rebuild(&results, &store).unwrap();
+        let summary = rebuild(results, &store).unwrap();
         assert_eq!((summary.runs, summary.skipped), (0, vec![moved]));
-        fs::remove_dir_all(&results).unwrap();
     }
 
     #[test]
     fn a_store_rebuilt_from_folders_equals_the_ingested_one() {
-        let results = setup("equal");
-        let live = Store::open(&results).unwrap();
-        live.put_experiment(&read_experiment_files(&results).unwrap()).unwrap();
+        let scratch = setup("equal");
+        let results = scratch.path();
+        let live = Store::open(results).unwrap();
+        live.put_experiment(&read_experiment_files(results).unwrap()).unwrap();
         for (i, seed) in [1u64, 2].into_iter().enumerate() {
             let mut rec = record(i as u64, 2, "sgd", 0.1, seed);
             let id = rec.id.clone();
@@ -462,7 +456,7 @@ mod tests {
                 task(&id, 2, 1),
                 ev(&id, 3, EventBody::Finished { tasks: 2, steps: 2, examples: 2 }),
             ];
-            append(&run_dir(&results, &id), &events);
+            append(&run_dir(results, &id), &events);
             for e in &events {
                 live.ingest(e).unwrap();
                 rec.observe(e, None);
@@ -472,7 +466,7 @@ mod tests {
         }
         live.flush().unwrap();
         let rebuilt = Store::temporary().unwrap();
-        rebuild(&results, &rebuilt).unwrap();
+        rebuild(results, &rebuilt).unwrap();
         assert_eq!(rebuilt.runs().unwrap(), live.runs().unwrap());
         assert_eq!(rebuilt.experiment().unwrap(), live.experiment().unwrap());
         for run in live.runs().unwrap() {
@@ -481,14 +475,14 @@ mod tests {
             assert_eq!(a, b);
         }
         drop(live);
-        fs::remove_dir_all(&results).unwrap();
     }
 
     #[test]
     fn drift_finds_what_the_store_lost() {
-        let results = setup("drift");
+        let scratch = setup("drift");
+        let results = scratch.path();
         let rec = record(0, 2, "sgd", 0.1, 1);
-        let dir = run_dir(&results, &rec.id);
+        let dir = run_dir(results, &rec.id);
         write_run_record(&dir, &rec).unwrap();
         let id = &rec.id;
         let events = [task(id, 0, 0), checkpoint(id, 1, 1), task(id, 2, 1)];
@@ -496,21 +490,21 @@ mod tests {
 
         let store = Store::temporary().unwrap();
         assert_eq!(
-            drift(&results, &store).unwrap(),
+            drift(results, &store).unwrap(),
             vec![Drift::MissingExperiment, Drift::MissingRun { id: id.clone() }]
         );
-        rebuild(&results, &store).unwrap();
-        assert_eq!(drift(&results, &store).unwrap(), vec![]);
+        rebuild(results, &store).unwrap();
+        assert_eq!(drift(results, &store).unwrap(), vec![]);
         store.truncate_events_after(id, 0).unwrap();
-        let behind = drift(&results, &store).unwrap();
+        let behind = drift(results, &store).unwrap();
         assert_eq!(behind, vec![Drift::EventsBehind { id: id.clone(), store: Some(0), folder: 2 }]);
         assert!(behind[0].to_string().contains("events end at 0, events.jsonl reaches 2"));
-        fs::remove_dir_all(&results).unwrap();
     }
 
     #[test]
     fn the_last_sequence_number_is_read_from_the_tail_of_long_files() {
-        let dir = scratch("tail");
+        let scratch = test_support::scratch("tail");
+        let dir = scratch.path();
         let path = dir.join(files::EVENTS);
         let long = |seq, chars| {
             let reason = "x".repeat(chars);
@@ -525,16 +519,15 @@ mod tests {
         assert_eq!(last_seq_in_file(&path).unwrap(), Some(4));
         // Long file: the tail holds whole lines.
         fs::remove_file(&path).unwrap();
-        append(&dir, &(0..10).map(|s| task("r", s, 0)).collect::<Vec<_>>());
-        append(&dir, &[long(10, 30_000), long(11, 30_000), long(12, 30_000), task("r", 13, 0)]);
+        append(dir, &(0..10).map(|s| task("r", s, 0)).collect::<Vec<_>>());
+        append(dir, &[long(10, 30_000), long(11, 30_000), long(12, 30_000), task("r", 13, 0)]);
         assert_eq!(last_seq_in_file(&path).unwrap(), Some(13));
         // Lines longer than the tail: no whole line in it, so the whole file is read.
         fs::remove_file(&path).unwrap();
-        append(&dir, &[long(0, 70_000), long(1, 70_000), long(2, 70_000), long(3, 70_000)]);
+        append(dir, &[long(0, 70_000), long(1, 70_000), long(2, 70_000), long(3, 70_000)]);
         let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
         let cut = serde_json::to_string(&long(4, 70_000)).unwrap();
         f.write_all(&cut.as_bytes()[..cut.len() - 10]).unwrap();
         assert_eq!(last_seq_in_file(&path).unwrap(), Some(3));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -264,8 +264,8 @@ mod tests {
 
     #[test]
     fn batches_are_numbered_and_list_their_runs() {
-        let dir = std::env::temp_dir().join(format!("clorch-batch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = test_support::scratch("batch");
+        let dir = scratch.path().join("batches");
         let script = ScriptSettings { program: PathBuf::from("/opt/it's/clorch"), heartbeat: 7 };
         let runs = [PathBuf::from("/r/runs/a"), PathBuf::from("/r/runs/b")];
         let first = write_batch(&dir, &runs, &script).unwrap();
@@ -282,7 +282,6 @@ mod tests {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
         assert!(write_batch(&dir, &[PathBuf::from("/bad\nname")], &script).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -280,13 +280,13 @@ mod tests {
     use protocol::EventBody;
     use std::io::Write;
 
-    struct File(PathBuf);
+    /// A file in its own scratch folder (removed with it).
+    struct File(PathBuf, #[allow(dead_code)] test_support::TempDir);
 
     impl File {
         fn new(name: &str) -> File {
-            let p = std::env::temp_dir().join(format!("clorch-tail-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_file(&p);
-            File(p)
+            let dir = test_support::scratch(&format!("tail-{name}"));
+            File(dir.path().join("events.jsonl"), dir)
         }
         fn append(&self, text: &str) {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.0).unwrap();
@@ -294,12 +294,6 @@ mod tests {
         }
         fn cut(&self, len: u64) {
             std::fs::OpenOptions::new().write(true).open(&self.0).unwrap().set_len(len).unwrap();
-        }
-    }
-
-    impl Drop for File {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
         }
     }
 

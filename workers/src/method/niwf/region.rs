@@ -18,7 +18,7 @@
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::ln_gamma;
+use crate::metrics::chi_square_quantile;
 use crate::model::field::RegionMasks;
 use crate::rng::Rng;
 
@@ -330,92 +330,10 @@ fn invert_lower(l: &[f64], d: usize) -> Vec<f64> {
     inv
 }
 
-/// The `p` quantile of the χ² distribution with `k` degrees of freedom: the x with
-/// P(k/2, x/2) = p, P the regularised lower incomplete gamma function, by bisection.
-pub(super) fn chi_square_quantile(k: usize, p: f64) -> f64 {
-    let a = k as f64 / 2.0;
-    let (mut lo, mut hi) = (0.0f64, (k as f64).max(1.0));
-    while lower_gamma_regularized(a, hi / 2.0) < p {
-        hi *= 2.0;
-    }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if lower_gamma_regularized(a, mid / 2.0) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
-/// P(a, x) = γ(a, x) / Γ(a): a series for x < a + 1, a continued fraction (modified Lentz)
-/// otherwise (Numerical Recipes §6.2).
-fn lower_gamma_regularized(a: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    let log_prefix = a * x.ln() - x - ln_gamma(a);
-    if x < a + 1.0 {
-        let (mut term, mut sum, mut n) = (1.0 / a, 1.0 / a, a);
-        for _ in 0..1000 {
-            n += 1.0;
-            term *= x / n;
-            sum += term;
-            if term.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        sum * log_prefix.exp()
-    } else {
-        let tiny = 1e-300;
-        let mut b = x + 1.0 - a;
-        let mut c = 1.0 / tiny;
-        let mut d = 1.0 / b;
-        let mut h = d;
-        for i in 1..1000 {
-            let an = -(i as f64) * (i as f64 - a);
-            b += 2.0;
-            d = an * d + b;
-            if d.abs() < tiny {
-                d = tiny;
-            }
-            c = b + an / c;
-            if c.abs() < tiny {
-                c = tiny;
-            }
-            d = 1.0 / d;
-            let delta = d * c;
-            h *= delta;
-            if (delta - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        1.0 - log_prefix.exp() * h
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng;
-
-    #[test]
-    fn chi_square_quantiles_match_tables() {
-        // Standard table values (e.g. NIST/SEMATECH e-Handbook, table 1.3.6.7.4).
-        for (k, p, x) in [
-            (1, 0.95, 3.841459),
-            (2, 0.95, 5.991465),
-            (8, 0.95, 15.507313),
-            (8, 0.5, 7.344121),
-            (30, 0.99, 50.892181),
-        ] {
-            let q = chi_square_quantile(k, p);
-            assert!((q - x).abs() < 1e-5, "χ²_{k}({p}) = {q}, expected {x}");
-        }
-        assert!((ln_gamma(5.0) - 24.0f64.ln()).abs() < 1e-12);
-        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
-    }
 
     #[test]
     fn a_fitted_region_recovers_the_gaussian_and_its_anchors_lie_inside_the_ellipsoid() {
