@@ -217,6 +217,82 @@ pub fn read_experiment_files(results_dir: &Path) -> Result<ExperimentMeta> {
     })
 }
 
+/// What a folder named as a results folder holds, as far as clorch is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FolderState {
+    /// Nothing there yet.
+    Missing,
+    /// An existing, empty folder: clorch may make it a results folder.
+    Empty,
+    /// A results folder clorch wrote: its `experiment.json` carries the folder format and the
+    /// clorch version, or (an earlier run stopped before writing it) it holds only what clorch
+    /// creates first (lock, store, run folders).
+    Experiment,
+    /// Something else: a file, or a folder holding files clorch did not write. The text says
+    /// what was found.
+    Foreign(String),
+}
+
+/// Entries a `clorch run` creates before it writes `experiment.json`.
+fn is_early_clorch_entry(name: &str) -> bool {
+    matches!(name, "clorch.lock" | "store" | "runs" | "status.json")
+        || name.starts_with("store.old-")
+        || name.starts_with("store.damaged-")
+}
+
+/// Looks at `dir` without changing anything, so that commands can refuse to write into (or
+/// read from) a folder that is not theirs before they create anything.
+pub fn inspect_folder(dir: &Path) -> FolderState {
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FolderState::Missing,
+        Err(e) => return FolderState::Foreign(format!("cannot read it: {e}")),
+    };
+    if !meta.is_dir() {
+        return FolderState::Foreign("a file, not a folder".to_string());
+    }
+    let experiment = dir.join(EXPERIMENT_FILE);
+    if experiment.exists() {
+        let marked = fs::read_to_string(&experiment)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|v| {
+                v.get("format").is_some_and(serde_json::Value::is_u64)
+                    && v.get("clorch_version").is_some_and(serde_json::Value::is_string)
+                    && v.get("recipe_hash").is_some_and(serde_json::Value::is_string)
+            });
+        return if marked {
+            FolderState::Experiment
+        } else {
+            FolderState::Foreign(format!(
+                "an {EXPERIMENT_FILE} that clorch did not write (no `format`, `clorch_version` and `recipe_hash`)"
+            ))
+        };
+    }
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        }
+        Err(e) => return FolderState::Foreign(format!("cannot list it: {e}")),
+    };
+    if names.is_empty() {
+        return FolderState::Empty;
+    }
+    let has_lock = names.iter().any(|n| n == "clorch.lock");
+    // `recipe.yaml` is written just before `experiment.json`; alone it may be the user's.
+    names.retain(|n| !(is_early_clorch_entry(n) || (has_lock && n == RECIPE_FILE)));
+    if names.is_empty() {
+        return FolderState::Experiment;
+    }
+    names.sort();
+    let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+    let more = if names.len() > 3 { format!(" and {} more", names.len() - 3) } else { String::new() };
+    FolderState::Foreign(format!(
+        "files clorch did not write ({}{more}) and no {EXPERIMENT_FILE}",
+        shown.join(", ")
+    ))
+}
+
 /// What reading an `events.jsonl` found besides its events.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventsFileSummary {

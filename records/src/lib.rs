@@ -17,8 +17,8 @@ pub mod fixtures;
 
 pub use error::{FolderError, Result};
 pub use folder::{
-    read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir, write_experiment_files,
-    write_run_record, write_run_spec, EventsFileSummary,
+    inspect_folder, read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir,
+    write_experiment_files, write_run_record, write_run_spec, EventsFileSummary, FolderState,
 };
 pub use record::{
     recipe_hash, unix_now, CheckpointFallback, CheckpointRef, ExperimentMeta, Failure, Progress,

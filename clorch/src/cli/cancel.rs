@@ -29,6 +29,10 @@ pub fn run(args: &CancelArgs) -> i32 {
         );
         return exit::BAD_INPUT;
     }
+    if let Err(message) = super::check_results_folder(results, false) {
+        eprintln!("clorch cancel: {message}");
+        return exit::BAD_INPUT;
+    }
     let _lock = match lock::acquire(results) {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {

@@ -115,6 +115,12 @@ pub fn run(args: &RunArgs) -> i32 {
         return exit::BAD_INPUT;
     }
     let results_dir = args.output.clone().unwrap_or_else(|| plan.recipe.output.clone());
+    // Never write over files clorch did not create: checked before the lock, store and recipe
+    // copy exist, so a refused run leaves the folder as it was.
+    if let Err(message) = super::check_results_folder(&results_dir, true) {
+        eprintln!("clorch run: {message}");
+        return exit::BAD_INPUT;
+    }
     let lock = match lock::acquire(&results_dir) {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {

@@ -9,7 +9,36 @@ pub mod status;
 pub mod store;
 pub mod worker;
 
+use std::path::Path;
+
 use clap::{Parser, Subcommand};
+use results::FolderState;
+
+/// Checks, before anything is created, that `dir` is a results folder clorch wrote (or, with
+/// `may_create`, a folder clorch may make one: new or empty). The error is the message to
+/// print after the command's name; the command then exits with [`exit::BAD_INPUT`].
+pub(crate) fn check_results_folder(dir: &Path, may_create: bool) -> Result<(), String> {
+    match results::inspect_folder(dir) {
+        FolderState::Experiment => Ok(()),
+        FolderState::Missing | FolderState::Empty if may_create => Ok(()),
+        FolderState::Missing => {
+            Err(format!("{}: no such folder; expected the folder `clorch run` wrote", dir.display()))
+        }
+        FolderState::Empty => Err(format!(
+            "{}: not a clorch results folder (it is empty); expected the folder `clorch run` wrote",
+            dir.display()
+        )),
+        FolderState::Foreign(found) if may_create => Err(format!(
+            "refusing to write into {}: it is not a clorch results folder (found {found}); \
+             choose a new or empty folder, or one an earlier `clorch run` wrote",
+            dir.display()
+        )),
+        FolderState::Foreign(found) => Err(format!(
+            "{}: not a clorch results folder (found {found}); expected the folder `clorch run` wrote",
+            dir.display()
+        )),
+    }
+}
 
 use crate::logging;
 

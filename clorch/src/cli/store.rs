@@ -20,6 +20,10 @@ pub enum StoreCommand {
 pub fn run(command: &StoreCommand) -> i32 {
     match command {
         StoreCommand::Rebuild { results } => {
+            if let Err(message) = super::check_results_folder(results, false) {
+                eprintln!("clorch store rebuild: {message}");
+                return exit::BAD_INPUT;
+            }
             let _lock = match runner::lock::acquire(results) {
                 Ok(l) => l,
                 Err(e) => {

@@ -34,7 +34,11 @@ pub(super) struct YamlProblem {
 
 /// Parses a YAML document (the recipe file, or one override value written as a flow value)
 /// into a JSON tree. Merge keys (`<<: *defaults`) are applied.
+///
+/// Texts past the limits ([`MAX_TEXT_BYTES`], [`MAX_EXPANDED_BYTES`], [`MAX_DEPTH`]) are
+/// refused, in time linear in the text, before any value is built.
 pub(super) fn parse(text: &str) -> Result<Json, YamlProblem> {
+    check_bounds(text)?;
     let mut value: Yaml = serde_yaml::from_str(text).map_err(|error| {
         let position = error.location().map(|l| Position { line: l.line(), column: l.column() });
         let mut message = error.to_string();
@@ -53,6 +57,262 @@ pub(super) fn parse(text: &str) -> Result<Json, YamlProblem> {
         let position = locate(text, &path, Target::Node);
         YamlProblem { message, position, path }
     })
+}
+
+/// Largest recipe text accepted, in bytes.
+pub(super) const MAX_TEXT_BYTES: usize = 1 << 20;
+/// Largest size the document may reach once every alias (`*name`) is replaced by the node it
+/// refers to, in bytes of scalar text (plus one per node).
+pub(super) const MAX_EXPANDED_BYTES: usize = 16 << 20;
+/// Deepest nesting of mappings and lists accepted.
+pub(super) const MAX_DEPTH: usize = 64;
+
+/// Refuses texts that would cost far more to parse than their size suggests, before the YAML
+/// library builds anything: texts over [`MAX_TEXT_BYTES`], flow collections (`[[[…`) nested
+/// deeper than [`MAX_DEPTH`] (the YAML scanner is quadratic in that depth), and documents whose
+/// aliases expand past [`MAX_EXPANDED_BYTES`] or nest past [`MAX_DEPTH`]. Linear in the text.
+fn check_bounds(text: &str) -> Result<(), YamlProblem> {
+    let problem = |message: String, position: Option<Position>| YamlProblem {
+        message,
+        position,
+        path: KeyPath::root(),
+    };
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(problem(
+            format!("the recipe text is {} bytes; the limit is {MAX_TEXT_BYTES} bytes (1 MiB)", text.len()),
+            Some(position_of(text, MAX_TEXT_BYTES)),
+        ));
+    }
+    if let Some(offset) = flow_too_deep(text) {
+        return Err(problem(
+            format!("collections are nested more than {MAX_DEPTH} levels deep (the depth limit)"),
+            Some(position_of(text, offset)),
+        ));
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let mut budget = Budget { bytes: 0 };
+    match (Counter { budget: &mut budget, depth: 0 }).deserialize(deserializer) {
+        Err(error) if error.to_string().contains(LIMIT) => {
+            let position = error.location().map(|l| Position { line: l.line(), column: l.column() });
+            let message = error.to_string();
+            let message = message.split(LIMIT).nth(1).unwrap_or_default();
+            let message = message.split(LIMIT).next().unwrap_or_default().to_string();
+            Err(problem(message, position))
+        }
+        // Other errors are reported by the real parse, with its own wording.
+        _ => Ok(()),
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn position_of(text: &str, offset: usize) -> Position {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Position { line, column: before[line_start..].chars().count() + 1 }
+}
+
+/// A lexical pass over the text that tracks how deep flow collections (`[ ]`, `{ }`) nest,
+/// skipping comments, quoted scalars and block scalars. Returns the byte offset of the first
+/// bracket that goes past [`MAX_DEPTH`]. It errs on the side of not counting: a bracket inside
+/// a plain scalar in block context is not an opening.
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Whether the next token starts a node (line start, after `: `, `- `, `? `, `,`, `[`, `{`).
+    let mut node_start = true;
+    let mut line_indent = 0usize;
+    let mut at_line_start = true;
+    // Indentation of the line holding a `|`/`>` whose content lines are being skipped.
+    let mut block_scalar: Option<usize> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if at_line_start {
+            let indent = bytes[i..].iter().take_while(|&&c| c == b' ').count();
+            let rest = &bytes[i + indent..];
+            let blank = rest.first().is_none_or(|&c| c == b'\n' || c == b'\r');
+            if let Some(parent) = block_scalar {
+                if blank || indent > parent {
+                    i += indent;
+                    i += bytes[i..].iter().position(|&c| c == b'\n').map_or(bytes.len() - i, |p| p + 1);
+                    continue;
+                }
+                block_scalar = None;
+            }
+            line_indent = indent;
+            at_line_start = false;
+            if depth == 0 {
+                node_start = true;
+            }
+            i += indent;
+            continue;
+        }
+        let prev_space = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'\r');
+        let next_space = bytes.get(i + 1).is_none_or(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+        match b {
+            b'\n' => {
+                at_line_start = true;
+                i += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {}
+            b'#' if prev_space => {
+                i += bytes[i..].iter().position(|&c| c == b'\n').unwrap_or(bytes.len() - i);
+                continue;
+            }
+            b'[' | b'{' if depth > 0 || node_start => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+                node_start = true;
+            }
+            b']' | b'}' if depth > 0 => {
+                depth -= 1;
+                node_start = false;
+            }
+            b',' if depth > 0 => node_start = true,
+            b'\'' | b'"' if node_start => {
+                // Skip the quoted scalar; `''` in single quotes, `\"` in double quotes.
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if b == b'"' => i += 1,
+                        c if c == b && b == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                        c if c == b => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                node_start = false;
+            }
+            b':' | b'-' | b'?' if next_space || (b == b':' && depth > 0) => node_start = true,
+            b'|' | b'>' if node_start && depth == 0 => {
+                block_scalar = Some(line_indent);
+                i += bytes[i..].iter().position(|&c| c == b'\n').unwrap_or(bytes.len() - i);
+                continue;
+            }
+            // Anchors and tags come before the node they belong to.
+            b'&' | b'!' if node_start => {
+                i += bytes[i..]
+                    .iter()
+                    .position(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(bytes.len() - i);
+                continue;
+            }
+            _ => node_start = false,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Marks the error a [`Counter`] raises when a limit is crossed, so that it can be told apart
+/// from the parser's own errors and its message cut out of the parser's wording.
+const LIMIT: &str = "\u{1}";
+
+struct Budget {
+    bytes: usize,
+}
+
+/// Walks the document as the YAML library replays it (aliases included, without copying
+/// them), adding up scalar sizes and depth, and fails as soon as a limit is crossed.
+struct Counter<'b> {
+    budget: &'b mut Budget,
+    depth: usize,
+}
+
+impl Counter<'_> {
+    fn add<E: de::Error>(&mut self, bytes: usize) -> Result<(), E> {
+        self.budget.bytes = self.budget.bytes.saturating_add(bytes + 1);
+        if self.budget.bytes > MAX_EXPANDED_BYTES {
+            return Err(E::custom(format!(
+                "{LIMIT}the recipe grows past {MAX_EXPANDED_BYTES} bytes (16 MiB) once its aliases (`*name`) are expanded (the expanded-size limit){LIMIT}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn nested(&mut self) -> Counter<'_> {
+        Counter { budget: self.budget, depth: self.depth + 1 }
+    }
+
+    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+        self.add(0)?;
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format!(
+                "{LIMIT}collections are nested more than {MAX_DEPTH} levels deep (the depth limit){LIMIT}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Counter<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counter<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, _: bool) -> Result<(), E> {
+        self.add(1)
+    }
+    fn visit_i64<E: de::Error>(mut self, _: i64) -> Result<(), E> {
+        self.add(8)
+    }
+    fn visit_u64<E: de::Error>(mut self, _: u64) -> Result<(), E> {
+        self.add(8)
+    }
+    fn visit_f64<E: de::Error>(mut self, _: f64) -> Result<(), E> {
+        self.add(8)
+    }
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.add(v.len())
+    }
+    fn visit_bytes<E: de::Error>(mut self, v: &[u8]) -> Result<(), E> {
+        self.add(v.len())
+    }
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.add(0)
+    }
+    fn visit_none<E: de::Error>(mut self) -> Result<(), E> {
+        self.add(0)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.deserialize(deserializer)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(mut self, data: A) -> Result<(), A::Error> {
+        use de::VariantAccess;
+        self.enter()?;
+        let ((), variant) = data.variant_seed(self.nested())?;
+        variant.newtype_variant_seed(self.nested())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.enter()?;
+        while seq.next_element_seed(self.nested())?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.enter()?;
+        while map.next_key_seed(self.nested())?.is_some() {
+            map.next_value_seed(self.nested())?;
+        }
+        Ok(())
+    }
 }
 
 fn to_json(value: Yaml, path: &KeyPath) -> Result<Json, (KeyPath, String)> {
@@ -382,5 +642,49 @@ seeds: [0, 7]
     fn merge_keys_are_applied() {
         let tree = parse("base: &b {lr: 0.1}\nm:\n  <<: *b\n  momentum: 0.9\n").unwrap();
         assert_eq!(tree["m"]["lr"], serde_json::json!(0.1));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_by_expanded_size() {
+        let big = "x".repeat(1_000_000);
+        let refs = vec!["*a"; 5000].join(", ");
+        let text = format!("name: a\nbig: &a \"{big}\"\nlist: [{refs}]\n");
+        assert!(text.len() < MAX_TEXT_BYTES);
+        let problem = parse(&text).unwrap_err();
+        assert!(problem.message.contains("expanded-size limit"), "{}", problem.message);
+        assert!(problem.position.is_some());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_position() {
+        let n = 100_000;
+        let text = format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let problem = parse(&text).unwrap_err();
+        assert!(problem.message.contains("depth limit"), "{}", problem.message);
+        assert_eq!(problem.position, Some(Position { line: 1, column: 4 + MAX_DEPTH }));
+
+        let mut block = String::new();
+        for level in 0..MAX_DEPTH + 5 {
+            block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        let problem = parse(&block).unwrap_err();
+        assert!(problem.message.contains("depth limit"), "{}", problem.message);
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_and_brackets_in_scalars_are_accepted() {
+        let depth = MAX_DEPTH - 1;
+        let text = format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        parse(&text).unwrap();
+        let text = "a: x[[[[[[[[\nb: '[[[[[[[[[['\nc: |\n  [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n# [[[[\n";
+        let big = text.replace("[[[[[[[[", &"[".repeat(80));
+        parse(&big).unwrap();
+    }
+
+    #[test]
+    fn texts_over_the_size_limit_are_refused() {
+        let text = format!("a: \"{}\"\n", "x".repeat(MAX_TEXT_BYTES));
+        let problem = parse(&text).unwrap_err();
+        assert!(problem.message.contains("1 MiB"), "{}", problem.message);
     }
 }

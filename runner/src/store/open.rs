@@ -70,6 +70,18 @@ pub fn open_for_reading(results_dir: &Path) -> Result<(Store, Option<String>), S
             ),
         ));
     }
+    if let results::FolderState::Foreign(found) = results::inspect_folder(results_dir) {
+        if results_dir.join("experiment.json").exists() {
+            // Opening would create a store in a folder clorch did not write.
+            return Err(StoreError::io(
+                results_dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a clorch results folder (found {found})"),
+                ),
+            ));
+        }
+    }
     match Store::open(results_dir) {
         Ok(store) => Ok((store, None)),
         Err(

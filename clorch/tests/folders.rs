@@ -1,0 +1,160 @@
+//! Commands never touch files clorch did not create, and oversized or deeply nested YAML is
+//! refused cheaply.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("clorch-folders-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn clorch(args: &[&str]) -> Output {
+    Command::new(CLORCH).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const SMALL: &str = "name: folders
+stream: {kind: synthetic_permuted, tasks: 2, classes: 3, dim: 8, train_per_class: 10, test_per_class: 5}
+network: {hidden: [8]}
+training: {batch_size: 8, epochs: 1}
+methods:
+  - {name: sgd, lr: 0.05}
+seeds: 1
+";
+
+fn recipe(scratch: &Scratch) -> PathBuf {
+    let path = scratch.path("exp.yaml");
+    std::fs::write(&path, SMALL).unwrap();
+    path
+}
+
+fn assert_nothing_created(dir: &Path) {
+    for name in ["clorch.lock", "store", "runs", "experiment.json"] {
+        assert!(!dir.join(name).exists(), "{name} was created in {}", dir.display());
+    }
+}
+
+#[test]
+fn run_into_a_folder_holding_the_users_recipe_is_refused_and_leaves_it_untouched() {
+    let sc = Scratch::new("user-recipe");
+    let r = recipe(&sc);
+    let out_dir = sc.path("mine");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mine = b"# my own notes, not clorch's\nname: mine\n".to_vec();
+    std::fs::write(out_dir.join("recipe.yaml"), &mine).unwrap();
+    let out = clorch(&["run", s(&r), "-o", s(&out_dir), "--no-progress"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(s(&out_dir)) && err.contains("recipe.yaml"), "{err}");
+    assert_eq!(std::fs::read(out_dir.join("recipe.yaml")).unwrap(), mine);
+    assert_nothing_created(&out_dir);
+}
+
+#[test]
+fn a_foreign_experiment_json_is_refused_before_lock_or_store_exist() {
+    let sc = Scratch::new("foreign");
+    let r = recipe(&sc);
+    let out_dir = sc.path("other");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let foreign = b"{\"experiment\": \"someone else's\"}\n".to_vec();
+    std::fs::write(out_dir.join("experiment.json"), &foreign).unwrap();
+    let out = clorch(&["run", s(&r), "-o", s(&out_dir), "--no-progress"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("experiment.json"), "{err}");
+    assert_eq!(std::fs::read(out_dir.join("experiment.json")).unwrap(), foreign);
+    assert!(!out_dir.join("clorch.lock").exists() && !out_dir.join("store").exists());
+    assert!(!out_dir.join("recipe.yaml").exists());
+
+    // The reading and maintenance commands refuse it too, creating nothing.
+    for args in [vec!["status"], vec!["report"], vec!["store", "rebuild"], vec!["cancel"]] {
+        let mut args = args.clone();
+        args.push(s(&out_dir));
+        let out = clorch(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(!out_dir.join("clorch.lock").exists() && !out_dir.join("store").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn commands_on_a_missing_folder_say_so_and_create_nothing() {
+    let sc = Scratch::new("typo");
+    let typo = sc.path("resutls");
+    for args in [vec!["store", "rebuild"], vec!["status"], vec!["report"], vec!["cancel"]] {
+        let mut args = args.clone();
+        args.push(s(&typo));
+        let out = clorch(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("resutls"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+}
+
+#[test]
+fn an_existing_experiment_folder_resumes_as_before() {
+    let sc = Scratch::new("resume");
+    let r = recipe(&sc);
+    let out_dir = sc.path("results");
+    let first = clorch(&["run", s(&r), "-o", s(&out_dir), "--no-progress"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = clorch(&["run", s(&r), "-o", s(&out_dir), "--no-progress"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("1 finished runs skipped"), "{}", text(&second.stderr));
+    let rebuilt = clorch(&["store", "rebuild", s(&out_dir)]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+
+    // An empty folder is a fine place for a new experiment.
+    let empty = sc.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = clorch(&["run", s(&r), "-o", s(&empty), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_alias_bomb_and_deep_nesting_are_refused_with_the_limit_named() {
+    let sc = Scratch::new("yaml");
+    let big = "x".repeat(1_000_000);
+    let refs = vec!["*a"; 5000].join(", ");
+    let bomb = sc.path("bomb.yaml");
+    std::fs::write(&bomb, format!("name: a\nbig: &a \"{big}\"\nlist: [{refs}]\n")).unwrap();
+    let deep = sc.path("deep.yaml");
+    let n = 100_000;
+    std::fs::write(&deep, format!("name: a\nx: {}{}\n", "[".repeat(n), "]".repeat(n))).unwrap();
+    for (file, needle) in [(&bomb, "expanded-size limit"), (&deep, "depth limit")] {
+        let out = clorch(&["validate", s(file)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(&format!("{name}:")), "no file:line:column in {err}");
+    }
+}
