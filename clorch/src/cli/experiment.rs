@@ -18,6 +18,15 @@ use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use runner::store::{self, ExperimentMeta};
 
+/// `-j`: a positive number of workers, refused at 0 with the words `parallel: 0` gets.
+fn parse_parallel(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("expected a positive integer, found 0".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Arguments of `clorch run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -26,7 +35,7 @@ pub struct RunArgs {
     /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`.
     pub overrides: Vec<String>,
     /// Workers at once (default: the recipe's `parallel`, else the number of cores).
-    #[arg(long, short = 'j')]
+    #[arg(long, short = 'j', value_parser = parse_parallel)]
     pub parallel: Option<usize>,
     /// Results folder (default: the recipe's `output`, else `results/<name>`).
     #[arg(long, short = 'o')]
@@ -37,8 +46,10 @@ pub struct RunArgs {
     /// No progress bar (messages only).
     #[arg(long)]
     pub no_progress: bool,
-    /// Seconds a stopped worker may take to checkpoint before it is killed.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    /// Seconds a stopped worker may take to checkpoint before it is killed (at most 365 days,
+    /// 31536000).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=runner::recipe::MAX_DURATION_SECONDS))]
     pub grace: u64,
     /// Where workers run: `local` (child processes of this command) or `slurm` (job arrays
     /// submitted with sbatch, on a cluster that shares the results folder and this executable;

@@ -44,7 +44,18 @@ impl Executor for LocalExecutor {
         for Attempt { launch, control } in batch {
             let local = self.clone();
             let reports = reports.clone();
-            tokio::spawn(async move { local.run_attempt(launch, limits, reports, control).await });
+            let (run, attempt) = (launch.run.clone(), launch.attempt);
+            let watcher = reports.clone();
+            let task = tokio::spawn(async move { local.run_attempt(launch, limits, reports, control).await });
+            // An attempt that panics still ends, as lost: otherwise the scheduler would wait
+            // for it for ever and not even a second Ctrl-C could end `clorch run`.
+            tokio::spawn(async move {
+                if let Err(e) = task.await {
+                    let reason = format!("the attempt's task ended abnormally: {e}");
+                    let message = Message::Ended(Ending::Broke(Failure::Lost { reason }));
+                    let _ = watcher.send(Report { run, attempt, message });
+                }
+            });
         }
     }
 

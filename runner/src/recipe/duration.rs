@@ -22,13 +22,23 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("expected {DURATION_FORMS}, found `{text}`")),
     };
     let amount: u64 = digits.parse().map_err(|_| format!("expected {DURATION_FORMS}, found `{text}`"))?;
-    seconds(amount.checked_mul(scale).ok_or_else(|| format!("duration `{text}` is too long"))?)
+    seconds(
+        amount
+            .checked_mul(scale)
+            .ok_or_else(|| format!("duration `{text}` is too long: at most 365 days"))?,
+    )
 }
 
-/// A positive number of seconds.
+/// The longest duration a recipe may write (365 days): every duration is a limit or a period
+/// of one attempt, and a bound keeps deadline arithmetic far from overflow.
+pub const MAX_DURATION_SECONDS: u64 = 365 * 86_400;
+
+/// A positive number of seconds, at most [`MAX_DURATION_SECONDS`].
 pub(super) fn seconds(amount: u64) -> Result<Duration, String> {
     if amount == 0 {
         Err("expected a positive duration, found 0".to_string())
+    } else if amount > MAX_DURATION_SECONDS {
+        Err(format!("expected a duration of at most 365 days ({MAX_DURATION_SECONDS} seconds), found {amount} seconds"))
     } else {
         Ok(Duration::from_secs(amount))
     }
@@ -57,7 +67,13 @@ pub(super) fn parse_slurm_time(text: &str) -> Result<Duration, String> {
     if m >= 60 || s >= 60 || (days.is_some() && h >= 24) {
         return Err(bad());
     }
-    seconds(days.unwrap_or(0) * 86_400 + h * 3_600 + m * 60 + s)
+    let total = days
+        .unwrap_or(0)
+        .checked_mul(86_400)
+        .and_then(|d| d.checked_add(h.checked_mul(3_600)?))
+        .and_then(|t| t.checked_add(m * 60 + s))
+        .ok_or_else(|| format!("time limit `{text}` is too long: at most 365 days"))?;
+    seconds(total)
 }
 
 /// Formats a duration the way `sbatch --time` reads it: `HH:MM:SS`, or `D-HH:MM:SS` from one

@@ -27,6 +27,14 @@ use super::yaml::{self, Position, Target};
 
 /// More seeds than this in `seeds: n` is taken for a typo rather than expanded.
 const MAX_SEED_COUNT: u64 = 100_000;
+/// The widest hidden layer a recipe may ask for (recipes/README.md, "Bounds").
+pub const MAX_WIDTH: u64 = 65_536;
+/// The most epochs per task.
+pub const MAX_EPOCHS: u64 = 100_000;
+/// The largest minibatch.
+pub const MAX_BATCH_SIZE: u64 = 1 << 20;
+/// The most workers at once.
+pub const MAX_PARALLEL: u64 = 65_536;
 
 impl Recipe {
     /// Reads and validates the recipe at `path` with `overrides` (`key.path=value`) applied.
@@ -230,7 +238,7 @@ impl Validation<'_> {
         self.eval(&file.eval);
         self.checkpoint(&file.checkpoint);
         if let Some(parallel) = file.parallel {
-            self.positive(&root.key("parallel"), parallel as u64);
+            self.bounded(&root.key("parallel"), parallel as u64, MAX_PARALLEL);
         }
         self.positive(&root.key("max_attempts"), u64::from(file.max_attempts));
         let slurm = file.slurm.map(|slurm| self.slurm(slurm));
@@ -413,14 +421,14 @@ impl Validation<'_> {
     fn network(&mut self, network: &protocol::NetworkSpec) {
         let hidden = KeyPath::root().key("network").key("hidden");
         for (i, &width) in network.hidden.iter().enumerate() {
-            self.positive(&hidden.index(i), width as u64);
+            self.bounded(&hidden.index(i), width as u64, MAX_WIDTH);
         }
     }
 
     fn training(&mut self, training: &protocol::TrainingSpec) {
         let base = KeyPath::root().key("training");
-        self.positive(&base.key("batch_size"), training.batch_size as u64);
-        self.positive(&base.key("epochs"), training.epochs as u64);
+        self.bounded(&base.key("batch_size"), training.batch_size as u64, MAX_BATCH_SIZE);
+        self.bounded(&base.key("epochs"), training.epochs as u64, MAX_EPOCHS);
     }
 
     fn eval(&mut self, eval: &protocol::EvalSpec) {
@@ -488,6 +496,23 @@ impl Validation<'_> {
             if let Err(message) = super::duration::check_slurm_memory(mem) {
                 self.node(&base.key("mem"), message);
             }
+        }
+        for (key, name) in [("partition", &slurm.partition), ("account", &slurm.account)] {
+            if let Some(name) = name {
+                if let Err(message) = check_slurm_name(name) {
+                    self.node(&base.key(key), message);
+                }
+            }
+        }
+        if slurm.signal_seconds > super::duration::MAX_DURATION_SECONDS {
+            self.node(
+                &base.key("signal_seconds"),
+                format!(
+                    "expected at most {} seconds (365 days), found {}",
+                    super::duration::MAX_DURATION_SECONDS,
+                    slurm.signal_seconds
+                ),
+            );
         }
         for (i, flag) in slurm.extra.iter().enumerate() {
             if !flag.starts_with('-') {
@@ -649,6 +674,15 @@ impl Validation<'_> {
         }
     }
 
+    /// A positive integer at most `max`.
+    fn bounded(&mut self, path: &KeyPath, value: u64, max: u64) {
+        if value == 0 {
+            self.node(path, "expected a positive integer, found 0");
+        } else if value > max {
+            self.node(path, format!("expected at most {max}, found {value}"));
+        }
+    }
+
     /// Whether an override set `path` or one of its ancestors.
     fn overridden(&self, path: &KeyPath) -> bool {
         self.applied.iter().any(|(p, _)| p.is_prefix_of(path))
@@ -780,6 +814,19 @@ fn clean_join(base: &Path, relative: &Path) -> PathBuf {
         out.push(".");
     }
     out
+}
+
+/// A SLURM partition or account name: letters, digits and `_ - . ,` (a comma separates
+/// several), nothing a shell or an sbatch script line would read otherwise.
+fn check_slurm_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ',');
+    if name.is_empty() {
+        Err("expected a SLURM name, found an empty string".to_string())
+    } else if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        Err(format!("expected a SLURM name of letters, digits and `_ - . ,`, found {name:?} (with {bad:?})"))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

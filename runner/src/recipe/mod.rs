@@ -24,7 +24,7 @@ mod types;
 mod yaml;
 
 pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
-pub use duration::slurm_time;
+pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
 pub use overrides::Override;

@@ -23,7 +23,9 @@ pub enum Alarm {
 }
 
 /// The deadlines of one attempt. Silence and timeout are armed while the worker runs (a
-/// queued SLURM job is not silent); the grace deadline is armed by a stop request.
+/// queued SLURM job is not silent); the grace deadline is armed by a stop request. Deadlines
+/// are added with `checked_add`: a limit too long to represent is no deadline (silence,
+/// timeout), so no limit can panic.
 #[derive(Clone, Debug)]
 pub struct Watchdog {
     limits: Limits,
@@ -40,8 +42,8 @@ impl Watchdog {
 
     /// The worker started running at `now`: silence and timeout count from here.
     pub fn started(&mut self, now: Instant) {
-        self.silent_at = Some(now + self.limits.heartbeat);
-        self.timeout_at = self.limits.timeout.map(|t| now + t);
+        self.silent_at = now.checked_add(self.limits.heartbeat);
+        self.timeout_at = self.limits.timeout.and_then(|t| now.checked_add(t));
     }
 
     /// The worker no longer runs (a requeued SLURM job waits again): silence and timeout are
@@ -53,13 +55,17 @@ impl Watchdog {
 
     /// The worker said something (an event, a heartbeat, a log line) at `now`.
     pub fn heard(&mut self, now: Instant) {
-        self.silent_at = Some(now + self.limits.heartbeat);
+        self.silent_at = now.checked_add(self.limits.heartbeat);
     }
 
     /// The worker was asked at `now` to checkpoint and stop: it is killed if it has not ended
     /// within the grace. A second request does not extend the first one's grace.
     pub fn stop_requested(&mut self, now: Instant) {
-        self.kill_at.get_or_insert(now + self.limits.grace);
+        // A grace too long to add to `now` kills at once rather than never: the stop was asked
+        // for, and a process that cannot end is worse than a lost checkpoint.
+        if self.kill_at.is_none() {
+            self.kill_at = Some(now.checked_add(self.limits.grace).unwrap_or(now));
+        }
     }
 
     /// The earliest armed deadline, to sleep until.
@@ -192,6 +198,20 @@ mod tests {
         assert_eq!(dog.alarm(t0 + s(1000)), Some(Alarm::GraceOver));
         assert_eq!(dog.alarm(t0 + s(1000)), None);
         assert_eq!(dog.next_deadline(), None);
+    }
+
+    #[test]
+    fn limits_too_long_for_an_instant_do_not_panic() {
+        let huge = Limits { timeout: Some(Duration::MAX), heartbeat: Duration::MAX, grace: Duration::MAX };
+        let mut dog = Watchdog::new(huge);
+        let t0 = Instant::now();
+        dog.started(t0);
+        dog.heard(t0);
+        assert_eq!(dog.next_deadline(), None);
+        assert_eq!(dog.alarm(t0 + s(3600)), None);
+        dog.stop_requested(t0);
+        assert_eq!(dog.next_deadline(), Some(t0));
+        assert_eq!(dog.alarm(t0), Some(Alarm::GraceOver));
     }
 
     #[test]

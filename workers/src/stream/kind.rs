@@ -125,6 +125,18 @@ fn to_params<P: Serialize>(params: &P) -> Params {
     serde_json::from_str(&text).expect("a serialised parameter struct is an object")
 }
 
+/// The most tasks a stream may have (recipes/README.md, "Bounds").
+pub const MAX_TASKS: usize = 10_000_000;
+
+/// A size parameter's upper bound, naming the parameter.
+pub(crate) fn at_most(field: &str, value: usize, max: usize) -> Result<(), String> {
+    if value > max {
+        Err(format!("`{field}` is {value}; at most {max} is supported"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Parsed parameters whose ranges hold.
 fn checked<K: StreamKind>(params: &Params) -> Result<K::Params, StreamError> {
     let typed = parse::<K>(params).map_err(invalid::<K>)?;
@@ -132,6 +144,7 @@ fn checked<K: StreamKind>(params: &Params) -> Result<K::Params, StreamError> {
     if K::tasks(&typed) == 0 {
         return Err(fail("needs at least one task (`tasks` ≥ 1)".into()));
     }
+    at_most("tasks", K::tasks(&typed), MAX_TASKS).map_err(fail)?;
     K::check(&typed).map_err(fail)?;
     Ok(typed)
 }

@@ -123,6 +123,10 @@ impl StreamKind for SlowlyChangingRegressionKind {
         if s.inputs == 0 || s.flip_every == 0 || s.target_hidden == 0 || s.test_examples == 0 {
             return Err("`inputs`, `flip_every`, `target_hidden` and `test_examples` must be ≥ 1".into());
         }
+        super::kind::at_most("inputs", s.inputs, 65_536)?;
+        super::kind::at_most("target_hidden", s.target_hidden, 65_536)?;
+        super::kind::at_most("flip_every", s.flip_every, 1_000_000_000)?;
+        super::kind::at_most("test_examples", s.test_examples, 10_000_000)?;
         if !(s.beta.is_finite() && (0.0..=1.0).contains(&s.beta)) {
             return Err(format!("`beta` must lie in [0, 1], not {}", s.beta));
         }

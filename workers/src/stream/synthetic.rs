@@ -96,6 +96,9 @@ impl StreamKind for SyntheticPermutedKind {
         if s.classes > 256 {
             return Err(format!("`classes` is {}; at most 256 are supported", s.classes));
         }
+        super::kind::at_most("dim", s.dim, 1 << 20)?;
+        super::kind::at_most("train_per_class", s.train_per_class, 1_000_000)?;
+        super::kind::at_most("test_per_class", s.test_per_class, 1_000_000)?;
         if !(s.noise.is_finite() && s.noise >= 0.0) {
             return Err(format!("`noise` must be a finite number ≥ 0, not {}", s.noise));
         }

@@ -32,6 +32,11 @@ pub struct Network {
     activation: Activation,
 }
 
+/// The widest layer a network may have (recipes/README.md, "Bounds").
+pub const MAX_WIDTH: usize = 65_536;
+/// The most trainable parameters a network may have.
+pub const MAX_PARAMETERS: usize = 1 << 31;
+
 impl Network {
     /// The layer list `spec` describes, the output head of `head_units` units appended.
     pub fn layer_specs(spec: &NetworkSpec, head_units: usize) -> Result<Vec<LayerSpec>, String> {
@@ -74,7 +79,24 @@ impl Network {
     /// registered today accepts any non-empty vector) that messages never name. A worker checks
     /// again from the stream's real shape when it starts.
     pub fn check(spec: &NetworkSpec) -> Result<(), String> {
-        Self::plan_from(spec, None, 1)?.mlp().map(|_| ())
+        let network = Self::plan_from(spec, None, 1)?;
+        let count = network.layers.len();
+        for (i, layer) in network.layers.iter().enumerate() {
+            if let Part::Linear { units } = layer.part {
+                if units > MAX_WIDTH {
+                    let name = describe(i, count, &layer.spec.kind, network.written_as_layers);
+                    return Err(format!("{name}: {units} units; at most {MAX_WIDTH} are supported"));
+                }
+            }
+        }
+        let parameters = network.layers.iter().fold(0usize, |sum, l| sum.saturating_add(l.parameters));
+        if parameters > MAX_PARAMETERS {
+            return Err(format!(
+                "the network has {parameters} trainable parameters (on a 1-wide input); at most \
+                 {MAX_PARAMETERS} (2^31) are supported"
+            ));
+        }
+        network.mlp().map(|_| ())
     }
 
     fn plan_from(spec: &NetworkSpec, input: Option<Shape>, head_units: usize) -> Result<Network, String> {
