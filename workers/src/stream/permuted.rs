@@ -54,10 +54,6 @@ pub struct PermutedMnistKind;
 /// each example's update, averaged per task.
 pub struct OnlinePermutedMnistKind;
 
-fn check_mnist_limits(p: &PermutedMnistSpec) -> Result<(), String> {
-    super::mnist::check_limits_positive(p.train_examples, p.test_examples)
-}
-
 impl StreamKind for PermutedMnistKind {
     const KIND: &'static str = "permuted_mnist";
     const SUMMARY: &'static str = "the same digits under a fixed random pixel permutation per task";
@@ -66,7 +62,7 @@ impl StreamKind for PermutedMnistKind {
         p.tasks
     }
     fn check(p: &PermutedMnistSpec) -> Result<(), String> {
-        check_mnist_limits(p)
+        super::mnist::check_limits_positive(p.train_examples, p.test_examples)
     }
     fn check_data(p: &PermutedMnistSpec) -> Result<(), StreamError> {
         super::mnist::check_folder(&p.data_dir, p.train_examples, p.test_examples)
@@ -85,17 +81,18 @@ impl StreamKind for OnlinePermutedMnistKind {
         "permuted MNIST seen once, one example at a time, task boundaries unannounced";
     const ONLINE: bool = true;
     type Params = PermutedMnistSpec;
+    // The same data and checks as the offline stream; only the protocol differs.
     fn tasks(p: &PermutedMnistSpec) -> usize {
-        p.tasks
+        PermutedMnistKind::tasks(p)
     }
     fn check(p: &PermutedMnistSpec) -> Result<(), String> {
-        check_mnist_limits(p)
+        PermutedMnistKind::check(p)
     }
     fn check_data(p: &PermutedMnistSpec) -> Result<(), StreamError> {
-        super::mnist::check_folder(&p.data_dir, p.train_examples, p.test_examples)
+        PermutedMnistKind::check_data(p)
     }
     fn fingerprint(dir: &std::path::Path) -> Result<String, StreamError> {
-        MnistFiles::locate(dir)?.fingerprint()
+        PermutedMnistKind::fingerprint(dir)
     }
     fn build(p: &PermutedMnistSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
         Ok(Box::new(PermutedMnist::new(p, seed, true)?))
