@@ -105,6 +105,18 @@ impl Store {
         Store::open_with_cache(results_dir, WRITE_CACHE_BYTES)
     }
 
+    /// Opens (creating if needed) a store at `store_dir` for the results folder `results_dir`:
+    /// `clorch store rebuild` builds the new store beside the old one and swaps it in only
+    /// once it is complete.
+    pub fn open_at(store_dir: &Path, results_dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(store_dir)
+            .cache_capacity(READ_CACHE_BYTES)
+            .open()
+            .map_err(|e| open_error(store_dir, e))?;
+        Store::init(db, Some(store_dir.to_path_buf()), Some(results_dir.to_path_buf()))
+    }
+
     fn open_with_cache(results_dir: &Path, cache: u64) -> Result<Store> {
         let path = results_dir.join(STORE_DIR);
         let db =

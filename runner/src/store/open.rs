@@ -2,8 +2,10 @@
 //!
 //! `clorch run` opens the store for writing and repairs it from the run folders when sled
 //! reports damage or has silently lost writes ([`store::drift`]); the commands that only read
-//! (`status`, `report`) use the store when they can and otherwise — while a `clorch run` holds
-//! it — a temporary store rebuilt from the run folders, which hold the same data.
+//! (`status`, `report`, `plot`, `compare`) use the store when they can and otherwise — while a
+//! `clorch run` holds it, or when it is missing, damaged, behind the run folders or still says
+//! a run is running after its orchestrator was killed — a temporary store rebuilt from the run
+//! folders, which hold the same data, with a note saying why.
 
 use std::path::{Path, PathBuf};
 
@@ -58,7 +60,8 @@ fn set_aside(results_dir: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// A store to read: the real one, or — when a running `clorch run` holds it, or it is
-/// damaged — a temporary one rebuilt from the run folders. The note says which.
+/// missing, damaged or stale — a temporary one rebuilt from the run folders. The note says
+/// which. A folder with neither a store nor run folders is an error naming it.
 pub fn open_for_reading(results_dir: &Path) -> Result<(Store, Option<String>), StoreError> {
     if !results_dir.join(STORE_DIR).exists() && !results_dir.join("experiment.json").exists() {
         return Err(StoreError::io(
@@ -82,8 +85,27 @@ pub fn open_for_reading(results_dir: &Path) -> Result<(Store, Option<String>), S
             ));
         }
     }
+    if !results_dir.join(STORE_DIR).exists() {
+        // Opening would create an empty store and show an empty table: read the folders.
+        if !has_run_folders(results_dir) {
+            return Err(StoreError::io(
+                results_dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no store and no run folders to rebuild it from; run `clorch run` on the recipe again",
+                ),
+            ));
+        }
+        return from_folders(results_dir, "there is no store".to_string());
+    }
     match Store::open(results_dir) {
-        Ok(store) => Ok((store, None)),
+        Ok(store) => match stale(results_dir, &store)? {
+            None => Ok((store, None)),
+            Some(why) => {
+                drop(store);
+                from_folders(results_dir, why)
+            }
+        },
         Err(
             e @ (StoreError::Locked { .. } | StoreError::Corrupt { .. } | StoreError::WrongFormat { .. }),
         ) => {
@@ -91,10 +113,41 @@ pub fn open_for_reading(results_dir: &Path) -> Result<(Store, Option<String>), S
                 StoreError::Locked { .. } => "a run is in progress".to_string(),
                 other => format!("the store is unusable: {other}"),
             };
-            let store = Store::temporary()?;
-            store::rebuild(results_dir, &store)?;
-            Ok((store, Some(format!("{why}; read from the run folders"))))
+            from_folders(results_dir, why)
         }
         Err(e) => Err(e),
     }
+}
+
+/// A temporary store rebuilt from the run folders, with the note saying why.
+fn from_folders(results_dir: &Path, why: String) -> Result<(Store, Option<String>), StoreError> {
+    let store = Store::temporary()?;
+    store::rebuild(results_dir, &store)?;
+    Ok((store, Some(format!("{why}; read from the run folders"))))
+}
+
+/// Whether `<results dir>/runs` holds at least one run folder.
+fn has_run_folders(results_dir: &Path) -> bool {
+    std::fs::read_dir(results_dir.join(store::folder::RUNS_DIR))
+        .map(|entries| entries.flatten().any(|e| e.path().is_dir()))
+        .unwrap_or(false)
+}
+
+/// Why a store that opened cannot be read as it is: it is behind the run folders
+/// ([`store::drift`]), or it says a run is running although no `clorch run` holds it (the
+/// orchestrator was killed before it could record the stop).
+fn stale(results_dir: &Path, store: &Store) -> Result<Option<String>, StoreError> {
+    let drift = store::drift(results_dir, store)?;
+    if !drift.is_empty() {
+        let shown: Vec<String> = drift.iter().take(3).map(ToString::to_string).collect();
+        let more = if drift.len() > 3 { format!(" (and {} more)", drift.len() - 3) } else { String::new() };
+        return Ok(Some(format!("the store is behind the run folders ({}{more})", shown.join("; "))));
+    }
+    if let Some(run) = store.runs()?.into_iter().find(|r| r.status == results::RunStatus::Running) {
+        return Ok(Some(format!(
+            "the store says run {} is running, but no `clorch run` holds the folder",
+            run.id
+        )));
+    }
+    Ok(None)
 }
