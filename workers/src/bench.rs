@@ -97,6 +97,7 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
                 flip: FlipMode::One,
                 target_hidden: 100,
                 beta: 0.7,
+                threshold: Default::default(),
                 test_examples: 100,
             },
         ),

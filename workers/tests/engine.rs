@@ -338,6 +338,7 @@ fn parts_that_do_not_fit_together_are_refused_before_any_work() {
             flip: FlipMode::One,
             target_hidden: 10,
             beta: 0.7,
+            threshold: Default::default(),
             test_examples: 10,
         },
     );

@@ -22,10 +22,13 @@ pub use kind::{
     PathSegment, StreamEntry, StreamKind,
 };
 pub use mnist::{LabelledImages, Mnist, MnistFiles, MnistShape};
-pub use permuted::{OnlinePermutedMnistKind, PermutedMnist, PermutedMnistKind, PermutedMnistSpec};
+pub use permuted::{
+    ExampleOrder, OnlinePermutedMnistKind, OnlinePermutedMnistSpec, PermutedMnist, PermutedMnistKind,
+    PermutedMnistSpec,
+};
 pub use regression::{
     FlipMode, LtuNetwork, SlowlyChangingRegression, SlowlyChangingRegressionKind,
-    SlowlyChangingRegressionSpec,
+    SlowlyChangingRegressionSpec, Threshold,
 };
 pub use split::{Split, Target};
 pub use split_mnist::{SplitMnist, SplitMnistKind, SplitMnistSpec, SplitSetting};
@@ -88,7 +91,9 @@ pub struct StreamInfo {
 pub struct Task {
     /// Index in the stream, from 0.
     pub index: usize,
-    /// Training examples, in their stored order (the trainer shuffles per epoch).
+    /// Training examples, in the order the stream chose. The trainer shuffles them per epoch
+    /// for offline streams only; an online stream's examples are shown in exactly this order
+    /// (online permuted MNIST draws a fresh order per task unless `order: file`).
     pub train: Split,
     /// Held-out examples for evaluation.
     pub test: Split,
@@ -168,14 +173,17 @@ mod tests {
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
         let s = build(&permuted(dir.path(), None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
-        let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(&PermutedMnistSpec {
-            data_dir: dir.path().to_path_buf(),
-            fingerprint: None,
-            tasks: 2,
-            first_unpermuted: true,
-            train_examples: None,
-            test_examples: Some(5),
-        });
+        let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(
+            &crate::stream::OnlinePermutedMnistSpec {
+                data_dir: dir.path().to_path_buf(),
+                fingerprint: None,
+                tasks: 2,
+                first_unpermuted: true,
+                train_examples: None,
+                test_examples: Some(5),
+                order: crate::stream::ExampleOrder::Shuffled,
+            },
+        );
         let s = build(&online, 1).unwrap();
         assert!(s.info().online);
         assert_eq!(s.task(0).test.len(), 5);

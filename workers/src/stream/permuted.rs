@@ -6,6 +6,14 @@
 //! pixel indices drawn from `rng::stream(seed, "stream.permutation", t)`, so it depends on the
 //! seed and the task index only — the same in every run with that seed, whatever else the
 //! recipe says.
+//!
+//! Online permuted MNIST also chooses the order in which a task's training digits are shown
+//! (`order`): `shuffled` (the default) draws a fresh order for every task from
+//! `rng::stream(seed, "stream.online_order", t)`, as the reference code does
+//! (`lop/permuted_mnist/online_expr.py` draws a new `randperm` of the examples per task);
+//! `file` shows them in the order the data files store them, every task alike — what clorch
+//! did before `order` existed (the trainer shuffles only offline streams, per epoch). The
+//! held-out digits keep their stored order: evaluation does not depend on it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +53,58 @@ pub struct PermutedMnistSpec {
     pub test_examples: Option<usize>,
 }
 
+/// Parameters of online permuted MNIST: those of [`PermutedMnistSpec`] (same keys, same
+/// meaning) and the order of the training examples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlinePermutedMnistSpec {
+    /// As [`PermutedMnistSpec::data_dir`].
+    pub data_dir: PathBuf,
+    /// As [`PermutedMnistSpec::fingerprint`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Number of tasks (permutations).
+    pub tasks: usize,
+    /// Leave the first task's pixels in their natural order.
+    #[serde(default)]
+    pub first_unpermuted: bool,
+    /// Use only the first `n` training images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_examples: Option<usize>,
+    /// Use only the first `n` test images (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_examples: Option<usize>,
+    /// The order in which each task's training digits are shown (default `shuffled`).
+    #[serde(default)]
+    pub order: ExampleOrder,
+}
+
+impl OnlinePermutedMnistSpec {
+    /// The data part, as permuted MNIST's parameters.
+    pub fn data(&self) -> PermutedMnistSpec {
+        PermutedMnistSpec {
+            data_dir: self.data_dir.clone(),
+            fingerprint: self.fingerprint.clone(),
+            tasks: self.tasks,
+            first_unpermuted: self.first_unpermuted,
+            train_examples: self.train_examples,
+            test_examples: self.test_examples,
+        }
+    }
+}
+
+/// The order of an online stream's training examples within a task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExampleOrder {
+    /// A fresh order per task, drawn from the run's seed and the task index (the reference
+    /// code's behaviour).
+    #[default]
+    Shuffled,
+    /// The order of the data files, the same for every task.
+    File,
+}
+
 /// Permuted MNIST: every task applies its own fixed random permutation to the pixels of the
 /// same digits (Goodfellow et al. 2013; Kirkpatrick et al. 2017).
 pub struct PermutedMnistKind;
@@ -80,22 +140,22 @@ impl StreamKind for OnlinePermutedMnistKind {
     const SUMMARY: &'static str =
         "permuted MNIST seen once, one example at a time, task boundaries unannounced";
     const ONLINE: bool = true;
-    type Params = PermutedMnistSpec;
-    // The same data and checks as the offline stream; only the protocol differs.
-    fn tasks(p: &PermutedMnistSpec) -> usize {
-        PermutedMnistKind::tasks(p)
+    type Params = OnlinePermutedMnistSpec;
+    // The same data and checks as the offline stream; the protocol and the order differ.
+    fn tasks(p: &OnlinePermutedMnistSpec) -> usize {
+        p.tasks
     }
-    fn check(p: &PermutedMnistSpec) -> Result<(), String> {
-        PermutedMnistKind::check(p)
+    fn check(p: &OnlinePermutedMnistSpec) -> Result<(), String> {
+        PermutedMnistKind::check(&p.data())
     }
-    fn check_data(p: &PermutedMnistSpec) -> Result<(), StreamError> {
-        PermutedMnistKind::check_data(p)
+    fn check_data(p: &OnlinePermutedMnistSpec) -> Result<(), StreamError> {
+        PermutedMnistKind::check_data(&p.data())
     }
     fn fingerprint(dir: &std::path::Path) -> Result<String, StreamError> {
         PermutedMnistKind::fingerprint(dir)
     }
-    fn build(p: &PermutedMnistSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
-        Ok(Box::new(PermutedMnist::new(p, seed, true)?))
+    fn build(p: &OnlinePermutedMnistSpec, seed: u64) -> Result<Box<dyn TaskStream>, StreamError> {
+        Ok(Box::new(PermutedMnist::new(&p.data(), seed, true)?.with_order(p.order)))
     }
 }
 
@@ -109,6 +169,9 @@ pub struct PermutedMnist {
     mnist: Mnist,
     seed: u64,
     first_unpermuted: bool,
+    /// How training examples are ordered within a task; `None` for the offline stream, whose
+    /// trainer shuffles per epoch.
+    order: Option<ExampleOrder>,
 }
 
 impl PermutedMnist {
@@ -138,7 +201,25 @@ impl PermutedMnist {
             problem: Problem::Classification,
             online,
         };
-        PermutedMnist { info, mnist, seed, first_unpermuted }
+        PermutedMnist { info, mnist, seed, first_unpermuted, order: None }
+    }
+
+    /// The stream with its training examples shown in `order` (online streams).
+    pub fn with_order(mut self, order: ExampleOrder) -> Self {
+        self.order = Some(order);
+        self
+    }
+
+    /// The stored rows task `task` trains on, in the order shown: `None` for the stored order
+    /// (offline, or `order: file`), else a fresh permutation of the training rows per task.
+    pub fn example_order(&self, task: usize) -> Option<Arc<[u32]>> {
+        match self.order? {
+            ExampleOrder::File => None,
+            ExampleOrder::Shuffled => {
+                let mut rng = rng::stream(self.seed, "stream.online_order", task as u64);
+                Some(sample::permutation(&mut rng, self.mnist.train.labels.len()).into())
+            }
+        }
     }
 
     /// Task `task`'s pixel permutation (`x[k] = image[p[k]]`), or `None` for the unpermuted
@@ -172,12 +253,9 @@ impl TaskStream for PermutedMnist {
         assert!(index < self.info.tasks, "task {index} of a {}-task stream", self.info.tasks);
         let p = self.permutation(index);
         let dim = self.info.inputs;
-        Task {
-            index,
-            train: split(&self.mnist.train, dim, &p, index),
-            test: split(&self.mnist.test, dim, &p, index),
-            validation: None,
-        }
+        let mut train = split(&self.mnist.train, dim, &p, index);
+        train.rows = self.example_order(index);
+        Task { index, train, test: split(&self.mnist.test, dim, &p, index), validation: None }
     }
 }
 
@@ -254,6 +332,81 @@ mod tests {
         let all: Vec<_> = (0..5).map(|t| a.permutation(t).unwrap()).collect();
         let others: Vec<_> = (0..5).map(|t| c.permutation(t).unwrap()).collect();
         assert_ne!(all, others, "another seed gives other permutations");
+    }
+
+    fn online_stream(dir: &std::path::Path, seed: u64, order: ExampleOrder) -> Box<dyn TaskStream> {
+        let spec = OnlinePermutedMnistSpec {
+            data_dir: dir.to_path_buf(),
+            fingerprint: None,
+            tasks: 4,
+            first_unpermuted: false,
+            train_examples: Some(20),
+            test_examples: None,
+            order,
+        };
+        crate::stream::build(&crate::stream::spec_of::<OnlinePermutedMnistKind>(&spec), seed).unwrap()
+    }
+
+    /// The stored rows a split shows, in order.
+    fn shown(split: &Split) -> Vec<usize> {
+        (0..split.len()).map(|i| split.source_row(i)).collect()
+    }
+
+    #[test]
+    fn online_order_file_keeps_the_stored_order_and_shuffled_draws_one_per_task() {
+        let dir = test_support::scratch("online-order");
+        write_fixture(dir.path(), 30, 10);
+        let file = online_stream(dir.path(), 3, ExampleOrder::File);
+        let offline = fixture_stream(dir.path(), 3, false);
+        let a = online_stream(dir.path(), 3, ExampleOrder::Shuffled);
+        let b = online_stream(dir.path(), 3, ExampleOrder::Shuffled);
+        let c = online_stream(dir.path(), 4, ExampleOrder::Shuffled);
+        let stored: Vec<usize> = (0..20).collect();
+        let mut orders = Vec::new();
+        for t in 0..4 {
+            // `file`: what the stream showed before `order` existed — the stored rows in order,
+            // the same as the offline stream (whose trainer shuffles), and no row list at all.
+            let task = file.task(t);
+            assert!(task.train.rows.is_none());
+            assert_eq!(shown(&task.train), stored);
+            assert_eq!(shown(&offline.task(t).train), stored);
+            // `shuffled`: a permutation of the same 20 rows, the same for the same seed.
+            let (ta, tb) = (a.task(t), b.task(t));
+            let order = shown(&ta.train);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, stored, "task {t} shows every example once");
+            assert_ne!(order, stored, "task {t} is shuffled");
+            assert_eq!(order, shown(&tb.train), "the same seed, the same order");
+            assert_ne!(order, shown(&c.task(t).train), "another seed, another order");
+            // Each shown example is its stored row: image and label travel together.
+            let mut x = vec![0.0; 6];
+            let mut y = vec![0.0; 6];
+            for (i, &r) in order.iter().enumerate() {
+                ta.train.gather_inputs(&[i], &mut x);
+                task.train.gather_inputs(&[r], &mut y);
+                assert_eq!((x.clone(), ta.train.target(i)), (y.clone(), task.train.target(r)));
+            }
+            assert_eq!(shown(&ta.test), shown(&task.test), "held-out digits keep their order");
+            orders.push(order);
+        }
+        assert!(orders.windows(2).all(|w| w[0] != w[1]), "a fresh order per task");
+    }
+
+    #[test]
+    fn online_order_defaults_to_shuffled_and_only_then_changes_the_spec() {
+        let parse = |order: &str| -> OnlinePermutedMnistSpec {
+            serde_json::from_str(&format!(r#"{{"data_dir": "d", "tasks": 2{order}}}"#)).unwrap()
+        };
+        assert_eq!(parse("").order, ExampleOrder::Shuffled);
+        assert_eq!(parse(r#", "order": "file""#).order, ExampleOrder::File);
+        let normalized = serde_json::to_value(parse("")).unwrap();
+        assert_eq!(normalized["order"], "shuffled", "normalisation names the order, so ids change");
+        // The offline stream takes no `order`.
+        assert!(serde_json::from_str::<PermutedMnistSpec>(
+            r#"{"data_dir": "d", "tasks": 2, "order": "file"}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Split {
         Split { rows: Some(rows), ..self.clone() }
     }
 
-    fn source_row(&self, i: usize) -> usize {
+    pub(crate) fn source_row(&self, i: usize) -> usize {
         match &self.rows {
             Some(rows) => rows[i] as usize,
             None => i,

@@ -339,6 +339,7 @@ fn unsuitable_networks_and_streams_fail_at_begin_with_one_clear_line() {
         flip: FlipMode::One,
         target_hidden: 5,
         beta: 0.7,
+        threshold: Default::default(),
         test_examples: 5,
     };
     let task = SlowlyChangingRegression::new(&regression, 0).task(0);
