@@ -279,6 +279,45 @@ fn a_corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
 }
 
 #[test]
+fn another_runs_checkpoint_in_the_folder_is_skipped_not_fatal() {
+    let mut spec = synthetic_spec("sgd", serde_json::json!({}));
+    let reference_dir = scratch("foreign-reference");
+    spec.run_dir = Some(reference_dir.clone());
+    run_to_end(&spec);
+    // Another run (another seed, so another spec) leaves a checkpoint.
+    let mut other = spec.clone();
+    other.seed += 1;
+    let other_dir = scratch("foreign-other");
+    other.run_dir = Some(other_dir.clone());
+    assert!(run_until(&other, 30));
+    let theirs = workers::checkpoint::list(&other_dir).unwrap().last().unwrap().path.clone();
+
+    for (name, interrupt) in [("foreign-older", Some(45)), ("foreign-scratch", None)] {
+        let dir = scratch(name);
+        spec.run_dir = Some(dir.clone());
+        if let Some(step) = interrupt {
+            assert!(run_until(&spec, step));
+        } else {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        // Newer than any of this run's checkpoints.
+        let foreign = workers::checkpoint::file_name(1_000_000);
+        std::fs::copy(&theirs, dir.join(&foreign)).unwrap();
+        let point = engine::resume_point(&spec, &dir).unwrap();
+        assert_eq!(point.rejected.len(), 1, "{name}: {point:?}");
+        assert_eq!(point.rejected[0].file, foreign);
+        assert_eq!(point.rejected[0].summary, "another run's");
+        assert!(point.rejected[0].reason.contains("belongs to another run"), "{point:?}");
+        assert_eq!(point.resumed_from.is_some(), interrupt.is_some(), "{name}: {point:?}");
+        run_to_end(&spec);
+        assert_eq!(events_of(&dir), events_of(&reference_dir), "{name}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&other_dir);
+    let _ = std::fs::remove_dir_all(&reference_dir);
+}
+
+#[test]
 fn a_bad_spec_fails_with_one_clear_line() {
     let mut spec = synthetic_spec("sgd", serde_json::json!({}));
     spec.method.kind = "sdg".into();

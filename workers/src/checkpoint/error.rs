@@ -129,6 +129,15 @@ pub enum CheckpointError {
         #[source]
         source: io::Error,
     },
+    /// A checkpoint that verifies but that its reader does not accept: another run's (its
+    /// spec differs), or run state this worker cannot use. Skipped like a corrupt one.
+    #[error("{}: {reason}", path.display())]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Why it is not accepted.
+        reason: String,
+    },
     /// A file name given to [`super::Checkpoint::write_atomic`] is not a plain file name.
     #[error("invalid checkpoint file name {name:?}: {reason}")]
     InvalidFileName {
@@ -197,6 +206,7 @@ impl CheckpointError {
         match self {
             CheckpointError::Invalid { source, .. } => source.summary(),
             CheckpointError::Io { .. } => "unreadable",
+            CheckpointError::Foreign { .. } => "another run's",
             _ => "invalid",
         }
     }
@@ -206,6 +216,7 @@ impl CheckpointError {
         match self {
             CheckpointError::Invalid { source, .. } => source.to_string(),
             CheckpointError::Io { action, source, .. } => format!("cannot {action}: {source}"),
+            CheckpointError::Foreign { reason, .. } => reason.clone(),
             other => other.to_string(),
         }
     }

@@ -253,9 +253,24 @@ impl fmt::Display for Resume {
 /// Temporary files are ignored; a missing or empty folder gives `checkpoint: None`. Errors
 /// only if the folder cannot be listed.
 pub fn newest_valid(dir: &Path) -> Result<Resume, CheckpointError> {
+    newest_valid_where(dir, |_| Ok(()))
+}
+
+/// [`newest_valid`], also stepping past checkpoints that verify but that `accept` refuses
+/// (with a reason, reported as [`CheckpointError::Foreign`]) — e.g. another run's checkpoint
+/// in the folder, which is skipped like a corrupt one rather than failing the run.
+pub fn newest_valid_where(
+    dir: &Path,
+    mut accept: impl FnMut(&Checkpoint) -> Result<(), String>,
+) -> Result<Resume, CheckpointError> {
     let mut rejected = Vec::new();
     for file in list(dir)?.into_iter().rev() {
-        match read_verified(&file.path) {
+        let verified =
+            read_verified(&file.path).and_then(|(checkpoint, checksum)| match accept(&checkpoint) {
+                Ok(()) => Ok((checkpoint, checksum)),
+                Err(reason) => Err(CheckpointError::Foreign { path: file.path.clone(), reason }),
+            });
+        match verified {
             Ok((checkpoint, checksum)) => {
                 let checkpoint = ValidCheckpoint { index: file.index, path: file.path, checksum, checkpoint };
                 return Ok(Resume { checkpoint: Some(checkpoint), rejected });

@@ -161,9 +161,13 @@ impl Search {
         for rejected in &self.rejected {
             let file =
                 rejected.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let what = match rejected.reason {
+                checkpoint::CheckpointError::Foreign { .. } => "cannot be resumed from",
+                _ => "failed verification",
+            };
             tracing::warn!(
                 target: "checkpoint",
-                "{file} failed verification ({}); {instead}",
+                "{file} {what} ({}); {instead}",
                 rejected.reason.without_path()
             );
         }
@@ -174,31 +178,35 @@ impl Search {
 }
 
 /// The newest checkpoint in `dir` that verifies and belongs to `spec`, with every newer one
-/// that did not verify (for the caller to report: [`Search::log`]).
+/// that did not (for the caller to report: [`Search::log`]). A checkpoint that verifies but
+/// whose run state is unreadable, of another version, or of another spec (another run's
+/// file in the folder) is skipped like a corrupt one: the run resumes from an older one or
+/// starts from the beginning.
 pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Search, RunError> {
-    let resume = checkpoint::newest_valid(dir).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    let id = spec.content_id();
+    let accept = |ckpt: &Checkpoint| state_of(ckpt, &id).map(|_| ());
+    let resume =
+        checkpoint::newest_valid_where(dir, accept).map_err(|e| RunError::Checkpoint(e.to_string()))?;
     let rejected = resume.rejected;
     let Some(valid) = resume.checkpoint else { return Ok(Search { found: None, rejected }) };
-    let state: RunState = serde_json::from_value(valid.checkpoint.meta().clone())
-        .map_err(|e| RunError::Checkpoint(format!("{}: unreadable run state: {e}", valid.path.display())))?;
-    if state.version != RUN_STATE_VERSION {
-        return Err(RunError::Checkpoint(format!(
-            "{}: run state version {} (this worker writes {RUN_STATE_VERSION}); delete the run folder to start over",
-            valid.path.display(),
-            state.version
-        )));
-    }
-    let id = spec.content_id();
-    if state.spec != id {
-        return Err(RunError::Checkpoint(format!(
-            "{}: belongs to a run with content id {}, not {id}; the run folder is another run's",
-            valid.path.display(),
-            state.spec
-        )));
-    }
+    let state = state_of(&valid.checkpoint, &id).map_err(RunError::Checkpoint)?;
     let file = valid.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let found = Found { state, file, checksum: valid.checksum, checkpoint: valid.checkpoint };
     Ok(Search { found: Some(found), rejected })
+}
+
+/// The run state of a checkpoint, if it is one this worker can resume the spec with content
+/// id `id` from; else why not.
+fn state_of(ckpt: &Checkpoint, id: &str) -> Result<RunState, String> {
+    let state: RunState =
+        serde_json::from_value(ckpt.meta().clone()).map_err(|e| format!("unreadable run state: {e}"))?;
+    if state.version != RUN_STATE_VERSION {
+        return Err(format!("run state version {} (this worker writes {RUN_STATE_VERSION})", state.version));
+    }
+    if state.spec != id {
+        return Err(format!("belongs to another run (spec content id {}, not {id})", state.spec));
+    }
+    Ok(state)
 }
 
 /// Restores a found checkpoint into a freshly built trainer (whose sink was opened at the

@@ -159,53 +159,99 @@ pub fn read_idx_header(path: &Path) -> Result<IdxHeader, StreamError> {
             .len();
         let expected = (header.header_len() + header.payload_len()) as u64;
         if size != expected {
-            return Err(size_error(&header, size - header.header_len() as u64));
+            return Err(size_error(&header, size.saturating_sub(header.header_len() as u64), false));
         }
     }
     Ok(header)
 }
 
-/// The error for a payload of `found` bytes where the header announced another size.
-fn size_error(header: &IdxHeader, found: u64) -> StreamError {
+/// The error for a payload of `found` bytes where the header announced another size;
+/// `at_least` when reading stopped early, so `found` is a lower bound.
+fn size_error(header: &IdxHeader, found: u64, at_least: bool) -> StreamError {
     let expected = header.payload_len() as u64;
     let what = if found < expected { "truncated" } else { "trailing bytes" };
     let dims = header.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" × ");
     data_error(
         &header.path,
         format!(
-            "{what}: header announces {dims} = {expected} data bytes{}, found {found}",
-            if header.gzip { " (after decompression)" } else { "" }
+            "{what}: header announces {dims} = {expected} data bytes{}, found {}{found}",
+            if header.gzip { " (after decompression)" } else { "" },
+            if at_least { "at least " } else { "" }
         ),
     )
+}
+
+/// Trailing bytes counted exactly for an error message; past this many the message gives a
+/// lower bound, so a file that holds far more than its header says (a gzip "bomb") is
+/// refused without decompressing all of it.
+const TRAILING_COUNT_LIMIT: u64 = 1 << 20;
+
+/// Reads exactly the payload the header announces from `reader` — kept when `keep`, else
+/// decompressed and discarded while counted — and checks that the input ends there. Never
+/// reads more than [`TRAILING_COUNT_LIMIT`] bytes past the announced size, and never holds
+/// more than the announced size in memory: the buffer grows with the data, capped at the
+/// announced size, so a corrupt header reserves nothing the data has not proved.
+fn read_payload(header: &IdxHeader, reader: &mut dyn Read, keep: bool) -> Result<Vec<u8>, StreamError> {
+    let (path, gzip) = (header.path.as_path(), header.gzip);
+    let expected = header.payload_len();
+    let mut data = Vec::new();
+    let mut payload = reader.take(expected as u64);
+    let got = if keep {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            let n = read_up_to(&mut payload, &mut chunk).map_err(|e| read_error(path, gzip, e))?;
+            if n == 0 {
+                break;
+            }
+            if data.len() + n > data.capacity() {
+                // Double, but never past the announced size (`take` keeps len + n within it).
+                let want = (data.capacity() * 2).max(data.len() + n).min(expected);
+                data.reserve_exact(want - data.len());
+            }
+            data.extend_from_slice(&chunk[..n]);
+        }
+        data.len() as u64
+    } else {
+        std::io::copy(&mut payload, &mut std::io::sink()).map_err(|e| read_error(path, gzip, e))?
+    };
+    if got < expected as u64 {
+        return Err(size_error(header, got, false));
+    }
+    // Reading on to the end also makes the gzip decoder check its CRC and length trailer.
+    let extra = std::io::copy(&mut reader.take(TRAILING_COUNT_LIMIT), &mut std::io::sink())
+        .map_err(|e| read_error(path, gzip, e))?;
+    if extra > 0 {
+        return Err(size_error(header, expected as u64 + extra, extra == TRAILING_COUNT_LIMIT));
+    }
+    Ok(data)
+}
+
+/// Checks a whole IDX file without keeping its data: the header as [`read_idx_header`] does,
+/// and for a gzip file also that the payload decompresses (checksum included) to exactly the
+/// announced size. Costs one decompression, bounded by the header's size, in constant memory
+/// — so recipe validation finds a corrupt download before any run starts.
+pub fn verify_idx(path: &Path) -> Result<IdxHeader, StreamError> {
+    let (mut reader, gzip) = open(path)?;
+    let header = read_header(path, &mut reader, gzip)?;
+    if gzip {
+        read_payload(&header, &mut reader, false)?;
+        Ok(header)
+    } else {
+        read_idx_header(path)
+    }
 }
 
 /// Reads an IDX file of unsigned bytes, raw or gzip-compressed.
 ///
 /// Checks the magic number (two zero bytes, then data type 0x08, then 1 to 16 dimensions),
 /// and that the data is exactly as long as the product of the dimensions — neither
-/// truncated nor followed by trailing bytes. Errors name the file and say what was expected
+/// truncated nor followed by trailing bytes. Decompressed data is capped by the size the
+/// header declares (see [`read_payload`]). Errors name the file and say what was expected
 /// and what was found.
 pub fn read_idx(path: &Path) -> Result<IdxArray, StreamError> {
     let (mut reader, gzip) = open(path)?;
     let header = read_header(path, &mut reader, gzip)?;
-    let expected = header.payload_len();
-    // Read one byte more than announced, so trailing bytes are detected without reading an
-    // arbitrarily long file; the capacity hint is capped so a corrupt header cannot make us
-    // reserve gigabytes before the data proves it exists.
-    let mut data = Vec::with_capacity(expected.min(1 << 28) + 1);
-    reader.take(expected as u64 + 1).read_to_end(&mut data).map_err(|e| read_error(path, gzip, e))?;
-    if data.len() != expected {
-        let found = if data.len() > expected {
-            // Count the trailing bytes exactly for the message (the file is already open).
-            let (mut again, _) = open(path)?;
-            let mut skip = std::io::sink();
-            std::io::copy(&mut again, &mut skip).map_err(|e| read_error(path, gzip, e))?
-                - header.header_len() as u64
-        } else {
-            data.len() as u64
-        };
-        return Err(size_error(&header, found));
-    }
+    let data = read_payload(&header, &mut reader, true)?;
     Ok(IdxArray { dims: header.dims, data })
 }
 
@@ -342,5 +388,45 @@ pub(crate) mod tests {
 
         let m = message(read_idx(&dir.path().join("absent")));
         assert!(m.contains("absent") && m.contains("cannot open"), "{m}");
+    }
+
+    #[test]
+    fn refuses_a_gzip_bomb_without_decompressing_it_all() {
+        // The header declares 16 bytes; the stream holds 8 MiB more (zeros compress ~1000:1).
+        let dir = test_support::scratch("idx-bomb");
+        let bytes = idx_bytes(&[16], &vec![0u8; 16 + (8 << 20)]);
+        let gz = gzip(&bytes);
+        assert!(gz.len() < 256 << 10, "{}", gz.len());
+        std::fs::write(dir.path().join("bomb.gz"), &gz).unwrap();
+        for m in [
+            message(read_idx(&dir.path().join("bomb.gz"))),
+            verify_idx(&dir.path().join("bomb.gz")).unwrap_err().to_string(),
+        ] {
+            assert!(m.contains("bomb.gz: trailing bytes"), "{m}");
+            // Reading stopped 1 MiB past the declared size: a lower bound, not the 8 MiB.
+            assert!(m.contains(&format!("found at least {}", 16 + (1 << 20))), "{m}");
+        }
+    }
+
+    #[test]
+    fn verify_finds_corrupt_and_truncated_gzip_payloads_that_the_header_check_misses() {
+        let dir = test_support::scratch("idx-verify");
+        let bytes = idx_bytes(&[64, 64], &(0..64 * 64).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>());
+        let gz = gzip(&bytes);
+        std::fs::write(dir.path().join("good.gz"), &gz).unwrap();
+        assert_eq!(verify_idx(&dir.path().join("good.gz")).unwrap().dims, vec![64, 64]);
+        // Cut off mid-stream: the header still reads.
+        std::fs::write(dir.path().join("cut.gz"), &gz[..gz.len() / 2]).unwrap();
+        // Garbled CRC trailer: only a full decompression notices.
+        let mut bad = gz.clone();
+        let n = bad.len();
+        bad[n - 8] ^= 0xFF;
+        std::fs::write(dir.path().join("crc.gz"), &bad).unwrap();
+        for name in ["cut.gz", "crc.gz"] {
+            let path = dir.path().join(name);
+            assert!(read_idx_header(&path).is_ok(), "{name}");
+            let m = verify_idx(&path).unwrap_err().to_string();
+            assert!(m.contains(name), "{m}");
+        }
     }
 }

@@ -252,11 +252,16 @@ pub(crate) fn check_limits_positive(train: Option<usize>, test: Option<usize>) -
     Ok(())
 }
 
-/// The data checks of the MNIST streams that need no full read: the four files exist, their
-/// headers are well formed, and the example limits fit what they hold.
+/// The data checks of the MNIST streams that keep no data: the four files exist, their
+/// headers are well formed, a gzip file's payload decompresses (checksum included) to exactly
+/// the size its header announces — streamed and discarded, so a corrupt download is a
+/// validation error (exit 2) rather than a failed run — and the example limits fit.
 pub(crate) fn check_folder(dir: &Path, train: Option<usize>, test: Option<usize>) -> Result<(), StreamError> {
     let files = MnistFiles::locate(dir)?;
     let shape = files.check_headers()?;
+    for path in [&files.train_images, &files.train_labels, &files.test_images, &files.test_labels] {
+        super::idx::verify_idx(path)?;
+    }
     check_limit(train, shape.train, "train_examples", &files.train_images)?;
     check_limit(test, shape.test, "test_examples", &files.test_images)?;
     Ok(())
@@ -346,6 +351,26 @@ pub(crate) mod tests {
         assert_eq!(m.train.images.len(), 30 * 6);
         assert_eq!(&m.train.images[6 * 13..6 * 14], &[30, 31, 32, 33, 34, 35]);
         assert_eq!(m.test.labels[11], 1);
+    }
+
+    #[test]
+    fn validation_finds_a_garbled_gzip_payload_before_any_run() {
+        let dir = test_support::scratch("mnist-garbled");
+        write_fixture(dir.path(), 30, 20);
+        check_folder(dir.path(), None, None).unwrap();
+        let path = dir.path().join("train-images-idx3-ubyte.gz");
+        let mut gz = std::fs::read(&path).unwrap();
+        // Keep the header's bytes readable; garble the end of the stream (data and CRC).
+        let n = gz.len();
+        gz[n - 10..].iter_mut().for_each(|b| *b ^= 0xA5);
+        std::fs::write(&path, &gz).unwrap();
+        assert!(MnistFiles::locate(dir.path()).unwrap().check_headers().is_ok());
+        let m = err(check_folder(dir.path(), None, None));
+        assert!(m.contains("train-images-idx3-ubyte.gz"), "{m}");
+        // Truncated download: likewise.
+        std::fs::write(&path, &gz[..n / 2]).unwrap();
+        let m = err(check_folder(dir.path(), None, None));
+        assert!(m.contains("train-images-idx3-ubyte.gz"), "{m}");
     }
 
     #[test]

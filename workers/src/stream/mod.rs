@@ -16,7 +16,7 @@ mod split;
 mod split_mnist;
 mod synthetic;
 
-pub use idx::{read_idx, read_idx_header, IdxArray, IdxHeader};
+pub use idx::{read_idx, read_idx_header, verify_idx, IdxArray, IdxHeader};
 pub use kind::{
     build, fingerprint, head_per_task, is_online, lookup, registry, spec_of, tasks, validate, ParamError,
     PathSegment, StreamEntry, StreamKind,
