@@ -246,7 +246,7 @@ pub fn verify_idx(path: &Path) -> Result<IdxHeader, StreamError> {
 /// Checks the magic number (two zero bytes, then data type 0x08, then 1 to 16 dimensions),
 /// and that the data is exactly as long as the product of the dimensions — neither
 /// truncated nor followed by trailing bytes. Decompressed data is capped by the size the
-/// header declares (see [`read_payload`]). Errors name the file and say what was expected
+/// header declares (read through `Read::take`, never more). Errors name the file and say what was expected
 /// and what was found.
 pub fn read_idx(path: &Path) -> Result<IdxArray, StreamError> {
     let (mut reader, gzip) = open(path)?;
