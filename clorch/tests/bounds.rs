@@ -3,9 +3,10 @@
 //! named — never a panic or a run that cannot end.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
+mod common;
+use common::clorch;
 
 const BASE: &str = "name: bounds\nstream:\n  kind: synthetic_permuted\n  tasks: 2\nnetwork:\n  hidden: [8]\n\
                     methods:\n  - name: sgd\n    lr: 0.1\n";
@@ -16,10 +17,6 @@ fn recipe(name: &str, body: &str) -> PathBuf {
     let path = dir.join("recipe.yaml");
     std::fs::write(&path, format!("{BASE}{body}")).unwrap();
     path
-}
-
-fn clorch(args: &[&str]) -> Output {
-    Command::new(CLORCH).args(args).output().unwrap()
 }
 
 /// Exit 2, `needle` in stderr, no panic.

@@ -4,47 +4,15 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
-
-/// A scratch folder per test (`test_support::scratch`), removed with it.
-struct Scratch(test_support::TempDir);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(test_support::scratch(&format!("cli-{name}")))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-fn clorch(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(CLORCH);
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{clorch_env as clorch, text, Scratch, CLORCH};
 
 /// A small synthetic recipe writing to `output`.
 fn recipe(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
-    let output = scratch.path(&format!("results-{name}"));
-    scratch.write(&format!("{name}.yaml"), &format!("name: {name}\noutput: {}\n{body}", output.display()))
+    scratch.recipe(name, body)
 }
 
 const SMALL: &str = "

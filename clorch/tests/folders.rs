@@ -2,40 +2,9 @@
 //! refused cheaply.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("clorch-folders-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn clorch(args: &[&str]) -> Output {
-    Command::new(CLORCH).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{clorch, text, Scratch};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
+mod common;
+use common::{clorch, text, Scratch, CLORCH};
 
 /// The single-node test cluster has as many slots as the machine has cores: the tests take
 /// turns, so each sees its jobs start promptly. `None` (after saying why) when there is no
@@ -40,35 +41,6 @@ fn cluster() -> Option<MutexGuard<'static, ()>> {
         "`scripts/local-slurm.sh start` (root, Debian; .ci/run does it) sets up a single-node cluster",
     );
     None
-}
-
-/// A scratch folder per test (`test_support::scratch`), removed with it.
-struct Scratch(test_support::TempDir);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        Scratch(test_support::scratch(&format!("slurm-{name}")))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-
-    /// A recipe `name` with `body`, writing to `results-<name>`.
-    fn recipe(&self, name: &str, body: &str) -> PathBuf {
-        let output = self.path(&format!("results-{name}"));
-        let path = self.path(&format!("{name}.yaml"));
-        std::fs::write(&path, format!("name: {name}\noutput: {}\n{body}", output.display())).unwrap();
-        path
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn clorch(args: &[&str]) -> Output {
-    Command::new(CLORCH).args(args).output().unwrap()
 }
 
 fn spawn_slurm_run(recipe: &Path) -> Child {

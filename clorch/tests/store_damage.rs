@@ -3,20 +3,13 @@
 //! it is complete.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::{scratch, TempDir};
 
-const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
-
-fn clorch(args: &[&str]) -> Output {
-    Command::new(CLORCH).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{clorch, text, CLORCH};
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
