@@ -127,3 +127,41 @@ fn an_alias_bomb_and_deep_nesting_are_refused_with_the_limit_named() {
         assert!(err.contains(&format!("{name}:")), "no file:line:column in {err}");
     }
 }
+
+#[test]
+fn a_garbled_data_file_is_refused_at_validate_before_any_run() {
+    let sc = Scratch::new("garbled-gz");
+    let Some(mnist) = test_support::mnist_dir() else { return };
+    let data = sc.path("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(&mnist).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), data.join(entry.file_name())).unwrap();
+    }
+    // Garble the middle of the test images' compressed payload; the header stays readable.
+    let images = data.join("t10k-images-idx3-ubyte.gz");
+    let mut bytes = std::fs::read(&images).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&images, bytes).unwrap();
+    let out_dir = sc.path("results");
+    let path = sc.write(
+        "pm.yaml",
+        &format!(
+            "name: pm\noutput: {}\nstream: {{kind: permuted_mnist, data_dir: {}, tasks: 2}}\n\
+             network: {{hidden: [8]}}\nmethods:\n  - {{name: sgd, lr: 0.05}}\nseeds: 1\n",
+            out_dir.display(),
+            data.display()
+        ),
+    );
+    for command in ["validate", "run"] {
+        let out = clorch(&[command, s(&path)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("t10k-images-idx3-ubyte.gz"), "{command}: {err}");
+        assert!(!err.contains("panicked"), "{command}: {err}");
+    }
+    assert!(!out_dir.exists(), "a refused data file created the results folder");
+}
