@@ -7,9 +7,9 @@ use std::path::Path;
 
 use protocol::{MethodSpec, Params, RunSpec, StreamSpec};
 use results::{CheckpointFallback, RejectedCheckpoint};
-use runner::recipe::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
+use runner::recipe::{ParamProblem, SpecChecker, SpecProblem};
 use runner::{ResumePoint, WorkerSide};
-use workers::stream::{PathSegment, StreamError};
+use workers::stream::StreamError;
 
 /// The engine this binary links, as the runner asks for it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,20 +43,7 @@ impl SpecChecker for BuiltinWorker {
     }
 
     fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
-        let entry = workers::stream::lookup(kind)
-            .map_err(|e| ParamProblem { path: Vec::new(), message: e.to_string() })?;
-        let params = entry.normalize(params).map_err(|e| ParamProblem {
-            path: e
-                .path
-                .into_iter()
-                .map(|s| match s {
-                    PathSegment::Key(k) => ParamSegment::Key(k),
-                    PathSegment::Index(i) => ParamSegment::Index(i),
-                })
-                .collect(),
-            message: e.message,
-        })?;
-        Ok(StreamSpec::new(kind, params))
+        workers::stream::normalize(kind, params)
     }
 
     fn stream_tasks(&self, stream: &StreamSpec) -> Result<usize, SpecProblem> {

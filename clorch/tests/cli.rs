@@ -8,22 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{clorch_env as clorch, text, Scratch, CLORCH};
+use common::{clorch_env as clorch, text, Scratch, CLORCH, SMALL};
 
 /// A small synthetic recipe writing to `output`.
 fn recipe(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
     scratch.recipe(name, body)
 }
-
-const SMALL: &str = "
-stream: {kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
-network: {hidden: [16]}
-training: {batch_size: 8, epochs: 2}
-methods:
-  - {name: sgd, lr: 0.05}
-  - {name: l2, lr: 0.05, weight_decay: 0.001}
-seeds: 2
-";
 
 #[test]
 fn a_recipe_runs_then_skips_its_finished_runs_and_reports_from_the_store() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use test_support::{scratch, TempDir};
 
 mod common;
-use common::{clorch, text, CLORCH};
+use common::{clorch, text, CLORCH, SMALL};
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -21,16 +21,6 @@ fn recipe(s: &TempDir, name: &str, body: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&recipe, format!("name: {name}\noutput: {}\n{body}", results.display())).unwrap();
     (recipe, results)
 }
-
-const SMALL: &str = "
-stream: {kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
-network: {hidden: [16]}
-training: {batch_size: 8, epochs: 2}
-methods:
-  - {name: sgd, lr: 0.05}
-  - {name: l2, lr: 0.05, weight_decay: 0.001}
-seeds: 2
-";
 
 const SLOW: &str = "
 stream: {kind: synthetic_permuted, tasks: 20, classes: 6, dim: 48, train_per_class: 60, test_per_class: 20}

@@ -135,6 +135,25 @@ impl JsonSchema for StreamSpec {
     }
 }
 
+/// Where a stream's parameters fail to parse: the path inside them and the parser's message
+/// (serde's wording, which the orchestrator rephrases at the recipe's YAML position).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// From the stream's parameters down to the offending value, outermost first.
+    pub path: Vec<ParamSegment>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One step of a [`ParamProblem`]'s path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamSegment {
+    /// A key of an object.
+    Key(String),
+    /// An index of a list.
+    Index(usize),
+}
+
 /// Named parameter values that keep their order (a JSON object on the wire).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params(Vec<(String, Value)>);

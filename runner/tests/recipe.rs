@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{EvalTasks, MethodSpec, Params, RunSpec, StreamSpec};
-use runner::recipe::{
-    plan_table, ParamProblem, ParamSegment, Recipe, RecipeErrors, SpecChecker, SpecProblem,
-};
+use runner::recipe::{plan_table, ParamProblem, Recipe, RecipeErrors, SpecChecker, SpecProblem};
 use serde_json::json;
 
 /// Stands in for the worker crate's method registry: five method kinds with plausible
@@ -62,20 +60,7 @@ impl SpecChecker for FakeChecker {
     }
 
     fn normalize_stream(&self, kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
-        let entry = workers::stream::lookup(kind)
-            .map_err(|e| ParamProblem { path: vec![], message: e.to_string() })?;
-        let params = entry.normalize(params).map_err(|e| ParamProblem {
-            path: e
-                .path
-                .into_iter()
-                .map(|s| match s {
-                    workers::stream::PathSegment::Key(k) => ParamSegment::Key(k),
-                    workers::stream::PathSegment::Index(i) => ParamSegment::Index(i),
-                })
-                .collect(),
-            message: e.message,
-        })?;
-        Ok(StreamSpec::new(kind, params))
+        workers::stream::normalize(kind, params)
     }
 
     fn stream_tasks(&self, stream: &StreamSpec) -> Result<usize, SpecProblem> {

@@ -5,6 +5,17 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// Two methods × two seeds on a small synthetic stream: seconds per run.
+pub const SMALL: &str = "
+stream: {kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
+network: {hidden: [16]}
+training: {batch_size: 8, epochs: 2}
+methods:
+  - {name: sgd, lr: 0.05}
+  - {name: l2, lr: 0.05, weight_decay: 0.001}
+seeds: 2
+";
+
 /// The binary under test.
 pub const CLORCH: &str = env!("CARGO_BIN_EXE_clorch");
 

@@ -5,6 +5,7 @@
 //! through this trait and reports the answers at the recipe's YAML positions, so the worker's
 //! knowledge stays in one place and the recipe module stays testable with a fake.
 
+pub use protocol::stream::{ParamProblem, ParamSegment};
 use protocol::{MethodSpec, Params, RunSpec, StreamSpec};
 
 /// One problem the checker found, optionally naming the key it is about (a parameter of the
@@ -68,23 +69,4 @@ pub trait SpecChecker {
     /// Checks a whole run's parts against each other (a task-incremental method needs
     /// per-task heads, an online stream announces no task boundaries, …).
     fn check_run(&self, spec: &RunSpec) -> Result<(), String>;
-}
-
-/// Where a stream's parameters fail to parse: the path inside them and the parser's message
-/// (serde's wording, which the recipe module rephrases).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamProblem {
-    /// From the stream's parameters down to the value.
-    pub path: Vec<ParamSegment>,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// One step of a [`ParamProblem`]'s path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ParamSegment {
-    /// A key of an object.
-    Key(String),
-    /// An index of a list.
-    Index(usize),
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{StreamError, TaskStream};
+use crate::protocol::stream::{ParamProblem, ParamSegment};
 use crate::protocol::{Params, StreamSpec};
 
 /// Static description of a stream kind.
@@ -52,25 +53,6 @@ pub trait StreamKind {
     }
 }
 
-/// Why a stream's parameters do not parse: the key path inside the parameters (`groups[1]`
-/// as `["groups", "1"]`) and serde's message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamError {
-    /// Path of the offending value, outermost first.
-    pub path: Vec<PathSegment>,
-    /// What is wrong (serde's wording: `unknown field `x`, expected one of …`).
-    pub message: String,
-}
-
-/// One step of a [`ParamError`]'s path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathSegment {
-    /// A key of an object.
-    Key(String),
-    /// An index of a list.
-    Index(usize),
-}
-
 /// A registered stream kind.
 pub struct StreamEntry {
     /// Name in recipes.
@@ -79,7 +61,7 @@ pub struct StreamEntry {
     pub summary: &'static str,
     /// Whether the stream follows the online protocol.
     pub online: bool,
-    normalize: fn(&Params) -> Result<Params, ParamError>,
+    normalize: fn(&Params) -> Result<Params, ParamProblem>,
     tasks: fn(&Params) -> Result<usize, StreamError>,
     head_per_task: fn(&Params) -> Result<bool, StreamError>,
     validate: fn(&Params) -> Result<(), StreamError>,
@@ -93,21 +75,21 @@ type BuildFn = fn(&Params, u64) -> Result<Box<dyn TaskStream>, StreamError>;
 impl StreamEntry {
     /// The parameters with every default filled in, in declared order — the form specs carry
     /// and run ids hash.
-    pub fn normalize(&self, params: &Params) -> Result<Params, ParamError> {
+    pub fn normalize(&self, params: &Params) -> Result<Params, ParamProblem> {
         (self.normalize)(params)
     }
 }
 
-fn parse<K: StreamKind>(params: &Params) -> Result<K::Params, ParamError> {
+fn parse<K: StreamKind>(params: &Params) -> Result<K::Params, ParamProblem> {
     let value = serde_json::Value::Object(params.to_object());
-    serde_path_to_error::deserialize(value).map_err(|e| ParamError {
+    serde_path_to_error::deserialize(value).map_err(|e| ParamProblem {
         path: e
             .path()
             .iter()
             .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => Some(PathSegment::Key(variant.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(ParamSegment::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(ParamSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(ParamSegment::Key(variant.clone())),
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect(),
@@ -115,7 +97,7 @@ fn parse<K: StreamKind>(params: &Params) -> Result<K::Params, ParamError> {
     })
 }
 
-fn invalid<K: StreamKind>(e: ParamError) -> StreamError {
+fn invalid<K: StreamKind>(e: ParamProblem) -> StreamError {
     StreamError::Invalid { stream: K::KIND, reason: e.message }
 }
 
@@ -200,6 +182,13 @@ pub fn validate(spec: &StreamSpec) -> Result<(), StreamError> {
 /// Tasks the stream of `spec` yields.
 pub fn tasks(spec: &StreamSpec) -> Result<usize, StreamError> {
     (lookup(&spec.kind)?.tasks)(&spec.params)
+}
+
+/// The stream `kind` with `params` normalised (every default filled in, declared order), or
+/// where the parameters do not parse (an unknown kind is a problem with an empty path).
+pub fn normalize(kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
+    let entry = lookup(kind).map_err(|e| ParamProblem { path: Vec::new(), message: e.to_string() })?;
+    Ok(StreamSpec::new(kind, entry.normalize(params)?))
 }
 
 /// Whether `spec`'s stream itself needs one output head per task.
