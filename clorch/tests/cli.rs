@@ -490,6 +490,89 @@ fn a_corrupt_newest_checkpoint_falls_back_and_shows_in_the_log_and_the_status() 
     assert!(record.contains("checkpoint_fallback"), "{record}");
 }
 
+/// Damage to `events.jsonl` between attempts, as shell commands run in the run folder, and
+/// what `clorch status` must then say: which checkpoints were refused and whether the run
+/// started over.
+const LOG_DAMAGE: &[(&str, &str, &str)] = &[
+    // A changed digit in line 2 (an accuracy-matrix row): before both checkpoints.
+    (
+        "changed-digit",
+        r#"sed -i '2s/"examples":40/"examples":41/' events.jsonl"#,
+        "events.jsonl checksum mismatch",
+    ),
+    // Garbled bytes in the last line (the older checkpoint's own `checkpoint` event): the
+    // newest checkpoint covers it, the older one does not.
+    (
+        "garbled",
+        r#"off=$(head -n $(( $(wc -l < events.jsonl) - 1 )) events.jsonl | wc -c)
+           printf '\x00\xff\x13garbage' | dd of=events.jsonl bs=1 seek=$(( off + 12 )) conv=notrunc 2>/dev/null"#,
+        "events.jsonl checksum mismatch",
+    ),
+    // Cut mid-line, two thirds in.
+    (
+        "truncated",
+        r#"truncate -s $(( $(wc -c < events.jsonl) * 2 / 3 )) events.jsonl"#,
+        "events.jsonl cut short",
+    ),
+    ("deleted", "rm events.jsonl", "events.jsonl missing"),
+];
+
+#[test]
+fn a_damaged_event_log_is_repaired_on_resume_with_identical_results_and_reported() {
+    let s = Scratch::new("log-damage");
+    let reference = recipe(&s, "reference", ONE);
+    let out = clorch(&["run", reference.to_str().unwrap(), "--no-progress"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reference_logs = event_logs(&s.path("results-reference"));
+    let reference_table =
+        text(&clorch(&["report", s.path("results-reference").to_str().unwrap()], &[]).stdout);
+
+    for (name, damage, summary) in LOG_DAMAGE {
+        // Attempt 1 stops (resumably) after 45 steps, leaving checkpoints at steps 40 and 45;
+        // the next worker damages the log and crashes, so attempt 3 finds the damage.
+        let mark = s.path(&format!("mark-{name}"));
+        let worker = fake_worker(
+            &s,
+            &format!("{name}.sh"),
+            &format!(
+                "dir=$(dirname \"$3\")\n\
+                 if [ ! -e {mark}.1 ]; then touch {mark}.1; exec {CLORCH} \"$@\" --stop-after-steps 45; fi\n\
+                 if [ ! -e {mark}.2 ]; then touch {mark}.2; cd \"$dir\"; {damage}\n exit 9; fi\n\
+                 exec {CLORCH} \"$@\"",
+                mark = mark.display()
+            ),
+        );
+        let r = recipe(&s, name, ONE);
+        let out = clorch(
+            &["run", r.to_str().unwrap(), "--no-progress"],
+            &[("CLORCH_WORKER", worker.to_str().unwrap())],
+        );
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        let results = s.path(&format!("results-{name}"));
+        assert_eq!(event_logs(&results), reference_logs, "{name}: the repair changed the events");
+        let table = text(&clorch(&["report", results.to_str().unwrap()], &[]).stdout);
+        assert_eq!(table, reference_table, "{name}");
+
+        let run = std::fs::read_dir(results.join("runs")).unwrap().next().unwrap().unwrap().path();
+        let log = std::fs::read_to_string(run.join("worker.log")).unwrap();
+        assert!(
+            log.lines().any(|l| l.contains(" WARN checkpoint: ") && l.contains("events.jsonl")),
+            "{name}: {log}"
+        );
+        let status = text(&clorch(&["status", results.to_str().unwrap()], &[]).stdout);
+        assert!(status.contains("(fell back: checkpoint-") && status.contains(summary), "{name}: {status}");
+        if *name == "garbled" {
+            assert!(
+                !status.contains("started over"),
+                "{name}: the older checkpoint precedes the damage: {status}"
+            );
+        } else {
+            assert!(status.contains("started over"), "{name}: {status}");
+        }
+    }
+}
+
 #[test]
 fn quiet_verbose_and_rust_log_set_what_clorch_run_prints() {
     let s = Scratch::new("verbosity");

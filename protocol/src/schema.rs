@@ -9,7 +9,27 @@ use crate::{Event, RunSpec};
 
 /// Every schema, by file name: the run spec a worker reads, and one event line.
 pub fn all() -> Vec<(&'static str, Schema)> {
-    vec![("run-spec.schema.json", schema_for!(RunSpec)), ("event.schema.json", schema_for!(Event))]
+    vec![("run-spec.schema.json", schema_for!(RunSpec)), ("event.schema.json", event_line())]
+}
+
+/// An [`Event`] as a line carries it: the type's fields plus the checksum member that
+/// [`crate::line`] adds (not a field of the type, since it covers the serialised bytes).
+fn event_line() -> Schema {
+    let mut schema = schema_for!(Event);
+    let object = schema.as_object_mut().expect("an event's schema is an object");
+    let crc = serde_json::json!({
+        "description": "CRC-32 (IEEE, as zlib's crc32) of the line without this member, as 8 lowercase \
+                        hex digits; always the last member (see docs/protocol.md).",
+        "type": "string",
+        "pattern": "^[0-9a-f]{8}$"
+    });
+    if let Some(serde_json::Value::Object(properties)) = object.get_mut("properties") {
+        properties.insert(crate::line::CHECKSUM_FIELD.to_string(), crc);
+    }
+    if let Some(serde_json::Value::Array(required)) = object.get_mut("required") {
+        required.push(crate::line::CHECKSUM_FIELD.into());
+    }
+    schema
 }
 
 /// A schema as the committed file holds it: pretty JSON and a final newline.

@@ -307,8 +307,8 @@ pub struct EventsFileSummary {
 ///
 /// A worker appends one line per event, so a crash can leave the last line incomplete: a
 /// final line without a newline that does not decode is ignored (and reported in the
-/// summary). Any other line that is not a valid event is corruption, reported with the file
-/// and line number. Blank lines are skipped.
+/// summary). Any other line that is not a valid event or whose seal
+/// ([`protocol::line`]) does not hold is corruption, reported with the file and line number. Blank lines are skipped.
 /// `visit`'s error type is the caller's (the store's, when it ingests), so a failure of the
 /// visit passes through unchanged.
 pub fn read_events_file<E: From<FolderError>>(
@@ -331,7 +331,7 @@ pub fn read_events_file<E: From<FolderError>>(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Event>(&line) {
+        match protocol::line::decode(&line) {
             Ok(event) => {
                 summary.events += 1;
                 visit(event)?;
@@ -371,7 +371,7 @@ mod tests {
                 accuracy: Some(0.5),
             },
         };
-        serde_json::to_string(&e).unwrap()
+        protocol::line::encode(&e).trim_end().to_string()
     }
 
     fn read_seqs(path: &Path) -> Result<(Vec<u64>, EventsFileSummary)> {
@@ -459,5 +459,19 @@ mod tests {
         // A malformed last line that ends with its newline was written whole: corruption too.
         fs::write(&path, format!("{}\nnot json\n", line(0))).unwrap();
         assert!(matches!(read_seqs(&path), Err(FolderError::CorruptEventLine { line: 2, .. })));
+    }
+
+    #[test]
+    fn a_changed_digit_is_found_by_the_seal_not_read_as_another_number() {
+        let scratch = test_support::scratch("changed-digit");
+        let path = scratch.path().join(files::EVENTS);
+        let changed = line(1).replace("\"loss\":0.5", "\"loss\":0.6");
+        assert_ne!(changed, line(1));
+        fs::write(&path, format!("{}\n{changed}\n{}\n", line(0), line(2))).unwrap();
+        let text = read_seqs(&path).unwrap_err().to_string();
+        assert!(
+            text.contains("events.jsonl:2: corrupt event line") && text.contains("checksum mismatch"),
+            "{text}"
+        );
     }
 }

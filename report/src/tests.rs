@@ -560,7 +560,7 @@ fn a_store_rebuilt_from_run_folders_gives_the_same_report() {
             write_run_spec(&dir, &r.spec).unwrap();
             let mut file = std::fs::File::create(dir.join(protocol::files::EVENTS)).unwrap();
             for e in events(&r.id, &measure(k), finished) {
-                writeln!(file, "{}", serde_json::to_string(&e).unwrap()).unwrap();
+                file.write_all(protocol::line::encode(&e).as_bytes()).unwrap();
                 live.ingest(&e).unwrap();
                 r.observe(&e, None);
             }

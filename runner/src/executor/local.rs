@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use protocol::heartbeat::Heartbeat;
-use protocol::{control, files, Event};
+use protocol::{control, files};
 use results::log::ReasonTracker;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -180,7 +180,7 @@ impl LocalExecutor {
                 line = stdout.next_line(), if out_open => match line {
                     Ok(Some(line)) => {
                         watchdog.heard(Instant::now());
-                        match serde_json::from_str::<Event>(&line) {
+                        match protocol::line::decode(line.as_bytes()) {
                             Ok(event) if event.run == launch.run => send(Message::Event(Box::new(event))),
                             Ok(event) => {
                                 forced.get_or_insert(Ending::Failed(Failure::Protocol {
@@ -191,7 +191,7 @@ impl LocalExecutor {
                             Err(e) => {
                                 let shown: String = line.chars().take(120).collect();
                                 forced.get_or_insert(Ending::Failed(Failure::Protocol {
-                                    reason: format!("a line that is not an event: `{shown}`: {e}"),
+                                    reason: format!("a line that is not a sealed event: `{shown}`: {e}"),
                                 }));
                                 signal(control::KILL);
                             }

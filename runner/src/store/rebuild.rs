@@ -309,7 +309,7 @@ mod tests {
     fn append(dir: &Path, events: &[Event]) {
         let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join(files::EVENTS)).unwrap();
         for e in events {
-            writeln!(f, "{}", serde_json::to_string(e).unwrap()).unwrap();
+            f.write_all(protocol::line::encode(e).as_bytes()).unwrap();
         }
     }
 

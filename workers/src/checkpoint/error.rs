@@ -130,11 +130,14 @@ pub enum CheckpointError {
         source: io::Error,
     },
     /// A checkpoint that verifies but that its reader does not accept: another run's (its
-    /// spec differs), or run state this worker cannot use. Skipped like a corrupt one.
+    /// spec differs), run state this worker cannot use, or events it covers that are
+    /// damaged. Skipped like a corrupt one.
     #[error("{}: {reason}", path.display())]
-    Foreign {
+    Refused {
         /// The file.
         path: PathBuf,
+        /// A few words for tables (`another run's`, `events.jsonl damaged`).
+        summary: &'static str,
         /// Why it is not accepted.
         reason: String,
     },
@@ -206,7 +209,7 @@ impl CheckpointError {
         match self {
             CheckpointError::Invalid { source, .. } => source.summary(),
             CheckpointError::Io { .. } => "unreadable",
-            CheckpointError::Foreign { .. } => "another run's",
+            CheckpointError::Refused { summary, .. } => summary,
             _ => "invalid",
         }
     }
@@ -216,7 +219,7 @@ impl CheckpointError {
         match self {
             CheckpointError::Invalid { source, .. } => source.to_string(),
             CheckpointError::Io { action, source, .. } => format!("cannot {action}: {source}"),
-            CheckpointError::Foreign { reason, .. } => reason.clone(),
+            CheckpointError::Refused { reason, .. } => reason.clone(),
             other => other.to_string(),
         }
     }

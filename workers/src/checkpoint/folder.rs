@@ -256,19 +256,31 @@ pub fn newest_valid(dir: &Path) -> Result<Resume, CheckpointError> {
     newest_valid_where(dir, |_| Ok(()))
 }
 
+/// Why a reader does not accept a checkpoint that verifies ([`newest_valid_where`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// A few words for tables (`another run's`, `events.jsonl damaged`).
+    pub summary: &'static str,
+    /// The whole reason.
+    pub reason: String,
+}
+
 /// [`newest_valid`], also stepping past checkpoints that verify but that `accept` refuses
-/// (with a reason, reported as [`CheckpointError::Foreign`]) — e.g. another run's checkpoint
-/// in the folder, which is skipped like a corrupt one rather than failing the run.
+/// (reported as [`CheckpointError::Refused`]) — e.g. another run's checkpoint in the folder,
+/// or one whose events were damaged since, which is skipped like a corrupt one rather than
+/// failing the run.
 pub fn newest_valid_where(
     dir: &Path,
-    mut accept: impl FnMut(&Checkpoint) -> Result<(), String>,
+    mut accept: impl FnMut(&Checkpoint) -> Result<(), Refusal>,
 ) -> Result<Resume, CheckpointError> {
     let mut rejected = Vec::new();
     for file in list(dir)?.into_iter().rev() {
         let verified =
             read_verified(&file.path).and_then(|(checkpoint, checksum)| match accept(&checkpoint) {
                 Ok(()) => Ok((checkpoint, checksum)),
-                Err(reason) => Err(CheckpointError::Foreign { path: file.path.clone(), reason }),
+                Err(Refusal { summary, reason }) => {
+                    Err(CheckpointError::Refused { path: file.path.clone(), summary, reason })
+                }
             });
         match verified {
             Ok((checkpoint, checksum)) => {

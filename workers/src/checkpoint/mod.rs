@@ -37,7 +37,7 @@ mod format;
 pub use container::{Checkpoint, Dtype, Element, Shape, Tensor, TensorData, MAX_NAME_LEN};
 pub use error::{CheckpointError, FormatError};
 pub use folder::{
-    file_name, list, newest_valid, newest_valid_where, parse_index, prune, CheckpointFile,
+    file_name, list, newest_valid, newest_valid_where, parse_index, prune, CheckpointFile, Refusal,
     RejectedCheckpoint, Resume, ValidCheckpoint,
 };
 pub use format::{CHECKSUM_LEN, FORMAT_VERSION, MAGIC};

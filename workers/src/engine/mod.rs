@@ -2,6 +2,7 @@
 //! stream, emit events, checkpoint, and resume from the newest valid checkpoint.
 
 mod diagnostics;
+mod event_log;
 mod schedule;
 mod sink;
 mod snapshot;

@@ -1,6 +1,6 @@
-//! Where a run's events go: JSON lines on the worker's standard output (read live by the
-//! orchestrator) and appended to `events.jsonl` in the run folder (the durable record the
-//! store can be rebuilt from).
+//! Where a run's events go: sealed JSON lines ([`crate::protocol::line`]) on the worker's
+//! standard output (read live by the orchestrator) and appended to `events.jsonl` in the run
+//! folder (the durable record the store can be rebuilt from).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -74,8 +74,7 @@ impl EventSink {
     pub fn emit(&mut self, body: EventBody) -> io::Result<()> {
         let event = Event { run: self.run.clone(), seq: self.next_seq, body };
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &event).map_err(io::Error::other)?;
-        self.line.push(b'\n');
+        crate::protocol::line::encode_into(&event, &mut self.line);
         if let Some(log) = &mut self.log {
             log.file.write_all(&self.line)?;
             log.len += self.line.len() as u64;

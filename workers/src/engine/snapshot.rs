@@ -9,9 +9,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::event_log::IntactLog;
 use super::trainer::{Counters, OnlineBin, Position, Trainer};
 use super::RunError;
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, Refusal};
 use crate::method::{MethodState, StateTensor};
 use crate::model::Layers;
 use crate::optim::OptimizerConfig;
@@ -162,7 +163,7 @@ impl Search {
             let file =
                 rejected.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             let what = match rejected.reason {
-                checkpoint::CheckpointError::Foreign { .. } => "cannot be resumed from",
+                checkpoint::CheckpointError::Refused { .. } => "cannot be resumed from",
                 _ => "failed verification",
             };
             tracing::warn!(
@@ -180,11 +181,16 @@ impl Search {
 /// The newest checkpoint in `dir` that verifies and belongs to `spec`, with every newer one
 /// that did not (for the caller to report: [`Search::log`]). A checkpoint that verifies but
 /// whose run state is unreadable, of another version, or of another spec (another run's
-/// file in the folder) is skipped like a corrupt one: the run resumes from an older one or
-/// starts from the beginning.
+/// file in the folder), or whose events in `events.jsonl` are damaged ([`IntactLog`]), is
+/// skipped like a corrupt one: the run resumes from an older one or starts from the
+/// beginning.
 pub(crate) fn find(spec: &RunSpec, dir: &Path) -> Result<Search, RunError> {
     let id = spec.content_id();
-    let accept = |ckpt: &Checkpoint| state_of(ckpt, &id).map(|_| ());
+    let log = IntactLog::read(dir, &spec.id).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+    let accept = |ckpt: &Checkpoint| {
+        let state = state_of(ckpt, &id).map_err(|reason| Refusal { summary: "another run's", reason })?;
+        log.covers(state.log_len, state.next_seq)
+    };
     let resume =
         checkpoint::newest_valid_where(dir, accept).map_err(|e| RunError::Checkpoint(e.to_string()))?;
     let rejected = resume.rejected;

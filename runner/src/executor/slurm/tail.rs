@@ -172,12 +172,12 @@ impl EventTail {
         let mut end = at;
         for line in complete_lines(bytes) {
             end += line.len() as u64;
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            let event = match serde_json::from_str::<Event>(&text) {
+            let event = match protocol::line::decode(line) {
                 Ok(e) => e,
                 Err(e) => {
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]);
                     let shown: String = text.chars().take(120).collect();
-                    return Ok(Some(format!("a line that is not an event: `{shown}`: {e}")));
+                    return Ok(Some(format!("a line that is not a sealed event: `{shown}`: {e}")));
                 }
             };
             if event.run != self.run {
@@ -303,7 +303,7 @@ mod tests {
             seq,
             body: EventBody::TaskStarted { task, head: 0, train_examples: 8 },
         };
-        format!("{}\n", serde_json::to_string(&event).unwrap())
+        protocol::line::encode(&event)
     }
 
     fn seqs(items: &[Tailed]) -> Vec<String> {
@@ -388,13 +388,20 @@ mod tests {
     #[test]
     fn foreign_and_malformed_lines_are_protocol_errors() {
         let f = File::new("foreign");
-        f.append(&line(0, 0).replace("\"r1\"", "\"r2\""));
+        let foreign =
+            Event { run: "r2".into(), seq: 0, body: EventBody::Finished { tasks: 1, steps: 1, examples: 1 } };
+        f.append(&protocol::line::encode(&foreign));
         let err = EventTail::new(f.0.clone(), "r1", 0).poll().unwrap_err();
         assert!(err.to_string().contains("run `r2`"), "{err}");
         let g = File::new("garbage");
         g.append("this is not json\n");
         let err = EventTail::new(g.0.clone(), "r1", 0).poll().unwrap_err();
-        assert!(err.to_string().contains("not an event: `this is not json`"), "{err}");
+        assert!(err.to_string().contains("not a sealed event: `this is not json`"), "{err}");
+        // A changed digit is caught by the seal.
+        let h = File::new("changed");
+        h.append(&line(0, 0).replace("\"train_examples\":8", "\"train_examples\":9"));
+        let err = EventTail::new(h.0.clone(), "r1", 0).poll().unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 
     #[test]
