@@ -13,7 +13,7 @@ use report::ReportOptions;
 use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
 use runner::lock::{self, LockError};
 use runner::plan::{plan, Plan, PlanError};
-use runner::recipe::plan_table;
+use runner::recipe::{plan_table, Multirun};
 use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use runner::store::{self, ExperimentMeta};
@@ -32,8 +32,14 @@ fn parse_parallel(text: &str) -> Result<usize, String> {
 pub struct RunArgs {
     /// The recipe (YAML).
     pub recipe: PathBuf,
-    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`.
+    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`; with `-m`,
+    /// comma lists sweep a key (`training.batch_size=16,32`).
     pub overrides: Vec<String>,
+    /// Hydra's multirun: a comma list (`network.hidden=[100],[400] training.batch_size=16,32`)
+    /// sweeps its key over the values, every combination with every seed. Without it a comma
+    /// list is refused.
+    #[arg(long, short = 'm')]
+    pub multirun: bool,
     /// Workers at once (default: the recipe's `parallel`, else the number of cores).
     #[arg(long, short = 'j', value_parser = parse_parallel)]
     pub parallel: Option<usize>,
@@ -76,10 +82,14 @@ pub struct ValidateArgs {
     pub recipe: PathBuf,
     /// Overrides, as for `clorch run`.
     pub overrides: Vec<String>,
+    /// Comma lists sweep their keys, as for `clorch run -m`.
+    #[arg(long, short = 'm')]
+    pub multirun: bool,
 }
 
-fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
-    plan(recipe, overrides, &BuiltinWorker).map_err(|e| {
+fn load(recipe: &Path, overrides: &[String], multirun: bool) -> Result<Plan, i32> {
+    let multirun = if multirun { Multirun::On } else { Multirun::Off };
+    plan(recipe, overrides, multirun, &BuiltinWorker).map_err(|e| {
         match e {
             PlanError::Recipe(errors) => eprintln!("{errors}"),
             other => eprintln!("{other}"),
@@ -90,7 +100,7 @@ fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
 
 /// `clorch validate`: prints the runs a recipe would launch, or its errors.
 pub fn validate(args: &ValidateArgs) -> i32 {
-    match load(&args.recipe, &args.overrides) {
+    match load(&args.recipe, &args.overrides, args.multirun) {
         Ok(plan) => {
             print!("{}", plan_table(&plan.runs));
             println!("results folder: {}", plan.recipe.output.display());
@@ -115,7 +125,7 @@ fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<
 
 /// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
 pub fn run(args: &RunArgs) -> i32 {
-    let plan = match load(&args.recipe, &args.overrides) {
+    let plan = match load(&args.recipe, &args.overrides, args.multirun) {
         Ok(p) => p,
         Err(code) => return code,
     };

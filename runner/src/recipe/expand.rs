@@ -19,7 +19,10 @@ pub struct PlannedRun {
     pub stream: String,
     /// Name of the method entry.
     pub method: String,
-    /// The grid point: the method's parameters that vary across its runs (empty when none do).
+    /// The run's labels beyond stream, method and seed: its sweep point's values by dotted key
+    /// (`network.hidden`) and its method's grid point by parameter name (`lr`), each with its
+    /// JSON type (empty when nothing varies). Parameter names have no dots, so the two never
+    /// collide.
     pub grid: BTreeMap<String, Json>,
     /// The run's seed.
     pub seed: u64,
@@ -28,39 +31,45 @@ pub struct PlannedRun {
 }
 
 impl Recipe {
-    /// The runs, in a stable order: streams as written, then method entries as written, then
-    /// grid points (axes sorted by name, the first varying slowest; each axis's values in the
-    /// order written), then seeds as listed. Ids depend only on a run's content, so editing
-    /// one method entry changes only its runs' ids, and adding a seed keeps the others'.
+    /// The runs, in a stable order: sweep points (the first axis varying slowest), then
+    /// streams as written, then method entries as written, then grid points (axes sorted by
+    /// name, the first varying slowest; each axis's values in the order written), then seeds
+    /// as listed. Ids depend only on a run's content, so editing one method entry changes only
+    /// its runs' ids, adding a seed keeps the others', and a sweep that includes the recipe's
+    /// own value gives that point's runs the ids they had without the sweep.
     pub fn expand(&self) -> Vec<PlannedRun> {
         let mut runs = Vec::new();
-        for stream in &self.streams {
-            for method in &self.methods {
-                for point in method.grid_points() {
-                    let spec_method = method.spec(&point);
-                    for &seed in &self.seeds {
-                        let mut spec = RunSpec {
-                            protocol: PROTOCOL_VERSION,
-                            id: String::new(),
-                            experiment: self.name.clone(),
-                            seed,
-                            stream: stream.spec.clone(),
-                            network: self.network.clone(),
-                            method: spec_method.clone(),
-                            training: self.training.clone(),
-                            eval: self.eval.clone(),
-                            checkpoint: self.checkpoint.clone(),
-                            run_dir: None,
-                        };
-                        spec.id = spec.content_id();
-                        runs.push(PlannedRun {
-                            spec,
-                            stream: stream.name.clone(),
-                            method: method.name.clone(),
-                            grid: point.clone(),
-                            seed,
-                            tasks: stream.tasks,
-                        });
+        for point in &self.sweep {
+            for stream in &point.streams {
+                for method in &point.methods {
+                    for grid in method.grid_points() {
+                        let spec_method = method.spec(&grid);
+                        let mut labels = point.values.clone();
+                        labels.extend(grid.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        for &seed in &self.seeds {
+                            let mut spec = RunSpec {
+                                protocol: PROTOCOL_VERSION,
+                                id: String::new(),
+                                experiment: self.name.clone(),
+                                seed,
+                                stream: stream.spec.clone(),
+                                network: point.network.clone(),
+                                method: spec_method.clone(),
+                                training: point.training.clone(),
+                                eval: point.eval.clone(),
+                                checkpoint: point.checkpoint.clone(),
+                                run_dir: None,
+                            };
+                            spec.id = spec.content_id();
+                            runs.push(PlannedRun {
+                                spec,
+                                stream: stream.name.clone(),
+                                method: method.name.clone(),
+                                grid: labels.clone(),
+                                seed,
+                                tasks: stream.tasks,
+                            });
+                        }
                     }
                 }
             }

@@ -20,6 +20,7 @@ mod load;
 mod messages;
 mod overrides;
 mod path;
+mod sweep;
 mod types;
 mod yaml;
 
@@ -27,6 +28,7 @@ pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
 pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
+pub use load::Multirun;
 pub use overrides::Override;
 pub use path::{KeyPath, Segment};
-pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
+pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings, SweepPoint};
