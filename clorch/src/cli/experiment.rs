@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 
-use super::{exit, report::print_table};
+use super::{command_line, exit, report::print_table};
 use crate::builtin::BuiltinWorker;
 use crate::logging::note;
 use report::ReportOptions;
@@ -123,6 +123,20 @@ fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<
         .map_err(|e| format!("cannot find the clorch executable to start workers: {e}"))
 }
 
+/// This invocation, for the experiment's log.
+fn invocation(args: &RunArgs, plan: &Plan, now: u64) -> results::Invocation {
+    results::Invocation {
+        time: now,
+        argv: command_line::argv(),
+        recipe: args.recipe.display().to_string(),
+        overrides: args.overrides.clone(),
+        multirun: args.multirun,
+        recipe_hash: plan.recipe.text_hash.clone(),
+        clorch_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: results::invocation::this_host(),
+    }
+}
+
 /// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
 pub fn run(args: &RunArgs) -> i32 {
     let plan = match load(&args.recipe, &args.overrides, args.multirun) {
@@ -179,7 +193,7 @@ pub fn run(args: &RunArgs) -> i32 {
         note(format_args!("note: {text}"));
     }
     let now = store::unix_now();
-    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.text.clone(), now);
+    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.effective_text.clone(), now);
     if let Ok(Some(old)) = store.experiment() {
         meta.created = old.created;
     }
@@ -187,6 +201,11 @@ pub fn run(args: &RunArgs) -> i32 {
     if let Err(e) = store::write_experiment_files(&results_dir, &meta)
         .map_err(store::StoreError::from)
         .and_then(|_| store.put_experiment(&meta))
+    {
+        eprintln!("clorch run: {e}");
+        return exit::BAD_INPUT;
+    }
+    if let Err(e) = results::append_invocation(&results_dir, &invocation(args, &plan, now), &plan.recipe.text)
     {
         eprintln!("clorch run: {e}");
         return exit::BAD_INPUT;
@@ -235,30 +254,30 @@ pub fn run(args: &RunArgs) -> i32 {
     }
     if outcome.skipped_failed > 0 {
         note(format_args!(
-            "{} failed runs skipped (`clorch run {} --retry-failed` runs them again)",
+            "{} failed runs skipped (`{}` runs them again)",
             outcome.skipped_failed,
-            args.recipe.display()
+            command_line::again(&["--retry-failed"])
         ));
     }
     if outcome.stopped && outcome.detached > 0 {
         eprintln!(
-            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `clorch run {} \
-             --executor slurm` reattaches to them and submits the rest, `clorch cancel {}` cancels them",
+            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `{}` \
+             reattaches to them and submits the rest, `clorch cancel {}` cancels them",
             outcome.detached,
             outcome.unfinished,
             outcome.total,
-            args.recipe.display(),
-            results_dir.display()
+            command_line::again(&[]),
+            command_line::shell_line(&[results_dir.display().to_string()])
         );
         drop(lock);
         return exit::STOPPED;
     }
     if outcome.stopped {
         eprintln!(
-            "stopped: {} of {} runs unfinished; `clorch run {}` resumes them from their checkpoints",
+            "stopped: {} of {} runs unfinished; `{}` resumes them from their checkpoints",
             outcome.unfinished,
             outcome.total,
-            args.recipe.display()
+            command_line::again(&[])
         );
         drop(lock);
         return exit::STOPPED;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod command_line;
 pub mod experiment;
 pub mod plot;
 pub mod report;

@@ -201,23 +201,22 @@ impl<'a> Dispatcher<'a> {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
             let mut spec = planned.spec.clone();
             spec.run_dir = Some(dir.clone());
+            // Labels come from this plan, also for runs an earlier plan created: what varies
+            // (and so labels a run) depends on the whole recipe, not on the run alone.
+            let labels = RunLabels {
+                stream: planned.stream.clone(),
+                method: planned.method.clone(),
+                grid: planned.grid.clone(),
+                seed: planned.seed,
+            };
             let mut record = match store.run(&id)? {
                 Some(mut r) => {
                     r.order = order as u64;
                     r.spec = spec;
+                    r.labels = labels;
                     r
                 }
-                None => RunRecord::new(
-                    order as u64,
-                    spec,
-                    RunLabels {
-                        stream: planned.stream.clone(),
-                        method: planned.method.clone(),
-                        grid: planned.grid.clone(),
-                        seed: planned.seed,
-                    },
-                    planned.tasks,
-                ),
+                None => RunRecord::new(order as u64, spec, labels, planned.tasks),
             };
             store::write_run_spec(&dir, &record.spec).map_err(StoreError::from)?;
             // An attempt an earlier call left going (a SLURM job after Ctrl-C; a rebuilt store
