@@ -190,3 +190,32 @@ fn ctrl_c_hints_the_whole_command_and_status_shows_the_checkpoint() {
     let status = text(&clorch(&["status", path(&results)]).stdout);
     assert!(status.contains("interrupted") && status.contains("ago, resumable"), "{status}");
 }
+
+/// Issue 16, finding 6: `clorch validate` refuses what `clorch run` would refuse — a NIWF
+/// rollback naming a task that `stream.tasks=3` removed, a results folder clorch did not write
+/// — with exit 2 and without creating anything.
+#[test]
+fn validate_catches_what_run_would_refuse() {
+    let s = Scratch::new("validate");
+    let body = TINY.replace("tasks: 2,", "tasks: 5,").replace(
+        "  - {name: sgd, lr: 0.05}",
+        "  - {name: sgd, lr: 0.05}\n  - {name: niwf-hard, kind: niwf, lock: hard, rollback: [[0, 4]]}",
+    );
+    let r = s.recipe("validate", &body);
+    assert!(clorch(&["validate", path(&r)]).status.success());
+    for command in ["validate", "run"] {
+        let out = clorch(&[command, path(&r), "stream.tasks=3"]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out.stdout));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("method `niwf-hard`") && err.contains("name task 4, but the stream has 3 tasks"),
+            "{err}"
+        );
+        assert!(!s.path("results-validate").exists(), "{command} created the results folder");
+    }
+    std::fs::create_dir(s.path("results-validate")).unwrap();
+    std::fs::write(s.path("results-validate/notes.txt"), "mine").unwrap();
+    let out = clorch(&["validate", path(&r)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("it is not a clorch results folder"), "{}", text(&out.stderr));
+}

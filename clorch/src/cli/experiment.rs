@@ -98,10 +98,17 @@ fn load(recipe: &Path, overrides: &[String], multirun: bool) -> Result<Plan, i32
     })
 }
 
-/// `clorch validate`: prints the runs a recipe would launch, or its errors.
+/// `clorch validate`: prints the runs a recipe would launch, or its errors — every error
+/// `clorch run` would report before starting a worker: the recipe, the whole-run checks of
+/// each planned run, its data, and its results folder.
 pub fn validate(args: &ValidateArgs) -> i32 {
     match load(&args.recipe, &args.overrides, args.multirun) {
         Ok(plan) => {
+            // `clorch run` refuses a results folder it did not create; so does its check.
+            if let Err(message) = super::check_results_folder(&plan.recipe.output, true) {
+                eprintln!("clorch validate: {message}");
+                return exit::BAD_INPUT;
+            }
             print!("{}", plan_table(&plan.runs));
             println!("results folder: {}", plan.recipe.output.display());
             exit::OK
