@@ -243,9 +243,17 @@ pub struct RunTimes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
     /// Wall-clock seconds spent in attempts, summed over attempts (resumed work is not
-    /// double-counted; repeated work after a crash is).
+    /// double-counted; repeated work after a crash is). Time waiting in a queue is not run
+    /// time: it is `queue_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_seconds: Option<f64>,
+    /// Since when the current attempt waits in the executor's queue (a pending SLURM job);
+    /// `None` once its worker runs. A run waiting there is shown as queued, not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_since: Option<u64>,
+    /// Seconds attempts waited in the executor's queue before their workers started, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_seconds: Option<f64>,
 }
 
 /// Everything the orchestrator knows about one run.

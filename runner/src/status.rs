@@ -41,7 +41,8 @@ pub struct RunLine {
     pub grid: String,
     /// Seed.
     pub seed: u64,
-    /// `pending`, `running`, `interrupted`, `finished` or `failed`.
+    /// `pending`, `queued` (its SLURM job waits in the queue), `running`, `interrupted`,
+    /// `finished` or `failed`.
     pub status: String,
     /// Attempts started.
     pub attempts: u32,
@@ -67,6 +68,10 @@ pub struct RunLine {
     /// The executor's reference to the current or last attempt (a SLURM job id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Seconds its attempts waited in the executor's queue, apart from their run time (a
+    /// waiting job's wait counted up to the snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_seconds: Option<u64>,
 }
 
 impl RunLine {
@@ -83,7 +88,10 @@ impl RunLine {
             method: record.labels.method.clone(),
             grid: record.labels.grid_text(),
             seed: record.labels.seed,
-            status: record.status.name().to_string(),
+            status: match (&record.status, record.times.queued_since) {
+                (RunStatus::Running, Some(_)) => "queued".to_string(),
+                (status, _) => status.name().to_string(),
+            },
             attempts: record.attempts,
             task: task.unwrap_or(record.progress.tasks_done),
             tasks: record.progress.tasks,
@@ -96,7 +104,19 @@ impl RunLine {
                 record.spec.run_dir.as_deref().and_then(newest_checkpoint)
             },
             job: record.executor_job.clone(),
+            queued_seconds: queued_seconds(record, store::unix_now()),
         }
+    }
+}
+
+/// Seconds `record`'s attempts waited in a queue, up to `now` for one still waiting; `None`
+/// for runs that never queued (local workers).
+fn queued_seconds(record: &RunRecord, now: u64) -> Option<u64> {
+    let past = record.times.queue_seconds.map(|s| s.round() as u64);
+    let waiting = record.times.queued_since.map(|since| now.saturating_sub(since));
+    match (past, waiting) {
+        (None, None) => None,
+        (p, w) => Some(p.unwrap_or(0) + w.unwrap_or(0)),
     }
 }
 
@@ -161,7 +181,7 @@ pub fn render(snapshot: &Snapshot, now: u64) -> String {
         None => String::new(),
     };
     out.push_str(&format!("{}: {} runs{live}\n", snapshot.experiment, snapshot.runs.len()));
-    let summary: Vec<String> = ["finished", "running", "pending", "interrupted", "failed"]
+    let summary: Vec<String> = ["finished", "running", "queued", "pending", "interrupted", "failed"]
         .iter()
         .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
         .collect();
@@ -173,6 +193,7 @@ pub fn render(snapshot: &Snapshot, now: u64) -> String {
     let mut rows: Vec<Vec<String>> = vec![header.map(String::from).to_vec()];
     if jobs {
         rows[0].insert(9, "job".into());
+        rows[0].insert(10, "queued".into());
     }
     for r in &snapshot.runs {
         let mut row = vec![
@@ -189,6 +210,7 @@ pub fn render(snapshot: &Snapshot, now: u64) -> String {
         ];
         if jobs {
             row.insert(9, r.job.clone().unwrap_or_else(|| "-".into()));
+            row.insert(10, r.queued_seconds.map_or_else(|| "-".into(), age));
         }
         rows.push(row);
     }
@@ -245,6 +267,7 @@ mod tests {
             checkpoint_note: None,
             resumable: None,
             job: None,
+            queued_seconds: None,
         };
         let snap = Snapshot {
             experiment: "x".into(),
@@ -286,10 +309,28 @@ mod tests {
             checkpoint_note: None,
             resumable: Some(("checkpoint-0000000040.ckpt".into(), 150)),
             job: Some("4242_0".into()),
+            queued_seconds: Some(300),
         };
         let snap = Snapshot { experiment: "x".into(), taken: 160, orchestrator: None, runs: vec![stopped] };
         let text = render(&snap, 170);
         assert!(text.contains("20 s ago, resumable"), "{text}");
         assert!(text.contains(" job ") && text.contains("4242_0"), "{text}");
+        assert!(text.contains(" queued ") && text.contains("5 min"), "{text}");
+    }
+
+    /// Issue 16, finding 5: a run whose SLURM job waits in the queue is `queued`, not
+    /// `running`, and its wait is counted apart.
+    #[test]
+    fn a_waiting_job_is_queued_with_its_wait() {
+        let mut record = results::fixtures::record(0, 3, "sgd", 0.1, 1);
+        record.status = RunStatus::Running;
+        record.executor_job = Some("77_1".into());
+        record.times.queued_since = Some(1_000);
+        record.times.queue_seconds = Some(60.0);
+        assert_eq!(RunLine::of(&record, None).status, "queued");
+        assert_eq!(queued_seconds(&record, 1_030), Some(90));
+        record.times.queued_since = None;
+        let line = RunLine::of(&record, None);
+        assert_eq!((line.status.as_str(), line.queued_seconds), ("running", Some(60)));
     }
 }
