@@ -219,3 +219,23 @@ fn validate_catches_what_run_would_refuse() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("it is not a clorch results folder"), "{}", text(&out.stderr));
 }
+
+/// Issue 16, finding 2: `clorch compare` of an experiment and its rerun with an override names
+/// the overridden key and both values, though the recipe files are the same.
+#[test]
+fn compare_names_what_differs_between_the_experiments() {
+    let s = Scratch::new("compare");
+    let r = s.recipe("compare", TINY);
+    let (a, b) = (s.path("a"), s.path("b"));
+    assert!(clorch(&["run", path(&r), "-o", path(&a), "--no-progress"]).status.success());
+    let out = clorch(&["run", path(&r), "-o", path(&b), "training.epochs=2", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = clorch(&["compare", path(&a), path(&b)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("differ in:")
+            && err.contains(&format!("training.epochs  ({}: 1, {}: 2)", path(&a), path(&b))),
+        "{err}"
+    );
+}

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod command_line;
 pub mod experiment;
 pub mod plot;
+pub mod provenance;
 pub mod report;
 pub mod status;
 pub mod store;

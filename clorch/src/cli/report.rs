@@ -160,6 +160,8 @@ pub fn compare(args: &CompareArgs) -> i32 {
         }
     }
     let refs: Vec<&dyn RunSource> = stores.iter().map(|s| s as &dyn RunSource).collect();
+    let labels: Vec<String> = args.results.iter().map(|d| d.display().to_string()).collect();
+    super::provenance::note_differences(&labels, &refs);
     match Report::compare(&refs, &args.table.options()) {
         Ok(report) => emit("compare", &report, &args.table),
         Err(e) => {

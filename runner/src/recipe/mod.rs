@@ -12,6 +12,7 @@
 //! [`KeyPath`]s, so the YAML crate can be swapped by rewriting that one file.
 
 mod checker;
+mod differences;
 mod duration;
 mod error;
 mod expand;
@@ -25,6 +26,7 @@ mod types;
 mod yaml;
 
 pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
+pub use differences::{differences, Difference};
 pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
