@@ -343,15 +343,15 @@ impl Validation<'_> {
             Some(section) => match sweep::read_section(section) {
                 Ok(axes) => axes,
                 Err(problems) => {
-                    for (key, index, message) in problems {
+                    for problem in problems {
                         let mut path = KeyPath::root().key("sweep");
-                        if let Some(key) = key {
+                        if let Some(key) = problem.key {
                             path = path.key(key);
                         }
-                        if let Some(index) = index {
+                        if let Some(index) = problem.index {
                             path = path.index(index);
                         }
-                        self.node(&path, message);
+                        self.node(&path, problem.message);
                     }
                     Vec::new()
                 }

@@ -96,33 +96,43 @@ pub(super) fn check_axis(key: &str, values: &[Json]) -> Result<(), (Option<usize
     Ok(())
 }
 
-/// The axes of a `sweep:` section's value, or why it is not a mapping of dotted keys to lists:
-/// `(key of the problem, index of the value, message)`.
-pub(super) fn read_section(section: Json) -> Result<Vec<Axis>, Vec<(Option<String>, Option<usize>, String)>> {
+/// A problem of the `sweep:` section: where in it, and what.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct SectionProblem {
+    /// The axis's key, unless the section as a whole is wrong.
+    pub key: Option<String>,
+    /// The position of the offending value in the axis's list, if one value is.
+    pub index: Option<usize>,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// The axes of a `sweep:` section's value, or why it is not a mapping of dotted keys to lists.
+pub(super) fn read_section(section: Json) -> Result<Vec<Axis>, Vec<SectionProblem>> {
     let Json::Object(map) = section else {
-        return Err(vec![(
-            None,
-            None,
-            format!(
+        return Err(vec![SectionProblem {
+            key: None,
+            index: None,
+            message: format!(
                 "expected a mapping of dotted keys to lists of values (`network.hidden: [[100], [400]]`), found {}",
                 describe_json(&section)
             ),
-        )]);
+        }]);
     };
     let mut axes = Vec::new();
     let mut problems = Vec::new();
     for (key, value) in map {
         let Json::Array(values) = value else {
-            problems.push((
-                Some(key.clone()),
-                None,
-                format!("expected a list of the values to sweep, found {}", describe_json(&value)),
-            ));
+            problems.push(SectionProblem {
+                key: Some(key.clone()),
+                index: None,
+                message: format!("expected a list of the values to sweep, found {}", describe_json(&value)),
+            });
             continue;
         };
         match check_axis(&key, &values) {
             Ok(()) => axes.push(Axis { key, values, origin: Origin::File }),
-            Err((index, message)) => problems.push((Some(key), index, message)),
+            Err((index, message)) => problems.push(SectionProblem { key: Some(key), index, message }),
         }
     }
     if problems.is_empty() {
