@@ -48,7 +48,8 @@ fn a_multirun_sweep_over_network_batch_size_and_lr_runs_and_reports_each_axis() 
 
     let planned = clorch(&[&["validate", "-m", path(&r)][..], &sweep].concat());
     assert!(planned.status.success(), "{}", text(&planned.stderr));
-    assert!(text(&planned.stdout).starts_with("16 runs"), "{}", text(&planned.stdout));
+    let table = text(&planned.stdout);
+    assert!(table.starts_with("16 runs: 4 sweep points × 1 method × 2 grid points × 2 seeds\n"), "{table}");
 
     let run = clorch(&[&["run", "-m", path(&r), "--no-progress"][..], &sweep].concat());
     assert!(run.status.success(), "{}", text(&run.stderr));

@@ -697,9 +697,15 @@ fn sweep_problems_name_the_value_or_the_override() {
         "{message}"
     );
     let message = errors(&format!("{BASE}sweep: [1, 2]\n"), NO_OVERRIDES);
-    assert!(message.contains("x.yaml:11:8: sweep: expected a mapping of dotted keys to lists of values"), "{message}");
+    assert!(
+        message.contains("x.yaml:11:8: sweep: expected a mapping of dotted keys to lists of values"),
+        "{message}"
+    );
     let message = errors(&format!("{BASE}sweep:\n  training.epochs: 2\n"), NO_OVERRIDES);
-    assert!(message.contains("sweep.training.epochs: expected a list of the values to sweep, found 2"), "{message}");
+    assert!(
+        message.contains("sweep.training.epochs: expected a list of the values to sweep, found 2"),
+        "{message}"
+    );
     let refused = Recipe::from_text_with("recipes/x.yaml", BASE, &["seeds=1,2"], Multirun::On, &FakeChecker)
         .unwrap_err()
         .to_string();

@@ -109,22 +109,32 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `N runs: [S streams × ]M methods[ × P grid points] × K seeds`; when the methods have
-/// different numbers of grid points, `M methods (G grid points in all)`. A set of runs that is
-/// not a full product (a filtered plan) gets just `N runs`.
+/// `N runs: [W sweep points × ][S streams × ]M methods[ × P grid points] × K seeds`; when the
+/// methods have different numbers of grid points, `M methods (G grid points in all)`. A set of
+/// runs that is not a full product (a filtered plan) gets just `N runs`.
 fn count_line(runs: &[PlannedRun]) -> String {
     let total = plural(runs.len(), "run", "runs");
+    // Sweep axes are the labels with dotted keys; the rest is the method's grid point.
+    let split = |run: &PlannedRun| -> (String, String) {
+        let (sweep, grid): (BTreeMap<String, Json>, BTreeMap<String, Json>) =
+            run.grid.clone().into_iter().partition(|(key, _)| key.contains('.'));
+        (render_point(&sweep), render_point(&grid))
+    };
+    let sweep: BTreeSet<String> = runs.iter().map(|r| split(r).0).collect();
     let streams: BTreeSet<&str> = runs.iter().map(|r| r.stream.as_str()).collect();
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
     let mut points: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for run in runs {
-        points.entry(run.method.as_str()).or_default().insert(render_point(&run.grid));
+        points.entry(run.method.as_str()).or_default().insert(split(run).1);
     }
     let all_points: usize = points.values().map(BTreeSet::len).sum();
-    if runs.is_empty() || streams.len() * all_points * seeds.len() != runs.len() {
+    if runs.is_empty() || sweep.len() * streams.len() * all_points * seeds.len() != runs.len() {
         return total;
     }
     let mut factors = Vec::new();
+    if sweep.len() > 1 {
+        factors.push(plural(sweep.len(), "sweep point", "sweep points"));
+    }
     if streams.len() > 1 {
         factors.push(plural(streams.len(), "stream", "streams"));
     }
