@@ -62,7 +62,8 @@ pub struct RunLine {
     pub checkpoint_note: Option<String>,
     /// For an unfinished run, the newest checkpoint file in its folder and when it was written
     /// (unix seconds): a worker stopped by Ctrl-C writes one without announcing it in an
-    /// event, and the next `clorch run` resumes from it.
+    /// event, and the next `clorch run` resumes from it. Looked up by [`of_store`] only: the
+    /// live snapshot is rebuilt every second and lists no folders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumable: Option<(String, u64)>,
     /// The executor's reference to the current or last attempt (a SLURM job id).
@@ -98,11 +99,7 @@ impl RunLine {
             checkpoint_at: record.last_checkpoint.as_ref().and_then(|c| c.received),
             reason,
             checkpoint_note: record.checkpoint_fallback.as_ref().map(|f| f.to_string()),
-            resumable: if record.status.is_done() {
-                None
-            } else {
-                record.spec.run_dir.as_deref().and_then(newest_checkpoint)
-            },
+            resumable: None,
             job: record.executor_job.clone(),
             queued_seconds: queued_seconds(record, store::unix_now()),
         }
@@ -160,7 +157,13 @@ pub fn of_store(store: &Store, all: bool) -> store::Result<Snapshot> {
         .runs()?
         .iter()
         .filter(|r| current.as_ref().is_none_or(|ids| ids.contains(r.id.as_str())))
-        .map(|r| RunLine::of(r, None))
+        .map(|r| {
+            let mut line = RunLine::of(r, None);
+            if !r.status.is_done() {
+                line.resumable = r.spec.run_dir.as_deref().and_then(newest_checkpoint);
+            }
+            line
+        })
         .collect();
     let experiment = meta.map(|m| m.name).unwrap_or_default();
     Ok(Snapshot { experiment, taken: store::unix_now(), orchestrator: None, runs })
