@@ -1,6 +1,9 @@
-//! What `clorch compare` says about the experiments beside the table: the keys whose values
-//! differ between their recipes as they ran (overrides applied), so that a difference made on
-//! the command line (`stream.transform=rotate`) is not invisible.
+//! What `clorch report` and `clorch compare` say about the experiments beside the table: the
+//! overrides of the latest `clorch run` of each, and the keys whose values differ between their
+//! recipes as they ran (overrides applied), so that a difference made on the command line
+//! (`stream.transform=rotate`) is not invisible.
+
+use std::path::Path;
 
 use results::RunSource;
 use runner::recipe::differences;
@@ -39,4 +42,24 @@ pub fn note_differences(labels: &[String], sources: &[&dyn RunSource]) {
         text.push_str(&format!("\n  {}  ({})", difference.key, values.join(", ")));
     }
     crate::logging::note(text);
+}
+
+/// A note on standard error (quiet under `-q`) when the latest `clorch run` of the experiment
+/// in `results_dir` had overrides: they are what the table shows, not the recipe file alone.
+pub fn note_overrides(results_dir: &Path) {
+    match results::read_invocations(results_dir) {
+        Ok(log) => {
+            if let Some(last) = log.last().filter(|i| !i.overrides.is_empty()) {
+                crate::logging::note(format_args!(
+                    "note: {}: the latest `clorch run` had overrides: {} ({} in {} runs; \
+                     invocations.jsonl lists them all)",
+                    results_dir.display(),
+                    super::command_line::shell_line(&last.overrides),
+                    last.recipe,
+                    log.len()
+                ));
+            }
+        }
+        Err(e) => crate::logging::note(format_args!("note: {e}")),
+    }
 }
