@@ -92,7 +92,8 @@ fn every_run_is_logged_and_the_report_shows_the_recipe_as_it_ran() {
     assert!(html.contains("overrides applied: seeds=3"), "the overrides");
 
     let report = clorch(&["report", path(&results)]);
-    let note = format!("note: {}: the latest `clorch run` had overrides: seeds=3", path(&results));
+    let note =
+        format!("note: {}: the latest `clorch run` of {} had overrides: seeds=3", path(&results), path(&r));
     assert!(text(&report.stderr).contains(&note), "{}", text(&report.stderr));
 
     let again = clorch(&["run", path(&r), "--no-progress"]);

@@ -51,11 +51,11 @@ pub fn note_overrides(results_dir: &Path) {
         Ok(log) => {
             if let Some(last) = log.last().filter(|i| !i.overrides.is_empty()) {
                 crate::logging::note(format_args!(
-                    "note: {}: the latest `clorch run` had overrides: {} ({} in {} runs; \
-                     invocations.jsonl lists them all)",
+                    "note: {}: the latest `clorch run` of {} had overrides: {} (invocations.jsonl \
+                     logs all {} runs)",
                     results_dir.display(),
-                    super::command_line::shell_line(&last.overrides),
                     last.recipe,
+                    super::command_line::shell_line(&last.overrides),
                     log.len()
                 ));
             }
