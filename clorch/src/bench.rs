@@ -191,6 +191,7 @@ fn sweep(options: &BenchOptions) -> Result<Vec<Row>, String> {
         let plan = runner::plan::plan(
             &dir.join(format!("sweep-j1-{repeat}.yaml")),
             &[],
+            runner::recipe::Multirun::Off,
             &crate::builtin::BuiltinWorker,
         )
         .map_err(|e| e.to_string())?;

@@ -197,6 +197,12 @@ fn slurm_and_local_workers_give_the_same_report() {
     assert_eq!(batches(&results), 1);
     let status = text(&clorch(&["status", results.to_str().unwrap()]).stdout);
     assert!(status.contains("2 finished"), "{status}");
+    // Issue 16, finding 5: each run's job id, and its wait in the queue apart from its run time.
+    assert!(status.contains(" job ") && status.contains(" queued "), "{status}");
+    for dir in run_dirs(&results) {
+        let job = &job_ids(&dir)[0];
+        assert!(status.contains(job.as_str()), "{job}: {status}");
+    }
 }
 
 #[test]

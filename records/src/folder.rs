@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! <results dir>/
-//!   recipe.yaml          the recipe's text, as read
+//!   recipe.yaml          the recipe as it ran: its text, or with the overrides applied
+//!   invocations.jsonl    every `clorch run` of the experiment ([`crate::invocation`])
+//!   recipes/<hash>.yaml  each distinct recipe text those runs read
 //!   experiment.json      {"format":1,"name":…,"recipe_hash":…,"clorch_version":…,
 //!                         "created":…,"updated":…}
 //!   runs/<run id>/

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod folder;
+pub mod invocation;
 pub mod log;
 mod record;
 mod source;
@@ -20,6 +21,7 @@ pub use folder::{
     inspect_folder, read_events_file, read_experiment_files, read_run_record, read_run_spec, run_dir,
     write_experiment_files, write_run_record, write_run_spec, EventsFileSummary, FolderState,
 };
+pub use invocation::{append_invocation, read_invocations, Invocation};
 pub use record::{
     recipe_hash, unix_now, CheckpointFallback, CheckpointRef, ExperimentMeta, Failure, Progress,
     RejectedCheckpoint, RunLabels, RunRecord, RunStatus, RunTimes,

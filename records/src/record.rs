@@ -23,8 +23,11 @@ pub struct RunLabels {
     pub stream: String,
     /// The recipe's name for the method entry (e.g. `cbp`).
     pub method: String,
-    /// The point of the method's hyper-parameter grid this run trains with: only the
-    /// parameters the recipe varies, by name. Fixed parameters are in the spec, not here.
+    /// What varies across the experiment's runs besides stream, method and seed, with each
+    /// value's JSON type: the sweep point's keys by dotted path (`network.hidden`,
+    /// `training.batch_size`) and the method's grid point by parameter name (`lr`; names have
+    /// no dots). Recomputed from each plan, so it follows the recipe. Fixed values are in the
+    /// spec, not here.
     #[serde(default)]
     pub grid: BTreeMap<String, serde_json::Value>,
     /// The run's root seed.
@@ -240,9 +243,17 @@ pub struct RunTimes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
     /// Wall-clock seconds spent in attempts, summed over attempts (resumed work is not
-    /// double-counted; repeated work after a crash is).
+    /// double-counted; repeated work after a crash is). Time waiting in a queue is not run
+    /// time: it is `queue_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_seconds: Option<f64>,
+    /// Since when the current attempt waits in the executor's queue (a pending SLURM job);
+    /// `None` once its worker runs. A run waiting there is shown as queued, not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_since: Option<u64>,
+    /// Seconds attempts waited in the executor's queue before their workers started, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_seconds: Option<f64>,
 }
 
 /// Everything the orchestrator knows about one run.
@@ -387,7 +398,9 @@ impl RunRecord {
 pub struct ExperimentMeta {
     /// The experiment's name (the results folder is named after it).
     pub name: String,
-    /// The recipe's text exactly as it was read, so the experiment can be re-run or audited.
+    /// The recipe as the latest `clorch run` ran it: the file's text exactly as read, or, when
+    /// overrides changed it, the recipe with them applied under a comment that names them
+    /// (the file's own text is then in `recipes/<hash>.yaml`, see [`crate::invocation`]).
     pub recipe: String,
     /// [`recipe_hash`] of `recipe`: tells `clorch run` whether the recipe changed since.
     pub recipe_hash: String,

@@ -2,9 +2,10 @@
 //! parameters, stream data; a [`WorkerSide`] the caller supplies), its data located and
 //! fingerprinted, and its runs expanded.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::recipe::{PlannedRun, Recipe, RecipeErrors};
+use crate::recipe::{Multirun, PlannedRun, Recipe, RecipeErrors};
 use crate::worker_side::WorkerSide;
 
 /// A recipe ready to run.
@@ -35,19 +36,35 @@ pub enum PlanError {
 
 /// Loads `path` with `overrides`, makes every data folder absolute (workers may run in another
 /// directory, or on a cluster node), records each data set's fingerprint, and expands the runs.
-pub fn plan(path: &Path, overrides: &[String], worker: &dyn WorkerSide) -> Result<Plan, PlanError> {
-    let mut recipe = Recipe::load(path, overrides, worker)?;
-    for stream in &mut recipe.streams {
+/// `multirun` says whether comma lists among the overrides are sweeps (`-m`).
+pub fn plan(
+    path: &Path,
+    overrides: &[String],
+    multirun: Multirun,
+    worker: &dyn WorkerSide,
+) -> Result<Plan, PlanError> {
+    let mut recipe = Recipe::load_with(path, overrides, multirun, worker)?;
+    // Sweep points share most streams: each data folder is fingerprinted once.
+    let mut prints: HashMap<PathBuf, String> = HashMap::new();
+    for stream in recipe.sweep.iter_mut().flat_map(|point| point.streams.iter_mut()) {
         let Some(dir) = stream.spec.data_dir() else { continue };
         let absolute = std::fs::canonicalize(&dir).map_err(|e| PlanError::Data {
             recipe: path.to_path_buf(),
             message: format!("stream `{}`: data folder {}: {e}", stream.name, dir.display()),
         })?;
         stream.spec.set_data_dir(&absolute);
-        let print = worker.fingerprint(&stream.spec.kind, &absolute).map_err(|message| PlanError::Data {
-            recipe: path.to_path_buf(),
-            message: format!("stream `{}`: {message}", stream.name),
-        })?;
+        let print = match prints.get(&absolute) {
+            Some(print) => print.clone(),
+            None => {
+                let print =
+                    worker.fingerprint(&stream.spec.kind, &absolute).map_err(|message| PlanError::Data {
+                        recipe: path.to_path_buf(),
+                        message: format!("stream `{}`: {message}", stream.name),
+                    })?;
+                prints.insert(absolute.clone(), print.clone());
+                print
+            }
+        };
         if let Some(pinned) = stream.spec.fingerprint().filter(|p| **p != print) {
             return Err(PlanError::Data {
                 recipe: path.to_path_buf(),
@@ -71,7 +88,18 @@ pub fn plan(path: &Path, overrides: &[String], worker: &dyn WorkerSide) -> Resul
     let mut problems: Vec<String> = Vec::new();
     for run in &runs {
         if let Err(message) = worker.check_run(&run.spec) {
-            let line = format!("stream `{}`, method `{}`: {message}", run.stream, run.method);
+            let sweep: Vec<String> = run
+                .grid
+                .iter()
+                .filter(|(key, _)| key.contains('.'))
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            let at = if sweep.is_empty() {
+                String::new()
+            } else {
+                format!(" (at sweep point {})", sweep.join(" "))
+            };
+            let line = format!("stream `{}`, method `{}`{at}: {message}", run.stream, run.method);
             if !problems.contains(&line) {
                 problems.push(line);
             }

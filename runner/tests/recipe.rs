@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{EvalTasks, MethodSpec, Params, RunSpec, StreamSpec};
-use runner::recipe::{plan_table, ParamProblem, Recipe, RecipeErrors, SpecChecker, SpecProblem};
+use runner::recipe::{plan_table, Multirun, ParamProblem, Recipe, RecipeErrors, SpecChecker, SpecProblem};
 use serde_json::json;
 
 /// Stands in for the worker crate's method registry: five method kinds with plausible
@@ -127,13 +127,13 @@ fn quickstart_loads_with_defaults() {
     assert_eq!(recipe.timeout, Some(Duration::from_secs(1_800)));
     assert_eq!(recipe.heartbeat, Duration::from_secs(600));
     assert_eq!(recipe.slurm, None);
-    assert_eq!(recipe.streams.len(), 1);
-    assert_eq!(recipe.streams[0].name, "synthetic_permuted");
+    assert_eq!(recipe.sweep[0].streams.len(), 1);
+    assert_eq!(recipe.sweep[0].streams[0].name, "synthetic_permuted");
     let text = std::fs::read_to_string(fixture("quickstart.yaml")).unwrap();
     assert_eq!(recipe.text, text);
     assert_eq!(recipe.text_hash, blake3::hash(text.as_bytes()).to_hex().to_string());
     assert!(recipe.overrides.is_empty());
-    let cbp = &recipe.methods[1];
+    let cbp = &recipe.sweep[0].methods[1];
     assert_eq!(cbp.kind, "cbp");
     assert_eq!(cbp.fixed, BTreeMap::from([("lr".into(), json!(0.001)), ("optimizer".into(), json!("adam"))]));
     assert_eq!(cbp.axes["replacement_rate"], vec![json!(0.0001), json!(0.00001)]);
@@ -145,31 +145,31 @@ fn every_key_of_the_format_is_read() {
     assert_eq!(recipe.name, "everything.v1");
     assert_eq!(recipe.output, PathBuf::from("scratch/everything"));
     let stub = fixture("mnist-stub");
-    let names: Vec<&str> = recipe.streams.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = recipe.sweep[0].streams.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["pm", "split"]);
-    let pm = &recipe.streams[0].spec;
+    let pm = &recipe.sweep[0].streams[0].spec;
     assert_eq!(pm.kind, "permuted_mnist");
     assert_eq!(pm.data_dir(), Some(stub.clone()), "relative to the recipe's folder");
     assert_eq!(
         serde_json::to_value(&pm.params).unwrap(),
         json!({"data_dir": stub, "tasks": 3, "first_unpermuted": true, "train_examples": 1000, "test_examples": 200})
     );
-    let split = &recipe.streams[1].spec;
+    let split = &recipe.sweep[0].streams[1].spec;
     assert_eq!(split.kind, "split_mnist");
     assert_eq!(split.data_dir(), Some(stub.clone()), "`.` and `..` steps are cleaned");
     assert_eq!(split.params.get("groups"), Some(&json!([[0, 1], [2, 3]])));
     assert_eq!(split.params.get("setting"), Some(&json!("class_incremental")));
-    assert_eq!(recipe.network.hidden, vec![64]);
-    assert_eq!(recipe.network.activation.name(), "tanh");
-    assert_eq!((recipe.training.batch_size, recipe.training.epochs), (10, 2));
+    assert_eq!(recipe.sweep[0].network.hidden, vec![64]);
+    assert_eq!(recipe.sweep[0].network.activation.name(), "tanh");
+    assert_eq!((recipe.sweep[0].training.batch_size, recipe.sweep[0].training.epochs), (10, 2));
     assert_eq!(recipe.seeds, vec![0, 7, 42]);
-    assert_eq!(recipe.eval.tasks, EvalTasks::Subsample { earlier: 5 });
-    assert!(!recipe.eval.before_training);
-    assert_eq!((recipe.eval.max_examples, recipe.eval.online_bin), (Some(500), Some(100)));
-    assert_eq!((recipe.eval.plasticity.every, recipe.eval.plasticity.probe), (2, 256));
-    assert_eq!(recipe.eval.plasticity.dormant_tau, 0.05);
-    assert_eq!(recipe.checkpoint.every_steps, Some(5000));
-    assert_eq!((recipe.checkpoint.every_tasks, recipe.checkpoint.keep), (Some(2), 3));
+    assert_eq!(recipe.sweep[0].eval.tasks, EvalTasks::Subsample { earlier: 5 });
+    assert!(!recipe.sweep[0].eval.before_training);
+    assert_eq!((recipe.sweep[0].eval.max_examples, recipe.sweep[0].eval.online_bin), (Some(500), Some(100)));
+    assert_eq!((recipe.sweep[0].eval.plasticity.every, recipe.sweep[0].eval.plasticity.probe), (2, 256));
+    assert_eq!(recipe.sweep[0].eval.plasticity.dormant_tau, 0.05);
+    assert_eq!(recipe.sweep[0].checkpoint.every_steps, Some(5000));
+    assert_eq!((recipe.sweep[0].checkpoint.every_tasks, recipe.sweep[0].checkpoint.keep), (Some(2), 3));
     assert_eq!((recipe.parallel, recipe.max_attempts), (Some(4), 5));
     assert_eq!(recipe.timeout, Some(Duration::from_secs(7_200)));
     assert_eq!(recipe.heartbeat, Duration::from_secs(90));
@@ -181,7 +181,7 @@ fn every_key_of_the_format_is_read() {
     assert_eq!((slurm.cpus, slurm.mem.as_deref(), slurm.signal_seconds), (2, Some("4G"), 300));
     assert_eq!(slurm.extra, vec!["--qos=long".to_string()]);
     // A one-element list is a fixed value, not an axis.
-    let cbp = &recipe.methods[2];
+    let cbp = &recipe.sweep[0].methods[2];
     assert_eq!(cbp.fixed["accumulate"], json!(true));
     assert_eq!(cbp.axes.keys().collect::<Vec<_>>(), ["maturity_threshold"]);
     // 2 streams × (1 + 2 + 2) grid points × 3 seeds.
@@ -301,12 +301,12 @@ fn overrides_are_applied_validated_and_recorded() {
     ];
     let recipe = load("quickstart.yaml", &overrides).unwrap();
     assert_eq!(recipe.seeds, vec![0, 1, 2, 3, 4]);
-    assert_eq!(recipe.methods[0].axes["lr"], vec![json!(0.01), json!(0.003)]);
+    assert_eq!(recipe.sweep[0].methods[0].axes["lr"], vec![json!(0.01), json!(0.003)]);
     assert_eq!(recipe.parallel, Some(1));
-    assert_eq!(recipe.streams[0].tasks, 3);
-    assert_eq!(recipe.network.hidden, vec![50, 50]);
-    assert_eq!(recipe.eval.tasks, EvalTasks::Subsample { earlier: 3 });
-    assert_eq!(recipe.methods[1].fixed["momentum"], json!(0.5));
+    assert_eq!(recipe.sweep[0].streams[0].tasks, 3);
+    assert_eq!(recipe.sweep[0].network.hidden, vec![50, 50]);
+    assert_eq!(recipe.sweep[0].eval.tasks, EvalTasks::Subsample { earlier: 3 });
+    assert_eq!(recipe.sweep[0].methods[1].fixed["momentum"], json!(0.5));
     assert_eq!(recipe.heartbeat, Duration::from_secs(3_600));
     let recorded: Vec<String> = recipe.overrides.iter().map(|o| o.to_string()).collect();
     assert_eq!(recorded, overrides);
@@ -320,7 +320,7 @@ fn data_folders_from_overrides_are_relative_to_the_current_folder() {
     let text = BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: nowhere");
     let data_dir = format!("stream.data_dir={}", stub.display());
     let recipe = Recipe::from_text("recipes/x.yaml", text, &[data_dir.as_str()], &FakeChecker).unwrap();
-    assert_eq!(recipe.streams[0].spec.data_dir(), Some(stub.clone()));
+    assert_eq!(recipe.sweep[0].streams[0].spec.data_dir(), Some(stub.clone()));
     // Written in the file, the same relative path resolves against the file's folder.
     let message = errors(
         &BASE.replace("kind: synthetic_permuted", "kind: permuted_mnist\n  data_dir: ../data"),
@@ -550,7 +550,7 @@ fn independent_problems_are_reported_together_in_file_order() {
 fn empty_top_level_keys_mean_their_defaults() {
     let text = format!("{BASE}eval:\n  # every: 2\nslurm:\nparallel: ~\n");
     let recipe = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap();
-    assert_eq!(recipe.eval, protocol::EvalSpec::default());
+    assert_eq!(recipe.sweep[0].eval, protocol::EvalSpec::default());
     assert_eq!((recipe.slurm, recipe.parallel), (None, None));
     let message = errors(&BASE.replace("name: demo", "name:"), NO_OVERRIDES);
     assert!(message.contains("missing key `name`"), "{message}");
@@ -571,9 +571,9 @@ fn merge_keys_share_parameters() {
         .replace("  - name: sgd\n    lr: 0.1\n", "  - name: sgd\n    <<: &common {lr: 0.5, momentum: 0.9}\n")
         .replace("  - name: cbp\n", "  - name: cbp\n    <<: *common\n    lr: 0.2\n");
     let recipe = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap();
-    assert_eq!(recipe.methods[0].fixed["lr"], json!(0.5));
-    assert_eq!(recipe.methods[1].fixed["momentum"], json!(0.9));
-    assert_eq!(recipe.methods[1].fixed["lr"], json!(0.2), "keys written beside a merge win");
+    assert_eq!(recipe.sweep[0].methods[0].fixed["lr"], json!(0.5));
+    assert_eq!(recipe.sweep[0].methods[1].fixed["momentum"], json!(0.9));
+    assert_eq!(recipe.sweep[0].methods[1].fixed["lr"], json!(0.2), "keys written beside a merge win");
 }
 
 /// The keys each section takes, as the loader lists them when it meets an unknown one.
@@ -618,4 +618,101 @@ fn the_reference_documents_every_key() {
             );
         }
     }
+}
+
+/// Issue 16, finding 1: a `sweep:` section multiplies the recipe over any run-shaping key, every
+/// axis is a typed label, and the point equal to the recipe's own values keeps its runs' ids.
+#[test]
+fn a_sweep_section_multiplies_the_runs_and_keeps_todays_ids() {
+    let plain = Recipe::from_text("x.yaml", BASE, NO_OVERRIDES, &FakeChecker).unwrap().expand();
+    let text = format!("{BASE}sweep:\n  network.hidden: [[8], [16, 16]]\n  training.batch_size: [32, 4]\n");
+    let swept = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap().expand();
+    assert_eq!(swept.len(), plain.len() * 4);
+    for run in &plain {
+        let same = swept.iter().find(|s| s.spec.id == run.spec.id).expect("today's run keeps its id");
+        assert_eq!(same.grid["network.hidden"], json!([8]));
+        assert_eq!(same.grid["training.batch_size"], json!(32));
+        assert_eq!(same.method, run.method);
+    }
+    let wide = swept.iter().find(|s| s.grid["network.hidden"] == json!([16, 16])).unwrap();
+    assert_eq!(wide.spec.network.hidden, vec![16, 16]);
+    let cbp = swept.iter().find(|s| s.method == "cbp").unwrap();
+    let keys: Vec<&str> = cbp.grid.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["network.hidden", "replacement_rate", "training.batch_size"]);
+    let ids: std::collections::BTreeSet<&str> = swept.iter().map(|r| r.spec.id.as_str()).collect();
+    assert_eq!(ids.len(), swept.len(), "every sweep point's runs are distinct");
+}
+
+/// Issue 16, finding 1: Hydra's multirun syntax gives the same runs as the `sweep:` section; a
+/// method parameter's comma list is that method's grid axis; without `-m` a comma list is refused.
+#[test]
+fn multirun_comma_lists_sweep_like_the_section() {
+    let text = format!("{BASE}sweep:\n  network.hidden: [[8], [16, 16]]\n  training.batch_size: [1, 4]\n");
+    let section = Recipe::from_text("x.yaml", text, NO_OVERRIDES, &FakeChecker).unwrap().expand();
+    let overrides = ["network.hidden=[8],[16,16]", "training.batch_size=1,4"];
+    let multirun = Recipe::from_text_with("x.yaml", BASE, &overrides, Multirun::On, &FakeChecker).unwrap();
+    let ids = |runs: &[runner::recipe::PlannedRun]| {
+        runs.iter().map(|r| r.spec.id.clone()).collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(ids(&section), ids(&multirun.expand()));
+    assert!(multirun.effective_text.contains("training.batch_size=1,4"), "{}", multirun.effective_text);
+    assert!(multirun.effective_text.contains("sweep:"), "{}", multirun.effective_text);
+
+    let grid = Recipe::from_text("x.yaml", BASE, &["methods.sgd.lr=[0.1,0.01]"], &FakeChecker).unwrap();
+    let comma =
+        Recipe::from_text_with("x.yaml", BASE, &["methods.sgd.lr=0.1,0.01"], Multirun::On, &FakeChecker)
+            .unwrap();
+    assert_eq!(ids(&grid.expand()), ids(&comma.expand()));
+    assert_eq!(comma.sweep.len(), 1, "a method parameter's axis is a grid axis, not a sweep point");
+    assert!(comma.expand().iter().any(|r| r.grid.get("lr") == Some(&json!(0.01))));
+
+    let message = errors(BASE, &["training.batch_size=16,32"]);
+    assert!(
+        message.contains(
+            "override `training.batch_size=16,32`: `16,32` is a comma-separated list: pass -m (--multirun)"
+        ),
+        "{message}"
+    );
+}
+
+/// Issue 16, finding 1: a bad sweep value is reported at its place in the `sweep:` section,
+/// with the point it belongs to; keys that do not shape runs cannot be swept.
+#[test]
+fn sweep_problems_name_the_value_or_the_override() {
+    let text = format!("{BASE}sweep:\n  network.hidden: [[8], [0]]\n");
+    let message = errors(&text, NO_OVERRIDES);
+    assert!(
+        message.contains("recipes/x.yaml:12:26: sweep.network.hidden[1][0]: expected a positive integer, found 0 (at sweep point network.hidden=[0])"),
+        "{message}"
+    );
+    let message = errors(&format!("{BASE}sweep:\n  parallel: [1, 2]\n"), NO_OVERRIDES);
+    assert!(
+        message
+            .contains("recipes/x.yaml:12:13: sweep.parallel: `parallel` does not change what a run trains"),
+        "{message}"
+    );
+    let message = errors(&format!("{BASE}sweep:\n  training.epochs: [1, 2, 1]\n"), NO_OVERRIDES);
+    assert!(
+        message.contains("x.yaml:12:27: sweep.training.epochs[2]: sweep value 1 is listed twice"),
+        "{message}"
+    );
+    let message = errors(&format!("{BASE}sweep: [1, 2]\n"), NO_OVERRIDES);
+    assert!(
+        message.contains("x.yaml:11:8: sweep: expected a mapping of dotted keys to lists of values"),
+        "{message}"
+    );
+    let message = errors(&format!("{BASE}sweep:\n  training.epochs: 2\n"), NO_OVERRIDES);
+    assert!(
+        message.contains("sweep.training.epochs: expected a list of the values to sweep, found 2"),
+        "{message}"
+    );
+    let refused = Recipe::from_text_with("recipes/x.yaml", BASE, &["seeds=1,2"], Multirun::On, &FakeChecker)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("override `seeds=1,2`: `seeds` cannot be swept"), "{refused}");
+    let typo =
+        Recipe::from_text_with("recipes/x.yaml", BASE, &["methods.sdg.lr=1,2"], Multirun::On, &FakeChecker)
+            .unwrap_err()
+            .to_string();
+    assert!(typo.contains("override `methods.sdg.lr=1,2`: `methods` has no entry named `sdg`"), "{typo}");
 }

@@ -392,3 +392,17 @@ fn parts_that_do_not_fit_together_are_refused_before_any_work() {
     let err = engine::run(&spec, Box::new(std::io::sink()), &RunControl::default()).unwrap_err();
     assert!(err.to_string().contains("task-incremental"), "{err}");
 }
+
+/// Issue 16, finding 6: a method parameter naming a task the stream does not have (NIWF's
+/// `rollback` after `stream.tasks=3`) is refused when the run is checked, as `clorch validate`
+/// checks it, instead of failing the run when training begins.
+#[test]
+fn tasks_a_method_names_must_exist_in_the_stream() {
+    let spec = synthetic_spec("niwf", serde_json::json!({"rollback": [0, 4]}));
+    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(err.contains("`rollback`/`compose` name task 4, but the stream has 3 tasks (0 to 2)"), "{err}");
+    let spec = synthetic_spec("niwf", serde_json::json!({"rollback": [0, 2], "compose": [[0, 1]]}));
+    assert!(engine::check_spec(&spec).is_ok());
+    let spec = synthetic_spec("niwf", serde_json::json!({"compose": [[1, 3]]}));
+    assert!(engine::check_spec(&spec).unwrap_err().contains("name task 3"));
+}

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 
-use super::{exit, report::print_table};
+use super::{command_line, exit, report::print_table};
 use crate::builtin::BuiltinWorker;
 use crate::logging::note;
 use report::ReportOptions;
 use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
 use runner::lock::{self, LockError};
 use runner::plan::{plan, Plan, PlanError};
-use runner::recipe::plan_table;
+use runner::recipe::{plan_table, Multirun};
 use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use runner::store::{self, ExperimentMeta};
@@ -32,8 +32,14 @@ fn parse_parallel(text: &str) -> Result<usize, String> {
 pub struct RunArgs {
     /// The recipe (YAML).
     pub recipe: PathBuf,
-    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`.
+    /// Overrides, Hydra-style: `seeds=5 methods.sgd.lr=[0.01,0.003] parallel=1`; with `-m`,
+    /// comma lists sweep a key (`training.batch_size=16,32`).
     pub overrides: Vec<String>,
+    /// Hydra's multirun: a comma list (`network.hidden=[100],[400] training.batch_size=16,32`)
+    /// sweeps its key over the values, every combination with every seed. Without it a comma
+    /// list is refused.
+    #[arg(long, short = 'm')]
+    pub multirun: bool,
     /// Workers at once (default: the recipe's `parallel`, else the number of cores).
     #[arg(long, short = 'j', value_parser = parse_parallel)]
     pub parallel: Option<usize>,
@@ -76,10 +82,14 @@ pub struct ValidateArgs {
     pub recipe: PathBuf,
     /// Overrides, as for `clorch run`.
     pub overrides: Vec<String>,
+    /// Comma lists sweep their keys, as for `clorch run -m`.
+    #[arg(long, short = 'm')]
+    pub multirun: bool,
 }
 
-fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
-    plan(recipe, overrides, &BuiltinWorker).map_err(|e| {
+fn load(recipe: &Path, overrides: &[String], multirun: bool) -> Result<Plan, i32> {
+    let multirun = if multirun { Multirun::On } else { Multirun::Off };
+    plan(recipe, overrides, multirun, &BuiltinWorker).map_err(|e| {
         match e {
             PlanError::Recipe(errors) => eprintln!("{errors}"),
             other => eprintln!("{other}"),
@@ -88,10 +98,17 @@ fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
     })
 }
 
-/// `clorch validate`: prints the runs a recipe would launch, or its errors.
+/// `clorch validate`: prints the runs a recipe would launch, or its errors — every error
+/// `clorch run` would report before starting a worker: the recipe, the whole-run checks of
+/// each planned run, its data, and its results folder.
 pub fn validate(args: &ValidateArgs) -> i32 {
-    match load(&args.recipe, &args.overrides) {
+    match load(&args.recipe, &args.overrides, args.multirun) {
         Ok(plan) => {
+            // `clorch run` refuses a results folder it did not create; so does its check.
+            if let Err(message) = super::check_results_folder(&plan.recipe.output, true) {
+                eprintln!("clorch validate: {message}");
+                return exit::BAD_INPUT;
+            }
             print!("{}", plan_table(&plan.runs));
             println!("results folder: {}", plan.recipe.output.display());
             exit::OK
@@ -113,9 +130,23 @@ fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<
         .map_err(|e| format!("cannot find the clorch executable to start workers: {e}"))
 }
 
+/// This invocation, for the experiment's log.
+fn invocation(args: &RunArgs, plan: &Plan, now: u64) -> results::Invocation {
+    results::Invocation {
+        time: now,
+        argv: command_line::argv(),
+        recipe: args.recipe.display().to_string(),
+        overrides: args.overrides.clone(),
+        multirun: args.multirun,
+        recipe_hash: plan.recipe.text_hash.clone(),
+        clorch_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: results::invocation::this_host(),
+    }
+}
+
 /// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
 pub fn run(args: &RunArgs) -> i32 {
-    let plan = match load(&args.recipe, &args.overrides) {
+    let plan = match load(&args.recipe, &args.overrides, args.multirun) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -169,7 +200,7 @@ pub fn run(args: &RunArgs) -> i32 {
         note(format_args!("note: {text}"));
     }
     let now = store::unix_now();
-    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.text.clone(), now);
+    let mut meta = ExperimentMeta::new(&plan.recipe.name, plan.recipe.effective_text.clone(), now);
     if let Ok(Some(old)) = store.experiment() {
         meta.created = old.created;
     }
@@ -177,6 +208,11 @@ pub fn run(args: &RunArgs) -> i32 {
     if let Err(e) = store::write_experiment_files(&results_dir, &meta)
         .map_err(store::StoreError::from)
         .and_then(|_| store.put_experiment(&meta))
+    {
+        eprintln!("clorch run: {e}");
+        return exit::BAD_INPUT;
+    }
+    if let Err(e) = results::append_invocation(&results_dir, &invocation(args, &plan, now), &plan.recipe.text)
     {
         eprintln!("clorch run: {e}");
         return exit::BAD_INPUT;
@@ -225,30 +261,30 @@ pub fn run(args: &RunArgs) -> i32 {
     }
     if outcome.skipped_failed > 0 {
         note(format_args!(
-            "{} failed runs skipped (`clorch run {} --retry-failed` runs them again)",
+            "{} failed runs skipped (`{}` runs them again)",
             outcome.skipped_failed,
-            args.recipe.display()
+            command_line::again(&["--retry-failed"])
         ));
     }
     if outcome.stopped && outcome.detached > 0 {
         eprintln!(
-            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `clorch run {} \
-             --executor slurm` reattaches to them and submits the rest, `clorch cancel {}` cancels them",
+            "stopped watching: {} SLURM job(s) keep running ({} of {} runs unfinished); `{}` \
+             reattaches to them and submits the rest, `clorch cancel {}` cancels them",
             outcome.detached,
             outcome.unfinished,
             outcome.total,
-            args.recipe.display(),
-            results_dir.display()
+            command_line::again(&[]),
+            command_line::shell_line(&[results_dir.display().to_string()])
         );
         drop(lock);
         return exit::STOPPED;
     }
     if outcome.stopped {
         eprintln!(
-            "stopped: {} of {} runs unfinished; `clorch run {}` resumes them from their checkpoints",
+            "stopped: {} of {} runs unfinished; `{}` resumes them from their checkpoints",
             outcome.unfinished,
             outcome.total,
-            args.recipe.display()
+            command_line::again(&[])
         );
         drop(lock);
         return exit::STOPPED;

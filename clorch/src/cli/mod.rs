@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod command_line;
 pub mod experiment;
 pub mod plot;
+pub mod provenance;
 pub mod report;
 pub mod status;
 pub mod store;

@@ -132,6 +132,7 @@ pub fn run(args: &ReportArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    super::provenance::note_overrides(&args.results);
     match Report::build(&store, &args.table.options()) {
         Ok(report) => emit("report", &report, &args.table),
         Err(e) => {
@@ -160,6 +161,9 @@ pub fn compare(args: &CompareArgs) -> i32 {
         }
     }
     let refs: Vec<&dyn RunSource> = stores.iter().map(|s| s as &dyn RunSource).collect();
+    let labels: Vec<String> = args.results.iter().map(|d| d.display().to_string()).collect();
+    args.results.iter().for_each(|dir| super::provenance::note_overrides(dir));
+    super::provenance::note_differences(&labels, &refs);
     match Report::compare(&refs, &args.table.options()) {
         Ok(report) => emit("compare", &report, &args.table),
         Err(e) => {

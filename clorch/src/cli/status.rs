@@ -10,6 +10,10 @@ use runner::status;
 pub struct StatusArgs {
     /// The results folder (e.g. results/quickstart).
     pub results: PathBuf,
+    /// Also the runs of earlier plans (before an edit of the recipe or other overrides), which
+    /// the store keeps; by default only the latest plan's runs, the ones reports show.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Prints the status table: the live snapshot while a `clorch run` holds the folder, the
@@ -38,7 +42,7 @@ pub fn run(args: &StatusArgs) -> i32 {
         if let Some(note) = note {
             crate::logging::note(format_args!("note: {note}"));
         }
-        match status::of_store(&store) {
+        match status::of_store(&store, args.all) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("clorch status: {e}");

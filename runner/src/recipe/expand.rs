@@ -19,7 +19,10 @@ pub struct PlannedRun {
     pub stream: String,
     /// Name of the method entry.
     pub method: String,
-    /// The grid point: the method's parameters that vary across its runs (empty when none do).
+    /// The run's labels beyond stream, method and seed: its sweep point's values by dotted key
+    /// (`network.hidden`) and its method's grid point by parameter name (`lr`), each with its
+    /// JSON type (empty when nothing varies). Parameter names have no dots, so the two never
+    /// collide.
     pub grid: BTreeMap<String, Json>,
     /// The run's seed.
     pub seed: u64,
@@ -28,39 +31,45 @@ pub struct PlannedRun {
 }
 
 impl Recipe {
-    /// The runs, in a stable order: streams as written, then method entries as written, then
-    /// grid points (axes sorted by name, the first varying slowest; each axis's values in the
-    /// order written), then seeds as listed. Ids depend only on a run's content, so editing
-    /// one method entry changes only its runs' ids, and adding a seed keeps the others'.
+    /// The runs, in a stable order: sweep points (the first axis varying slowest), then
+    /// streams as written, then method entries as written, then grid points (axes sorted by
+    /// name, the first varying slowest; each axis's values in the order written), then seeds
+    /// as listed. Ids depend only on a run's content, so editing one method entry changes only
+    /// its runs' ids, adding a seed keeps the others', and a sweep that includes the recipe's
+    /// own value gives that point's runs the ids they had without the sweep.
     pub fn expand(&self) -> Vec<PlannedRun> {
         let mut runs = Vec::new();
-        for stream in &self.streams {
-            for method in &self.methods {
-                for point in method.grid_points() {
-                    let spec_method = method.spec(&point);
-                    for &seed in &self.seeds {
-                        let mut spec = RunSpec {
-                            protocol: PROTOCOL_VERSION,
-                            id: String::new(),
-                            experiment: self.name.clone(),
-                            seed,
-                            stream: stream.spec.clone(),
-                            network: self.network.clone(),
-                            method: spec_method.clone(),
-                            training: self.training.clone(),
-                            eval: self.eval.clone(),
-                            checkpoint: self.checkpoint.clone(),
-                            run_dir: None,
-                        };
-                        spec.id = spec.content_id();
-                        runs.push(PlannedRun {
-                            spec,
-                            stream: stream.name.clone(),
-                            method: method.name.clone(),
-                            grid: point.clone(),
-                            seed,
-                            tasks: stream.tasks,
-                        });
+        for point in &self.sweep {
+            for stream in &point.streams {
+                for method in &point.methods {
+                    for grid in method.grid_points() {
+                        let spec_method = method.spec(&grid);
+                        let mut labels = point.values.clone();
+                        labels.extend(grid.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        for &seed in &self.seeds {
+                            let mut spec = RunSpec {
+                                protocol: PROTOCOL_VERSION,
+                                id: String::new(),
+                                experiment: self.name.clone(),
+                                seed,
+                                stream: stream.spec.clone(),
+                                network: point.network.clone(),
+                                method: spec_method.clone(),
+                                training: point.training.clone(),
+                                eval: point.eval.clone(),
+                                checkpoint: point.checkpoint.clone(),
+                                run_dir: None,
+                            };
+                            spec.id = spec.content_id();
+                            runs.push(PlannedRun {
+                                spec,
+                                stream: stream.name.clone(),
+                                method: method.name.clone(),
+                                grid: labels.clone(),
+                                seed,
+                                tasks: stream.tasks,
+                            });
+                        }
                     }
                 }
             }
@@ -100,22 +109,32 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `N runs: [S streams × ]M methods[ × P grid points] × K seeds`; when the methods have
-/// different numbers of grid points, `M methods (G grid points in all)`. A set of runs that is
-/// not a full product (a filtered plan) gets just `N runs`.
+/// `N runs: [W sweep points × ][S streams × ]M methods[ × P grid points] × K seeds`; when the
+/// methods have different numbers of grid points, `M methods (G grid points in all)`. A set of
+/// runs that is not a full product (a filtered plan) gets just `N runs`.
 fn count_line(runs: &[PlannedRun]) -> String {
     let total = plural(runs.len(), "run", "runs");
+    // Sweep axes are the labels with dotted keys; the rest is the method's grid point.
+    let split = |run: &PlannedRun| -> (String, String) {
+        let (sweep, grid): (BTreeMap<String, Json>, BTreeMap<String, Json>) =
+            run.grid.clone().into_iter().partition(|(key, _)| key.contains('.'));
+        (render_point(&sweep), render_point(&grid))
+    };
+    let sweep: BTreeSet<String> = runs.iter().map(|r| split(r).0).collect();
     let streams: BTreeSet<&str> = runs.iter().map(|r| r.stream.as_str()).collect();
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
     let mut points: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for run in runs {
-        points.entry(run.method.as_str()).or_default().insert(render_point(&run.grid));
+        points.entry(run.method.as_str()).or_default().insert(split(run).1);
     }
     let all_points: usize = points.values().map(BTreeSet::len).sum();
-    if runs.is_empty() || streams.len() * all_points * seeds.len() != runs.len() {
+    if runs.is_empty() || sweep.len() * streams.len() * all_points * seeds.len() != runs.len() {
         return total;
     }
     let mut factors = Vec::new();
+    if sweep.len() > 1 {
+        factors.push(plural(sweep.len(), "sweep point", "sweep points"));
+    }
     if streams.len() > 1 {
         factors.push(plural(streams.len(), "stream", "streams"));
     }

@@ -51,6 +51,10 @@ pub(super) struct RecipeFile {
     pub heartbeat: DurationFile,
     #[serde(default)]
     pub slurm: Option<SlurmFile>,
+    /// `sweep:` is taken out of the tree before it is deserialised ([`super::sweep`]); the
+    /// field is here so that messages about unknown keys list it.
+    #[serde(default, rename = "sweep")]
+    pub _sweep: Option<de::IgnoredAny>,
 }
 
 /// Attempts per run when the recipe does not say.

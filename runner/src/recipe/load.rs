@@ -18,11 +18,13 @@ use serde_json::{Map, Value as Json};
 
 use super::checker::{ParamSegment, SpecChecker};
 use super::error::{RecipeError, RecipeErrors};
+use super::expand::render_point;
 use super::file::{RecipeFile, SeedsFile, SlurmFile};
 use super::messages::{describe_json, rephrase, show_value, unknown_key, unknown_name, SerdeMessage};
 use super::overrides::{self, Override};
 use super::path::{KeyPath, Segment};
-use super::types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
+use super::sweep;
+use super::types::{MethodEntry, NamedStream, Recipe, SlurmSettings, SweepPoint};
 use super::yaml::{self, Position, Target};
 
 /// More seeds than this in `seeds: n` is taken for a typo rather than expanded.
@@ -36,12 +38,33 @@ pub const MAX_BATCH_SIZE: u64 = 1 << 20;
 /// The most workers at once.
 pub const MAX_PARALLEL: u64 = 65_536;
 
+/// Whether comma lists on the command line are sweeps, as Hydra's `-m/--multirun` decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multirun {
+    /// `key=a,b` is refused: without `-m` Hydra refuses it too, and taking it for the string
+    /// `a,b` would silently run something else than meant.
+    Off,
+    /// `key=a,b` sweeps the key over `a` and `b` (a method parameter's becomes its grid axis).
+    On,
+}
+
 impl Recipe {
-    /// Reads and validates the recipe at `path` with `overrides` (`key.path=value`) applied.
-    /// Reading the file is the only I/O (besides what `checker` does); nothing is created.
+    /// Reads and validates the recipe at `path` with `overrides` (`key.path=value`) applied,
+    /// comma lists refused ([`Multirun::Off`]). Reading the file is the only I/O (besides what
+    /// `checker` does); nothing is created.
     pub fn load(
         path: impl AsRef<Path>,
         overrides: &[impl AsRef<str>],
+        checker: &dyn SpecChecker,
+    ) -> Result<Recipe, RecipeErrors> {
+        Recipe::load_with(path, overrides, Multirun::Off, checker)
+    }
+
+    /// [`Recipe::load`], with comma lists on the command line taken as `multirun` says.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        overrides: &[impl AsRef<str>],
+        multirun: Multirun,
         checker: &dyn SpecChecker,
     ) -> Result<Recipe, RecipeErrors> {
         let path = path.as_ref();
@@ -53,27 +76,91 @@ impl Recipe {
             via_override: None,
             message: format!("cannot read the recipe: {error}"),
         })?;
-        Recipe::from_text(path, text, overrides, checker)
+        Recipe::from_text_with(path, text, overrides, multirun, checker)
     }
 
     /// Validates recipe `text` as if read from `path`: `path` names the file in messages, and
-    /// relative data folders resolve against its folder.
+    /// relative data folders resolve against its folder. Comma lists are refused.
     pub fn from_text(
         path: impl AsRef<Path>,
         text: impl Into<String>,
         overrides: &[impl AsRef<str>],
         checker: &dyn SpecChecker,
     ) -> Result<Recipe, RecipeErrors> {
+        Recipe::from_text_with(path, text, overrides, Multirun::Off, checker)
+    }
+
+    /// [`Recipe::from_text`], with comma lists taken as `multirun` says.
+    pub fn from_text_with(
+        path: impl AsRef<Path>,
+        text: impl Into<String>,
+        overrides: &[impl AsRef<str>],
+        multirun: Multirun,
+        checker: &dyn SpecChecker,
+    ) -> Result<Recipe, RecipeErrors> {
         let path = path.as_ref();
         let text = text.into();
         let mut validation =
             Validation { file: path, text: &text, checker, applied: Vec::new(), errors: Vec::new() };
-        let (file, overrides) = validation.read(overrides)?;
-        let parts = validation.convert(file);
-        if !validation.errors.is_empty() {
-            return Err(RecipeErrors::new(validation.errors));
+        let (tree, overrides, axes) = validation.read(overrides, multirun)?;
+        let effective_text = effective_text(&text, &tree, &overrides, &axes);
+        // Method-parameter axes are grid axes: written into their entries as lists.
+        let mut tree = tree;
+        for axis in axes.iter().filter(|a| a.is_method_parameter()) {
+            match overrides::set(&mut tree, &axis.key, Json::Array(axis.values.clone())) {
+                Ok(path) => validation.applied.push((path, Blame::of(axis))),
+                Err(message) => validation.axis_problem(axis, message),
+            }
         }
-        let parts = parts.expect("conversion without errors yields every part");
+        if !validation.errors.is_empty() {
+            return Err(validation.finish());
+        }
+        let swept: Vec<&sweep::Axis> = axes.iter().filter(|a| !a.is_method_parameter()).collect();
+        let points = sweep::points(&swept);
+        let mut shared = None;
+        let mut sweep_points = Vec::new();
+        let mut found: Vec<(RecipeError, Vec<usize>)> = Vec::new();
+        for (p, point) in points.iter().enumerate() {
+            let mut tree = tree.clone();
+            let before = validation.applied.len();
+            for (axis, &j) in swept.iter().zip(point) {
+                match overrides::set(&mut tree, &axis.key, axis.values[j].clone()) {
+                    Ok(path) => validation.applied.push((path, Blame::value_of(axis, j))),
+                    Err(message) => validation.axis_problem(axis, message),
+                }
+            }
+            if validation.errors.is_empty() {
+                if let Some(file) = validation.deserialize(tree) {
+                    if let Some(parts) = validation.convert(file) {
+                        let values = sweep::values_of(&swept, point);
+                        sweep_points.push(parts.point(values.clone()));
+                        shared.get_or_insert(parts);
+                    }
+                }
+            }
+            validation.applied.truncate(before);
+            for error in std::mem::take(&mut validation.errors) {
+                match found.iter_mut().find(|(e, _)| *e == error) {
+                    Some((_, at)) => at.push(p),
+                    None => found.push((error, vec![p])),
+                }
+            }
+        }
+        if !found.is_empty() {
+            // A problem of some sweep points only names the first of them.
+            let errors = found
+                .into_iter()
+                .map(|(mut error, at)| {
+                    if at.len() < points.len() {
+                        let values = sweep::values_of(&swept, &points[at[0]]);
+                        error.message.push_str(&format!(" (at sweep point {})", render_point(&values)));
+                    }
+                    error
+                })
+                .collect();
+            return Err(RecipeErrors::new(errors));
+        }
+        let parts = shared.expect("validation without errors yields every part");
         let recipe = Recipe {
             name: parts.name,
             description: parts.description,
@@ -81,14 +168,10 @@ impl Recipe {
             text_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
             text,
             overrides,
+            effective_text,
             output: parts.output,
-            streams: parts.streams,
-            network: parts.network,
-            training: parts.training,
-            methods: parts.methods,
+            sweep: sweep_points,
             seeds: parts.seeds,
-            eval: parts.eval,
-            checkpoint: parts.checkpoint,
             parallel: parts.parallel,
             max_attempts: parts.max_attempts,
             timeout: parts.timeout,
@@ -98,6 +181,29 @@ impl Recipe {
         check_unique_ids(&recipe)?;
         Ok(recipe)
     }
+}
+
+/// The recipe as it runs, for the experiment's metadata: the text itself without overrides;
+/// otherwise the overridden tree as YAML (keys sorted, comments gone), comma-list axes in its
+/// `sweep:` section, under a comment that names the file and the overrides.
+fn effective_text(text: &str, tree: &Json, overrides: &[Override], axes: &[sweep::Axis]) -> String {
+    if overrides.is_empty() {
+        return text.to_string();
+    }
+    let mut tree = tree.clone();
+    if !axes.is_empty() {
+        let section: Map<String, Json> =
+            axes.iter().map(|a| (a.key.clone(), Json::Array(a.values.clone()))).collect();
+        if let Json::Object(map) = &mut tree {
+            map.insert("sweep".into(), Json::Object(section));
+        }
+    }
+    let listed: Vec<String> = overrides.iter().map(|o| o.to_string()).collect();
+    format!(
+        "# The recipe with the command-line overrides applied: {}\n{}",
+        listed.join(" "),
+        yaml::emit(&tree)
+    )
 }
 
 /// Every run id must be unique, or two planned runs would share one run folder and one store
@@ -147,23 +253,67 @@ struct Parts {
     slurm: Option<SlurmSettings>,
 }
 
+/// What set a node of the tree, for messages about it.
+#[derive(Clone, Debug)]
+enum Blame {
+    /// A command-line override, as written.
+    Override(String),
+    /// A value of the recipe's `sweep:` section, at this path of the text.
+    Sweep(KeyPath),
+}
+
+impl Blame {
+    /// Who set a method-parameter axis's list.
+    fn of(axis: &sweep::Axis) -> Blame {
+        match &axis.origin {
+            sweep::Origin::Override(text) => Blame::Override(text.clone()),
+            sweep::Origin::File => Blame::Sweep(KeyPath::root().key("sweep").key(axis.key.as_str())),
+        }
+    }
+
+    /// Who set value `index` of an axis.
+    fn value_of(axis: &sweep::Axis, index: usize) -> Blame {
+        match &axis.origin {
+            sweep::Origin::Override(text) => Blame::Override(text.clone()),
+            sweep::Origin::File => Blame::Sweep(axis.value_path(index)),
+        }
+    }
+}
+
+impl Parts {
+    /// The sweep point these parts make, with its values.
+    fn point(&self, values: BTreeMap<String, Json>) -> SweepPoint {
+        SweepPoint {
+            values,
+            streams: self.streams.clone(),
+            network: self.network.clone(),
+            training: self.training.clone(),
+            methods: self.methods.clone(),
+            eval: self.eval.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+}
+
 /// One validation: the text for positions, the applied overrides for attribution, and the
 /// problems found so far.
 struct Validation<'a> {
     file: &'a Path,
     text: &'a str,
     checker: &'a dyn SpecChecker,
-    /// Path each applied override set, and the override as written.
-    applied: Vec<(KeyPath, String)>,
+    /// Path each applied override or sweep value set, and who set it.
+    applied: Vec<(KeyPath, Blame)>,
     errors: Vec<RecipeError>,
 }
 
 impl Validation<'_> {
-    /// Steps 1 and 2: the tree with overrides applied, deserialised.
+    /// Step 1: the tree with overrides applied and the sweep's axes taken out of it (the
+    /// `sweep:` section, then `-m` comma lists, which replace a section axis of the same key).
     fn read(
         &mut self,
         raw_overrides: &[impl AsRef<str>],
-    ) -> Result<(RecipeFile, Vec<Override>), RecipeErrors> {
+        multirun: Multirun,
+    ) -> Result<(Json, Vec<Override>, Vec<sweep::Axis>), RecipeErrors> {
         let mut parsed = Vec::new();
         for raw in raw_overrides {
             match Override::parse(raw.as_ref()) {
@@ -188,9 +338,62 @@ impl Validation<'_> {
             );
             return Err(self.finish());
         }
+        let mut axes = match tree.as_object_mut().and_then(|map| map.remove("sweep")) {
+            None | Some(Json::Null) => Vec::new(),
+            Some(section) => match sweep::read_section(section) {
+                Ok(axes) => axes,
+                Err(problems) => {
+                    for problem in problems {
+                        let mut path = KeyPath::root().key("sweep");
+                        if let Some(key) = problem.key {
+                            path = path.key(key);
+                        }
+                        if let Some(index) = problem.index {
+                            path = path.index(index);
+                        }
+                        self.node(&path, problem.message);
+                    }
+                    Vec::new()
+                }
+            },
+        };
         for o in &parsed {
+            if let Some(items) = o.comma_list() {
+                if multirun == Multirun::Off {
+                    self.override_problem(
+                        &o.to_string(),
+                        format!(
+                            "`{}` is a comma-separated list: pass -m (--multirun) to sweep `{}` over \
+                             its values, write `[{}]` for one list value, or quote it for a string",
+                            o.value,
+                            o.key,
+                            items.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                let mut values = Vec::new();
+                for item in items {
+                    match overrides::parse_value(item) {
+                        Ok(value) => values.push(value),
+                        Err(message) => self.override_problem(&o.to_string(), message),
+                    }
+                }
+                match sweep::check_axis(&o.key, &values) {
+                    Ok(()) => {
+                        axes.retain(|a| a.key != o.key);
+                        axes.push(sweep::Axis {
+                            key: o.key.clone(),
+                            values,
+                            origin: sweep::Origin::Override(o.to_string()),
+                        });
+                    }
+                    Err((_, message)) => self.override_problem(&o.to_string(), message),
+                }
+                continue;
+            }
             match overrides::apply(&mut tree, o) {
-                Ok(path) => self.applied.push((path, o.to_string())),
+                Ok(path) => self.applied.push((path, Blame::Override(o.to_string()))),
                 Err(message) => self.override_problem(&o.to_string(), message),
             }
         }
@@ -202,11 +405,27 @@ impl Validation<'_> {
         if let Json::Object(map) = &mut tree {
             map.retain(|_, value| !value.is_null());
         }
+        Ok((tree, parsed, axes))
+    }
+
+    /// Step 2: the tree (of one sweep point) deserialised; `None` after reporting why not.
+    fn deserialize(&mut self, tree: Json) -> Option<RecipeFile> {
         match serde_path_to_error::deserialize::<_, RecipeFile>(tree) {
-            Ok(file) => Ok((file, parsed)),
+            Ok(file) => Some(file),
             Err(error) => {
                 self.serde_problem(&KeyPath::root(), "a recipe", error);
-                Err(self.finish())
+                None
+            }
+        }
+    }
+
+    /// An axis whose key cannot be set in the recipe (`methods.sdg.lr`).
+    fn axis_problem(&mut self, axis: &sweep::Axis, message: String) {
+        match &axis.origin {
+            sweep::Origin::Override(text) => self.override_problem(text, message),
+            sweep::Origin::File => {
+                let path = KeyPath::root().key("sweep").key(axis.key.as_str());
+                self.report(&path, Target::Key, path.clone(), message);
             }
         }
     }
@@ -685,7 +904,7 @@ impl Validation<'_> {
 
     /// Whether an override set `path` or one of its ancestors.
     fn overridden(&self, path: &KeyPath) -> bool {
-        self.applied.iter().any(|(p, _)| p.is_prefix_of(path))
+        self.applied.iter().any(|(p, blame)| matches!(blame, Blame::Override(_)) && p.is_prefix_of(path))
     }
 
     /// A problem of the node at `path`, shown under the same path.
@@ -698,16 +917,30 @@ impl Validation<'_> {
     /// located in the text, noting any override that changed something inside the node.
     fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, mut message: String) {
         let blamed = self.applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)).cloned();
-        if let Some((set, text)) = blamed {
-            let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
-            self.push(None, key, Some(text), message);
-            return;
+        match blamed {
+            Some((set, Blame::Override(text))) => {
+                let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
+                self.push(None, key, Some(text), message);
+                return;
+            }
+            Some((set, Blame::Sweep(at))) => {
+                // The sweep value written in the text, down to the part the problem is about.
+                let tail: Vec<Segment> = path.segments()[set.segments().len()..].to_vec();
+                let at = at.join(&KeyPath::from(tail));
+                let position = yaml::locate(self.text, &at, Target::Node);
+                self.push(position, at, None, message);
+                return;
+            }
+            None => {}
         }
         let inside: Vec<String> = self
             .applied
             .iter()
             .filter(|(p, _)| path.is_prefix_of(p))
-            .map(|(_, t)| format!("`{t}`"))
+            .map(|(_, blame)| match blame {
+                Blame::Override(t) => format!("`{t}`"),
+                Blame::Sweep(at) => format!("`{at}`"),
+            })
             .collect();
         if !inside.is_empty() {
             message.push_str(&format!(" (after override {})", inside.join(", ")));

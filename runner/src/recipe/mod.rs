@@ -12,6 +12,7 @@
 //! [`KeyPath`]s, so the YAML crate can be swapped by rewriting that one file.
 
 mod checker;
+mod differences;
 mod duration;
 mod error;
 mod expand;
@@ -20,13 +21,16 @@ mod load;
 mod messages;
 mod overrides;
 mod path;
+mod sweep;
 mod types;
 mod yaml;
 
 pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
+pub use differences::{differences, Difference};
 pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
+pub use load::Multirun;
 pub use overrides::Override;
 pub use path::{KeyPath, Segment};
-pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
+pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings, SweepPoint};

@@ -50,11 +50,50 @@ impl fmt::Display for Override {
     }
 }
 
+impl Override {
+    /// The values of a comma-separated list (`16,32`, `[100,100],[400,400]`): the value split at
+    /// the commas outside brackets, braces and quotes, each part trimmed. `None` when the value
+    /// has no such comma (`[0.01,0.003]` is one list value, `'a, b'` one string).
+    pub fn comma_list(&self) -> Option<Vec<&str>> {
+        let mut parts = Vec::new();
+        let (mut depth, mut quote, mut start) = (0usize, None::<char>, 0);
+        for (i, c) in self.value.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                (None, ',') if depth == 0 => {
+                    parts.push(self.value[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        parts.push(self.value[start..].trim());
+        Some(parts)
+    }
+}
+
+/// Reads one value as written on the command line (a YAML flow value).
+pub(super) fn parse_value(text: &str) -> Result<Json, String> {
+    yaml::parse(text).map_err(|p| format!("cannot read the value: {}", p.message))
+}
+
 /// Sets the override's value in `tree` and returns the path it set (with named list entries
 /// resolved to their positions), or says why it cannot.
 pub(super) fn apply(tree: &mut Json, o: &Override) -> Result<KeyPath, String> {
-    let value = yaml::parse(&o.value).map_err(|p| format!("cannot read the value: {}", p.message))?;
-    let steps: Vec<&str> = o.key.split('.').collect();
+    set(tree, &o.key, parse_value(&o.value)?)
+}
+
+/// Sets `value` at the dotted `key` of `tree`, the way an override does, and returns the path
+/// it set.
+pub(super) fn set(tree: &mut Json, key: &str, value: Json) -> Result<KeyPath, String> {
+    let steps: Vec<&str> = key.split('.').collect();
     let mut path = KeyPath::root();
     let mut node = tree;
     for (i, step) in steps.iter().enumerate() {
@@ -127,6 +166,17 @@ mod tests {
         assert!(Override::parse("seeds").unwrap_err().contains("key.path=value"));
         assert!(Override::parse("a..b=1").unwrap_err().contains("non-empty keys"));
         assert!(Override::parse("+methods.x=1").unwrap_err().contains("not supported"));
+    }
+
+    #[test]
+    fn comma_lists_split_outside_brackets_and_quotes() {
+        let list = |text: &str| Override::parse(text).unwrap().comma_list().map(|v| v.join(" | "));
+        assert_eq!(list("training.batch_size=16, 32").as_deref(), Some("16 | 32"));
+        assert_eq!(list("network.hidden=[100,100],[400,400]").as_deref(), Some("[100,100] | [400,400]"));
+        assert_eq!(list("eval.tasks={a: 1, b: 2},all").as_deref(), Some("{a: 1, b: 2} | all"));
+        assert_eq!(list("methods.sgd.lr=[0.01,0.003]"), None);
+        assert_eq!(list("description='a, b'"), None);
+        assert_eq!(list("seeds=5"), None);
     }
 
     #[test]

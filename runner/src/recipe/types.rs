@@ -29,23 +29,18 @@ pub struct Recipe {
     pub text_hash: String,
     /// The command-line overrides applied on top of the text, in order.
     pub overrides: Vec<Override>,
+    /// The recipe as it runs: [`Recipe::text`] when there are no overrides, else the tree with
+    /// the overrides applied (and `-m` comma lists in its `sweep:` section), as YAML under a
+    /// comment naming the overrides. What reports show as the experiment's recipe.
+    pub effective_text: String,
     /// Results folder: `output:` as written (relative to the current directory), or
     /// `results/<name>`.
     pub output: PathBuf,
-    /// The task streams, in the recipe's order; at least one.
-    pub streams: Vec<NamedStream>,
-    /// The learner's network, shared by all runs.
-    pub network: NetworkSpec,
-    /// Mini-batching, shared by all runs.
-    pub training: TrainingSpec,
-    /// The method entries, in the recipe's order; at least one, names unique.
-    pub methods: Vec<MethodEntry>,
+    /// The recipe at each point of its sweep, in sweep order (the first axis varying slowest);
+    /// one point, with no values, when the recipe sweeps nothing.
+    pub sweep: Vec<SweepPoint>,
     /// The seeds every configuration runs with; at least one, no repeats.
     pub seeds: Vec<u64>,
-    /// What is measured, and when.
-    pub eval: EvalSpec,
-    /// Checkpoint cadence.
-    pub checkpoint: CheckpointSpec,
     /// Workers at once; `None`: as many as the machine has cores (the scheduler decides).
     pub parallel: Option<usize>,
     /// Attempts per run before it is recorded as failed (≥ 1; default 3).
@@ -57,6 +52,27 @@ pub struct Recipe {
     pub heartbeat: Duration,
     /// Settings of the SLURM executor, when the recipe has a `slurm:` section.
     pub slurm: Option<SlurmSettings>,
+}
+
+/// What the runs of one sweep point train: the parts of the recipe a sweep can vary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepPoint {
+    /// The point's value of each swept key (dotted, as written: `network.hidden`), with its
+    /// JSON type; empty without a sweep. Method-parameter axes are not here: they are grid
+    /// axes of their entries.
+    pub values: BTreeMap<String, Json>,
+    /// The task streams, in the recipe's order; at least one.
+    pub streams: Vec<NamedStream>,
+    /// The learner's network.
+    pub network: NetworkSpec,
+    /// Mini-batching.
+    pub training: TrainingSpec,
+    /// The method entries, in the recipe's order; at least one, names unique.
+    pub methods: Vec<MethodEntry>,
+    /// What is measured, and when.
+    pub eval: EvalSpec,
+    /// Checkpoint cadence.
+    pub checkpoint: CheckpointSpec,
 }
 
 /// One task stream of a recipe and the name its runs are grouped by.

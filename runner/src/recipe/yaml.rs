@@ -59,6 +59,11 @@ pub(super) fn parse(text: &str) -> Result<Json, YamlProblem> {
     })
 }
 
+/// `tree` as YAML text (block style, keys in the tree's order).
+pub(super) fn emit(tree: &Json) -> String {
+    serde_yaml::to_string(tree).expect("a JSON tree always serialises as YAML")
+}
+
 /// Largest recipe text accepted, in bytes.
 pub(super) const MAX_TEXT_BYTES: usize = 1 << 20;
 /// Largest size the document may reach once every alias (`*name`) is replaced by the node it

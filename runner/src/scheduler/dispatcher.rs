@@ -201,23 +201,22 @@ impl<'a> Dispatcher<'a> {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
             let mut spec = planned.spec.clone();
             spec.run_dir = Some(dir.clone());
+            // Labels come from this plan, also for runs an earlier plan created: what varies
+            // (and so labels a run) depends on the whole recipe, not on the run alone.
+            let labels = RunLabels {
+                stream: planned.stream.clone(),
+                method: planned.method.clone(),
+                grid: planned.grid.clone(),
+                seed: planned.seed,
+            };
             let mut record = match store.run(&id)? {
                 Some(mut r) => {
                     r.order = order as u64;
                     r.spec = spec;
+                    r.labels = labels;
                     r
                 }
-                None => RunRecord::new(
-                    order as u64,
-                    spec,
-                    RunLabels {
-                        stream: planned.stream.clone(),
-                        method: planned.method.clone(),
-                        grid: planned.grid.clone(),
-                        seed: planned.seed,
-                    },
-                    planned.tasks,
-                ),
+                None => RunRecord::new(order as u64, spec, labels, planned.tasks),
             };
             store::write_run_spec(&dir, &record.spec).map_err(StoreError::from)?;
             // An attempt an earlier call left going (a SLURM job after Ctrl-C; a rebuilt store
@@ -401,14 +400,25 @@ impl<'a> Dispatcher<'a> {
                 // Saved at once: a `clorch run` started after this one dies reattaches to the
                 // job instead of submitting the run again.
                 record.executor_job = Some(handle);
+                record.times.queued_since = Some(self.clock.unix_seconds());
                 self.store.save_run(record)?;
             }
             Message::Started { handle } => {
                 let fresh = record.executor_job.as_deref() != Some(handle.as_str());
                 record.executor_job = Some(handle);
                 active.started = self.clock.now();
-                record.times.last_started = Some(self.clock.unix_seconds());
-                if fresh {
+                let t = self.clock.unix_seconds();
+                record.times.last_started = Some(t);
+                // The wait in the queue ends here; it is not run time.
+                let waited = record.times.queued_since.take().is_some_and(|since| {
+                    let waited = t.saturating_sub(since) as f64;
+                    record.times.queue_seconds = Some(record.times.queue_seconds.unwrap_or(0.0) + waited);
+                    if record.attempts <= 1 {
+                        record.times.first_started = Some(t);
+                    }
+                    true
+                });
+                if fresh || waited {
                     self.store.save_run(record)?;
                 }
             }
@@ -449,7 +459,18 @@ impl<'a> Dispatcher<'a> {
         let dir = record.spec.run_dir.clone().unwrap_or_default();
         let t = self.clock.unix_seconds();
         let elapsed = self.clock.now().saturating_duration_since(active.started).as_secs_f64();
-        record.times.wall_seconds = Some(record.times.wall_seconds.unwrap_or(0.0) + elapsed);
+        let detached = matches!(ending, Ending::Detached);
+        match record.times.queued_since {
+            // Its job never started: the time was spent waiting in the queue (where a detached
+            // job goes on waiting, counted when it starts or ends).
+            Some(since) if !detached => {
+                let waited = t.saturating_sub(since) as f64;
+                record.times.queue_seconds = Some(record.times.queue_seconds.unwrap_or(0.0) + waited);
+                record.times.queued_since = None;
+            }
+            Some(_) => {}
+            None => record.times.wall_seconds = Some(record.times.wall_seconds.unwrap_or(0.0) + elapsed),
+        }
         let ending = attempt_ending(ending, active.saw_finished, active.protocol);
         let broken = self.broken.entry(id.to_string()).or_default();
         let label = label.as_str();

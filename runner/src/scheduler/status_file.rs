@@ -81,6 +81,9 @@ mod tests {
             checkpoint_at: None,
             reason: None,
             checkpoint_note: None,
+            resumable: None,
+            job: None,
+            queued_seconds: None,
         };
         Board { total: 1, done: 0, failed: 0, work: 0.4, running: Vec::new(), runs: vec![line] }
     }

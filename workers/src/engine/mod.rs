@@ -85,6 +85,8 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
             ));
         }
     }
+    let tasks = crate::stream::tasks(&spec.stream).map_err(|e| e.to_string())?;
+    method::check_stream(&spec.method, tasks).map_err(|e| e.to_string())?;
     if !crate::stream::is_online(&spec.stream) {
         return Ok(());
     }

@@ -120,6 +120,13 @@ pub trait MethodKind {
     fn check_optimizer(_optimizer: &OptimizerConfig) -> Result<(), String> {
         Ok(())
     }
+    /// Checks a configuration against the stream it will train on, before anything trains:
+    /// a parameter that names tasks must name tasks the stream has. Without it such a
+    /// mistake passes `clorch validate` and fails the run when training begins. One line
+    /// saying what is wrong.
+    fn check_stream(_config: &Self::Config, _tasks: usize) -> Result<(), String> {
+        Ok(())
+    }
     /// Builds the method.
     fn build(config: Self::Config, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod>;
 }
@@ -143,6 +150,7 @@ pub struct MethodInfo {
     pub needs_task_heads: bool,
     parameters: fn() -> Vec<(String, serde_json::Value)>,
     build: fn(&MethodSpec) -> Result<Built, MethodError>,
+    check_stream: fn(&MethodSpec, usize) -> Result<(), MethodError>,
 }
 
 impl MethodInfo {
@@ -171,6 +179,14 @@ fn info<M: MethodKind>() -> MethodInfo {
         build: |spec| {
             let (config, optimizer) = params::parse::<M>(spec)?;
             Ok((M::build(config, &optimizer), optimizer))
+        },
+        check_stream: |spec, tasks| {
+            let (config, _) = params::parse::<M>(spec)?;
+            M::check_stream(&config, tasks).map_err(|message| MethodError::Parameter {
+                method: spec.name.clone(),
+                kind: spec.kind.clone(),
+                message,
+            })
         },
     }
 }
@@ -205,6 +221,11 @@ pub fn lookup(kind: &str) -> Result<MethodInfo, MethodError> {
 /// Builds the method a spec names, with its optimiser configuration.
 pub fn build(spec: &MethodSpec) -> Result<Built, MethodError> {
     (lookup(&spec.kind)?.build)(spec)
+}
+
+/// Checks a spec against a stream of `tasks` tasks ([`MethodKind::check_stream`]).
+pub fn check_stream(spec: &MethodSpec, tasks: usize) -> Result<(), MethodError> {
+    (lookup(&spec.kind)?.check_stream)(spec, tasks)
 }
 
 /// Checks a spec (kind, parameter names, types and ranges) without training anything.

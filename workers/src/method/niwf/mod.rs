@@ -140,8 +140,22 @@ impl MethodKind for Niwf {
     fn check(c: &NiwfConfig) -> Result<(), String> {
         c.check()
     }
+    fn check_stream(c: &NiwfConfig, tasks: usize) -> Result<(), String> {
+        c.settings().commit.map_or(Ok(()), |commit| tasks_named_exist(&commit, tasks))
+    }
     fn build(c: NiwfConfig, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(FieldMethod::new(c.settings(), *optimizer))
+    }
+}
+
+/// Every task `rollback` and `compose` name is one of the stream's `tasks`.
+fn tasks_named_exist(commit: &CommitSettings, tasks: usize) -> Result<(), String> {
+    match commit.rollback.iter().chain(commit.compose.iter().flatten()).find(|&&t| t >= tasks) {
+        Some(t) => Err(format!(
+            "`rollback`/`compose` name task {t}, but the stream has {tasks} tasks (0 to {})",
+            tasks.saturating_sub(1)
+        )),
+        None => Ok(()),
     }
 }
 
@@ -523,14 +537,8 @@ fn drift(
 impl ContinualMethod for FieldMethod {
     fn begin(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
         if let Some(commit) = &self.settings.commit {
-            let tasks = cx.tasks_total;
-            let late = commit.rollback.iter().chain(commit.compose.iter().flatten()).find(|&&t| t >= tasks);
-            if let Some(t) = late {
-                return Err(MethodError::Failed(format!(
-                    "niwf: `rollback`/`compose` name task {t}, but the stream has {tasks} tasks (0 to {})",
-                    tasks - 1
-                )));
-            }
+            tasks_named_exist(commit, cx.tasks_total)
+                .map_err(|e| MethodError::Failed(format!("niwf: {e}")))?;
         }
         let field = WeightField::new(&cx.net.sizes(), self.settings.spec.clone(), cx.rng)
             .map_err(|e| MethodError::Failed(format!("{}: {e}", self.settings.kind)))?;
