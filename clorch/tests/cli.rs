@@ -159,7 +159,7 @@ fn a_worker_printing_garbage_fails_its_run_with_a_protocol_error() {
     );
     assert_eq!(out.status.code(), Some(1));
     let status = text(&clorch(&["status", s.path("results-garbage").to_str().unwrap()], &[]).stdout);
-    assert!(status.contains("not an event") && status.contains("this is not json"), "{status}");
+    assert!(status.contains("not a sealed event") && status.contains("this is not json"), "{status}");
 }
 
 /// Process ids of live `clorch worker` processes whose spec lies under `dir`. From `/proc`: the
