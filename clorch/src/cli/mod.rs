@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod experiment;
 pub mod plot;
 pub mod report;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod worker;
@@ -103,6 +104,9 @@ pub enum Command {
     /// Figures of an experiment (accuracy matrices, per-task accuracy, online accuracy or
     /// error, plasticity diagnostics, CLNP capacity) as PNG or SVG files.
     Plot(plot::PlotArgs),
+    /// A live dashboard of running experiments in the browser: run table, curves over seeds,
+    /// accuracy matrices filling in, the comparison table, log tails (read-only).
+    Serve(serve::ServeArgs),
     /// Maintenance of an experiment's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(args) => report::run(&args),
         Command::Compare(args) => report::compare(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Store(command) => store::run(&command),
         Command::Methods => {
             print!("{}", methods_table());
