@@ -160,7 +160,8 @@ pub fn experiment(w: &Watched, now: u64) -> ExperimentView {
 
 fn group(members: &[&WatchedRun]) -> GroupView {
     let labels = &members[0].record.labels;
-    let curves = |f: &dyn Fn(&WatchedRun) -> Vec<f64>| -> Vec<Vec<f64>> { members.iter().map(|r| f(r)).collect() };
+    let curves =
+        |f: &dyn Fn(&WatchedRun) -> Vec<f64>| -> Vec<Vec<f64>> { members.iter().map(|r| f(r)).collect() };
     let longest = members.iter().max_by_key(|r| r.series.online.len()).expect("a group has a run");
     let examples: Vec<f64> = longest.series.online.iter().map(|p| p.examples as f64).collect();
     let plasticity_x: Vec<f64> = members
@@ -176,7 +177,10 @@ fn group(members: &[&WatchedRun]) -> GroupView {
         online: bands::band(&curves(&|r| r.series.online_values()), Some(&examples)),
         just_trained: bands::band(&curves(&|r| r.series.just_trained()), None),
         average: bands::band(&curves(&|r| r.series.average_so_far()), None),
-        dead: bands::band(&curves(&|r| r.series.plasticity.iter().map(|p| p.dead).collect()), Some(&plasticity_x)),
+        dead: bands::band(
+            &curves(&|r| r.series.plasticity.iter().map(|p| p.dead).collect()),
+            Some(&plasticity_x),
+        ),
         effective_rank: bands::band(
             &curves(&|r| r.series.plasticity.iter().map(|p| p.effective_rank).collect()),
             Some(&plasticity_x),
@@ -267,7 +271,9 @@ pub fn log_tail(r: &WatchedRun) -> String {
     let Ok(mut file) = std::fs::File::open(&path) else { return String::new() };
     let start = meta.len().saturating_sub(LOG_TAIL_BYTES);
     let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(start)).is_err() || file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes).is_err() {
+    if file.seek(SeekFrom::Start(start)).is_err()
+        || file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes).is_err()
+    {
         return String::new();
     }
     let text = String::from_utf8_lossy(&bytes);

@@ -33,7 +33,8 @@ pub fn band(curves: &[Vec<f64>], x: Option<&[f64]>) -> Band {
         let values: Vec<f64> = curves
             .iter()
             .filter_map(|c| {
-                let finite: Vec<f64> = c.get(start..end.min(c.len()))?.iter().copied().filter(|v| v.is_finite()).collect();
+                let finite: Vec<f64> =
+                    c.get(start..end.min(c.len()))?.iter().copied().filter(|v| v.is_finite()).collect();
                 (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
             })
             .collect();

@@ -119,14 +119,20 @@ impl Server {
                     return Err(ServeError::NotAnExperiment { path: dir.clone(), reason: describe(&other) });
                 }
             }
-            let dir = dir.canonicalize().map_err(|e| ServeError::NotAnExperiment { path: dir.clone(), reason: e.to_string() })?;
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| ServeError::NotAnExperiment { path: dir.clone(), reason: e.to_string() })?;
             let mut w = Watched::new(dir);
             w.refresh();
             experiments.push(w);
         }
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-        Ok(Server { listener, shared: Arc::new(Shared::new(experiments, config.token)), refresh: config.refresh })
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared::new(experiments, config.token)),
+            refresh: config.refresh,
+        })
     }
 
     /// The address it listens on (with the port chosen, when 0 was asked for).
@@ -177,12 +183,19 @@ impl Server {
 }
 
 async fn respond(shared: Arc<Shared>, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let shared_token = shared.token.clone();
     let answer = routes::answer(shared, &request).await;
     let head = request.method() == hyper::Method::HEAD;
     let body = if head { Vec::new() } else { answer.body };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = answer.status;
     routes::common_headers(response.headers_mut(), answer.content_type, answer.cacheable);
+    if let (true, Some(token)) = (answer.set_cookie, &shared_token) {
+        let cookie = format!("{}={token}; HttpOnly; SameSite=Strict; Path=/", routes::COOKIE_NAME);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(hyper::header::SET_COOKIE, value);
+        }
+    }
     response
 }
 

@@ -90,7 +90,12 @@ impl RunSeries {
                 });
             }
             EventBody::Eval { after_task, on_task, loss, accuracy, variant: None, .. } => {
-                self.matrix.push(MatrixEntry { after_task: *after_task, on_task: *on_task, accuracy: *accuracy, loss: *loss })
+                self.matrix.push(MatrixEntry {
+                    after_task: *after_task,
+                    on_task: *on_task,
+                    accuracy: *accuracy,
+                    loss: *loss,
+                })
             }
             EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
                 let n = layers.len().max(1) as f64;
@@ -184,7 +189,14 @@ mod tests {
     }
 
     fn eval(after: Option<usize>, on: usize, acc: f64) -> EventBody {
-        EventBody::Eval { after_task: after, on_task: on, examples: 10, loss: 1.0 - acc, accuracy: Some(acc), variant: None }
+        EventBody::Eval {
+            after_task: after,
+            on_task: on,
+            examples: 10,
+            loss: 1.0 - acc,
+            accuracy: Some(acc),
+            variant: None,
+        }
     }
 
     #[test]
@@ -226,6 +238,9 @@ mod tests {
         assert_eq!(s.average_so_far(), [0.9, (0.7 + 0.95) / 2.0]);
         let (untrained, rows) = s.matrix_rows();
         assert!(untrained);
-        assert_eq!(rows, vec![vec![Some(0.5), None], vec![Some(0.9), Some(0.4)], vec![Some(0.7), Some(0.95)]]);
+        assert_eq!(
+            rows,
+            vec![vec![Some(0.5), None], vec![Some(0.9), Some(0.4)], vec![Some(0.7), Some(0.95)]]
+        );
     }
 }

@@ -84,7 +84,10 @@ impl Watched {
     pub fn label(&self) -> String {
         match &self.meta {
             Some(meta) => meta.name.clone(),
-            None => self.dir.file_name().map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            None => self
+                .dir
+                .file_name()
+                .map_or_else(|| self.dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
         }
     }
 
@@ -92,7 +95,9 @@ impl Watched {
     /// not list them) — the runs `clorch report` shows.
     pub fn current_runs(&self) -> Vec<&WatchedRun> {
         let mut runs: Vec<&WatchedRun> = match &self.meta {
-            Some(meta) if !meta.runs.is_empty() => meta.runs.iter().filter_map(|id| self.runs.get(id)).collect(),
+            Some(meta) if !meta.runs.is_empty() => {
+                meta.runs.iter().filter_map(|id| self.runs.get(id)).collect()
+            }
             _ => self.runs.values().collect(),
         };
         runs.sort_by(|a, b| (a.record.order, &a.record.id).cmp(&(b.record.order, &b.record.id)));
@@ -243,7 +248,10 @@ impl WatchedRun {
             let parsed = line::verify(raw).map_err(|e| e.to_string()).and_then(|json| {
                 let event: Event = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
                 if event.run != self.record.id || event.seq != expected {
-                    return Err(format!("event {} of run {} where event {expected} belongs", event.seq, event.run));
+                    return Err(format!(
+                        "event {} of run {} where event {expected} belongs",
+                        event.seq, event.run
+                    ));
                 }
                 Ok((json, event))
             });
