@@ -84,7 +84,7 @@ async fn route<B>(shared: Arc<Shared>, request: &Request<B>) -> Answer {
         [""] => asset("index.html"),
         ["assets", name] => asset(name),
         ["api", "experiments"] => {
-            let list = shared.read_all(|all| crate::api::experiments(all));
+            let list = shared.read_all(crate::api::experiments);
             Answer::json(&list)
         }
         ["api", "experiments", index] => match parse_index(&shared, index) {

@@ -12,8 +12,11 @@ pub struct Shared {
     pub token: Option<String>,
     /// The comparison table of each experiment as JSON, with the version it was built at: a
     /// report is the one expensive answer, so it is built at most once per change.
-    tables: Mutex<Vec<Option<(u64, Arc<Vec<u8>>)>>>,
+    tables: Mutex<Vec<Option<BuiltTable>>>,
 }
+
+/// A comparison table as JSON and the experiment version it was built at.
+type BuiltTable = (u64, Arc<Vec<u8>>);
 
 impl Shared {
     /// Shares `experiments` (read once already, so the first page has data).
