@@ -209,7 +209,7 @@ fn requests_never_reach_files_outside_the_results_folders() {
         secret_path.clone(),
         format!("/assets/{secret_path}"),
         format!("/api/experiments/0/runs/{a}/../../../../../etc/passwd"),
-        format!("/api/experiments/0/runs/%2e%2e%2f%2e%2e/log"),
+        "/api/experiments/0/runs/%2e%2e%2f%2e%2e/log".to_string(),
         "/api/experiments/0/runs/aaaaaaaaaaaa/log".to_string(),
         "/api/experiments/1".to_string(),
         "/api/experiments/-1".to_string(),
