@@ -77,7 +77,9 @@ function chart(series, opts) {
       points++;
     });
   }
+  // For tests and for the curious: how many points are drawn and how far the curves reach.
   svg.dataset.points = points;
+  svg.dataset.xmax = Number.isFinite(xmax) ? xmax : 0;
   if (points === 0) {
     const t = svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" });
     t.textContent = "no data yet";
