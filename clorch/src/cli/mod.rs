@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cancel;
 pub mod experiment;
+pub mod export;
 pub mod plot;
 pub mod report;
 pub mod serve;
@@ -107,6 +108,9 @@ pub enum Command {
     /// A live dashboard of running experiments in the browser: run table, curves over seeds,
     /// accuracy matrices filling in, the comparison table, log tails (read-only).
     Serve(serve::ServeArgs),
+    /// An experiment's results in other tools' formats (TensorBoard).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Maintenance of an experiment's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Compare(args) => report::compare(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Export(command) => export::run(&command),
         Command::Store(command) => store::run(&command),
         Command::Methods => {
             print!("{}", methods_table());
