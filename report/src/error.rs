@@ -32,4 +32,7 @@ pub enum ReportError {
     /// Writing the rendered table failed.
     #[error("writing the report failed: {0}")]
     Io(#[from] std::io::Error),
+    /// An export's output folder cannot be written (the message names it and why).
+    #[error("{0}")]
+    Output(String),
 }

@@ -108,7 +108,6 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -179,18 +178,9 @@ mod tests {
         assert!(page.contains("<pre>name: other\n</pre>"));
     }
 
-    /// Debian's Chromium, if installed.
-    fn chromium() -> Option<PathBuf> {
-        let path = std::env::var_os("PATH")?;
-        ["chromium", "chromium-browser", "google-chrome"]
-            .iter()
-            .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-            .find(|p| p.is_file())
-    }
-
     #[test]
     fn the_page_renders_in_a_headless_browser() {
-        let Some(browser) = chromium() else {
+        let Some(browser) = test_support::chromium() else {
             test_support::missing("chromium on PATH (to render the HTML report)", "apt-get install chromium");
             return;
         };

@@ -48,6 +48,7 @@ mod report;
 mod series;
 mod stats;
 mod summary;
+pub mod tensorboard;
 mod text;
 
 pub use error::ReportError;

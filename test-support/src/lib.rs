@@ -26,6 +26,16 @@ pub fn missing(what: &str, how: &str) {
     println!("skipped: {what} is missing ({how})");
 }
 
+/// Debian's Chromium (or another Chromium on `PATH`), for the tests that render pages; `None`
+/// when there is none — the caller then reports it through [`missing`].
+pub fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
 /// A fresh scratch folder, removed when dropped, named after the test for debugging.
 pub fn scratch(name: &str) -> TempDir {
     tempfile::Builder::new()

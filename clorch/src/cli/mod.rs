@@ -4,9 +4,11 @@ pub mod bench;
 pub mod cancel;
 pub mod command_line;
 pub mod experiment;
+pub mod export;
 pub mod plot;
 pub mod provenance;
 pub mod report;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod worker;
@@ -105,6 +107,12 @@ pub enum Command {
     /// Figures of an experiment (accuracy matrices, per-task accuracy, online accuracy or
     /// error, plasticity diagnostics, CLNP capacity) as PNG or SVG files.
     Plot(plot::PlotArgs),
+    /// A live dashboard of running experiments in the browser: run table, curves over seeds,
+    /// accuracy matrices filling in, the comparison table, log tails (read-only).
+    Serve(serve::ServeArgs),
+    /// An experiment's results in other tools' formats (TensorBoard).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Maintenance of an experiment's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -132,6 +140,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(args) => report::run(&args),
         Command::Compare(args) => report::compare(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Export(command) => export::run(&command),
         Command::Store(command) => store::run(&command),
         Command::Methods => {
             print!("{}", methods_table());
