@@ -222,7 +222,7 @@ fn row(r: &WatchedRun, now: u64) -> RunRow {
             .and_then(|c| c.received)
             .map(|t| now.saturating_sub(t)),
         reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
-        last_online: r.series.online_values().last().copied().filter(|v| v.is_finite()),
+        last_online: r.series.last_online().filter(|v| v.is_finite()),
     }
 }
 

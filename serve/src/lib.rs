@@ -122,8 +122,10 @@ impl Server {
             let dir = dir
                 .canonicalize()
                 .map_err(|e| ServeError::NotAnExperiment { path: dir.clone(), reason: e.to_string() })?;
+            // Records only: the events are read by the refresher once serving, so the first
+            // page does not wait for a big experiment's logs.
             let mut w = Watched::new(dir);
-            w.refresh();
+            w.refresh_records();
             experiments.push(w);
         }
         let addr = SocketAddr::new(config.bind, config.port);

@@ -122,6 +122,11 @@ impl RunSeries {
         }
     }
 
+    /// The last online bin's value.
+    pub fn last_online(&self) -> Option<f64> {
+        self.online.last().map(|p| self.measure(p.accuracy, p.loss))
+    }
+
     /// The online curve's values, one per bin.
     pub fn online_values(&self) -> Vec<f64> {
         self.online.iter().map(|p| self.measure(p.accuracy, p.loss)).collect()

@@ -1,7 +1,7 @@
 //! The served experiments and who may touch them: one refresher thread writes, requests read.
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::watch::Watched;
 
@@ -15,8 +15,16 @@ pub struct Shared {
     tables: Mutex<Vec<Option<BuiltTable>>>,
 }
 
-/// A comparison table as JSON and the experiment version it was built at.
-type BuiltTable = (u64, Arc<Vec<u8>>);
+/// How stale the comparison table may get while runs only write events.
+pub const TABLE_REFRESH: Duration = Duration::from_secs(30);
+
+/// A comparison table as JSON and what it was built from.
+struct BuiltTable {
+    version: u64,
+    records_version: u64,
+    at: Instant,
+    json: Arc<Vec<u8>>,
+}
 
 impl Shared {
     /// Shares `experiments` (read once already, so the first page has data).
@@ -25,7 +33,7 @@ impl Shared {
         Shared {
             experiments: experiments.into_iter().map(RwLock::new).collect(),
             token,
-            tables: Mutex::new(vec![None; n]),
+            tables: Mutex::new((0..n).map(|_| None).collect()),
         }
     }
 
@@ -58,35 +66,57 @@ impl Shared {
 
     /// Reads every experiment's changes, forever, every `every`. Runs on its own thread: the
     /// reads are plain file I/O and must not stall request handling.
+    ///
+    /// The write lock is taken per run, not for a whole pass: a first pass over a big
+    /// experiment reads hundreds of megabytes, and requests are answered between runs (with
+    /// the runs read so far) instead of after it.
     pub fn refresh_forever(self: Arc<Self>, every: Duration) {
         loop {
-            std::thread::sleep(every);
             for cell in &self.experiments {
-                let mut w = cell.write().unwrap_or_else(|p| p.into_inner());
-                w.refresh();
+                let write = || cell.write().unwrap_or_else(|p| p.into_inner());
+                let ids: Vec<String> = {
+                    let mut w = write();
+                    w.refresh_records();
+                    w.runs.keys().cloned().collect()
+                };
+                for id in ids {
+                    // A pass reads at most a chunk per run; a run with more waits a pass.
+                    write().refresh_events(&id);
+                }
             }
+            std::thread::sleep(every);
         }
     }
 
-    /// Experiment `i`'s comparison table as JSON, built by `clorch report`'s code when the
-    /// experiment changed since it was last built.
+    /// Experiment `i`'s comparison table as JSON, built by `clorch report`'s code. A report
+    /// reads every event, so it is rebuilt when a run's record changes (a run starts,
+    /// finishes or fails) and, while runs only write events, at most every
+    /// [`TABLE_REFRESH`].
     pub async fn table(self: &Arc<Self>, i: usize) -> Result<Arc<Vec<u8>>, String> {
-        let version = self.read(i, |w| w.version);
-        if let Some((v, json)) = &self.tables.lock().unwrap_or_else(|p| p.into_inner())[i] {
-            if *v == version {
-                return Ok(json.clone());
+        let (version, records) = self.read(i, |w| (w.version, w.records_version));
+        if let Some(built) = &self.tables.lock().unwrap_or_else(|p| p.into_inner())[i] {
+            let fresh = built.version == version
+                || (built.records_version == records && built.at.elapsed() < TABLE_REFRESH);
+            if fresh {
+                return Ok(built.json.clone());
             }
         }
         let shared = self.clone();
         let built = tokio::task::spawn_blocking(move || {
             shared.read(i, |w| {
                 let table = crate::api::table(w)?;
-                serde_json::to_vec(&table).map(|json| (w.version, Arc::new(json))).map_err(|e| e.to_string())
+                let json = serde_json::to_vec(&table).map_err(|e| e.to_string())?;
+                Ok::<_, String>(BuiltTable {
+                    version: w.version,
+                    records_version: w.records_version,
+                    at: Instant::now(),
+                    json: Arc::new(json),
+                })
             })
         })
         .await
         .map_err(|e| format!("building the table failed: {e}"))??;
-        let json = built.1.clone();
+        let json = built.json.clone();
         self.tables.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(built);
         Ok(json)
     }

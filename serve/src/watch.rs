@@ -68,6 +68,9 @@ pub struct Watched {
     pub runs: BTreeMap<String, WatchedRun>,
     /// Bumped whenever anything above changes; clients poll with the last one they saw.
     pub version: u64,
+    /// Bumped when the metadata or a run's record changes (a run starts, finishes, fails),
+    /// not for events alone: what the comparison table is rebuilt on.
+    pub records_version: u64,
 }
 
 /// At most this many bytes of `events.jsonl` are read per run per refresh, so that a first
@@ -77,7 +80,15 @@ const READ_CHUNK: u64 = 8 << 20;
 impl Watched {
     /// A folder not read yet: call [`Watched::refresh`].
     pub fn new(dir: PathBuf) -> Watched {
-        Watched { dir, meta: None, meta_stamp: None, meta_problem: None, runs: BTreeMap::new(), version: 0 }
+        Watched {
+            dir,
+            meta: None,
+            meta_stamp: None,
+            meta_problem: None,
+            runs: BTreeMap::new(),
+            version: 0,
+            records_version: 0,
+        }
     }
 
     /// The folder's name, how the dashboard labels the experiment until its metadata is read.
@@ -104,31 +115,52 @@ impl Watched {
         runs
     }
 
-    /// Reads what changed since the last refresh. Returns whether anything did. Never fails:
-    /// what cannot be read is reported in `meta_problem` or a run's `problem` and read again
-    /// next time.
+    /// Reads what changed since the last refresh: [`Watched::refresh_records`], then every
+    /// run's new events. Returns whether anything changed.
     pub fn refresh(&mut self) -> bool {
+        let mut changed = self.refresh_records();
+        let ids: Vec<String> = self.runs.keys().cloned().collect();
+        for id in ids {
+            changed |= self.refresh_events(&id);
+        }
+        changed
+    }
+
+    /// Reads the experiment's metadata and every run's `run.json` that changed, and finds new
+    /// run folders — a few small files, so the first page can be served at once while the
+    /// events are read afterwards ([`Watched::refresh_events`]). Never fails: what cannot be
+    /// read is reported in `meta_problem` or a run's `problem` and read again next time.
+    pub fn refresh_records(&mut self) -> bool {
         let mut changed = self.refresh_meta();
         let runs_dir = self.dir.join("runs");
-        let Ok(entries) = fs::read_dir(&runs_dir) else { return self.bump(changed) };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if !kind.is_dir() || !is_run_id(&id) {
-                continue; // symlinks and stray files are not runs
-            }
-            let dir = entry.path();
-            match self.runs.get_mut(&id) {
-                Some(run) => changed |= run.refresh(),
-                None => {
-                    if let Some(mut run) = WatchedRun::open(dir) {
-                        run.refresh();
-                        self.runs.insert(id, run);
-                        changed = true;
+        if let Ok(entries) = fs::read_dir(&runs_dir) {
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if !kind.is_dir() || !is_run_id(&id) {
+                    continue; // symlinks and stray files are not runs
+                }
+                match self.runs.get_mut(&id) {
+                    Some(run) => changed |= run.refresh_record(),
+                    None => {
+                        if let Some(run) = WatchedRun::open(entry.path()) {
+                            self.runs.insert(id, run);
+                            changed = true;
+                        }
                     }
                 }
             }
         }
+        if changed {
+            self.records_version += 1;
+        }
+        self.bump(changed)
+    }
+
+    /// Reads the events appended to run `id`'s log since the last time (at most
+    /// [`READ_CHUNK`] bytes). Returns whether there were any.
+    pub fn refresh_events(&mut self, id: &str) -> bool {
+        let changed = self.runs.get_mut(id).is_some_and(WatchedRun::read_events);
         self.bump(changed)
     }
 
@@ -188,25 +220,23 @@ impl WatchedRun {
         })
     }
 
-    /// Re-reads `run.json` if it changed and the events appended since the last refresh.
-    fn refresh(&mut self) -> bool {
-        let mut changed = false;
+    /// Re-reads `run.json` if it changed.
+    fn refresh_record(&mut self) -> bool {
         let stamp = Stamp::of(&self.dir.join(files::RUN_RECORD));
-        if stamp.is_some() && stamp != self.record_stamp {
-            if let Ok(mut record) = results::read_run_record(&self.dir) {
-                // The record may lag the events read: replay those it has not seen.
-                let seen = record.progress.last_seq;
-                for bytes in self.events.iter().skip(seen.map_or(0, |s| s as usize + 1)) {
-                    if let Ok(event) = serde_json::from_slice::<Event>(bytes) {
-                        record.observe(&event, Some(results::unix_now()));
-                    }
-                }
-                self.record = record;
-                self.record_stamp = stamp;
-                changed = true;
+        if stamp.is_none() || stamp == self.record_stamp {
+            return false;
+        }
+        let Ok(mut record) = results::read_run_record(&self.dir) else { return false };
+        // The record may lag the events read: replay those it has not seen.
+        let seen = record.progress.last_seq;
+        for bytes in self.events.iter().skip(seen.map_or(0, |s| s as usize + 1)) {
+            if let Ok(event) = serde_json::from_slice::<Event>(bytes) {
+                record.observe(&event, Some(results::unix_now()));
             }
         }
-        changed | self.read_events()
+        self.record = record;
+        self.record_stamp = stamp;
+        true
     }
 
     /// Reads the whole lines appended to `events.jsonl`. A file shorter than what was read

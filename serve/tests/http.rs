@@ -111,6 +111,20 @@ fn get(addr: SocketAddr, target: &str) -> Reply {
     send(addr, "GET", target, &[])
 }
 
+/// Polls `target` until `ready` holds (the refresher reads events after the server starts).
+fn until(addr: SocketAddr, target: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = json(&get(addr, target));
+        if ready(&v) {
+            return v;
+        }
+        let shown: String = v.to_string().chars().take(2000).collect();
+        assert!(Instant::now() < deadline, "{target} never got ready: {shown}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn json(reply: &Reply) -> serde_json::Value {
     assert_eq!(reply.status, 200, "{}", reply.body);
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
@@ -125,10 +139,10 @@ fn the_dashboard_follows_the_folder_as_it_is_written() {
     assert!(page.body.contains("/assets/app.js") && page.headers.contains("content-security-policy"));
     assert_eq!(get(addr, "/assets/app.js").status, 200);
 
-    let view = json(&get(addr, "/api/experiments/0"));
+    let view =
+        until(addr, "/api/experiments/0", |v| v["groups"][0]["online"]["mean"] == serde_json::json!([0.5]));
     assert_eq!(view["runs"].as_array().unwrap().len(), 2);
     assert_eq!(view["runs"][0]["status"], "running");
-    assert_eq!(view["groups"][0]["online"]["mean"], serde_json::json!([0.5]));
     let version = view["version"].as_u64().unwrap();
     let same = json(&get(addr, &format!("/api/experiments/0?since={version}")));
     assert_eq!(same["unchanged"], true);
@@ -180,7 +194,7 @@ fn a_damaged_line_is_reported_not_read() {
     let text = std::fs::read_to_string(&events).unwrap().replace("0.5", "0.9");
     std::fs::write(&events, text).unwrap();
     let addr = serve(vec![f.dir.clone()], None);
-    let view = json(&get(addr, "/api/experiments/0"));
+    let view = until(addr, "/api/experiments/0", |v| !v["runs"][0]["reason"].is_null());
     let reason = view["runs"][0]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("events.jsonl line 2") && reason.contains("checksum mismatch"), "{view}");
     assert_eq!(view["groups"][0]["online"]["n"], serde_json::json!([]), "no damaged number is drawn");
@@ -336,7 +350,10 @@ fn answers_stay_bounded_however_long_the_run() {
     let big: String = (0..20_000).map(|i| format!("log line {i:>10}\n")).collect();
     std::fs::write(dir.join(protocol::files::WORKER_LOG), &big).unwrap();
     let addr = serve(vec![f.dir.clone()], None);
-    let run = json(&get(addr, &format!("/api/experiments/0/runs/{a}")));
+    let run = until(addr, &format!("/api/experiments/0/runs/{a}"), |v| {
+        v["online"]["x"].as_array().and_then(|x| x.last()).and_then(serde_json::Value::as_f64)
+            == Some(2_000_100.0)
+    });
     let points = run["online"]["x"].as_array().unwrap().len();
     assert!(points <= serve::bands::MAX_POINTS && points > 100, "{points}");
     let log = get(addr, &format!("/api/experiments/0/runs/{a}/log"));

@@ -10,6 +10,9 @@
 //! * P4 — a 1,000-task stream (evaluation on a subsample): the worker's and orchestrator's
 //!   resident memory at task 100 and at the end, and the store's size per task.
 //!
+//! * P5 — `clorch serve` on 200 runs × 1,000 tasks: time to the first page, an event's delay
+//!   to the page, the server's CPU while runs write ([`serve`]).
+//!
 //! Single-threaded figures use CPU time ([`workers::bench::cpu_seconds`]); P3 and P4 are about
 //! processes and use the wall clock and `/proc`.
 
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use workers::bench;
 use workers::engine::{self, RunControl};
+
+mod serve;
 
 /// Which parts to run and how long to measure.
 #[derive(Clone, Debug)]
@@ -116,6 +121,11 @@ pub fn run(options: &BenchOptions, mut print: impl FnMut(&Row)) -> Result<Vec<Ro
     }
     if wants("p4") {
         for row in long_stream(options)? {
+            push(row, &mut rows);
+        }
+    }
+    if wants("p5") {
+        for row in serve::dashboard(&options.scratch, options.quick)? {
             push(row, &mut rows);
         }
     }
