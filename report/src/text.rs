@@ -198,6 +198,30 @@ pub(crate) fn per_task_table(report: &Report) -> TextTable {
     t
 }
 
+/// The long time-series table: the run's identity, then `Task, On task, Bin, Layer, Metric,
+/// Value` (empty where a row has no such index).
+pub(crate) fn series_table(report: &Report) -> TextTable {
+    let identity = RunIdentity::of(report);
+    let mut t = TextTable::new();
+    identity.columns(&mut t);
+    for h in ["Task", "On task", "Bin", "Layer"] {
+        t.column(h, h, true);
+    }
+    t.column("Metric", "Metric", false);
+    t.column("Value", "Value", true);
+    let index = |i: Option<usize>| i.map_or(Cell::Text(String::new()), |i| Cell::Integer(i as u64));
+    for r in report.runs() {
+        for p in &r.series.points {
+            let mut row = identity.cells(r, t.headers.len());
+            row.extend([index(p.task), index(p.on_task), index(p.bin), index(p.layer)]);
+            row.push(Cell::Text(p.metric.to_string()));
+            row.push(Cell::Number(Some(p.value)));
+            t.rows.push(row);
+        }
+    }
+    t
+}
+
 /// `value` with `precision` decimals, without a sign on zero.
 fn number(value: f64, precision: usize) -> String {
     let text = format!("{value:.precision$}");
