@@ -100,6 +100,7 @@ pub struct EwcConfig {
     pub fisher: FisherKind,
     /// Training examples of a task that estimate its Fisher (default 1000; all of them when
     /// the task has fewer). A whole number ≥ 1.
+    #[serde(serialize_with = "super::params::whole_number")]
     pub fisher_samples: f64,
 }
 
