@@ -92,9 +92,14 @@ fn load(recipe: &Path, overrides: &[String]) -> Result<Plan, i32> {
 pub fn validate(args: &ValidateArgs) -> i32 {
     match load(&args.recipe, &args.overrides) {
         Ok(plan) => {
-            print!("{}", plan_table(&plan.runs));
-            println!("results folder: {}", plan.recipe.output.display());
-            exit::OK
+            let printed = crate::output::with_stdout(|out| {
+                write!(out, "{}", plan_table(&plan.runs))?;
+                writeln!(out, "results folder: {}", plan.recipe.output.display())
+            });
+            match printed {
+                Ok(()) => exit::OK,
+                Err(e) => e.exit_code("validate"),
+            }
         }
         Err(code) => code,
     }
