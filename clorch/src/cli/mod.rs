@@ -154,12 +154,18 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, S
 }
 
 /// The `clorch methods` listing: per method kind its summary, then every parameter a recipe
-/// may set with its default, typed as in a recipe (JSON values: `100`, `0.001`, `true`,
-/// `"separate"`). The optimiser's settings are listed per optimiser the method accepts, and
-/// only those it accepts (the list is checked against validation by a test).
+/// may set with its default, typed and written as in a recipe (`100`, `0.001`, `true`,
+/// `"separate"`; a list-valued parameter inside one more list, `[[]]`, since a bare list is a
+/// grid axis). The optimiser's settings are listed per optimiser the method accepts, and only
+/// those it accepts (the list is checked against validation by a test).
 pub fn methods_table() -> String {
+    let recipe_value = |value: &serde_json::Value| match value {
+        serde_json::Value::Array(_) => format!("[{value}]"),
+        other => other.to_string(),
+    };
+    let assignment = |name: &str, value: &serde_json::Value| format!("{name} = {}", recipe_value(value));
     let assignments = |params: Vec<(String, serde_json::Value)>| -> String {
-        params.iter().map(|(name, value)| format!("{name} = {value}")).collect::<Vec<_>>().join(", ")
+        params.iter().map(|(name, value)| assignment(name, value)).collect::<Vec<_>>().join(", ")
     };
     let mut out = String::new();
     for m in workers::method::registry() {
@@ -188,7 +194,7 @@ pub fn methods_table() -> String {
             }
         }
         for (param, default) in m.own_parameters() {
-            out.push_str(&format!("{:<16}   {param} = {default}\n", ""));
+            out.push_str(&format!("{:<16}   {}\n", "", assignment(&param, &default)));
         }
     }
     out
