@@ -104,6 +104,17 @@ enum Body {
 }
 
 impl Body {
+    /// The labels of the figure's legend, in order (none for the heat map).
+    fn legend_labels(&self) -> Vec<String> {
+        match self {
+            Body::Matrix(_) => Vec::new(),
+            Body::Tasks(f) => f.lines.iter().map(|(j, _)| format!("task {j}")).collect(),
+            Body::Online(f) => f.lines.iter().map(|l| l.label.clone()).collect(),
+            Body::Plasticity(f) => f.groups.iter().map(|g| g.label.clone()).collect(),
+            Body::Capacity(f) => (0..f.layers.len()).map(|l| format!("hidden layer {}", l + 1)).collect(),
+        }
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, title: &str) -> DrawResult<DB> {
         match self {
             Body::Matrix(f) => f.draw(root, title),
@@ -140,9 +151,12 @@ impl Figure {
         &self.title
     }
 
-    /// Width and height in pixels.
+    /// Width and height in pixels: the kind's, taller when the legend needs it (a sweep of
+    /// many groups lists every one, labels whole).
     pub fn size(&self) -> (u32, u32) {
-        self.kind.size()
+        let (width, height) = self.kind.size();
+        let labels = self.body.legend_labels();
+        (width, height.max(axes::legend_height(labels.iter().map(String::as_str))))
     }
 
     /// The figure as an SVG document (`<svg width=… height=…>`, text in `sans-serif`).
