@@ -426,7 +426,9 @@ fn the_series_table_holds_every_measurement_in_long_format() {
     }
     let report = Report::build(&store, &ReportOptions { series: true, ..ReportOptions::default() }).unwrap();
     let df = report.frame(TableKind::Series).unwrap();
-    let rows = |metric: &str| -> Vec<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, f64)> {
+    /// (task, on_task, bin, layer, value) of a row.
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, f64);
+    let rows = |metric: &str| -> Vec<Row> {
         let pick = |name: &str, i: usize| df.column(name).unwrap().i64().unwrap().get(i);
         let metrics = df.column("metric").unwrap().str().unwrap();
         let values = df.column("value").unwrap().f64().unwrap();

@@ -232,6 +232,8 @@ fn twenty_groups_have_distinct_looks_and_whole_legend_labels() {
         kind: FigureKind::OnlineAccuracy,
         name: "online".into(),
         title: "t".into(),
+        stream: "s".into(),
+        group: None,
         body: Body::Online(online::OnlineFigure { measure: OnlineMeasure::Accuracy, lines }),
     };
     let svg = figure.to_svg().unwrap();
@@ -349,6 +351,8 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         kind: FigureKind::AccuracyMatrix,
         name: "m".into(),
         title: "m".into(),
+        stream: "s".into(),
+        group: Some("m".into()),
         body: Body::Matrix(m),
     };
     assert!(figure.to_svg().unwrap().contains("<rect"));
