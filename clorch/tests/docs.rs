@@ -7,15 +7,18 @@ use std::collections::BTreeMap;
 mod common;
 use common::{clorch, text, Scratch};
 
-/// One method of the listing: its kind, the optimiser groups (name, `name = value` pairs; the
-/// name is `None` when the optimiser is fixed) and the method's own parameters.
+/// `name = value` pairs as listed.
+type Assignments = Vec<(String, String)>;
+
+/// One method of the listing: the optimiser groups (the optimiser's name, `None` when it is
+/// fixed, and its settings) and the method's own parameters.
 #[derive(Debug, Default)]
 struct Listed {
-    optimizers: Vec<(Option<String>, Vec<(String, String)>)>,
-    own: Vec<(String, String)>,
+    optimizers: Vec<(Option<String>, Assignments)>,
+    own: Assignments,
 }
 
-fn assignments(text: &str) -> Vec<(String, String)> {
+fn assignments(text: &str) -> Assignments {
     text.split(", ")
         .map(|a| {
             let (name, value) = a.split_once(" = ").unwrap_or_else(|| panic!("not `name = value`: {a}"));
