@@ -2,7 +2,7 @@
 //! habit): a reader that goes away (`clorch validate … | head -1`) ends the output quietly with
 //! exit status 0, and no output error is ever a panic. `std`'s `print!` panics on a failed
 //! write, so the crate root shadows `println!` and `print!` with a compile error and `eprintln!`
-//! with [`error_line`]: every write to standard output goes through [`print`] or
+//! with [`error_line`]: every write to standard output goes through [`print()`] or
 //! [`with_stdout`] and its error ends the command through [`OutputError::exit_code`].
 
 use std::fmt;

@@ -4,7 +4,8 @@
 //! Types are chosen for loading: metric values are Float64 (null where undefined), every
 //! integer (counts, task indices, seeds) Int64 — the type pandas and R read without surprise;
 //! a nullable integer such as `after_task` stays an integer, never a float — labels String,
-//! and one typed `param.<name>` column per method parameter ([`crate::params`]).
+//! and one typed `param.<name>` column per method parameter (see [`crate::ResolveParams`] for
+//! where the values come from).
 //!
 //! A comparison of several experiments ([`Report::compare`]) puts an `experiment` column
 //! first in every table; a report of one experiment has none, so its tables keep the columns

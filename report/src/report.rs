@@ -37,8 +37,9 @@ pub struct ReportOptions {
     /// Include runs that are not in the recipe's latest expansion (kept from earlier versions
     /// of an edited recipe).
     pub all_runs: bool,
-    /// Keep every measured value for the long time-series table ([`TableKind::Series`]
-    /// (super::TableKind::Series)); off by default because it holds every online bin in memory.
+    /// Keep every measured value for the long time-series table
+    /// ([`TableKind::Series`](crate::TableKind::Series)); off by default because it holds
+    /// every online bin in memory.
     pub series: bool,
     /// Fills in the parameters a run's spec leaves at their defaults, so that `param.*`
     /// columns and `--where` see every parameter the run trains with (`optimizer=adam`,
