@@ -53,8 +53,9 @@ pub struct RunSummary {
     pub order: u64,
     /// Table labels.
     pub labels: RunLabels,
-    /// The method's parameters as resolved in the run's spec, fixed and gridded: the
-    /// `param.*` columns of the machine tables and what `--where` matches besides labels.
+    /// The method's parameters as resolved in the run's spec, fixed and gridded, plus any
+    /// other axis of the run's grid point (a sweep over a key outside the method): the
+    /// `param.*` columns of the machine tables.
     pub params: crate::params::Params,
     /// Status when the report was made.
     pub status: RunStatus,
@@ -90,6 +91,17 @@ impl RunSummary {
     pub fn finished(&self) -> bool {
         self.status == RunStatus::Finished
     }
+}
+
+/// A run's parameters for the `param.*` columns: its spec's method parameters, and every axis
+/// of its grid point that is not one of them (an axis outside the method, such as
+/// `training.batch_size`, labels the run too).
+fn run_params(record: &RunRecord) -> crate::params::Params {
+    let mut params = record.spec.method.params.clone();
+    for (axis, value) in &record.labels.grid {
+        params.entry(axis.clone()).or_insert_with(|| value.clone());
+    }
+    params
 }
 
 /// Per-task online accumulators.
@@ -268,7 +280,7 @@ impl Summarizer {
                 experiment: experiment.to_string(),
                 order: record.order,
                 labels,
-                params: record.spec.method.params.clone(),
+                params: run_params(record),
                 status: record.status.clone(),
                 attempts: record.attempts,
                 tasks,
@@ -318,7 +330,7 @@ impl Summarizer {
             experiment: experiment.to_string(),
             order: record.order,
             labels: record.labels.clone(),
-            params: record.spec.method.params.clone(),
+            params: run_params(record),
             status: record.status.clone(),
             attempts: record.attempts,
             tasks: self.tasks,

@@ -485,6 +485,28 @@ fn the_series_table_holds_every_measurement_in_long_format() {
     assert_eq!(plain.frame(TableKind::Series).unwrap().height(), 0);
 }
 
+/// Issue 16: an axis of a run's grid point outside the method's parameters (a sweep over
+/// `training.batch_size`) is a typed column too, and `--where` selects on it.
+#[test]
+fn grid_axes_outside_the_method_become_typed_columns() {
+    let store = Store::temporary().unwrap();
+    for (order, batch) in [(0, 16), (1, 32)] {
+        let mut r = add(&store, order, "sgd", 1 + order, &sgd(0), RunStatus::Finished);
+        r.labels.grid.insert("training.batch_size".into(), serde_json::json!(batch));
+        store.upsert_run(&r).unwrap();
+    }
+    let options = ReportOptions {
+        filters: vec!["training.batch_size=32".parse().unwrap()],
+        ..ReportOptions::default()
+    };
+    let report = Report::build(&store, &options).unwrap();
+    assert_eq!(report.runs().len(), 1);
+    let runs = Report::build(&store, &ReportOptions::default()).unwrap().frame(TableKind::Runs).unwrap();
+    let column = runs.column("param.training.batch_size").unwrap();
+    assert_eq!(column.dtype(), &DataType::Int64);
+    assert_eq!(column.i64().unwrap().iter().collect::<Vec<_>>(), [Some(16), Some(32)]);
+}
+
 #[test]
 fn missing_matrix_entries_null_the_metric_and_flag_the_run() {
     let store = Store::temporary().unwrap();
