@@ -73,6 +73,7 @@ fn methods_prints_typed_defaults_including_the_learning_rate() {
     assert_eq!(own("cbp", "maturity_threshold"), "100");
     assert_eq!(own("cbp", "accumulate"), "true", "a boolean, not a string");
     assert_eq!(own("ewc", "mode"), "\"separate\"");
+    assert_eq!(own("ewc", "fisher"), "true", "the boolean a recipe writes, not the string \"true\"");
     let sgd = &methods["sgd"].optimizers;
     assert_eq!(sgd.len(), 1, "sgd has no optimiser choice: {sgd:?}");
     assert!(sgd[0].1.iter().all(|(n, _)| n != "beta1"), "sgd refuses Adam's settings: {sgd:?}");

@@ -61,11 +61,13 @@ pub enum FisherKind {
 }
 
 impl Serialize for FisherKind {
+    /// `true` as the boolean a recipe writes (`fisher: true`; `clorch methods` lists it so), the
+    /// other choice as its name.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            FisherKind::True => "true",
-            FisherKind::Empirical => "empirical",
-        })
+        match self {
+            FisherKind::True => s.serialize_bool(true),
+            FisherKind::Empirical => s.serialize_str("empirical"),
+        }
     }
 }
 
