@@ -33,6 +33,7 @@ tbody tr:nth-child(even) { background: #fafafa; }
 span.incomplete { color: #a33; }
 p.legend { color: #555; font-size: 0.85em; }
 figure { margin: 1.5em 0; }
+div.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 0 1.5em; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
@@ -202,9 +203,12 @@ impl Report {
                 for (group, list) in &s.groups {
                     let id = anchor("figures-", &format!("{} {group}", s.stream));
                     writeln!(out, r#"<h4 id="{id}">{}</h4>"#, html_escape(group))?;
+                    // A group's figures side by side where the page is wide enough.
+                    writeln!(out, r#"<div class="figures">"#)?;
                     for figure in list {
                         write_figure(figure, out)?;
                     }
+                    writeln!(out, "</div>")?;
                 }
             }
         }
