@@ -54,7 +54,13 @@ fn compare_plot_and_html_work_on_experiments_the_binary_ran() {
         assert!(table.contains(row), "no `{row}` in\n{table}");
     }
     let csv = std::fs::read_to_string(&csv).unwrap();
-    assert!(csv.starts_with("experiment,stream,method,grid,runs,finished,acc_mean,"), "{csv}");
+    assert!(
+        csv.starts_with(
+            "experiment,stream,method,grid,param.lr,param.momentum,param.optimizer,param.weight_decay,runs,\
+             finished,acc_mean,"
+        ),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 4);
 
     // Bad uses are refused with a reason.
@@ -104,7 +110,11 @@ fn compare_plot_and_html_work_on_experiments_the_binary_ran() {
     let out = clorch(&["report", arg(&a), "--html", arg(&page)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(html.contains("<h1>Experiment: alpha</h1>") && html.contains("<table>") && html.contains("<svg"));
+    assert!(
+        html.contains("<h1>Experiment: alpha</h1>")
+            && html.contains(r#"<table id="results-table""#)
+            && html.contains("<svg")
+    );
     assert!(html.contains("<pre>name: alpha\n"), "the recipe text");
     let page = s.path().join("both.html");
     let out = clorch(&["compare", arg(&a), arg(&b), "--html", arg(&page)]);

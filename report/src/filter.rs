@@ -1,13 +1,17 @@
-//! `where` filters: `method=cbp`, `stream=pmnist`, `seed=3`, `status=failed`, or a grid
-//! parameter such as `lr=0.01`.
+//! `where` filters: `method=cbp`, `stream=pmnist`, `seed=3`, `status=failed`, or any method
+//! parameter of the runs' resolved specs, gridded or fixed (`lr=0.01`, `optimizer=adam`; also
+//! written `param.lr=0.01`, as the export's column is named).
 //!
 //! Filters on the same key are alternatives (`method=cbp method=l2` keeps both); filters on
-//! different keys must all hold. Numbers compare as numbers (`lr=1e-2` matches `0.01`).
+//! different keys must all hold. Numbers compare as numbers (`lr=1e-2` and `lr=0.010` match
+//! `0.01`).
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use results::{RunLabels, RunStatus};
+
+use super::params::{Params, PARAM_PREFIX};
 
 /// The keys that are run labels rather than grid parameters.
 const LABEL_KEYS: [&str; 4] = ["stream", "method", "seed", "status"];
@@ -15,7 +19,7 @@ const LABEL_KEYS: [&str; 4] = ["stream", "method", "seed", "status"];
 /// One `key=value` condition on runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
-    /// `stream`, `method`, `seed`, `status`, or a grid parameter's name.
+    /// `stream`, `method`, `seed`, `status`, or a method parameter's name.
     pub key: String,
     /// The wanted value, as written.
     pub value: String,
@@ -36,6 +40,7 @@ impl FromStr for Filter {
         let invalid = || InvalidFilter { text: s.to_string() };
         let (key, value) = s.split_once('=').ok_or_else(invalid)?;
         let (key, value) = (key.trim(), value.trim());
+        let key = key.strip_prefix(PARAM_PREFIX).unwrap_or(key);
         if key.is_empty() || value.is_empty() {
             return Err(invalid());
         }
@@ -44,14 +49,19 @@ impl FromStr for Filter {
 }
 
 impl Filter {
-    /// Whether a run with these labels and status satisfies this one condition.
-    pub fn matches(&self, labels: &RunLabels, status: &RunStatus) -> bool {
+    /// Whether a run with these labels, status and resolved method parameters satisfies this
+    /// one condition. A parameter is looked up in the grid point first, then in the spec.
+    pub fn matches(&self, labels: &RunLabels, status: &RunStatus, params: &Params) -> bool {
         match self.key.as_str() {
             "stream" => labels.stream == self.value,
             "method" => labels.method == self.value,
             "seed" => self.value.parse::<u64>().is_ok_and(|s| s == labels.seed),
             "status" => status.name() == self.value,
-            key => labels.grid.get(key).is_some_and(|v| value_matches(v, &self.value)),
+            key => labels
+                .grid
+                .get(key)
+                .or_else(|| params.get(key))
+                .is_some_and(|v| value_matches(v, &self.value)),
         }
     }
 }
@@ -77,9 +87,9 @@ fn value_matches(value: &serde_json::Value, wanted: &str) -> bool {
     }
 }
 
-/// A filter key that is neither a label nor a grid parameter of any run: most likely a typo.
+/// A filter key that is neither a label nor a method parameter of any run: most likely a typo.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no run has a label or grid parameter `{key}`; filterable keys: {}", known.join(", "))]
+#[error("--where {key}=…: no run has a label or method parameter `{key}`; known keys: {}", known.join(", "))]
 pub struct UnknownFilterKey {
     /// The key given.
     pub key: String,
@@ -88,20 +98,26 @@ pub struct UnknownFilterKey {
 }
 
 /// Keeps the runs that satisfy `filters` (alternatives within a key, all keys required);
-/// `labels` gives a run's labels and status. Every key must be a label or a grid parameter of
-/// some run.
+/// `fields` gives a run's labels, status and resolved method parameters. Every key must be a
+/// label, or a grid or method parameter of some run.
 pub(crate) fn apply<T>(
     filters: &[Filter],
     runs: Vec<T>,
-    labels: impl Fn(&T) -> (&RunLabels, &RunStatus),
+    fields: impl Fn(&T) -> (&RunLabels, &RunStatus, &Params),
 ) -> Result<Vec<T>, UnknownFilterKey> {
     if filters.is_empty() {
         return Ok(runs);
     }
-    let grid_keys: BTreeSet<String> = runs.iter().flat_map(|r| labels(r).0.grid.keys().cloned()).collect();
+    let param_keys: BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| {
+            let (labels, _, params) = fields(r);
+            labels.grid.keys().chain(params.keys()).cloned().collect::<Vec<_>>()
+        })
+        .collect();
     for filter in filters {
-        if !LABEL_KEYS.contains(&filter.key.as_str()) && !grid_keys.contains(&filter.key) {
-            let known = LABEL_KEYS.iter().map(|k| k.to_string()).chain(grid_keys.iter().cloned());
+        if !LABEL_KEYS.contains(&filter.key.as_str()) && !param_keys.contains(&filter.key) {
+            let known = LABEL_KEYS.iter().map(|k| k.to_string()).chain(param_keys.iter().cloned());
             return Err(UnknownFilterKey { key: filter.key.clone(), known: known.collect() });
         }
     }
@@ -109,8 +125,9 @@ pub(crate) fn apply<T>(
     Ok(runs
         .into_iter()
         .filter(|run| {
-            let (l, status) = labels(run);
-            keys.iter().all(|key| filters.iter().filter(|f| f.key == *key).any(|f| f.matches(l, status)))
+            let (l, status, params) = fields(run);
+            keys.iter()
+                .all(|key| filters.iter().filter(|f| f.key == *key).any(|f| f.matches(l, status, params)))
         })
         .collect())
 }
@@ -123,13 +140,18 @@ mod tests {
 
     fn run(method: &str, lr: serde_json::Value, seed: u64) -> RunSummary {
         let mut grid = BTreeMap::new();
-        grid.insert("lr".to_string(), lr);
+        grid.insert("lr".to_string(), lr.clone());
         grid.insert("opt".to_string(), serde_json::json!("adam"));
+        let mut params = grid.clone();
+        params.insert("momentum".to_string(), serde_json::json!(0.9));
+        params
+            .insert("optimizer".to_string(), serde_json::json!(if method == "l2" { "adam" } else { "sgd" }));
         RunSummary {
             id: format!("{method}-{seed}"),
             experiment: "x".into(),
             order: 0,
             labels: RunLabels { stream: "pm".into(), method: method.into(), grid, seed },
+            params,
             status: RunStatus::Finished,
             attempts: 1,
             tasks: 2,
@@ -143,7 +165,11 @@ mod tests {
 
     fn ids(filters: &[&str], runs: Vec<RunSummary>) -> Vec<String> {
         let filters: Vec<Filter> = filters.iter().map(|f| f.parse().unwrap()).collect();
-        apply(&filters, runs, |r| (&r.labels, &r.status)).unwrap().into_iter().map(|r| r.id).collect()
+        apply(&filters, runs, |r| (&r.labels, &r.status, &r.params))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
     }
 
     fn runs() -> Vec<RunSummary> {
@@ -172,18 +198,28 @@ mod tests {
         assert!(ids(&["hidden=[64]"], shaped).is_empty());
     }
 
+    /// Issue 16: `--where` on a fixed parameter (not in the grid) and numbers compared by value.
+    #[test]
+    fn filters_select_on_fixed_parameters_of_the_resolved_spec() {
+        assert_eq!(ids(&["optimizer=adam"], runs()), ["l2-3"]);
+        assert_eq!(ids(&["momentum=0.90"], runs()).len(), 4);
+        assert_eq!(ids(&["param.optimizer=sgd", "lr=0.010"], runs()), ["cbp-1"]);
+        assert!(ids(&["momentum=0.8"], runs()).is_empty());
+    }
+
     #[test]
     fn malformed_and_unknown_filters_are_errors() {
         for text in ["method", "=cbp", "lr= "] {
             let err = text.parse::<Filter>().unwrap_err().to_string();
             assert!(err.contains("expected key=value"), "{err}");
         }
-        let err =
-            apply(&["rl=0.1".parse().unwrap()], runs(), |r| (&r.labels, &r.status)).unwrap_err().to_string();
+        let err = apply(&["rl=0.1".parse().unwrap()], runs(), |r| (&r.labels, &r.status, &r.params))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
-            "no run has a label or grid parameter `rl`; filterable keys: stream, method, seed, \
-             status, lr, opt"
+            "--where rl=…: no run has a label or method parameter `rl`; known keys: stream, method, \
+             seed, status, lr, momentum, opt, optimizer"
         );
     }
 }

@@ -1,8 +1,11 @@
 //! The report's tables as polars DataFrames: what CSV, Parquet and JSON are written from, and
 //! what a researcher loads back with pandas or polars.
 //!
-//! Types are chosen for loading: metric values are Float64 (null where undefined), counts
-//! and task indices UInt32, seeds UInt64, labels String.
+//! Types are chosen for loading: metric values are Float64 (null where undefined), every
+//! integer (counts, task indices, seeds) Int64 — the type pandas and R read without surprise;
+//! a nullable integer such as `after_task` stays an integer, never a float — labels String,
+//! and one typed `param.<name>` column per method parameter (see [`crate::ResolveParams`] for
+//! where the values come from).
 //!
 //! A comparison of several experiments ([`Report::compare`]) puts an `experiment` column
 //! first in every table; a report of one experiment has none, so its tables keep the columns
@@ -11,6 +14,7 @@
 use polars::prelude::{Column, DataFrame, PolarsResult};
 
 use super::metric::Metric;
+use super::params::{param_columns, Params};
 use super::report::Report;
 
 /// Column names shared by the tables.
@@ -23,7 +27,8 @@ pub mod columns {
     pub const STREAM: &str = "stream";
     /// Method label.
     pub const METHOD: &str = "method";
-    /// Grid point as text (`lr=0.01, rho=0.9`; empty without a grid).
+    /// Grid point as text (`lr=0.01, rho=0.9`; empty without a grid), for reading; the
+    /// typed values are the `param.*` columns.
     pub const GRID: &str = "grid";
     /// Root seed.
     pub const SEED: &str = "seed";
@@ -51,6 +56,18 @@ pub mod columns {
     pub const ACCURACY: &str = "accuracy";
     /// Held-out loss.
     pub const LOSS: &str = "loss";
+    /// Series export: the task (online: trained; eval: row i of R, null for b_j; plasticity
+    /// and method events: the task last trained, null before the first).
+    pub const TASK: &str = "task";
+    /// Series export: online bin within the task.
+    pub const BIN: &str = "bin";
+    /// Series export: hidden layer, input side first (per-layer diagnostics).
+    pub const LAYER: &str = "layer";
+    /// Series export: what the value measures (`online.accuracy`, `eval.loss`,
+    /// `plasticity.dead`, `cbp.replaced.replaced`, …).
+    pub const METRIC: &str = "metric";
+    /// Series export: the measured value.
+    pub const VALUE: &str = "value";
     /// Suffix of a group's mean of a metric (`acc_mean`).
     pub const MEAN_SUFFIX: &str = "_mean";
     /// Suffix of a group's sample standard deviation (`acc_std`).
@@ -63,8 +80,18 @@ pub mod columns {
 
 use columns::*;
 
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Seeds are u64 in specs; a seed beyond i64 (none a recipe writes in practice) is null
+/// rather than a wrapped negative number.
+fn seed(s: u64) -> Option<i64> {
+    i64::try_from(s).ok()
+}
+
+fn int_column(name: &str, values: Vec<i64>) -> Column {
+    Column::new(name.into(), values)
 }
 
 fn string_column(name: &str, values: Vec<String>) -> Column {
@@ -86,8 +113,9 @@ fn with_experiment(
     all
 }
 
-/// The per-run table: `[experiment], run, stream, method, grid, seed, status, failure, attempts, tasks`,
-/// one Float64 column per chosen metric (named [`Metric::name`]), `flagged, flags`.
+/// The per-run table: `[experiment], run, stream, method, grid, param.*, seed, status, failure,
+/// attempts, tasks`, one Float64 column per chosen metric (named [`Metric::name`]), `flagged,
+/// flags`.
 pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
     let runs = report.runs();
     let mut cols = vec![
@@ -95,7 +123,13 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
         string_column(STREAM, runs.iter().map(|r| r.labels.stream.clone()).collect()),
         string_column(METHOD, runs.iter().map(|r| r.labels.method.clone()).collect()),
         string_column(GRID, runs.iter().map(|r| r.labels.grid_text()).collect()),
-        Column::new(SEED.into(), runs.iter().map(|r| r.labels.seed).collect::<Vec<u64>>()),
+    ];
+    cols.extend(param_columns(
+        &all_params(report),
+        &runs.iter().map(|r| &r.params).collect::<Vec<&Params>>(),
+    ));
+    cols.extend([
+        Column::new(SEED.into(), runs.iter().map(|r| seed(r.labels.seed)).collect::<Vec<Option<i64>>>()),
         string_column(STATUS, runs.iter().map(|r| r.status.name().to_string()).collect()),
         Column::new(
             FAILURE.into(),
@@ -106,9 +140,9 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
                 })
                 .collect::<Vec<Option<String>>>(),
         ),
-        Column::new(ATTEMPTS.into(), runs.iter().map(|r| r.attempts).collect::<Vec<u32>>()),
-        Column::new(TASKS.into(), runs.iter().map(|r| count(r.tasks)).collect::<Vec<u32>>()),
-    ];
+        int_column(ATTEMPTS, runs.iter().map(|r| i64::from(r.attempts)).collect()),
+        int_column(TASKS, runs.iter().map(|r| count(r.tasks)).collect()),
+    ]);
     for &metric in report.metrics() {
         let values: Vec<Option<f64>> = runs.iter().map(|r| r.value(metric)).collect();
         cols.push(Column::new(metric.name().into(), values));
@@ -122,17 +156,23 @@ pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
     DataFrame::new(runs.len(), cols)
 }
 
-/// The grouped table: `[experiment], stream, method, grid, runs, finished`, then for each chosen metric
-/// `<name>_mean, <name>_std, <name>_ci95` (Float64) and `<name>_n` (UInt32).
+/// The grouped table: `[experiment], stream, method, grid, param.*, runs, finished`, then for
+/// each chosen metric `<name>_mean, <name>_std, <name>_ci95` (Float64) and `<name>_n` (Int64).
 pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
     let groups = report.groups();
     let mut cols = vec![
         string_column(STREAM, groups.iter().map(|g| g.stream.clone()).collect()),
         string_column(METHOD, groups.iter().map(|g| g.method.clone()).collect()),
         string_column(GRID, groups.iter().map(|g| g.grid_text.clone()).collect()),
-        Column::new(RUNS.into(), groups.iter().map(|g| count(g.runs)).collect::<Vec<u32>>()),
-        Column::new(FINISHED.into(), groups.iter().map(|g| count(g.finished)).collect::<Vec<u32>>()),
     ];
+    cols.extend(param_columns(
+        &all_params(report),
+        &groups.iter().map(|g| &g.params).collect::<Vec<&Params>>(),
+    ));
+    cols.extend([
+        int_column(RUNS, groups.iter().map(|g| count(g.runs)).collect()),
+        int_column(FINISHED, groups.iter().map(|g| count(g.finished)).collect()),
+    ]);
     for &metric in report.metrics() {
         let stat = |f: fn(&super::stats::Summary) -> Option<f64>| -> Vec<Option<f64>> {
             groups.iter().map(|g| f(g.cell(metric))).collect()
@@ -141,33 +181,77 @@ pub fn groups_frame(report: &Report) -> PolarsResult<DataFrame> {
         cols.push(Column::new(mean.into(), stat(|s| s.mean)));
         cols.push(Column::new(std.into(), stat(|s| s.std)));
         cols.push(Column::new(ci95.into(), stat(|s| s.ci95)));
-        let counts: Vec<u32> = groups.iter().map(|g| count(g.cell(metric).n)).collect();
-        cols.push(Column::new(n.into(), counts));
+        cols.push(int_column(&n, groups.iter().map(|g| count(g.cell(metric).n)).collect()));
     }
     let cols = with_experiment(report, || groups.iter().map(|g| g.experiment.clone()).collect(), cols);
     DataFrame::new(groups.len(), cols)
 }
 
 /// The long per-task table, one row per accuracy-matrix entry measured:
-/// `[experiment], run, stream, method, grid, seed, after_task, on_task, accuracy, loss`.
+/// `[experiment], run, stream, method, grid, param.*, seed, after_task, on_task, accuracy, loss`.
 pub fn per_task_frame(report: &Report) -> PolarsResult<DataFrame> {
     let rows: Vec<_> = report.runs().iter().flat_map(|r| r.evals.iter().map(move |e| (r, e))).collect();
-    let cols = vec![
-        string_column(RUN, rows.iter().map(|(r, _)| r.id.clone()).collect()),
-        string_column(STREAM, rows.iter().map(|(r, _)| r.labels.stream.clone()).collect()),
-        string_column(METHOD, rows.iter().map(|(r, _)| r.labels.method.clone()).collect()),
-        string_column(GRID, rows.iter().map(|(r, _)| r.labels.grid_text()).collect()),
-        Column::new(SEED.into(), rows.iter().map(|(r, _)| r.labels.seed).collect::<Vec<u64>>()),
+    let mut cols = run_identity(report, &rows.iter().map(|(r, _)| *r).collect::<Vec<_>>());
+    cols.extend([
         Column::new(
             AFTER_TASK.into(),
-            rows.iter().map(|(_, e)| e.after_task.map(count)).collect::<Vec<Option<u32>>>(),
+            rows.iter().map(|(_, e)| e.after_task.map(count)).collect::<Vec<Option<i64>>>(),
         ),
-        Column::new(ON_TASK.into(), rows.iter().map(|(_, e)| count(e.on_task)).collect::<Vec<u32>>()),
+        int_column(ON_TASK, rows.iter().map(|(_, e)| count(e.on_task)).collect()),
         Column::new(ACCURACY.into(), rows.iter().map(|(_, e)| e.accuracy).collect::<Vec<Option<f64>>>()),
         Column::new(LOSS.into(), rows.iter().map(|(_, e)| e.loss).collect::<Vec<f64>>()),
-    ];
+    ]);
     let cols = with_experiment(report, || rows.iter().map(|(r, _)| r.experiment.clone()).collect(), cols);
     DataFrame::new(rows.len(), cols)
+}
+
+/// The long time-series table ([`ReportOptions::series`](super::ReportOptions::series)), one row
+/// per measured value: `[experiment], run, stream, method, grid, param.*, seed, task, on_task,
+/// bin, layer, metric, value`. It covers every online bin (loss, accuracy), every accuracy-
+/// matrix entry (`eval.*`, `eval.<variant>.*` for weight fields' model variants), the plasticity
+/// diagnostics per layer and averaged, and every number of the methods' own events.
+pub fn series_frame(report: &Report) -> PolarsResult<DataFrame> {
+    let rows: Vec<_> =
+        report.runs().iter().flat_map(|r| r.series.points.iter().map(move |p| (r, p))).collect();
+    let mut cols = run_identity(report, &rows.iter().map(|(r, _)| *r).collect::<Vec<_>>());
+    let optional = |name: &str, f: fn(&super::series::SeriesPoint) -> Option<usize>| {
+        Column::new(name.into(), rows.iter().map(|(_, p)| f(p).map(count)).collect::<Vec<Option<i64>>>())
+    };
+    cols.extend([
+        optional(TASK, |p| p.task),
+        optional(ON_TASK, |p| p.on_task),
+        optional(BIN, |p| p.bin),
+        optional(LAYER, |p| p.layer),
+        string_column(METRIC, rows.iter().map(|(_, p)| p.metric.to_string()).collect()),
+        Column::new(VALUE.into(), rows.iter().map(|(_, p)| p.value).collect::<Vec<f64>>()),
+    ]);
+    let cols = with_experiment(report, || rows.iter().map(|(r, _)| r.experiment.clone()).collect(), cols);
+    DataFrame::new(rows.len(), cols)
+}
+
+/// Every run's parameters: what decides the `param.*` columns of every table.
+fn all_params(report: &Report) -> Vec<&Params> {
+    report.runs().iter().map(|r| &r.params).collect()
+}
+
+/// The columns naming a row's run (`runs`, one per row): `run, stream, method, grid, param.*,
+/// seed`.
+fn run_identity(report: &Report, runs: &[&super::summary::RunSummary]) -> Vec<Column> {
+    let mut cols = vec![
+        string_column(RUN, runs.iter().map(|r| r.id.clone()).collect()),
+        string_column(STREAM, runs.iter().map(|r| r.labels.stream.clone()).collect()),
+        string_column(METHOD, runs.iter().map(|r| r.labels.method.clone()).collect()),
+        string_column(GRID, runs.iter().map(|r| r.labels.grid_text()).collect()),
+    ];
+    cols.extend(param_columns(
+        &all_params(report),
+        &runs.iter().map(|r| &r.params).collect::<Vec<&Params>>(),
+    ));
+    cols.push(Column::new(
+        SEED.into(),
+        runs.iter().map(|r| seed(r.labels.seed)).collect::<Vec<Option<i64>>>(),
+    ));
+    cols
 }
 
 /// The grouped table's columns for `metric`, in order: `<name>_mean`, `<name>_std`,

@@ -18,6 +18,9 @@ pub struct GroupSummary {
     pub method: String,
     /// Grid point.
     pub grid: BTreeMap<String, serde_json::Value>,
+    /// The method's resolved parameters (equal for every run of the group: the same method
+    /// entry at the same grid point).
+    pub params: crate::params::Params,
     /// The grid point as text (`lr=0.01, rho=0.9`).
     pub grid_text: String,
     /// Runs of the group in the (filtered) store: the count every cell should reach.
@@ -101,6 +104,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
                 stream: first.labels.stream.clone(),
                 method: first.labels.method.clone(),
                 grid: first.labels.grid.clone(),
+                params: first.params.clone(),
                 grid_text: first.labels.grid_text(),
                 runs: runs.len(),
                 finished: runs.iter().filter(|r| r.finished()).count(),

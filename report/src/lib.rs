@@ -13,14 +13,21 @@
 //!
 //! Machine formats (CSV, Parquet, JSON; [`Report::frame`]) use these column names:
 //!
-//! * groups: `stream, method, grid, runs, finished`, then per chosen metric
-//!   `<metric>_mean, <metric>_std, <metric>_ci95` (Float64) and `<metric>_n` (UInt32).
+//! * groups: `stream, method, grid, param.*, runs, finished`, then per chosen metric
+//!   `<metric>_mean, <metric>_std, <metric>_ci95` (Float64) and `<metric>_n` (Int64).
 //!   `runs` is the number of runs of the group, `<metric>_n` the finished runs where the
 //!   metric is defined: a cell with `_n < runs` is incomplete.
-//! * runs: `run, stream, method, grid, seed, status, failure, attempts, tasks`, one Float64
-//!   column per chosen metric, `flagged, flags`.
-//! * per-task: `run, stream, method, grid, seed, after_task, on_task, accuracy, loss`
+//! * runs: `run, stream, method, grid, param.*, seed, status, failure, attempts, tasks`, one
+//!   Float64 column per chosen metric, `flagged, flags`.
+//! * per-task: `run, stream, method, grid, param.*, seed, after_task, on_task, accuracy, loss`
 //!   (`after_task` null for the untrained network's b_j).
+//! * series ([`ReportOptions::series`]): `run, stream, method, grid, param.*, seed, task,
+//!   on_task, bin, layer, metric, value`, one row per measured value (see
+//!   [`frame::series_frame`]).
+//!
+//! `param.<name>` is one typed column per method parameter of the runs' resolved specs (Int64,
+//! Float64, Boolean or String); every integer is Int64, nullable where it can be missing.
+//! Parquet files open with pyarrow 12 and later (no view types; see `parquet.rs`).
 //!
 //! In a comparison every table starts with an `experiment` column (String).
 //!
@@ -41,6 +48,8 @@ pub mod frame;
 mod group;
 mod html;
 mod metric;
+mod params;
+mod parquet;
 pub mod plot;
 mod render;
 #[allow(clippy::module_inception)]
@@ -55,9 +64,10 @@ pub use error::ReportError;
 pub use filter::{Filter, InvalidFilter, UnknownFilterKey};
 pub use group::GroupSummary;
 pub use metric::{Better, Metric, UnknownMetric};
+pub use params::{Params, ResolveParams, PARAM_PREFIX};
 pub use render::{Format, TableKind, UnknownFormat};
 pub use report::{ExperimentInfo, Report, ReportOptions, Spread};
-pub use series::{CapacityPoint, LayerCapacity, OnlineBin, PlasticityPoint, RunSeries};
+pub use series::{CapacityPoint, LayerCapacity, OnlineBin, PlasticityPoint, RunSeries, SeriesPoint};
 pub use stats::{student_t_quantile, Summary};
 pub use summary::{EvalRow, RunSummary};
 

@@ -5,10 +5,11 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 
-use polars::prelude::{AnyValue, CsvWriter, DataFrame, ParquetWriter, SerWriter};
+use polars::prelude::{AnyValue, CsvWriter, DataFrame, SerWriter};
 
 use super::error::ReportError;
 use super::frame;
+use super::parquet;
 use super::report::Report;
 use super::text;
 
@@ -20,7 +21,8 @@ pub enum Format {
     Markdown,
     /// Comma-separated values with a header row; nulls are empty fields.
     Csv,
-    /// Apache Parquet, typed (Float64 metrics, integer counts, string labels).
+    /// Apache Parquet, typed (Float64 metrics, Int64 integers, string labels), readable by
+    /// pyarrow 12 and later.
     Parquet,
     /// A JSON array of row objects, keys in column order; nulls are `null`.
     Json,
@@ -95,6 +97,10 @@ pub enum TableKind {
     Runs,
     /// One row per accuracy-matrix entry measured (long format).
     PerTask,
+    /// One row per measured value over the stream (long format): online bins, accuracy-matrix
+    /// entries, plasticity diagnostics, methods' numbers. Needs a report built with
+    /// [`ReportOptions::series`](crate::ReportOptions::series).
+    Series,
 }
 
 impl TableKind {
@@ -103,6 +109,7 @@ impl TableKind {
             TableKind::Groups => "groups",
             TableKind::Runs => "runs",
             TableKind::PerTask => "per-task",
+            TableKind::Series => "series",
         }
     }
 }
@@ -114,6 +121,7 @@ impl Report {
             TableKind::Groups => frame::groups_frame(self),
             TableKind::Runs => frame::runs_frame(self),
             TableKind::PerTask => frame::per_task_frame(self),
+            TableKind::Series => frame::series_frame(self),
         };
         built.map_err(|source| ReportError::Table { table: table.name(), action: "built".into(), source })
     }
@@ -124,6 +132,7 @@ impl Report {
             TableKind::Groups => text::groups_table(self),
             TableKind::Runs => text::runs_table(self),
             TableKind::PerTask => text::per_task_table(self),
+            TableKind::Series => text::series_table(self),
         };
         let failed = |source| ReportError::Table {
             table: table.name(),
@@ -139,7 +148,7 @@ impl Report {
             }
             Format::Parquet => {
                 let mut df = self.frame(table)?;
-                ParquetWriter::new(out).finish(&mut df).map_err(failed)?;
+                parquet::write(&mut df, out).map_err(failed)?;
             }
             Format::Json => write_json(&self.frame(table)?, out).map_err(failed)?,
         }

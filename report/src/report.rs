@@ -37,6 +37,14 @@ pub struct ReportOptions {
     /// Include runs that are not in the recipe's latest expansion (kept from earlier versions
     /// of an edited recipe).
     pub all_runs: bool,
+    /// Keep every measured value for the long time-series table
+    /// ([`TableKind::Series`](crate::TableKind::Series)); off by default because it holds
+    /// every online bin in memory.
+    pub series: bool,
+    /// Fills in the parameters a run's spec leaves at their defaults, so that `param.*`
+    /// columns and `--where` see every parameter the run trains with (`optimizer=adam`,
+    /// `lr=0.01`); `None` keeps the parameters the specs state.
+    pub resolve_params: Option<super::params::ResolveParams>,
 }
 
 impl Default for ReportOptions {
@@ -48,6 +56,8 @@ impl Default for ReportOptions {
             spread: Spread::Ci95,
             precision: 3,
             all_runs: false,
+            series: false,
+            resolve_params: None,
         }
     }
 }
@@ -107,6 +117,12 @@ impl Report {
             if let Some(current) = &current {
                 records.retain(|r| current.contains(&r.id));
             }
+            if let Some(resolve) = options.resolve_params {
+                // The report's own copy of each record: the store is not written.
+                for r in &mut records {
+                    r.spec.method.params = (resolve.0)(&r.spec.method.kind, &r.spec.method.params);
+                }
+            }
             all.extend(records.into_iter().map(|r| (index, r)));
             let results_dir = store.results_dir().map(PathBuf::from);
             let folder_name =
@@ -125,9 +141,10 @@ impl Report {
             });
         }
         disambiguate(&mut experiments);
-        let records = filter::apply(&options.filters, all, |(_, r)| (&r.labels, &r.status))?;
+        let records =
+            filter::apply(&options.filters, all, |(_, r)| (&r.labels, &r.status, &r.spec.method.params))?;
         let labels: Vec<&str> = experiments.iter().map(|e| e.label.as_str()).collect();
-        let mut runs = summarize_all(stores, &labels, &records)?;
+        let mut runs = summarize_all(stores, &labels, &records, options.series)?;
         let mut groups = group::group(&runs);
         let metrics = match &options.metrics {
             Some(chosen) => chosen.clone(),
@@ -202,8 +219,9 @@ fn summarize(
     store: &dyn RunSource,
     record: &RunRecord,
     experiment: &str,
+    points: bool,
 ) -> Result<Vec<RunSummary>, ReportError> {
-    let mut summarizer = Summarizer::new(record);
+    let mut summarizer = Summarizer::new(record).with_points(points);
     store.visit_events(&record.id, &mut |seq, bytes| {
         summarizer
             .add_stored(bytes)
@@ -219,10 +237,12 @@ fn summarize_all(
     stores: &[&dyn RunSource],
     labels: &[&str],
     records: &[(usize, RunRecord)],
+    points: bool,
 ) -> Result<Vec<RunSummary>, ReportError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(records.len()).max(1);
     let chunk = records.len().div_ceil(threads).max(1);
-    let one = |(index, record): &(usize, RunRecord)| summarize(stores[*index], record, labels[*index]);
+    let one =
+        |(index, record): &(usize, RunRecord)| summarize(stores[*index], record, labels[*index], points);
     let flat = |part: &[(usize, RunRecord)]| -> Result<Vec<RunSummary>, ReportError> {
         let mut out = Vec::with_capacity(part.len());
         for r in part {

@@ -112,6 +112,153 @@ pub struct RunSeries {
     pub plasticity: Vec<PlasticityPoint>,
     /// Every `clnp.capacity` report, in event order.
     pub capacity: Vec<CapacityPoint>,
+    /// Every measured value in long format, in event order, when the report was asked for
+    /// the series export ([`ReportOptions::series`](crate::ReportOptions::series)); empty
+    /// otherwise (a stream with an online bin per example would hold millions).
+    pub points: Vec<SeriesPoint>,
+}
+
+/// One measured value of a run, a row of the series export (see `frame::series_frame`).
+/// Tasks are numbered as in the accuracy matrix: `task` is the task being trained (online
+/// bins) or the task last trained (evaluations, plasticity, method events; `None` before the
+/// first), so one task number means the same point of the stream in every row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesPoint {
+    /// The task (see above).
+    pub task: Option<usize>,
+    /// Column j of R\[i\]\[j\] for evaluations.
+    pub on_task: Option<usize>,
+    /// Online bin within the task.
+    pub bin: Option<usize>,
+    /// Hidden layer, input side first, for per-layer diagnostics.
+    pub layer: Option<usize>,
+    /// What is measured: `online.loss`, `online.accuracy`, `eval.loss`, `eval.accuracy`,
+    /// `plasticity.<field>`, or `<method event>.<field path>` (`cbp.replaced.replaced`).
+    pub metric: std::borrow::Cow<'static, str>,
+    /// The value.
+    pub value: f64,
+}
+
+impl SeriesPoint {
+    fn new(metric: impl Into<std::borrow::Cow<'static, str>>, value: f64) -> SeriesPoint {
+        SeriesPoint { task: None, on_task: None, bin: None, layer: None, metric: metric.into(), value }
+    }
+
+    /// The rows of one online bin.
+    pub(crate) fn online(
+        out: &mut Vec<SeriesPoint>,
+        task: usize,
+        bin: usize,
+        loss: f64,
+        accuracy: Option<f64>,
+    ) {
+        let at = |p: SeriesPoint| SeriesPoint { task: Some(task), bin: Some(bin), ..p };
+        out.push(at(SeriesPoint::new("online.loss", loss)));
+        if let Some(a) = accuracy {
+            out.push(at(SeriesPoint::new("online.accuracy", a)));
+        }
+    }
+
+    /// The rows of one accuracy-matrix entry; `variant` names a model variant's evaluation.
+    pub(crate) fn eval(
+        out: &mut Vec<SeriesPoint>,
+        (after_task, on_task): (Option<usize>, usize),
+        loss: f64,
+        accuracy: Option<f64>,
+        variant: Option<&str>,
+    ) {
+        let name = |field: &'static str| -> std::borrow::Cow<'static, str> {
+            match variant {
+                None => format!("eval.{field}").into(),
+                Some(v) => format!("eval.{v}.{field}").into(),
+            }
+        };
+        let at = |p: SeriesPoint| SeriesPoint { task: after_task, on_task: Some(on_task), ..p };
+        out.push(at(SeriesPoint::new(name("loss"), loss)));
+        if let Some(a) = accuracy {
+            out.push(at(SeriesPoint::new(name("accuracy"), a)));
+        }
+    }
+
+    /// The rows of one plasticity measurement: each layer's diagnostics, the layer means the
+    /// tables use, and mean |w|.
+    pub(crate) fn plasticity(
+        out: &mut Vec<SeriesPoint>,
+        after_tasks: usize,
+        layers: &[LayerPlasticity],
+        mean_abs_weight: f64,
+    ) {
+        let task = after_tasks.checked_sub(1);
+        for (i, l) in layers.iter().enumerate() {
+            for (field, value) in [
+                ("plasticity.units", l.units as f64),
+                ("plasticity.dead", l.dead),
+                ("plasticity.dormant", l.dormant),
+                ("plasticity.effective_rank", l.effective_rank),
+                ("plasticity.stable_rank", l.stable_rank as f64),
+                ("plasticity.mean_abs_weight", l.mean_abs_weight),
+            ] {
+                out.push(SeriesPoint { task, layer: Some(i), ..SeriesPoint::new(field, value) });
+            }
+        }
+        let mean = PlasticityPoint::of(after_tasks, layers, mean_abs_weight);
+        for (field, value) in
+            [("plasticity.dead", mean.dead), ("plasticity.effective_rank", mean.effective_rank)]
+        {
+            if let Some(v) = value {
+                out.push(SeriesPoint { task, ..SeriesPoint::new(field, v) });
+            }
+        }
+        out.push(SeriesPoint { task, ..SeriesPoint::new("plasticity.mean_abs_weight", mean_abs_weight) });
+    }
+
+    /// The rows of one method event: every number in its values (booleans as 0/1), named by
+    /// the event's name and the field's path; an index into a `layers` list goes to the
+    /// `layer` column instead of the name.
+    pub(crate) fn method(out: &mut Vec<SeriesPoint>, task: usize, payload: &serde_json::Value) {
+        let Some(name) = payload.get("name").and_then(|n| n.as_str()) else {
+            return;
+        };
+        let Some(values) = payload.get("values") else {
+            return;
+        };
+        flatten(out, task, name.to_string(), None, values);
+    }
+}
+
+fn flatten(
+    out: &mut Vec<SeriesPoint>,
+    task: usize,
+    path: String,
+    layer: Option<usize>,
+    value: &serde_json::Value,
+) {
+    use serde_json::Value;
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        Value::Object(map) => {
+            for (key, v) in map {
+                flatten(out, task, format!("{path}.{key}"), layer, v);
+            }
+            None
+        }
+        Value::Array(items) => {
+            let per_layer = path.ends_with(".layers") && layer.is_none();
+            for (i, v) in items.iter().enumerate() {
+                if per_layer {
+                    flatten(out, task, path.clone(), Some(i), v);
+                } else {
+                    flatten(out, task, format!("{path}.{i}"), layer, v);
+                }
+            }
+            None
+        }
+        Value::String(_) | Value::Null => None,
+    };
+    if let Some(v) = number {
+        out.push(SeriesPoint { task: Some(task), layer, ..SeriesPoint::new(path, v) });
+    }
 }
 
 #[cfg(test)]

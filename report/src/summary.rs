@@ -25,7 +25,7 @@ use protocol::{Event, EventBody, MethodPayload};
 
 use super::decode::{self, Decoded};
 use super::metric::Metric;
-use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries};
+use super::series::{CapacityPoint, OnlineBin, PlasticityPoint, RunSeries, SeriesPoint};
 use results::{RunLabels, RunRecord, RunStatus};
 
 /// One entry of the accuracy matrix as measured: a row of the long per-task table.
@@ -53,6 +53,10 @@ pub struct RunSummary {
     pub order: u64,
     /// Table labels.
     pub labels: RunLabels,
+    /// The method's parameters as resolved in the run's spec, fixed and gridded, plus any
+    /// other axis of the run's grid point (a sweep over a key outside the method): the
+    /// `param.*` columns of the machine tables.
+    pub params: crate::params::Params,
     /// Status when the report was made.
     pub status: RunStatus,
     /// Attempts started.
@@ -89,6 +93,17 @@ impl RunSummary {
     }
 }
 
+/// A run's parameters for the `param.*` columns: its spec's method parameters, and every axis
+/// of its grid point that is not one of them (an axis outside the method, such as
+/// `training.batch_size`, labels the run too).
+fn run_params(record: &RunRecord) -> crate::params::Params {
+    let mut params = record.spec.method.params.clone();
+    for (axis, value) in &record.labels.grid {
+        params.entry(axis.clone()).or_insert_with(|| value.clone());
+    }
+    params
+}
+
 /// Per-task online accumulators.
 #[derive(Clone, Copy, Default)]
 struct OnlineTask {
@@ -115,6 +130,8 @@ pub(crate) struct Summarizer {
     /// Evaluations of other versions of the model (weight fields' rollbacks and compositions),
     /// by variant label; each becomes an extra row of the report.
     variants: std::collections::BTreeMap<String, Vec<EvalRow>>,
+    /// Every measured value, when the series export was asked for ([`Summarizer::with_points`]).
+    points: Option<Vec<SeriesPoint>>,
 }
 
 impl Summarizer {
@@ -133,7 +150,14 @@ impl Summarizer {
             online_out_of_range: 0,
             flags: Vec::new(),
             variants: std::collections::BTreeMap::new(),
+            points: None,
         }
+    }
+
+    /// Also keeps every measured value in long format (the series export).
+    pub(crate) fn with_points(mut self, keep: bool) -> Self {
+        self.points = keep.then(Vec::new);
+        self
     }
 
     pub(crate) fn add(&mut self, event: &Event) {
@@ -145,6 +169,9 @@ impl Summarizer {
                 }
             }
             EventBody::Eval { after_task, on_task, loss, accuracy, variant: Some(variant), .. } => {
+                if let Some(points) = &mut self.points {
+                    SeriesPoint::eval(points, (*after_task, *on_task), *loss, *accuracy, Some(variant));
+                }
                 self.variants.entry(variant.clone()).or_default().push(EvalRow {
                     after_task: *after_task,
                     on_task: *on_task,
@@ -159,13 +186,23 @@ impl Summarizer {
                 self.online(*task, *bin, *examples, *loss, *accuracy)
             }
             EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
+                if let Some(points) = &mut self.points {
+                    SeriesPoint::plasticity(points, *after_tasks, layers, *mean_abs_weight);
+                }
                 self.plasticity.push(PlasticityPoint::of(*after_tasks, layers, *mean_abs_weight));
             }
-            EventBody::Method { task, payload: MethodPayload::ClnpCapacity(capacity) } => {
-                self.capacity.push(CapacityPoint::of(*task, capacity))
+            EventBody::Method { task, payload } => {
+                if let Some(points) = &mut self.points {
+                    match serde_json::to_value(payload) {
+                        Ok(value) => SeriesPoint::method(points, *task, &value),
+                        Err(e) => self.flags.push(format!("a method event could not be re-encoded: {e}")),
+                    }
+                }
+                if let MethodPayload::ClnpCapacity(capacity) = payload {
+                    self.capacity.push(CapacityPoint::of(*task, capacity))
+                }
             }
             EventBody::TaskStarted { .. }
-            | EventBody::Method { .. }
             | EventBody::Checkpoint { .. }
             | EventBody::Finished { .. }
             | EventBody::Failed { .. } => {}
@@ -188,10 +225,16 @@ impl Summarizer {
     }
 
     fn eval(&mut self, after_task: Option<usize>, on_task: usize, loss: f64, accuracy: Option<f64>) {
+        if let Some(points) = &mut self.points {
+            SeriesPoint::eval(points, (after_task, on_task), loss, accuracy, None);
+        }
         self.evals.push(EvalRow { after_task, on_task, accuracy, loss });
     }
 
     fn online(&mut self, task: usize, bin: usize, examples: u64, loss: f64, accuracy: Option<f64>) {
+        if let Some(points) = &mut self.points {
+            SeriesPoint::online(points, task, bin, loss, accuracy);
+        }
         if self.regression {
             self.online_bins.push(OnlineBin { task, bin, examples, loss, accuracy });
         }
@@ -237,6 +280,7 @@ impl Summarizer {
                 experiment: experiment.to_string(),
                 order: record.order,
                 labels,
+                params: run_params(record),
                 status: record.status.clone(),
                 attempts: record.attempts,
                 tasks,
@@ -279,12 +323,14 @@ impl Summarizer {
             online_bins: self.online_bins,
             plasticity: self.plasticity,
             capacity: self.capacity,
+            points: self.points.unwrap_or_default(),
         };
         RunSummary {
             id: record.id.clone(),
             experiment: experiment.to_string(),
             order: record.order,
             labels: record.labels.clone(),
+            params: run_params(record),
             status: record.status.clone(),
             attempts: record.attempts,
             tasks: self.tasks,

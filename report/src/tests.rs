@@ -310,10 +310,13 @@ fn latex_renders_the_golden_table() {
     assert_eq!(tex, GOLDEN_LATEX, "\n{tex}");
 }
 
+/// Issue 16: every integer is Int64 (seeds were UInt64, counts UInt32), `after_task` stays an
+/// integer with nulls, and each method parameter is a typed `param.*` column.
 #[test]
 fn parquet_round_trips_with_typed_columns() {
-    let report = Report::build(&fixture(), &ReportOptions::default()).unwrap();
-    for table in [TableKind::Groups, TableKind::Runs, TableKind::PerTask] {
+    let options = ReportOptions { series: true, ..ReportOptions::default() };
+    let report = Report::build(&fixture(), &options).unwrap();
+    for table in [TableKind::Groups, TableKind::Runs, TableKind::PerTask, TableKind::Series] {
         let df = report.frame(table).unwrap();
         let bytes = {
             let mut out = Vec::new();
@@ -327,12 +330,19 @@ fn parquet_round_trips_with_typed_columns() {
     let groups = report.frame(TableKind::Groups).unwrap();
     let dtype = |name: &str| groups.column(name).unwrap().dtype().clone();
     assert_eq!(dtype("stream"), DataType::String);
-    assert_eq!(dtype("runs"), DataType::UInt32);
+    assert_eq!(dtype("runs"), DataType::Int64);
+    assert_eq!(dtype("param.lr"), DataType::Float64);
     assert_eq!(dtype("acc_mean"), DataType::Float64);
     assert_eq!(dtype("acc_ci95"), DataType::Float64);
-    assert_eq!(dtype("acc_n"), DataType::UInt32);
+    assert_eq!(dtype("acc_n"), DataType::Int64);
+    let runs = report.frame(TableKind::Runs).unwrap();
+    for name in ["seed", "attempts", "tasks"] {
+        assert_eq!(runs.column(name).unwrap().dtype(), &DataType::Int64, "{name}");
+    }
+    assert_eq!(runs.column("param.lr").unwrap().dtype(), &DataType::Float64);
     let per_task = report.frame(TableKind::PerTask).unwrap();
-    assert_eq!(per_task.column("after_task").unwrap().dtype(), &DataType::UInt32);
+    assert_eq!(per_task.column("after_task").unwrap().dtype(), &DataType::Int64);
+    assert_eq!(per_task.column("param.lr").unwrap().dtype(), &DataType::Float64);
     assert_eq!(per_task.column("after_task").unwrap().null_count(), 2 * 8, "b_j rows");
     assert_eq!(per_task.height(), 8 * (2 + 4));
 }
@@ -346,26 +356,39 @@ fn machine_tables_have_the_documented_columns() {
     };
     assert_eq!(
         names(TableKind::Groups),
-        ["stream", "method", "grid", "runs", "finished", "acc_mean", "acc_std", "acc_ci95", "acc_n"]
+        [
+            "stream", "method", "grid", "param.lr", "runs", "finished", "acc_mean", "acc_std", "acc_ci95",
+            "acc_n"
+        ]
     );
     assert_eq!(
         names(TableKind::Runs),
         [
-            "run", "stream", "method", "grid", "seed", "status", "failure", "attempts", "tasks", "acc",
-            "flagged", "flags"
+            "run", "stream", "method", "grid", "param.lr", "seed", "status", "failure", "attempts", "tasks",
+            "acc", "flagged", "flags"
         ]
     );
     assert_eq!(
         names(TableKind::PerTask),
-        ["run", "stream", "method", "grid", "seed", "after_task", "on_task", "accuracy", "loss"]
+        ["run", "stream", "method", "grid", "param.lr", "seed", "after_task", "on_task", "accuracy", "loss"]
+    );
+    assert_eq!(
+        names(TableKind::Series),
+        [
+            "run", "stream", "method", "grid", "param.lr", "seed", "task", "on_task", "bin", "layer",
+            "metric", "value"
+        ]
     );
     let csv = render(&report, TableKind::Groups, Format::Csv);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("stream,method,grid,runs,finished,acc_mean,acc_std,acc_ci95,acc_n"));
+    assert_eq!(
+        lines.next(),
+        Some("stream,method,grid,param.lr,runs,finished,acc_mean,acc_std,acc_ci95,acc_n")
+    );
     let sgd: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(sgd[..5], ["synthetic", "sgd", "lr=0.1", "3", "3"], "{csv}");
-    assert!((sgd[5].parse::<f64>().unwrap() - 0.785).abs() < 1e-12, "{csv}");
-    assert_eq!(sgd[8], "3");
+    assert_eq!(sgd[..6], ["synthetic", "sgd", "lr=0.1", "0.1", "3", "3"], "{csv}");
+    assert!((sgd[6].parse::<f64>().unwrap() - 0.785).abs() < 1e-12, "{csv}");
+    assert_eq!(sgd[9], "3");
     let json = render(&report, TableKind::Groups, Format::Json);
     let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
@@ -375,7 +398,7 @@ fn machine_tables_have_the_documented_columns() {
         json.lines()
             .nth(1)
             .unwrap()
-            .starts_with(r#"{"stream":"synthetic","method":"sgd","grid":"lr=0.1","runs":3"#),
+            .starts_with(r#"{"stream":"synthetic","method":"sgd","grid":"lr=0.1","param.lr":0.1,"runs":3"#),
         "{json}"
     );
     // The running run has no numbers and no flags; JSON writes its nulls as null.
@@ -384,6 +407,104 @@ fn machine_tables_have_the_documented_columns() {
     assert_eq!(runs[5]["status"], "running");
     assert_eq!(runs[5]["acc"], serde_json::Value::Null);
     assert_eq!(runs[5]["flagged"], false);
+}
+
+/// Issue 16: the long time series holds every online bin, accuracy-matrix entry, plasticity
+/// diagnostic (per layer and averaged) and method number, with one task numbering: the task
+/// trained (online) or last trained (the rest; null before the first).
+#[test]
+fn the_series_table_holds_every_measurement_in_long_format() {
+    let store = Store::temporary().unwrap();
+    let r = add(&store, 0, "cbp", 1, &sgd(0), RunStatus::Finished);
+    let replaced = CbpReplaced { task: vec![3, 1], total: vec![5, 2] };
+    let bodies = [
+        EventBody::Method { task: 1, payload: MethodPayload::CbpReplaced(replaced) },
+        capacity_event(1, &[(3, 1)]),
+    ];
+    for (seq, body) in bodies.into_iter().enumerate() {
+        store.ingest(&Event { run: r.id.clone(), seq: 100 + seq as u64, body }).unwrap();
+    }
+    let report = Report::build(&store, &ReportOptions { series: true, ..ReportOptions::default() }).unwrap();
+    let df = report.frame(TableKind::Series).unwrap();
+    /// (task, on_task, bin, layer, value) of a row.
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, f64);
+    let rows = |metric: &str| -> Vec<Row> {
+        let pick = |name: &str, i: usize| df.column(name).unwrap().i64().unwrap().get(i);
+        let metrics = df.column("metric").unwrap().str().unwrap();
+        let values = df.column("value").unwrap().f64().unwrap();
+        (0..df.height())
+            .filter(|&i| metrics.get(i) == Some(metric))
+            .map(|i| {
+                (
+                    pick("task", i),
+                    pick("on_task", i),
+                    pick("bin", i),
+                    pick("layer", i),
+                    values.get(i).unwrap(),
+                )
+            })
+            .collect()
+    };
+    // online bins of sgd(0): task 0 has two bins, task 1 one.
+    assert_eq!(
+        rows("online.accuracy"),
+        [
+            (Some(0), None, Some(0), None, 0.5),
+            (Some(0), None, Some(1), None, 0.7),
+            (Some(1), None, Some(0), None, 0.8)
+        ]
+    );
+    assert_eq!(rows("online.loss").len(), 3);
+    // b_j has no task; R[i][j] its row.
+    let eval = rows("eval.accuracy");
+    assert_eq!(eval.len(), 2 + 4);
+    assert_eq!(eval[0], (None, Some(0), None, None, 0.1));
+    assert_eq!(eval[2], (Some(0), Some(0), None, None, 0.90));
+    // Plasticity after 0, 1, 2 tasks: the task last trained is none, 0, 1; two layers each.
+    let dead = rows("plasticity.dead");
+    let per_layer: Vec<_> = dead.iter().filter(|r| r.3.is_some()).map(|r| (r.0, r.3)).collect();
+    assert_eq!(
+        per_layer,
+        [
+            (None, Some(0)),
+            (None, Some(1)),
+            (Some(0), Some(0)),
+            (Some(0), Some(1)),
+            (Some(1), Some(0)),
+            (Some(1), Some(1))
+        ]
+    );
+    assert_eq!(dead.iter().filter(|r| r.3.is_none()).count(), 3, "layer means");
+    // The method events' numbers, by path; a `layers` list's index goes to the layer column.
+    assert_eq!(rows("cbp.replaced.task.1"), [(Some(1), None, None, None, 1.0)]);
+    assert_eq!(rows("cbp.replaced.total.0"), [(Some(1), None, None, None, 5.0)]);
+    assert_eq!(rows("clnp.capacity.layers.used"), [(Some(1), None, None, Some(0), 3.0)]);
+    assert_eq!(rows("clnp.capacity.layers.free"), [(Some(1), None, None, Some(0), 1.0)]);
+    // Without asking, the report keeps no points.
+    let plain = Report::build(&store, &ReportOptions::default()).unwrap();
+    assert_eq!(plain.frame(TableKind::Series).unwrap().height(), 0);
+}
+
+/// Issue 16: an axis of a run's grid point outside the method's parameters (a sweep over
+/// `training.batch_size`) is a typed column too, and `--where` selects on it.
+#[test]
+fn grid_axes_outside_the_method_become_typed_columns() {
+    let store = Store::temporary().unwrap();
+    for (order, batch) in [(0, 16), (1, 32)] {
+        let mut r = add(&store, order, "sgd", 1 + order, &sgd(0), RunStatus::Finished);
+        r.labels.grid.insert("training.batch_size".into(), serde_json::json!(batch));
+        store.upsert_run(&r).unwrap();
+    }
+    let options = ReportOptions {
+        filters: vec!["training.batch_size=32".parse().unwrap()],
+        ..ReportOptions::default()
+    };
+    let report = Report::build(&store, &options).unwrap();
+    assert_eq!(report.runs().len(), 1);
+    let runs = Report::build(&store, &ReportOptions::default()).unwrap().frame(TableKind::Runs).unwrap();
+    let column = runs.column("param.training.batch_size").unwrap();
+    assert_eq!(column.dtype(), &DataType::Int64);
+    assert_eq!(column.i64().unwrap().iter().collect::<Vec<_>>(), [Some(16), Some(32)]);
 }
 
 #[test]
@@ -522,7 +643,7 @@ fn filters_metrics_and_sort_shape_the_tables() {
         &ReportOptions { filters: vec!["alpha=1".parse().unwrap()], ..ReportOptions::default() },
     )
     .unwrap_err();
-    assert!(err.to_string().contains("no run has a label or grid parameter `alpha`"), "{err}");
+    assert!(err.to_string().contains("no run has a label or method parameter `alpha`"), "{err}");
 }
 
 #[test]
@@ -753,7 +874,7 @@ fn filters_of_a_comparison_apply_to_all_experiments() {
     assert!(report.is_comparison(), "an experiment without matching runs still counts");
     let options = ReportOptions { filters: vec!["rho=1".parse().unwrap()], ..ReportOptions::default() };
     let err = Report::compare(&[&a, &b], &options).unwrap_err().to_string();
-    assert!(err.contains("no run has a label or grid parameter `rho`"), "{err}");
+    assert!(err.contains("no run has a label or method parameter `rho`"), "{err}");
 }
 
 /// A `clnp.capacity` event after `task` with `(used, free)` units per hidden layer.

@@ -198,6 +198,30 @@ pub(crate) fn per_task_table(report: &Report) -> TextTable {
     t
 }
 
+/// The long time-series table: the run's identity, then `Task, On task, Bin, Layer, Metric,
+/// Value` (empty where a row has no such index).
+pub(crate) fn series_table(report: &Report) -> TextTable {
+    let identity = RunIdentity::of(report);
+    let mut t = TextTable::new();
+    identity.columns(&mut t);
+    for h in ["Task", "On task", "Bin", "Layer"] {
+        t.column(h, h, true);
+    }
+    t.column("Metric", "Metric", false);
+    t.column("Value", "Value", true);
+    let index = |i: Option<usize>| i.map_or(Cell::Text(String::new()), |i| Cell::Integer(i as u64));
+    for r in report.runs() {
+        for p in &r.series.points {
+            let mut row = identity.cells(r, t.headers.len());
+            row.extend([index(p.task), index(p.on_task), index(p.bin), index(p.layer)]);
+            row.push(Cell::Text(p.metric.to_string()));
+            row.push(Cell::Number(Some(p.value)));
+            t.rows.push(row);
+        }
+    }
+    t
+}
+
 /// `value` with `precision` decimals, without a sign on zero.
 fn number(value: f64, precision: usize) -> String {
     let text = format!("{value:.precision$}");
@@ -382,9 +406,18 @@ pub(crate) fn html_escape(s: &str) -> String {
 /// Renders `table` as an HTML `<table>` (numbers right-aligned through the `num` class, best
 /// values in `<strong>`, incomplete counts in `<span class="incomplete">`), then its legend as
 /// a `<p class="legend">`.
-pub(crate) fn write_html(table: &TextTable, precision: usize, out: &mut dyn Write) -> io::Result<()> {
+/// Renders `table` as an HTML table with the id `id`, sortable by clicking a header (the
+/// page's script sorts tables of class `sortable`). Numeric cells carry their full-precision
+/// value in `data-sort`, so sorting is by value, not by the rounded text; undefined values
+/// sort last.
+pub(crate) fn write_html(
+    table: &TextTable,
+    precision: usize,
+    id: &str,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let class = |numeric: bool| if numeric { r#" class="num""# } else { "" };
-    writeln!(out, "<table>")?;
+    writeln!(out, r#"<table id="{}" class="sortable">"#, html_escape(id))?;
     write!(out, "<thead><tr>")?;
     for ((header, _), &numeric) in table.headers.iter().zip(&table.numeric) {
         write!(out, "<th{}>{}</th>", class(numeric), html_escape(header))?;
@@ -394,7 +427,15 @@ pub(crate) fn write_html(table: &TextTable, precision: usize, out: &mut dyn Writ
     for row in &table.rows {
         write!(out, "<tr>")?;
         for (cell, &numeric) in row.iter().zip(&table.numeric) {
-            write!(out, "<td{}>{}</td>", class(numeric), render_cell(cell, precision, &HTML))?;
+            let key = match cell {
+                Cell::Integer(i) => Some(i.to_string()),
+                Cell::Number(v) | Cell::Stat { mean: v, .. } => {
+                    Some(v.map_or(String::new(), |v| v.to_string()))
+                }
+                Cell::Text(_) => None,
+            };
+            let sort = key.map_or(String::new(), |k| format!(r#" data-sort="{k}""#));
+            write!(out, "<td{}{sort}>{}</td>", class(numeric), render_cell(cell, precision, &HTML))?;
         }
         writeln!(out, "</tr>")?;
     }

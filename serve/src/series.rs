@@ -60,6 +60,10 @@ pub struct RunSeries {
     pub matrix: Vec<MatrixEntry>,
     /// Plasticity diagnostics in the order they arrived.
     pub plasticity: Vec<PlasticityPoint>,
+    /// R[j][j] by task, kept as entries arrive (a view asks for it every second).
+    diagonal: Vec<f64>,
+    /// Σ R[i][j] over j ≤ i and the count of those entries, by row i.
+    row_sums: Vec<(f64, usize)>,
 }
 
 impl RunSeries {
@@ -95,7 +99,23 @@ impl RunSeries {
                     on_task: *on_task,
                     accuracy: *accuracy,
                     loss: *loss,
-                })
+                });
+                if let Some(i) = *after_task {
+                    let value = self.measure(*accuracy, *loss);
+                    if i == *on_task {
+                        if self.diagonal.len() <= i {
+                            self.diagonal.resize(i + 1, f64::NAN);
+                        }
+                        self.diagonal[i] = value;
+                    }
+                    if *on_task <= i {
+                        if self.row_sums.len() <= i {
+                            self.row_sums.resize(i + 1, (0.0, 0));
+                        }
+                        self.row_sums[i].0 += value;
+                        self.row_sums[i].1 += 1;
+                    }
+                }
             }
             EventBody::Plasticity { after_tasks, layers, mean_abs_weight, .. } => {
                 let n = layers.len().max(1) as f64;
@@ -136,36 +156,13 @@ impl RunSeries {
     /// training it (plasticity, in the loss-of-plasticity papers' sense). NaN where not
     /// evaluated.
     pub fn just_trained(&self) -> Vec<f64> {
-        let mut out = Vec::new();
-        for e in &self.matrix {
-            if let Some(i) = e.after_task {
-                if i == e.on_task {
-                    if out.len() <= i {
-                        out.resize(i + 1, f64::NAN);
-                    }
-                    out[i] = self.measure(e.accuracy, e.loss);
-                }
-            }
-        }
-        out
+        self.diagonal.clone()
     }
 
     /// ACC after each task i: the mean of R[i][j] over the tasks j ≤ i evaluated after it.
     /// NaN for a task after which nothing earlier was evaluated.
     pub fn average_so_far(&self) -> Vec<f64> {
-        let mut sums: Vec<(f64, usize)> = Vec::new();
-        for e in &self.matrix {
-            let Some(i) = e.after_task else { continue };
-            if e.on_task > i {
-                continue;
-            }
-            if sums.len() <= i {
-                sums.resize(i + 1, (0.0, 0));
-            }
-            sums[i].0 += self.measure(e.accuracy, e.loss);
-            sums[i].1 += 1;
-        }
-        sums.into_iter().map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 }).collect()
+        self.row_sums.iter().map(|&(s, n)| if n == 0 { f64::NAN } else { s / n as f64 }).collect()
     }
 
     /// The accuracy matrix as rows i (after task i) × columns j, `None` where not measured;

@@ -15,7 +15,8 @@ pub struct Shared {
     tables: Mutex<Vec<Option<BuiltTable>>>,
 }
 
-/// How stale the comparison table may get while runs only write events.
+/// How stale the comparison table may get while runs only write events (longer when it is
+/// expensive to build).
 pub const TABLE_REFRESH: Duration = Duration::from_secs(30);
 
 /// A comparison table as JSON and what it was built from.
@@ -23,6 +24,7 @@ struct BuiltTable {
     version: u64,
     records_version: u64,
     at: Instant,
+    took: Duration,
     json: Arc<Vec<u8>>,
 }
 
@@ -95,8 +97,11 @@ impl Shared {
     pub async fn table(self: &Arc<Self>, i: usize) -> Result<Arc<Vec<u8>>, String> {
         let (version, records) = self.read(i, |w| (w.version, w.records_version));
         if let Some(built) = &self.tables.lock().unwrap_or_else(|p| p.into_inner())[i] {
-            let fresh = built.version == version
-                || (built.records_version == records && built.at.elapsed() < TABLE_REFRESH);
+            // Never more than 1/20 of a core on tables: a report that took 1.5 s is reused
+            // for 30 s, one that took 3 s for a minute.
+            let wait = TABLE_REFRESH.max(built.took * 20);
+            let fresh =
+                built.version == version || (built.records_version == records && built.at.elapsed() < wait);
             if fresh {
                 return Ok(built.json.clone());
             }
@@ -104,12 +109,14 @@ impl Shared {
         let shared = self.clone();
         let built = tokio::task::spawn_blocking(move || {
             shared.read(i, |w| {
+                let began = Instant::now();
                 let table = crate::api::table(w)?;
                 let json = serde_json::to_vec(&table).map_err(|e| e.to_string())?;
                 Ok::<_, String>(BuiltTable {
                     version: w.version,
                     records_version: w.records_version,
                     at: Instant::now(),
+                    took: began.elapsed(),
                     json: Arc::new(json),
                 })
             })

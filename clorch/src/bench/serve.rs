@@ -53,6 +53,21 @@ pub fn dashboard(scratch: &Path, quick: bool) -> Result<Vec<Row>, String> {
             return Err("the first view lacks the runs".to_string());
         }
 
+        // Every run's events read (the first page came before them).
+        loop {
+            let view: serde_json::Value =
+                serde_json::from_str(&get(port, "/api/experiments/0")?).map_err(|e| e.to_string())?;
+            let rows = view["runs"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if rows.len() == RUNS && rows.iter().all(|r| r["task"].as_u64() >= Some(TASKS as u64 - 1)) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(300) {
+                return Err("the events were not all read in 300 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let loaded = start.elapsed();
+
         // Latency: an event appended to a running run, until the run's view has it.
         let mut worst = Duration::ZERO;
         for round in 0..5 {
@@ -80,35 +95,49 @@ pub fn dashboard(scratch: &Path, quick: bool) -> Result<Vec<Row>, String> {
         let wall = Instant::now();
         let mut version = 0u64;
         let mut polls = 0u32;
+        let (mut view_time, mut table_time) = (Duration::ZERO, Duration::ZERO);
         while wall.elapsed() < window {
             for (k, id) in ids.iter().take(LIVE).enumerate() {
                 append(&dir, id, next_seq[k], &[online(TASKS - 1, 10 + next_seq[k] as usize)])?;
                 next_seq[k] += 1;
             }
+            let asked = Instant::now();
             let view: serde_json::Value =
                 serde_json::from_str(&get(port, &format!("/api/experiments/0?since={version}"))?)
                     .map_err(|e| e.to_string())?;
+            view_time += asked.elapsed();
             version = view["version"].as_u64().unwrap_or(version);
             // The page asks for the comparison table every third second.
             if polls % 3 == 0 {
+                let asked = Instant::now();
                 get(port, "/api/experiments/0/table")?;
+                table_time = table_time.max(asked.elapsed());
             }
             polls += 1;
             std::thread::sleep(Duration::from_secs(1));
         }
         let cpu = (cpu_seconds(pid)? - cpu_before) / wall.elapsed().as_secs_f64();
-        Ok((first_page, worst, cpu))
+        eprintln!(
+            "P5: a view took {:.1} ms on average, the slowest table {:.0} ms",
+            view_time.as_secs_f64() * 1e3 / f64::from(polls.max(1)),
+            table_time.as_secs_f64() * 1e3
+        );
+        Ok((first_page, loaded, worst, cpu))
     })();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(scratch.join("p5"));
-    let (first_page, worst, cpu) = measured?;
+    let (first_page, loaded, worst, cpu) = measured?;
     let workload = format!("`clorch serve`, {RUNS} runs × {TASKS} tasks ({events} events)");
     Ok(vec![
         Row {
             id: "P5",
             workload: format!("{workload}: start to first page and view"),
-            clorch: format!("{:.2} s", first_page.as_secs_f64()),
+            clorch: format!(
+                "{:.2} s (every event read after {:.1} s)",
+                first_page.as_secs_f64(),
+                loaded.as_secs_f64()
+            ),
             reference: "—".into(),
             target: "≤ 1 s".into(),
             met: first_page <= Duration::from_secs(1),

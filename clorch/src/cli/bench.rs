@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::exit;
 use crate::bench::{self, BenchOptions};
+use crate::output;
 
 /// Arguments of `clorch bench`.
 #[derive(Debug, clap::Args)]
@@ -29,10 +30,21 @@ pub fn run(args: &BenchArgs) -> i32 {
         None => (std::env::temp_dir().join(format!("clorch-bench-{}", std::process::id())), true),
     };
     let options = BenchOptions { quick: args.quick, only: args.only.clone(), scratch: scratch.clone() };
-    println!("{}", bench::header());
-    let result = bench::run(&options, |row| println!("{}", bench::row_line(row)));
+    if let Err(e) = output::print(format_args!("{}\n", bench::header())) {
+        return e.exit_code("bench");
+    }
+    // A closed output stops the printing, not the measurements' clean-up.
+    let mut unprinted: Option<output::OutputError> = None;
+    let result = bench::run(&options, |row| {
+        if unprinted.is_none() {
+            unprinted = output::print(format_args!("{}\n", bench::row_line(row))).err();
+        }
+    });
     if remove {
         let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if let Some(e) = unprinted {
+        return e.exit_code("bench");
     }
     match result {
         Ok(rows) if rows.iter().all(|r| r.met) => exit::OK,

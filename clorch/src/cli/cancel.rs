@@ -72,8 +72,8 @@ pub fn run(args: &CancelArgs) -> i32 {
         }
     }
     if targets.is_empty() {
-        println!("no SLURM jobs to cancel in {}", results.display());
-        return exit::OK;
+        let said = crate::output::print(format_args!("no SLURM jobs to cancel in {}\n", results.display()));
+        return said.map_or_else(|e| e.exit_code("cancel"), |()| exit::OK);
     }
     let jobs: Vec<JobId> = targets.iter().map(|(_, job)| *job).collect();
     let cancelled = super::block_on(slurm::scancel(&jobs, Cancel::Terminate))
@@ -96,11 +96,11 @@ pub fn run(args: &CancelArgs) -> i32 {
     }
     let shown: Vec<String> = jobs.iter().take(8).map(JobId::to_string).collect();
     let more = if jobs.len() > 8 { format!(" and {} more", jobs.len() - 8) } else { String::new() };
-    println!(
+    let said = crate::output::print(format_args!(
         "cancelled {} SLURM job(s): {}{more}; their workers checkpoint on the way out, and `clorch run` resumes \
-         the runs",
+         the runs\n",
         jobs.len(),
         shown.join(" ")
-    );
-    exit::OK
+    ));
+    said.map_or_else(|e| e.exit_code("cancel"), |()| exit::OK)
 }

@@ -109,9 +109,14 @@ pub fn validate(args: &ValidateArgs) -> i32 {
                 eprintln!("clorch validate: {message}");
                 return exit::BAD_INPUT;
             }
-            print!("{}", plan_table(&plan.runs));
-            println!("results folder: {}", plan.recipe.output.display());
-            exit::OK
+            let printed = crate::output::with_stdout(|out| {
+                write!(out, "{}", plan_table(&plan.runs))?;
+                writeln!(out, "results folder: {}", plan.recipe.output.display())
+            });
+            match printed {
+                Ok(()) => exit::OK,
+                Err(e) => e.exit_code("validate"),
+            }
         }
         Err(code) => code,
     }

@@ -39,9 +39,17 @@ fn tensorboard(args: &TensorboardArgs) -> i32 {
     let out = args.out.clone().unwrap_or_else(|| args.results.join("tensorboard"));
     match report::tensorboard::export(&store, &out) {
         Ok(done) => {
-            println!("wrote {} scalars of {} runs to {}", done.scalars, done.runs, done.dir.display());
-            println!("view them with: tensorboard --logdir {}", done.dir.display());
-            exit::OK
+            let printed = crate::output::print(format_args!(
+                "wrote {} scalars of {} runs to {}\nview them with: tensorboard --logdir {}\n",
+                done.scalars,
+                done.runs,
+                done.dir.display(),
+                done.dir.display()
+            ));
+            match printed {
+                Ok(()) => exit::OK,
+                Err(e) => e.exit_code("export tensorboard"),
+            }
         }
         Err(e) => {
             eprintln!("clorch export tensorboard: {e}");

@@ -58,6 +58,9 @@ pub mod exit {
     pub const BAD_INPUT: i32 = 2;
     /// The results folder is in use by another `clorch run`.
     pub const BUSY: i32 = 3;
+    /// Standard output could not be written (not a closed pipe, which is success): sysexits'
+    /// `EX_IOERR`.
+    pub const OUTPUT: i32 = 74;
     /// Stopped by Ctrl-C or SIGTERM; the unfinished runs resume on the next `clorch run`.
     pub const STOPPED: i32 = 130;
 }
@@ -143,10 +146,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(&args),
         Command::Export(command) => export::run(&command),
         Command::Store(command) => store::run(&command),
-        Command::Methods => {
-            print!("{}", methods_table());
-            exit::OK
-        }
+        Command::Methods => match crate::output::print(methods_table()) {
+            Ok(()) => exit::OK,
+            Err(e) => e.exit_code("methods"),
+        },
         Command::Worker(args) => worker::run(&args),
         Command::Bench(args) => bench::run(&args),
     }
@@ -162,22 +165,48 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, S
     Ok(runtime.block_on(future))
 }
 
-/// The `clorch methods` listing.
+/// The `clorch methods` listing: per method kind its summary, then every parameter a recipe
+/// may set with its default, typed and written as in a recipe (`100`, `0.001`, `true`,
+/// `"separate"`; a list-valued parameter inside one more list, `[[]]`, since a bare list is a
+/// grid axis). The optimiser's settings are listed per optimiser the method accepts, and only
+/// those it accepts (the list is checked against validation by a test).
 pub fn methods_table() -> String {
+    let recipe_value = |value: &serde_json::Value| match value {
+        serde_json::Value::Array(_) => format!("[{value}]"),
+        other => other.to_string(),
+    };
+    let assignment = |name: &str, value: &serde_json::Value| format!("{name} = {}", recipe_value(value));
+    let assignments = |params: Vec<(String, serde_json::Value)>| -> String {
+        params.iter().map(|(name, value)| assignment(name, value)).collect::<Vec<_>>().join(", ")
+    };
     let mut out = String::new();
     for m in workers::method::registry() {
         out.push_str(&format!("{:<16} {}\n", m.kind, m.summary));
-        let optimizer = match m.default_optimizer {
-            workers::optim::OptimizerKind::Sgd => "sgd",
-            workers::optim::OptimizerKind::Adam => "adam",
-        };
-        let choice = if m.optimizer_choice { "; optimizer: sgd | adam" } else { "" };
-        out.push_str(&format!(
-            "{:<16}   optimizer {optimizer}{choice}; lr, momentum | beta1, beta2, eps\n",
-            ""
-        ));
-        for (name, default) in m.own_parameters() {
-            out.push_str(&format!("{:<16}   {name} = {default}\n", ""));
+        let optimizers = m.optimizers();
+        let name = |k| workers::method::optimizer_name(k);
+        if let [default, others @ ..] = optimizers.as_slice() {
+            if others.is_empty() {
+                out.push_str(&format!("{:<16}   {}\n", "", assignments(m.optimizer_parameters(*default))));
+            } else {
+                let alternatives: Vec<String> = others.iter().map(|k| format!("\"{}\"", name(*k))).collect();
+                out.push_str(&format!(
+                    "{:<16}   optimizer = \"{}\"  (or {})\n",
+                    "",
+                    name(*default),
+                    alternatives.join(", ")
+                ));
+                for k in &optimizers {
+                    let label = format!("{}:", name(*k));
+                    out.push_str(&format!(
+                        "{:<16}   {label:<5} {}\n",
+                        "",
+                        assignments(m.optimizer_parameters(*k))
+                    ));
+                }
+            }
+        }
+        for (param, default) in m.own_parameters() {
+            out.push_str(&format!("{:<16}   {}\n", "", assignment(&param, &default)));
         }
     }
     out

@@ -33,8 +33,12 @@ pub fn run(args: &PlotArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let options =
-        ReportOptions { filters: args.filters.clone(), all_runs: args.all_runs, ..ReportOptions::default() };
+    let options = ReportOptions {
+        filters: args.filters.clone(),
+        all_runs: args.all_runs,
+        resolve_params: Some(super::report::resolve_params()),
+        ..ReportOptions::default()
+    };
     let report = match Report::build(&store, &options) {
         Ok(r) => r,
         Err(e) => {
@@ -49,10 +53,10 @@ pub fn run(args: &PlotArgs) -> i32 {
             exit::OK
         }
         Ok(files) => {
-            for f in files {
-                println!("{}", f.display());
-            }
-            exit::OK
+            let printed = crate::output::with_stdout(|out| {
+                files.iter().try_for_each(|f| writeln!(out, "{}", f.display()))
+            });
+            printed.map_or_else(|e| e.exit_code("plot"), |()| exit::OK)
         }
         Err(e) => {
             eprintln!("clorch plot: {e}");

@@ -18,8 +18,9 @@ pub struct TableArgs {
     /// Metric columns, comma-separated (acc, bwt, fwt, forgetting, final_online_acc, …).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Option<Vec<Metric>>,
-    /// Keep only runs matching `key=value` (method, stream, seed, status, or a grid
-    /// parameter); repeat for several conditions.
+    /// Keep only runs matching `key=value`: method, stream, seed, status, or any method
+    /// parameter of the runs' specs, gridded or fixed (`lr=0.05`, `optimizer=adam`; numbers
+    /// compare by value); repeat for several conditions.
     #[arg(long = "where", value_name = "KEY=VALUE")]
     pub filters: Vec<Filter>,
     /// Sort by a metric, best first.
@@ -52,10 +53,15 @@ pub struct TableArgs {
     /// Also write the table as LaTeX (booktabs) to this file.
     #[arg(long, value_name = "FILE")]
     pub latex: Option<PathBuf>,
-    /// Write the long per-task accuracy table (run, method, seed, after_task, on_task,
-    /// accuracy, loss) as Parquet to this file.
+    /// Write the long per-task accuracy table (run, method, param.*, seed, after_task,
+    /// on_task, accuracy, loss) to this file: CSV, Parquet or JSON by its extension.
     #[arg(long, value_name = "FILE")]
     pub per_task: Option<PathBuf>,
+    /// Write the long time series (run, stream, method, param.*, seed, task, on_task, bin,
+    /// layer, metric, value: every online bin, accuracy-matrix entry, plasticity diagnostic
+    /// per layer and method diagnostic) to this file: CSV, Parquet or JSON by its extension.
+    #[arg(long, value_name = "FILE")]
+    pub series: Option<PathBuf>,
     /// Write a self-contained HTML report (tables, figures as inline SVG, the recipe text and
     /// the clorch version) to this file; it opens offline in any browser.
     #[arg(long, value_name = "FILE")]
@@ -72,8 +78,22 @@ impl TableArgs {
             spread: if self.std { Spread::Std } else { Spread::Ci95 },
             precision: self.precision,
             all_runs: self.all_runs,
+            series: self.series.is_some(),
+            resolve_params: Some(resolve_params()),
         }
     }
+}
+
+/// The method registry's [`workers::method::MethodInfo::resolved_parameters`] for reports: every
+/// parameter a run trains with, defaults included. A kind the registry does not know (a
+/// store from another build) keeps the parameters its spec states.
+pub(crate) fn resolve_params() -> report::ResolveParams {
+    report::ResolveParams(|kind, given| {
+        match workers::method::registry().into_iter().find(|m| m.kind == kind) {
+            Some(method) => method.resolved_parameters(given),
+            None => given.clone(),
+        }
+    })
 }
 
 /// Arguments of `clorch report`.
@@ -103,11 +123,31 @@ pub fn print_table(store: &Store, options: &ReportOptions) -> Result<(), i32> {
         eprintln!("clorch report: {e}");
         exit::BAD_INPUT
     })?;
-    let mut out = std::io::stdout().lock();
-    report.write(TableKind::Groups, Format::Markdown, &mut out).map_err(|e| {
-        eprintln!("clorch report: {e}");
-        exit::BAD_INPUT
-    })
+    print_report("run", &report, TableKind::Groups)
+}
+
+/// Prints `table` of `report` as Markdown on standard output; the error is the exit status,
+/// its message printed (nothing for a closed pipe).
+fn print_report(command: &str, report: &Report, table: TableKind) -> Result<(), i32> {
+    let mut failed = None;
+    let printed = crate::output::with_stdout(|out| {
+        report.write(table, Format::Markdown, out).map_err(|e| match e {
+            report::ReportError::Io(io) => io,
+            other => {
+                let message = other.to_string();
+                failed = Some(other);
+                std::io::Error::other(message)
+            }
+        })
+    });
+    match (printed, failed) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => {
+            eprintln!("clorch {command}: {e}");
+            Err(exit::BAD_INPUT)
+        }
+        (Err(e), None) => Err(e.exit_code(command)),
+    }
 }
 
 /// Opens a results folder for reading, printing any note; the error is printed.
@@ -188,8 +228,16 @@ fn emit(command: &str, report: &Report, args: &TableArgs) -> i32 {
             targets.push((table, format, p));
         }
     }
-    if let Some(p) = &args.per_task {
-        targets.push((TableKind::PerTask, Format::Parquet, p));
+    for (path, kind) in [(&args.per_task, TableKind::PerTask), (&args.series, TableKind::Series)] {
+        if let Some(p) = path {
+            match format_of(p) {
+                Ok(format) => targets.push((kind, format, p)),
+                Err(message) => {
+                    eprintln!("clorch {command}: {message}");
+                    return exit::BAD_INPUT;
+                }
+            }
+        }
     }
     for (table, format, path) in targets {
         if let Err(e) = write_file(path, |w| report.write(table, format, w)) {
@@ -204,12 +252,22 @@ fn emit(command: &str, report: &Report, args: &TableArgs) -> i32 {
         }
         eprintln!("wrote {}", path.display());
     }
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = report.write(table, Format::Markdown, &mut out) {
-        eprintln!("clorch {command}: {e}");
-        return exit::BAD_INPUT;
+    match print_report(command, report, table) {
+        Ok(()) => exit::OK,
+        Err(code) => code,
     }
-    exit::OK
+}
+
+/// The machine format a long table's file asks for by its extension.
+fn format_of(path: &Path) -> Result<Format, String> {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match extension.parse::<Format>() {
+        Ok(format @ (Format::Csv | Format::Parquet | Format::Json)) => Ok(format),
+        _ => Err(format!(
+            "{}: cannot tell the format from the extension `{extension}`; expected .csv, .parquet or .json",
+            path.display()
+        )),
+    }
 }
 
 /// Creates `path` and fills it through `fill`, buffered.

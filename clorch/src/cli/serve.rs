@@ -63,7 +63,9 @@ pub fn run(args: &ServeArgs) -> i32 {
     let served = super::block_on(async move {
         let server = ::serve::Server::bind(config).await?;
         let n = server.experiments();
-        println!("clorch serve: {n} experiment(s) at {}", server.url());
+        // The address is the one line on standard output (scripts read it); a closed pipe
+        // does not stop the server.
+        let _ = crate::output::print(format_args!("clorch serve: {n} experiment(s) at {}\n", server.url()));
         eprintln!("(read-only; Ctrl-C stops it)");
         tokio::select! {
             () = server.run() => {}

@@ -50,6 +50,8 @@ pub fn run(args: &StatusArgs) -> i32 {
             }
         }
     };
-    print!("{}", status::render(&snapshot, runner::store::unix_now()));
-    exit::OK
+    match crate::output::print(status::render(&snapshot, runner::store::unix_now())) {
+        Ok(()) => exit::OK,
+        Err(e) => e.exit_code("status"),
+    }
 }

@@ -56,19 +56,26 @@ pub fn run(command: &StoreCommand) -> i32 {
             };
             match rebuilt {
                 Ok(summary) => {
-                    println!(
-                        "rebuilt {} runs and {} events from {}",
-                        summary.runs,
-                        summary.events,
-                        results.display()
-                    );
-                    for path in &summary.truncated_tails {
-                        println!("ignored the cut-short last line of {}", path.display());
+                    let printed = crate::output::with_stdout(|out| {
+                        writeln!(
+                            out,
+                            "rebuilt {} runs and {} events from {}",
+                            summary.runs,
+                            summary.events,
+                            results.display()
+                        )?;
+                        for path in &summary.truncated_tails {
+                            writeln!(out, "ignored the cut-short last line of {}", path.display())?;
+                        }
+                        for path in &summary.skipped {
+                            writeln!(out, "skipped {} (no run.json)", path.display())?;
+                        }
+                        Ok(())
+                    });
+                    match printed {
+                        Ok(()) => exit::OK,
+                        Err(e) => e.exit_code("store rebuild"),
                     }
-                    for path in &summary.skipped {
-                        println!("skipped {} (no run.json)", path.display());
-                    }
-                    exit::OK
                 }
                 Err(message) => {
                     eprintln!("clorch store rebuild: {message}");

@@ -7,28 +7,69 @@ use std::ops::Range;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::{
-    Cartesian2d, ChartBuilder, ChartContext, Circle, DrawingArea, DrawingAreaErrorKind, DrawingBackend,
-    LineSeries, PathElement, Polygon, Rectangle, Text,
+    Cartesian2d, ChartBuilder, ChartContext, Circle, DashedLineSeries, DrawingArea, DrawingAreaErrorKind,
+    DrawingBackend, LineSeries, PathElement, Polygon, Rectangle, Text,
 };
 use plotters::style::{Color, RGBColor, ShapeStyle, BLACK};
 
 use super::canvas::DrawResult;
 use super::data::BandPoint;
-use super::style;
+use super::style::{self, SeriesStyle};
 
 /// A chart with f64 axes.
 pub(super) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// One legend entry: a label and its series colour.
+/// One legend entry: a label and its series' look.
 pub(super) struct LegendEntry {
     /// What the series is.
     pub label: String,
-    /// Its colour.
-    pub colour: RGBColor,
+    /// Its colour and line pattern.
+    pub style: SeriesStyle,
 }
 
-/// Longest legend label shown; longer ones end in `…`.
+/// Widest legend line in characters; a longer label wraps onto more lines (never cut).
 const LEGEND_CHARS: usize = 34;
+
+/// Pixels per legend line, and the approximate width of a character of the legend's font.
+const LEGEND_ROW: i32 = 16;
+const LEGEND_CHAR_PX: f64 = 7.6;
+
+/// `label` broken into lines of at most `width` characters, after a space or a comma where it
+/// can (`cbp (lr=0.01, rho=1e-4)` keeps its parts), mid-word only for a word longer than a
+/// line. Every character of `label` is kept: joined again, the lines give back the label.
+pub(super) fn wrap(label: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    // Words keep their trailing separator, so joining the lines restores the text exactly.
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in label.chars() {
+        word.push(c);
+        if c == ' ' || c == ',' {
+            words.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    for word in words {
+        if line.chars().count() + word.trim_end().chars().count() > width && !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        line.push_str(&word);
+        while line.trim_end().chars().count() > width {
+            let head: String = line.chars().take(width).collect();
+            let rest: String = line.chars().skip(width).collect();
+            lines.push(head);
+            line = rest;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
 
 /// Draws `title` across the top of `root` and returns the area below it. A title too long
 /// for the width is set smaller (down to 11 px) rather than cut off.
@@ -53,8 +94,13 @@ pub(super) fn with_legend_strip<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[LegendEntry],
 ) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
-    let longest = entries.iter().map(|e| e.label.chars().count().min(LEGEND_CHARS)).max().unwrap_or(0);
-    let width = if entries.is_empty() { 0 } else { (40 + longest * 8).min(320) as u32 };
+    let longest = entries
+        .iter()
+        .flat_map(|e| wrap(&e.label, LEGEND_CHARS))
+        .map(|l| l.trim_end().chars().count())
+        .max()
+        .unwrap_or(0);
+    let width = if entries.is_empty() { 0 } else { (44.0 + longest as f64 * LEGEND_CHAR_PX).ceil() as u32 };
     let total = area.dim_in_pixel().0;
     area.split_horizontally(total.saturating_sub(width))
 }
@@ -106,11 +152,23 @@ pub(super) fn count_tick(v: f64) -> String {
     }
 }
 
+/// The description of every axis that counts progress through the stream. One numbering in
+/// every figure, the accuracy matrix's: task i is the i-th task (from 0), a point at i is the
+/// network after training task i, and `init` (at −1) the untrained network.
+pub(super) const AFTER_TASK: &str = "after training task i (init = untrained)";
+
+/// The x position of the network after training task `after` (`None`: untrained, at −1).
+pub(super) fn after_task_x(after: Option<usize>) -> f64 {
+    after.map_or(-1.0, |i| i as f64)
+}
+
 /// How an axis labels its ticks.
 #[derive(Clone, Copy)]
 pub(super) enum Ticks {
     /// Whole numbers only (task indices); other ticks stay unlabelled.
     Integer,
+    /// Task indices on an [`AFTER_TASK`] axis: whole numbers, −1 as `init`.
+    AfterTask,
     /// Whole numbers times a factor (block indices of a long stream's matrix, shown as the
     /// first task of each block).
     IntegerTimes(usize),
@@ -123,8 +181,10 @@ pub(super) enum Ticks {
 /// The label of tick `v` on an axis labelled as `ticks` says.
 pub(super) fn label_of(ticks: Ticks, v: f64) -> String {
     match ticks {
-        Ticks::Integer if whole(v) => tick(v),
-        Ticks::Integer => String::new(),
+        Ticks::Integer | Ticks::AfterTask if !whole(v) => String::new(),
+        Ticks::AfterTask if v.round() as i64 == -1 => "init".into(),
+        Ticks::AfterTask if v < -1.0 => String::new(),
+        Ticks::Integer | Ticks::AfterTask => tick(v),
         Ticks::IntegerTimes(k) if whole(v) => tick(v * k as f64),
         Ticks::IntegerTimes(_) => String::new(),
         Ticks::Real => tick(v),
@@ -158,15 +218,23 @@ pub(super) fn mesh<DB: DrawingBackend>(
         .draw()
 }
 
-/// Draws a line through `points` in `colour`, with a marker on each point when there are few
-/// enough to tell apart (or a lone point, which a line would not show).
+/// Draws a line through `points` in `look`'s colour and pattern, with a marker on each point
+/// when there are few enough to tell apart (or a lone point, which a line would not show).
 pub(super) fn line<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     points: &[(f64, f64)],
-    colour: RGBColor,
+    look: SeriesStyle,
 ) -> DrawResult<DB> {
+    let colour = look.colour;
     let stroke = ShapeStyle::from(&colour).stroke_width(2);
-    chart.draw_series(LineSeries::new(points.iter().copied(), stroke))?;
+    match look.dash.pattern() {
+        None => {
+            chart.draw_series(LineSeries::new(points.iter().copied(), stroke))?;
+        }
+        Some((dash, gap)) => {
+            chart.draw_series(DashedLineSeries::new(points.iter().copied(), dash, gap, stroke))?;
+        }
+    }
     if points.len() <= 40 {
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
     }
@@ -189,22 +257,40 @@ pub(super) fn band<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Draws `entries` top-down in `area`: a colour swatch and the label of each.
+/// The height in pixels a legend of `labels` takes, drawn by [`legend`] below a title: what a
+/// figure's height must at least be for no label to fall off its bottom.
+pub(super) fn legend_height<'a>(labels: impl IntoIterator<Item = &'a str>) -> u32 {
+    let rows: i32 = labels.into_iter().map(|l| wrap(l, LEGEND_CHARS).len() as i32 * LEGEND_ROW + 6).sum();
+    (30 + rows + 60).max(0) as u32
+}
+
+/// Draws `entries` top-down in `area`: a swatch in the series' colour and pattern, and the
+/// whole label, wrapped onto as many lines as it needs.
 pub(super) fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[LegendEntry],
 ) -> DrawResult<DB> {
-    let row = 20;
-    let top = 30;
-    for (i, entry) in entries.iter().enumerate() {
-        let y = top + row * i as i32;
-        area.draw(&PathElement::new(vec![(8, y), (30, y)], ShapeStyle::from(&entry.colour).stroke_width(3)))?;
-        let mut label: String = entry.label.chars().take(LEGEND_CHARS).collect();
-        if entry.label.chars().count() > LEGEND_CHARS {
-            label.pop();
-            label.push('…');
+    let mut y = 30;
+    for entry in entries {
+        let stroke = ShapeStyle::from(&entry.style.colour).stroke_width(3);
+        match entry.style.dash.pattern() {
+            None => area.draw(&PathElement::new(vec![(8, y), (32, y)], stroke))?,
+            Some((dash, gap)) => {
+                let mut x = 8;
+                while x < 32 {
+                    let end = (x + dash as i32).min(32);
+                    area.draw(&PathElement::new(vec![(x, y), (end, y)], stroke))?;
+                    x = end + gap as i32;
+                }
+            }
         }
-        area.draw(&Text::new(label, (36, y - 7), style::label()))?;
+        for (k, line) in wrap(&entry.label, LEGEND_CHARS).into_iter().enumerate() {
+            area.draw(&Text::new(line, (38, y - 7 + LEGEND_ROW * k as i32), style::label()))?;
+            if k > 0 {
+                y += LEGEND_ROW;
+            }
+        }
+        y += LEGEND_ROW + 6;
     }
     Ok(())
 }
@@ -233,8 +319,24 @@ mod tests {
         assert_eq!(count_tick(1_500_000.0), "1.5M");
         assert_eq!(label_of(Ticks::Integer, 2.5), "");
         assert_eq!(label_of(Ticks::Integer, 2.0), "2");
+        assert_eq!(label_of(Ticks::AfterTask, -1.0), "init");
+        assert_eq!(label_of(Ticks::AfterTask, 0.0), "0");
+        assert_eq!(label_of(Ticks::AfterTask, 0.5), "");
         assert_eq!(title_size(960, 40), 20);
         assert_eq!(title_size(720, 100), 12);
         assert_eq!(title_size(100, 500), 11);
+    }
+
+    #[test]
+    fn legend_labels_wrap_whole_and_are_never_cut() {
+        let label = "niwf (lambda_lock=10.0, lock=hard, lock_space=input, mask_width=0.25)";
+        let lines = wrap(label, 34);
+        assert!(lines.len() > 1, "{lines:?}");
+        assert!(lines.iter().all(|l| l.trim_end().chars().count() <= 34), "{lines:?}");
+        assert_eq!(lines.concat(), label);
+        assert_eq!(lines[0], "niwf (lambda_lock=10.0, lock=hard, ");
+        assert_eq!(wrap("sgd", 34), ["sgd"]);
+        let long_word = "a".repeat(80);
+        assert_eq!(wrap(&long_word, 34).concat(), long_word);
     }
 }

@@ -31,7 +31,7 @@ impl CapacityFigure {
                         .iter()
                         .filter_map(move |c| Some((c.task, c.layers.get(l)?.used_fraction()?)))
                 });
-                data::band_by_key(points, |task| (task + 1) as f64)
+                data::band_by_key(points, |task| axes::after_task_x(Some(task)))
             })
             .collect();
         layers.iter().any(|l| !l.is_empty()).then_some(CapacityFigure { layers })
@@ -41,21 +41,18 @@ impl CapacityFigure {
     pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, title: &str) -> DrawResult<DB> {
         let body = axes::titled(root, title)?;
         let entries: Vec<LegendEntry> = (0..self.layers.len())
-            .map(|l| LegendEntry {
-                label: format!("hidden layer {}", l + 1),
-                colour: style::series_colour(l),
-            })
+            .map(|l| LegendEntry { label: format!("hidden layer {}", l + 1), style: style::series_style(l) })
             .collect();
         let (plot, legend) = axes::with_legend_strip(&body, &entries);
         let x_max = self.layers.iter().flat_map(|l| l.iter().map(|p| p.x)).fold(1.0, f64::max);
-        let mut chart = axes::chart(&plot, None, 0.0..x_max + 0.2, 0.0..1.02)?;
-        axes::mesh(&mut chart, "tasks trained", Ticks::Integer, "fraction of units used", Ticks::Real)?;
+        let mut chart = axes::chart(&plot, None, -0.2..x_max + 0.2, 0.0..1.02)?;
+        axes::mesh(&mut chart, axes::AFTER_TASK, Ticks::AfterTask, "fraction of units used", Ticks::Real)?;
         for (l, points) in self.layers.iter().enumerate() {
-            axes::band(&mut chart, points, style::series_colour(l))?;
+            axes::band(&mut chart, points, style::series_style(l).colour)?;
         }
         for (l, points) in self.layers.iter().enumerate() {
             let line: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.mean)).collect();
-            axes::line(&mut chart, &line, style::series_colour(l))?;
+            axes::line(&mut chart, &line, style::series_style(l))?;
         }
         axes::legend(&legend, &entries)
     }

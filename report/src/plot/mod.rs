@@ -104,6 +104,17 @@ enum Body {
 }
 
 impl Body {
+    /// The labels of the figure's legend, in order (none for the heat map).
+    fn legend_labels(&self) -> Vec<String> {
+        match self {
+            Body::Matrix(_) => Vec::new(),
+            Body::Tasks(f) => f.lines.iter().map(|(j, _)| format!("task {j}")).collect(),
+            Body::Online(f) => f.lines.iter().map(|l| l.label.clone()).collect(),
+            Body::Plasticity(f) => f.groups.iter().map(|g| g.label.clone()).collect(),
+            Body::Capacity(f) => (0..f.layers.len()).map(|l| format!("hidden layer {}", l + 1)).collect(),
+        }
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, title: &str) -> DrawResult<DB> {
         match self {
             Body::Matrix(f) => f.draw(root, title),
@@ -121,6 +132,11 @@ pub struct Figure {
     kind: FigureKind,
     name: String,
     title: String,
+    /// The stream it shows.
+    stream: String,
+    /// The group it shows (method, grid point, experiment), `None` for a figure of the whole
+    /// stream.
+    group: Option<String>,
     body: Body,
 }
 
@@ -140,9 +156,23 @@ impl Figure {
         &self.title
     }
 
-    /// Width and height in pixels.
+    /// The stream the figure shows (what the HTML report groups figures by).
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The group (method and grid point) the figure shows; `None` when it compares the
+    /// stream's groups.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// Width and height in pixels: the kind's, taller when the legend needs it (a sweep of
+    /// many groups lists every one, labels whole).
     pub fn size(&self) -> (u32, u32) {
-        self.kind.size()
+        let (width, height) = self.kind.size();
+        let labels = self.body.legend_labels();
+        (width, height.max(axes::legend_height(labels.iter().map(String::as_str))))
     }
 
     /// The figure as an SVG document (`<svg width=… height=…>`, text in `sans-serif`).
@@ -201,24 +231,27 @@ pub fn figures(report: &Report) -> Vec<Figure> {
     let members = data::members(report);
     let mut names = Names::default();
     let mut out = Vec::new();
-    let mut push = |kind: FigureKind, subject: &str, title: String, body: Body| {
-        out.push(Figure { kind, name: names.take(kind, subject), title, body });
-    };
+    let mut push =
+        |kind: FigureKind, subject: &str, title: String, (stream, group): (&str, Option<&str>), body| {
+            let (stream, group) = (stream.to_string(), group.map(str::to_string));
+            out.push(Figure { kind, name: names.take(kind, subject), title, stream, group, body });
+        };
     for member in &members {
         let label = data::group_label(report, member.group);
         let subject = format!("{} {label}", member.group.stream);
+        let of = (member.group.stream.as_str(), Some(label.as_str()));
         let seeds = seeds_text(member.runs.len());
         if let Some(m) = MatrixFigure::of(member) {
             let title = format!("Accuracy matrix: {label} on {} ({seeds})", member.group.stream);
-            push(FigureKind::AccuracyMatrix, &subject, title, Body::Matrix(m));
+            push(FigureKind::AccuracyMatrix, &subject, title, of, Body::Matrix(m));
         }
         if let Some(t) = TaskCurves::of(member) {
             let title = format!("Accuracy on each task: {label} on {} ({seeds})", member.group.stream);
-            push(FigureKind::TaskAccuracy, &subject, title, Body::Tasks(t));
+            push(FigureKind::TaskAccuracy, &subject, title, of, Body::Tasks(t));
         }
         if let Some(c) = CapacityFigure::of(member) {
             let title = format!("CLNP capacity used: {label} on {} ({seeds})", member.group.stream);
-            push(FigureKind::Capacity, &subject, title, Body::Capacity(c));
+            push(FigureKind::Capacity, &subject, title, of, Body::Capacity(c));
         }
     }
     let mut streams: Vec<&str> = Vec::new();
@@ -238,16 +271,16 @@ pub fn figures(report: &Report) -> Vec<Figure> {
             of_stream.iter().cloned().partition(|(_, _, m)| m.runs.iter().any(|r| r.regression));
         if let Some(f) = OnlineFigure::of(&classification, OnlineMeasure::Accuracy) {
             let title = format!("Final online accuracy of each task: {stream} (mean, 95% CI over seeds)");
-            push(FigureKind::OnlineAccuracy, stream, title, Body::Online(f));
+            push(FigureKind::OnlineAccuracy, stream, title, (stream, None), Body::Online(f));
         }
         if let Some(f) = OnlineFigure::of(&regression, OnlineMeasure::Error) {
             let title = format!("Online error over the stream: {stream} (mean, 95% CI over seeds)");
-            push(FigureKind::OnlineError, stream, title, Body::Online(f));
+            push(FigureKind::OnlineError, stream, title, (stream, None), Body::Online(f));
         }
         if let Some(f) = PlasticityFigure::of(&of_stream) {
             let title =
                 format!("Plasticity diagnostics: {stream} (hidden layers averaged; mean, 95% CI over seeds)");
-            push(FigureKind::Plasticity, stream, title, Body::Plasticity(f));
+            push(FigureKind::Plasticity, stream, title, (stream, None), Body::Plasticity(f));
         }
     }
     out

@@ -112,7 +112,7 @@ impl OnlineFigure {
         let entries: Vec<LegendEntry> = self
             .lines
             .iter()
-            .map(|l| LegendEntry { label: l.label.clone(), colour: style::series_colour(l.colour) })
+            .map(|l| LegendEntry { label: l.label.clone(), style: style::series_style(l.colour) })
             .collect();
         let (plot, legend) = axes::with_legend_strip(&body, &entries);
         let all = || self.lines.iter().flat_map(|l| l.points.iter());
@@ -130,11 +130,11 @@ impl OnlineFigure {
         let mut chart = axes::chart(&plot, None, x0..x1, y_range)?;
         axes::mesh(&mut chart, x_desc, x_ticks, y_desc, Ticks::Real)?;
         for line in &self.lines {
-            axes::band(&mut chart, &line.points, style::series_colour(line.colour))?;
+            axes::band(&mut chart, &line.points, style::series_style(line.colour).colour)?;
         }
         for line in &self.lines {
             let points: Vec<(f64, f64)> = line.points.iter().map(|p| (p.x, p.mean)).collect();
-            axes::line(&mut chart, &points, style::series_colour(line.colour))?;
+            axes::line(&mut chart, &points, style::series_style(line.colour))?;
         }
         axes::legend(&legend, &entries)
     }

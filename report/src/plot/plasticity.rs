@@ -1,6 +1,7 @@
 //! Plasticity diagnostics over the stream, one figure per stream with three panels — dead-unit
 //! fraction, effective rank and mean |w| (hidden layers averaged, as in the tables) — against
-//! the number of tasks trained, a line per group with its 95% band over seeds. Rising dead
+//! the task just trained (`init`: the untrained network; the accuracy matrix's numbering), a
+//! line per group with its 95% band over seeds. Rising dead
 //! units, falling effective rank and growing weights are the usual companions of lost
 //! plasticity (Dohare et al. 2024; Lyle et al. 2023).
 
@@ -46,7 +47,7 @@ impl PlasticityFigure {
                     let points = member.runs.iter().flat_map(|r| {
                         r.series.plasticity.iter().filter_map(move |p| Some((p.after_tasks, f(p)?)))
                     });
-                    data::band_by_key(points, |tasks| tasks as f64)
+                    data::band_by_key(points, |trained| axes::after_task_x(trained.checked_sub(1)))
                 };
                 let lines = PlasticityLines {
                     label: label.clone(),
@@ -70,7 +71,7 @@ impl PlasticityFigure {
         let entries: Vec<LegendEntry> = self
             .groups
             .iter()
-            .map(|g| LegendEntry { label: g.label.clone(), colour: style::series_colour(g.colour) })
+            .map(|g| LegendEntry { label: g.label.clone(), style: style::series_style(g.colour) })
             .collect();
         let (plots, legend) = axes::with_legend_strip(&body, &entries);
         let panels = plots.split_evenly((1, 3));
@@ -93,13 +94,13 @@ impl PlasticityFigure {
                 (y0, y1) = (y0.max(0.0), y1.clamp(0.05, 1.0));
             }
             let mut chart = axes::chart(panel, Some(name), x0..x1, y0..y1)?;
-            axes::mesh(&mut chart, "tasks trained", Ticks::Integer, y_desc, Ticks::Real)?;
+            axes::mesh(&mut chart, axes::AFTER_TASK, Ticks::AfterTask, y_desc, Ticks::Real)?;
             for g in &self.groups {
-                axes::band(&mut chart, pick(g), style::series_colour(g.colour))?;
+                axes::band(&mut chart, pick(g), style::series_style(g.colour).colour)?;
             }
             for g in &self.groups {
                 let points: Vec<(f64, f64)> = pick(g).iter().map(|p| (p.x, p.mean)).collect();
-                axes::line(&mut chart, &points, style::series_colour(g.colour))?;
+                axes::line(&mut chart, &points, style::series_style(g.colour))?;
             }
         }
         axes::legend(&legend, &entries)

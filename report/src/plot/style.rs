@@ -61,7 +61,8 @@ pub(super) fn small(size: u32) -> TextStyle<'static> {
 pub(super) const BAND_OPACITY: f64 = 0.18;
 
 /// Colours of methods (groups), in order: the Okabe–Ito palette, which stays distinguishable
-/// for the common colour-vision deficiencies, with its black moved last. Cycles after eight.
+/// for the common colour-vision deficiencies, with its black moved last. After eight series
+/// the colours repeat with another line pattern ([`series_style`]).
 const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 114, 178),   // blue
     RGBColor(213, 94, 0),    // vermillion
@@ -73,9 +74,56 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 0, 0),       // black
 ];
 
-/// The colour of the `i`-th method (group) of a figure.
-pub(super) fn series_colour(i: usize) -> RGBColor {
-    PALETTE[i % PALETTE.len()]
+/// How a line is stroked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dash {
+    /// A continuous line.
+    Solid,
+    /// Long dashes.
+    Dashed,
+    /// Dots.
+    Dotted,
+}
+
+impl Dash {
+    /// The patterns in the order series use them.
+    pub(super) const ALL: [Dash; 3] = [Dash::Solid, Dash::Dashed, Dash::Dotted];
+
+    /// Length of a dash and of the gap after it, in pixels; `None` for a solid line.
+    pub(super) fn pattern(self) -> Option<(u32, u32)> {
+        match self {
+            Dash::Solid => None,
+            Dash::Dashed => Some((10, 5)),
+            Dash::Dotted => Some((2, 4)),
+        }
+    }
+}
+
+/// A series' look: colour and line pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SeriesStyle {
+    /// Line, marker and band colour.
+    pub colour: RGBColor,
+    /// Line pattern.
+    pub dash: Dash,
+}
+
+impl SeriesStyle {
+    /// A solid line in `colour` (task lines, coloured along viridis).
+    pub(super) fn solid(colour: RGBColor) -> SeriesStyle {
+        SeriesStyle { colour, dash: Dash::Solid }
+    }
+}
+
+/// How many series of a figure have a look of their own: colours × line patterns (24). An
+/// 18-configuration sweep no longer draws three groups in one blue.
+pub(super) const DISTINCT_SERIES: usize = PALETTE.len() * Dash::ALL.len();
+
+/// The look of the `i`-th method (group) of a figure: the palette's colours solid, then
+/// dashed, then dotted; only beyond [`DISTINCT_SERIES`] does a look repeat.
+pub(super) fn series_style(i: usize) -> SeriesStyle {
+    let i = i % DISTINCT_SERIES;
+    SeriesStyle { colour: PALETTE[i % PALETTE.len()], dash: Dash::ALL[i / PALETTE.len()] }
 }
 
 /// Anchors of the viridis colour map (van der Walt & Smith), at 0, 1/8, …, 1.
@@ -131,6 +179,17 @@ mod tests {
         assert_eq!(viridis(0.5), RGBColor(33, 144, 141));
         assert_eq!(*text_on(viridis(0.0)), WHITE);
         assert_eq!(*text_on(viridis(1.0)), BLACK);
+    }
+
+    #[test]
+    fn twenty_four_series_each_have_their_own_look() {
+        let looks: Vec<SeriesStyle> = (0..DISTINCT_SERIES).map(series_style).collect();
+        for (i, a) in looks.iter().enumerate() {
+            assert!(looks[i + 1..].iter().all(|b| b != a), "series {i} repeats");
+        }
+        const { assert!(DISTINCT_SERIES >= 20) };
+        assert_eq!(series_style(0).dash, Dash::Solid);
+        assert_eq!(series_style(8), SeriesStyle { colour: series_style(0).colour, dash: Dash::Dashed });
     }
 
     #[test]

@@ -179,9 +179,83 @@ fn the_heat_map_averages_the_matrix_over_finished_seeds() {
     let Body::Tasks(curves) = &figures[1].body else { panic!() };
     let (j, points) = &curves.lines[0];
     assert_eq!(*j, 0);
-    let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
-    assert_eq!(xs, [0.0, 1.0, 2.0]);
-    assert!((points[2].1 - 0.62).abs() < 1e-12);
+    let xs: Vec<f64> = points.iter().map(|p| p.x).collect();
+    assert_eq!(xs, [-1.0, 0.0, 1.0], "init, then the heat map's rows i = 0, 1");
+    assert!((points[2].mean - 0.62).abs() < 1e-12);
+}
+
+/// Issue 16: one task numbering in every figure — a point of a task curve at x = i is the heat
+/// map's row i (`after training task i`), and the per-task curves carry 95% bands over seeds.
+#[test]
+fn task_curves_number_tasks_as_the_heat_map_and_have_bands() {
+    let report = Report::build(&fixture(), &ReportOptions::default()).unwrap();
+    let figures = figures(&report);
+    let Body::Matrix(matrix) = &figures[0].body else { panic!() };
+    let Body::Tasks(curves) = &figures[1].body else { panic!() };
+    for (j, points) in &curves.lines {
+        for p in points.iter().filter(|p| p.x >= 0.0) {
+            let cell = matrix.cells[p.x as usize][*j].unwrap();
+            assert!((p.mean - cell).abs() < 1e-12, "task {j} at x = {}: {} vs cell {cell}", p.x, p.mean);
+        }
+    }
+    // sgd seeds k = 0, 1, 2 give R[1][0] = 0.60, 0.62, 0.64: a band of t_{0.975,2} · 0.02 / √3.
+    let after_1 = curves.lines[0].1.iter().find(|p| p.x == 1.0).unwrap();
+    let half = 4.302_652_729_749_464 * 0.02 / 3f64.sqrt();
+    assert!((after_1.high - after_1.mean - half).abs() < 1e-9, "{after_1:?}");
+    let svg = figures[1].to_svg().unwrap();
+    assert!(svg.contains("after training task i (init = untrained)"));
+    assert!(svg.contains("\ninit\n</text>"), "the untrained network's tick");
+    assert!(svg.contains("<polygon"), "bands drawn");
+    let heat = figures[0].to_svg().unwrap();
+    assert!(heat.contains("after training task i"));
+}
+
+/// Issue 16: legends of 20 groups with long grid labels: every group has its own colour and
+/// line pattern, and every label is drawn whole (wrapped, never cut).
+#[test]
+fn twenty_groups_have_distinct_looks_and_whole_legend_labels() {
+    let lines: Vec<online::OnlineLine> = (0..20)
+        .map(|i| online::OnlineLine {
+            label: format!("niwf-{i} (lambda_lock={i}.5, lock=hard, lock_space=input, mask_width=0.25)"),
+            colour: i,
+            points: vec![
+                data::BandPoint { x: 0.0, mean: 0.5, low: 0.4, high: 0.6 },
+                data::BandPoint { x: 1.0, mean: 0.6, low: 0.5, high: 0.7 },
+            ],
+        })
+        .collect();
+    let looks: std::collections::HashSet<_> =
+        lines.iter().map(|l| format!("{:?}", style::series_style(l.colour))).collect();
+    assert_eq!(looks.len(), 20);
+    let labels: Vec<String> = lines.iter().map(|l| l.label.clone()).collect();
+    let figure = Figure {
+        kind: FigureKind::OnlineAccuracy,
+        name: "online".into(),
+        title: "t".into(),
+        stream: "s".into(),
+        group: None,
+        body: Body::Online(online::OnlineFigure { measure: OnlineMeasure::Accuracy, lines }),
+    };
+    let svg = figure.to_svg().unwrap();
+    let texts: String = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| Some(t[t.find('>')? + 1..t.find("</text>")?].trim().to_string()))
+        .collect::<Vec<_>>()
+        .concat()
+        .replace(' ', "");
+    for label in labels {
+        assert!(texts.contains(&label.replace(' ', "")), "`{label}` not drawn whole");
+    }
+    // No label falls off the bottom: the figure grows with its legend.
+    let height = figure.size().1;
+    assert!(height > FigureKind::OnlineAccuracy.size().1, "{height}");
+    for t in svg.split("<text").skip(1) {
+        let y: f64 = t.split("y=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+        assert!(y < height as f64 - 8.0, "text at y = {y} of {height}");
+    }
+    // Dashed and dotted lines are drawn as segments: many more polylines than the 20 lines.
+    assert!(svg.matches("<polyline").count() > 100, "dashed lines drawn");
 }
 
 #[test]
@@ -201,14 +275,14 @@ fn online_plasticity_and_capacity_bands_follow_the_seeds() {
 
     let Body::Plasticity(plasticity) = &find(FigureKind::Plasticity).body else { panic!() };
     let sgd = &plasticity.groups[0];
-    assert_eq!(sgd.dead.iter().map(|p| p.x).collect::<Vec<_>>(), [0.0, 1.0, 2.0]);
+    assert_eq!(sgd.dead.iter().map(|p| p.x).collect::<Vec<_>>(), [-1.0, 0.0, 1.0], "init, tasks 0 and 1");
     assert!((sgd.effective_rank[2].mean - 10.0).abs() < 1e-12);
 
     let Body::Capacity(capacity) = &find(FigureKind::Capacity).body else { panic!() };
     assert_eq!(capacity.layers.len(), 2);
     // Finished cbp seeds 1 and 2: used = 8 + 4·task + seed of 16 units.
     let first = &capacity.layers[0];
-    assert_eq!(first.iter().map(|p| p.x).collect::<Vec<_>>(), [1.0, 2.0]);
+    assert_eq!(first.iter().map(|p| p.x).collect::<Vec<_>>(), [0.0, 1.0], "after tasks 0 and 1");
     assert!((first[0].mean - 9.5 / 16.0).abs() < 1e-12, "{first:?}");
     assert!((first[1].mean - 13.5 / 16.0).abs() < 1e-12);
     assert!(first[0].high > first[0].mean, "two seeds with different values have a band");
@@ -233,6 +307,7 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         experiment: "x".into(),
         order: 0,
         labels: results::RunLabels { stream: "s".into(), method: "m".into(), grid: BTreeMap::new(), seed: 1 },
+        params: BTreeMap::new(),
         status: RunStatus::Finished,
         attempts: 1,
         tasks,
@@ -254,6 +329,7 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         stream: "s".into(),
         method: "m".into(),
         grid: BTreeMap::new(),
+        params: BTreeMap::new(),
         grid_text: String::new(),
         runs: 1,
         finished: 1,
@@ -275,6 +351,8 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         kind: FigureKind::AccuracyMatrix,
         name: "m".into(),
         title: "m".into(),
+        stream: "s".into(),
+        group: Some("m".into()),
         body: Body::Matrix(m),
     };
     assert!(figure.to_svg().unwrap().contains("<rect"));

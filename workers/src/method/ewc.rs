@@ -61,11 +61,13 @@ pub enum FisherKind {
 }
 
 impl Serialize for FisherKind {
+    /// `true` as the boolean a recipe writes (`fisher: true`; `clorch methods` lists it so), the
+    /// other choice as its name.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            FisherKind::True => "true",
-            FisherKind::Empirical => "empirical",
-        })
+        match self {
+            FisherKind::True => s.serialize_bool(true),
+            FisherKind::Empirical => s.serialize_str("empirical"),
+        }
     }
 }
 
@@ -100,6 +102,7 @@ pub struct EwcConfig {
     pub fisher: FisherKind,
     /// Training examples of a task that estimate its Fisher (default 1000; all of them when
     /// the task has fewer). A whole number ≥ 1.
+    #[serde(serialize_with = "super::params::whole_number")]
     pub fisher_samples: f64,
 }
 

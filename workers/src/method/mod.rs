@@ -159,11 +159,78 @@ impl MethodInfo {
         (self.parameters)()
     }
 
+    /// The optimisers a recipe may train this method with, the default first.
+    pub fn optimizers(&self) -> Vec<OptimizerKind> {
+        let other = match self.default_optimizer {
+            OptimizerKind::Sgd => OptimizerKind::Adam,
+            OptimizerKind::Adam => OptimizerKind::Sgd,
+        };
+        let mut kinds = vec![self.default_optimizer];
+        if self.optimizer_choice {
+            kinds.push(other);
+        }
+        kinds
+    }
+
+    /// The optimiser's parameters a recipe may set when this method trains with `optimizer`,
+    /// with their defaults: `lr`, then `momentum` (SGD) or `beta1, beta2, eps` (Adam) — those
+    /// this method accepts both at their default and at another valid value (`classp` has no
+    /// momentum: it accepts only 0, so momentum is not listed for it).
+    pub fn optimizer_parameters(&self, optimizer: OptimizerKind) -> Vec<(String, serde_json::Value)> {
+        let d = crate::optim::OptimizerConfig::defaults(optimizer);
+        // (name, default, another valid value)
+        let mut all = vec![("lr", d.lr, d.lr * 2.0)];
+        match optimizer {
+            OptimizerKind::Sgd => all.push(("momentum", d.momentum, 0.5)),
+            OptimizerKind::Adam => {
+                all.extend([("beta1", d.beta1, 0.5), ("beta2", d.beta2, 0.99), ("eps", d.eps, 1e-6)])
+            }
+        }
+        let accepts = |name: &str, value: f32| {
+            let mut spec =
+                MethodSpec { name: self.kind.into(), kind: self.kind.into(), params: Default::default() };
+            spec.params.insert("optimizer".into(), optimizer_name(optimizer).into());
+            spec.params.insert(name.into(), params::f32_value(value));
+            (self.build)(&spec).is_ok()
+        };
+        all.into_iter()
+            .filter(|&(name, default, other)| accepts(name, default) && accepts(name, other))
+            .map(|(name, default, _)| (name.to_string(), params::f32_value(default)))
+            .collect()
+    }
+
+    /// Every parameter a run of this method with the spec's `given` parameters trains with:
+    /// the given values, the rest at their defaults (`optimizer` named, its settings, the
+    /// method's own). What a report's `param.*` columns and `--where` see.
+    pub fn resolved_parameters(
+        &self,
+        given: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let optimizer = match given.get("optimizer").and_then(|v| v.as_str()) {
+            Some("adam") => OptimizerKind::Adam,
+            Some("sgd") => OptimizerKind::Sgd,
+            _ => self.default_optimizer,
+        };
+        let mut all: std::collections::BTreeMap<String, serde_json::Value> =
+            self.optimizer_parameters(optimizer).into_iter().chain(self.own_parameters()).collect();
+        all.insert("optimizer".into(), optimizer_name(optimizer).into());
+        all.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+
     /// Every parameter name a recipe may set: the optimiser's and the method's own.
     pub fn parameter_names(&self) -> Vec<String> {
         let mut names: Vec<String> = params::optimizer_parameter_names(self.optimizer_choice);
         names.extend(self.own_parameters().into_iter().map(|(n, _)| n));
         names
+    }
+}
+
+/// The optimiser's name in recipes.
+pub fn optimizer_name(kind: OptimizerKind) -> &'static str {
+    match kind {
+        OptimizerKind::Sgd => "sgd",
+        OptimizerKind::Adam => "adam",
     }
 }
 

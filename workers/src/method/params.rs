@@ -41,6 +41,26 @@ pub(super) fn optimizer_parameter_names(choice: bool) -> Vec<String> {
     OPTIMIZER_PARAMETERS.iter().filter(|&&n| choice || n != "optimizer").map(|n| n.to_string()).collect()
 }
 
+/// Serialises a whole-number parameter kept as f64 (so that a recipe's `1000.0` is accepted
+/// and checked, not refused by serde) as the integer it is: `clorch methods` and exports show
+/// `1000`, not `1000.0`.
+pub(super) fn whole_number<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        s.serialize_i64(*value as i64)
+    } else {
+        s.serialize_f64(*value)
+    }
+}
+
+/// An f32 setting as the JSON number its decimal text reads (`0.01`, not the f64 widening
+/// `0.009999999776482582`).
+pub(super) fn f32_value(x: f32) -> serde_json::Value {
+    serde_json::to_string(&x)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 pub(super) fn default_parameters<C: Serialize + Default>() -> Vec<(String, serde_json::Value)> {
     match serde_json::to_value(C::default()) {
         Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),

@@ -52,12 +52,14 @@ use crate::protocol::payload::{MethodPayload, RedoRecycled};
 pub struct RedoConfig {
     /// F: recycle after every F-th optimiser step (default 1000, the paper's recycling period
     /// for its DQN agents). A whole number ≥ 1.
+    #[serde(serialize_with = "super::params::whole_number")]
     pub every_steps: f64,
     /// τ: units with τ-dormant score s_i ≤ τ are recycled (default 0.1, the paper's τ for its
     /// value-based agents). ≥ 0; 0 recycles only units that are silent on the whole probe.
     pub tau: f64,
     /// Recent training inputs the scores are measured on (default 256, the reference code's
     /// `batch_size_statistics`). A whole number ≥ 1.
+    #[serde(serialize_with = "super::params::whole_number")]
     pub probe: f64,
 }
 
