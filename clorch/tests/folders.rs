@@ -165,3 +165,30 @@ fn a_garbled_data_file_is_refused_at_validate_before_any_run() {
     }
     assert!(!out_dir.exists(), "a refused data file created the results folder");
 }
+
+/// Issue 15: data that changed since the recipe pinned its fingerprint is refused like any
+/// other recipe error, at the line and column of the stream's `data_dir`.
+#[test]
+fn a_fingerprint_mismatch_names_the_data_dir_line_and_column() {
+    let sc = Scratch::new("fingerprint-mismatch");
+    let Some(mnist) = test_support::mnist_dir() else { return };
+    let out_dir = sc.path("results");
+    let path = sc.write(
+        "pm.yaml",
+        &format!(
+            "name: pm\noutput: {out}\nstreams:\n  - name: a\n    kind: permuted_mnist\n    data_dir: {data}\n    \
+             tasks: 2\n  - name: b\n    kind: permuted_mnist\n    data_dir: {data}\n    tasks: 3\n    \
+             fingerprint: \"0123456789abcdef\"\nnetwork: {{hidden: [8]}}\nmethods:\n  - {{name: sgd, lr: 0.05}}\n",
+            out = out_dir.display(),
+            data = mnist.display()
+        ),
+    );
+    for command in ["validate", "run"] {
+        let out = clorch(&[command, s(&path)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("pm.yaml:10:15: streams[1].data_dir: the files in"), "{command}: {err}");
+        assert!(err.contains("but the recipe pins 0123456789abcdef"), "{command}: {err}");
+    }
+    assert!(!out_dir.exists(), "a refused recipe created the results folder");
+}

@@ -37,35 +37,32 @@ pub enum PlanError {
 /// directory, or on a cluster node), records each data set's fingerprint, and expands the runs.
 pub fn plan(path: &Path, overrides: &[String], worker: &dyn WorkerSide) -> Result<Plan, PlanError> {
     let mut recipe = Recipe::load(path, overrides, worker)?;
-    for stream in &mut recipe.streams {
+    for i in 0..recipe.streams.len() {
+        let stream = &recipe.streams[i];
         let Some(dir) = stream.spec.data_dir() else { continue };
-        let absolute = std::fs::canonicalize(&dir).map_err(|e| PlanError::Data {
-            recipe: path.to_path_buf(),
-            message: format!("stream `{}`: data folder {}: {e}", stream.name, dir.display()),
-        })?;
-        stream.spec.set_data_dir(&absolute);
-        let print = worker.fingerprint(&stream.spec.kind, &absolute).map_err(|message| PlanError::Data {
-            recipe: path.to_path_buf(),
-            message: format!("stream `{}`: {message}", stream.name),
-        })?;
+        // Problems of the data are the recipe's `data_dir`'s, at its line and column.
+        let at_data_dir = |message: String| {
+            PlanError::Recipe(recipe.error_at(&stream.key.key(protocol::stream::DATA_DIR), message).into())
+        };
+        let absolute = std::fs::canonicalize(&dir)
+            .map_err(|e| at_data_dir(format!("data folder {}: {e}", dir.display())))?;
+        let print = worker.fingerprint(&stream.spec.kind, &absolute).map_err(at_data_dir)?;
         if let Some(pinned) = stream.spec.fingerprint().filter(|p| **p != print) {
-            return Err(PlanError::Data {
-                recipe: path.to_path_buf(),
-                message: format!(
-                    "stream `{}`: the files in {} have fingerprint {print}, but the recipe pins \
-                     {pinned}; point `data_dir` at the pinned data or remove `fingerprint`",
-                    stream.name,
-                    absolute.display()
-                ),
-            });
+            return Err(at_data_dir(format!(
+                "the files in {} have fingerprint {print}, but the recipe pins {pinned}: the data \
+                 changed since it was pinned; point `data_dir` at the pinned data or remove `fingerprint`",
+                absolute.display()
+            )));
         }
         let mut params = stream.spec.params.clone();
+        params.set(protocol::stream::DATA_DIR, serde_json::Value::String(absolute.display().to_string()));
         params.set(protocol::stream::FINGERPRINT, serde_json::Value::String(print));
         // Normalised again so the fingerprint takes its declared place: run ids hash the order.
-        stream.spec = worker.normalize_stream(&stream.spec.kind, &params).map_err(|e| PlanError::Data {
+        let normal = worker.normalize_stream(&stream.spec.kind, &params).map_err(|e| PlanError::Data {
             recipe: path.to_path_buf(),
             message: format!("stream `{}`: {}", stream.name, e.message),
         })?;
+        recipe.streams[i].spec = normal;
     }
     let runs = recipe.expand();
     let mut problems: Vec<String> = Vec::new();

@@ -74,6 +74,7 @@ impl Recipe {
             return Err(RecipeErrors::new(validation.errors));
         }
         let parts = parts.expect("conversion without errors yields every part");
+        let applied = std::mem::take(&mut validation.applied);
         let recipe = Recipe {
             name: parts.name,
             description: parts.description,
@@ -94,6 +95,7 @@ impl Recipe {
             timeout: parts.timeout,
             heartbeat: parts.heartbeat,
             slurm: parts.slurm,
+            applied,
         };
         check_unique_ids(&recipe)?;
         Ok(recipe)
@@ -126,6 +128,48 @@ fn check_unique_ids(recipe: &Recipe) -> Result<(), RecipeErrors> {
         }
     }
     Ok(())
+}
+
+/// A problem of the node (or key) at `path` of the recipe `file` with `text`, displayed under
+/// the key path `shown`. The last override of `applied` that set `path` or an ancestor takes
+/// the blame; otherwise the problem is located in the text, noting any override that changed
+/// something inside the node.
+fn located(
+    file: &Path,
+    text: &str,
+    applied: &[(KeyPath, String)],
+    path: &KeyPath,
+    target: Target,
+    shown: KeyPath,
+    mut message: String,
+) -> RecipeError {
+    let error = |position: Option<Position>, key, via_override, message| RecipeError {
+        file: file.to_path_buf(),
+        line: position.map(|p| p.line),
+        column: position.map(|p| p.column),
+        key,
+        via_override,
+        message,
+    };
+    if let Some((set, text)) = applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)) {
+        let key = if shown.is_prefix_of(set) { KeyPath::root() } else { shown };
+        return error(None, key, Some(text.clone()), message);
+    }
+    let inside: Vec<String> =
+        applied.iter().filter(|(p, _)| path.is_prefix_of(p)).map(|(_, t)| format!("`{t}`")).collect();
+    if !inside.is_empty() {
+        message.push_str(&format!(" (after override {})", inside.join(", ")));
+    }
+    error(yaml::locate(text, path, target), shown, None, message)
+}
+
+impl Recipe {
+    /// A problem found after validation (a data folder that changed, a run too large for the
+    /// memory budget) about the value at `path`, reported like the validation's own: at its
+    /// line and column, or naming the override that set it.
+    pub fn error_at(&self, path: &KeyPath, message: impl Into<String>) -> RecipeError {
+        located(&self.path, &self.text, &self.applied, path, Target::Node, path.clone(), message.into())
+    }
 }
 
 /// Everything of a [`Recipe`] that validation produces.
@@ -392,7 +436,7 @@ impl Validation<'_> {
             return None;
         }
         let name = if named { name? } else { kind };
-        Some(NamedStream { name, spec, tasks })
+        Some(NamedStream { name, key: base.clone(), spec, tasks })
     }
 
     /// The `name` of an entry of `list` (`methods`, `streams`), which must be a name usable in
@@ -696,24 +740,9 @@ impl Validation<'_> {
     /// A problem of the node (or key) at `path`, displayed under the key path `shown`. The
     /// last override that set `path` or an ancestor takes the blame; otherwise the problem is
     /// located in the text, noting any override that changed something inside the node.
-    fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, mut message: String) {
-        let blamed = self.applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)).cloned();
-        if let Some((set, text)) = blamed {
-            let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
-            self.push(None, key, Some(text), message);
-            return;
-        }
-        let inside: Vec<String> = self
-            .applied
-            .iter()
-            .filter(|(p, _)| path.is_prefix_of(p))
-            .map(|(_, t)| format!("`{t}`"))
-            .collect();
-        if !inside.is_empty() {
-            message.push_str(&format!(" (after override {})", inside.join(", ")));
-        }
-        let position = yaml::locate(self.text, path, target);
-        self.push(position, shown, None, message);
+    fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, message: String) {
+        let error = located(self.file, self.text, &self.applied, path, target, shown, message);
+        self.errors.push(error);
     }
 
     fn override_problem(&mut self, text: &str, message: String) {
