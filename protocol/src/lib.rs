@@ -25,6 +25,7 @@ pub mod exit;
 pub mod files;
 pub mod heartbeat;
 mod layer;
+pub mod memory;
 pub mod payload;
 pub mod schema;
 mod spec;

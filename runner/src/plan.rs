@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::budget::MemoryBudget;
 use crate::recipe::{PlannedRun, Recipe, RecipeErrors};
 use crate::worker_side::WorkerSide;
 
@@ -22,8 +23,8 @@ pub enum PlanError {
     /// The recipe (or an override) is wrong.
     #[error("{0}")]
     Recipe(#[from] RecipeErrors),
-    /// A data folder that validated could not be read for its fingerprint, or the stream,
-    /// network and method of a run do not fit together.
+    /// A data folder that validated could not be read for its fingerprint, the stream,
+    /// network and method of a run do not fit together, or runs do not fit the memory budget.
     #[error("{recipe}: {message}")]
     Data {
         /// The recipe file.
@@ -78,4 +79,18 @@ pub fn plan(path: &Path, overrides: &[String], worker: &dyn WorkerSide) -> Resul
         return Err(PlanError::Data { recipe: path.to_path_buf(), message: problems.join("\n") });
     }
     Ok(Plan { recipe, runs })
+}
+
+/// Checks every run of `plan` against the memory `budget` (shared by at most as many workers
+/// as there are runs), with the worker's own estimate: a run that could not fit is refused
+/// before anything is written, rather than aborting its worker attempt after attempt.
+pub fn check_memory(plan: &Plan, budget: MemoryBudget, worker: &dyn WorkerSide) -> Result<(), PlanError> {
+    let budget = budget.for_runs(plan.runs.len());
+    let runs = plan.runs.iter().map(|r| (format!("stream `{}`, method `{}`", r.stream, r.method), &r.spec));
+    let problems = crate::budget::check_runs(runs, &budget, |spec| worker.memory_estimate(spec));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::Data { recipe: plan.recipe.path.clone(), message: problems.join("\n") })
+    }
 }

@@ -31,6 +31,9 @@ pub struct LocalExecutor {
     pub heartbeat_every: Duration,
     /// The worker implementation, which says where a run resumes.
     pub worker: Arc<dyn WorkerSide>,
+    /// Bytes each worker may use ([`protocol::memory::MAX_MEMORY_ENV`]); `None`: the worker's
+    /// default, the memory its machine has available.
+    pub memory_per_worker: Option<u64>,
 }
 
 /// One child process per attempt, at most `parallel` at once; a local process dies with its
@@ -89,7 +92,12 @@ impl LocalExecutor {
             Some(p) => PathBuf::from(p),
             None => std::env::current_exe()?,
         };
-        Ok(LocalExecutor { program, heartbeat_every: Duration::from_secs(10), worker })
+        Ok(LocalExecutor {
+            program,
+            heartbeat_every: Duration::from_secs(10),
+            worker,
+            memory_per_worker: None,
+        })
     }
 
     /// Runs one attempt to its end, reporting through `reports`; obeys `control`.
@@ -147,6 +155,9 @@ impl LocalExecutor {
             // then stops its workers in order.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(bytes) = self.memory_per_worker {
+            command.env(protocol::memory::MAX_MEMORY_ENV, bytes.to_string());
+        }
         let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {

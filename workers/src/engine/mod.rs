@@ -2,6 +2,7 @@
 //! stream, emit events, checkpoint, and resume from the newest valid checkpoint.
 
 mod diagnostics;
+pub mod memory;
 mod schedule;
 mod sink;
 mod snapshot;
