@@ -21,7 +21,7 @@ use super::{Control, Message};
 use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::RunLine;
-use crate::store::{self, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
 use protocol::files;
 use protocol::heartbeat::Heartbeat;
 
@@ -119,7 +119,14 @@ struct Dispatcher<'a> {
     reporter: &'a mut dyn Reporter,
     outcome: Outcome,
     stopping: u32,
+    /// After a signal: when attempts still not ended are given up on (the backstop that
+    /// makes Ctrl-C end `clorch run` whatever an executor or worker is stuck in).
+    give_up_at: Option<Instant>,
 }
+
+/// How long attempts may take to end after the grace of a first signal, or after a second
+/// signal killed them, before the scheduler stops waiting for them.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// Runs `plan`'s unfinished runs. Blocks until every run ended, or a signal stopped it.
 pub fn execute(
@@ -184,6 +191,7 @@ impl<'a> Dispatcher<'a> {
             reporter,
             outcome: Outcome { total: plan.runs.len(), ..Outcome::default() },
             stopping: 0,
+            give_up_at: None,
         };
         // First, before anything changes: no run may get a second worker.
         for planned in &plan.runs {
@@ -275,6 +283,8 @@ impl<'a> Dispatcher<'a> {
                 _ = interrupt.recv() => self.stop()?,
                 _ = terminate.recv() => self.stop()?,
                 _ = tick.tick() => self.refresh()?,
+                _ = tokio::time::sleep_until(self.give_up_at.unwrap_or_else(Instant::now)),
+                    if self.give_up_at.is_some() => self.give_up()?,
             }
         }
         self.outcome.stopped = self.stopping > 0;
@@ -300,6 +310,34 @@ impl<'a> Dispatcher<'a> {
         };
         for a in self.active.values() {
             let _ = a.control.send(control);
+        }
+        // A grace too long to add to now leaves only the second signal's deadline.
+        let now = self.clock.now();
+        let deadline = match control {
+            Control::Stop => {
+                self.settings.limits.grace.checked_add(GIVE_UP_AFTER).and_then(|d| now.checked_add(d))
+            }
+            Control::Kill => now.checked_add(GIVE_UP_AFTER),
+        };
+        self.give_up_at = match (self.give_up_at, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
+    /// The backstop after a signal: attempts that have not ended by now (a worker that
+    /// survives SIGKILL in the kernel, an executor stuck in I/O) are killed once more and
+    /// recorded as interrupted without waiting for them, so `clorch run` ends.
+    fn give_up(&mut self) -> Result<(), SchedulerError> {
+        self.give_up_at = None;
+        let stuck: Vec<String> =
+            self.order.iter().filter(|id| self.active.contains_key(*id)).cloned().collect();
+        for id in stuck {
+            let _ = self.active[&id].control.send(Control::Kill);
+            tracing::warn!(run = %id, "the attempt did not end after the stop; no longer waiting for it");
+            let reason = "did not end after it was stopped and killed; no longer waited for".to_string();
+            self.ended(&id, Ending::Broke(Failure::Lost { reason }))?;
         }
         Ok(())
     }
