@@ -35,6 +35,20 @@ pub const MAX_EPOCHS: u64 = 100_000;
 pub const MAX_BATCH_SIZE: u64 = 1 << 20;
 /// The most workers at once.
 pub const MAX_PARALLEL: u64 = 65_536;
+/// The largest count of tasks a setting may name (`eval.every`, `checkpoint.every_tasks`,
+/// `eval.tasks.subsample.earlier`, `eval.plasticity.every`): a stream's most tasks.
+pub const MAX_TASK_COUNT: u64 = 10_000_000;
+/// The most examples a setting may name (`eval.max_examples`, `eval.plasticity.probe`,
+/// `training.validation`, `eval.online_bin`).
+pub const MAX_EXAMPLE_COUNT: u64 = 1_000_000_000;
+/// The most optimiser steps between checkpoints (2^53: exact as a JSON number everywhere).
+pub const MAX_STEPS: u64 = 1 << 53;
+/// The most checkpoints kept per run.
+pub const MAX_KEEP: u64 = 1_000;
+/// The most attempts per run.
+pub const MAX_ATTEMPTS: u64 = 1_000;
+/// The most CPUs per SLURM task.
+pub const MAX_CPUS: u64 = 65_536;
 
 impl Recipe {
     /// Reads and validates the recipe at `path` with `overrides` (`key.path=value`) applied.
@@ -284,7 +298,7 @@ impl Validation<'_> {
         if let Some(parallel) = file.parallel {
             self.bounded(&root.key("parallel"), parallel as u64, MAX_PARALLEL);
         }
-        self.positive(&root.key("max_attempts"), u64::from(file.max_attempts));
+        self.bounded(&root.key("max_attempts"), u64::from(file.max_attempts), MAX_ATTEMPTS);
         let slurm = file.slurm.map(|slurm| self.slurm(slurm));
         if !self.errors.is_empty() {
             return None;
@@ -473,34 +487,40 @@ impl Validation<'_> {
         let base = KeyPath::root().key("training");
         self.bounded(&base.key("batch_size"), training.batch_size as u64, MAX_BATCH_SIZE);
         self.bounded(&base.key("epochs"), training.epochs as u64, MAX_EPOCHS);
+        self.at_most(&base.key("validation"), training.validation as u64, MAX_EXAMPLE_COUNT);
     }
 
     fn eval(&mut self, eval: &protocol::EvalSpec) {
         let base = KeyPath::root().key("eval");
-        self.positive(&base.key("every"), eval.every as u64);
+        self.bounded(&base.key("every"), eval.every as u64, MAX_TASK_COUNT);
         if let Some(n) = eval.max_examples {
-            self.positive(&base.key("max_examples"), n as u64);
+            self.bounded(&base.key("max_examples"), n as u64, MAX_EXAMPLE_COUNT);
         }
         if let Some(n) = eval.online_bin {
-            self.positive(&base.key("online_bin"), n);
+            self.bounded(&base.key("online_bin"), n, MAX_EXAMPLE_COUNT);
+        }
+        if let protocol::EvalTasks::Subsample { earlier } = eval.tasks {
+            let at = base.key("tasks").key("subsample").key("earlier");
+            self.at_most(&at, earlier as u64, MAX_TASK_COUNT);
         }
         let plasticity = base.key("plasticity");
-        self.positive(&plasticity.key("probe"), eval.plasticity.probe as u64);
+        self.at_most(&plasticity.key("every"), eval.plasticity.every as u64, MAX_TASK_COUNT);
+        self.bounded(&plasticity.key("probe"), eval.plasticity.probe as u64, MAX_EXAMPLE_COUNT);
         let tau = eval.plasticity.dormant_tau;
-        if tau < 0.0 {
-            self.node(&plasticity.key("dormant_tau"), format!("expected a number ≥ 0, found {tau}"));
+        if !(tau.is_finite() && tau >= 0.0) {
+            self.node(&plasticity.key("dormant_tau"), format!("expected a finite number ≥ 0, found {tau}"));
         }
     }
 
     fn checkpoint(&mut self, checkpoint: &protocol::CheckpointSpec) {
         let base = KeyPath::root().key("checkpoint");
         if let Some(n) = checkpoint.every_steps {
-            self.positive(&base.key("every_steps"), n);
+            self.bounded(&base.key("every_steps"), n, MAX_STEPS);
         }
         if let Some(n) = checkpoint.every_tasks {
-            self.positive(&base.key("every_tasks"), n as u64);
+            self.bounded(&base.key("every_tasks"), n as u64, MAX_TASK_COUNT);
         }
-        self.positive(&base.key("keep"), checkpoint.keep as u64);
+        self.bounded(&base.key("keep"), checkpoint.keep as u64, MAX_KEEP);
     }
 
     fn seeds(&mut self, seeds: SeedsFile) -> Vec<u64> {
@@ -535,7 +555,7 @@ impl Validation<'_> {
 
     fn slurm(&mut self, slurm: SlurmFile) -> SlurmSettings {
         let base = KeyPath::root().key("slurm");
-        self.positive(&base.key("cpus"), u64::from(slurm.cpus));
+        self.bounded(&base.key("cpus"), u64::from(slurm.cpus), MAX_CPUS);
         if let Some(mem) = &slurm.mem {
             if let Err(message) = super::duration::check_slurm_memory(mem) {
                 self.node(&base.key("mem"), message);
@@ -711,18 +731,18 @@ impl Validation<'_> {
         }
     }
 
-    /// A count that must be at least 1.
-    fn positive(&mut self, path: &KeyPath, value: u64) {
-        if value == 0 {
-            self.node(path, "expected a positive integer, found 0");
-        }
-    }
-
     /// A positive integer at most `max`.
     fn bounded(&mut self, path: &KeyPath, value: u64, max: u64) {
         if value == 0 {
             self.node(path, "expected a positive integer, found 0");
         } else if value > max {
+            self.node(path, format!("expected at most {max}, found {value}"));
+        }
+    }
+
+    /// A count (zero allowed) at most `max`.
+    fn at_most(&mut self, path: &KeyPath, value: u64, max: u64) {
+        if value > max {
             self.node(path, format!("expected at most {max}, found {value}"));
         }
     }
