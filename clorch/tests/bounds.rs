@@ -124,6 +124,7 @@ fn zero_workers_and_endless_grace_are_refused_by_the_flags() {
     let plain = recipe("flags", "");
     let plain = plain.to_str().unwrap();
     refused(&clorch(&["run", plain, "-j", "0"]), "expected a positive integer, found 0", "-j 0");
+    refused(&clorch(&["run", plain, "-j", "100000000"]), "expected at most 65536, found 100000000", "-j");
     refused(&clorch(&["run", plain, "--grace", "18446744073709551615"]), "--grace", "--grace");
     refused(&clorch(&["run", plain, "--grace", "31536001"]), "0..=31536000", "--grace");
 }

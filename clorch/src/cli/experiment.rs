@@ -19,11 +19,13 @@ use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use runner::store::{self, ExperimentMeta};
 
-/// `-j`: a positive number of workers, refused at 0 with the words `parallel: 0` gets.
+/// `-j`: a positive number of workers, with the bounds and words `parallel:` gets.
 fn parse_parallel(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
+    let max = runner::recipe::MAX_PARALLEL;
+    match text.parse::<u64>() {
         Ok(0) => Err("expected a positive integer, found 0".to_string()),
-        Ok(n) => Ok(n),
+        Ok(n) if n > max => Err(format!("expected at most {max}, found {n}")),
+        Ok(n) => Ok(n as usize),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -27,6 +27,7 @@ pub use checker::{ParamProblem, ParamSegment, SpecChecker, SpecProblem};
 pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
+pub use load::MAX_PARALLEL;
 pub use overrides::Override;
 pub use path::{KeyPath, Segment};
 pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings};
