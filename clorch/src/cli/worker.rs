@@ -118,6 +118,10 @@ pub fn run(args: &WorkerArgs) -> i32 {
 /// The run's estimated peak memory, checked against this worker's limit
 /// ([`memory::worker_limit`]).
 fn check_memory(spec: &RunSpec) -> Result<memory::MemoryEstimate, String> {
+    if spec.protocol != protocol::PROTOCOL_VERSION {
+        // The engine refuses it with the reason; there is nothing to estimate.
+        return Ok(memory::MemoryEstimate::default());
+    }
     let limit = memory::worker_limit()?;
     let estimate = workers::engine::memory::estimate(spec)?;
     let Some(limit) = limit.filter(|&l| estimate.total() > l) else { return Ok(estimate) };

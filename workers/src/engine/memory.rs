@@ -54,6 +54,9 @@ pub type EstimateError = String;
 
 /// The itemised estimate of `spec`'s peak memory.
 pub fn estimate(spec: &RunSpec) -> Result<MemoryEstimate, EstimateError> {
+    // The method first, as the worker builds it: checking it is cheap, and its error is the
+    // one to show when both it and the data are wrong.
+    let (_, optimizer) = method::build(&spec.method).map_err(|e| e.to_string())?;
     let mut e = MemoryEstimate::default();
     e.add("program and runtime", PROCESS_BYTES);
     let shape = stream(spec, &mut e)?;
@@ -73,7 +76,6 @@ pub fn estimate(spec: &RunSpec) -> Result<MemoryEstimate, EstimateError> {
     e.add("network parameters", p);
     e.add("gradients", p);
 
-    let (_, optimizer) = method::build(&spec.method).map_err(|e| e.to_string())?;
     let moments = match optimizer.kind {
         OptimizerKind::Sgd if optimizer.momentum != 0.0 => 1,
         OptimizerKind::Sgd => 0,
