@@ -257,6 +257,7 @@ pub fn run(args: &RunArgs) -> i32 {
         show_progress: !args.no_progress,
         quiet: crate::logging::quiet(),
         clock: Arc::new(SystemClock),
+        worker: Arc::new(BuiltinWorker),
     };
     let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
         Ok(o) => o,

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::data_watch::DataWatch;
 use super::events::{Board, Running, SchedulerEvent};
 use super::progress::Progress;
 use super::queue::RunQueue;
@@ -22,6 +23,7 @@ use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::RunLine;
 use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use crate::worker_side::WorkerSide;
 use protocol::files;
 use protocol::heartbeat::Heartbeat;
 
@@ -45,6 +47,9 @@ pub struct Settings {
     pub quiet: bool,
     /// The time, for back-off deadlines, attempt wall times and recorded timestamps.
     pub clock: Arc<dyn Clock>,
+    /// The worker implementation: the fingerprints of data folders, checked again before
+    /// each attempt starts.
+    pub worker: Arc<dyn WorkerSide>,
 }
 
 /// What a call to [`execute`] did.
@@ -119,6 +124,7 @@ struct Dispatcher<'a> {
     reporter: &'a mut dyn Reporter,
     outcome: Outcome,
     stopping: u32,
+    data: DataWatch,
     /// After a signal: when attempts still not ended are given up on (the backstop that
     /// makes Ctrl-C end `clorch run` whatever an executor or worker is stuck in).
     give_up_at: Option<Instant>,
@@ -191,6 +197,7 @@ impl<'a> Dispatcher<'a> {
             reporter,
             outcome: Outcome { total: plan.runs.len(), ..Outcome::default() },
             stopping: 0,
+            data: DataWatch::new(&plan.recipe),
             give_up_at: None,
         };
         // First, before anything changes: no run may get a second worker.
@@ -347,7 +354,7 @@ impl<'a> Dispatcher<'a> {
         let admitted = self.queue.admit(self.clock.now(), self.active.len(), capacity, self.stopping == 0);
         let mut batch = Vec::new();
         for id in admitted {
-            batch.push(self.launch(&id)?);
+            batch.extend(self.launch(&id)?);
         }
         if !batch.is_empty() {
             self.executor.start(batch, self.settings.limits, self.reports.clone());
@@ -356,8 +363,9 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Makes `id` active and returns its attempt, for the executor to start (or to watch
-    /// again, for a run whose attempt an earlier call left going).
-    fn launch(&mut self, id: &str) -> Result<Attempt, SchedulerError> {
+    /// again, for a run whose attempt an earlier call left going); `None` when the attempt
+    /// ended before it started, its data having changed since the plan.
+    fn launch(&mut self, id: &str) -> Result<Option<Attempt>, SchedulerError> {
         let record = self.records.get_mut(id).expect("queued runs have records");
         let dir = record.spec.run_dir.clone().expect("the scheduler sets every run folder");
         let reattach = self.reattach.remove(id);
@@ -392,8 +400,15 @@ impl<'a> Dispatcher<'a> {
                 started: self.clock.now(),
             },
         );
+        if reattach.is_none() {
+            let stream = self.records[id].spec.stream.clone();
+            if let Err(reason) = self.data.check(&stream, &*self.settings.worker) {
+                self.ended(id, Ending::Failed(Failure::Reported { reason }))?;
+                return Ok(None);
+            }
+        }
         let launch = Launch { run: id.to_string(), attempt, run_dir: dir, reattach };
-        Ok(Attempt { launch, control: control_rx })
+        Ok(Some(Attempt { launch, control: control_rx }))
     }
 
     fn handle(&mut self, report: Report) -> Result<(), SchedulerError> {
