@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use protocol::memory::MemoryEstimate;
 use protocol::{MethodSpec, Params, RunSpec, StreamSpec};
 use results::{CheckpointFallback, RejectedCheckpoint};
 use runner::recipe::{ParamProblem, SpecChecker, SpecProblem};
@@ -90,5 +91,9 @@ impl WorkerSide for BuiltinWorker {
             resumed_from: point.resumed_from,
         });
         Ok(ResumePoint { next_seq: point.next_seq, fallback })
+    }
+
+    fn memory_estimate(&self, spec: &RunSpec) -> Result<MemoryEstimate, String> {
+        workers::engine::memory::estimate(spec)
     }
 }

@@ -165,3 +165,83 @@ fn a_garbled_data_file_is_refused_at_validate_before_any_run() {
     }
     assert!(!out_dir.exists(), "a refused data file created the results folder");
 }
+
+/// Issue 15: data that changed since the recipe pinned its fingerprint is refused like any
+/// other recipe error, at the line and column of the stream's `data_dir`.
+#[test]
+fn a_fingerprint_mismatch_names_the_data_dir_line_and_column() {
+    let sc = Scratch::new("fingerprint-mismatch");
+    let Some(mnist) = test_support::mnist_dir() else { return };
+    let out_dir = sc.path("results");
+    let path = sc.write(
+        "pm.yaml",
+        &format!(
+            "name: pm\noutput: {out}\nstreams:\n  - name: a\n    kind: permuted_mnist\n    data_dir: {data}\n    \
+             tasks: 2\n  - name: b\n    kind: permuted_mnist\n    data_dir: {data}\n    tasks: 3\n    \
+             fingerprint: \"0123456789abcdef\"\nnetwork: {{hidden: [8]}}\nmethods:\n  - {{name: sgd, lr: 0.05}}\n",
+            out = out_dir.display(),
+            data = mnist.display()
+        ),
+    );
+    for command in ["validate", "run"] {
+        let out = clorch(&[command, s(&path)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("pm.yaml:10:15: streams[1].data_dir: the files in"), "{command}: {err}");
+        assert!(err.contains("but the recipe pins 0123456789abcdef"), "{command}: {err}");
+    }
+    assert!(!out_dir.exists(), "a refused recipe created the results folder");
+}
+
+/// Issue 15: data that changes while an experiment runs is refused before the next attempt
+/// starts, with the recipe's `data_dir` line and column, not only the worker's folder name.
+#[test]
+fn data_changed_during_a_run_fails_the_next_attempt_at_the_data_dir_position() {
+    use std::os::unix::fs::PermissionsExt;
+    let sc = Scratch::new("data-changed");
+    let Some(mnist) = test_support::mnist_dir() else { return };
+    let data = sc.path("mnist");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(&mnist).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), data.join(entry.file_name())).unwrap();
+    }
+    // The first run's worker changes the data (as a re-download would) and fails.
+    let worker = sc.write(
+        "change.sh",
+        &format!("#!/usr/bin/env bash\nprintf x >> {}/t10k-labels-idx1-ubyte.gz\nexit 9\n", data.display()),
+    );
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_dir = sc.path("results");
+    let path = sc.write(
+        "pm.yaml",
+        &format!(
+            "name: pm\noutput: {}\nstream:\n  kind: permuted_mnist\n  data_dir: {}\n  tasks: 2\n\
+             network: {{hidden: [8]}}\nmethods:\n  - {{name: sgd, lr: 0.05}}\n  - {{name: l2, lr: 0.05}}\n\
+             max_attempts: 1\n",
+            out_dir.display(),
+            data.display()
+        ),
+    );
+    let out = common::clorch_env(
+        &["run", s(&path), "-j", "1", "--no-progress"],
+        &[("CLORCH_WORKER", worker.to_str().unwrap())],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let logs: Vec<String> = std::fs::read_dir(out_dir.join("runs"))
+        .unwrap()
+        .map(|e| {
+            std::fs::read_to_string(e.unwrap().path().join(protocol::files::WORKER_LOG)).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        logs.iter().filter(|l| l.contains("=== attempt 1 ===")).count(),
+        1,
+        "the second run started: {logs:?}"
+    );
+    let status = text(&clorch(&["status", s(&out_dir)]).stdout);
+    assert!(status.contains("2 failed"), "{status}");
+    assert!(err.contains("pm.yaml:5:13: stream.data_dir: the data files in"), "{err}");
+    assert!(err.contains("changed since the experiment was planned"), "{err}");
+}

@@ -380,6 +380,47 @@ fn without_slurm_the_slurm_executor_is_refused_before_anything_is_written() {
     assert!(!s.path("results-nosbatch").exists(), "the results folder was created");
 }
 
+/// Issue 15: an `sbatch` that exits 0 without a job id clorch can read may still have queued
+/// the array; submitting it again would duplicate every job on a real cluster. A fake `sbatch`
+/// (no cluster needed) counts its submissions: one, the runs fail with its words, and neither
+/// the retries of that call nor a later `clorch run` submit it again.
+#[test]
+fn sbatch_output_that_cannot_be_read_is_not_submitted_again() {
+    let s = Scratch::new("sbatch-garbled");
+    let bin = s.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let count = s.path("submissions");
+    fake_worker(
+        &s,
+        "bin/sbatch",
+        &format!(
+            "if [ \"$1\" = --version ]; then echo 'slurm 23.02.6'; exit 0; fi\n\
+             echo \"$@\" >> {}\necho 'Submitted batch job 4242 on cluster main'",
+            count.display()
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let r = s.recipe("garbled", &format!("{RECIPE}max_attempts: 3\n"));
+    let run = || {
+        Command::new(CLORCH)
+            .args(["run", r.to_str().unwrap(), "--no-progress", "--executor", "slurm"])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let submissions = || std::fs::read_to_string(&count).unwrap().lines().count();
+    assert_eq!(submissions(), 1, "{err}");
+    let status = text(&clorch(&["status", s.path("results-garbled").to_str().unwrap()]).stdout);
+    assert!(status.contains("2 failed"), "{status}");
+    assert!(status.contains("Submitted batch job 4242 on cluster main"), "{status}");
+    let again = run();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    assert_eq!(submissions(), 1, "a later `clorch run` submitted the batch again");
+}
+
 /// Writes an executable fake worker script.
 fn fake_worker(s: &Scratch, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;

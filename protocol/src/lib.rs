@@ -26,6 +26,7 @@ pub mod files;
 pub mod heartbeat;
 mod layer;
 pub mod line;
+pub mod memory;
 pub mod payload;
 pub mod schema;
 mod spec;

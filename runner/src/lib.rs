@@ -6,6 +6,7 @@
 //! `results::RunSource`, and builds neither figures nor tables.
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod columns;
 pub mod executor;
 pub mod lock;

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use protocol::memory::MemoryEstimate;
 use protocol::RunSpec;
 use results::CheckpointFallback;
 
@@ -24,6 +25,11 @@ pub trait WorkerSide: SpecChecker + Send + Sync + std::fmt::Debug {
     /// checkpoint), and the checkpoints newer than that one it will skip because they fail
     /// verification.
     fn resume_point(&self, spec: &RunSpec, run_dir: &Path) -> Result<ResumePoint, String>;
+
+    /// The worker's estimate of a run's peak memory, item by item, as it will check it itself
+    /// before allocating; an error when the spec cannot be estimated (its data headers cannot be
+    /// read).
+    fn memory_estimate(&self, spec: &RunSpec) -> Result<MemoryEstimate, String>;
 }
 
 /// Where a new worker of a run resumes ([`WorkerSide::resume_point`]).

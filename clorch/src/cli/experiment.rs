@@ -10,21 +10,29 @@ use super::{command_line, exit, report::print_table};
 use crate::builtin::BuiltinWorker;
 use crate::logging::note;
 use report::ReportOptions;
+use runner::budget::MemoryBudget;
 use runner::executor::{self, Executor, ExecutorKind, Limits, Setup};
 use runner::lock::{self, LockError};
-use runner::plan::{plan, Plan, PlanError};
+use runner::plan::{check_memory, plan, Plan, PlanError};
 use runner::recipe::{plan_table, Multirun};
 use runner::scheduler::retry::Backoff;
 use runner::scheduler::{execute, SchedulerError, Settings, SystemClock};
 use runner::store::{self, ExperimentMeta};
 
-/// `-j`: a positive number of workers, refused at 0 with the words `parallel: 0` gets.
+/// `-j`: a positive number of workers, with the bounds and words `parallel:` gets.
 fn parse_parallel(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
+    let max = runner::recipe::MAX_PARALLEL;
+    match text.parse::<u64>() {
         Ok(0) => Err("expected a positive integer, found 0".to_string()),
-        Ok(n) => Ok(n),
+        Ok(n) if n > max => Err(format!("expected at most {max}, found {n}")),
+        Ok(n) => Ok(n as usize),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--max-memory`: a size such as `4GiB` or `500MB`.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    protocol::memory::parse_size(text)
 }
 
 /// Arguments of `clorch run`.
@@ -63,6 +71,13 @@ pub struct RunArgs {
     /// running and a later `clorch run` reattaches to them.
     #[arg(long, default_value = "local", value_parser = executor_names())]
     pub executor: String,
+    /// Memory all workers at once may use (`4GiB`, `500MB`, bytes); each of the N workers that
+    /// run at once (-j) gets 1/N of it, and a run whose estimated peak exceeds its share is
+    /// refused before anything is written. Default: the memory this machine has available
+    /// (MemAvailable; no limit where it cannot be read). With `--executor slurm` the default
+    /// is no limit here: each job's worker checks against its node's available memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
 }
 
 /// The names `--executor` takes, with their help: the runner's executor registry.
@@ -85,24 +100,51 @@ pub struct ValidateArgs {
     /// Comma lists sweep their keys, as for `clorch run -m`.
     #[arg(long, short = 'm')]
     pub multirun: bool,
+    /// The memory limit `clorch run` would hold the runs to (as for `clorch run`, with the
+    /// recipe's `parallel`, else one worker per core, sharing it); default: the memory this
+    /// machine has available.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
 }
 
-fn load(recipe: &Path, overrides: &[String], multirun: bool) -> Result<Plan, i32> {
+/// Plans `recipe` (comma lists sweeping with `multirun`) and checks its runs against the
+/// memory budget: `max_memory` (or, for workers on this machine, its available memory)
+/// shared by the workers that run at once — `parallel` (-j), else the recipe's, else one
+/// per core.
+fn load(
+    recipe: &Path,
+    overrides: &[String],
+    multirun: bool,
+    max_memory: Option<u64>,
+    parallel: Option<usize>,
+    on_this_machine: bool,
+) -> Result<Plan, i32> {
     let multirun = if multirun { Multirun::On } else { Multirun::Off };
-    plan(recipe, overrides, multirun, &BuiltinWorker).map_err(|e| {
+    let report = |e: PlanError| {
         match e {
             PlanError::Recipe(errors) => eprintln!("{errors}"),
             other => eprintln!("{other}"),
         }
         exit::BAD_INPUT
-    })
+    };
+    let plan = plan(recipe, overrides, multirun, &BuiltinWorker).map_err(report)?;
+    let workers = if on_this_machine { workers_at_once(parallel, &plan) } else { 1 };
+    let budget = MemoryBudget::new(max_memory, on_this_machine, workers);
+    check_memory(&plan, budget, &BuiltinWorker).map_err(report)?;
+    Ok(plan)
+}
+
+/// Workers at once: `-j`, else the recipe's `parallel`, else the number of cores.
+fn workers_at_once(parallel: Option<usize>, plan: &Plan) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1)
 }
 
 /// `clorch validate`: prints the runs a recipe would launch, or its errors — every error
 /// `clorch run` would report before starting a worker: the recipe, the whole-run checks of
 /// each planned run, its data, and its results folder.
 pub fn validate(args: &ValidateArgs) -> i32 {
-    match load(&args.recipe, &args.overrides, args.multirun) {
+    match load(&args.recipe, &args.overrides, args.multirun, args.max_memory, None, true) {
         Ok(plan) => {
             // `clorch run` refuses a results folder it did not create; so does its check.
             if let Err(message) = super::check_results_folder(&plan.recipe.output, true) {
@@ -124,12 +166,18 @@ pub fn validate(args: &ValidateArgs) -> i32 {
 
 /// The executor `--executor` names, with workers from this executable (the engine it links
 /// says where interrupted runs resume).
-fn make_executor(args: &RunArgs, plan: &Plan, results_dir: &Path) -> Result<Box<dyn Executor>, String> {
+fn make_executor(
+    args: &RunArgs,
+    plan: &Plan,
+    results_dir: &Path,
+    memory_per_worker: Option<u64>,
+) -> Result<Box<dyn Executor>, String> {
     let setup = Setup {
         recipe: &plan.recipe,
         results_dir: results_dir.to_path_buf(),
         parallel: args.parallel.or(plan.recipe.parallel),
         worker: Arc::new(BuiltinWorker),
+        memory_per_worker,
     };
     (executor_kind(args).build)(&setup)
         .map_err(|e| format!("cannot find the clorch executable to start workers: {e}"))
@@ -151,10 +199,21 @@ fn invocation(args: &RunArgs, plan: &Plan, now: u64) -> results::Invocation {
 
 /// `clorch run`: plans, then runs every unfinished run, then prints the comparison table.
 pub fn run(args: &RunArgs) -> i32 {
-    let plan = match load(&args.recipe, &args.overrides, args.multirun) {
+    let on_this_machine = executor_kind(args).on_this_machine;
+    let plan = match load(
+        &args.recipe,
+        &args.overrides,
+        args.multirun,
+        args.max_memory,
+        args.parallel,
+        on_this_machine,
+    ) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // The share each worker is held to: what the plan was checked against.
+    let budget = MemoryBudget::new(args.max_memory, on_this_machine, workers_at_once(args.parallel, &plan));
+    let memory_per_worker = budget.for_runs(plan.runs.len()).per_worker();
     tracing::info!("{}: {} runs in the plan", args.recipe.display(), plan.runs.len());
     // Before anything is written: an executor that cannot work here (no SLURM) has nothing to do.
     if let Err(e) = (executor_kind(args).preflight)() {
@@ -222,22 +281,21 @@ pub fn run(args: &RunArgs) -> i32 {
         eprintln!("clorch run: {e}");
         return exit::BAD_INPUT;
     }
-    let executor = match make_executor(args, &plan, &results_dir) {
+    let executor = match make_executor(args, &plan, &results_dir, memory_per_worker) {
         Ok(e) => e,
         Err(message) => {
             eprintln!("clorch run: {message}");
             return exit::BAD_INPUT;
         }
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tracing::info!(
         "executor {}: up to {} workers at once, results in {}",
         args.executor,
-        args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
+        workers_at_once(args.parallel, &plan),
         results_dir.display()
     );
     let settings = Settings {
-        parallel: args.parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1),
+        parallel: workers_at_once(args.parallel, &plan),
         max_attempts: plan.recipe.max_attempts.max(1),
         limits: Limits {
             timeout: plan.recipe.timeout,
@@ -249,6 +307,7 @@ pub fn run(args: &RunArgs) -> i32 {
         show_progress: !args.no_progress,
         quiet: crate::logging::quiet(),
         clock: Arc::new(SystemClock),
+        worker: Arc::new(BuiltinWorker),
     };
     let outcome = match execute(&plan, &results_dir, &store, executor, &settings) {
         Ok(o) => o,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use protocol::control::STOP_SIGNALS;
 use protocol::heartbeat::Heartbeat;
-use protocol::{exit, RunSpec};
+use protocol::{exit, memory, RunSpec};
 use workers::engine::{self, RunControl, RunError, RunOutcome};
 
 /// Arguments of `clorch worker`.
@@ -37,6 +37,14 @@ pub struct WorkerArgs {
 pub fn run(args: &WorkerArgs) -> i32 {
     let spec = match read_spec(args.spec.as_ref()) {
         Ok(spec) => spec,
+        Err(message) => {
+            eprintln!("clorch worker: {message}");
+            return exit::BAD_SPEC;
+        }
+    };
+    // Before anything is allocated: a run that cannot fit is a bad spec, not three aborts.
+    let estimate = match check_memory(&spec) {
+        Ok(estimate) => estimate,
         Err(message) => {
             eprintln!("clorch worker: {message}");
             return exit::BAD_SPEC;
@@ -75,7 +83,16 @@ pub fn run(args: &WorkerArgs) -> i32 {
         });
     }
     let stdout = Box::new(io::BufWriter::new(io::stdout()));
-    match engine::run(&spec, stdout, &control) {
+    let result = engine::run(&spec, stdout, &control);
+    if let Some(peak) = workers::engine::memory::measured_peak() {
+        tracing::info!(
+            target: "memory",
+            "peak resident memory {peak} bytes ({}); estimated {} bytes ({estimate})",
+            memory::format_size(peak),
+            estimate.total()
+        );
+    }
+    match result {
         Ok(RunOutcome::Finished) => exit::FINISHED,
         Ok(RunOutcome::Interrupted { checkpoint }) => {
             match checkpoint {
@@ -96,6 +113,24 @@ pub fn run(args: &WorkerArgs) -> i32 {
             }
         }
     }
+}
+
+/// The run's estimated peak memory, checked against this worker's limit
+/// ([`memory::worker_limit`]).
+fn check_memory(spec: &RunSpec) -> Result<memory::MemoryEstimate, String> {
+    if spec.protocol != protocol::PROTOCOL_VERSION {
+        // The engine refuses it with the reason; there is nothing to estimate.
+        return Ok(memory::MemoryEstimate::default());
+    }
+    let limit = memory::worker_limit()?;
+    let estimate = workers::engine::memory::estimate(spec)?;
+    let Some(limit) = limit.filter(|&l| estimate.total() > l) else { return Ok(estimate) };
+    let source = if std::env::var_os(memory::MAX_MEMORY_ENV).is_some() {
+        format!("{} set by `clorch run --max-memory`, or by hand", memory::MAX_MEMORY_ENV)
+    } else {
+        "the memory this machine has available".to_string()
+    };
+    Err(format!("the run needs {estimate}; the memory limit is {} ({source})", memory::format_size(limit)))
 }
 
 fn read_spec(path: Option<&PathBuf>) -> Result<RunSpec, String> {

@@ -22,6 +22,9 @@ use crate::scheduler::{Alarm, Watchdog};
 use crate::store::Failure;
 use crate::worker_side::WorkerSide;
 
+/// How long the pipes of a worker that has exited are still read when they do not close.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
+
 /// How to start workers.
 #[derive(Clone, Debug)]
 pub struct LocalExecutor {
@@ -31,6 +34,9 @@ pub struct LocalExecutor {
     pub heartbeat_every: Duration,
     /// The worker implementation, which says where a run resumes.
     pub worker: Arc<dyn WorkerSide>,
+    /// Bytes each worker may use ([`protocol::memory::MAX_MEMORY_ENV`]); `None`: the worker's
+    /// default, the memory its machine has available.
+    pub memory_per_worker: Option<u64>,
 }
 
 /// One child process per attempt, at most `parallel` at once; a local process dies with its
@@ -89,7 +95,12 @@ impl LocalExecutor {
             Some(p) => PathBuf::from(p),
             None => std::env::current_exe()?,
         };
-        Ok(LocalExecutor { program, heartbeat_every: Duration::from_secs(10), worker })
+        Ok(LocalExecutor {
+            program,
+            heartbeat_every: Duration::from_secs(10),
+            worker,
+            memory_per_worker: None,
+        })
     }
 
     /// Runs one attempt to its end, reporting through `reports`; obeys `control`.
@@ -147,6 +158,9 @@ impl LocalExecutor {
             // then stops its workers in order.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(bytes) = self.memory_per_worker {
+            command.env(protocol::memory::MAX_MEMORY_ENV, bytes.to_string());
+        }
         let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -175,8 +189,29 @@ impl LocalExecutor {
                 let _ = killpg(pid, s);
             }
         };
+        // Set once the worker has exited: its pipes are read until end-of-file, or for
+        // PIPE_DRAIN at most, since a helper it started in another session may hold them open
+        // for ever (the attempt would never end, and nor would Ctrl-C's `clorch run`).
+        let mut exited: Option<std::process::ExitStatus> = None;
+        let mut drained_at: Option<Instant> = None;
         while out_open || err_open {
             tokio::select! {
+                status = child.wait(), if exited.is_none() => match status {
+                    Ok(status) => {
+                        exited = Some(status);
+                        drained_at = Some(Instant::now() + PIPE_DRAIN);
+                    }
+                    Err(e) => {
+                        return Ending::Broke(Failure::Lost { reason: format!("waiting for the worker: {e}") })
+                    }
+                },
+                _ = sleep_until(drained_at.unwrap_or_else(Instant::now)), if drained_at.is_some() => {
+                    tracing::warn!(
+                        run = %launch.run,
+                        "the worker exited but something it started holds its output open; no longer reading it"
+                    );
+                    (out_open, err_open) = (false, false);
+                }
                 line = stdout.next_line(), if out_open => match line {
                     Ok(Some(line)) => {
                         watchdog.heard(Instant::now());
@@ -249,9 +284,14 @@ impl LocalExecutor {
             }
         }
         let _ = log.flush().await;
-        let status = match child.wait().await {
-            Ok(s) => s,
-            Err(e) => return Ending::Broke(Failure::Lost { reason: format!("waiting for the worker: {e}") }),
+        let status = match exited {
+            Some(s) => s,
+            None => match child.wait().await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Ending::Broke(Failure::Lost { reason: format!("waiting for the worker: {e}") })
+                }
+            },
         };
         if let Some(ending) = forced {
             return ending;

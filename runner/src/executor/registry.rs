@@ -25,6 +25,9 @@ pub struct Setup<'a> {
     pub parallel: Option<usize>,
     /// The worker implementation (where an interrupted run resumes).
     pub worker: Arc<dyn WorkerSide>,
+    /// Bytes each worker may use, handed to it in
+    /// [`MAX_MEMORY_ENV`](protocol::memory::MAX_MEMORY_ENV); `None`: its own default.
+    pub memory_per_worker: Option<u64>,
 }
 
 /// One executor the command line can choose.
@@ -37,6 +40,8 @@ pub struct ExecutorKind {
     /// Checks, before anything is written, that the executor can work here (SLURM answers);
     /// the error says why not.
     pub preflight: fn() -> Result<(), String>,
+    /// Whether its workers run on this machine (and so share its memory).
+    pub on_this_machine: bool,
     /// Builds the executor; fails when the clorch executable to start workers is not found.
     pub build: fn(&Setup<'_>) -> std::io::Result<Box<dyn Executor>>,
 }
@@ -48,12 +53,18 @@ pub fn registry() -> &'static [ExecutorKind] {
             name: "local",
             about: "Child processes of `clorch run`, at most `parallel` at once",
             preflight: || Ok(()),
-            build: |setup| Ok(Box::new(LocalExecutor::current(setup.worker.clone())?)),
+            on_this_machine: true,
+            build: |setup| {
+                let mut local = LocalExecutor::current(setup.worker.clone())?;
+                local.memory_per_worker = setup.memory_per_worker;
+                Ok(Box::new(local))
+            },
         },
         ExecutorKind {
             name: "slurm",
             about: "SLURM job arrays (`sbatch`), at most `parallel` tasks of an array at once",
             preflight: super::slurm::preflight,
+            on_this_machine: false,
             build: |setup| Ok(Box::new(SlurmExecutor::new(setup)?)),
         },
     ]

@@ -37,6 +37,20 @@ pub const MAX_EPOCHS: u64 = 100_000;
 pub const MAX_BATCH_SIZE: u64 = 1 << 20;
 /// The most workers at once.
 pub const MAX_PARALLEL: u64 = 65_536;
+/// The largest count of tasks a setting may name (`eval.every`, `checkpoint.every_tasks`,
+/// `eval.tasks.subsample.earlier`, `eval.plasticity.every`): a stream's most tasks.
+pub const MAX_TASK_COUNT: u64 = 10_000_000;
+/// The most examples a setting may name (`eval.max_examples`, `eval.plasticity.probe`,
+/// `training.validation`, `eval.online_bin`).
+pub const MAX_EXAMPLE_COUNT: u64 = 1_000_000_000;
+/// The most optimiser steps between checkpoints (2^53: exact as a JSON number everywhere).
+pub const MAX_STEPS: u64 = 1 << 53;
+/// The most checkpoints kept per run.
+pub const MAX_KEEP: u64 = 1_000;
+/// The most attempts per run.
+pub const MAX_ATTEMPTS: u64 = 1_000;
+/// The most CPUs per SLURM task.
+pub const MAX_CPUS: u64 = 65_536;
 
 /// Whether comma lists on the command line are sweeps, as Hydra's `-m/--multirun` decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +175,7 @@ impl Recipe {
             return Err(RecipeErrors::new(errors));
         }
         let parts = shared.expect("validation without errors yields every part");
+        let applied = std::mem::take(&mut validation.applied);
         let recipe = Recipe {
             name: parts.name,
             description: parts.description,
@@ -177,6 +192,7 @@ impl Recipe {
             timeout: parts.timeout,
             heartbeat: parts.heartbeat,
             slurm: parts.slurm,
+            applied,
         };
         check_unique_ids(&recipe)?;
         Ok(recipe)
@@ -234,6 +250,63 @@ fn check_unique_ids(recipe: &Recipe) -> Result<(), RecipeErrors> {
     Ok(())
 }
 
+/// A problem of the node (or key) at `path` of the recipe `file` with `text`, displayed under
+/// the key path `shown`. The last override of `applied` that set `path` or an ancestor takes
+/// the blame; otherwise the problem is located in the text, noting any override that changed
+/// something inside the node.
+fn located(
+    file: &Path,
+    text: &str,
+    applied: &[(KeyPath, Blame)],
+    path: &KeyPath,
+    target: Target,
+    shown: KeyPath,
+    mut message: String,
+) -> RecipeError {
+    let error = |position: Option<Position>, key, via_override, message| RecipeError {
+        file: file.to_path_buf(),
+        line: position.map(|p| p.line),
+        column: position.map(|p| p.column),
+        key,
+        via_override,
+        message,
+    };
+    match applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)) {
+        Some((set, Blame::Override(by))) => {
+            let key = if shown.is_prefix_of(set) { KeyPath::root() } else { shown };
+            return error(None, key, Some(by.clone()), message);
+        }
+        Some((set, Blame::Sweep(at))) => {
+            // The sweep value written in the text, down to the part the problem is about.
+            let tail: Vec<Segment> = path.segments()[set.segments().len()..].to_vec();
+            let at = at.join(&KeyPath::from(tail));
+            return error(yaml::locate(text, &at, Target::Node), at, None, message);
+        }
+        None => {}
+    }
+    let inside: Vec<String> = applied
+        .iter()
+        .filter(|(p, _)| path.is_prefix_of(p))
+        .map(|(_, blame)| match blame {
+            Blame::Override(t) => format!("`{t}`"),
+            Blame::Sweep(at) => format!("`{at}`"),
+        })
+        .collect();
+    if !inside.is_empty() {
+        message.push_str(&format!(" (after override {})", inside.join(", ")));
+    }
+    error(yaml::locate(text, path, target), shown, None, message)
+}
+
+impl Recipe {
+    /// A problem found after validation (a data folder that changed, a run too large for the
+    /// memory budget) about the value at `path`, reported like the validation's own: at its
+    /// line and column, or naming the override that set it.
+    pub fn error_at(&self, path: &KeyPath, message: impl Into<String>) -> RecipeError {
+        located(&self.path, &self.text, &self.applied, path, Target::Node, path.clone(), message.into())
+    }
+}
+
 /// Everything of a [`Recipe`] that validation produces.
 struct Parts {
     name: String,
@@ -254,8 +327,8 @@ struct Parts {
 }
 
 /// What set a node of the tree, for messages about it.
-#[derive(Clone, Debug)]
-enum Blame {
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Blame {
     /// A command-line override, as written.
     Override(String),
     /// A value of the recipe's `sweep:` section, at this path of the text.
@@ -459,7 +532,7 @@ impl Validation<'_> {
         if let Some(parallel) = file.parallel {
             self.bounded(&root.key("parallel"), parallel as u64, MAX_PARALLEL);
         }
-        self.positive(&root.key("max_attempts"), u64::from(file.max_attempts));
+        self.bounded(&root.key("max_attempts"), u64::from(file.max_attempts), MAX_ATTEMPTS);
         let slurm = file.slurm.map(|slurm| self.slurm(slurm));
         if !self.errors.is_empty() {
             return None;
@@ -611,7 +684,7 @@ impl Validation<'_> {
             return None;
         }
         let name = if named { name? } else { kind };
-        Some(NamedStream { name, spec, tasks })
+        Some(NamedStream { name, key: base.clone(), spec, tasks })
     }
 
     /// The `name` of an entry of `list` (`methods`, `streams`), which must be a name usable in
@@ -648,34 +721,40 @@ impl Validation<'_> {
         let base = KeyPath::root().key("training");
         self.bounded(&base.key("batch_size"), training.batch_size as u64, MAX_BATCH_SIZE);
         self.bounded(&base.key("epochs"), training.epochs as u64, MAX_EPOCHS);
+        self.at_most(&base.key("validation"), training.validation as u64, MAX_EXAMPLE_COUNT);
     }
 
     fn eval(&mut self, eval: &protocol::EvalSpec) {
         let base = KeyPath::root().key("eval");
-        self.positive(&base.key("every"), eval.every as u64);
+        self.bounded(&base.key("every"), eval.every as u64, MAX_TASK_COUNT);
         if let Some(n) = eval.max_examples {
-            self.positive(&base.key("max_examples"), n as u64);
+            self.bounded(&base.key("max_examples"), n as u64, MAX_EXAMPLE_COUNT);
         }
         if let Some(n) = eval.online_bin {
-            self.positive(&base.key("online_bin"), n);
+            self.bounded(&base.key("online_bin"), n, MAX_EXAMPLE_COUNT);
+        }
+        if let protocol::EvalTasks::Subsample { earlier } = eval.tasks {
+            let at = base.key("tasks").key("subsample").key("earlier");
+            self.at_most(&at, earlier as u64, MAX_TASK_COUNT);
         }
         let plasticity = base.key("plasticity");
-        self.positive(&plasticity.key("probe"), eval.plasticity.probe as u64);
+        self.at_most(&plasticity.key("every"), eval.plasticity.every as u64, MAX_TASK_COUNT);
+        self.bounded(&plasticity.key("probe"), eval.plasticity.probe as u64, MAX_EXAMPLE_COUNT);
         let tau = eval.plasticity.dormant_tau;
-        if tau < 0.0 {
-            self.node(&plasticity.key("dormant_tau"), format!("expected a number ≥ 0, found {tau}"));
+        if !(tau.is_finite() && tau >= 0.0) {
+            self.node(&plasticity.key("dormant_tau"), format!("expected a finite number ≥ 0, found {tau}"));
         }
     }
 
     fn checkpoint(&mut self, checkpoint: &protocol::CheckpointSpec) {
         let base = KeyPath::root().key("checkpoint");
         if let Some(n) = checkpoint.every_steps {
-            self.positive(&base.key("every_steps"), n);
+            self.bounded(&base.key("every_steps"), n, MAX_STEPS);
         }
         if let Some(n) = checkpoint.every_tasks {
-            self.positive(&base.key("every_tasks"), n as u64);
+            self.bounded(&base.key("every_tasks"), n as u64, MAX_TASK_COUNT);
         }
-        self.positive(&base.key("keep"), checkpoint.keep as u64);
+        self.bounded(&base.key("keep"), checkpoint.keep as u64, MAX_KEEP);
     }
 
     fn seeds(&mut self, seeds: SeedsFile) -> Vec<u64> {
@@ -710,7 +789,7 @@ impl Validation<'_> {
 
     fn slurm(&mut self, slurm: SlurmFile) -> SlurmSettings {
         let base = KeyPath::root().key("slurm");
-        self.positive(&base.key("cpus"), u64::from(slurm.cpus));
+        self.bounded(&base.key("cpus"), u64::from(slurm.cpus), MAX_CPUS);
         if let Some(mem) = &slurm.mem {
             if let Err(message) = super::duration::check_slurm_memory(mem) {
                 self.node(&base.key("mem"), message);
@@ -886,18 +965,18 @@ impl Validation<'_> {
         }
     }
 
-    /// A count that must be at least 1.
-    fn positive(&mut self, path: &KeyPath, value: u64) {
-        if value == 0 {
-            self.node(path, "expected a positive integer, found 0");
-        }
-    }
-
     /// A positive integer at most `max`.
     fn bounded(&mut self, path: &KeyPath, value: u64, max: u64) {
         if value == 0 {
             self.node(path, "expected a positive integer, found 0");
         } else if value > max {
+            self.node(path, format!("expected at most {max}, found {value}"));
+        }
+    }
+
+    /// A count (zero allowed) at most `max`.
+    fn at_most(&mut self, path: &KeyPath, value: u64, max: u64) {
+        if value > max {
             self.node(path, format!("expected at most {max}, found {value}"));
         }
     }
@@ -915,38 +994,9 @@ impl Validation<'_> {
     /// A problem of the node (or key) at `path`, displayed under the key path `shown`. The
     /// last override that set `path` or an ancestor takes the blame; otherwise the problem is
     /// located in the text, noting any override that changed something inside the node.
-    fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, mut message: String) {
-        let blamed = self.applied.iter().rev().find(|(p, _)| p.is_prefix_of(path)).cloned();
-        match blamed {
-            Some((set, Blame::Override(text))) => {
-                let key = if shown.is_prefix_of(&set) { KeyPath::root() } else { shown };
-                self.push(None, key, Some(text), message);
-                return;
-            }
-            Some((set, Blame::Sweep(at))) => {
-                // The sweep value written in the text, down to the part the problem is about.
-                let tail: Vec<Segment> = path.segments()[set.segments().len()..].to_vec();
-                let at = at.join(&KeyPath::from(tail));
-                let position = yaml::locate(self.text, &at, Target::Node);
-                self.push(position, at, None, message);
-                return;
-            }
-            None => {}
-        }
-        let inside: Vec<String> = self
-            .applied
-            .iter()
-            .filter(|(p, _)| path.is_prefix_of(p))
-            .map(|(_, blame)| match blame {
-                Blame::Override(t) => format!("`{t}`"),
-                Blame::Sweep(at) => format!("`{at}`"),
-            })
-            .collect();
-        if !inside.is_empty() {
-            message.push_str(&format!(" (after override {})", inside.join(", ")));
-        }
-        let position = yaml::locate(self.text, path, target);
-        self.push(position, shown, None, message);
+    fn report(&mut self, path: &KeyPath, target: Target, shown: KeyPath, message: String) {
+        let error = located(self.file, self.text, &self.applied, path, target, shown, message);
+        self.errors.push(error);
     }
 
     fn override_problem(&mut self, text: &str, message: String) {

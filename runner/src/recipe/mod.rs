@@ -31,6 +31,7 @@ pub use duration::{slurm_time, MAX_DURATION_SECONDS};
 pub use error::{RecipeError, RecipeErrors};
 pub use expand::{plan_table, PlannedRun};
 pub use load::Multirun;
+pub use load::MAX_PARALLEL;
 pub use overrides::Override;
 pub use path::{KeyPath, Segment};
 pub use types::{MethodEntry, NamedStream, Recipe, SlurmSettings, SweepPoint};

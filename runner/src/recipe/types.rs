@@ -8,6 +8,7 @@ use protocol::{CheckpointSpec, EvalSpec, MethodSpec, NetworkSpec, StreamSpec, Tr
 use serde_json::Value as Json;
 
 use super::overrides::Override;
+use super::path::KeyPath;
 
 /// A recipe that parsed and passed every check: the experiment's streams, network, methods
 /// with their hyper-parameter grids, seeds and schedules, plus how to run it. Built by
@@ -52,6 +53,9 @@ pub struct Recipe {
     pub heartbeat: Duration,
     /// Settings of the SLURM executor, when the recipe has a `slurm:` section.
     pub slurm: Option<SlurmSettings>,
+    /// Path each command-line override set, and who set it: later problems
+    /// ([`Recipe::error_at`]) blame the override rather than the file's line.
+    pub(super) applied: Vec<(KeyPath, super::load::Blame)>,
 }
 
 /// What the runs of one sweep point train: the parts of the recipe a sweep can vary.
@@ -80,6 +84,8 @@ pub struct SweepPoint {
 pub struct NamedStream {
     /// The entry's `name` under `streams:`, or the stream's kind for a single `stream:`.
     pub name: String,
+    /// Where the stream is in the recipe (`stream`, `streams[1]`), for messages about it.
+    pub key: KeyPath,
     /// The stream, with a relative data folder resolved against the recipe file's folder.
     pub spec: StreamSpec,
     /// Tasks the stream yields (the worker's answer, asked once when the recipe is loaded).

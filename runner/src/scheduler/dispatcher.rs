@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::data_watch::DataWatch;
 use super::events::{Board, Running, SchedulerEvent};
 use super::progress::Progress;
 use super::queue::RunQueue;
@@ -21,7 +22,8 @@ use super::{Control, Message};
 use crate::executor::{Attempt, Ending, Executor, Launch, Limits, Report};
 use crate::plan::Plan;
 use crate::status::RunLine;
-use crate::store::{self, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use crate::store::{self, Failure, RunLabels, RunRecord, RunStatus, Store, StoreError};
+use crate::worker_side::WorkerSide;
 use protocol::files;
 use protocol::heartbeat::Heartbeat;
 
@@ -45,6 +47,9 @@ pub struct Settings {
     pub quiet: bool,
     /// The time, for back-off deadlines, attempt wall times and recorded timestamps.
     pub clock: Arc<dyn Clock>,
+    /// The worker implementation: the fingerprints of data folders, checked again before
+    /// each attempt starts.
+    pub worker: Arc<dyn WorkerSide>,
 }
 
 /// What a call to [`execute`] did.
@@ -119,7 +124,15 @@ struct Dispatcher<'a> {
     reporter: &'a mut dyn Reporter,
     outcome: Outcome,
     stopping: u32,
+    data: DataWatch,
+    /// After a signal: when attempts still not ended are given up on (the backstop that
+    /// makes Ctrl-C end `clorch run` whatever an executor or worker is stuck in).
+    give_up_at: Option<Instant>,
 }
+
+/// How long attempts may take to end after the grace of a first signal, or after a second
+/// signal killed them, before the scheduler stops waiting for them.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// Runs `plan`'s unfinished runs. Blocks until every run ended, or a signal stopped it.
 pub fn execute(
@@ -184,6 +197,8 @@ impl<'a> Dispatcher<'a> {
             reporter,
             outcome: Outcome { total: plan.runs.len(), ..Outcome::default() },
             stopping: 0,
+            data: DataWatch::new(&plan.recipe),
+            give_up_at: None,
         };
         // First, before anything changes: no run may get a second worker.
         for planned in &plan.runs {
@@ -274,6 +289,8 @@ impl<'a> Dispatcher<'a> {
                 _ = interrupt.recv() => self.stop()?,
                 _ = terminate.recv() => self.stop()?,
                 _ = tick.tick() => self.refresh()?,
+                _ = tokio::time::sleep_until(self.give_up_at.unwrap_or_else(Instant::now)),
+                    if self.give_up_at.is_some() => self.give_up()?,
             }
         }
         self.outcome.stopped = self.stopping > 0;
@@ -300,6 +317,34 @@ impl<'a> Dispatcher<'a> {
         for a in self.active.values() {
             let _ = a.control.send(control);
         }
+        // A grace too long to add to now leaves only the second signal's deadline.
+        let now = self.clock.now();
+        let deadline = match control {
+            Control::Stop => {
+                self.settings.limits.grace.checked_add(GIVE_UP_AFTER).and_then(|d| now.checked_add(d))
+            }
+            Control::Kill => now.checked_add(GIVE_UP_AFTER),
+        };
+        self.give_up_at = match (self.give_up_at, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
+    /// The backstop after a signal: attempts that have not ended by now (a worker that
+    /// survives SIGKILL in the kernel, an executor stuck in I/O) are killed once more and
+    /// recorded as interrupted without waiting for them, so `clorch run` ends.
+    fn give_up(&mut self) -> Result<(), SchedulerError> {
+        self.give_up_at = None;
+        let stuck: Vec<String> =
+            self.order.iter().filter(|id| self.active.contains_key(*id)).cloned().collect();
+        for id in stuck {
+            let _ = self.active[&id].control.send(Control::Kill);
+            tracing::warn!(run = %id, "the attempt did not end after the stop; no longer waiting for it");
+            let reason = "did not end after it was stopped and killed; no longer waited for".to_string();
+            self.ended(&id, Ending::Broke(Failure::Lost { reason }))?;
+        }
         Ok(())
     }
 
@@ -308,7 +353,7 @@ impl<'a> Dispatcher<'a> {
         let admitted = self.queue.admit(self.clock.now(), self.active.len(), capacity, self.stopping == 0);
         let mut batch = Vec::new();
         for id in admitted {
-            batch.push(self.launch(&id)?);
+            batch.extend(self.launch(&id)?);
         }
         if !batch.is_empty() {
             self.executor.start(batch, self.settings.limits, self.reports.clone());
@@ -317,8 +362,9 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Makes `id` active and returns its attempt, for the executor to start (or to watch
-    /// again, for a run whose attempt an earlier call left going).
-    fn launch(&mut self, id: &str) -> Result<Attempt, SchedulerError> {
+    /// again, for a run whose attempt an earlier call left going); `None` when the attempt
+    /// ended before it started, its data having changed since the plan.
+    fn launch(&mut self, id: &str) -> Result<Option<Attempt>, SchedulerError> {
         let record = self.records.get_mut(id).expect("queued runs have records");
         let dir = record.spec.run_dir.clone().expect("the scheduler sets every run folder");
         let reattach = self.reattach.remove(id);
@@ -353,8 +399,15 @@ impl<'a> Dispatcher<'a> {
                 started: self.clock.now(),
             },
         );
+        if reattach.is_none() {
+            let stream = self.records[id].spec.stream.clone();
+            if let Err(reason) = self.data.check(&stream, &*self.settings.worker) {
+                self.ended(id, Ending::Failed(Failure::Reported { reason }))?;
+                return Ok(None);
+            }
+        }
         let launch = Launch { run: id.to_string(), attempt, run_dir: dir, reattach };
-        Ok(Attempt { launch, control: control_rx })
+        Ok(Some(Attempt { launch, control: control_rx }))
     }
 
     fn handle(&mut self, report: Report) -> Result<(), SchedulerError> {

@@ -10,6 +10,7 @@
 //! and one thread keeps signal delivery and child handling simple.
 
 mod clock;
+mod data_watch;
 mod dispatcher;
 mod events;
 mod progress;

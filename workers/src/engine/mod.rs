@@ -3,6 +3,7 @@
 
 mod diagnostics;
 mod event_log;
+pub mod memory;
 mod schedule;
 mod sink;
 mod snapshot;

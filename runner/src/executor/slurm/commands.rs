@@ -67,15 +67,33 @@ pub async fn version() -> Result<String, CommandError> {
     Ok(run("sbatch", &["--version".to_string()]).await?.trim().to_string())
 }
 
+/// Why a batch was not submitted, or may have been without clorch knowing its job id.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// `sbatch` could not run or refused the batch: nothing was queued, so another attempt
+    /// may submit it again.
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+    /// `sbatch` exited with success but printed no job id clorch can read: the array may well
+    /// be queued. Submitting it again could duplicate every job on a real cluster, so the
+    /// batch's runs fail instead, with `sbatch`'s words for the user to check.
+    #[error(
+        "sbatch succeeded but printed no job id that clorch can read ({output:?}); the job array \
+         may be queued: check `squeue --me` and cancel it by hand before `clorch run --retry-failed`, \
+         which submits these runs again"
+    )]
+    Unparsed {
+        /// What `sbatch` printed on standard output, as it printed it.
+        output: String,
+    },
+}
+
 /// Submits `script` with `flags` (which include `--parsable`); returns the job id.
-pub async fn sbatch(flags: &[String], script: &Path) -> Result<u64, CommandError> {
+pub async fn sbatch(flags: &[String], script: &Path) -> Result<u64, SubmitError> {
     let mut args = flags.to_vec();
     args.push(script.display().to_string());
     let out = run("sbatch", &args).await?;
-    parse_sbatch(&out).ok_or_else(|| CommandError {
-        command: "sbatch".into(),
-        reason: format!("expected a job id, found {:?}", out.trim()),
-    })
+    parse_sbatch(&out).ok_or(SubmitError::Unparsed { output: out })
 }
 
 /// `sbatch --parsable` prints `<job id>` or `<job id>;<cluster>`.

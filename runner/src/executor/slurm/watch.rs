@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::commands::{self, Cancel};
+use super::commands::{self, Cancel, SubmitError};
 use super::job::{read_job_record, JobId, JobRecord, JobState, JOBS_LOG};
 use super::script::{heartbeat_interval, sbatch_flags, write_batch, ScriptSettings, Submission, SLURM_DIR};
 use super::tail::{last_text, EventTail, LineTail, TailError, Tailed};
@@ -104,8 +104,16 @@ async fn submit(
         });
         let array = match commands::sbatch(&flags, &files.script).await {
             Ok(id) => id,
-            Err(e) => {
+            Err(e @ SubmitError::Refused(_)) => {
                 fail(e.to_string());
+                continue;
+            }
+            // Perhaps queued: failed for good, never submitted again by this or a retry.
+            Err(e @ SubmitError::Unparsed { .. }) => {
+                for (attempt, _) in &chunk {
+                    let ending = Ending::Failed(Failure::SpawnFailed { reason: e.to_string() });
+                    send(reports, &attempt.launch, Message::Ended(ending));
+                }
                 continue;
             }
         };

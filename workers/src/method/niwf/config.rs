@@ -234,6 +234,20 @@ pub(super) struct Settings {
     pub commit: Option<CommitSettings>,
 }
 
+/// The largest basis count, rank, coordinate dimension or hidden width of a field (and the
+/// most `new_bases`): the field's matrices are products of these (recipes/README.md, "Bounds").
+const MAX_SIZE: usize = 65_536;
+/// The most anchors per commit and drift examples per task.
+const MAX_EXAMPLES: usize = 1_000_000;
+
+fn at_most(name: &str, v: usize, max: usize) -> Result<(), String> {
+    if v > max {
+        Err(format!("`{name}` is {v}; at most {max} is supported"))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_architecture(
     bases: usize,
     rank: usize,
@@ -253,6 +267,9 @@ fn check_architecture(
     ] {
         if v == 0 {
             return Err(format!("`{name}` must be at least 1"));
+        }
+        if v > MAX_SIZE {
+            return Err(format!("`{name}` is {v}; at most {MAX_SIZE} is supported"));
         }
     }
     if top_k > bases {
@@ -279,7 +296,8 @@ impl WeightFieldConfig {
             self.encoder_hidden,
             self.field_hidden,
             self.lambda_budget,
-        )
+        )?;
+        at_most("drift_examples", self.drift_examples, MAX_EXAMPLES)
     }
 
     pub(super) fn settings(&self) -> Settings {
@@ -316,6 +334,9 @@ impl NiwfConfig {
         if self.anchors == 0 {
             return Err("`anchors` must be at least 1".into());
         }
+        at_most("anchors", self.anchors, MAX_EXAMPLES)?;
+        at_most("drift_examples", self.drift_examples, MAX_EXAMPLES)?;
+        at_most("new_bases", self.new_bases, MAX_SIZE)?;
         if !(self.anchor_mass > 0.0 && self.anchor_mass < 1.0) {
             return Err(format!("`anchor_mass` must lie in (0, 1), not {}", self.anchor_mass));
         }

@@ -1,0 +1,363 @@
+//! A run's peak memory, estimated from its spec before anything is allocated.
+//!
+//! What this engine holds, item by item: the process itself; the network's parameters, their
+//! gradients and the optimiser's per-element state; what the method keeps that scales with
+//! the network (EWC's Fisher and anchor per penalty, CLNP's frozen copy, a weight field and its
+//! versions, …); the stream's data as held in memory (one copy of the MNIST digits as bytes, a
+//! synthetic task's examples as floats, the rotation matrices); the activations of a
+//! training or evaluation batch and of the plasticity probe; and the copy a checkpoint makes
+//! of the state while it writes it. Sizes are the engine's own (f32 parameters, u8 pixels);
+//! the estimate errs on the generous side for what it cannot know exactly (allocator slack,
+//! decompression buffers), and a test holds it within a factor of two of the measured peak on
+//! small real configurations.
+//!
+//! It reads nothing but the MNIST file headers (a few bytes), so the orchestrator runs it for
+//! every planned run and the worker again before it loads its data.
+
+use protocol::memory::MemoryEstimate;
+use protocol::{Engine, Heads, RunSpec};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::method;
+use crate::model::layer::{Network, Shape};
+use crate::optim::OptimizerKind;
+use crate::stream::{
+    InputTransform, MnistFiles, OnlinePermutedMnistSpec, PermutedMnistSpec, SlowlyChangingRegressionSpec,
+    SplitMnistSpec, SplitSetting, SyntheticPermutedSpec,
+};
+
+/// The worker process before it allocates for the run: the mapped code, the runtime, thread
+/// stacks, the allocator's arenas. A run with a 4-unit network peaks at 23 MiB in a debug
+/// build and about 11 MiB in a release build (the 1,000-task benchmark); the larger is taken.
+const PROCESS_BYTES: u64 = 24 << 20;
+/// Examples per evaluation pass (the engine's `Compute` chunk).
+const EVAL_CHUNK: u64 = 500;
+const F32: u64 = 4;
+const F64: u64 = 8;
+
+/// What the estimate needs to know of the stream.
+struct StreamShape {
+    inputs: u64,
+    /// Outputs of one head.
+    head_outputs: u64,
+    head_per_task: bool,
+    tasks: u64,
+    /// Training examples of one task, and held-out examples of one task.
+    train: u64,
+    test: u64,
+}
+
+/// Why a spec cannot be estimated: parameters that do not parse, or MNIST headers that
+/// cannot be read (the same problems building the run would meet, said earlier).
+pub type EstimateError = String;
+
+/// The itemised estimate of `spec`'s peak memory.
+pub fn estimate(spec: &RunSpec) -> Result<MemoryEstimate, EstimateError> {
+    // The method first, as the worker builds it: checking it is cheap, and its error is the
+    // one to show when both it and the data are wrong.
+    let (_, optimizer) = method::build(&spec.method).map_err(|e| e.to_string())?;
+    let mut e = MemoryEstimate::default();
+    e.add("program and runtime", PROCESS_BYTES);
+    let shape = stream(spec, &mut e)?;
+    let heads = if shape.head_per_task || spec.network.heads == Heads::PerTask { shape.tasks } else { 1 };
+    let outputs = shape.head_outputs.saturating_mul(heads);
+    let outputs = usize::try_from(outputs).map_err(|_| format!("{outputs} output units"))?;
+    let inputs = usize::try_from(shape.inputs).map_err(|_| format!("{} inputs", shape.inputs))?;
+    let (sizes, _) = Network::plan(&spec.network, Shape::Vector(inputs), outputs)
+        .and_then(|n| n.mlp())
+        .map_err(|e| format!("network: {e}"))?;
+    let sizes: Vec<u64> = sizes.iter().map(|&s| s as u64).collect();
+    let parameters: u64 =
+        sizes.windows(2).fold(0u64, |n, w| n.saturating_add((w[0] + 1).saturating_mul(w[1])));
+    let units: u64 = sizes.iter().fold(0u64, |n, &s| n.saturating_add(s));
+    let hidden = &sizes[1..sizes.len() - 1];
+    let p = parameters.saturating_mul(F32);
+    e.add("network parameters", p);
+    e.add("gradients", p);
+
+    let moments = match optimizer.kind {
+        OptimizerKind::Sgd if optimizer.momentum != 0.0 => 1,
+        OptimizerKind::Sgd => 0,
+        // Two moments and the two per-element bias-correction powers.
+        OptimizerKind::Adam => 4,
+    };
+    e.add(format!("optimiser state ({:?})", optimizer.kind).to_lowercase(), p.saturating_mul(moments));
+    let method = method_state(spec, &shape, &sizes, parameters, optimizer.kind);
+    for (what, bytes) in &method {
+        e.add(what.clone(), *bytes);
+    }
+    let method_bytes = method.iter().fold(0u64, |n, (_, b)| n.saturating_add(*b));
+
+    let batch = spec.training.batch_size.max(1) as u64;
+    // Values and deltas of every layer for the largest pass, training batch or evaluation chunk.
+    let rows = batch.max(EVAL_CHUNK);
+    e.add("activations", rows.saturating_mul(units).saturating_mul(2 * F32));
+    if spec.network.engine == Engine::Autograd {
+        // dfdx's own parameter and gradient tensors, and its saved activations.
+        let tape = rows.saturating_mul(units).saturating_mul(2 * F32);
+        e.add("autograd tensors", p.saturating_mul(2).saturating_add(tape));
+    }
+    let plasticity = &spec.eval.plasticity;
+    if plasticity.every > 0 {
+        let probe = (plasticity.probe as u64).min(shape.test.max(shape.train)).max(1);
+        let widest = hidden.iter().copied().max().unwrap_or(0);
+        let features: u64 = hidden.iter().fold(0u64, |n, &s| n.saturating_add(s));
+        // The probe's hidden values, and one layer's matrix with its SVD workspace in f64.
+        let svd = probe.saturating_mul(widest).saturating_mul(3 * F64);
+        e.add("plasticity probe", probe.saturating_mul(features).saturating_mul(F32).saturating_add(svd));
+    }
+    let optimiser_bytes = p.saturating_mul(moments);
+    let state = p.saturating_add(optimiser_bytes).saturating_add(method_bytes);
+    // The state gathered into named tensors while it is written.
+    e.add("checkpoint copy", state);
+    Ok(e)
+}
+
+/// This process's peak resident memory so far (`VmHWM` of `/proc/self/status`, Linux only):
+/// what a worker reports at its end beside its estimate, so the estimate can be checked
+/// against real runs. `VmHWM` counts from the process's last `exec`, unlike `getrusage`,
+/// whose figure includes the parent's at the time of the fork.
+pub fn measured_peak() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+fn params<T: DeserializeOwned>(spec: &RunSpec) -> Result<T, EstimateError> {
+    let map: serde_json::Map<String, Value> =
+        spec.stream.params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    serde_json::from_value(Value::Object(map)).map_err(|e| format!("stream `{}`: {e}", spec.stream.kind))
+}
+
+/// The stream's shape, and its data items added to `e`.
+fn stream(spec: &RunSpec, e: &mut MemoryEstimate) -> Result<StreamShape, EstimateError> {
+    let kind = spec.stream.kind.as_str();
+    match kind {
+        "permuted_mnist" | "online_permuted_mnist" | "split_mnist" => {
+            let (dir, train_limit, test_limit, online, groups) = match kind {
+                "permuted_mnist" => {
+                    let s: PermutedMnistSpec = params(spec)?;
+                    (s.data_dir, s.train_examples, s.test_examples, false, None)
+                }
+                "online_permuted_mnist" => {
+                    let s: OnlinePermutedMnistSpec = params(spec)?;
+                    (s.data_dir, s.train_examples, s.test_examples, true, None)
+                }
+                _ => {
+                    let s: SplitMnistSpec = params(spec)?;
+                    (s.data_dir, None, None, false, Some((s.groups, s.setting)))
+                }
+            };
+            let files = MnistFiles::locate(&dir).map_err(|e| e.to_string())?;
+            let shape = files.check_headers().map_err(|e| e.to_string())?;
+            let pixels = (shape.rows * shape.cols) as u64;
+            let train = train_limit.map_or(shape.train, |n| n.min(shape.train)) as u64;
+            let test = test_limit.map_or(shape.test, |n| n.min(shape.test)) as u64;
+            let held = (train + test).saturating_mul(pixels + 1);
+            e.add("data (digits as bytes)", held);
+            // Decompressing reads a whole file, then keeps the part asked for.
+            e.add("data loading", (shape.train.max(shape.test) as u64).saturating_mul(pixels));
+            if online {
+                e.add("example order", train.saturating_mul(4));
+            }
+            let (tasks, head_outputs, head_per_task, per_task) = match groups {
+                Some((groups, setting)) => {
+                    let widest = groups.iter().map(Vec::len).max().unwrap_or(0) as u64;
+                    let tasks = groups.len() as u64;
+                    // A task's rows are a group's share of the digits.
+                    let share = |n: u64| n.saturating_mul(widest) / 10 + 1;
+                    e.add("task rows", (train + test).saturating_mul(4 * tasks.min(2)));
+                    let (outputs, per_task) = match setting {
+                        SplitSetting::TaskIncremental => (widest, true),
+                        _ => (10, false),
+                    };
+                    (tasks, outputs, per_task, Some((share(train), share(test))))
+                }
+                None => (spec_tasks(spec)?, 10, false, None),
+            };
+            let (train, test) = per_task.unwrap_or((train, test));
+            Ok(StreamShape { inputs: pixels, head_outputs, head_per_task, tasks, train, test })
+        }
+        "synthetic_permuted" => {
+            let s: SyntheticPermutedSpec = params(spec)?;
+            let (dim, classes) = (s.dim as u64, s.classes as u64);
+            let train = (s.train_per_class as u64).saturating_mul(classes);
+            let test = (s.test_per_class as u64).saturating_mul(classes);
+            e.add("class centres", classes.saturating_mul(dim).saturating_mul(F64));
+            // The task being trained and the one being evaluated, as f32 inputs and byte labels.
+            let task = (train + test).saturating_mul(dim.saturating_mul(F32) + 1);
+            e.add("task examples", task.saturating_mul(2));
+            if s.transform == InputTransform::Rotate {
+                // Q in f64, and the columns it is orthogonalised from.
+                e.add("rotation matrices", dim.saturating_mul(dim).saturating_mul(2 * F64));
+            }
+            let tasks = s.tasks as u64;
+            Ok(StreamShape { inputs: dim, head_outputs: classes, head_per_task: false, tasks, train, test })
+        }
+        "slowly_changing_regression" => {
+            let s: SlowlyChangingRegressionSpec = params(spec)?;
+            let (inputs, tasks) = (s.inputs as u64, s.tasks as u64);
+            e.add("slow-bit schedule", tasks.saturating_mul(s.slow_bits as u64));
+            e.add(
+                "target network",
+                (s.target_hidden as u64).saturating_mul(inputs + 2).saturating_mul(1 + F64),
+            );
+            let train = s.flip_every as u64;
+            let test = s.test_examples as u64;
+            // Bits as bytes and an f32 target per example, for a task and its held-out split.
+            let task = (train + test).saturating_mul(inputs + F32 + F32);
+            e.add("task examples", task.saturating_mul(2));
+            Ok(StreamShape { inputs, head_outputs: 1, head_per_task: false, tasks, train, test })
+        }
+        other => Err(format!("no memory estimate for stream kind `{other}`")),
+    }
+}
+
+fn spec_tasks(spec: &RunSpec) -> Result<u64, EstimateError> {
+    crate::stream::tasks(&spec.stream).map(|t| t as u64).map_err(|e| e.to_string())
+}
+
+/// A method parameter as a count: the spec's value, else the method's default.
+fn count(spec: &RunSpec, name: &str) -> u64 {
+    let value = spec.method.params.get(name).cloned().or_else(|| {
+        let info = method::lookup(&spec.method.kind).ok()?;
+        info.own_parameters().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    });
+    value.and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+/// A method parameter as text (`mode: separate`).
+fn text(spec: &RunSpec, name: &str) -> String {
+    let value = spec.method.params.get(name).cloned().or_else(|| {
+        let info = method::lookup(&spec.method.kind).ok()?;
+        info.own_parameters().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    });
+    value.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// What the method keeps beyond the network and its optimiser, by item.
+fn method_state(
+    spec: &RunSpec,
+    shape: &StreamShape,
+    sizes: &[u64],
+    parameters: u64,
+    optimizer: OptimizerKind,
+) -> Vec<(String, u64)> {
+    let p = parameters.saturating_mul(F32);
+    let units: u64 = sizes[1..].iter().fold(0u64, |n, &s| n.saturating_add(s));
+    let tasks = shape.tasks;
+    match spec.method.kind.as_str() {
+        "l2_init" => vec![("initial parameters (l2_init)".into(), p)],
+        "classp" => vec![("accumulated gradients (classp)".into(), p)],
+        "ewc" => {
+            // One Fisher and one anchor per finished task (`separate`) or one running pair,
+            // and the Fisher being estimated.
+            let penalties = if text(spec, "mode") == "online" { 1 } else { tasks.saturating_sub(1).max(1) };
+            vec![("Fisher and anchors (ewc)".into(), p.saturating_mul(penalties.saturating_mul(2) + 1))]
+        }
+        "weight_aligning" => {
+            let workspace = EVAL_CHUNK.saturating_mul(units).saturating_mul(2 * F32);
+            vec![("previous network (weight_aligning)".into(), p.saturating_add(workspace))]
+        }
+        "clnp" => vec![("frozen weights and masks (clnp)".into(), p.saturating_mul(2))],
+        "cbp" | "redo" => {
+            vec![(format!("unit statistics ({})", spec.method.kind), units.saturating_mul(16 * F64))]
+        }
+        "weight_field" | "niwf" => field_state(spec, shape, sizes, p, optimizer),
+        _ => Vec::new(),
+    }
+}
+
+/// A weight field's parameters with their gradients and optimiser, the backbone's gradients,
+/// and for `niwf` a copy of the field per commit and each task's drift examples.
+fn field_state(
+    spec: &RunSpec,
+    shape: &StreamShape,
+    sizes: &[u64],
+    p: u64,
+    optimizer: OptimizerKind,
+) -> Vec<(String, u64)> {
+    let kind = spec.method.kind.as_str();
+    let (bases, rank) = (count(spec, "bases"), count(spec, "rank"));
+    let (d, eh, fh) =
+        (count(spec, "coordinate_dim"), count(spec, "encoder_hidden"), count(spec, "field_hidden"));
+    let adapt_output = spec.method.params.get("adapt_output").and_then(Value::as_bool).unwrap_or(false);
+    let hidden = &sizes[1..sizes.len() - 1];
+    let features: u64 = hidden.iter().fold(0u64, |n, &s| n.saturating_add(s));
+    let encoder = (features + 1).saturating_mul(eh).saturating_add((eh + 1).saturating_mul(d));
+    let component = (d + 1).saturating_mul(fh).saturating_add((fh + 1).saturating_mul(bases));
+    let adapted = if adapt_output { sizes.len() - 1 } else { sizes.len().saturating_sub(2) };
+    let kr = bases.saturating_mul(rank);
+    let bank = sizes.windows(2).take(adapted).fold(0u64, |n, w| {
+        n.saturating_add(kr.saturating_mul(w[0] + 1)).saturating_add(kr.saturating_mul(w[1] + 1))
+    });
+    let field = encoder.saturating_add(component).saturating_add(bank).saturating_mul(F32);
+    let moments = if optimizer == OptimizerKind::Adam { 4 } else { 1 };
+    let mut items = vec![(
+        format!("weight field, its gradients and optimiser ({kind})"),
+        field.saturating_mul(2 + moments).saturating_add(p),
+    )];
+    if kind == "niwf" {
+        let commits = shape.tasks;
+        // A hard lock adds `new_bases` bases and a component per commit.
+        let growth = count(spec, "new_bases").saturating_mul(rank).saturating_mul(F32);
+        let growth = growth.saturating_mul(sizes.iter().fold(0u64, |n, &s| n.saturating_add(s)));
+        let last = field.saturating_add(growth.saturating_mul(commits));
+        items.push(("committed versions (niwf)".into(), last.saturating_mul(commits)));
+    }
+    let drift = count(spec, "drift_examples").min(shape.test);
+    let outputs = *sizes.last().unwrap_or(&0);
+    let references =
+        drift.saturating_mul(shape.inputs + outputs).saturating_mul(F32).saturating_mul(shape.tasks);
+    items.push((format!("drift references ({kind})"), references));
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use test_support::SpecBuilder;
+
+    fn synthetic(dim: usize) -> SpecBuilder {
+        SpecBuilder::synthetic(2)
+            .stream(json!({"synthetic_permuted": {"tasks": 2, "dim": dim, "classes": 10}}))
+    }
+
+    fn total(spec: &RunSpec) -> u64 {
+        estimate(spec).unwrap().total()
+    }
+
+    #[test]
+    fn parameters_gradients_and_adam_scale_with_the_network() {
+        let small = synthetic(100).hidden(&[100]).build();
+        let wide = synthetic(100).hidden(&[4000, 4000]).build();
+        let e = estimate(&wide).unwrap();
+        let params = (101 * 4000 + 4001 * 4000 + 4001 * 10) * 4;
+        assert!(e.items.iter().any(|i| i.what == "network parameters" && i.bytes == params), "{e}");
+        assert!(total(&wide) > 3 * params && total(&wide) > 10 * total(&small), "{e}");
+        let adam = synthetic(100).hidden(&[4000, 4000]).method("adam", json!({})).build();
+        assert!(total(&adam) >= total(&wide) + 4 * params, "{}", estimate(&adam).unwrap());
+    }
+
+    #[test]
+    fn separate_ewc_keeps_a_penalty_per_task() {
+        let ewc = |mode: &str| {
+            let spec =
+                SpecBuilder::synthetic(50).hidden(&[1000]).method("ewc", json!({"mode": mode})).build();
+            let e = estimate(&spec).unwrap();
+            e.items.iter().find(|i| i.what.contains("ewc")).map(|i| i.bytes).unwrap()
+        };
+        // 49 Fisher–anchor pairs against one, each with the Fisher being estimated.
+        assert_eq!(ewc("separate") * 3, ewc("online") * 99);
+    }
+
+    #[test]
+    fn huge_sizes_saturate_instead_of_overflowing() {
+        let spec = synthetic(1_000_000_000).hidden(&[65_536, 65_536]).build();
+        let e = estimate(&spec).unwrap();
+        assert!(e.total() > 1 << 40, "{e}");
+    }
+}
