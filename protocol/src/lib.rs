@@ -3,7 +3,7 @@
 //!
 //! A worker (the built-in `clorch worker`, or any program in any language) is started with a
 //! run folder holding [`files::SPEC`], a [`RunSpec`] as JSON. It writes [`Event`]s, one JSON
-//! object per line sealed with a checksum ([`line`]), to its standard output and to
+//! object per line sealed with a checksum ([`mod@line`]), to its standard output and to
 //! [`files::EVENTS`]; [`heartbeat`] lines to its standard error; it checkpoints and exits when [`control`] asks it to; and its exit status
 //! is one of [`exit`]'s. `docs/protocol.md` in the repository is the prose version of this
 //! crate (how a worker is started, every event with an example, checkpoints and resume, what

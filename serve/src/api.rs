@@ -50,7 +50,7 @@ pub struct GroupView {
     runs: Vec<String>,
     /// Online accuracy (or loss) per bin, over seeds.
     online: Band,
-    /// R[j][j]: each task right after training it, over seeds.
+    /// R\[j\]\[j\]: each task right after training it, over seeds.
     just_trained: Band,
     /// ACC after each task, over seeds.
     average: Band,

@@ -18,7 +18,7 @@ pub struct OnlinePoint {
     pub accuracy: Option<f64>,
 }
 
-/// One accuracy-matrix entry R[i][j].
+/// One accuracy-matrix entry R\[i\]\[j\].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct MatrixEntry {
     /// i: tasks trained through (`None`: the untrained network).
@@ -60,9 +60,9 @@ pub struct RunSeries {
     pub matrix: Vec<MatrixEntry>,
     /// Plasticity diagnostics in the order they arrived.
     pub plasticity: Vec<PlasticityPoint>,
-    /// R[j][j] by task, kept as entries arrive (a view asks for it every second).
+    /// R\[j\]\[j\] by task, kept as entries arrive (a view asks for it every second).
     diagonal: Vec<f64>,
-    /// Σ R[i][j] over j ≤ i and the count of those entries, by row i.
+    /// Σ R\[i\]\[j\] over j ≤ i and the count of those entries, by row i.
     row_sums: Vec<(f64, usize)>,
 }
 
@@ -152,14 +152,14 @@ impl RunSeries {
         self.online.iter().map(|p| self.measure(p.accuracy, p.loss)).collect()
     }
 
-    /// R[j][j] for each task j trained so far: how well each task was learnt right after
+    /// R\[j\]\[j\] for each task j trained so far: how well each task was learnt right after
     /// training it (plasticity, in the loss-of-plasticity papers' sense). NaN where not
     /// evaluated.
     pub fn just_trained(&self) -> Vec<f64> {
         self.diagonal.clone()
     }
 
-    /// ACC after each task i: the mean of R[i][j] over the tasks j ≤ i evaluated after it.
+    /// ACC after each task i: the mean of R\[i\]\[j\] over the tasks j ≤ i evaluated after it.
     /// NaN for a task after which nothing earlier was evaluated.
     pub fn average_so_far(&self) -> Vec<f64> {
         self.row_sums.iter().map(|&(s, n)| if n == 0 { f64::NAN } else { s / n as f64 }).collect()

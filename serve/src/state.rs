@@ -93,7 +93,7 @@ impl Shared {
     /// Experiment `i`'s comparison table as JSON, built by `clorch report`'s code. A report
     /// reads every event, so it is rebuilt when a run's record changes (a run starts,
     /// finishes or fails) and, while runs only write events, at most every
-    /// [`TABLE_REFRESH`].
+    /// `TABLE_REFRESH` (30 s, longer for a table that is slow to build).
     pub async fn table(self: &Arc<Self>, i: usize) -> Result<Arc<Vec<u8>>, String> {
         let (version, records) = self.read(i, |w| (w.version, w.records_version));
         if let Some(built) = &self.tables.lock().unwrap_or_else(|p| p.into_inner())[i] {

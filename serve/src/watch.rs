@@ -75,7 +75,7 @@ pub struct Watched {
 
 /// At most this many bytes of `events.jsonl` are read per run per refresh, so that a first
 /// look at a huge experiment answers its first requests between reads.
-const READ_CHUNK: u64 = 8 << 20;
+pub const READ_CHUNK: u64 = 8 << 20;
 
 impl Watched {
     /// A folder not read yet: call [`Watched::refresh`].

@@ -108,7 +108,7 @@ pub fn dashboard(scratch: &Path, quick: bool) -> Result<Vec<Row>, String> {
             view_time += asked.elapsed();
             version = view["version"].as_u64().unwrap_or(version);
             // The page asks for the comparison table every third second.
-            if polls % 3 == 0 {
+            if polls.is_multiple_of(3) {
                 let asked = Instant::now();
                 get(port, "/api/experiments/0/table")?;
                 table_time = table_time.max(asked.elapsed());

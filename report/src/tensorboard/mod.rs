@@ -4,14 +4,14 @@
 //! One folder per run, named by method, grid point, seed and run id, holding one event file
 //! with these scalars (`step` in brackets):
 //!
-//! * `online/accuracy`, `online/loss` — each online bin [training examples seen by its end];
-//! * `task_<j>/accuracy`, `task_<j>/loss` — accuracy-matrix entry R[i][j] [i + 1, tasks
+//! * `online/accuracy`, `online/loss` — each online bin \[training examples seen by its end\];
+//! * `task_<j>/accuracy`, `task_<j>/loss` — accuracy-matrix entry R\[i\]\[j\] [i + 1, tasks
 //!   trained]; the untrained network's b_j at step 0;
 //! * `metrics/acc`, `metrics/bwt`, `metrics/forgetting` — computed from the accuracy matrix as
-//!   it stood after each task i [i + 1], where defined (every R[i][j], j ≤ i, measured); the
+//!   it stood after each task i \[i + 1\], where defined (every R\[i\]\[j\], j ≤ i, measured); the
 //!   last equals `clorch report`'s value for the run;
 //! * `plasticity/<layer>/{dead,dormant,effective_rank,stable_rank,mean_abs_weight}` and
-//!   `plasticity/mean_abs_weight` [tasks trained].
+//!   `plasticity/mean_abs_weight` \[tasks trained\].
 //!
 //! Events carry no wall-clock time of their own, so every scalar has the run's first start as
 //! its wall time (0 when unknown): TensorBoard's "relative" and "wall" axes say nothing here,
