@@ -86,11 +86,13 @@ function chart(series, opts) {
     svg.append(t);
     return wrap(svg, series, opts);
   }
-  if (opts && opts.unit) { ymin = Math.min(ymin, 0); ymax = Math.max(ymax, 1); }
+  // Accuracies and fractions live in [0, 1]: so does the axis, and bands are cut at its ends
+  // (with two seeds a 95% band is wider than the whole range).
+  if (opts && opts.unit) { ymin = 0; ymax = 1; }
   if (xmax === xmin) { xmax = xmin + 1; }
   if (ymax === ymin) { ymax = ymin + 1; }
   const sx = x => L + (x - xmin) / (xmax - xmin) * (W - L - R);
-  const sy = y => T + (1 - (y - ymin) / (ymax - ymin)) * (H - T - B);
+  const sy = y => T + (1 - (Math.min(Math.max(y, ymin), ymax) - ymin) / (ymax - ymin)) * (H - T - B);
   // Axes and ticks.
   svg.append(svgEl("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
   svg.append(svgEl("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
