@@ -73,6 +73,24 @@ fn a_multirun_sweep_over_network_batch_size_and_lr_runs_and_reports_each_axis() 
         assert!(l["grid"]["training.batch_size"].is_u64(), "{l}");
         assert!(l["grid"]["lr"].is_f64(), "{l}");
     }
+    // The machine tables give each axis a typed column of its own.
+    let json = s.path("runs.json");
+    let exported = clorch(&["report", path(&results), "--runs", "--json", path(&json)]);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 16);
+    for row in &rows {
+        assert!(row["param.training.batch_size"].is_i64(), "{row}");
+        assert!(row["param.lr"].is_f64(), "{row}");
+        assert!(row["param.network.hidden"].is_string() || row["param.network.hidden"].is_array(), "{row}");
+    }
+    let distinct =
+        |key: &str| rows.iter().map(|r| r[key].to_string()).collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!(
+        (distinct("param.network.hidden"), distinct("param.training.batch_size"), distinct("param.lr")),
+        (2, 2, 2)
+    );
 }
 
 /// Issue 16, finding 2: every `clorch run` is logged with its overrides, the recipe text it
