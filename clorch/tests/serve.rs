@@ -59,19 +59,8 @@ fn api(port: u16, token: &str, target: &str) -> serde_json::Value {
 
 /// The page as a headless Chromium renders it after its scripts ran for a few seconds.
 fn rendered(browser: &Path, profile: &Path, url: &str) -> String {
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+    let out = test_support::headless(browser, profile)
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(url)
         .stderr(Stdio::null())
         .output()

@@ -388,18 +388,8 @@ mod tests {
         let page = scratch.path().join("report.html");
         std::fs::write(&page, html(&report)).unwrap();
         let shot = scratch.path().join("shot.png");
-        let mut child = Command::new(&browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--hide-scrollbars",
-            ])
-            .arg(format!("--user-data-dir={}", scratch.path().join("profile").display()))
+        let mut child = test_support::headless(&browser, &scratch.path().join("profile"))
+            .arg("--hide-scrollbars")
             .arg(format!("--screenshot={}", shot.display()))
             .arg("--window-size=1200,900")
             .arg(format!("file://{}", page.display()))

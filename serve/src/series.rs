@@ -185,21 +185,7 @@ impl RunSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(seq: u64, body: EventBody) -> Event {
-        Event { run: "r".into(), seq, body }
-    }
-
-    fn eval(after: Option<usize>, on: usize, acc: f64) -> EventBody {
-        EventBody::Eval {
-            after_task: after,
-            on_task: on,
-            examples: 10,
-            loss: 1.0 - acc,
-            accuracy: Some(acc),
-            variant: None,
-        }
-    }
+    use test_support::events::{at as ev, eval};
 
     #[test]
     fn curves_follow_the_events() {

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod events;
 mod spec;
 
 use std::path::PathBuf;
@@ -34,6 +35,24 @@ pub fn chromium() -> Option<PathBuf> {
         .iter()
         .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
         .find(|p| p.is_file())
+}
+
+/// `browser` run headless with a profile in `profile`: no sandbox (tests may run as root), no
+/// GPU, no network of its own, no first-run pages. The caller adds what to do with the page.
+pub fn headless(browser: &std::path::Path, profile: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(browser);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    command
 }
 
 /// A fresh scratch folder, removed when dropped, named after the test for debugging.

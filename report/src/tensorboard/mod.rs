@@ -236,21 +236,7 @@ pub fn scalars_of(run: &RunRecord, events: &[Event]) -> Vec<(String, i64, f64)> 
 mod tests {
     use super::*;
     use results::fixtures::record;
-
-    fn ev(seq: u64, body: EventBody) -> Event {
-        Event { run: "r".into(), seq, body }
-    }
-
-    fn eval(after: Option<usize>, on: usize, acc: f64) -> EventBody {
-        EventBody::Eval {
-            after_task: after,
-            on_task: on,
-            examples: 10,
-            loss: 1.0 - acc,
-            accuracy: Some(acc),
-            variant: None,
-        }
-    }
+    use test_support::events::{at as ev, eval};
 
     #[test]
     fn metrics_follow_the_matrix_task_by_task() {
