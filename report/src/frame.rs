@@ -118,18 +118,8 @@ fn with_experiment(
 /// flags`.
 pub fn runs_frame(report: &Report) -> PolarsResult<DataFrame> {
     let runs = report.runs();
-    let mut cols = vec![
-        string_column(RUN, runs.iter().map(|r| r.id.clone()).collect()),
-        string_column(STREAM, runs.iter().map(|r| r.labels.stream.clone()).collect()),
-        string_column(METHOD, runs.iter().map(|r| r.labels.method.clone()).collect()),
-        string_column(GRID, runs.iter().map(|r| r.labels.grid_text()).collect()),
-    ];
-    cols.extend(param_columns(
-        &all_params(report),
-        &runs.iter().map(|r| &r.params).collect::<Vec<&Params>>(),
-    ));
+    let mut cols = run_identity(report, &runs.iter().collect::<Vec<_>>());
     cols.extend([
-        Column::new(SEED.into(), runs.iter().map(|r| seed(r.labels.seed)).collect::<Vec<Option<i64>>>()),
         string_column(STATUS, runs.iter().map(|r| r.status.name().to_string()).collect()),
         Column::new(
             FAILURE.into(),
