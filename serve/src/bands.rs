@@ -62,11 +62,7 @@ fn t_975(n: usize) -> f64 {
     }
 }
 
-/// The mean and the 95% half-width t₀.₉₇₅,ₙ₋₁ · s / √n of `values`.
-pub fn mean_and_half_width(values: &[f64]) -> (Option<f64>, Option<f64>) {
-    mean_and_half_width_with(values, t_975(values.len()))
-}
-
+/// The mean and the 95% half-width t · s / √n of `values`, with `t` = t₀.₉₇₅,ₙ₋₁.
 fn mean_and_half_width_with(values: &[f64], t: f64) -> (Option<f64>, Option<f64>) {
     let n = values.len();
     if n == 0 {

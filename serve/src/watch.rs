@@ -78,7 +78,7 @@ pub struct Watched {
 pub const READ_CHUNK: u64 = 8 << 20;
 
 impl Watched {
-    /// A folder not read yet: call [`Watched::refresh`].
+    /// A folder not read yet: call [`Watched::refresh_records`], then [`Watched::refresh_events`].
     pub fn new(dir: PathBuf) -> Watched {
         Watched {
             dir,
@@ -113,17 +113,6 @@ impl Watched {
         };
         runs.sort_by(|a, b| (a.record.order, &a.record.id).cmp(&(b.record.order, &b.record.id)));
         runs
-    }
-
-    /// Reads what changed since the last refresh: [`Watched::refresh_records`], then every
-    /// run's new events. Returns whether anything changed.
-    pub fn refresh(&mut self) -> bool {
-        let mut changed = self.refresh_records();
-        let ids: Vec<String> = self.runs.keys().cloned().collect();
-        for id in ids {
-            changed |= self.refresh_events(&id);
-        }
-        changed
     }
 
     /// Reads the experiment's metadata and every run's `run.json` that changed, and finds new
