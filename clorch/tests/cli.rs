@@ -430,6 +430,24 @@ fn heartbeat() -> protocol::heartbeat::Heartbeat {
     protocol::heartbeat::Heartbeat { task: 0, tasks: 3, step: 1 }
 }
 
+/// A fake worker for the fault tests: attempt 1 stops (resumably) after 45 steps, leaving
+/// checkpoints at steps 40 and 45; attempt 2 runs `damage` (shell) in the run folder and
+/// crashes; later attempts are the real worker, which must find the damage.
+fn stop_damage_resume_worker(s: &Scratch, name: &str, damage: &str) -> PathBuf {
+    let mark = s.path(&format!("mark-{name}"));
+    fake_worker(
+        s,
+        &format!("{name}.sh"),
+        &format!(
+            "dir=$(dirname \"$3\")\n\
+             if [ ! -e {mark}.1 ]; then touch {mark}.1; exec {CLORCH} \"$@\" --stop-after-steps 45; fi\n\
+             if [ ! -e {mark}.2 ]; then touch {mark}.2; cd \"$dir\"\n{damage}\nexit 9; fi\n\
+             exec {CLORCH} \"$@\"",
+            mark = mark.display()
+        ),
+    )
+}
+
 /// One small run with frequent checkpoints, for the logging tests.
 const ONE: &str = "
 stream: {kind: synthetic_permuted, tasks: 2, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}
@@ -452,20 +470,11 @@ fn a_corrupt_newest_checkpoint_falls_back_and_shows_in_the_log_and_the_status() 
 
     // Attempt 1 stops (resumably) after 45 steps, leaving checkpoints at steps 40 and 45; the
     // next worker corrupts the newest and crashes, so attempt 2 finds it corrupt and falls back.
-    let mark = s.path("mark");
-    let worker = fake_worker(
+    let worker = stop_damage_resume_worker(
         &s,
-        "interrupting.sh",
-        &format!(
-            "dir=$(dirname \"$3\")\n\
-             if [ ! -e {mark}.1 ]; then touch {mark}.1; exec {CLORCH} \"$@\" --stop-after-steps 45; fi\n\
-             if [ ! -e {mark}.2 ]; then touch {mark}.2\n\
-               newest=$(ls \"$dir\"/checkpoint-*.ckpt | sort | tail -n 1)\n\
-               printf 'XXXXXXXX' | dd of=\"$newest\" bs=1 seek=200 conv=notrunc 2>/dev/null\n\
-               exit 9; fi\n\
-             exec {CLORCH} \"$@\"",
-            mark = mark.display()
-        ),
+        "interrupting",
+        "newest=$(ls checkpoint-*.ckpt | sort | tail -n 1)\n\
+         printf 'XXXXXXXX' | dd of=\"$newest\" bs=1 seek=200 conv=notrunc 2>/dev/null",
     );
     let r = recipe(&s, "fallback", ONE);
     let out = clorch(
@@ -536,18 +545,7 @@ fn a_damaged_event_log_is_repaired_on_resume_with_identical_results_and_reported
     for (name, damage, summary) in LOG_DAMAGE {
         // Attempt 1 stops (resumably) after 45 steps, leaving checkpoints at steps 40 and 45;
         // the next worker damages the log and crashes, so attempt 3 finds the damage.
-        let mark = s.path(&format!("mark-{name}"));
-        let worker = fake_worker(
-            &s,
-            &format!("{name}.sh"),
-            &format!(
-                "dir=$(dirname \"$3\")\n\
-                 if [ ! -e {mark}.1 ]; then touch {mark}.1; exec {CLORCH} \"$@\" --stop-after-steps 45; fi\n\
-                 if [ ! -e {mark}.2 ]; then touch {mark}.2; cd \"$dir\"; {damage}\n exit 9; fi\n\
-                 exec {CLORCH} \"$@\"",
-                mark = mark.display()
-            ),
-        );
+        let worker = stop_damage_resume_worker(&s, name, damage);
         let r = recipe(&s, name, ONE);
         let out = clorch(
             &["run", r.to_str().unwrap(), "--no-progress"],
