@@ -44,7 +44,9 @@ write_config() {
     fi
     local host cpus mem
     host=$(hostname -s)
-    cpus=$(nproc)
+    # Every core this process may use. Not plain `nproc`: it honours OMP_NUM_THREADS, which CI
+    # sets to 1 for the Python benchmarks, and a one-CPU node runs one job at a time.
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # 90% of the memory, in MB: SLURM refuses a node that reports less than its RealMemory.
     mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
     mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$LOG_DIR"

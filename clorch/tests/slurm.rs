@@ -32,7 +32,15 @@ fn cluster() -> Option<MutexGuard<'static, ()>> {
         } else if !answers("sinfo", "--noheader") {
             Some("`sbatch` is here but the SLURM controller does not answer `sinfo`".to_string())
         } else {
-            None
+            // Several tests need both runs of RECIPE running at once.
+            let cpus = Command::new("sinfo").args(["--noheader", "--format=%c"]).output().ok();
+            let cpus: u32 = cpus.map(|o| text(&o.stdout).trim().parse().unwrap_or(0)).unwrap_or(0);
+            (cpus < 2).then(|| {
+                format!(
+                    "the cluster's node has {cpus} CPU(s) and these tests need two jobs running at once \
+                     (was it started with OMP_NUM_THREADS=1 and an old local-slurm.sh?)"
+                )
+            })
         }
     });
     let Some(missing) = missing else { return Some(guard) };
