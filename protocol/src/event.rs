@@ -129,6 +129,25 @@ pub enum EventBody {
         #[serde(flatten)]
         payload: MethodPayload,
     },
+    /// A free-form measurement of the worker's own (a regulariser's value, a learning rate,
+    /// a GPU's memory): stored and exported with the run's series like the other curves,
+    /// never part of the accuracy matrix. External workers use it for whatever the closed
+    /// list of `method` payloads does not name.
+    Scalar {
+        /// Task being trained (or just finished) when it was measured.
+        task: usize,
+        /// What was measured: 1 to 64 characters of `A-Z a-z 0-9 _ . / -`, the same name
+        /// for the same quantity throughout a run.
+        #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_./-]{1,64}$"))]
+        name: String,
+        /// Its value; `null` when it was not finite.
+        #[serde(deserialize_with = "crate::payload::number_or_null")]
+        #[schemars(with = "Option<f64>")]
+        value: f64,
+        /// Optimiser steps taken in total when it was measured, if the worker counts them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+    },
     /// A checkpoint was written and synced.
     Checkpoint {
         /// Tasks completed when it was written.
@@ -166,6 +185,7 @@ impl EventBody {
             EventBody::Eval { .. } => "eval",
             EventBody::Plasticity { .. } => "plasticity",
             EventBody::Method { .. } => "method",
+            EventBody::Scalar { .. } => "scalar",
             EventBody::Checkpoint { .. } => "checkpoint",
             EventBody::Finished { .. } => "finished",
             EventBody::Failed { .. } => "failed",

@@ -8,6 +8,7 @@
 //! | [`WORKER_LOCK`] | worker (held while it runs) | an advisory `flock`: one worker per folder |
 //! | [`WORKER_LOG`] | the worker's standard error | levelled log lines and heartbeats |
 //! | `*.ckpt` | worker | checkpoints, named by the worker; the `checkpoint` event names them |
+//! | [`RESUME`] | an external worker, after each checkpoint | where its next attempt resumes |
 //! | [`RUN_RECORD`] | orchestrator | the run's status as the orchestrator last saw it |
 
 /// The run spec the worker reads.
@@ -22,3 +23,5 @@ pub const WORKER_LOCK: &str = "worker.lock";
 pub const WORKER_LOG: &str = "worker.log";
 /// The orchestrator's record of the run.
 pub const RUN_RECORD: &str = "run.json";
+/// An external worker's resume manifest ([`crate::resume::ResumeManifest`]).
+pub const RESUME: &str = "resume.json";

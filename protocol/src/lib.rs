@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod describe;
 mod event;
 pub mod exit;
 pub mod files;
@@ -28,6 +29,7 @@ mod layer;
 pub mod line;
 pub mod memory;
 pub mod payload;
+pub mod resume;
 pub mod schema;
 mod spec;
 pub mod stream;
@@ -37,7 +39,7 @@ pub use layer::LayerSpec;
 pub use payload::MethodPayload;
 pub use spec::{
     Activation, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec, PlasticitySpec,
-    RunSpec, TrainingSpec,
+    RunSpec, TrainingSpec, WorkerCommand,
 };
 pub use stream::{Params, StreamSpec};
 

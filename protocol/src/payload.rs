@@ -301,7 +301,7 @@ pub struct WeightAligningGamma {
 
 /// Reads a number that serde_json wrote as `null` because it was not finite (see the module
 /// documentation) as NaN.
-fn number_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+pub(crate) fn number_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 

@@ -7,9 +7,15 @@ use schemars::{schema_for, Schema};
 
 use crate::{Event, RunSpec};
 
-/// Every schema, by file name: the run spec a worker reads, and one event line.
+/// Every schema, by file name: the run spec a worker reads, one event line, an external
+/// worker's `--describe` output and its resume manifest.
 pub fn all() -> Vec<(&'static str, Schema)> {
-    vec![("run-spec.schema.json", schema_for!(RunSpec)), ("event.schema.json", event_line())]
+    vec![
+        ("run-spec.schema.json", schema_for!(RunSpec)),
+        ("event.schema.json", event_line()),
+        ("worker-description.schema.json", schema_for!(crate::describe::WorkerDescription)),
+        ("resume.schema.json", schema_for!(crate::resume::ResumeManifest)),
+    ]
 }
 
 /// An [`Event`] as a line carries it: the type's fields plus the checksum member that

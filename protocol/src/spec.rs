@@ -67,12 +67,17 @@ impl RunSpec {
         if stream.params.get(crate::stream::DATA_DIR).is_some() {
             stream.params.set(crate::stream::DATA_DIR, serde_json::Value::String(String::new()));
         }
+        // Likewise the folder an external worker runs in.
+        let mut method = self.method.clone();
+        if let Some(worker) = &mut method.worker {
+            worker.dir = PathBuf::new();
+        }
         let identity = Identity {
             protocol: self.protocol,
             seed: self.seed,
             stream: &stream,
             network: &self.network,
-            method: &self.method,
+            method: &method,
             training: &self.training,
             eval: &self.eval,
         };
@@ -202,6 +207,24 @@ pub struct MethodSpec {
     /// `eps`) and the method's own. Unknown names are an error. One point of a grid.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// The program that trains this method, when it is not the built-in worker: an external
+    /// worker in any language (see `docs/protocol.md`, "External workers"). Absent for
+    /// built-in methods, so their specs keep their bytes and ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerCommand>,
+}
+
+/// How to start an external worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerCommand {
+    /// The program and its first arguments, as the recipe wrote them (`["python3",
+    /// "worker.py"]`); the orchestrator appends `--spec …` or `--describe`.
+    pub command: Vec<String>,
+    /// The folder the command runs in (the recipe's folder, absolute), so that relative paths
+    /// in `command` mean what they meant in the recipe. Like a stream's `data_dir`, it is left
+    /// out of the run id: moving a project keeps its runs.
+    pub dir: PathBuf,
 }
 
 /// Mini-batching and passes over each task.
@@ -372,7 +395,12 @@ mod tests {
             seed: 1,
             stream: stream("synthetic_permuted", json!({"tasks": 2, "dim": 8})),
             network: NetworkSpec::mlp(vec![16]),
-            method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
+            method: MethodSpec {
+                name: "sgd".into(),
+                kind: "sgd".into(),
+                params: BTreeMap::new(),
+                worker: None,
+            },
             training: TrainingSpec::default(),
             eval: EvalSpec::default(),
             checkpoint: CheckpointSpec::default(),

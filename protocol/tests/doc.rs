@@ -100,16 +100,32 @@ fn every_event_kind_and_method_payload_has_an_example() {
 
 #[test]
 fn the_example_spec_is_a_spec_with_its_own_id() {
-    let specs = blocks("json");
-    assert_eq!(specs.len(), 1, "one example spec");
-    let spec: RunSpec = serde_json::from_str(&specs[0].join("\n")).expect("the example spec parses");
+    // The JSON examples are one spec, an external worker's description and its resume manifest.
+    let mut specs = Vec::new();
+    let (mut descriptions, mut manifests) = (0, 0);
+    for block in blocks("json") {
+        let text = block.join("\n");
+        if let Ok(spec) = serde_json::from_str::<RunSpec>(&text) {
+            specs.push(spec);
+        } else if serde_json::from_str::<protocol::describe::WorkerDescription>(&text).is_ok() {
+            descriptions += 1;
+        } else if serde_json::from_str::<protocol::resume::ResumeManifest>(&text).is_ok() {
+            manifests += 1;
+        } else {
+            panic!("docs/protocol.md: a json example that is no spec, description or manifest:\n{text}");
+        }
+    }
+    assert_eq!((specs.len(), descriptions, manifests), (1, 1, 1), "one example of each");
+    let spec = &specs[0];
     assert_eq!(spec.protocol, protocol::PROTOCOL_VERSION);
     assert_eq!(spec.content_id(), spec.id, "the example spec's id is not its content hash");
 }
 
 #[test]
 fn the_doc_names_the_files_codes_signals_and_heartbeat() {
-    for file in [files::SPEC, files::EVENTS, files::WORKER_LOCK, files::WORKER_LOG, files::RUN_RECORD] {
+    for file in
+        [files::SPEC, files::EVENTS, files::WORKER_LOCK, files::WORKER_LOG, files::RUN_RECORD, files::RESUME]
+    {
         assert!(DOC.contains(&format!("| `{file}` |")), "docs/protocol.md: no row for {file}");
     }
     for (code, name) in [

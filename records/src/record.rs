@@ -387,6 +387,7 @@ impl RunRecord {
             | EventBody::Eval { .. }
             | EventBody::Plasticity { .. }
             | EventBody::Method { .. }
+            | EventBody::Scalar { .. }
             | EventBody::Failed { .. } => {}
         }
     }

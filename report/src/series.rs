@@ -133,7 +133,8 @@ pub struct SeriesPoint {
     /// Hidden layer, input side first, for per-layer diagnostics.
     pub layer: Option<usize>,
     /// What is measured: `online.loss`, `online.accuracy`, `eval.loss`, `eval.accuracy`,
-    /// `plasticity.<field>`, or `<method event>.<field path>` (`cbp.replaced.replaced`).
+    /// `plasticity.<field>`, `<method event>.<field path>` (`cbp.replaced.replaced`), or
+    /// `scalar.<name>` for a worker's own `scalar` events.
     pub metric: std::borrow::Cow<'static, str>,
     /// The value.
     pub value: f64,
@@ -215,6 +216,11 @@ impl SeriesPoint {
     /// The rows of one method event: every number in its values (booleans as 0/1), named by
     /// the event's name and the field's path; an index into a `layers` list goes to the
     /// `layer` column instead of the name.
+    /// A worker's free-form `scalar` event, as metric `scalar.<name>`.
+    pub(crate) fn scalar(task: usize, name: &str, value: f64) -> SeriesPoint {
+        SeriesPoint { task: Some(task), ..SeriesPoint::new(format!("scalar.{name}"), value) }
+    }
+
     pub(crate) fn method(out: &mut Vec<SeriesPoint>, task: usize, payload: &serde_json::Value) {
         let Some(name) = payload.get("name").and_then(|n| n.as_str()) else {
             return;

@@ -202,6 +202,11 @@ impl Summarizer {
                     self.capacity.push(CapacityPoint::of(*task, capacity))
                 }
             }
+            EventBody::Scalar { task, name, value, .. } => {
+                if let Some(points) = &mut self.points {
+                    points.push(SeriesPoint::scalar(*task, name, *value));
+                }
+            }
             EventBody::TaskStarted { .. }
             | EventBody::Checkpoint { .. }
             | EventBody::Finished { .. }

@@ -28,7 +28,12 @@ impl SpecBuilder {
                 seed: 1,
                 stream: serde_json::from_value(stream).expect("a stream spec"),
                 network: NetworkSpec::mlp(vec![16]),
-                method: MethodSpec { name: "sgd".into(), kind: "sgd".into(), params: BTreeMap::new() },
+                method: MethodSpec {
+                    name: "sgd".into(),
+                    kind: "sgd".into(),
+                    params: BTreeMap::new(),
+                    worker: None,
+                },
                 training: TrainingSpec { batch_size: 10, epochs: 1, validation: 0 },
                 eval: EvalSpec::default(),
                 checkpoint: CheckpointSpec::default(),
@@ -58,7 +63,7 @@ impl SpecBuilder {
     /// The method `kind` (named after itself) with `params` (a JSON object).
     pub fn method(mut self, kind: &str, params: Value) -> Self {
         let params = serde_json::from_value(params).expect("method parameters are an object");
-        self.spec.method = MethodSpec { name: kind.into(), kind: kind.into(), params };
+        self.spec.method = MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None };
         self
     }
 

@@ -112,6 +112,7 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
             name: kind.into(),
             kind: kind.into(),
             params: serde_json::from_value(params).unwrap_or_default(),
+            worker: None,
         },
         training: TrainingSpec { batch_size: 1, epochs: 1, validation: 0 },
         eval: EvalSpec {

@@ -29,7 +29,7 @@ impl Write for Captured {
 
 fn method(kind: &str, params: serde_json::Value) -> MethodSpec {
     let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    MethodSpec { name: kind.into(), kind: kind.into(), params }
+    MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }
 }
 
 fn synthetic_spec(method: MethodSpec) -> RunSpec {

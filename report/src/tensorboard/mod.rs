@@ -197,6 +197,12 @@ pub fn scalars_of(run: &RunRecord, events: &[Event]) -> Vec<(String, i64, f64)> 
                 }
                 out.push(("plasticity/mean_abs_weight".to_string(), step, *mean_abs_weight));
             }
+            // A worker's own measurements, at its step count when it gives one, else at the
+            // training examples seen so far (the online curves' axis).
+            EventBody::Scalar { name, value, step, .. } => {
+                let at = step.map_or(examples as i64, |s| s as i64);
+                out.push((format!("scalar/{name}"), at, *value));
+            }
             _ => {}
         }
     }

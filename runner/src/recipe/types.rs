@@ -132,7 +132,7 @@ impl MethodEntry {
     pub fn spec(&self, point: &BTreeMap<String, Json>) -> MethodSpec {
         let mut params = self.fixed.clone();
         params.extend(point.iter().map(|(k, v)| (k.clone(), v.clone())));
-        MethodSpec { name: self.name.clone(), kind: self.kind.clone(), params }
+        MethodSpec { name: self.name.clone(), kind: self.kind.clone(), params, worker: None }
     }
 }
 

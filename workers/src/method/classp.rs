@@ -357,6 +357,7 @@ mod tests {
             name: "c".into(),
             kind: "classp".into(),
             params: serde_json::from_value(params).unwrap(),
+            worker: None,
         };
         let err =
             crate::method::validate(&spec(serde_json::json!({"momentum": 0.9}))).unwrap_err().to_string();

@@ -505,6 +505,7 @@ mod tests {
             name: "e".into(),
             kind: "ewc".into(),
             params: serde_json::from_value(params).unwrap(),
+            worker: None,
         };
         let ok = |p| crate::method::validate(&spec(p)).unwrap();
         ok(

@@ -187,8 +187,12 @@ impl MethodInfo {
             }
         }
         let accepts = |name: &str, value: f32| {
-            let mut spec =
-                MethodSpec { name: self.kind.into(), kind: self.kind.into(), params: Default::default() };
+            let mut spec = MethodSpec {
+                name: self.kind.into(),
+                kind: self.kind.into(),
+                params: Default::default(),
+                worker: None,
+            };
             spec.params.insert("optimizer".into(), optimizer_name(optimizer).into());
             spec.params.insert(name.into(), params::f32_value(value));
             (self.build)(&spec).is_ok()
@@ -307,7 +311,7 @@ mod tests {
 
     fn spec(kind: &str, params: serde_json::Value) -> MethodSpec {
         let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-        MethodSpec { name: kind.into(), kind: kind.into(), params }
+        MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }
     }
 
     #[test]

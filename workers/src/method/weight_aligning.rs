@@ -464,6 +464,7 @@ mod tests {
             name: "w".into(),
             kind: "weight_aligning".into(),
             params: serde_json::from_value(params).unwrap(),
+            worker: None,
         };
         crate::method::validate(&spec(serde_json::json!({"distillation": 0.5, "temperature": 1}))).unwrap();
         let err = |p| crate::method::validate(&spec(p)).unwrap_err().to_string();

@@ -424,6 +424,7 @@ fn parameters_are_checked() {
         name: "c".into(),
         kind: "clnp".into(),
         params: serde_json::from_value::<BTreeMap<String, serde_json::Value>>(params).unwrap(),
+        worker: None,
     };
     crate::method::validate(&spec(
         serde_json::json!({"alpha": 1e-4, "margin": 0.01, "activity": "firing_rate"}),

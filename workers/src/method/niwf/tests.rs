@@ -167,7 +167,7 @@ impl Harness {
 /// A field method of `kind` with `params` (as a recipe gives them) and its optimiser.
 fn field_method(kind: &str, params: serde_json::Value) -> (FieldMethod, OptimizerConfig) {
     let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    let spec = MethodSpec { name: kind.into(), kind: kind.into(), params };
+    let spec = MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None };
     match kind {
         "niwf" => {
             let (c, o) = parse::<Niwf>(&spec).unwrap();
@@ -414,7 +414,7 @@ fn the_whole_state_survives_save_and_load() {
 fn bad_parameters_get_one_clear_line() {
     let check = |kind: &str, params: serde_json::Value| -> String {
         let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-        match method::validate(&MethodSpec { name: kind.into(), kind: kind.into(), params }) {
+        match method::validate(&MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }) {
             Ok(()) => String::new(),
             Err(e) => e.to_string(),
         }
