@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod columns;
 pub mod executor;
+pub mod external;
 pub mod lock;
 pub mod plan;
 pub mod recipe;

@@ -88,7 +88,8 @@ pub fn plan(
     }
     let runs = recipe.expand();
     let mut problems: Vec<String> = Vec::new();
-    for run in &runs {
+    // An external worker checks its own specs (and refuses what it cannot train with BAD_SPEC).
+    for run in runs.iter().filter(|r| r.spec.method.worker.is_none()) {
         if let Err(message) = worker.check_run(&run.spec) {
             let sweep: Vec<String> = run
                 .grid
@@ -119,7 +120,12 @@ pub fn plan(
 pub fn check_memory(plan: &Plan, budget: MemoryBudget, worker: &dyn WorkerSide) -> Result<(), PlanError> {
     let budget = budget.for_runs(plan.runs.len());
     let runs = plan.runs.iter().map(|r| (format!("stream `{}`, method `{}`", r.stream, r.method), &r.spec));
-    let problems = crate::budget::check_runs(runs, &budget, |spec| worker.memory_estimate(spec));
+    // clorch cannot estimate an external worker's memory; it gets its share in
+    // CLORCH_MAX_MEMORY and checks itself.
+    let problems = crate::budget::check_runs(runs, &budget, |spec| match spec.method.worker {
+        Some(_) => Ok(protocol::memory::MemoryEstimate::default()),
+        None => worker.memory_estimate(spec),
+    });
     if problems.is_empty() {
         Ok(())
     } else {

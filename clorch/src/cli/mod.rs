@@ -12,6 +12,7 @@ pub mod serve;
 pub mod status;
 pub mod store;
 pub mod worker;
+pub mod worker_check;
 
 use std::path::Path;
 
@@ -126,6 +127,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run one run from a spec (started by `clorch run`; also usable by hand).
     Worker(worker::WorkerArgs),
+    /// Check that an external worker keeps the protocol: every event on a tiny spec, a stop
+    /// request and a kill mid-stream, and resumed runs equal to an uninterrupted one.
+    WorkerCheck(worker_check::WorkerCheckArgs),
 }
 
 /// Runs the command; returns the process exit status.
@@ -151,6 +155,7 @@ pub fn run(cli: Cli) -> i32 {
             Err(e) => e.exit_code("methods"),
         },
         Command::Worker(args) => worker::run(&args),
+        Command::WorkerCheck(args) => worker_check::run(&args),
         Command::Bench(args) => bench::run(&args),
     }
 }

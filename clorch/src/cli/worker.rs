@@ -42,6 +42,9 @@ pub fn run(args: &WorkerArgs) -> i32 {
             return exit::BAD_SPEC;
         }
     };
+    if let Some(external) = &spec.method.worker {
+        return hand_over(args, external);
+    }
     // Before anything is allocated: a run that cannot fit is a bad spec, not three aborts.
     let estimate = match check_memory(&spec) {
         Ok(estimate) => estimate,
@@ -113,6 +116,32 @@ pub fn run(args: &WorkerArgs) -> i32 {
             }
         }
     }
+}
+
+/// Replaces this process with the spec's external worker (`docs/protocol.md`, "External
+/// workers"), so that the executors start external workers exactly as built-in ones: same
+/// process, process group, pipes, signals and exit status. Returns only when that fails.
+fn hand_over(args: &WorkerArgs, external: &protocol::WorkerCommand) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let Some(spec) = args.spec.as_ref().filter(|p| p.as_os_str() != "-") else {
+        eprintln!(
+            "clorch worker: an external worker's spec must be a file (--spec FILE), not standard input"
+        );
+        return exit::BAD_SPEC;
+    };
+    // The worker runs in its own folder, so the spec's path must not depend on ours.
+    let spec = std::path::absolute(spec).unwrap_or_else(|_| spec.clone());
+    let error = std::process::Command::new(runner::external::program(external))
+        .args(&external.command[1..])
+        .args(runner::external::attempt_args(&spec, args.watch_stdin, args.heartbeat))
+        .current_dir(&external.dir)
+        .exec();
+    eprintln!(
+        "clorch worker: cannot start `{}` in {}: {error}",
+        runner::external::shown(external),
+        external.dir.display()
+    );
+    exit::BAD_SPEC
 }
 
 /// The run's estimated peak memory, checked against this worker's limit

@@ -64,8 +64,11 @@ pub(crate) async fn claim(
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| lost(format!("{}: {e}", spec_path.display())))?;
-    let point =
-        worker.resume_point(&spec, run_dir).map_err(|reason| Ending::Failed(Failure::Reported { reason }))?;
+    let point = match spec.method.worker {
+        Some(_) => crate::external::resume_point(&spec, run_dir),
+        None => worker.resume_point(&spec, run_dir),
+    };
+    let point = point.map_err(|reason| Ending::Failed(Failure::Reported { reason }))?;
     if trim_log {
         let log = run_dir.join(files::EVENTS);
         trim_event_log(&log, point.next_seq).map_err(|e| lost(format!("{}: {e}", log.display())))?;

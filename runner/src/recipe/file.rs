@@ -51,6 +51,10 @@ pub(super) struct RecipeFile {
     pub heartbeat: DurationFile,
     #[serde(default)]
     pub slurm: Option<SlurmFile>,
+    /// `worker:` — the worker of every method entry that names none: `builtin` or
+    /// `{command: [...]}` (checked by the validation, as a method entry's `worker:` is).
+    #[serde(default)]
+    pub worker: Option<Json>,
     /// `sweep:` is taken out of the tree before it is deserialised ([`super::sweep`]); the
     /// field is here so that messages about unknown keys list it.
     #[serde(default, rename = "sweep")]
@@ -155,6 +159,12 @@ pub(super) struct SlurmFile {
     pub cpus: u32,
     #[serde(default)]
     pub mem: Option<String>,
+    #[serde(default)]
+    pub gres: Option<String>,
+    #[serde(default)]
+    pub gpus_per_task: Option<String>,
+    #[serde(default)]
+    pub constraint: Option<String>,
     #[serde(default)]
     pub extra: Vec<String>,
     #[serde(default = "default_signal_seconds")]

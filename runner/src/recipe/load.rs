@@ -307,6 +307,16 @@ impl Recipe {
     }
 }
 
+/// The recipe's top-level `worker:`.
+enum DefaultWorker {
+    /// Absent or `builtin`.
+    Builtin,
+    /// An external worker that described itself.
+    External(protocol::WorkerCommand),
+    /// Wrong, already reported: the entries that would inherit it are skipped.
+    Broken,
+}
+
 /// Everything of a [`Recipe`] that validation produces.
 struct Parts {
     name: String,
@@ -525,7 +535,9 @@ impl Validation<'_> {
         let streams = self.streams(file.stream, file.streams, &recipe_dir);
         self.network(&file.network);
         self.training(&file.training);
-        let methods = self.methods(file.methods);
+        let default_worker = self.default_worker(file.worker, &recipe_dir);
+        let methods = self.methods(file.methods, &default_worker, &recipe_dir);
+        self.worker_streams(&methods, &streams);
         let seeds = self.seeds(file.seeds);
         self.eval(&file.eval);
         self.checkpoint(&file.checkpoint);
@@ -812,6 +824,20 @@ impl Validation<'_> {
                 ),
             );
         }
+        for (key, value) in [
+            ("gres", &slurm.gres),
+            ("gpus_per_task", &slurm.gpus_per_task),
+            ("constraint", &slurm.constraint),
+        ] {
+            if let Some(value) = value {
+                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    self.node(
+                        &base.key(key),
+                        format!("expected a SLURM value without spaces, such as `gpu:1`, found {value:?}"),
+                    );
+                }
+            }
+        }
         for (i, flag) in slurm.extra.iter().enumerate() {
             if !flag.starts_with('-') {
                 self.node(
@@ -826,24 +852,140 @@ impl Validation<'_> {
             time: slurm.time.map(|t| t.0),
             cpus: slurm.cpus,
             mem: slurm.mem,
+            gres: slurm.gres,
+            gpus_per_task: slurm.gpus_per_task,
+            constraint: slurm.constraint,
             extra: slurm.extra,
             signal_seconds: slurm.signal_seconds,
         }
     }
 
-    fn methods(&mut self, entries: Vec<Map<String, Json>>) -> Vec<MethodEntry> {
+    fn methods(
+        &mut self,
+        entries: Vec<Map<String, Json>>,
+        default_worker: &DefaultWorker,
+        recipe_dir: &Path,
+    ) -> Vec<MethodEntry> {
         let list = KeyPath::root().key("methods");
         if entries.is_empty() {
             self.node(&list, "expected at least one method entry, found an empty list");
         }
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut methods = Vec::new();
-        for (i, map) in entries.into_iter().enumerate() {
-            if let Some(method) = self.method(&list.index(i), map, &mut names, i) {
+        for (i, mut map) in entries.into_iter().enumerate() {
+            let base = list.index(i);
+            let worker = match map.remove("worker") {
+                Some(value) => match self.worker(&base.key("worker"), value, recipe_dir) {
+                    Some(worker) => worker.map(|w| (w, base.key("worker"))),
+                    None => continue,
+                },
+                None => match default_worker {
+                    DefaultWorker::Broken => continue,
+                    DefaultWorker::Builtin => None,
+                    DefaultWorker::External(worker) => Some((worker.clone(), KeyPath::root().key("worker"))),
+                },
+            };
+            if let Some(method) = self.method(&base, map, &mut names, i, worker) {
                 methods.push(method);
             }
         }
         methods
+    }
+
+    /// The recipe's top-level `worker:`, which method entries without their own inherit.
+    fn default_worker(&mut self, value: Option<Json>, recipe_dir: &Path) -> DefaultWorker {
+        let Some(value) = value else { return DefaultWorker::Builtin };
+        let path = KeyPath::root().key("worker");
+        match self.worker(&path, value, recipe_dir) {
+            None => DefaultWorker::Broken,
+            Some(None) => DefaultWorker::Builtin,
+            Some(Some(worker)) => match crate::external::describe(&worker) {
+                Ok(_) => DefaultWorker::External(worker),
+                Err(message) => {
+                    self.node(&path, message);
+                    DefaultWorker::Broken
+                }
+            },
+        }
+    }
+
+    /// A `worker:` value: `builtin` (`Some(None)`), `{command: [program, args…]}`, or a
+    /// problem reported at `path` (`None`).
+    fn worker(
+        &mut self,
+        path: &KeyPath,
+        value: Json,
+        recipe_dir: &Path,
+    ) -> Option<Option<protocol::WorkerCommand>> {
+        const FORM: &str = "`builtin` or `{command: [program, arguments…]}`";
+        let mut map = match value {
+            Json::String(s) if s == "builtin" => return Some(None),
+            Json::Object(map) => map,
+            other => {
+                self.node(path, format!("expected {FORM}, found {}", describe_json(&other)));
+                return None;
+            }
+        };
+        if let Some(key) = map.keys().find(|k| k.as_str() != "command").cloned() {
+            self.report(
+                &path.key(key.as_str()),
+                Target::Key,
+                path.clone(),
+                format!("unknown key `{key}` of a worker; expected {FORM}"),
+            );
+            return None;
+        }
+        let command: Option<Vec<String>> = match map.remove("command") {
+            Some(Json::Array(items)) if !items.is_empty() => items
+                .into_iter()
+                .map(|item| match item {
+                    Json::String(s) if !s.is_empty() && !s.contains('\0') => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        };
+        let Some(command) = command else {
+            self.node(
+                &path.key("command"),
+                "expected a non-empty list of non-empty strings: the program and its arguments",
+            );
+            return None;
+        };
+        // The folder commands run in is absolute, so a worker started from anywhere (a SLURM
+        // node's job script) finds what the recipe named.
+        let dir = if recipe_dir.is_absolute() {
+            recipe_dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map(|cwd| cwd.join(recipe_dir))
+                .unwrap_or_else(|_| recipe_dir.to_path_buf())
+        };
+        let dir = dir.canonicalize().unwrap_or(dir);
+        Some(Some(protocol::WorkerCommand { command, dir }))
+    }
+
+    /// Every stream must be one the external workers of the method entries read.
+    fn worker_streams(&mut self, methods: &[MethodEntry], streams: &[NamedStream]) {
+        for method in methods {
+            let Some(worker) = &method.worker else { continue };
+            let Ok(description) = crate::external::describe(worker) else { continue };
+            if description.streams.is_empty() {
+                continue;
+            }
+            for stream in streams {
+                if !description.streams.contains(&stream.spec.kind) {
+                    let message = format!(
+                        "method `{}` runs on `{}`, which reads only the streams {}; not `{}`",
+                        method.name,
+                        crate::external::shown(worker),
+                        description.streams.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                        stream.spec.kind
+                    );
+                    self.node(&stream.key, message);
+                }
+            }
+        }
     }
 
     /// One method entry: `name`, optional `kind`, and parameters; a list value is a grid axis.
@@ -853,6 +995,7 @@ impl Validation<'_> {
         mut map: Map<String, Json>,
         names: &mut HashMap<String, usize>,
         index: usize,
+        worker: Option<(protocol::WorkerCommand, KeyPath)>,
     ) -> Option<MethodEntry> {
         let name = self.entry_name(base, map.remove("name"), "methods");
         if let Some(name) = &name {
@@ -877,6 +1020,17 @@ impl Validation<'_> {
             None => (name.clone(), base.key("name"), true),
         };
         let (name, kind) = (name?, kind?);
+        if let Some((worker, worker_path)) = worker {
+            return self.external_method(
+                base,
+                name,
+                kind,
+                (&kind_path, defaulted),
+                map,
+                worker,
+                &worker_path,
+            );
+        }
         let Some(parameters) = self.checker.method_parameters(&kind) else {
             let mut message = unknown_name("method kind", &kind, &self.checker.method_kinds());
             if defaulted {
@@ -885,12 +1039,106 @@ impl Validation<'_> {
             self.node(&kind_path, message);
             return None;
         };
+        let (fixed, axes) = self.parameters(base, map, &parameters, &kind)?;
+        let entry = MethodEntry { name, kind, fixed, axes, worker: None };
+        self.check_grid(base, &entry);
+        Some(entry)
+    }
+
+    /// A method entry trained by an external worker: its kind and parameters checked against
+    /// the worker's own description, every parameter the recipe leaves out given its default.
+    #[allow(clippy::too_many_arguments)]
+    fn external_method(
+        &mut self,
+        base: &KeyPath,
+        name: String,
+        kind: String,
+        (kind_path, defaulted): (&KeyPath, bool),
+        map: Map<String, Json>,
+        worker: protocol::WorkerCommand,
+        worker_path: &KeyPath,
+    ) -> Option<MethodEntry> {
+        let description = match crate::external::describe(&worker) {
+            Ok(d) => d,
+            Err(message) => {
+                self.node(worker_path, message);
+                return None;
+            }
+        };
+        let shown = crate::external::shown(&worker);
+        let Some(declared) = description.methods.iter().find(|m| m.kind == kind) else {
+            let kinds: Vec<String> = description.methods.iter().map(|m| m.kind.clone()).collect();
+            let mut message = unknown_name(&format!("method kind of `{shown}`"), &kind, &kinds);
+            if defaulted {
+                message.push_str("; an entry without `kind:` uses its name as the kind");
+            }
+            self.node(kind_path, message);
+            return None;
+        };
+        let parameters: Vec<String> = declared.params.iter().map(|p| p.name.clone()).collect();
+        let (mut fixed, axes) = self.parameters(base, map, &parameters, &kind)?;
+        let mut valid = true;
+        for param in &declared.params {
+            let values: Vec<(KeyPath, &Json)> = match (fixed.get(&param.name), axes.get(&param.name)) {
+                (Some(v), _) => vec![(base.key(param.name.as_str()), v)],
+                (None, Some(vs)) => {
+                    vs.iter().enumerate().map(|(j, v)| (base.key(param.name.as_str()).index(j), v)).collect()
+                }
+                (None, None) => Vec::new(),
+            };
+            if values.is_empty() {
+                match &param.default {
+                    Some(default) => {
+                        fixed.insert(param.name.clone(), default.clone());
+                    }
+                    None => {
+                        let doc =
+                            if param.doc.is_empty() { String::new() } else { format!(" ({})", param.doc) };
+                        self.node(
+                            base,
+                            format!(
+                                "missing parameter `{}`{doc}: `{shown}` gives `{kind}` no default for it, expected {}",
+                                param.name,
+                                param.ty.name()
+                            ),
+                        );
+                        valid = false;
+                    }
+                }
+                continue;
+            }
+            for (path, value) in values {
+                if !param.ty.admits(value) {
+                    self.node(&path, format!("expected {}, found {}", param.ty.name(), describe_json(value)));
+                    valid = false;
+                } else if let Some(choices) = param.choices.as_ref().filter(|c| !c.contains(value)) {
+                    let listed: Vec<String> = choices.iter().map(show_value).collect();
+                    self.node(
+                        &path,
+                        format!("expected one of {}, found {}", listed.join(", "), show_value(value)),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(MethodEntry { name, kind, fixed, axes, worker: Some(worker) })
+    }
+
+    /// An entry's parameters split into fixed values and grid axes; unknown names, empty
+    /// lists and repeated grid values are reported.
+    fn parameters(
+        &mut self,
+        base: &KeyPath,
+        map: Map<String, Json>,
+        parameters: &[String],
+        kind: &str,
+    ) -> Option<(BTreeMap<String, Json>, BTreeMap<String, Vec<Json>>)> {
         let mut fixed = BTreeMap::new();
         let mut axes = BTreeMap::new();
         let mut valid = true;
         for (key, value) in map {
             if !parameters.contains(&key) {
-                let message = unknown_key(&key, &parameters, &kind);
+                let message = unknown_key(&key, parameters, kind);
                 self.report(&base.key(key.as_str()), Target::Key, base.clone(), message);
                 valid = false;
                 continue;
@@ -924,12 +1172,7 @@ impl Validation<'_> {
                 }
             }
         }
-        if !valid {
-            return None;
-        }
-        let entry = MethodEntry { name, kind, fixed, axes };
-        self.check_grid(base, &entry);
-        Some(entry)
+        valid.then_some((fixed, axes))
     }
 
     /// The checker's value checks of every grid point. A problem shared by every point is

@@ -105,6 +105,8 @@ pub struct MethodEntry {
     pub fixed: BTreeMap<String, Json>,
     /// Parameters with several values (grid axes), values in the order written, none repeated.
     pub axes: BTreeMap<String, Vec<Json>>,
+    /// The external worker that trains this entry; `None`: the built-in worker.
+    pub worker: Option<protocol::WorkerCommand>,
 }
 
 impl MethodEntry {
@@ -132,7 +134,7 @@ impl MethodEntry {
     pub fn spec(&self, point: &BTreeMap<String, Json>) -> MethodSpec {
         let mut params = self.fixed.clone();
         params.extend(point.iter().map(|(k, v)| (k.clone(), v.clone())));
-        MethodSpec { name: self.name.clone(), kind: self.kind.clone(), params, worker: None }
+        MethodSpec { name: self.name.clone(), kind: self.kind.clone(), params, worker: self.worker.clone() }
     }
 }
 
@@ -149,6 +151,13 @@ pub struct SlurmSettings {
     pub cpus: u32,
     /// `--mem`, as written (`2G`), if given.
     pub mem: Option<String>,
+    /// `--gres` (generic resources: `gpu:1`, `gpu:a100:2`), if given — what an external GPU
+    /// worker asks for.
+    pub gres: Option<String>,
+    /// `--gpus-per-task` (`1`, `a100:1`), if given.
+    pub gpus_per_task: Option<String>,
+    /// `--constraint` (node features: `a100`, `v100|a100`), if given.
+    pub constraint: Option<String>,
     /// Further `sbatch` flags, passed as written.
     pub extra: Vec<String>,
     /// Seconds before the time limit at which SLURM signals the worker to checkpoint and stop
@@ -166,6 +175,9 @@ impl Default for SlurmSettings {
             time: None,
             cpus: 1,
             mem: None,
+            gres: None,
+            gpus_per_task: None,
+            constraint: None,
             extra: Vec::new(),
             signal_seconds: super::file::DEFAULT_SIGNAL_SECONDS,
         }

@@ -183,6 +183,15 @@ pub fn sbatch_flags(s: &Submission<'_>) -> Vec<String> {
     if let Some(mem) = &s.settings.mem {
         flags.push(format!("--mem={mem}"));
     }
+    for (flag, value) in [
+        ("gres", &s.settings.gres),
+        ("gpus-per-task", &s.settings.gpus_per_task),
+        ("constraint", &s.settings.constraint),
+    ] {
+        if let Some(value) = value {
+            flags.push(format!("--{flag}={value}"));
+        }
+    }
     if let Some(partition) = &s.settings.partition {
         flags.push(format!("--partition={partition}"));
     }
@@ -219,6 +228,9 @@ mod tests {
             time: Some(Duration::from_secs(5_400)),
             cpus: 2,
             mem: Some("4G".into()),
+            gres: Some("gpu:a100:1".into()),
+            gpus_per_task: None,
+            constraint: Some("a100|h100".into()),
             extra: vec!["--qos=long".into()],
             signal_seconds: 300,
         }
@@ -241,6 +253,8 @@ mod tests {
             "--job-name=clorch-x",
             "--cpus-per-task=2",
             "--mem=4G",
+            "--gres=gpu:a100:1",
+            "--constraint=a100|h100",
             "--partition=gpu",
             "--time=01:30:00",
             "--signal=B:USR1@300",
@@ -250,7 +264,7 @@ mod tests {
             assert!(flags.iter().any(|f| f == wanted), "{wanted} missing from {flags:?}");
         }
         assert_eq!(flags.last().map(String::as_str), Some("--qos=long"));
-        assert!(!flags.iter().any(|f| f.starts_with("--account")));
+        assert!(!flags.iter().any(|f| f.starts_with("--account") || f.starts_with("--gpus-per-task")));
         let unbounded = sbatch_flags(&Submission {
             settings: &settings,
             job_name: "clorch-x",
