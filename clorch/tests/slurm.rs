@@ -477,3 +477,30 @@ max_attempts: 1
         }
     }
 }
+
+/// An external worker (the plain-Python scripted worker of `external_workers.rs`) runs as an
+/// array task like the built-in one: the job script's `clorch worker` hands the spec to the
+/// command in the recipe's folder, and the events equal a local run's byte for byte.
+#[test]
+fn an_external_worker_runs_under_slurm_with_the_same_events_as_locally() {
+    let Some(_turn) = cluster() else { return };
+    let scripted = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workers/scripted_worker.py");
+    let s = Scratch::new("slurm-external");
+    let body = format!(
+        "stream: {{kind: synthetic_permuted, tasks: 3, classes: 4, dim: 16, train_per_class: 30, test_per_class: 10}}\n\
+         network: {{hidden: [16]}}\nseeds: 2\n\
+         methods:\n  - {{name: ext, kind: scripted, worker: {{command: [python3, {scripted}]}}}}\n"
+    );
+    let local = s.recipe("ext-local", &body);
+    let out = clorch(&["run", local.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let on_slurm = s.recipe("ext-slurm", &body);
+    let out = slurm_run(&on_slurm);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("submitted 2 run(s) as SLURM job array"), "{err}");
+    assert_eq!(event_logs(&s.path("results-ext-slurm")), event_logs(&s.path("results-ext-local")));
+    for dir in run_dirs(&s.path("results-ext-slurm")) {
+        assert_eq!(jobs_log(&dir).last().and_then(|e| e.2), Some(0), "{:?}", jobs_log(&dir));
+    }
+}

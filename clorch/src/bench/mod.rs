@@ -12,6 +12,8 @@
 //!
 //! * P5 — `clorch serve` on 200 runs × 1,000 tasks: time to the first page, an event's delay
 //!   to the page, the server's CPU while runs write ([`serve`]).
+//! * P6 — worker event lines taken in per second of CPU: seal checked, parsed, stored, the
+//!   run's progress updated ([`ingest`]).
 //!
 //! Single-threaded figures use CPU time ([`workers::bench::cpu_seconds`]); P3 and P4 are about
 //! processes and use the wall clock and `/proc`.
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use workers::bench;
 use workers::engine::{self, RunControl};
 
+mod ingest;
 mod serve;
 
 /// Which parts to run and how long to measure.
@@ -126,6 +129,11 @@ pub fn run(options: &BenchOptions, mut print: impl FnMut(&Row)) -> Result<Vec<Ro
     }
     if wants("p5") {
         for row in serve::dashboard(&options.scratch, options.quick)? {
+            push(row, &mut rows);
+        }
+    }
+    if wants("p6") {
+        for row in ingest::ingest(&options.scratch, options.quick)? {
             push(row, &mut rows);
         }
     }
