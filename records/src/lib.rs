@@ -31,4 +31,5 @@ pub use source::{EventVisitor, RunSource, SourceError};
 /// Version of the store's layout and record encoding, recorded in [`ExperimentMeta`]. Bump it
 /// when a change makes old stores unreadable; old stores are then rebuilt from their run
 /// folders.
-pub const STORE_FORMAT: u32 = 1;
+/// Format 2 stores events in blocks of 64 per sled entry (format 1: one entry per event).
+pub const STORE_FORMAT: u32 = 2;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use protocol::Event;
 
+use super::blocks::{self, Pending, BLOCK};
 use super::error::{Result, StoreError};
 use super::folder;
 use super::{STORE_DIR, STORE_FORMAT};
@@ -52,7 +53,9 @@ const WRITE_CACHE_BYTES: u64 = 256 << 10;
 /// One stored event's JSON bytes (see [`Store::event_bytes`]); dereferences to `[u8]`.
 pub struct EventBytes {
     seq: u64,
-    bytes: sled::IVec,
+    /// The event's block, shared by the block's events (no copy).
+    block: sled::IVec,
+    range: std::ops::Range<usize>,
 }
 
 impl EventBytes {
@@ -66,7 +69,7 @@ impl std::ops::Deref for EventBytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.bytes
+        &self.block[self.range.clone()]
     }
 }
 
@@ -80,6 +83,21 @@ pub struct Store {
     meta: sled::Tree,
     runs: sled::Tree,
     events: sled::Tree,
+    /// Each run's last, partly filled block of events, written when full or on a flush or
+    /// read ([`super::blocks`]).
+    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+}
+
+impl Drop for Store {
+    /// The partly filled blocks go to sled with the store (a reader after a writer in one
+    /// process sees every event; a crash loses them, and the next `clorch run` rebuilds them
+    /// from the run folders).
+    fn drop(&mut self) {
+        let dirty = self.pending.lock().unwrap_or_else(|e| e.into_inner()).values().any(|p| p.dirty);
+        if dirty && self.write_pending().is_ok() {
+            let _ = self.db.flush();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -142,6 +160,7 @@ impl Store {
             meta: tree(META_TREE)?,
             runs: tree(RUNS_TREE)?,
             events: tree(EVENTS_TREE)?,
+            pending: Default::default(),
             db,
             path,
             results_dir,
@@ -207,8 +226,73 @@ impl Store {
 
     /// Makes every write so far durable. Call at checkpoints and run ends, not per event.
     pub fn flush(&self) -> Result<()> {
+        self.write_pending()?;
         self.db.flush().map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// Writes every run's partly filled block that changed since it was last written.
+    fn write_pending(&self) -> Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (run, block) in pending.iter_mut() {
+            self.write_block(run, block)?;
+            block.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn write_block(&self, run: &str, block: &Pending) -> Result<()> {
+        if !block.dirty {
+            return Ok(());
+        }
+        let key = event_key(run, block.block);
+        match block.value() {
+            Some(value) => self.events.insert(key, value).map(drop),
+            None => self.events.remove(key).map(drop),
+        }
+        .map_err(|e| self.error(e))
+    }
+
+    fn load_block(&self, run: &str, block: u64) -> Result<Pending> {
+        match self.events.get(event_key(run, block)).map_err(|e| self.error(e))? {
+            None => Ok(Pending::new(block)),
+            Some(value) => Pending::from_value(block, &value).map_err(|detail| StoreError::Corrupt {
+                path: self.shown_path(),
+                detail: format!("event block {run}#{block}: {detail}"),
+            }),
+        }
+    }
+
+    /// Puts `event` into its run's block; with `replace`, over whatever is stored under its
+    /// sequence number, else only where nothing is (the same event again is a duplicate, a
+    /// different one a conflict).
+    fn stage(&self, event: &Event, replace: bool) -> Result<Ingested> {
+        check_run_id(&event.run)?;
+        let value = serde_json::to_vec(event).expect("events serialise");
+        let (block, offset) = (event.seq / BLOCK, (event.seq % BLOCK) as usize);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.get(&event.run).is_none_or(|p| p.block != block) {
+            if let Some(old) = pending.remove(&event.run) {
+                self.write_block(&event.run, &old)?;
+            }
+            let loaded = self.load_block(&event.run, block)?;
+            pending.insert(event.run.clone(), loaded);
+        }
+        let current = pending.get_mut(&event.run).expect("the run's block was just put in");
+        let outcome = match &current.entries[offset] {
+            Some(stored) if !replace && *stored == value => return Ok(Ingested::Duplicate),
+            Some(_) if !replace => {
+                return Err(StoreError::EventConflict { run: event.run.clone(), seq: event.seq })
+            }
+            _ => Ingested::New,
+        };
+        current.entries[offset] = Some(value);
+        current.dirty = true;
+        if current.is_full() {
+            let full = pending.remove(&event.run).expect("present");
+            self.write_block(&event.run, &full)?;
+        }
+        Ok(outcome)
     }
 
     /// The experiment's metadata, if it has been written.
@@ -281,39 +365,59 @@ impl Store {
     /// returns [`Ingested::Duplicate`]; a different event under a stored `(run, seq)` is
     /// refused with [`StoreError::EventConflict`]. Nothing is flushed.
     pub fn ingest(&self, event: &Event) -> Result<Ingested> {
-        check_run_id(&event.run)?;
-        let key = event_key(&event.run, event.seq);
-        let value = serde_json::to_vec(event).expect("events serialise");
-        let outcome = self
-            .events
-            .compare_and_swap(&key[..], None as Option<&[u8]>, Some(&value[..]))
-            .map_err(|e| self.error(e))?;
-        match outcome {
-            Ok(()) => Ok(Ingested::New),
-            Err(cas) if cas.current.as_deref() == Some(&value[..]) => Ok(Ingested::Duplicate),
-            Err(_) => Err(StoreError::EventConflict { run: event.run.clone(), seq: event.seq }),
-        }
+        self.stage(event, false)
     }
 
     /// Stores one event under `(run, seq)`, replacing whatever was there. For the rebuild,
     /// which follows the events files (where a resumed worker's events win).
     pub(crate) fn put_event(&self, event: &Event) -> Result<()> {
-        check_run_id(&event.run)?;
-        let value = serde_json::to_vec(event).expect("events serialise");
-        self.events.insert(&event_key(&event.run, event.seq)[..], value).map_err(|e| self.error(e))?;
-        Ok(())
+        self.stage(event, true).map(drop)
+    }
+
+    /// Scans the blocks of `run` (after writing the pending ones), each with its number.
+    fn blocks<'a>(&'a self, run: &str) -> impl Iterator<Item = Result<(u64, sled::IVec)>> + 'a {
+        let first = check_run_id(run).and_then(|()| self.write_pending()).err();
+        let scan = first.is_none().then(|| self.events.scan_prefix(run_prefix(run)));
+        let path = self.shown_path();
+        first.map(Err).into_iter().chain(scan.into_iter().flatten().map(move |item| {
+            let (key, value) = item.map_err(|e| engine_error(&path, e))?;
+            Ok((key_seq(&key), value))
+        }))
+    }
+
+    /// A run's stored events as `(seq, block, range of the event in the block)`.
+    fn stored<'a>(
+        &'a self,
+        run: &str,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec, std::ops::Range<usize>)>> + 'a {
+        let path = self.shown_path();
+        let run_shown = run.to_string();
+        self.blocks(run).flat_map(move |block| {
+            let (path, run_shown) = (path.clone(), run_shown.clone());
+            let items: Vec<Result<(u64, sled::IVec, std::ops::Range<usize>)>> = match block {
+                Err(e) => vec![Err(e)],
+                Ok((number, value)) => blocks::entries(&value)
+                    .map(|entry| {
+                        let (offset, range) = entry.map_err(|detail| StoreError::Corrupt {
+                            path: path.clone(),
+                            detail: format!("event block {run_shown}#{number}: {detail}"),
+                        })?;
+                        Ok((number * BLOCK + u64::from(offset), value.clone(), range))
+                    })
+                    .collect(),
+            };
+            items
+        })
     }
 
     /// The events of run `run` in sequence order, decoded one at a time.
     pub fn events<'a>(&'a self, run: &str) -> impl Iterator<Item = Result<Event>> + 'a {
-        let invalid = check_run_id(run).err();
-        let scan = invalid.is_none().then(|| self.events.scan_prefix(run_prefix(run)));
-        let path = self.shown_path();
-        invalid.map(Err).into_iter().chain(scan.into_iter().flatten().map(move |item| {
-            let (key, value) = item.map_err(|e| engine_error(&path, e))?;
-            serde_json::from_slice(&value)
-                .map_err(|source| StoreError::Decode { what: describe_event_key(&key), source })
-        }))
+        let shown = run.to_string();
+        self.stored(run).map(move |item| {
+            let (seq, block, range) = item?;
+            serde_json::from_slice(&block[range])
+                .map_err(|source| StoreError::Decode { what: format!("event {shown}#{seq}"), source })
+        })
     }
 
     /// The events of run `run` in sequence order as their stored JSON bytes, undecoded (no
@@ -322,23 +426,24 @@ impl Store {
     /// [`Store::events`]; `benches/report.rs`). The bytes are exactly what [`Store::events`]
     /// decodes into [`Event`]s.
     pub fn event_bytes<'a>(&'a self, run: &str) -> impl Iterator<Item = Result<EventBytes>> + 'a {
-        let invalid = check_run_id(run).err();
-        let scan = invalid.is_none().then(|| self.events.scan_prefix(run_prefix(run)));
-        let path = self.shown_path();
-        invalid.map(Err).into_iter().chain(scan.into_iter().flatten().map(move |item| {
-            let (key, value) = item.map_err(|e| engine_error(&path, e))?;
-            Ok(EventBytes { seq: key_seq(&key), bytes: value })
-        }))
+        self.stored(run).map(|item| item.map(|(seq, block, range)| EventBytes { seq, block, range }))
     }
 
     /// The highest sequence number stored for `run`, if any.
     pub fn last_event_seq(&self, run: &str) -> Result<Option<u64>> {
         check_run_id(run)?;
+        self.write_pending()?;
         match self.events.scan_prefix(run_prefix(run)).next_back() {
             None => Ok(None),
             Some(item) => {
-                let (key, _) = item.map_err(|e| self.error(e))?;
-                Ok(Some(key_seq(&key)))
+                let (key, value) = item.map_err(|e| self.error(e))?;
+                let number = key_seq(&key);
+                let last =
+                    blocks::entries(&value).last().transpose().map_err(|detail| StoreError::Corrupt {
+                        path: self.shown_path(),
+                        detail: format!("event block {run}#{number}: {detail}"),
+                    })?;
+                Ok(last.map(|(offset, _)| number * BLOCK + u64::from(offset)))
             }
         }
     }
@@ -356,14 +461,28 @@ impl Store {
 
     /// Removes the events of `run` with a sequence number of `first` or more.
     pub fn remove_events_from(&self, run: &str, first: u64) -> Result<usize> {
-        let start = event_key(run, first);
+        check_run_id(run)?;
+        self.write_pending()?;
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(run);
+        let (first_block, keep) = (first / BLOCK, (first % BLOCK) as usize);
+        let start = event_key(run, first_block);
         let end = event_key(run, u64::MAX);
         let mut batch = sled::Batch::default();
         let mut removed = 0;
         for item in self.events.range(start..=end) {
-            let (key, _) = item.map_err(|e| self.error(e))?;
-            batch.remove(key);
-            removed += 1;
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            let number = key_seq(&key);
+            let mut block = Pending::from_value(number, &value).map_err(|detail| StoreError::Corrupt {
+                path: self.shown_path(),
+                detail: format!("event block {run}#{number}: {detail}"),
+            })?;
+            let from = if number == first_block { keep } else { 0 };
+            removed += block.entries[from..].iter().filter(|e| e.is_some()).count();
+            block.entries[from..].iter_mut().for_each(|e| *e = None);
+            match block.value() {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
         }
         self.events.apply_batch(batch).map_err(|e| self.error(e))?;
         Ok(removed)
@@ -373,6 +492,7 @@ impl Store {
     /// rebuild starts from nothing.
     pub(crate) fn clear(&self) -> Result<()> {
         self.runs.clear().map_err(|e| self.error(e))?;
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.events.clear().map_err(|e| self.error(e))?;
         self.meta.remove(EXPERIMENT_KEY).map_err(|e| self.error(e))?;
         Ok(())
@@ -407,11 +527,6 @@ fn key_seq(key: &[u8]) -> u64 {
         seq.copy_from_slice(&key[key.len() - 8..]);
     }
     u64::from_be_bytes(seq)
-}
-
-fn describe_event_key(key: &[u8]) -> String {
-    let run = key.split(|&b| b == KEY_SEPARATOR).next().unwrap_or_default();
-    format!("event {}#{}", String::from_utf8_lossy(run), key_seq(key))
 }
 
 fn decode_run(key: &[u8], value: &[u8]) -> Result<RunRecord> {
@@ -537,6 +652,43 @@ mod tests {
         assert_eq!(store.ingest(&eval("a", 3, Some(1), 0, 0.1)).unwrap(), Ingested::New);
     }
 
+    /// Events live in blocks of 64: duplicates and conflicts are found in written blocks as in
+    /// the one being filled, truncation cuts a block in the middle, and a dropped store's
+    /// partly filled blocks are there when it is opened again.
+    #[test]
+    fn blocks_keep_every_rule_across_their_boundaries() {
+        let scratch = test_support::scratch("blocks");
+        let dir = scratch.path();
+        {
+            let store = Store::open(dir).unwrap();
+            for seq in 0..150 {
+                assert_eq!(store.ingest(&eval("r", seq, Some(0), 0, 0.5)).unwrap(), Ingested::New);
+            }
+            // Seq 10 is in a written (full) block, 140 in the one being filled.
+            assert_eq!(store.ingest(&eval("r", 10, Some(0), 0, 0.5)).unwrap(), Ingested::Duplicate);
+            assert!(store.ingest(&eval("r", 10, Some(0), 0, 0.6)).is_err());
+            assert!(store.ingest(&eval("r", 140, Some(0), 0, 0.6)).is_err());
+            assert_eq!(store.last_event_seq("r").unwrap(), Some(149));
+            assert_eq!(store.remove_events_from("r", 100).unwrap(), 50);
+            assert_eq!(store.last_event_seq("r").unwrap(), Some(99));
+            // The block cut at 100 takes new events after it, and a replaced one.
+            for seq in 100..130 {
+                store.ingest(&eval("r", seq, Some(1), 0, 0.25)).unwrap();
+            }
+            store.put_event(&eval("r", 5, Some(0), 0, 0.75)).unwrap();
+        }
+        let store = Store::open(dir).unwrap();
+        let events: Vec<Event> = store.events("r").map(Result::unwrap).collect();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..130).collect::<Vec<_>>());
+        assert_eq!(events[5], eval("r", 5, Some(0), 0, 0.75));
+        assert_eq!(events[120], eval("r", 120, Some(1), 0, 0.25));
+        let bytes: Vec<u64> = store.event_bytes("r").map(|b| b.unwrap().seq()).collect();
+        assert_eq!(bytes.len(), 130);
+        let decoded: Event =
+            serde_json::from_slice(&store.event_bytes("r").nth(64).unwrap().unwrap()).unwrap();
+        assert_eq!(decoded, events[64]);
+    }
+
     #[test]
     fn invalid_run_ids_are_refused() {
         let store = Store::temporary().unwrap();
@@ -584,7 +736,7 @@ mod tests {
                 if found == STORE_FORMAT + 98 && expected == STORE_FORMAT),
             "{err:?}"
         );
-        assert!(err.to_string().contains("has format version 99"), "{err}");
+        assert!(err.to_string().contains(&format!("has format version {}", STORE_FORMAT + 98)), "{err}");
     }
 
     #[test]

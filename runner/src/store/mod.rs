@@ -47,6 +47,7 @@
 //!   store with the run folders cheaply to notice such a loss.
 //! * Another store format → [`StoreError::WrongFormat`]; other I/O → [`StoreError::Io`].
 
+mod blocks;
 mod db;
 mod error;
 mod open;

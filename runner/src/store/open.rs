@@ -27,8 +27,16 @@ pub fn open_for_writing(results_dir: &Path) -> Result<(Store, Repairs), StoreErr
         Ok(store) => store,
         Err(e @ (StoreError::Corrupt { .. } | StoreError::WrongFormat { .. })) => {
             let aside = set_aside(results_dir)?;
+            let why = match &e {
+                StoreError::WrongFormat { found, expected, .. } if found < expected => {
+                    format!(
+                        "the store has the format of an older clorch ({found}; this one writes {expected})"
+                    )
+                }
+                _ => format!("the store is unusable ({e})"),
+            };
             repairs.notes.push(format!(
-                "the store is unusable ({e}); moved it to {} and rebuilding it from the run folders",
+                "{why}; moved it to {} and rebuilding it from the run folders",
                 aside.display()
             ));
             let store = Store::open_for_writing(results_dir)?;
