@@ -117,6 +117,10 @@ pub struct ClnpCapacity {
     #[serde(deserialize_with = "number_or_null")]
     #[schemars(with = "Option<f64>")]
     pub accuracy_pruned: f64,
+    /// Accuracy on the measured examples of the pruned network after retraining
+    /// (`retrain_epochs` > 0); absent without retraining and in lines written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_retrained: Option<f64>,
     /// Accuracy on the measured examples before pruning (A₀).
     #[serde(deserialize_with = "number_or_null")]
     #[schemars(with = "Option<f64>")]
@@ -131,7 +135,8 @@ pub struct ClnpCapacity {
     pub layers: Vec<ClnpLayer>,
     /// Which split the activities and accuracies were measured on.
     pub measured_on: MeasuredOn,
-    /// θ: free units of activity ≤ θ were pruned; `null` when none was.
+    /// θ: free units of activity ≤ θ were pruned; `null` when none was. With per-layer
+    /// thresholds, the largest θ_l (each layer's own is in `layers`).
     pub threshold: Option<f64>,
 }
 
@@ -157,7 +162,7 @@ pub enum MeasuredOn {
 }
 
 /// One hidden layer of a [`ClnpCapacity`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClnpLayer {
     /// Units still free for later tasks.
     pub free: usize,
@@ -168,6 +173,10 @@ pub struct ClnpLayer {
     /// Units committed by earlier tasks that this task uses: its head depends on them through
     /// non-zero weights and their activity on its data exceeds θ (the paper's reused features).
     pub reused: usize,
+    /// θ_l: this layer's free units of activity ≤ θ_l were pruned; absent when none was, and
+    /// in lines written before per-layer thresholds (whose one θ is the event's `threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Units in the layer.
     pub units: usize,
     /// Units committed (frozen) after the task, its own included.

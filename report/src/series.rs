@@ -64,6 +64,10 @@ pub struct LayerCapacity {
     pub used: f64,
     /// Units still free to train.
     pub free: f64,
+    /// Units the task just finished committed (its footprint).
+    pub new: f64,
+    /// Units committed by earlier tasks that the task just finished reuses.
+    pub reused: f64,
 }
 
 impl LayerCapacity {
@@ -71,6 +75,13 @@ impl LayerCapacity {
     pub fn used_fraction(&self) -> Option<f64> {
         let total = self.used + self.free;
         (total > 0.0).then(|| self.used / total)
+    }
+
+    /// The fraction of the units earlier tasks committed that this task reuses,
+    /// `reused / (used − new)`; `None` when earlier tasks committed none (the first task).
+    pub fn reused_fraction(&self) -> Option<f64> {
+        let before = self.used - self.new;
+        (before > 0.0).then(|| self.reused / before)
     }
 }
 
@@ -89,7 +100,12 @@ impl CapacityPoint {
         let layers = capacity
             .layers
             .iter()
-            .map(|l| LayerCapacity { used: l.used as f64, free: l.free as f64 })
+            .map(|l| LayerCapacity {
+                used: l.used as f64,
+                free: l.free as f64,
+                new: l.new as f64,
+                reused: l.reused as f64,
+            })
             .collect();
         CapacityPoint { task, layers }
     }
@@ -286,5 +302,8 @@ mod tests {
         assert_eq!(p.task, 2);
         assert_eq!(p.layers[0].used_fraction(), Some(40.0 / 64.0));
         assert_eq!(p.layers[1].used_fraction(), None);
+        assert_eq!(p.layers[0].reused_fraction(), None, "nothing was committed before");
+        let later = LayerCapacity { used: 50.0, free: 14.0, new: 10.0, reused: 10.0 };
+        assert_eq!(later.reused_fraction(), Some(0.25));
     }
 }

@@ -883,13 +883,14 @@ pub(crate) fn capacity_event(task: usize, layers: &[(u64, u64)]) -> EventBody {
         .iter()
         .map(|&(used, free)| {
             let (used, free) = (used as usize, free as usize);
-            ClnpLayer { free, new: 0, pruned: 0, reused: 0, units: used + free, used }
+            ClnpLayer { free, new: 0, pruned: 0, reused: 0, threshold: None, units: used + free, used }
         })
         .collect();
     EventBody::Method {
         task,
         payload: MethodPayload::ClnpCapacity(ClnpCapacity {
             accuracy_pruned: 0.9,
+            accuracy_retrained: None,
             accuracy_unpruned: 0.9,
             activity: ClnpActivity::MeanActivation,
             evaluations: 1,
@@ -916,7 +917,10 @@ fn capacity_events_become_the_series_and_other_method_events_are_skipped() {
     assert!(run.flags.is_empty(), "{:?}", run.flags);
     assert_eq!(
         run.series.capacity,
-        [CapacityPoint { task: 0, layers: vec![LayerCapacity { used: 3.0, free: 1.0 }] }]
+        [CapacityPoint {
+            task: 0,
+            layers: vec![LayerCapacity { used: 3.0, free: 1.0, new: 0.0, reused: 0.0 }]
+        }]
     );
 }
 

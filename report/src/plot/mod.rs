@@ -12,7 +12,7 @@
 //! | [`FigureKind::OnlineAccuracy`]: each task's final online accuracy, per group with band | classification stream | `online-accuracy-<stream>` |
 //! | [`FigureKind::OnlineError`]: binned online error over examples, per group with band | regression stream | `online-error-<stream>` |
 //! | [`FigureKind::Plasticity`]: dead units, effective rank, mean \|w\| over tasks | stream | `plasticity-<stream>` |
-//! | [`FigureKind::Capacity`]: CLNP's capacity used per layer over tasks | group with `clnp.capacity` events | `capacity-<group>` |
+//! | [`FigureKind::Capacity`]: CLNP's capacity used and reused per layer over tasks | group with `clnp.capacity` events | `capacity-<group>` |
 //!
 //! `<group>` is the method, its grid point and (in comparisons) its experiment, made
 //! file-name safe; `<stream>` likewise. Figures whose data is absent (no accuracy for a
@@ -250,7 +250,8 @@ pub fn figures(report: &Report) -> Vec<Figure> {
             push(FigureKind::TaskAccuracy, &subject, title, of, Body::Tasks(t));
         }
         if let Some(c) = CapacityFigure::of(member) {
-            let title = format!("CLNP capacity used: {label} on {} ({seeds})", member.group.stream);
+            let title =
+                format!("CLNP capacity used and reused: {label} on {} ({seeds})", member.group.stream);
             push(FigureKind::Capacity, &subject, title, of, Body::Capacity(c));
         }
     }

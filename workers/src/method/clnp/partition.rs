@@ -20,7 +20,7 @@
 
 use std::ops::Range;
 
-use crate::model::{Layers, Mlp};
+use crate::model::{Layers, Mlp, Workspace};
 
 /// The units of the hidden layers, each owned by the task that first kept it active, or free.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -108,6 +108,37 @@ impl Partition {
         }
     }
 
+    /// Adds the gradient of the activation penalty α·(1/B)·Σ_x Σ_i h_i(x) over the free units
+    /// of every hidden layer, from the batch's values in `ws`: for ReLU, ∂h_i/∂z_i = 1[h_i > 0],
+    /// so unit i's incoming row gains α/B·Σ_x 1[h_i(x) > 0]·a(x) (a: the layer's input) and
+    /// its bias α/B·Σ_x 1[h_i(x) > 0]. Only this local term is added — not what the penalty of
+    /// a layer would send further down through the units feeding it —, which pushes each free
+    /// unit towards silence by its own weights, the part pruning by activity looks at.
+    pub fn add_activation_penalty(&self, grads: &mut Layers, ws: &Workspace, alpha: f32) {
+        let batch = ws.batch();
+        if alpha == 0.0 || batch == 0 {
+            return;
+        }
+        let scale = alpha / batch as f32;
+        for l in 0..self.hidden_layers() {
+            let g = &mut grads.layers[l];
+            let (inputs, units) = (g.inputs, g.outputs);
+            let input: &[f32] = if l == 0 { &ws.input } else { ws.hidden(l - 1) };
+            let values = ws.hidden(l);
+            for x in 0..batch {
+                let a = &input[x * inputs..(x + 1) * inputs];
+                for (i, &h) in values[x * units..(x + 1) * units].iter().enumerate() {
+                    if h > 0.0 && self.owner[l][i] == 0 {
+                        for (g, &a) in g.row_mut(i).iter_mut().zip(a) {
+                            *g += scale * a;
+                        }
+                        g.bias[i] += scale;
+                    }
+                }
+            }
+        }
+    }
+
     /// Copies every frozen row (weights and bias) of `snapshot` into `net`: undoes whatever
     /// the optimiser did to them (momentum, Adam's moments).
     pub fn restore(&self, net: &mut Mlp, snapshot: &Layers) {
@@ -125,6 +156,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused;
     use crate::protocol::Activation;
     use crate::rng;
 
@@ -186,6 +218,40 @@ mod tests {
         assert!(grads.layers[2].row(2).iter().all(|&g| g == 0.0));
         assert_eq!(grads.layers[2].bias[3], 0.0);
         assert!(grads.layers[0].weight.iter().all(|&g| g == 1.0), "α = 0 adds nothing");
+    }
+
+    #[test]
+    fn the_activation_penalty_adds_alpha_over_batch_times_the_input_where_a_free_unit_fires() {
+        let net = net();
+        let mut ws = Workspace::new(&net.sizes(), 2);
+        ws.input.copy_from_slice(&[1.0, -2.0, 0.5, 0.25, 1.0, -1.0]);
+        fused::forward(&net, &mut ws);
+        let mut p = Partition::new(&net.sizes());
+        p.owner[0][0] = 1; // frozen: gains nothing
+        let mut grads = Layers::zeros_like(&net.params);
+        p.add_activation_penalty(&mut grads, &ws, 0.5);
+        for l in 0..2 {
+            let (units, inputs) = (net.sizes()[l + 1], net.sizes()[l]);
+            let input: Vec<f32> = if l == 0 { ws.input.clone() } else { ws.hidden(0).to_vec() };
+            for i in 0..units {
+                let mut row = vec![0.0f32; inputs];
+                let mut bias = 0.0f32;
+                for x in 0..2 {
+                    if ws.hidden(l)[x * units + i] > 0.0 && p.owner[l][i] == 0 {
+                        for (r, &a) in row.iter_mut().zip(&input[x * inputs..(x + 1) * inputs]) {
+                            *r += 0.25 * a;
+                        }
+                        bias += 0.25;
+                    }
+                }
+                assert_eq!(grads.layers[l].row(i), &row[..], "layer {l} unit {i}");
+                assert_eq!(grads.layers[l].bias[i], bias);
+            }
+        }
+        assert!(grads.layers[0].row(0).iter().all(|&g| g == 0.0), "frozen unit: no penalty");
+        assert!(grads.layers[2].weight.iter().all(|&g| g == 0.0), "the output layer carries none");
+        let fired = (0..2).any(|l| grads.layers[l].bias.iter().any(|&b| b > 0.0));
+        assert!(fired, "the test needs a free unit that fires");
     }
 
     #[test]

@@ -87,9 +87,9 @@ pub(super) struct Candidate {
 /// The outcome of the threshold search.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Choice {
-    /// θ: candidates with a_i ≤ θ are removed; `None` when none is (no candidates, or even
-    /// the least active one cannot go).
-    pub threshold: Option<f64>,
+    /// θ_l per hidden layer: candidates of layer l with a_i ≤ θ_l are removed; `None` when
+    /// none of the layer is. With one θ for all layers every entry that prunes holds it.
+    pub thresholds: Vec<Option<f64>>,
     /// Removed units per hidden layer, ascending.
     pub removed: Vec<Vec<usize>>,
     /// Correct predictions of the pruned network on the measurement data.
@@ -98,23 +98,100 @@ pub(super) struct Choice {
     pub evaluations: usize,
 }
 
-/// Graceful forgetting: the largest θ among the candidates' activities such that the network
-/// without the candidates of activity ≤ θ still gets at least `baseline − allowed_loss`
-/// examples right (`baseline`: the unpruned network's count). One θ for all hidden layers.
+impl Choice {
+    /// The largest θ_l (the one θ when there is one); `None` when nothing was pruned.
+    pub fn threshold(&self) -> Option<f64> {
+        self.thresholds.iter().flatten().copied().reduce(f64::max)
+    }
+}
+
+/// Where θ applies: one value for all hidden layers, or one per layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Thresholds {
+    /// θ_l per hidden layer, searched from the output side down (see [`choose_thresholds`]).
+    #[default]
+    PerLayer,
+    /// One θ for all hidden layers (the choice before per-layer thresholds existed).
+    Global,
+}
+
+/// Graceful forgetting: the pruning that keeps the network within `allowed_loss` correct
+/// examples of `baseline` (the unpruned network's count) and removes as much as the search can.
 ///
-/// `correct_without(removed)` evaluates the network with `removed` (per layer) taken out.
+/// `Global`: the largest θ among all candidates' activities that satisfies the margin.
+/// `PerLayer`: the layers are searched one at a time from the output side down, each for
+/// the largest θ_l that keeps the network — with the layers above already pruned — within the
+/// margin. Going down keeps every measured activity valid: removing units of a layer changes
+/// the layers above it, never those below, so the activities of the layer searched next (taken
+/// on the unpruned network) are still its activities; and the first layers searched may take
+/// the whole margin (greedy). `correct_without(removed)` evaluates the network with `removed`
+/// (per layer) taken out.
+pub(super) fn choose_thresholds(
+    candidates: &[Candidate],
+    layers: usize,
+    baseline: u64,
+    allowed_loss: u64,
+    mode: Thresholds,
+    mut correct_without: impl FnMut(&[Vec<usize>]) -> u64,
+) -> Choice {
+    match mode {
+        Thresholds::Global => {
+            let (threshold, removed, correct, evaluations) =
+                choose_threshold(candidates, layers, baseline, baseline, allowed_loss, &mut correct_without);
+            let thresholds = removed.iter().map(|r| threshold.filter(|_| !r.is_empty())).collect();
+            Choice { thresholds, removed, correct, evaluations }
+        }
+        Thresholds::PerLayer => {
+            let mut choice = Choice {
+                thresholds: vec![None; layers],
+                removed: vec![Vec::new(); layers],
+                correct: baseline,
+                evaluations: 0,
+            };
+            for l in (0..layers).rev() {
+                let own: Vec<Candidate> = candidates.iter().filter(|c| c.layer == l).copied().collect();
+                let above = choice.removed.clone();
+                let (threshold, removed, correct, evaluations) = choose_threshold(
+                    &own,
+                    layers,
+                    baseline,
+                    choice.correct,
+                    allowed_loss,
+                    |r: &[Vec<usize>]| {
+                        let mut all = above.clone();
+                        all[l].clone_from(&r[l]);
+                        correct_without(&all)
+                    },
+                );
+                choice.thresholds[l] = threshold;
+                choice.removed[l].clone_from(&removed[l]);
+                choice.correct = correct;
+                choice.evaluations += evaluations;
+            }
+            choice
+        }
+    }
+}
+
+/// The largest θ among the candidates' activities such that the network without the
+/// candidates of activity ≤ θ still gets at least `baseline − allowed_loss` examples right;
+/// `current`: its count with none of them removed (≥ `baseline − allowed_loss`). Returns θ,
+/// the removed units per layer, the count of the chosen network and the evaluations made.
+///
 /// Bisection over the sorted distinct activities assumes accuracy does not rise as θ grows;
 /// the chosen θ always satisfies the margin, but when accuracy is not monotone a larger θ
 /// that also satisfies it may exist. Units of activity exactly 0 are always removed without
 /// evaluation: they output 0 on every measured example, so removing them changes no output
 /// there. The search costs 1 + ⌈log₂ K⌉ evaluations for K distinct activities.
-pub(super) fn choose_threshold(
+fn choose_threshold(
     candidates: &[Candidate],
     layers: usize,
     baseline: u64,
+    current: u64,
     allowed_loss: u64,
     mut correct_without: impl FnMut(&[Vec<usize>]) -> u64,
-) -> Choice {
+) -> (Option<f64>, Vec<Vec<usize>>, u64, usize) {
     let mut values: Vec<f64> = candidates.iter().map(|c| c.activity).collect();
     values.sort_by(f64::total_cmp);
     values.dedup();
@@ -131,7 +208,7 @@ pub(super) fn choose_threshold(
     let mut evaluations = 0;
     let mut memo: Vec<Option<u64>> = vec![None; values.len()];
     if values.first() == Some(&0.0) {
-        memo[0] = Some(baseline);
+        memo[0] = Some(current);
     }
     let mut correct_at = |k: usize| -> u64 {
         *memo[k].get_or_insert_with(|| {
@@ -163,10 +240,10 @@ pub(super) fn choose_threshold(
         }
     };
     let correct = match chosen {
-        None => baseline,
+        None => current,
         Some(k) => correct_at(k),
     };
-    Choice { threshold: chosen.map(|k| values[k]), removed: removed_at(chosen), correct, evaluations }
+    (chosen.map(|k| values[k]), removed_at(chosen), correct, evaluations)
 }
 
 /// The hidden units the outputs `head` depend on: those with a path of non-zero weights to a
@@ -208,6 +285,16 @@ mod tests {
         activities.iter().map(|&(layer, unit, activity)| Candidate { layer, unit, activity }).collect()
     }
 
+    fn global(
+        c: &[Candidate],
+        layers: usize,
+        baseline: u64,
+        allowed: u64,
+        oracle: impl FnMut(&[Vec<usize>]) -> u64,
+    ) -> Choice {
+        choose_thresholds(c, layers, baseline, allowed, Thresholds::Global, oracle)
+    }
+
     #[test]
     fn the_largest_threshold_within_the_margin_is_chosen() {
         // Five units of two layers; removing units of activity ≤ θ loses one correct example per
@@ -219,22 +306,22 @@ mod tests {
         };
         let correct = |removed: &[Vec<usize>]| 100 - cost(removed);
         // m = 0: only the free units (activities 0 and 0.1) may go.
-        let choice = choose_threshold(&c, 2, 100, 0, correct);
-        assert_eq!(choice.threshold, Some(0.1));
+        let choice = global(&c, 2, 100, 0, correct);
+        assert_eq!(choice.threshold(), Some(0.1));
         assert_eq!(choice.removed, vec![vec![0, 1], vec![]]);
         assert_eq!(choice.correct, 100);
         // Losing 3 examples allowed: θ = 0.3 removes units of 0.2 and both of 0.3 (cost 3).
-        let choice = choose_threshold(&c, 2, 100, 3, correct);
-        assert_eq!(choice.threshold, Some(0.3));
+        let choice = global(&c, 2, 100, 3, correct);
+        assert_eq!(choice.threshold(), Some(0.3));
         assert_eq!(choice.removed, vec![vec![0, 1, 2], vec![0, 1]]);
         assert_eq!(choice.correct, 97);
         // Losing 2 allowed: θ = 0.3 would cost 3, so θ = 0.2.
-        let choice = choose_threshold(&c, 2, 100, 2, correct);
-        assert_eq!(choice.threshold, Some(0.2));
+        let choice = global(&c, 2, 100, 2, correct);
+        assert_eq!(choice.threshold(), Some(0.2));
         assert_eq!(choice.correct, 99);
         // Everything may go when the margin covers it; one evaluation suffices.
-        let choice = choose_threshold(&c, 2, 100, 4, correct);
-        assert_eq!(choice.threshold, Some(0.9));
+        let choice = global(&c, 2, 100, 4, correct);
+        assert_eq!(choice.threshold(), Some(0.9));
         assert_eq!(choice.removed, vec![vec![0, 1, 2], vec![0, 1, 2]]);
         assert_eq!(choice.evaluations, 1);
     }
@@ -242,19 +329,27 @@ mod tests {
     #[test]
     fn nothing_is_removed_when_even_the_least_active_unit_matters_and_dead_units_always_go() {
         let c = candidates(&[(0, 3, 0.5), (0, 1, 0.7)]);
-        let choice = choose_threshold(&c, 1, 10, 0, |removed| 10 - removed[0].len() as u64);
-        assert_eq!(choice, Choice { threshold: None, removed: vec![vec![]], correct: 10, evaluations: 2 });
+        let choice = global(&c, 1, 10, 0, |removed| 10 - removed[0].len() as u64);
+        assert_eq!(
+            choice,
+            Choice { thresholds: vec![None], removed: vec![vec![]], correct: 10, evaluations: 2 }
+        );
         // A dead unit goes even if the oracle (wrongly) claimed its removal costs accuracy:
         // it is never asked, since removing a unit that is 0 on every example changes nothing.
         let c = candidates(&[(0, 3, 0.0), (0, 1, 0.7)]);
-        let choice = choose_threshold(&c, 1, 10, 0, |removed| 10 - removed[0].len() as u64);
-        assert_eq!(choice.threshold, Some(0.0));
+        let choice = global(&c, 1, 10, 0, |removed| 10 - removed[0].len() as u64);
+        assert_eq!(choice.threshold(), Some(0.0));
         assert_eq!(choice.removed, vec![vec![3]]);
         assert_eq!((choice.correct, choice.evaluations), (10, 1));
-        let none = choose_threshold(&[], 2, 7, 0, |_| unreachable!("no candidates, no evaluation"));
+        let none = global(&[], 2, 7, 0, |_| unreachable!("no candidates, no evaluation"));
         assert_eq!(
             none,
-            Choice { threshold: None, removed: vec![vec![], vec![]], correct: 7, evaluations: 0 }
+            Choice {
+                thresholds: vec![None, None],
+                removed: vec![vec![], vec![]],
+                correct: 7,
+                evaluations: 0
+            }
         );
     }
 
@@ -263,10 +358,68 @@ mod tests {
         let c: Vec<Candidate> =
             (0..1000).map(|i| Candidate { layer: 0, unit: i, activity: 1.0 + i as f64 }).collect();
         // Removing more than 600 units costs accuracy.
-        let choice = choose_threshold(&c, 1, 50, 0, |removed| if removed[0].len() > 600 { 49 } else { 50 });
+        let choice = global(&c, 1, 50, 0, |removed| if removed[0].len() > 600 { 49 } else { 50 });
         assert_eq!(choice.removed[0].len(), 600);
-        assert_eq!(choice.threshold, Some(600.0));
+        assert_eq!(choice.threshold(), Some(600.0));
         assert!(choice.evaluations <= 11, "{} evaluations", choice.evaluations);
+    }
+
+    #[test]
+    fn per_layer_thresholds_search_each_layer_from_the_output_side_within_one_shared_margin() {
+        // Layer 0's activities are ten times layer 1's: one θ for both cannot prune layer 0's
+        // quiet units without taking all of layer 1's. Removing a unit costs one example when its
+        // activity is at least 0.5 (layer 0) or 0.05 (layer 1).
+        let c = candidates(&[
+            (0, 0, 0.1),
+            (0, 1, 0.3),
+            (0, 2, 0.6),
+            (0, 3, 0.9),
+            (1, 0, 0.01),
+            (1, 1, 0.03),
+            (1, 2, 0.06),
+            (1, 3, 0.09),
+        ]);
+        let all = c.clone();
+        let mut asked: Vec<Vec<Vec<usize>>> = Vec::new();
+        let correct = |removed: &[Vec<usize>]| -> u64 {
+            asked.push(removed.to_vec());
+            let bar = [0.5, 0.05];
+            100 - all
+                .iter()
+                .filter(|c| c.activity >= bar[c.layer] && removed[c.layer].contains(&c.unit))
+                .count() as u64
+        };
+        let choice = choose_thresholds(&c, 2, 100, 0, Thresholds::PerLayer, correct);
+        assert_eq!(choice.thresholds, vec![Some(0.3), Some(0.03)]);
+        assert_eq!(choice.removed, vec![vec![0, 1], vec![0, 1]]);
+        assert_eq!(choice.correct, 100);
+        // Layer 1 was searched first, alone; every evaluation of layer 0 kept layer 1's choice.
+        assert!(asked.iter().take_while(|r| r[0].is_empty()).count() >= 1);
+        assert!(asked.iter().skip_while(|r| r[0].is_empty()).all(|r| r[1] == vec![0, 1]));
+        // The margin is shared: with one example to lose, layer 1 (searched first) spends it.
+        let all = c.clone();
+        let correct = |removed: &[Vec<usize>]| -> u64 {
+            let bar = [0.5, 0.05];
+            100 - all
+                .iter()
+                .filter(|c| c.activity >= bar[c.layer] && removed[c.layer].contains(&c.unit))
+                .count() as u64
+        };
+        let choice = choose_thresholds(&c, 2, 100, 1, Thresholds::PerLayer, correct);
+        assert_eq!(choice.thresholds, vec![Some(0.3), Some(0.06)]);
+        assert_eq!(choice.correct, 99);
+        assert_eq!(choice.threshold(), Some(0.3));
+        // One global θ on the same units: 0.03 is the largest admissible value; layer 0 keeps all.
+        let all = c.clone();
+        let choice = global(&c, 2, 100, 0, |removed: &[Vec<usize>]| {
+            let bar = [0.5, 0.05];
+            100 - all
+                .iter()
+                .filter(|c| c.activity >= bar[c.layer] && removed[c.layer].contains(&c.unit))
+                .count() as u64
+        });
+        assert_eq!(choice.removed, vec![vec![], vec![0, 1]]);
+        assert_eq!(choice.thresholds, vec![None, Some(0.03)]);
     }
 
     /// A 2-3-1 ReLU network with hand-set weights.

@@ -144,7 +144,7 @@ fn head_columns(outputs: &[f32], t: usize) -> Vec<u32> {
 }
 
 fn config(alpha: f64, margin: f64) -> ClnpConfig {
-    ClnpConfig { alpha, margin, activity: Activity::MeanActivation }
+    ClnpConfig { alpha, margin, penalty: Penalty::Weights, retrain_epochs: 0, ..ClnpConfig::default() }
 }
 
 #[test]
@@ -437,4 +437,82 @@ fn parameters_are_checked() {
     let err =
         crate::method::validate(&spec(serde_json::json!({"activity": "mean"}))).unwrap_err().to_string();
     assert!(err.contains("mean_activation") && err.contains("firing_rate"), "{err}");
+}
+
+#[test]
+fn retraining_moves_only_the_kept_units_and_the_head_and_keeps_earlier_heads_bit_identical() {
+    let retraining = ClnpConfig { retrain_epochs: 2, ..config(1e-3, 0.05) };
+    let mut h = harness(retraining, OptimizerKind::Adam, &[24, 16], Activation::Relu);
+    h.hook(0, "begin").unwrap();
+    h.hook(0, "start").unwrap();
+    h.train(0, 60, |_| {});
+    h.hook(0, "finish").unwrap();
+    let c = h.capacity().clone();
+    assert!(c.accuracy_retrained.is_some(), "{c:?}");
+    let after_task0 = h.net.clone();
+    let reference = head_columns(&h.outputs(&after_task0, 0), 0);
+    let frozen = h.method.partition.clone();
+
+    h.hook(1, "start").unwrap();
+    h.train(1, 40, |_| {});
+    let before_finish = h.net.clone();
+    h.hook(1, "finish").unwrap();
+    let p = h.method.partition.clone();
+    let layers = h.net.layers();
+    for l in 0..3 {
+        for row in 0..layers[l].outputs {
+            let (a, b) = (&layers[l], &after_task0.layers()[l]);
+            if frozen.is_frozen(l, row) {
+                // Task 0's units and head: bit-identical through task 1's training and retraining.
+                assert_eq!(a.row(row), b.row(row), "frozen row {l}/{row} moved");
+                assert_eq!(a.bias[row].to_bits(), b.bias[row].to_bits());
+            } else if l < 2 && !p.is_used(l, row) {
+                // Pruned by task 1: zero in, zero out.
+                assert!(a.row(row).iter().all(|&w| w == 0.0) && a.bias[row] == 0.0, "pruned {l}/{row}");
+                assert!((0..layers[l + 1].outputs).all(|r| layers[l + 1].row(r)[row] == 0.0));
+            }
+        }
+    }
+    let kept_moved = (0..2).any(|l| {
+        (0..layers[l].outputs)
+            .filter(|&u| p.owner[l][u] == 2)
+            .any(|u| layers[l].row(u) != before_finish.layers()[l].row(u))
+    });
+    assert!(kept_moved, "retraining trained the units task 1 kept");
+    h.hook(2, "start").unwrap();
+    h.train(2, 40, |_| {});
+    h.hook(2, "finish").unwrap();
+    assert_eq!(head_columns(&h.outputs(&h.net, 0), 0), reference, "head 0's outputs changed");
+}
+
+#[test]
+fn per_layer_thresholds_are_reported_per_layer_and_the_event_threshold_is_their_largest() {
+    let mut h = harness(config(1e-3, 0.05), OptimizerKind::Sgd, &[24, 16], Activation::Relu);
+    h.hook(0, "begin").unwrap();
+    h.hook(0, "start").unwrap();
+    h.train(0, 60, |_| {});
+    h.hook(0, "finish").unwrap();
+    let c = h.capacity();
+    let largest = c.layers.iter().filter_map(|l| l.threshold).reduce(f64::max);
+    assert_eq!(c.threshold, largest, "{c:?}");
+    for l in &c.layers {
+        assert_eq!(l.threshold.is_some(), l.pruned > 0, "{l:?}");
+    }
+    assert!(c.accuracy_retrained.is_none(), "no retraining configured");
+}
+
+#[test]
+fn the_activation_penalty_silences_units_so_the_first_task_keeps_fewer() {
+    let kept = |penalty: Penalty, alpha: f64| -> usize {
+        let c = ClnpConfig { alpha, margin: 0.05, penalty, retrain_epochs: 0, ..ClnpConfig::default() };
+        let mut h = harness(c, OptimizerKind::Sgd, &[32, 32], Activation::Relu);
+        h.hook(0, "begin").unwrap();
+        h.hook(0, "start").unwrap();
+        h.train(0, 150, |_| {});
+        h.hook(0, "finish").unwrap();
+        h.capacity().layers.iter().map(|l| l.new).sum()
+    };
+    let plain = kept(Penalty::Activations, 0.0);
+    let sparse = kept(Penalty::Activations, 0.05);
+    assert!(sparse < plain, "α = 0.05 keeps {sparse} units, α = 0 keeps {plain}");
 }
