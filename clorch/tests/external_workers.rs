@@ -176,8 +176,11 @@ fn worker_check_passes_a_worker_that_keeps_the_protocol_and_names_each_broken_ru
     }
 }
 
+/// Each run's `events.jsonl`, by run id.
+type EventLogs = Vec<(String, String)>;
+
 /// The lines of a run's `events.jsonl`.
-fn events_of(results: &Path) -> Vec<(String, String)> {
+fn events_of(results: &Path) -> EventLogs {
     let mut runs: Vec<(String, String)> = std::fs::read_dir(results.join("runs"))
         .unwrap()
         .flatten()
@@ -222,7 +225,7 @@ fn killed_and_reference(
     recipe: &str,
     kill_at: usize,
     env: &[(&str, &str)],
-) -> (Vec<(String, String)>, Vec<(String, String)>, String) {
+) -> (EventLogs, EventLogs, String) {
     let reference = s.recipe("reference", recipe);
     let out = clorch_in(s, &["run", reference.to_str().unwrap(), "--no-progress"], env);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -93,7 +93,7 @@ pub fn check(
     for (signal, name) in
         [(Signal::SIGTERM, "stopped with SIGTERM"), (Signal::SIGKILL, "killed with SIGKILL")]
     {
-        let dir = scratch.join(format!("{}", signal.as_str().to_lowercase()));
+        let dir = scratch.join(signal.as_str().to_lowercase());
         let outcome = interrupted_and_resumed(worker, spec, &dir, (middle, signal), &reference, options);
         step(&format!("{name} at event {middle}, resumes to the same events"), outcome);
     }
@@ -212,12 +212,12 @@ fn order(spec: &RunSpec, events: &[Event]) -> Result<(), String> {
                 }
                 current = Some(*task);
             }
-            EventBody::Eval { after_task: Some(t), on_task, .. } => {
-                if current.is_none_or(|c| *t > c) || *on_task >= tasks {
-                    return Err(format!(
-                        "{at}: R[{t}][{on_task}] before task {t} was trained, or of a task past {tasks}"
-                    ));
-                }
+            EventBody::Eval { after_task: Some(t), on_task, .. }
+                if current.is_none_or(|c| *t > c) || *on_task >= tasks =>
+            {
+                return Err(format!(
+                    "{at}: R[{t}][{on_task}] before task {t} was trained, or of a task past {tasks}"
+                ));
             }
             EventBody::Online { task, .. } if Some(*task) != current => {
                 return Err(format!("{at}: online bin of task {task} while training task {current:?}"))

@@ -23,10 +23,13 @@ pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most a description may print; more is not a description.
 const MAX_DESCRIPTION: usize = 1 << 20;
 
+/// A description, or why there is none.
+type Described = Result<Arc<WorkerDescription>, String>;
+
 /// The description of `worker`: from this process's memo, the disk cache, or by running
 /// `<command> --describe`. The error is one line naming the command and what went wrong.
-pub fn describe(worker: &WorkerCommand) -> Result<Arc<WorkerDescription>, String> {
-    static MEMO: OnceLock<Mutex<HashMap<String, Result<Arc<WorkerDescription>, String>>>> = OnceLock::new();
+pub fn describe(worker: &WorkerCommand) -> Described {
+    static MEMO: OnceLock<Mutex<HashMap<String, Described>>> = OnceLock::new();
     let key = cache_key(worker);
     let memo = MEMO.get_or_init(Default::default);
     if let Some(known) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {

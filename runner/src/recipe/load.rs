@@ -307,6 +307,9 @@ impl Recipe {
     }
 }
 
+/// A method entry's grid axes: each parameter's values, in the order written.
+type Axes = BTreeMap<String, Vec<Json>>;
+
 /// The recipe's top-level `worker:`.
 enum DefaultWorker {
     /// Absent or `builtin`.
@@ -1132,7 +1135,7 @@ impl Validation<'_> {
         map: Map<String, Json>,
         parameters: &[String],
         kind: &str,
-    ) -> Option<(BTreeMap<String, Json>, BTreeMap<String, Vec<Json>>)> {
+    ) -> Option<(BTreeMap<String, Json>, Axes)> {
         let mut fixed = BTreeMap::new();
         let mut axes = BTreeMap::new();
         let mut valid = true;
