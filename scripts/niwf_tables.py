@@ -18,6 +18,9 @@ import sys
 def runs(folder):
     for spec_path in sorted(pathlib.Path(folder).glob("runs/*/spec.json")):
         spec = json.loads(spec_path.read_text())
+        log = spec_path.parent / "events.jsonl"
+        if not log.exists() or '"event":"finished"' not in log.read_text():
+            continue
         events = [json.loads(l) for l in (spec_path.parent / "events.jsonl").read_text().splitlines() if l]
         yield spec, events
 
