@@ -123,9 +123,12 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
 /// The best mean of `metric` over the groups' complete cells (every run of the group has a
 /// value), or `None` when the metric has no direction or no complete cell. Incomplete cells
 /// never win: a mean over fewer seeds than planned is not a fair comparison; nor do variant
-/// rows (rollbacks, compositions), which are not methods of their own.
+/// rows (rollbacks, compositions), which are not methods of their own, nor groups with a
+/// flagged run (a task inside a committed region reaches zero forgetting by learning nothing:
+/// its 0.000 must not look like the best value).
 pub(crate) fn best(groups: &[GroupSummary], metric: Metric) -> Option<f64> {
-    let complete = groups.iter().filter(|g| g.runs > 0 && !g.variant && !g.incomplete(metric));
+    let complete =
+        groups.iter().filter(|g| g.runs > 0 && !g.variant && g.flagged == 0 && !g.incomplete(metric));
     let means = complete.filter_map(|g| g.cell(metric).mean);
     match metric.better() {
         Better::Higher => means.reduce(f64::max),

@@ -1030,7 +1030,7 @@ fn variant_rows_show_acc_only_and_are_never_marked_best() {
 }
 
 /// Issue 20: a task committed inside an earlier region is flagged in the report, never a silent
-/// zero.
+/// bold zero.
 #[test]
 fn a_task_inside_a_committed_region_is_flagged() {
     let store = Store::temporary().unwrap();
@@ -1057,4 +1057,7 @@ fn a_task_inside_a_committed_region_is_flagged() {
     let report = Report::build(&store, &ReportOptions::default()).unwrap();
     let flags = &report.runs()[0].flags;
     assert_eq!(flags, &["task 1: 100% of its examples inside region 0, nothing learnt".to_string()]);
+    // Its zero forgetting is not marked best: the group has a flagged run.
+    let md = render(&report, TableKind::Groups, Format::Markdown);
+    assert!(!md.contains("**"), "{md}");
 }
