@@ -109,11 +109,15 @@ fn sizes_and_counts_have_upper_bounds_naming_the_key() {
     .unwrap();
     refused(&clorch(&["validate", path.to_str().unwrap()]), "`flip_every`", "flip_every");
     let field = recipe("field", "");
-    std::fs::write(&field, BASE.replace("name: sgd", "name: niwf")).unwrap();
+    std::fs::write(
+        &field,
+        BASE.replace("name: sgd", "name: niwf").replace("hidden: [8]", "hidden: [8]\n  heads: per_task"),
+    )
+    .unwrap();
     for (assignment, needle) in [
-        ("methods.niwf.bases=100000", "`bases` is 100000; at most 65536"),
+        ("methods.niwf.coordinate_dim=100000", "`coordinate_dim` is 100000; at most 65536"),
         ("methods.niwf.anchors=10000000", "`anchors` is 10000000; at most 1000000"),
-        ("methods.niwf.new_bases=100000", "`new_bases` is 100000; at most 65536"),
+        ("methods.niwf.drift_examples=10000000", "`drift_examples` is 10000000; at most 1000000"),
     ] {
         refused(&clorch(&["validate", field.to_str().unwrap(), assignment]), needle, assignment);
     }

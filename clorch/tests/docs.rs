@@ -103,7 +103,8 @@ fn every_listed_parameter_is_accepted_by_validate_at_its_default() {
     // One recipe per entry: the stream each kind needs differs (task heads, boundaries), so
     // the recipe varies only what it must and a refusal names its parameter.
     for (i, (kind, entry)) in entries.iter().enumerate() {
-        let heads = if kind == "clnp" { ", heads: per_task" } else { "" };
+        let heads =
+            if matches!(kind.as_str(), "clnp" | "niwf" | "weight_field") { ", heads: per_task" } else { "" };
         let body = format!(
             "stream: {{kind: synthetic_permuted, tasks: 2}}\nnetwork: {{hidden: [8]{heads}}}\nmethods:\n{entry}\nseeds: 1\n"
         );

@@ -221,10 +221,14 @@ fn ctrl_c_hints_the_whole_command_and_status_shows_the_checkpoint() {
 #[test]
 fn validate_catches_what_run_would_refuse() {
     let s = Scratch::new("validate");
-    let body = TINY.replace("tasks: 2,", "tasks: 5,").replace(
-        "  - {name: sgd, lr: 0.05}",
-        "  - {name: sgd, lr: 0.05}\n  - {name: niwf-hard, kind: niwf, lock: hard, rollback: [[0, 4]]}",
-    );
+    // NIWF needs task identity: one head per task.
+    let body = TINY
+        .replace("tasks: 2,", "tasks: 5,")
+        .replace("hidden: [8]}", "hidden: [8], heads: per_task}")
+        .replace(
+            "  - {name: sgd, lr: 0.05}",
+            "  - {name: sgd, lr: 0.05}\n  - {name: niwf-hard, kind: niwf, lock: hard, rollback: [[0, 4]]}",
+        );
     let r = s.recipe("validate", &body);
     assert!(clorch(&["validate", path(&r)]).status.success());
     for command in ["validate", "run"] {

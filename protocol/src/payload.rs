@@ -212,6 +212,10 @@ pub struct NiwfCommit {
     #[serde(deserialize_with = "number_or_null")]
     #[schemars(with = "Option<f64>")]
     pub overlap: f64,
+    /// The committed region the task fell inside, when `overlap` is above 0 (absent in runs
+    /// written before it existed, and when the task is outside every region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_region: Option<usize>,
     /// Radius of the region's anchor distribution, in coordinate space.
     #[serde(deserialize_with = "number_or_null")]
     #[schemars(with = "Option<f64>")]

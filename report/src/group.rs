@@ -29,6 +29,10 @@ pub struct GroupSummary {
     pub finished: usize,
     /// Finished runs with a metric that should exist missing (see [`RunSummary::flags`]).
     pub flagged: usize,
+    /// Whether the group is a model variant of its runs (a weight field's rollback or
+    /// composition row, `method [variant]`): it has ACC and its own accuracies only, and never
+    /// takes part in the best-value marking.
+    pub variant: bool,
     /// Statistics per metric, indexed by [`Metric::index`], over the finished runs where the
     /// metric is defined.
     pub cells: [Summary; Metric::ALL.len()],
@@ -109,6 +113,7 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
                 runs: runs.len(),
                 finished: runs.iter().filter(|r| r.finished()).count(),
                 flagged: runs.iter().filter(|r| r.finished() && r.flagged()).count(),
+                variant: first.is_variant(),
                 cells,
             }
         })
@@ -117,9 +122,13 @@ pub(crate) fn group(runs: &[RunSummary]) -> Vec<GroupSummary> {
 
 /// The best mean of `metric` over the groups' complete cells (every run of the group has a
 /// value), or `None` when the metric has no direction or no complete cell. Incomplete cells
-/// never win: a mean over fewer seeds than planned is not a fair comparison.
+/// never win: a mean over fewer seeds than planned is not a fair comparison; nor do variant
+/// rows (rollbacks, compositions), which are not methods of their own, nor groups with a
+/// flagged run (a task inside a committed region reaches zero forgetting by learning nothing:
+/// its 0.000 must not look like the best value).
 pub(crate) fn best(groups: &[GroupSummary], metric: Metric) -> Option<f64> {
-    let complete = groups.iter().filter(|g| g.runs > 0 && !g.incomplete(metric));
+    let complete =
+        groups.iter().filter(|g| g.runs > 0 && !g.variant && g.flagged == 0 && !g.incomplete(metric));
     let means = complete.filter_map(|g| g.cell(metric).mean);
     match metric.better() {
         Better::Higher => means.reduce(f64::max),

@@ -87,6 +87,12 @@ impl RunSummary {
         !self.flags.is_empty()
     }
 
+    /// Whether this is a model variant of a run (a weight field's rollback or composition,
+    /// id `run#variant`), not a run of its own.
+    pub fn is_variant(&self) -> bool {
+        self.id.contains('#')
+    }
+
     /// Whether the run counts in group statistics.
     pub fn finished(&self) -> bool {
         self.status == RunStatus::Finished
@@ -201,6 +207,21 @@ impl Summarizer {
                 if let MethodPayload::ClnpCapacity(capacity) = payload {
                     self.capacity.push(CapacityPoint::of(*task, capacity))
                 }
+                if let MethodPayload::NiwfCommit(commit) = payload {
+                    if commit.overlap > 0.0 {
+                        let region = commit
+                            .overlap_region
+                            .map_or_else(|| "an earlier region".to_string(), |r| format!("region {r}"));
+                        // The hard lock (no functional lock, `lock_before` null) silences new
+                        // capacity inside committed regions: those examples learnt nothing.
+                        let learnt = if commit.lock_before.is_none() { ", nothing learnt" } else { "" };
+                        self.flags.push(format!(
+                            "task {}: {:.0}% of its examples inside {region}{learnt}",
+                            commit.task,
+                            commit.overlap * 100.0
+                        ));
+                    }
+                }
             }
             EventBody::Scalar { task, name, value, .. } => {
                 if let Some(points) = &mut self.points {
@@ -277,6 +298,13 @@ impl Summarizer {
                 let mut part = Summarizer::new(record);
                 part.evals = evals.clone();
                 part.matrix_metrics(&mut values);
+                // A variant is a frozen snapshot or a mixture evaluated beside the model: its
+                // rows hold no history of its own, so backward and forward transfer and
+                // forgetting computed from them would be meaningless (a rollback's "0"). It
+                // reports ACC and its accuracies only.
+                for metric in [Metric::Bwt, Metric::Fwt, Metric::Forgetting] {
+                    values[metric.index()] = None;
+                }
             }
             let mut labels = record.labels.clone();
             labels.method = format!("{} [{variant}]", labels.method);

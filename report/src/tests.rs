@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use metrics::AccuracyMatrix;
 use polars::prelude::{DataType, ParquetReader, SerReader};
-use protocol::payload::{CbpReplaced, ClnpActivity, ClnpCapacity, ClnpLayer, MeasuredOn};
+use protocol::payload::{CbpReplaced, ClnpActivity, ClnpCapacity, ClnpLayer, MeasuredOn, NiwfCommit};
 use protocol::{Event, EventBody, LayerPlasticity, MethodPayload};
 
 use super::*;
@@ -990,4 +990,78 @@ fn a_metric_that_does_not_apply_to_a_group_is_a_dash_not_an_incomplete_cell() {
     assert!(group.undefined(Metric::Bwt) && !group.incomplete(Metric::Bwt));
     let md = render(&report, TableKind::Groups, Format::Markdown);
     assert!(md.contains("—") && !md.contains("(0/2)"), "{md}");
+}
+
+/// Issue 20: a rollback or composition row is a snapshot evaluated beside the model; BWT, FWT
+/// and forgetting computed from its rows meant nothing (a rollback's bold "0.000"). It shows
+/// ACC only, and never takes the best-value marking, even with the highest ACC.
+#[test]
+fn variant_rows_show_acc_only_and_are_never_marked_best() {
+    let store = Store::temporary().unwrap();
+    for seed in 0..2 {
+        let r = add(&store, seed, "niwf", seed, &sgd(seed as usize), RunStatus::Finished);
+        let base = store.last_event_seq(&r.id).unwrap().unwrap() + 1;
+        let rows = [(0usize, 0usize, 0.99), (1, 0, 0.99), (1, 1, 0.99)];
+        for (k, (after, on, acc)) in rows.into_iter().enumerate() {
+            let body = EventBody::Eval {
+                after_task: Some(after),
+                on_task: on,
+                examples: 50,
+                loss: 0.1,
+                accuracy: Some(acc),
+                variant: Some("version:1".into()),
+            };
+            store.ingest(&Event { run: r.id.clone(), seq: base + k as u64, body }).unwrap();
+        }
+    }
+    let options = ReportOptions {
+        metrics: Some(vec![Metric::Acc, Metric::Bwt, Metric::Forgetting]),
+        ..ReportOptions::default()
+    };
+    let report = Report::build(&store, &options).unwrap();
+    let variant = report.groups().iter().find(|g| g.method == "niwf [version:1]").unwrap();
+    assert!(variant.variant && (variant.cell(Metric::Acc).mean.unwrap() - 0.99).abs() < 1e-12);
+    for m in [Metric::Bwt, Metric::Fwt, Metric::Forgetting] {
+        assert_eq!(variant.cell(m).n, 0, "{m:?}");
+        assert!(variant.undefined(m), "{m:?} is a dash, not an incomplete cell");
+    }
+    let main = report.groups().iter().find(|g| g.method == "niwf").unwrap();
+    assert_eq!(report.best(Metric::Acc), main.cell(Metric::Acc).mean);
+    let md = render(&report, TableKind::Groups, Format::Markdown);
+    let line = md.lines().find(|l| l.contains("niwf [version:1]")).unwrap();
+    assert!(!line.contains("**") && line.contains("—"), "{line}");
+    assert!(md.lines().any(|l| l.contains("| niwf ") && l.contains("**0.780")), "{md}");
+}
+
+/// Issue 20: a task committed inside an earlier region is flagged in the report, never a silent
+/// bold zero.
+#[test]
+fn a_task_inside_a_committed_region_is_flagged() {
+    let store = Store::temporary().unwrap();
+    let r = add(&store, 0, "niwf", 0, &sgd(0), RunStatus::Finished);
+    let base = store.last_event_seq(&r.id).unwrap().unwrap() + 1;
+    for (k, (overlap, region)) in [(0.0, None), (1.0, Some(0))].into_iter().enumerate() {
+        let commit = NiwfCommit {
+            anchors: 4,
+            bases: k + 1,
+            field_checksum: "f".into(),
+            frozen_bases: vec![k],
+            lock_before: None,
+            overlap,
+            overlap_region: region,
+            radius_anchor: 0.5,
+            radius_lock: 1.0,
+            region_checksum: "r".into(),
+            task: k,
+            version: k,
+        };
+        let body = EventBody::Method { task: k, payload: MethodPayload::NiwfCommit(commit) };
+        store.ingest(&Event { run: r.id.clone(), seq: base + k as u64, body }).unwrap();
+    }
+    let report = Report::build(&store, &ReportOptions::default()).unwrap();
+    let flags = &report.runs()[0].flags;
+    assert_eq!(flags, &["task 1: 100% of its examples inside region 0, nothing learnt".to_string()]);
+    // Its zero forgetting is not marked best: the group has a flagged run.
+    let md = render(&report, TableKind::Groups, Format::Markdown);
+    assert!(!md.contains("**"), "{md}");
 }

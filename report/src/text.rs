@@ -85,7 +85,7 @@ pub(crate) fn groups_table(report: &Report) -> TextTable {
                 },
                 n: s.n,
                 expected: g.expected(m),
-                best: !g.incomplete(m) && s.mean.is_some() && s.mean == *best,
+                best: !g.variant && g.flagged == 0 && !g.incomplete(m) && s.mean.is_some() && s.mean == *best,
             });
         }
         t.rows.push(row);

@@ -45,7 +45,7 @@ fn synthetic_spec(kind: &str, params: serde_json::Value) -> RunSpec {
             s.checkpoint = CheckpointSpec { every_steps: Some(7), every_tasks: Some(1), keep: 2 };
         });
     // CLNP is task-incremental: it refuses a shared head.
-    if kind == "clnp" {
+    if matches!(kind, "clnp" | "niwf" | "weight_field") {
         spec = spec.per_task_heads();
     }
     spec.build()

@@ -333,6 +333,7 @@ fn long_streams_are_shown_in_blocks_and_with_a_few_task_lines() {
         grid_text: String::new(),
         runs: 1,
         finished: 1,
+        variant: false,
         flagged: 0,
         cells: Default::default(),
     };

@@ -270,8 +270,9 @@ fn method_state(
     }
 }
 
-/// A weight field's parameters with their gradients and optimiser, the backbone's gradients,
-/// and for `niwf` a copy of the field per commit and each task's drift examples.
+/// A weight field: one network-sized basis per task with its gradients and optimiser, and for
+/// `niwf` the snapshots of every region (W0 and the task's basis), the kept versions
+/// (`rollback`) and each task's drift examples.
 fn field_state(
     spec: &RunSpec,
     shape: &StreamShape,
@@ -280,32 +281,17 @@ fn field_state(
     optimizer: OptimizerKind,
 ) -> Vec<(String, u64)> {
     let kind = spec.method.kind.as_str();
-    let (bases, rank) = (count(spec, "bases"), count(spec, "rank"));
-    let (d, eh, fh) =
-        (count(spec, "coordinate_dim"), count(spec, "encoder_hidden"), count(spec, "field_hidden"));
-    let adapt_output = spec.method.params.get("adapt_output").and_then(Value::as_bool).unwrap_or(false);
-    let hidden = &sizes[1..sizes.len() - 1];
-    let features: u64 = hidden.iter().fold(0u64, |n, &s| n.saturating_add(s));
-    let encoder = (features + 1).saturating_mul(eh).saturating_add((eh + 1).saturating_mul(d));
-    let component = (d + 1).saturating_mul(fh).saturating_add((fh + 1).saturating_mul(bases));
-    let adapted = if adapt_output { sizes.len() - 1 } else { sizes.len().saturating_sub(2) };
-    let kr = bases.saturating_mul(rank);
-    let bank = sizes.windows(2).take(adapted).fold(0u64, |n, w| {
-        n.saturating_add(kr.saturating_mul(w[0] + 1)).saturating_add(kr.saturating_mul(w[1] + 1))
-    });
-    let field = encoder.saturating_add(component).saturating_add(bank).saturating_mul(F32);
+    let tasks = shape.tasks;
     let moments = if optimizer == OptimizerKind::Adam { 4 } else { 1 };
     let mut items = vec![(
-        format!("weight field, its gradients and optimiser ({kind})"),
-        field.saturating_mul(2 + moments).saturating_add(p),
+        format!("weight field bases, their gradients and optimisers ({kind})"),
+        p.saturating_mul(2 + moments).saturating_mul(tasks).saturating_add(p),
     )];
     if kind == "niwf" {
-        let commits = shape.tasks;
-        // A hard lock adds `new_bases` bases and a component per commit.
-        let growth = count(spec, "new_bases").saturating_mul(rank).saturating_mul(F32);
-        let growth = growth.saturating_mul(sizes.iter().fold(0u64, |n, &s| n.saturating_add(s)));
-        let last = field.saturating_add(growth.saturating_mul(commits));
-        items.push(("committed versions (niwf)".into(), last.saturating_mul(commits)));
+        let kept = spec.method.params.get("rollback").and_then(Value::as_array).map_or(0, |v| v.len() as u64);
+        let regions = p.saturating_mul(2).saturating_mul(tasks);
+        let versions = p.saturating_mul(tasks + 1).saturating_mul(kept);
+        items.push(("committed regions and versions (niwf)".into(), regions.saturating_add(versions)));
     }
     let drift = count(spec, "drift_examples").min(shape.test);
     let outputs = *sizes.last().unwrap_or(&0);

@@ -2,7 +2,6 @@
 
 pub mod activation;
 mod autograd;
-pub mod field;
 pub mod fused;
 pub mod layer;
 pub mod loss;

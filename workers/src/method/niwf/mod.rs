@@ -4,119 +4,108 @@
 //!
 //! # The algorithm as implemented
 //!
-//! The model is a [`WeightField`] on the run's MLP (the backbone; see `model::field` for the
-//! two-pass forward: backbone → coordinate encoder G → field F → top-k gates over low-rank
-//! bases → second pass with W0 + Σ_b g_b B_b A_b). The coordinate is inferred from the
-//! input: no task id is used at test time, and the network keeps one shared head.
+//! The model is a field of weight configurations over a coordinate space R^d (see `field`):
+//! W(z) = W0 + Σ_b κ_b(z) ΔW_b for every layer's weights and biases, W0 the trainer's network
+//! and ΔW_b one full-size basis per task, centred at the task's coordinate c_b with a compact
+//! bump κ_b (κ_b(c_b) = 1, exactly 0 at distance ρ and beyond).
 //!
-//! * **Training a task** (every step): task loss + λ_lock·L_lock + λ_sep·L_sep +
-//!   λ_budget·L_budget on the second pass's outputs, one optimiser step (the recipe's
-//!   optimiser, Adam by default) on every unfrozen field parameter. The backbone trains with
-//!   the field during the first task (the trainer's optimiser) and is frozen afterwards.
-//! * **Commit** (after each task, `niwf` only): the Gaussian (μ, Σ) of the task's training
-//!   coordinates is fitted; `anchors` anchors are drawn inside its `anchor_mass` ellipsoid;
-//!   the field's logits there are snapshotted (s_a = F(a)); the commit is recorded as a
-//!   version (task, anchors, snapshot, checksums, and a copy of the whole field).
-//! * **Soft lock** (the paper's): L_lock = (1/N) Σ_a ‖F(a) − s_a‖² over every committed
-//!   anchor, L_sep = mean_i Σ_r max(0, ρ_r² − D_r(z_i)²)/ρ_r² with D_r the Mahalanobis
-//!   distance to region r and ρ_r its anchors' radius. Zero right after a commit, positive
-//!   once the field moves; committed outputs drift as far as the bases and G move.
-//! * **Hard lock** (beyond the paper): a commit freezes G (so coordinates never move), every
-//!   field component, and every basis with a gate above `freeze_threshold` on any training
-//!   example or anchor of the task; bases it does not use are silenced inside the region
-//!   (logit −∞); then `new_bases` fresh bases and a new field component are added. Component
-//!   c's logits are multiplied by Π_{r committed before c} m_r, and a basis's logit gets
-//!   Σ_{r committed while it was unfrozen} ln m_r, with m_r exactly 0 for the examples region r
-//!   protects: those whose lock distance (a diagonal Gaussian of the task's inputs by default,
-//!   `lock_space: coordinate` for the coordinate Gaussian) is within `lock_margin` × that of
-//!   the task's farthest training example. For those examples the gates are the commit's,
-//!   over frozen bases only: their outputs are bit-identical forever. The new component
-//!   starts with output weights 0 and a bias that puts the fresh bases above the k-th largest
-//!   logit the committed task had, so a new task (outside every region) starts on them — a
-//!   basis outside the top-k gets no gradient and would never be tried.
-//!
-//!   Why the input space by default: the encoder G is frozen at the first commit, having seen
-//!   only the first task. On permuted MNIST every later task's coordinates then fell inside
-//!   the first region (Mahalanobis quantiles of task 1 w.r.t. region 0: median 2.0, 95% 3.3,
-//!   against a lock radius of 5.9), so a coordinate-space hard lock froze everything and
-//!   learnt nothing more; a diagonal Gaussian of the inputs told the tasks apart completely
-//!   (own training examples up to 152, other tasks from 255 up).
-//! * **Versions**: every commit keeps a copy of the field; `rollback: [t, …]` evaluates the
-//!   field as committed after task t (variant `version:t`, exactly the outputs it had), and
-//!   `compose: [[i, j], …]` evaluates every example with the mean of regions i's and j's
-//!   mean gates (their training examples' mean gates under the committed field; variant
+//! * **Task identity.** Each task gets its own coordinate, placed by the method at distance
+//!   ≥ `spacing` from every other (`spacing` · (⌊i/d⌋ + 1) on axis i mod d), and the network
+//!   has one head per task (`network.heads: per_task`, required, as for CLNP): at test time
+//!   the task's head says which coordinate to use. Every head's columns are computed with the
+//!   weights generated at its task's coordinate, so evaluation needs no other task id. The
+//!   coordinates are fixed, not learnt: what decides a committed task's weights at test time
+//!   never moves.
+//! * **Training a task**: the task loss of the network with weights W(c_t), one optimiser
+//!   step on W0 (the trainer's optimiser) and on every basis that reaches c_t (each basis has
+//!   its own optimiser state), plus, with the soft lock, λ_lock·L_lock.
+//! * **Commit** (after each task, `niwf` only): anchors are drawn in the ball of radius
+//!   `anchor_radius`·ρ around c_t (the first is c_t itself) and the generated weights there,
+//!   W(a), are snapshotted. They are stored factored — the snapshot of W0 and of the bases
+//!   that reach the anchors — since W_snap(a) = W0_snap + Σ_b κ_b(a) ΔW_b,snap exactly. The
+//!   region is the open ball of radius ρ around c_t.
+//! * **Soft lock** (the paper's functional lock, on the generated weights):
+//!   L_lock = Σ_r (1/N_r) Σ_a ‖W(a) − W_snap(a)‖² over every committed region's anchors. With
+//!   Δ_p = (current − snapshot) of each parameter set p (W0 and the bases reaching the
+//!   region), L_r = Σ_pq M_pq ⟨Δ_p, Δ_q⟩ with M = KᵀK/N_r, K_ap = κ_p(a) (κ = 1 for W0): the
+//!   exact loss, and its gradient 2 Σ_q M_pq Δ_q, at the cost of a few vector operations. The
+//!   anchors' κ differ, so the lock pins W0 and the task's basis each, not only their sum.
+//! * **Separation**: a new task's coordinate is outside every committed region by
+//!   construction, so its basis is 0 at every committed anchor: it learns with no change
+//!   inside the committed regions. A task whose coordinate falls inside a region (`spacing`
+//!   below ρ) is reported: `overlap` 1 and `overlap_region` in its `niwf.commit`, and a
+//!   warning in the run's log.
+//! * **Hard lock** (beyond the paper): the lock's constraints W(a) = W_snap(a) at anchors of
+//!   several κ have one solution, W0 and the task's basis unchanged; the hard lock enforces it
+//!   exactly: a commit freezes W0 and the task's basis, and bases created afterwards are
+//!   silenced (κ = 0) inside every committed region. A committed task's generated weights,
+//!   and its outputs, are then bit-identical forever. A task inside a committed region can
+//!   learn nothing under it (its own basis is silenced at its coordinate): the warning says so.
+//! * **Versions**: `rollback: [t, …]` keeps a copy of the field as committed after task t
+//!   and evaluates it (variant `version:t`, exactly the outputs it had); `compose: [[i, j], …]`
+//!   evaluates every head with the mean of the weights generated at c_i and c_j (variant
 //!   `compose:i+j`).
-//! * `weight_field` is the same model without commits, locks or versions (the ablation).
+//! * `weight_field` is the same model without commits, locks or versions (the ablation): W0
+//!   keeps training on every task, so earlier tasks' generated weights move with it.
 //!
 //! # Deviations from the paper
 //!
 //! Only the abstract, figure 1's caption and a third-party summary of the paper could be
-//! found; its method section (loss weights, anchor sampling, sparsity term) was not. The paper
-//! runs a GRU over mean-pooled token states for the coordinate; an MLP example has no token
-//! axis, so G is an MLP on the concatenated hidden features of the first pass. The gate budget
-//! (Gini impurity) and the separation hinge's form are this implementation's choices. The
-//! paper evaluates two tasks on Mistral-7B; here the tasks are clorch's streams.
-//!
-//! On online streams the learner is not told where tasks end, so there are no commits and the
-//! backbone is never frozen: `niwf` then behaves as `weight_field`. The methods are meant for
-//! one shared head: with one head per task, the heads of later tasks keep their initial
-//! weights (the backbone's output layer is frozen with it) unless `adapt_output` gives the
-//! output layer a bank.
+//! found. The paper infers the coordinate from the input (a GRU over pooled token states);
+//! an input encoder frozen after the first task did not tell permuted-MNIST tasks apart (every
+//! later task fell inside the first region), and a trainable one lets committed tasks' data
+//! leave their regions. Here the coordinate is per task, which needs task identity, as CLNP
+//! does. The field is a sum of compact bumps over full-size bases rather than a gated low-rank
+//! bank: the low-rank bank on a frozen backbone learnt each new task far worse than SGD.
 //!
 //! # Events
 //!
 //! After each task (name prefix `weight_field.` or `niwf.`):
 //!
-//! * `<kind>.losses`: `{"steps": n, "lock": x, "separation": x, "budget": x}`, the means of
-//!   L_lock, L_sep and L_budget over the task's steps;
-//! * `niwf.commit`: `{"version": v, "task": t, "anchors": n, "radius_anchor": ρ,
-//!   "radius_lock": ρ, "overlap": f, "lock_before": x, "frozen_bases": [b…], "bases": K,
-//!   "region_checksum": "…", "field_checksum": "…"}` — `overlap` is the fraction of the task's
-//!   training examples that earlier regions protect (hard lock: the examples the task could
-//!   not learn), `lock_before` L_lock over the earlier regions just before this commit (null
-//!   with the hard lock, which has no functional lock); `radius_lock` is the lock test's
-//!   radius (in coordinate space for the soft lock, where it only defines `inside`);
+//! * `<kind>.losses`: `{"steps": n, "lock": x, "separation": 0, "budget": 0}`, the mean of
+//!   L_lock over the task's steps (the other two terms no longer exist);
+//! * `niwf.commit`: `{"version": v, "task": t, "anchors": n, "radius_anchor": ρ_a,
+//!   "radius_lock": ρ, "overlap": f, "overlap_region": r, "lock_before": x, "frozen_bases":
+//!   [b…], "bases": K, "region_checksum": "…", "field_checksum": "…"}` — `overlap` the
+//!   fraction of the task's examples inside an earlier region (all or none: they share the
+//!   task's coordinate), `overlap_region` that region, `lock_before` L_lock over the earlier
+//!   regions just before this commit (null with the hard lock);
 //! * `<kind>.drift`: `{"tasks": [{"task": j, "examples": n, "max_abs_change": x,
 //!   "changed_outputs": c, "inside": k, "max_abs_change_inside": y}, …]}` — for every
-//!   finished task j, the change of the network's outputs on its first `drift_examples`
-//!   held-out examples since task j ended (its commit), `changed_outputs` the output values
-//!   whose bits differ; `inside` counts the examples region j protects now (null without
-//!   regions) and `max_abs_change_inside` is over those.
-//!
-//! The drift diagnostic keeps those examples' inputs in the method's state (and checkpoints):
-//! `drift_examples × inputs` floats per task.
+//!   finished task j, the change of its head's outputs on its first `drift_examples` held-out
+//!   examples since task j ended (its commit); `changed_outputs` counts output values whose
+//!   bits differ; `inside` (null without regions) counts the examples inside region j: all
+//!   of them, since they share the task's coordinate.
 
 mod config;
-mod region;
+mod field;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use config::{LockKind, NiwfConfig, WeightFieldConfig};
-pub use region::LockSpace;
+
+use std::ops::Range;
 
 use crate::protocol::payload::{FieldDrift, FieldLosses, MethodPayload, NiwfCommit, TaskDrift};
+use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Compute, ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState, TaskContext,
-};
-use crate::model::field::{
-    FieldEngine, Gates, LockTerm, RegionMasks, SeparationRegion, SeparationTerm, StepTerms, WeightField,
-};
-use crate::model::{loss, BatchLoss, Layers, Mlp, Workspace};
+use super::{ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState, TaskContext};
+use crate::model::{fused, loss, BatchLoss, Layers, Mlp, Workspace};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-use crate::stream::Split;
 use config::{CommitSettings, Settings};
-use region::{Region, RegionSet, RegionShape};
+use field::{axpy, difference, dot, Basis, Field};
 
 /// The `weight_field` kind: the field without commits (the ablation).
 pub struct WeightFieldKind;
 
 impl MethodKind for WeightFieldKind {
     const KIND: &'static str = "weight_field";
+    const NEEDS_TASK_BOUNDARIES: bool = true;
+    const NEEDS_TASK_HEADS: bool = true;
     const SUMMARY: &'static str =
-        "weights generated per example from a learned capability coordinate (NIWF without commits)";
+        "weights generated from a per-task capability coordinate (NIWF without commits; per-task heads)";
     const DEFAULT_OPTIMIZER: OptimizerKind = OptimizerKind::Adam;
     type Config = WeightFieldConfig;
     fn check(c: &WeightFieldConfig) -> Result<(), String> {
@@ -133,8 +122,9 @@ pub struct Niwf;
 impl MethodKind for Niwf {
     const KIND: &'static str = "niwf";
     const NEEDS_TASK_BOUNDARIES: bool = true;
+    const NEEDS_TASK_HEADS: bool = true;
     const SUMMARY: &'static str =
-        "non-interfering weight fields: commit each task's coordinate region, locked softly or structurally";
+        "non-interfering weight fields: commit each task's generated weights, locked softly or exactly (per-task heads)";
     const DEFAULT_OPTIMIZER: OptimizerKind = OptimizerKind::Adam;
     type Config = NiwfConfig;
     fn check(c: &NiwfConfig) -> Result<(), String> {
@@ -159,11 +149,24 @@ fn tasks_named_exist(commit: &CommitSettings, tasks: usize) -> Result<(), String
     }
 }
 
-/// A committed version: the whole field as it was right after the commit of `task`.
+/// A committed region: its anchors and the snapshot of the generated weights there, factored.
+#[derive(Clone, Debug, PartialEq)]
+struct Region {
+    task: usize,
+    /// `anchors × d`.
+    anchors: Vec<f32>,
+    /// W0 at the commit.
+    w0: Layers,
+    /// (basis, ΔW_b at the commit) for every basis reaching an anchor.
+    bases: Vec<(usize, Layers)>,
+}
+
+/// A committed version kept for `rollback`: W0 and the field right after the commit of `task`.
 #[derive(Clone, Debug, PartialEq)]
 struct Version {
     task: usize,
-    field: WeightField,
+    w0: Layers,
+    field: Field,
 }
 
 /// What a finished task's outputs were, for the drift diagnostic.
@@ -172,7 +175,7 @@ struct Reference {
     task: usize,
     /// `examples × inputs`.
     inputs: Vec<f32>,
-    /// `examples × outputs`, right after the task (after its commit).
+    /// `examples × head width`, right after the task (after its commit).
     outputs: Vec<f32>,
 }
 
@@ -181,29 +184,35 @@ struct Reference {
 struct Running {
     steps: u64,
     lock: f64,
-    separation: f64,
-    budget: f64,
+}
+
+/// A task that fell inside a committed region.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Overlap {
+    task: usize,
+    region: usize,
 }
 
 /// Everything the method holds once built.
 struct FieldState {
-    field: WeightField,
-    /// The optimiser of the field's parameters (the trainer's is the backbone's).
-    optimizer: Optimizer,
-    backbone_frozen: bool,
+    field: Field,
+    /// One optimiser per basis (the trainer's is W0's).
+    optimizers: Vec<Optimizer>,
+    /// Frozen by the first hard-lock commit.
+    w0_frozen: bool,
     regions: Vec<Region>,
     versions: Vec<Version>,
     references: Vec<Reference>,
     running: Running,
-    field_grads: Layers,
-    backbone_grads: Layers,
+    commits: usize,
+    overlaps: Vec<Overlap>,
+    grads: Layers,
 }
 
 /// `weight_field` and `niwf`.
 pub struct FieldMethod {
     settings: Settings,
     optimizer_config: OptimizerConfig,
-    engine: FieldEngine,
     state: Option<FieldState>,
 }
 
@@ -211,9 +220,148 @@ fn not_built() -> MethodError {
     MethodError::Failed("the weight field was used before `begin` or `load` built it".into())
 }
 
+/// The optimiser's view of a parameter set: the run's optimiser works on an [`Mlp`].
+fn parameter_set(params: Layers) -> Mlp {
+    Mlp { params, activation: crate::protocol::Activation::Relu }
+}
+
+/// One optimiser step on a basis.
+fn step_basis(optimizer: &mut Optimizer, delta: &mut Layers, grads: &Layers) {
+    let mut set = parameter_set(std::mem::replace(delta, Layers { layers: Vec::new() }));
+    optimizer.step(&mut set, grads);
+    *delta = set.params;
+}
+
+fn checksum<'a>(buffers: impl Iterator<Item = &'a [f32]>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for buffer in buffers {
+        for v in buffer {
+            hasher.update(&v.to_le_bytes());
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// L_lock of `regions` (Σ over regions of the mean over anchors of ‖W(a) − W_snap(a)‖²) and,
+/// when `grads` is given, `weight` × its gradient added to `grads[p]` (p = 0 for W0, 1 + b for
+/// basis b; only the trainable ones).
+fn lock(
+    field: &Field,
+    w0: &Layers,
+    regions: &[Region],
+    weight: f32,
+    mut grads: Option<&mut Vec<Option<Layers>>>,
+    trainable: &dyn Fn(usize) -> bool,
+) -> f64 {
+    let d = field.dim;
+    let mut total = 0.0f64;
+    for region in regions {
+        let n = region.anchors.len() / d;
+        // Participants: W0, then every basis reaching an anchor now or at the commit.
+        let mut parts: Vec<usize> = vec![0];
+        for b in 0..field.bases.len() {
+            let reaches = region.anchors.chunks_exact(d).any(|a| field.kappa(b, a) != 0.0);
+            if reaches || region.bases.iter().any(|(s, _)| *s == b) {
+                parts.push(1 + b);
+            }
+        }
+        let kappa = |p: usize, a: &[f32]| if p == 0 { 1.0 } else { field.kappa(p - 1, a) };
+        let m: Vec<Vec<f64>> = parts
+            .iter()
+            .map(|&p| {
+                parts
+                    .iter()
+                    .map(|&q| {
+                        region
+                            .anchors
+                            .chunks_exact(d)
+                            .map(|a| (kappa(p, a) * kappa(q, a)) as f64)
+                            .sum::<f64>()
+                            / n as f64
+                    })
+                    .collect()
+            })
+            .collect();
+        let deltas: Vec<Layers> = parts
+            .iter()
+            .map(|&p| {
+                if p == 0 {
+                    difference(w0, &region.w0)
+                } else {
+                    let current = &field.bases[p - 1].delta;
+                    match region.bases.iter().find(|(s, _)| *s == p - 1) {
+                        Some((_, snap)) => difference(current, snap),
+                        None => current.clone(),
+                    }
+                }
+            })
+            .collect();
+        for i in 0..parts.len() {
+            for j in 0..parts.len() {
+                if m[i][j] != 0.0 {
+                    total += m[i][j] * dot(&deltas[i], &deltas[j]);
+                }
+            }
+        }
+        if let Some(grads) = grads.as_deref_mut() {
+            for (i, &p) in parts.iter().enumerate() {
+                if !trainable(p) {
+                    continue;
+                }
+                let g = grads[p].get_or_insert_with(|| Layers::zeros_like(w0));
+                for (j, delta) in deltas.iter().enumerate() {
+                    if m[i][j] != 0.0 {
+                        axpy(g, 2.0 * weight * m[i][j] as f32, delta);
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Runs the field on `ws.input`: every basis's head gets the outputs of the network with the
+/// weights generated at its task's coordinate; other columns those of W0. Hidden values are
+/// those of the last basis (the latest task).
+fn forward_field(field: &Field, w0: &Mlp, ws: &mut Workspace) {
+    fused::forward(w0, ws);
+    if field.bases.is_empty() {
+        return;
+    }
+    let width = ws.output_width();
+    let mut out = ws.outputs().to_vec();
+    for basis in &field.bases {
+        let net = field.generate(w0, &basis.center);
+        fused::forward(&net, ws);
+        for (o, row) in out.chunks_exact_mut(width).zip(ws.outputs().chunks_exact(width)) {
+            o[basis.head.clone()].copy_from_slice(&row[basis.head.clone()]);
+        }
+    }
+    ws.values.last_mut().expect("output layer").copy_from_slice(&out);
+}
+
+/// The outputs of `net` on `n` examples `inputs`, in chunks of 500 (the evaluation's batches).
+fn outputs_of(field: &Field, w0: &Mlp, inputs: &[f32], n: usize, head: Range<usize>) -> Vec<f32> {
+    let sizes = w0.sizes();
+    let width = *sizes.last().expect("output layer");
+    let mut out = Vec::with_capacity(n * head.len());
+    let mut start = 0;
+    while start < n {
+        let end = (start + 500).min(n);
+        let mut ws = Workspace::new(&sizes, end - start);
+        ws.input.copy_from_slice(&inputs[start * sizes[0]..end * sizes[0]]);
+        forward_field(field, w0, &mut ws);
+        for row in ws.outputs().chunks_exact(width) {
+            out.extend_from_slice(&row[head.clone()]);
+        }
+        start = end;
+    }
+    out
+}
+
 impl FieldMethod {
     fn new(settings: Settings, optimizer_config: OptimizerConfig) -> Self {
-        FieldMethod { settings, optimizer_config, engine: FieldEngine::new(), state: None }
+        FieldMethod { settings, optimizer_config, state: None }
     }
 
     fn hard(&self) -> bool {
@@ -221,313 +369,153 @@ impl FieldMethod {
     }
 }
 
-/// The optimiser's view of the field's parameters: the run's optimiser works on an [`Mlp`]'s
-/// parameter set, so the field's is lent to one for the step.
-fn parameter_set(params: Layers) -> Mlp {
-    Mlp { params, activation: crate::protocol::Activation::Relu }
-}
-
-/// One optimiser step on the field's parameters.
-fn step_field(optimizer: &mut Optimizer, field: &mut WeightField, grads: &Layers) {
-    let mut set = parameter_set(std::mem::replace(&mut field.params, Layers { layers: Vec::new() }));
-    optimizer.step(&mut set, grads);
-    field.params = set.params;
-}
-
-/// Extends the optimiser's state to parameter layers added to the field (fresh values).
-fn grow_optimizer(optimizer: &mut Optimizer, field: &WeightField) {
-    for (_, set, fresh) in optimizer.states_mut() {
-        for layer in &field.params.layers[set.layers.len()..] {
-            let mut l = crate::model::Linear::zeros(layer.inputs, layer.outputs);
-            l.weight.fill(fresh);
-            l.bias.fill(fresh);
-            set.layers.push(l);
-        }
-    }
-}
-
-/// Zeroes the moments of frozen parameters, so their later (masked, zero) gradients leave
-/// them exactly where they are under SGD with momentum and Adam alike.
-fn settle_frozen(optimizer: &mut Optimizer, field: &WeightField) {
-    for (name, set, _) in optimizer.states_mut() {
-        if name == "moment1" || name == "moment2" {
-            field.zero_frozen(set);
-        }
-    }
-}
-
-/// The inputs and coordinates of examples `indices` of `split`, in chunks of 500.
-fn inputs_and_coordinates(
-    engine: &FieldEngine,
+/// The basis of `task`, created (at the next free coordinate) if it has none.
+fn basis_for(
+    state: &mut FieldState,
+    settings: &Settings,
+    config: OptimizerConfig,
+    hard: bool,
     net: &Mlp,
-    field: &WeightField,
-    compute: &mut Compute,
-    split: &Split,
-    indices: &[usize],
-) -> (Vec<f32>, Vec<f32>) {
-    let mut x = Vec::with_capacity(indices.len() * net.sizes()[0]);
-    let mut z = Vec::with_capacity(indices.len() * field.layout.spec.coordinate_dim);
-    for chunk in indices.chunks(500) {
-        compute.load(split, chunk);
-        x.extend_from_slice(&compute.workspace.input);
-        z.extend(engine.coordinates(net, field, &compute.workspace.input, chunk.len()));
+    task: usize,
+    head: Range<usize>,
+) -> Result<usize, MethodError> {
+    if let Some(b) = state.field.basis_of(task) {
+        return Ok(b);
     }
-    (x, z)
+    if let Some(other) = state.field.bases.iter().find(|b| b.head == head) {
+        return Err(MethodError::Failed(format!(
+            "{}: tasks {} and {task} share the head {head:?}; the field needs task identity, one head \
+             per task (`network.heads: per_task`)",
+            settings.kind, other.task
+        )));
+    }
+    let center = state.field.place(state.field.bases.len());
+    if let Some(region) = (0..state.field.regions.len()).find(|&r| state.field.inside(r, &center)) {
+        tracing::warn!(
+            "{}: task {task}: 100% of its examples inside region {region} (task {}){}",
+            settings.kind,
+            state.regions[region].task,
+            if hard { ", nothing learnt" } else { "" }
+        );
+        state.overlaps.push(Overlap { task, region });
+    }
+    let silenced_in = if hard { (0..state.field.regions.len()).collect() } else { Vec::new() };
+    let delta = Layers::zeros_like(&net.params);
+    state.optimizers.push(Optimizer::new(config, &parameter_set(delta.clone())));
+    state.field.bases.push(Basis { task, head, center, delta, frozen: false, silenced_in });
+    Ok(state.field.bases.len() - 1)
 }
 
-/// The gates of `n` examples `x`, in chunks of 500.
-fn gates_of(
-    engine: &FieldEngine,
-    net: &Mlp,
-    field: &WeightField,
-    masks: Option<&dyn RegionMasks>,
-    x: &[f32],
-    n: usize,
-) -> Vec<f32> {
-    let inputs = x.len() / n.max(1);
-    let mut out = Vec::with_capacity(n * field.bases());
-    for chunk in x.chunks(500 * inputs.max(1)) {
-        out.extend(engine.gates_of_inputs(net, field, masks, chunk, chunk.len() / inputs));
-    }
-    out
-}
-
-/// The model's outputs on `n` examples `inputs` (`n × inputs`), in chunks of 500 from the
-/// first (the batches evaluation uses, so the numbers are the ones evaluation sees).
-fn outputs(
-    engine: &FieldEngine,
-    net: &Mlp,
-    field: &WeightField,
-    masks: Option<&dyn RegionMasks>,
-    inputs: &[f32],
-    n: usize,
-) -> Vec<f32> {
-    let sizes = net.sizes();
-    let width = *sizes.last().expect("output layer");
-    let mut out = Vec::with_capacity(n * width);
-    let mut start = 0;
-    while start < n {
-        let end = (start + 500).min(n);
-        let mut ws = Workspace::new(&sizes, end - start);
-        ws.input.copy_from_slice(&inputs[start * sizes[0]..end * sizes[0]]);
-        engine.predict(net, field, Gates::Field(masks), &mut ws);
-        out.extend_from_slice(ws.outputs());
-        start = end;
-    }
-    out
-}
-
-/// L_lock of `regions` for the current field: mean over their anchors of ‖F(a) − s_a‖².
-fn lock_loss(engine: &FieldEngine, net: &Mlp, field: &WeightField, regions: &[Region]) -> f64 {
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for r in regions {
-        let n = r.anchor_count();
-        let logits = engine.field_logits(net, field, &r.anchors, n);
-        let k = field.bases();
-        for i in 0..n {
-            for b in 0..r.width {
-                let diff = (logits[i * k + b] - r.snapshot[i * r.width + b]) as f64;
-                sum += diff * diff;
-            }
-        }
-        count += n;
-    }
-    if count == 0 {
-        0.0
-    } else {
-        sum / count as f64
-    }
-}
-
-impl FieldState {
-    fn masks(&self, hard: bool) -> Option<RegionSet<'_>> {
-        hard.then_some(RegionSet(&self.regions))
-    }
-}
-
-/// Commits the task just trained: region, anchors, snapshot, locks, version. Returns the
-/// `niwf.commit` event's payload.
+/// Commits the task just trained: anchors, snapshot, freezing (hard lock), version.
 fn commit(
     settings: &Settings,
     commit: &CommitSettings,
-    engine: &FieldEngine,
+    config: OptimizerConfig,
     state: &mut FieldState,
     cx: &mut TaskContext<'_>,
 ) -> Result<NiwfCommit, MethodError> {
     let hard = commit.lock == LockKind::Hard;
-    let task = cx.task;
-    let d = settings.spec.coordinate_dim;
-    let n = task.train.len();
-    let all: Vec<usize> = (0..n).collect();
-    let (x, z) = inputs_and_coordinates(engine, cx.net, &state.field, cx.compute, &task.train, &all);
-    let inputs = x.len() / n.max(1);
-    let shape = RegionShape {
-        anchor_mass: commit.anchor_mass,
-        anchors: commit.anchors,
-        // A soft lock has no lock test; its regions measure `inside` in coordinate space.
-        lock_space: if hard { commit.lock_space } else { LockSpace::Coordinate },
-        lock_margin: commit.lock_margin,
-        mask_width: commit.mask_width,
-    };
-    let mut region = Region::fit(task.index, &z, d, &x, shape, cx.rng).map_err(MethodError::Failed)?;
-    let inside_earlier = (0..n)
-        .filter(|&i| {
-            let (xi, zi) = (&x[i * inputs..(i + 1) * inputs], &z[i * d..(i + 1) * d]);
-            state.regions.iter().any(|r| r.contains(xi, zi))
-        })
-        .count();
-    let overlap = inside_earlier as f64 / n as f64;
-    let lock_before = (!hard).then(|| lock_loss(engine, cx.net, &state.field, &state.regions));
-    let anchors = region.anchor_count();
-    region.snapshot = engine.field_logits(cx.net, &state.field, &region.anchors, anchors);
-    region.width = state.field.bases();
+    let task = cx.task.index;
+    let b = basis_for(state, settings, config, hard, cx.net, task, cx.head.clone())?;
+    let d = settings.coordinate_dim;
+    let center = state.field.bases[b].center.clone();
+    let radius = commit.anchor_radius as f32 * settings.radius;
+    let mut anchors = center.clone();
+    for _ in 1..commit.anchors {
+        // Uniform in the ball: a Gaussian direction, a radius r·U^(1/d).
+        let mut dir: Vec<f32> = (0..d)
+            .map(|_| {
+                let (u1, u2): (f32, f32) = (cx.rng.gen_range(f32::EPSILON..1.0), cx.rng.gen());
+                (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            })
+            .collect();
+        let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        let r = radius * cx.rng.gen::<f32>().powf(1.0 / d as f32);
+        dir.iter_mut().zip(&center).for_each(|(v, c)| *v = c + *v / norm * r);
+        anchors.extend(dir);
+    }
+    let lock_before =
+        (!hard).then(|| lock(&state.field, &cx.net.params, &state.regions, 0.0, None, &|_| false));
+    let reaching: Vec<(usize, Layers)> = (0..state.field.bases.len())
+        .filter(|&j| anchors.chunks_exact(d).any(|a| state.field.kappa(j, a) != 0.0))
+        .map(|j| (j, state.field.bases[j].delta.clone()))
+        .collect();
+    let region = Region { task, anchors, w0: cx.net.params.clone(), bases: reaching };
+    let region_checksum = checksum(
+        std::iter::once(region.anchors.as_slice())
+            .chain(region.w0.buffers())
+            .chain(region.bases.iter().flat_map(|(_, l)| l.buffers())),
+    );
+    state.regions.push(region);
+    state.field.regions.push(center);
     let mut frozen = Vec::new();
     if hard {
-        // The bases this region uses, under the gating it was trained with.
-        let mut used = vec![false; state.field.bases()];
-        let mut mark = |gates: &[f32]| {
-            for row in gates.chunks_exact(used.len()) {
-                for (u, &g) in used.iter_mut().zip(row) {
-                    *u |= g > commit.freeze_threshold;
-                }
-            }
-        };
-        let before = RegionSet(&state.regions);
-        mark(&gates_of(engine, cx.net, &state.field, Some(&before), &x, n));
-        mark(&engine.gates(cx.net, &state.field, &region.anchors, anchors));
-        frozen =
-            (0..used.len()).filter(|&b| used[b] && state.field.layout.basis_locked_by[b].is_none()).collect();
-        let index = state.regions.len();
-        state.field.lock_bases(&frozen, index);
-        state.field.freeze_encoder();
-        state.field.freeze_components();
-        // Fresh bases start with a logit above the k-th largest logit the field gave any
-        // training coordinate of this task, so that a new task, outside every region, starts on
-        // them (see `WeightField::add_component`).
-        let favour = {
-            let k = state.field.bases();
-            let top_k = settings.spec.top_k;
-            let mut highest = f32::NEG_INFINITY;
-            for chunk in z.chunks(500 * d) {
-                let logits = engine.field_logits(cx.net, &state.field, chunk, chunk.len() / d);
-                for row in logits.chunks_exact(k) {
-                    let mut sorted = row.to_vec();
-                    sorted.sort_by(|a, b| b.total_cmp(a));
-                    highest = highest.max(sorted[top_k - 1]);
-                }
-            }
-            highest + 1.0
-        };
-        state.regions.push(region);
-        let old = state.field.bases();
-        if commit.new_bases > 0 {
-            state.field.add_block(commit.new_bases, cx.rng);
-        }
-        let fresh = old..state.field.bases();
-        state.field.add_component(state.regions.len(), fresh, favour, cx.rng);
-        grow_optimizer(&mut state.optimizer, &state.field);
-        settle_frozen(&mut state.optimizer, &state.field);
-        state.field_grads = Layers::zeros_like(&state.field.params);
-    } else {
-        state.regions.push(region);
+        state.field.bases[b].frozen = true;
+        state.w0_frozen = true;
+        frozen.push(b);
     }
-    // The region's mean gates over the task's training examples under the committed
-    // function: its capability as one gate vector, for compositions.
-    let mean_gates = {
-        let after = state.masks(hard);
-        let after = after.as_ref().map(|m| m as &dyn RegionMasks);
-        let k = state.field.bases();
-        let gates = gates_of(engine, cx.net, &state.field, after, &x, n);
-        let mut sum = vec![0.0f64; k];
-        for row in gates.chunks_exact(k) {
-            for (m, &g) in sum.iter_mut().zip(row) {
-                *m += g as f64;
-            }
-        }
-        sum.iter().map(|&v| (v / n as f64) as f32).collect::<Vec<f32>>()
-    };
-    let region = state.regions.last_mut().expect("just pushed");
-    region.mean_gates = mean_gates;
-    let region_checksum = region.checksum();
-    let value = NiwfCommit {
-        anchors,
-        bases: state.field.bases(),
-        field_checksum: state.field.checksum(),
+    let overlap = state.overlaps.iter().find(|o| o.task == task).copied();
+    let field_checksum =
+        checksum(cx.net.params.buffers().chain(state.field.bases.iter().flat_map(|b| b.delta.buffers())));
+    let version = state.commits;
+    state.commits += 1;
+    if commit.rollback.contains(&task) {
+        state.versions.push(Version { task, w0: cx.net.params.clone(), field: state.field.clone() });
+    }
+    Ok(NiwfCommit {
+        anchors: commit.anchors,
+        bases: state.field.bases.len(),
+        field_checksum,
         frozen_bases: frozen,
         lock_before,
-        overlap,
-        radius_anchor: region.radius_anchor,
-        radius_lock: region.lock.radius,
+        overlap: if overlap.is_some() { 1.0 } else { 0.0 },
+        overlap_region: overlap.map(|o| o.region),
+        radius_anchor: radius as f64,
+        radius_lock: settings.radius as f64,
         region_checksum,
-        task: task.index,
-        version: state.versions.len(),
-    };
-    state.versions.push(Version { task: task.index, field: state.field.clone() });
-    Ok(value)
+        task,
+        version,
+    })
 }
 
 /// Keeps the task's reference outputs and measures every reference against the current
 /// model. Returns the drift event's payload.
-fn drift(
-    settings: &Settings,
-    engine: &FieldEngine,
-    state: &mut FieldState,
-    hard: bool,
-    cx: &mut TaskContext<'_>,
-) -> Option<FieldDrift> {
+fn drift(settings: &Settings, state: &mut FieldState, cx: &mut TaskContext<'_>) -> Option<FieldDrift> {
     if settings.drift_examples == 0 {
         return None;
     }
     let test = &cx.task.test;
     let n = settings.drift_examples.min(test.len());
-    let inputs_per = cx.net.sizes()[0];
-    let mut inputs = Vec::with_capacity(n * inputs_per);
+    let mut inputs = Vec::with_capacity(n * cx.net.sizes()[0]);
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         cx.compute.load(test, chunk);
         inputs.extend_from_slice(&cx.compute.workspace.input);
     }
-    let masks = hard.then_some(RegionSet(&state.regions));
-    let masks = masks.as_ref().map(|m| m as &dyn RegionMasks);
-    let current = outputs(engine, cx.net, &state.field, masks, &inputs, n);
+    let head_of = |field: &Field, task: usize, fallback: Range<usize>| {
+        field.basis_of(task).map_or(fallback, |b| field.bases[b].head.clone())
+    };
+    let head = head_of(&state.field, cx.task.index, cx.head.clone());
+    let current = outputs_of(&state.field, cx.net, &inputs, n, head);
     state.references.push(Reference { task: cx.task.index, inputs, outputs: current });
-    let width = *cx.net.sizes().last().expect("output layer");
-    let d = settings.spec.coordinate_dim;
+    let regions = settings.commit.is_some();
     let mut tasks = Vec::new();
     for reference in &state.references {
-        let n = reference.outputs.len() / width;
-        let now = outputs(engine, cx.net, &state.field, masks, &reference.inputs, n);
-        let region = state.regions.iter().find(|r| r.task == reference.task);
-        let inside: Option<Vec<bool>> = region.map(|r| {
-            let z = engine.coordinates(cx.net, &state.field, &reference.inputs, n);
-            (0..n)
-                .map(|i| {
-                    r.contains(
-                        &reference.inputs[i * inputs_per..(i + 1) * inputs_per],
-                        &z[i * d..(i + 1) * d],
-                    )
-                })
-                .collect()
-        });
-        let (mut max_change, mut max_inside, mut changed) = (0.0f64, 0.0f64, 0usize);
-        for i in 0..n {
-            for k in 0..width {
-                let (a, b) = (reference.outputs[i * width + k], now[i * width + k]);
-                if a.to_bits() != b.to_bits() {
-                    changed += 1;
-                }
-                let change = (a as f64 - b as f64).abs();
-                max_change = max_change.max(change);
-                if inside.as_ref().is_some_and(|v| v[i]) {
-                    max_inside = max_inside.max(change);
-                }
+        let head = head_of(&state.field, reference.task, cx.head.clone());
+        let n = reference.outputs.len() / head.len().max(1);
+        let now = outputs_of(&state.field, cx.net, &reference.inputs, n, head);
+        let (mut max_change, mut changed) = (0.0f64, 0usize);
+        for (&a, &b) in reference.outputs.iter().zip(&now) {
+            if a.to_bits() != b.to_bits() {
+                changed += 1;
             }
+            max_change = max_change.max((a as f64 - b as f64).abs());
         }
         tasks.push(TaskDrift {
             changed_outputs: changed,
             examples: n,
-            inside: inside.as_ref().map(|v| v.iter().filter(|&&x| x).count()),
+            inside: regions.then_some(n),
             max_abs_change: max_change,
-            max_abs_change_inside: inside.as_ref().map(|_| max_inside),
+            max_abs_change_inside: regions.then_some(max_change),
             task: reference.task,
         });
     }
@@ -540,44 +528,46 @@ impl ContinualMethod for FieldMethod {
             tasks_named_exist(commit, cx.tasks_total)
                 .map_err(|e| MethodError::Failed(format!("niwf: {e}")))?;
         }
-        let field = WeightField::new(&cx.net.sizes(), self.settings.spec.clone(), cx.rng)
-            .map_err(|e| MethodError::Failed(format!("{}: {e}", self.settings.kind)))?;
-        let optimizer = Optimizer::new(self.optimizer_config, &parameter_set(field.params.clone()));
+        let sizes = cx.net.sizes();
         self.state = Some(FieldState {
-            field_grads: Layers::zeros_like(&field.params),
-            backbone_grads: Layers::zeros_like(&cx.net.params),
-            field,
-            optimizer,
-            backbone_frozen: !self.settings.train_backbone,
+            field: Field {
+                radius: self.settings.radius,
+                spacing: self.settings.spacing,
+                dim: self.settings.coordinate_dim,
+                bases: Vec::new(),
+                regions: Vec::new(),
+            },
+            optimizers: Vec::new(),
+            w0_frozen: false,
             regions: Vec::new(),
             versions: Vec::new(),
             references: Vec::new(),
             running: Running::default(),
+            commits: 0,
+            overlaps: Vec::new(),
+            grads: Layers::zeros(&sizes),
         });
         Ok(())
     }
 
     fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
-        let hard = self.hard();
         let kind = self.settings.kind;
+        let config = self.optimizer_config;
         let state = self.state.as_mut().ok_or_else(not_built)?;
-        // The backbone trains on the first task only.
-        state.backbone_frozen = true;
         let r = std::mem::take(&mut state.running);
         if r.steps > 0 {
-            let steps = r.steps as f64;
             cx.report.push(kind.losses(FieldLosses {
-                budget: r.budget / steps,
-                lock: r.lock / steps,
-                separation: r.separation / steps,
+                budget: 0.0,
+                lock: r.lock / r.steps as f64,
+                separation: 0.0,
                 steps: r.steps,
             }));
         }
         if let Some(commit_settings) = &self.settings.commit {
-            let value = commit(&self.settings, commit_settings, &self.engine, state, cx)?;
+            let value = commit(&self.settings, commit_settings, config, state, cx)?;
             cx.report.push(MethodPayload::NiwfCommit(value));
         }
-        if let Some(value) = drift(&self.settings, &self.engine, state, hard, cx) {
+        if let Some(value) = drift(&self.settings, state, cx) {
             cx.report.push(kind.drift(value));
         }
         Ok(())
@@ -590,7 +580,7 @@ impl ContinualMethod for FieldMethod {
     }
 
     fn load(&mut self, saved: &MethodState) -> Result<(), MethodError> {
-        self.state = state::load(saved, self.optimizer_config)?;
+        self.state = state::load(saved, &self.settings, self.optimizer_config)?;
         Ok(())
     }
 
@@ -602,92 +592,73 @@ impl ContinualMethod for FieldMethod {
 impl Learner for FieldMethod {
     fn train_step(&mut self, cx: &mut LearnerStep<'_>) -> Result<BatchLoss, MethodError> {
         let hard = self.hard();
+        let config = self.optimizer_config;
         let settings = &self.settings;
         let state = self.state.as_mut().ok_or_else(not_built)?;
-        let train_backbone = settings.train_backbone && !state.backbone_frozen;
-        let soft = settings.commit.as_ref().filter(|c| c.lock == LockKind::Soft);
-        let whitening: Vec<(Vec<f32>, Vec<f32>)> = match soft {
-            Some(c) if c.lambda_sep > 0.0 && state.field.encoder_trainable() => {
-                state.regions.iter().map(|r| (r.mean_f32(), r.whitening_t())).collect()
-            }
-            _ => Vec::new(),
-        };
-        let terms = StepTerms {
-            lock: match soft {
-                Some(c) if c.lambda_lock > 0.0 => state
-                    .regions
-                    .iter()
-                    .map(|r| LockTerm {
-                        anchors: &r.anchors,
-                        targets: &r.snapshot,
-                        count: r.anchor_count(),
-                        width: r.width,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
-            lock_weight: soft.map_or(0.0, |c| c.lambda_lock),
-            separation: soft.filter(|_| !whitening.is_empty()).map(|c| SeparationTerm {
-                regions: state
-                    .regions
-                    .iter()
-                    .zip(&whitening)
-                    .map(|(r, (mean, w))| SeparationRegion {
-                        mean,
-                        whitening_t: w,
-                        radius: r.radius_anchor as f32,
-                    })
-                    .collect(),
-                weight: c.lambda_sep,
-            }),
-            budget_weight: settings.lambda_budget,
-        };
-        let width = cx.workspace.output_width();
-        let head = cx.head.clone();
-        let targets = cx.targets;
-        let mut output_gradient = |outputs: &[f32], grad: &mut [f32]| {
-            loss::evaluate(outputs, width, head.clone(), targets, Some(grad))
-        };
-        let masks = hard.then_some(RegionSet(&state.regions));
-        let masks = masks.as_ref().map(|m| m as &dyn RegionMasks);
+        let b = basis_for(state, settings, config, hard, cx.net, cx.task, cx.head.clone())?;
+        if state.grads.layers.len() != cx.net.params.layers.len() {
+            state.grads = Layers::zeros_like(&cx.net.params);
+        }
+        let z = state.field.bases[b].center.clone();
+        let net = state.field.generate(cx.net, &z);
         let ws = &mut *cx.workspace;
-        let result = self.engine.train_step(
-            cx.net,
-            &state.field,
-            train_backbone,
-            masks,
-            &ws.input,
-            &mut ws.values,
-            &mut output_gradient,
-            &terms,
-            &mut state.field_grads,
-            &mut state.backbone_grads,
+        fused::forward(&net, ws);
+        let width = ws.output_width();
+        let task = loss::evaluate(
+            ws.values.last().expect("output layer"),
+            width,
+            cx.head.clone(),
+            cx.targets,
+            Some(&mut ws.output_grad),
         );
-        let finite = [result.task.loss_sum, result.lock, result.separation, result.budget]
-            .iter()
-            .all(|v| v.is_finite());
-        if !finite {
-            // The trainer stops the run as diverged when the task loss is not finite; an
-            // auxiliary term alone going non-finite is reported the same way.
-            let mut task = result.task;
+        if !task.loss_sum.is_finite() {
+            return Ok(task);
+        }
+        fused::backward(&net, ws, &mut state.grads);
+        let w0_trainable = !state.w0_frozen;
+        let field = &state.field;
+        let trainable = |p: usize| if p == 0 { w0_trainable } else { !field.bases[p - 1].frozen };
+        // grads[p]: W0 (p = 0) and basis p − 1.
+        let mut grads: Vec<Option<Layers>> = vec![None; 1 + field.bases.len()];
+        if w0_trainable {
+            grads[0] = Some(state.grads.clone());
+        }
+        for (j, basis) in field.bases.iter().enumerate() {
+            let k = field.kappa(j, &z);
+            if k != 0.0 && !basis.frozen {
+                let mut g = state.grads.clone();
+                if k != 1.0 {
+                    g.buffers_mut().for_each(|b| b.iter_mut().for_each(|v| *v *= k));
+                }
+                grads[1 + j] = Some(g);
+            }
+        }
+        let soft = settings.commit.as_ref().filter(|c| c.lock == LockKind::Soft && c.lambda_lock > 0.0);
+        let lock_value = match soft {
+            Some(c) if !state.regions.is_empty() => {
+                lock(field, &cx.net.params, &state.regions, c.lambda_lock, Some(&mut grads), &trainable)
+            }
+            _ => 0.0,
+        };
+        if !lock_value.is_finite() {
+            let mut task = task;
             task.loss_sum = f64::NAN;
             return Ok(task);
         }
-        drop(terms);
-        drop(whitening);
-        step_field(&mut state.optimizer, &mut state.field, &state.field_grads);
-        if train_backbone {
-            cx.optimizer.step(cx.net, &state.backbone_grads);
+        if let Some(g) = &grads[0] {
+            cx.optimizer.step(cx.net, g);
+        }
+        for (j, g) in grads.iter().enumerate().skip(1) {
+            if let Some(g) = g {
+                step_basis(&mut state.optimizers[j - 1], &mut state.field.bases[j - 1].delta, g);
+            }
         }
         state.running.steps += 1;
-        state.running.lock += result.lock;
-        state.running.separation += result.separation;
-        state.running.budget += result.budget;
-        Ok(result.task)
+        state.running.lock += lock_value;
+        Ok(task)
     }
 
     fn forward(&mut self, variant: Option<&str>, net: &Mlp, ws: &mut Workspace) -> Result<(), MethodError> {
-        let hard = self.hard();
         let state = self.state.as_ref().ok_or_else(not_built)?;
         let unknown = || {
             MethodError::Failed(format!(
@@ -697,34 +668,28 @@ impl Learner for FieldMethod {
             ))
         };
         match variant {
-            None => {
-                let masks = state.masks(hard);
-                self.engine.predict(
-                    net,
-                    &state.field,
-                    Gates::Field(masks.as_ref().map(|m| m as &dyn RegionMasks)),
-                    ws,
-                );
-            }
+            None => forward_field(&state.field, net, ws),
             Some(v) => {
                 if let Some(t) = v.strip_prefix("version:") {
                     let t: usize = t.parse().map_err(|_| unknown())?;
-                    let index = state.versions.iter().position(|v| v.task == t).ok_or_else(unknown)?;
-                    let masks = hard.then(|| RegionSet(&state.regions[..=index]));
-                    let masks = masks.as_ref().map(|m| m as &dyn RegionMasks);
-                    self.engine.predict(net, &state.versions[index].field, Gates::Field(masks), ws);
+                    let version = state.versions.iter().find(|v| v.task == t).ok_or_else(unknown)?;
+                    let w0 = Mlp { params: version.w0.clone(), activation: net.activation };
+                    forward_field(&version.field, &w0, ws);
                 } else if let Some(pair) = v.strip_prefix("compose:") {
                     let (i, j) = pair.split_once('+').ok_or_else(unknown)?;
                     let i: usize = i.parse().map_err(|_| unknown())?;
                     let j: usize = j.parse().map_err(|_| unknown())?;
-                    let gates_of =
-                        |t: usize| state.regions.iter().find(|r| r.task == t).map(|r| &r.mean_gates);
-                    let (a, b) = (gates_of(i).ok_or_else(unknown)?, gates_of(j).ok_or_else(unknown)?);
-                    let k = state.field.bases();
-                    let mix: Vec<f32> = (0..k)
-                        .map(|q| 0.5 * (a.get(q).copied().unwrap_or(0.0) + b.get(q).copied().unwrap_or(0.0)))
-                        .collect();
-                    self.engine.predict(net, &state.field, Gates::Fixed(&mix), ws);
+                    let committed = |t: usize| state.regions.iter().any(|r| r.task == t);
+                    if !committed(i) || !committed(j) {
+                        return Err(unknown());
+                    }
+                    let f = &state.field;
+                    let (bi, bj) = (f.basis_of(i).ok_or_else(unknown)?, f.basis_of(j).ok_or_else(unknown)?);
+                    let mut mix = f.generate(net, &f.bases[bi].center);
+                    let other = f.generate(net, &f.bases[bj].center);
+                    mix.params.buffers_mut().for_each(|b| b.iter_mut().for_each(|v| *v *= 0.5));
+                    axpy(&mut mix.params, 0.5, &other.params);
+                    fused::forward(&mix, ws);
                 } else {
                     return Err(unknown());
                 }
@@ -736,8 +701,12 @@ impl Learner for FieldMethod {
     fn variants(&self) -> Vec<String> {
         let (Some(commit), Some(state)) = (&self.settings.commit, &self.state) else { return Vec::new() };
         let committed = |t: usize| state.regions.iter().any(|r| r.task == t);
-        let mut out: Vec<String> =
-            commit.rollback.iter().filter(|&&t| committed(t)).map(|t| format!("version:{t}")).collect();
+        let mut out: Vec<String> = commit
+            .rollback
+            .iter()
+            .filter(|&&t| state.versions.iter().any(|v| v.task == t))
+            .map(|t| format!("version:{t}"))
+            .collect();
         out.extend(
             commit
                 .compose

@@ -1,100 +1,138 @@
-//! The method's whole state in a checkpoint: the field and its optimiser state, the committed
-//! regions, every version, the drift references and the running loss sums.
-//!
-//! Region statistics are f64 and stored as their bit patterns (u64), so masks computed after a
-//! resume are the same to the last bit.
+//! The method's whole state in a checkpoint: the field's bases and their optimiser states, the
+//! committed regions (anchors and factored snapshots), the kept versions, the drift references
+//! and the running loss sums. Every array is stored as is, so a resumed run is bit-identical.
 
 use serde::{Deserialize, Serialize};
 
-use super::region::{InputGaussian, LockTest, Region};
-use super::{parameter_set, FieldState, Reference, Running, Version};
+use super::config::Settings;
+use super::field::{Basis, Field};
+use super::{parameter_set, FieldState, Overlap, Reference, Region, Running, Version};
 use crate::method::{MethodError, MethodState};
-use crate::model::field::{FieldLayout, WeightField};
-use crate::model::{Layers, Linear};
+use crate::model::Layers;
 use crate::optim::{Optimizer, OptimizerConfig};
+
+#[derive(Serialize, Deserialize)]
+struct BasisMeta {
+    task: usize,
+    head: (usize, usize),
+    frozen: bool,
+    silenced_in: Vec<usize>,
+}
 
 #[derive(Serialize, Deserialize)]
 struct RegionMeta {
     task: usize,
-    radius_anchor: f64,
-    radius_lock: f64,
-    mask_width: f64,
-    /// Whether the lock test is in input space (its Gaussian is in the tensors).
-    input_lock: bool,
-    width: usize,
+    bases: Vec<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct VersionMeta {
     task: usize,
-    layout: FieldLayout,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ReferenceMeta {
-    task: usize,
+    bases: Vec<BasisMeta>,
+    regions: usize,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
-    layout: FieldLayout,
-    backbone_frozen: bool,
-    running: Running,
+    bases: Vec<BasisMeta>,
+    w0_frozen: bool,
     regions: Vec<RegionMeta>,
     versions: Vec<VersionMeta>,
-    references: Vec<ReferenceMeta>,
+    references: Vec<usize>,
+    running: Running,
+    commits: usize,
+    overlaps: Vec<Overlap>,
 }
 
-fn bits(v: &[f64]) -> Vec<u64> {
-    v.iter().map(|x| x.to_bits()).collect()
+fn basis_meta(b: &Basis) -> BasisMeta {
+    BasisMeta {
+        task: b.task,
+        head: (b.head.start, b.head.end),
+        frozen: b.frozen,
+        silenced_in: b.silenced_in.clone(),
+    }
 }
 
-fn unbits(v: &[u64]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from_bits(x)).collect()
+fn put_field(out: &mut MethodState, prefix: &str, field: &Field) {
+    for (i, b) in field.bases.iter().enumerate() {
+        out.put_f32(format!("{prefix}.basis.{i}.center"), b.center.clone());
+        out.put_sized_layers(&format!("{prefix}.basis.{i}.delta"), &b.delta);
+    }
+    for (r, c) in field.regions.iter().enumerate() {
+        out.put_f32(format!("{prefix}.region.{r}.center"), c.clone());
+    }
+}
+
+fn read_field(
+    saved: &MethodState,
+    prefix: &str,
+    settings: &Settings,
+    bases: &[BasisMeta],
+    regions: usize,
+) -> Result<Field, MethodError> {
+    let mut field = Field {
+        radius: settings.radius,
+        spacing: settings.spacing,
+        dim: settings.coordinate_dim,
+        bases: Vec::new(),
+        regions: Vec::new(),
+    };
+    for (i, m) in bases.iter().enumerate() {
+        field.bases.push(Basis {
+            task: m.task,
+            head: m.head.0..m.head.1,
+            center: saved.f32(&format!("{prefix}.basis.{i}.center"))?.to_vec(),
+            delta: saved.sized_layers(&format!("{prefix}.basis.{i}.delta"))?,
+            frozen: m.frozen,
+            silenced_in: m.silenced_in.clone(),
+        });
+    }
+    for r in 0..regions {
+        field.regions.push(saved.f32(&format!("{prefix}.region.{r}.center"))?.to_vec());
+    }
+    Ok(field)
 }
 
 pub(super) fn save(state: &FieldState, out: &mut MethodState) {
     let meta = Meta {
-        layout: state.field.layout.clone(),
-        backbone_frozen: state.backbone_frozen,
-        running: state.running,
+        bases: state.field.bases.iter().map(basis_meta).collect(),
+        w0_frozen: state.w0_frozen,
         regions: state
             .regions
             .iter()
-            .map(|r| RegionMeta {
-                task: r.task,
-                radius_anchor: r.radius_anchor,
-                radius_lock: r.lock.radius,
-                mask_width: r.lock.mask_width,
-                input_lock: r.lock.input.is_some(),
-                width: r.width,
-            })
+            .map(|r| RegionMeta { task: r.task, bases: r.bases.iter().map(|(b, _)| *b).collect() })
             .collect(),
         versions: state
             .versions
             .iter()
-            .map(|v| VersionMeta { task: v.task, layout: v.field.layout.clone() })
+            .map(|v| VersionMeta {
+                task: v.task,
+                bases: v.field.bases.iter().map(basis_meta).collect(),
+                regions: v.field.regions.len(),
+            })
             .collect(),
-        references: state.references.iter().map(|r| ReferenceMeta { task: r.task }).collect(),
+        references: state.references.iter().map(|r| r.task).collect(),
+        running: state.running,
+        commits: state.commits,
+        overlaps: state.overlaps.clone(),
     };
     out.meta = serde_json::to_value(meta).expect("the method's metadata serialises");
-    out.put_layers("field", &state.field.params);
-    for (name, set) in state.optimizer.states() {
-        out.put_layers(&format!("optimizer.{name}"), set);
+    put_field(out, "field", &state.field);
+    for (i, o) in state.optimizers.iter().enumerate() {
+        for (name, set) in o.states() {
+            out.put_layers(&format!("optimizer.{i}.{name}"), set);
+        }
     }
     for (i, r) in state.regions.iter().enumerate() {
-        out.put_u64(format!("region.{i}.mean"), bits(&r.mean));
-        out.put_u64(format!("region.{i}.whitening"), bits(&r.whitening));
         out.put_f32(format!("region.{i}.anchors"), r.anchors.clone());
-        out.put_f32(format!("region.{i}.snapshot"), r.snapshot.clone());
-        out.put_f32(format!("region.{i}.mean_gates"), r.mean_gates.clone());
-        if let Some(g) = &r.lock.input {
-            out.put_u64(format!("region.{i}.input_mean"), bits(&g.mean));
-            out.put_u64(format!("region.{i}.input_inv_sd"), bits(&g.inv_sd));
+        out.put_sized_layers(&format!("region.{i}.w0"), &r.w0);
+        for (b, l) in &r.bases {
+            out.put_sized_layers(&format!("region.{i}.basis.{b}"), l);
         }
     }
     for (i, v) in state.versions.iter().enumerate() {
-        out.put_layers(&format!("version.{i}"), &v.field.params);
+        out.put_sized_layers(&format!("version.{i}.w0"), &v.w0);
+        put_field(out, &format!("version.{i}"), &v.field);
     }
     for (i, r) in state.references.iter().enumerate() {
         out.put_f32(format!("reference.{i}.inputs"), r.inputs.clone());
@@ -102,70 +140,71 @@ pub(super) fn save(state: &FieldState, out: &mut MethodState) {
     }
 }
 
-/// Parameters of the shapes `layout` describes, read from `prefix.*`.
-fn read_field(saved: &MethodState, prefix: &str, layout: FieldLayout) -> Result<WeightField, MethodError> {
-    let mut params = Layers {
-        layers: WeightField::shapes(&layout).into_iter().map(|(i, o)| Linear::zeros(i, o)).collect(),
-    };
-    saved.read_layers_into(prefix, &mut params)?;
-    WeightField::from_parts(layout, params).map_err(|e| MethodError::State(format!("`{prefix}`: {e}")))
-}
-
-pub(super) fn load(saved: &MethodState, config: OptimizerConfig) -> Result<Option<FieldState>, MethodError> {
+pub(super) fn load(
+    saved: &MethodState,
+    settings: &Settings,
+    config: OptimizerConfig,
+) -> Result<Option<FieldState>, MethodError> {
     if saved.meta.is_null() {
         return Ok(None);
     }
     let meta: Meta = serde_json::from_value(saved.meta.clone())
         .map_err(|e| MethodError::State(format!("unreadable weight-field metadata: {e}")))?;
-    let field = read_field(saved, "field", meta.layout)?;
-    let mut optimizer = Optimizer::new(config, &parameter_set(field.params.clone()));
-    for (name, set, _) in optimizer.states_mut() {
-        saved.read_layers_into(&format!("optimizer.{name}"), set)?;
+    let field = read_field(saved, "field", settings, &meta.bases, meta.regions.len())?;
+    let mut optimizers = Vec::with_capacity(field.bases.len());
+    for (i, b) in field.bases.iter().enumerate() {
+        let mut o = Optimizer::new(config, &parameter_set(b.delta.clone()));
+        for (name, set, _) in o.states_mut() {
+            saved.read_layers_into(&format!("optimizer.{i}.{name}"), set)?;
+        }
+        optimizers.push(o);
     }
     let mut regions = Vec::with_capacity(meta.regions.len());
-    for (i, r) in meta.regions.into_iter().enumerate() {
-        let input = if r.input_lock {
-            Some(InputGaussian {
-                mean: unbits(saved.u64(&format!("region.{i}.input_mean"))?),
-                inv_sd: unbits(saved.u64(&format!("region.{i}.input_inv_sd"))?),
-            })
-        } else {
-            None
-        };
+    for (i, r) in meta.regions.iter().enumerate() {
+        let mut bases = Vec::new();
+        for &b in &r.bases {
+            bases.push((b, saved.sized_layers(&format!("region.{i}.basis.{b}"))?));
+        }
         regions.push(Region {
             task: r.task,
-            mean: unbits(saved.u64(&format!("region.{i}.mean"))?),
-            whitening: unbits(saved.u64(&format!("region.{i}.whitening"))?),
-            radius_anchor: r.radius_anchor,
-            lock: LockTest { input, radius: r.radius_lock, mask_width: r.mask_width },
             anchors: saved.f32(&format!("region.{i}.anchors"))?.to_vec(),
-            snapshot: saved.f32(&format!("region.{i}.snapshot"))?.to_vec(),
-            width: r.width,
-            mean_gates: saved.f32(&format!("region.{i}.mean_gates"))?.to_vec(),
+            w0: saved.sized_layers(&format!("region.{i}.w0"))?,
+            bases,
         });
     }
     let mut versions = Vec::with_capacity(meta.versions.len());
-    for (i, v) in meta.versions.into_iter().enumerate() {
-        versions.push(Version { task: v.task, field: read_field(saved, &format!("version.{i}"), v.layout)? });
+    for (i, v) in meta.versions.iter().enumerate() {
+        versions.push(Version {
+            task: v.task,
+            w0: saved.sized_layers(&format!("version.{i}.w0"))?,
+            field: read_field(saved, &format!("version.{i}"), settings, &v.bases, v.regions)?,
+        });
     }
     let mut references = Vec::with_capacity(meta.references.len());
-    for (i, r) in meta.references.into_iter().enumerate() {
+    for (i, &task) in meta.references.iter().enumerate() {
         references.push(Reference {
-            task: r.task,
+            task,
             inputs: saved.f32(&format!("reference.{i}.inputs"))?.to_vec(),
             outputs: saved.f32(&format!("reference.{i}.outputs"))?.to_vec(),
         });
     }
-    let backbone_sizes = field.layout.sizes.clone();
+    let grads = match regions.first() {
+        Some(r) => Layers::zeros_like(&r.w0),
+        None => match field.bases.first() {
+            Some(b) => Layers::zeros_like(&b.delta),
+            None => Layers { layers: Vec::new() },
+        },
+    };
     Ok(Some(FieldState {
-        field_grads: Layers::zeros_like(&field.params),
-        backbone_grads: Layers::zeros(&backbone_sizes),
         field,
-        optimizer,
-        backbone_frozen: meta.backbone_frozen,
+        optimizers,
+        w0_frozen: meta.w0_frozen,
         regions,
         versions,
         references,
         running: meta.running,
+        commits: meta.commits,
+        overlaps: meta.overlaps,
+        grads,
     }))
 }
