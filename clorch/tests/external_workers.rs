@@ -62,8 +62,9 @@ fn broken_workers_fail_their_own_runs_with_the_offending_line_and_the_others_fin
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}{}", text(&out.stdout));
     let results = s.path("results-broken");
-    let status = text(&clorch_in(&s, &["status", results.to_str().unwrap()], &[]).stdout);
-    assert!(status.contains("2 finished, 7 failed"), "{status}");
+    let status = clorch_in(&s, &["status", results.to_str().unwrap()], &[]);
+    let (status, status_err) = (text(&status.stdout), text(&status.stderr));
+    assert!(status.contains("2 finished, 7 failed"), "{status}{status_err}\nclorch run said: {err}");
     let row = |method: &str| {
         status.lines().find(|l| l.split_whitespace().nth(2) == Some(method)).unwrap_or_default().to_string()
     };

@@ -105,10 +105,12 @@ def main(argv):
         event = {"run": run, "seq": state["seq"], "event": kind}
         event.update(fields)
         line = seal(event)
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        # The file first: a refused line is then always in events.jsonl, as it may be with any
+        # worker, which the store's drift check must tell from a store that is behind.
         log.write((line + "\n").encode())
         log.flush()
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
         state["seq"] += 1
 
     def checkpoint():

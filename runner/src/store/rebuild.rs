@@ -233,8 +233,14 @@ pub fn drift(results_dir: &Path, store: &Store) -> Result<Vec<Drift>> {
             continue;
         }
         let id = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if store.run(&id)?.is_none() {
+        let Some(record) = store.run(&id)? else {
             found.push(Drift::MissingRun { id });
+            continue;
+        };
+        // A run that failed for breaking the protocol has in its folder what its worker wrote
+        // and the orchestrator refused: there the store is right, and the file is not.
+        if matches!(record.status, results::RunStatus::Failed { failure: results::Failure::Protocol { .. } })
+        {
             continue;
         }
         let events_path = dir.join(files::EVENTS);
