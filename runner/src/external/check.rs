@@ -71,7 +71,7 @@ pub fn check(
     };
     let whole = reference.events(spec, 0).and_then(|events| {
         finished_cleanly(&reference, &events)?;
-        order(spec, &events)?;
+        order(&events)?;
         same_as_log(&reference, &dir)?;
         Ok(events)
     });
@@ -185,7 +185,7 @@ fn finished_cleanly(attempt: &Attempt, events: &[Event]) -> Result<(), String> {
 
 /// `started` first with this protocol, tasks started in order, evaluations after the task
 /// they follow.
-fn order(spec: &RunSpec, events: &[Event]) -> Result<(), String> {
+fn order(events: &[Event]) -> Result<(), String> {
     match events.first().map(|e| &e.body) {
         Some(EventBody::Started { protocol, .. }) if *protocol == protocol::PROTOCOL_VERSION => {}
         Some(EventBody::Started { protocol, .. }) => {
@@ -228,7 +228,6 @@ fn order(spec: &RunSpec, events: &[Event]) -> Result<(), String> {
     if current.map_or(0, |c| c + 1) != tasks {
         return Err(format!("{} of the {tasks} tasks were started", current.map_or(0, |c| c + 1)));
     }
-    let _ = spec;
     Ok(())
 }
 
