@@ -197,8 +197,8 @@ fn tiny_spec(
             worker: Some(worker.clone()),
         },
         training: TrainingSpec { batch_size: 16, epochs: 1, validation: 0 },
-        eval: serde_json::from_value::<EvalSpec>(json!({})).map_err(|e| e.to_string())?,
-        checkpoint: serde_json::from_value::<CheckpointSpec>(json!({})).map_err(|e| e.to_string())?,
+        eval: EvalSpec::default(),
+        checkpoint: CheckpointSpec::default(),
         run_dir: None,
     };
     spec.id = spec.content_id();
