@@ -38,8 +38,8 @@ pub use event::{Event, EventBody, LayerPlasticity};
 pub use layer::LayerSpec;
 pub use payload::MethodPayload;
 pub use spec::{
-    Activation, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec, PlasticitySpec,
-    RunSpec, TrainingSpec, WorkerCommand,
+    Activation, Architecture, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec,
+    PlasticitySpec, RunSpec, TrainingSpec, WorkerCommand,
 };
 pub use stream::{Params, StreamSpec};
 

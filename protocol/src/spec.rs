@@ -88,8 +88,9 @@ impl RunSpec {
 }
 
 /// The learner's network, whose sizes are known only at run time: the hidden part written
-/// either as `hidden` widths (a multi-layer perceptron with one activation) or as a list of
-/// `layers`, never both; the output head, sized from the stream, follows either.
+/// as `hidden` widths (a multi-layer perceptron with one activation), as a list of `layers`,
+/// or as a named `architecture` — exactly one of them; the output head, sized from the
+/// stream, follows any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
@@ -104,6 +105,11 @@ pub struct NetworkSpec {
     /// when non-empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerSpec>,
+    /// A named architecture from the papers (`convnet`, `resnet18`, `reduced_resnet18`,
+    /// `cnn_mnist`), shorthand for its `layers`; `mlp` is the `hidden` form. Written only when
+    /// set, so specs from before it keep their ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
     /// Hidden-layer non-linearity of `hidden` (a `layers` network names its activation layers).
     #[serde(default)]
     pub activation: Activation,
@@ -141,20 +147,87 @@ impl NetworkSpec {
         NetworkSpec {
             hidden,
             layers: Vec::new(),
+            architecture: None,
             activation: Activation::default(),
             heads: Heads::default(),
             engine: Engine::default(),
         }
     }
 
-    /// Refuses a network that writes its hidden part twice (`hidden` and `layers`).
+    /// Refuses a network that writes its hidden part twice (`hidden`, `layers`, or a
+    /// convolutional `architecture`, more than one of them).
     pub fn check_form(&self) -> Result<(), String> {
         if !self.hidden.is_empty() && !self.layers.is_empty() {
             return Err("`network.hidden` and `network.layers` both describe the hidden layers; \
                         write one of them"
                 .into());
         }
+        if let Some(architecture) = self.architecture.filter(|a| *a != Architecture::Mlp) {
+            let other = if !self.hidden.is_empty() {
+                Some("hidden")
+            } else if !self.layers.is_empty() {
+                Some("layers")
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                return Err(format!(
+                    "`network.architecture: {}` and `network.{other}` both describe the hidden \
+                     layers; write one of them",
+                    architecture.name()
+                ));
+            }
+        }
+        if self.architecture == Some(Architecture::Mlp) && !self.layers.is_empty() {
+            return Err("`network.architecture: mlp` is the `hidden` form; a network written as \
+                        `layers` leaves `architecture` out"
+                .into());
+        }
         Ok(())
+    }
+}
+
+/// Named architectures of the papers' image benchmarks, each shorthand for a layer list
+/// (the worker's layer registry expands them; recipes/README.md lists their layers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// The multi-layer perceptron of `hidden` and `activation`.
+    Mlp,
+    /// Loss of plasticity's Continual-ImageNet ConvNet (`lop/nets/conv_net.py`): three
+    /// convolution + max-pool stages (32, 64, 128 channels) and two 128-unit layers.
+    Convnet,
+    /// Loss of plasticity's ResNet-18 for class-incremental CIFAR-100
+    /// (`lop/nets/torchvision_modified_resnet.py`): 3×3 stem, no max pool, biased
+    /// convolutions, widths 64–512.
+    Resnet18,
+    /// The reduced ResNet-18 of GEM, Mammoth and Avalanche for split CIFAR-100: 20 base
+    /// filters (widths 20–160), unbiased convolutions.
+    ReducedResnet18,
+    /// A small MNIST CNN (PyTorch's MNIST example without dropout): two 3×3 convolutions
+    /// (32, 64), a 2×2 max pool and a 128-unit layer.
+    CnnMnist,
+}
+
+impl Architecture {
+    /// Every architecture, in the order the recipe reference lists them.
+    pub const ALL: [Architecture; 5] = [
+        Architecture::Mlp,
+        Architecture::Convnet,
+        Architecture::Resnet18,
+        Architecture::ReducedResnet18,
+        Architecture::CnnMnist,
+    ];
+
+    /// The name used in recipes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Architecture::Mlp => "mlp",
+            Architecture::Convnet => "convnet",
+            Architecture::Resnet18 => "resnet18",
+            Architecture::ReducedResnet18 => "reduced_resnet18",
+            Architecture::CnnMnist => "cnn_mnist",
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub fn regression_spec(kind: &str, params: serde_json::Value, tasks: usize) -> R
         network: NetworkSpec {
             hidden: vec![5],
             layers: Vec::new(),
+            architecture: None,
             activation: Activation::Relu,
             heads: Heads::Shared,
             engine: Engine::Fused,

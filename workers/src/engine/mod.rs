@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::method::{self, Compute, MethodError};
-use crate::model::layer::{Network, Shape};
+use crate::model::layer::Network;
 use crate::model::{self, Mlp};
 use crate::optim::Optimizer;
 use crate::protocol::{EventBody, RunSpec, PROTOCOL_VERSION};
@@ -74,7 +74,9 @@ pub enum RunError {
 /// acts at task boundaries. The orchestrator runs this when it plans; a worker again at start,
 /// where it also checks the network's shapes from the stream's real input.
 pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
-    Network::check(&spec.network).map_err(|e| format!("network: {e}"))?;
+    // A stream whose headers cannot be read is reported by the stream's own checks.
+    let input = crate::stream::input_shape(&spec.stream).ok();
+    Network::check(&spec.network, input).map_err(|e| format!("network: {e}"))?;
     let per_task_heads = spec.network.heads == crate::protocol::Heads::PerTask
         || crate::stream::head_per_task(&spec.stream).map_err(|e| e.to_string())?;
     if let Ok(m) = method::lookup(&spec.method.kind) {
@@ -164,7 +166,7 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let info = stream.info().clone();
     let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
     let (sizes, activation) =
-        Network::plan(&spec.network, Shape::Vector(info.inputs), info.head_outputs * heads)
+        Network::plan(&spec.network, stream::input_shape(&spec.stream)?, info.head_outputs * heads)
             .and_then(|n| n.mlp())
             .map_err(|e| RunError::Spec(format!("network: {e}")))?;
     let net = Mlp::new(&sizes, activation, &mut rng::stream(spec.seed, "model.init", 0));

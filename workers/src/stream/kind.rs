@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{StreamError, TaskStream};
+use crate::model::layer::Shape;
 use crate::protocol::stream::{ParamProblem, ParamSegment};
 use crate::protocol::{Params, StreamSpec};
 
@@ -27,6 +28,9 @@ pub trait StreamKind {
     type Params: DeserializeOwned + Serialize;
     /// Tasks the stream yields.
     fn tasks(params: &Self::Params) -> usize;
+    /// The shape of one example's input: an image for the MNIST and image streams, a vector
+    /// otherwise. May read file headers (as [`StreamKind::check_data`]), never the data.
+    fn input_shape(params: &Self::Params) -> Result<Shape, StreamError>;
     /// Whether the stream itself needs one output head per task (its targets mean something
     /// only within a task, as in task-incremental split MNIST); see [`super::StreamInfo`].
     fn head_per_task(_params: &Self::Params) -> bool {
@@ -64,6 +68,7 @@ pub struct StreamEntry {
     normalize: fn(&Params) -> Result<Params, ParamProblem>,
     tasks: fn(&Params) -> Result<usize, StreamError>,
     head_per_task: fn(&Params) -> Result<bool, StreamError>,
+    input_shape: fn(&Params) -> Result<Shape, StreamError>,
     validate: fn(&Params) -> Result<(), StreamError>,
     fingerprint: fn(&Path) -> Result<String, StreamError>,
     build: BuildFn,
@@ -139,6 +144,7 @@ fn entry<K: StreamKind>() -> StreamEntry {
         normalize: |p| parse::<K>(p).map(|typed| to_params(&typed)),
         tasks: |p| parse::<K>(p).map(|typed| K::tasks(&typed)).map_err(invalid::<K>),
         head_per_task: |p| parse::<K>(p).map(|typed| K::head_per_task(&typed)).map_err(invalid::<K>),
+        input_shape: |p| K::input_shape(&checked::<K>(p)?),
         validate: |p| {
             let typed = checked::<K>(p)?;
             K::check_data(&typed)
@@ -189,6 +195,11 @@ pub fn tasks(spec: &StreamSpec) -> Result<usize, StreamError> {
 pub fn normalize(kind: &str, params: &Params) -> Result<StreamSpec, ParamProblem> {
     let entry = lookup(kind).map_err(|e| ParamProblem { path: Vec::new(), message: e.to_string() })?;
     Ok(StreamSpec::new(kind, entry.normalize(params)?))
+}
+
+/// The shape of one example's input to `spec`'s stream (may read file headers).
+pub fn input_shape(spec: &StreamSpec) -> Result<Shape, StreamError> {
+    (lookup(&spec.kind)?.input_shape)(&spec.params)
 }
 
 /// Whether `spec`'s stream itself needs one output head per task.

@@ -256,6 +256,13 @@ pub(crate) fn check_limits_positive(train: Option<usize>, test: Option<usize>) -
 /// headers are well formed, a gzip file's payload decompresses (checksum included) to exactly
 /// the size its header announces — streamed and discarded, so a corrupt download is a
 /// validation error (exit 2) rather than a failed run — and the example limits fit.
+/// The digits' image shape, one grey channel of the files' rows × columns (28 × 28 for MNIST),
+/// from the headers alone.
+pub(crate) fn image_shape(dir: &Path) -> Result<crate::model::layer::Shape, StreamError> {
+    let shape = MnistFiles::locate(dir)?.check_headers()?;
+    Ok(crate::model::layer::Shape::Image { channels: 1, height: shape.rows, width: shape.cols })
+}
+
 pub(crate) fn check_folder(dir: &Path, train: Option<usize>, test: Option<usize>) -> Result<(), StreamError> {
     let files = MnistFiles::locate(dir)?;
     let shape = files.check_headers()?;

@@ -18,8 +18,8 @@ mod synthetic;
 
 pub use idx::{read_idx, read_idx_header, verify_idx, IdxArray, IdxHeader};
 pub use kind::{
-    build, fingerprint, head_per_task, is_online, lookup, normalize, registry, spec_of, tasks, validate,
-    StreamEntry, StreamKind,
+    build, fingerprint, head_per_task, input_shape, is_online, lookup, normalize, registry, spec_of, tasks,
+    validate, StreamEntry, StreamKind,
 };
 pub use mnist::{LabelledImages, Mnist, MnistFiles, MnistShape};
 pub use permuted::{

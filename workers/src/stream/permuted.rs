@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 use crate::rng;
 
 /// Parameters of (online) permuted MNIST.
@@ -121,6 +122,9 @@ impl StreamKind for PermutedMnistKind {
     fn tasks(p: &PermutedMnistSpec) -> usize {
         p.tasks
     }
+    fn input_shape(p: &PermutedMnistSpec) -> Result<Shape, StreamError> {
+        super::mnist::image_shape(&p.data_dir)
+    }
     fn check(p: &PermutedMnistSpec) -> Result<(), String> {
         super::mnist::check_limits_positive(p.train_examples, p.test_examples)
     }
@@ -144,6 +148,9 @@ impl StreamKind for OnlinePermutedMnistKind {
     // The same data and checks as the offline stream; the protocol and the order differ.
     fn tasks(p: &OnlinePermutedMnistSpec) -> usize {
         p.tasks
+    }
+    fn input_shape(p: &OnlinePermutedMnistSpec) -> Result<Shape, StreamError> {
+        PermutedMnistKind::input_shape(&p.data())
     }
     fn check(p: &OnlinePermutedMnistSpec) -> Result<(), String> {
         PermutedMnistKind::check(&p.data())

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 use crate::rng;
 
 /// Parameters of slowly-changing regression (Dohare et al. 2024, Methods).
@@ -143,6 +144,9 @@ impl StreamKind for SlowlyChangingRegressionKind {
     type Params = SlowlyChangingRegressionSpec;
     fn tasks(p: &SlowlyChangingRegressionSpec) -> usize {
         p.tasks
+    }
+    fn input_shape(p: &SlowlyChangingRegressionSpec) -> Result<Shape, StreamError> {
+        Ok(Shape::Vector(p.inputs))
     }
     fn check(s: &SlowlyChangingRegressionSpec) -> Result<(), String> {
         if s.slow_bits > s.inputs {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 
 /// Parameters of split MNIST.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +72,9 @@ impl StreamKind for SplitMnistKind {
     type Params = SplitMnistSpec;
     fn tasks(p: &SplitMnistSpec) -> usize {
         p.groups.len()
+    }
+    fn input_shape(p: &SplitMnistSpec) -> Result<Shape, StreamError> {
+        super::mnist::image_shape(&p.data_dir)
     }
     fn head_per_task(p: &SplitMnistSpec) -> bool {
         p.setting == SplitSetting::TaskIncremental

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 use crate::rng;
 
 /// Parameters of the synthetic Gaussian-cluster stream.
@@ -88,6 +89,9 @@ impl StreamKind for SyntheticPermutedKind {
     type Params = SyntheticPermutedSpec;
     fn tasks(p: &SyntheticPermutedSpec) -> usize {
         p.tasks
+    }
+    fn input_shape(p: &SyntheticPermutedSpec) -> Result<Shape, StreamError> {
+        Ok(Shape::Vector(p.dim))
     }
     fn check(s: &SyntheticPermutedSpec) -> Result<(), String> {
         if s.classes < 2 || s.dim == 0 || s.train_per_class == 0 || s.test_per_class == 0 {

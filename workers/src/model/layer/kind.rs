@@ -85,6 +85,13 @@ pub fn registry() -> Vec<LayerEntry> {
         entry::<super::TanhKind>(),
         entry::<super::SigmoidKind>(),
         entry::<super::LeakyReluKind>(),
+        entry::<super::Conv2dKind>(),
+        entry::<super::MaxPool2dKind>(),
+        entry::<super::AvgPool2dKind>(),
+        entry::<super::BatchNormKind>(),
+        entry::<super::BasicBlockKind>(),
+        entry::<super::GlobalAvgPoolKind>(),
+        entry::<super::FlattenKind>(),
     ]
 }
 
@@ -115,10 +122,26 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), kinds.len(), "{kinds:?}");
-        assert_eq!(kinds, ["linear", "relu", "tanh", "sigmoid", "leaky_relu"]);
+        assert_eq!(
+            kinds,
+            [
+                "linear",
+                "relu",
+                "tanh",
+                "sigmoid",
+                "leaky_relu",
+                "conv2d",
+                "max_pool2d",
+                "avg_pool2d",
+                "batch_norm",
+                "basic_block",
+                "global_avg_pool",
+                "flatten"
+            ]
+        );
         assert!(registry().iter().all(|l| !l.summary.is_empty()));
-        let err = lookup("conv2d").err().unwrap();
-        assert!(err.contains("unknown layer kind `conv2d`") && err.contains("linear, relu"), "{err}");
+        let err = lookup("conv3d").err().unwrap();
+        assert!(err.contains("unknown layer kind `conv3d`") && err.contains("linear, relu"), "{err}");
     }
 
     #[test]

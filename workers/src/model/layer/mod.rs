@@ -23,15 +23,27 @@
 //! breaks the form.
 
 mod activation;
+mod architecture;
+mod basic_block;
+mod batch_norm;
+mod conv2d;
+mod flatten;
 mod kind;
 mod linear;
 mod network;
+mod pool;
 mod shape;
 
 pub use activation::{LeakyReluKind, NoParams, ReluKind, SigmoidKind, TanhKind};
+pub use architecture::hidden_layers;
+pub use basic_block::{BasicBlockKind, BasicBlockParams};
+pub use batch_norm::BatchNormKind;
+pub use conv2d::{Conv2dKind, Conv2dParams, MAX_KERNEL};
+pub use flatten::{FlattenKind, GlobalAvgPoolKind};
 pub use kind::{lookup, registry, spec_of, LayerEntry, LayerKind};
 pub use linear::{LinearKind, LinearParams};
 pub use network::{Network, PlannedLayer};
+pub use pool::{AvgPool2dKind, MaxPool2dKind, PoolParams};
 pub use shape::Shape;
 
 use crate::protocol::Activation;
@@ -47,4 +59,50 @@ pub enum Part {
     },
     /// An element-wise non-linearity, without parameters.
     Activation(Activation),
+    /// A 2-d convolution of `channels` square `kernel` filters.
+    Conv2d {
+        /// Output channels.
+        channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Step between kernel positions.
+        stride: usize,
+        /// Zero padding on every side.
+        padding: usize,
+        /// Whether each output channel has a bias.
+        bias: bool,
+    },
+    /// The maximum over square windows of each channel.
+    MaxPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+        /// Padding (−∞) on every side.
+        padding: usize,
+    },
+    /// The mean over square windows of each channel, padding zeros counted.
+    AvgPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+        /// Zero padding on every side.
+        padding: usize,
+    },
+    /// Per-channel batch normalisation with a learnt scale and shift.
+    BatchNorm,
+    /// A ResNet basic block of `channels`, its first convolution striding by `stride`.
+    BasicBlock {
+        /// Output channels.
+        channels: usize,
+        /// Stride of the first convolution and the shortcut.
+        stride: usize,
+        /// Whether the convolutions have biases.
+        bias: bool,
+    },
+    /// The mean of each channel over the image.
+    GlobalAvgPool,
+    /// An image as one vector.
+    Flatten,
 }

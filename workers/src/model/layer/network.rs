@@ -2,7 +2,7 @@
 //! the form the engines compute.
 
 use super::{lookup, Part, Shape};
-use crate::protocol::{Activation, LayerSpec, NetworkSpec, Params};
+use crate::protocol::{Activation, Architecture, LayerSpec, NetworkSpec, Params};
 
 /// One layer of a [`Network`], its shapes checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,14 +20,19 @@ pub struct PlannedLayer {
 }
 
 /// A network spec resolved to a list of layers — `hidden` expanded to `linear`/activation
-/// pairs, or `layers` as written, then the `linear` output head — with every layer's shape
-/// checked.
+/// pairs, `layers` as written, or a named `architecture` expanded, then the `linear` output
+/// head — with every layer's shape checked. A `hidden` network (a multi-layer perceptron)
+/// flattens an image input first, as it always has on MNIST; a `layers` network says where it
+/// flattens.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     /// The layers, input side first; the last is the output head.
     pub layers: Vec<PlannedLayer>,
-    /// Whether the spec wrote its hidden part as `layers` (else as `hidden`).
+    /// Whether the spec wrote its hidden part as `layers` (else as `hidden`, or as an
+    /// architecture).
     written_as_layers: bool,
+    /// The named architecture the layers come from, if any but `mlp`.
+    architecture: Option<Architecture>,
     /// `network.activation`: the activation of a `hidden` network.
     activation: Activation,
 }
@@ -45,7 +50,16 @@ impl Network {
             LayerSpec::new("linear", Params::from_iter([("units".to_string(), serde_json::json!(units))]))
         };
         let mut layers = Vec::new();
-        if spec.layers.is_empty() {
+        if let Some(hidden) = spec.architecture.and_then(super::hidden_layers) {
+            if spec.activation != Activation::default() {
+                return Err(format!(
+                    "`network.activation: {}` applies to `network.hidden`; `network.architecture` \
+                     fixes its own activations",
+                    spec.activation.name()
+                ));
+            }
+            layers = hidden;
+        } else if spec.layers.is_empty() {
             for &units in &spec.hidden {
                 layers.push(linear(units));
                 layers.push(LayerSpec::new(spec.activation.name(), Params::new()));
@@ -73,18 +87,19 @@ impl Network {
         Self::plan_from(spec, Some(input), head_units)
     }
 
-    /// Checks what can be checked of `spec` without the stream's data: the layers' kinds,
-    /// parameters and widths, and the form the engines compute. The real input shape is known
-    /// once the stream is built, so the walk starts from a stand-in vector (every layer kind
-    /// registered today accepts any non-empty vector) that messages never name. A worker checks
-    /// again from the stream's real shape when it starts.
-    pub fn check(spec: &NetworkSpec) -> Result<(), String> {
-        let network = Self::plan_from(spec, None, 1)?;
+    /// Checks what can be checked of `spec` before the run: the layers' kinds, parameters,
+    /// widths and shapes, and the form the engines compute. `input` is the stream's input
+    /// shape when its headers could be read; without it the walk starts from a stand-in
+    /// vector that messages never name (a network that needs an image is then refused by its
+    /// first image layer, after the stream's own error). A worker checks again from the
+    /// stream's real shape when it starts.
+    pub fn check(spec: &NetworkSpec, input: Option<Shape>) -> Result<(), String> {
+        let network = Self::plan_from(spec, input, 1)?;
         let count = network.layers.len();
         for (i, layer) in network.layers.iter().enumerate() {
             if let Part::Linear { units } = layer.part {
                 if units > MAX_WIDTH {
-                    let name = describe(i, count, &layer.spec.kind, network.written_as_layers);
+                    let name = network.describe(i, count, &layer.spec.kind);
                     return Err(format!("{name}: {units} units; at most {MAX_WIDTH} are supported"));
                 }
             }
@@ -92,8 +107,9 @@ impl Network {
         let parameters = network.layers.iter().fold(0usize, |sum, l| sum.saturating_add(l.parameters));
         if parameters > MAX_PARAMETERS {
             return Err(format!(
-                "the network has {parameters} trainable parameters (on a 1-wide input); at most \
-                 {MAX_PARAMETERS} (2^31) are supported"
+                "the network has {parameters} trainable parameters{}; at most {MAX_PARAMETERS} (2^31) \
+                 are supported",
+                if input.is_none() { " (on a 1-wide input)" } else { "" }
             ));
         }
         network.mlp().map(|_| ())
@@ -102,13 +118,22 @@ impl Network {
     fn plan_from(spec: &NetworkSpec, input: Option<Shape>, head_units: usize) -> Result<Network, String> {
         let specs = Self::layer_specs(spec, head_units)?;
         let written_as_layers = !spec.layers.is_empty();
+        let architecture = spec.architecture.filter(|a| *a != Architecture::Mlp);
+        let mut network = Network {
+            layers: Vec::with_capacity(specs.len()),
+            written_as_layers,
+            architecture,
+            activation: spec.activation,
+        };
         let count = specs.len();
+        // A perceptron reads an image as its flat vector of pixels.
+        let perceptron = !written_as_layers && architecture.is_none();
+        let input = input.map(|shape| if perceptron { Shape::Vector(shape.len()) } else { shape });
         // Whether `shape` is real rather than derived unchanged from the stand-in input.
         let mut known = input.is_some();
         let mut shape = input.unwrap_or(Shape::Vector(1));
-        let mut layers = Vec::with_capacity(count);
         for (i, layer) in specs.into_iter().enumerate() {
-            let name = describe(i, count, &layer.kind, written_as_layers);
+            let name = network.describe(i, count, &layer.kind);
             let on = if known { format!(", on {shape}") } else { String::new() };
             let entry = lookup(&layer.kind).map_err(|e| format!("{name}: {e}"))?;
             let output = entry.output_shape(&layer.params, shape).map_err(|e| format!("{name}{on}: {e}"))?;
@@ -117,11 +142,24 @@ impl Network {
             }
             let parameters = entry.parameters(&layer.params, shape)?;
             let part = entry.part(&layer.params)?;
-            layers.push(PlannedLayer { spec: layer, input: shape, output, parameters, part });
+            network.layers.push(PlannedLayer { spec: layer, input: shape, output, parameters, part });
             known |= output != shape;
             shape = output;
         }
-        Ok(Network { layers, written_as_layers, activation: spec.activation })
+        Ok(network)
+    }
+
+    /// How messages name layer `index`: by its place in the spec, and its kind.
+    fn describe(&self, index: usize, count: usize, kind: &str) -> String {
+        if index + 1 == count {
+            format!("the output head (layer {index}, `{kind}`)")
+        } else if let Some(architecture) = self.architecture {
+            format!("layer {index} (`{kind}`) of `network.architecture: {}`", architecture.name())
+        } else if self.written_as_layers {
+            format!("`network.layers[{index}]` (`{kind}`)")
+        } else {
+            format!("layer {index} (`{kind}`, from `network.hidden[{}]`)", index / 2)
+        }
     }
 
     /// Trainable parameters of the whole network.
@@ -139,7 +177,7 @@ impl Network {
         let mut sizes = vec![self.layers[0].input.len()];
         let mut activation: Option<(usize, Activation)> = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let name = describe(i, count, &layer.spec.kind, self.written_as_layers);
+            let name = self.describe(i, count, &layer.spec.kind);
             match (layer.part, i % 2 == 0) {
                 (Part::Linear { units }, true) => sizes.push(units),
                 (Part::Linear { .. }, false) => {
@@ -152,26 +190,16 @@ impl Network {
                 }
                 (Part::Activation(a), false) => match activation {
                     Some((first, b)) if a != b => {
-                        let first = describe(first, count, b.name(), self.written_as_layers);
+                        let first = self.describe(first, count, b.name());
                         return Err(format!("{FORM}; {name} differs from {first}"));
                     }
                     Some(_) => {}
                     None => activation = Some((i, a)),
                 },
+                (_, _) => return Err(format!("{FORM}; {name} is not a layer of a perceptron")),
             }
         }
         Ok((sizes, activation.map_or(self.activation, |(_, a)| a)))
-    }
-}
-
-/// How messages name layer `index` of `count`: by its place in the spec, and its kind.
-fn describe(index: usize, count: usize, kind: &str, written_as_layers: bool) -> String {
-    if index + 1 == count {
-        format!("the output head (layer {index}, `{kind}`)")
-    } else if written_as_layers {
-        format!("`network.layers[{index}]` (`{kind}`)")
-    } else {
-        format!("layer {index} (`{kind}`, from `network.hidden[{}]`)", index / 2)
     }
 }
 
@@ -231,8 +259,11 @@ mod tests {
         let err = Network::plan(&NetworkSpec::mlp(vec![8]), Shape::Vector(4), 0).unwrap_err();
         assert!(err.starts_with("the output head (layer 2, `linear`)"), "{err}");
         let err =
+            Network::plan(&layered(serde_json::json!([{"conv3d": {}}])), Shape::Vector(4), 2).unwrap_err();
+        assert!(err.starts_with("`network.layers[0]` (`conv3d`): unknown layer kind"), "{err}");
+        let err =
             Network::plan(&layered(serde_json::json!([{"conv2d": {}}])), Shape::Vector(4), 2).unwrap_err();
-        assert!(err.starts_with("`network.layers[0]` (`conv2d`): unknown layer kind"), "{err}");
+        assert!(err.contains("missing field `channels`"), "{err}");
         let err = Network::plan(&layered(serde_json::json!([{"linear": {"width": 3}}])), Shape::Vector(4), 2)
             .unwrap_err();
         assert!(err.contains("unknown field `width`"), "{err}");
@@ -271,17 +302,17 @@ mod tests {
     fn hidden_and_layers_exclude_each_other_and_activation_belongs_to_hidden() {
         let mut spec = layered(serde_json::json!([{"linear": {"units": 8}}, {"relu": {}}]));
         spec.hidden = vec![8];
-        assert!(Network::check(&spec).unwrap_err().contains("write one of them"));
+        assert!(Network::check(&spec, None).unwrap_err().contains("write one of them"));
         spec.hidden.clear();
-        assert_eq!(Network::check(&spec), Ok(()));
+        assert_eq!(Network::check(&spec, None), Ok(()));
         // Without data the input shape is unknown, and messages do not make one up.
         let zero = layered(serde_json::json!([{"linear": {"units": 0}}, {"relu": {}}]));
         assert_eq!(
-            Network::check(&zero).unwrap_err(),
+            Network::check(&zero, None).unwrap_err(),
             "`network.layers[0]` (`linear`): `units` must be ≥ 1 (a zero-width layer)"
         );
         spec.activation = Activation::Tanh;
-        let err = Network::check(&spec).unwrap_err();
+        let err = Network::check(&spec, None).unwrap_err();
         assert!(err.contains("`network.activation: tanh` applies to `network.hidden`"), "{err}");
     }
 }
