@@ -4,7 +4,7 @@
 //!
 //! [`catalogue`] says what exists and where; [`download`] moves one file over HTTP(S);
 //! [`unpack`] opens tar.gz archives without letting them write outside their folder;
-//! [`install`] puts a whole data set in place, never over files clorch did not write.
+//! [`install`](mod@install) puts a whole data set in place, never over files clorch did not write.
 
 pub mod catalogue;
 pub mod download;
