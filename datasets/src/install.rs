@@ -111,32 +111,10 @@ pub fn install(
 
     let staging = dir.join(format!(".{}.download", dataset.name));
     fs::create_dir_all(&staging).map_err(|e| InstallError::io(&staging, e))?;
-    for file in files {
-        let urls = match mirror {
-            Some(base) => vec![format!("{}/{}/{}", base.trim_end_matches('/'), dataset.name, file.file_name)],
-            None => file.urls.clone(),
-        };
-        let dest = staging.join(&file.file_name);
-        match downloader.fetch(file, &urls, &dest, progress) {
-            Ok(download::Fetched::AlreadyThere) => progress(Event::Reused { file: &file.file_name }),
-            Ok(download::Fetched::Downloaded) => {}
-            // A verified file from an earlier run that no longer verifies is clorch's own
-            // staging copy: drop it, so that the next run downloads it anew.
-            Err(e @ DownloadError::Mismatch { .. }) if dest.exists() => {
-                fs::remove_file(&dest).map_err(|e| InstallError::io(&dest, e))?;
-                return Err(InstallError::Download(e));
-            }
-            Err(e) => {
-                return Err(match e.unreachable_hosts() {
-                    Some(hosts) => InstallError::Offline {
-                        hosts: hosts.into_iter().map(|(h, r)| (h.to_string(), r.to_string())).collect(),
-                        folder: target,
-                        layout: dataset.layout().to_string(),
-                    },
-                    None => InstallError::Download(e),
-                })
-            }
-        }
+    if let Err(e) = fetch_all(dataset, &staging, &target, downloader, mirror, progress) {
+        // Kept when it holds a part to resume from; removed when the attempt left nothing.
+        let _ = fs::remove_dir(&staging);
+        return Err(e);
     }
 
     // Assemble the folder's contents beside it, then rename it into place in one step.
@@ -175,6 +153,45 @@ pub fn install(
     // Left in place if anything else is in it: it is not clorch's to delete.
     let _ = fs::remove_dir(&staging);
     Ok(Installed::Downloaded { folder: target, files: manifest.len() })
+}
+
+/// Fetches every file of `dataset` into `staging`, verified.
+fn fetch_all(
+    dataset: &Dataset,
+    staging: &Path,
+    target: &Path,
+    downloader: &Downloader,
+    mirror: Option<&str>,
+    progress: &mut dyn FnMut(Event),
+) -> Result<(), InstallError> {
+    for file in dataset.files() {
+        let urls = match mirror {
+            Some(base) => vec![format!("{}/{}/{}", base.trim_end_matches('/'), dataset.name, file.file_name)],
+            None => file.urls.clone(),
+        };
+        let dest = staging.join(&file.file_name);
+        match downloader.fetch(file, &urls, &dest, progress) {
+            Ok(download::Fetched::AlreadyThere) => progress(Event::Reused { file: &file.file_name }),
+            Ok(download::Fetched::Downloaded) => {}
+            // A verified file from an earlier run that no longer verifies is clorch's own
+            // staging copy: drop it, so that the next run downloads it anew.
+            Err(e @ DownloadError::Mismatch { .. }) if dest.exists() => {
+                fs::remove_file(&dest).map_err(|e| InstallError::io(&dest, e))?;
+                return Err(InstallError::Download(e));
+            }
+            Err(e) => {
+                return Err(match e.unreachable_hosts() {
+                    Some(hosts) => InstallError::Offline {
+                        hosts: hosts.into_iter().map(|(h, r)| (h.to_string(), r.to_string())).collect(),
+                        folder: target.to_path_buf(),
+                        layout: dataset.layout().to_string(),
+                    },
+                    None => InstallError::Download(e),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Some(file count)` when `target` is a complete earlier download that still verifies,

@@ -162,6 +162,8 @@ fn offline_says_so_and_names_the_layout() {
     assert!(message.contains("needs internet access"), "{message}");
     assert!(message.contains("a.gz and b.gz"), "{message}");
     assert!(!dir.path().join("digits").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "an attempt that kept nothing leaves nothing: {left:?}");
 }
 
 #[test]
