@@ -127,7 +127,7 @@ impl Progress {
             }
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(
-                "{msg:32} [{bar:30}] {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta:>4}",
+                "{msg} [{wide_bar}] {bytes:>9}/{total_bytes} {bytes_per_sec:>11}",
             )
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -143,11 +143,7 @@ impl Progress {
                 bar.set_length(total.unwrap_or(0));
                 bar.set_position(offset);
                 bar.reset_eta();
-                if offset > 0 {
-                    bar.set_message(format!("{file} (resumed)"));
-                } else {
-                    bar.set_message(file.to_string());
-                }
+                bar.set_message(if offset > 0 { format!("{file} (resumed)") } else { file.to_string() });
             }
             Event::Bytes { done, .. } => self.bar().set_position(done),
             Event::Verifying { file } => self.bar().set_message(format!("{file}: SHA-256")),
