@@ -19,6 +19,9 @@ use crate::{sha256, Event};
 /// `# clorch data download <name>` header, like `sha256sum`'s output.
 pub const MANIFEST: &str = ".clorch-download";
 
+/// The lock file in the staging folder, held while a download runs.
+const LOCK: &str = ".lock";
+
 /// What [`install`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
@@ -60,6 +63,9 @@ pub enum InstallError {
         folder.display()
     )]
     Offline { hosts: Vec<(String, String)>, folder: PathBuf, layout: String },
+    /// Another `clorch data download` of the same data set into the same folder is running.
+    #[error("another clorch data download is fetching into {}; wait for it to finish", staging.display())]
+    Busy { staging: PathBuf },
     /// A file could not be fetched or verified.
     #[error(transparent)]
     Download(DownloadError),
@@ -111,9 +117,21 @@ pub fn install(
 
     let staging = dir.join(format!(".{}.download", dataset.name));
     fs::create_dir_all(&staging).map_err(|e| InstallError::io(&staging, e))?;
-    if let Err(e) = fetch_all(dataset, &staging, &target, downloader, mirror, progress) {
-        // Kept when it holds a part to resume from; removed when the attempt left nothing.
+    // Two downloads appending to one part would corrupt it: one at a time per data set.
+    let lock_path = staging.join(LOCK);
+    let lock = fs::File::create(&lock_path).map_err(|e| InstallError::io(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Err(InstallError::Busy { staging }),
+        Err(fs::TryLockError::Error(e)) => return Err(InstallError::io(&lock_path, e)),
+    }
+    let release = || {
+        let _ = fs::remove_file(&lock_path);
+        // Kept when it holds a part to resume from; removed when nothing is left in it.
         let _ = fs::remove_dir(&staging);
+    };
+    if let Err(e) = fetch_all(dataset, &staging, &target, downloader, mirror, progress) {
+        release();
         return Err(e);
     }
 
@@ -150,8 +168,9 @@ pub fn install(
             fs::remove_file(&verified).map_err(|e| InstallError::io(&verified, e))?;
         }
     }
-    // Left in place if anything else is in it: it is not clorch's to delete.
-    let _ = fs::remove_dir(&staging);
+    // The staging folder stays if anything else is in it: that is not clorch's to delete.
+    release();
+    drop(lock);
     Ok(Installed::Downloaded { folder: target, files: manifest.len() })
 }
 

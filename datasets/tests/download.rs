@@ -188,6 +188,26 @@ fn a_folder_clorch_did_not_write_is_left_alone() {
     ));
 }
 
+#[test]
+fn one_download_at_a_time_per_data_set() {
+    let (files, set) = kept_files();
+    let server = FileServer::start(files);
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join(".digits.download");
+    std::fs::create_dir(&staging).unwrap();
+    let other = std::fs::File::create(staging.join(".lock")).unwrap();
+    other.lock().unwrap();
+    let err = run(&set, dir.path(), &one_attempt(), &server.url()).unwrap_err();
+    assert!(matches!(err, InstallError::Busy { .. }), "{err}");
+    assert!(server.requests().is_empty());
+    drop(other);
+    assert!(matches!(
+        run(&set, dir.path(), &one_attempt(), &server.url()).unwrap(),
+        Installed::Downloaded { files: 2, .. }
+    ));
+    assert!(!staging.exists());
+}
+
 /// A tar.gz of `entries` (name, type, contents), names written raw so that hostile ones get in.
 fn tar_gz(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

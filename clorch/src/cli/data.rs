@@ -102,6 +102,7 @@ fn exit_code(e: &InstallError) -> i32 {
         | InstallError::Foreign { .. }
         | InstallError::Changed { .. }
         | InstallError::Io { .. } => exit::BAD_INPUT,
+        InstallError::Busy { .. } => exit::BUSY,
         InstallError::Offline { .. } | InstallError::Download(_) | InstallError::Unpack(_) => {
             exit::UNAVAILABLE
         }

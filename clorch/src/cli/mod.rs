@@ -58,7 +58,8 @@ pub mod exit {
     /// Bad input: a recipe, override, flag, data file or store that cannot be used; the
     /// message names it. Nothing was started.
     pub const BAD_INPUT: i32 = 2;
-    /// The results folder is in use by another `clorch run`.
+    /// The results folder is in use by another `clorch run` (or the data set by another
+    /// `clorch data download`).
     pub const BUSY: i32 = 3;
     /// Standard output could not be written (not a closed pipe, which is success): sysexits'
     /// `EX_IOERR`.
