@@ -150,6 +150,20 @@ fn a_cut_transfer_resumes_within_one_call_when_allowed() {
 }
 
 #[test]
+fn a_server_that_ignores_ranges_sends_it_all_again() {
+    let (files, set) = kept_files();
+    let server = FileServer::start(files.clone());
+    server.ignore_ranges();
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join(".digits.download");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("a.gz.part"), &files[0].1[..5_000]).unwrap();
+    run(&set, dir.path(), &one_attempt(), &server.url()).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("digits/a.gz")).unwrap(), files[0].1);
+    assert_eq!(server.requests()[0].range.as_deref(), Some("bytes=5000-"));
+}
+
+#[test]
 fn offline_says_so_and_names_the_layout() {
     let (_, set) = kept_files();
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! A file server on 127.0.0.1 for the download tests (CI has no internet): HTTP/1.1 GET with
 //! `Range: bytes=N-`, one connection at a time, and on request a response cut short after a
-//! number of body bytes — the broken transfer a resumed download must recover from.
+//! number of body bytes — the broken transfer a resumed download must recover from — or
+//! ranges ignored, as some servers do.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -24,6 +25,8 @@ struct State {
     requests: Vec<Request>,
     /// Body bytes the next response sends before it closes the connection.
     cut_next_after: Option<usize>,
+    /// Answer every request with the whole file, as servers without range support do.
+    ignore_ranges: bool,
 }
 
 /// The server; it stops when dropped.
@@ -68,6 +71,11 @@ impl FileServer {
     /// The next response announces the whole body but sends only `bytes` of it, then closes.
     pub fn cut_next_after(&self, bytes: usize) {
         self.state.lock().unwrap().cut_next_after = Some(bytes);
+    }
+
+    /// From now on, answers `Range` requests with the whole file (`200 OK`).
+    pub fn ignore_ranges(&self) {
+        self.state.lock().unwrap().ignore_ranges = true;
     }
 
     /// Every request so far, in order.
@@ -132,7 +140,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             .as_deref()
             .and_then(|r| r.strip_prefix("bytes="))
             .and_then(|r| r.strip_suffix('-'))
-            .and_then(|n| n.parse::<usize>().ok());
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|_| !state.ignore_ranges);
         (body, state.cut_next_after.take(), start)
     };
     let _ = match start {
