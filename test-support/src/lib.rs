@@ -1,10 +1,11 @@
 //! What clorch's tests share, so that each is written once: scratch folders, a [`RunSpec`](protocol::RunSpec)
-//! builder, the shipped MNIST subset, and the rule that under `CI=true` a test whose data,
+//! builder, the shipped MNIST subset, a local file server for download tests, and the rule that under `CI=true` a test whose data,
 //! browser, cluster or Python is missing fails instead of passing by returning early.
 
 #![warn(missing_docs)]
 
 pub mod events;
+pub mod file_server;
 mod spec;
 
 use std::path::PathBuf;

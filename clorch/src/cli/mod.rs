@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cancel;
 pub mod command_line;
+pub mod data;
 pub mod experiment;
 pub mod export;
 pub mod plot;
@@ -57,11 +58,16 @@ pub mod exit {
     /// Bad input: a recipe, override, flag, data file or store that cannot be used; the
     /// message names it. Nothing was started.
     pub const BAD_INPUT: i32 = 2;
-    /// The results folder is in use by another `clorch run`.
+    /// The results folder is in use by another `clorch run` (or the data set by another
+    /// `clorch data download`).
     pub const BUSY: i32 = 3;
     /// Standard output could not be written (not a closed pipe, which is success): sysexits'
     /// `EX_IOERR`.
     pub const OUTPUT: i32 = 74;
+    /// `clorch data download` could not fetch a data set: no network, an HTTP error, a
+    /// checksum mismatch, a transfer cut short (run it again to resume): sysexits'
+    /// `EX_UNAVAILABLE`.
+    pub const UNAVAILABLE: i32 = 69;
     /// Stopped by Ctrl-C or SIGTERM; the unfinished runs resume on the next `clorch run`.
     pub const STOPPED: i32 = 130;
 }
@@ -120,6 +126,9 @@ pub enum Command {
     /// Maintenance of an experiment's store.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// The data sets the streams read: list them, download one (verified, resumable).
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// List the continual-learning methods and their parameters with defaults.
     Methods,
     /// Measure the speed targets on this machine (training throughput next to PyTorch, the
@@ -150,6 +159,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(&args),
         Command::Export(command) => export::run(&command),
         Command::Store(command) => store::run(&command),
+        Command::Data(command) => data::run(&command),
         Command::Methods => match crate::output::print(methods_table()) {
             Ok(()) => exit::OK,
             Err(e) => e.exit_code("methods"),
