@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 use crate::rng;
 
 /// Parameters of slowly-changing regression (Dohare et al. 2024, Methods).
@@ -292,10 +293,12 @@ impl SlowlyChangingRegression {
         let info = StreamInfo {
             tasks: spec.tasks,
             inputs: spec.inputs,
+            input_shape: Shape::Vector(spec.inputs),
             head_outputs: 1,
             head_per_task: false,
             problem: Problem::Regression,
             online: true,
+            augment: None,
         };
         let slow = slow_bit_schedule(spec, seed);
         SlowlyChangingRegression { info, spec: spec.clone(), seed, target, slow, pattern_table }
@@ -402,6 +405,7 @@ impl TaskStream for SlowlyChangingRegression {
             train: self.split(index, "stream.regression.train", self.spec.flip_every),
             test: self.split(index, "stream.regression.test", self.spec.test_examples),
             validation: None,
+            active_outputs: None,
         }
     }
 }
@@ -541,10 +545,12 @@ mod tests {
             &StreamInfo {
                 tasks: 4,
                 inputs: 20,
+                input_shape: Shape::Vector(20),
                 head_outputs: 1,
                 head_per_task: false,
                 problem: Problem::Regression,
-                online: true
+                online: true,
+                augment: None,
             }
         );
         let t = s.task(3);

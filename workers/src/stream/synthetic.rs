@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::kind::StreamKind;
 use super::split::{Inputs, Split, Targets};
 use super::{sample, Problem, StreamError, StreamInfo, Task, TaskStream};
+use crate::model::layer::Shape;
 use crate::rng;
 
 /// Parameters of the synthetic Gaussian-cluster stream.
@@ -135,10 +136,12 @@ impl SyntheticPermuted {
         let info = StreamInfo {
             tasks: spec.tasks,
             inputs: spec.dim,
+            input_shape: Shape::Vector(spec.dim),
             head_outputs: spec.classes,
             head_per_task: false,
             problem: Problem::Classification,
             online: false,
+            augment: None,
         };
         SyntheticPermuted { info, spec: spec.clone(), seed, centres }
     }
@@ -253,6 +256,7 @@ impl TaskStream for SyntheticPermuted {
             ),
             test: self.examples(index, "stream.synthetic.test", self.spec.test_per_class, &transform, index),
             validation: None,
+            active_outputs: None,
         }
     }
 }
@@ -322,10 +326,12 @@ mod tests {
             &StreamInfo {
                 tasks: 3,
                 inputs: 64,
+                input_shape: Shape::Vector(64),
                 head_outputs: 10,
                 head_per_task: false,
                 problem: Problem::Classification,
-                online: false
+                online: false,
+                augment: None,
             }
         );
         let t = s.task(2);
