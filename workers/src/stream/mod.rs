@@ -13,6 +13,7 @@ mod idx;
 mod image;
 mod kind;
 mod mnist;
+mod npz;
 mod permuted;
 mod regression;
 mod sample;
