@@ -180,7 +180,12 @@ impl TaskStream for ClassSplit {
             };
         }
         let map: Arc<[u32]> = map.into();
-        let head = if self.layout == HeadLayout::PerTask { index } else { 0 };
+        // A network with one head per task (`heads: per_task`) gives each binary task of
+        // Continual ImageNet its own head; the growing and all-class heads are one head by nature.
+        let head = match self.layout {
+            HeadLayout::PerTask | HeadLayout::SharedPositions => index,
+            HeadLayout::AllClasses | HeadLayout::Growing => 0,
+        };
         Task {
             index,
             train: self.split(&self.train, &self.train_rows, &classes, &map, head),
@@ -258,8 +263,8 @@ pub(crate) mod tests {
 
     #[test]
     fn shared_and_all_class_heads() {
-        let s = build(vec![vec![5, 3]], HeadLayout::SharedPositions);
-        assert_eq!((s.info().head_outputs, s.info().head_per_task, s.task(0).train.head()), (2, false, 0));
+        let s = build(vec![vec![5, 3], vec![1, 0]], HeadLayout::SharedPositions);
+        assert_eq!((s.info().head_outputs, s.info().head_per_task, s.task(1).train.head()), (2, false, 1));
         assert_eq!(labels(&s.task(0).test), [(5, 0), (11, 0), (3, 1), (9, 1)]);
         let s = build(vec![vec![5, 3], vec![0]], HeadLayout::AllClasses);
         assert_eq!((s.info().head_outputs, s.info().head_per_task), (6, false));

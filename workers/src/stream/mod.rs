@@ -9,8 +9,10 @@
 mod augment;
 mod cifar;
 mod class_split;
+mod continual_imagenet;
 mod idx;
 mod image;
+mod imagenet32;
 mod kind;
 mod mnist;
 mod npz;
@@ -24,8 +26,10 @@ mod synthetic;
 
 pub use augment::{augment_batch, Augment};
 pub use cifar::{CifarFiles, CifarVariant, CIFAR_PIXELS};
+pub use continual_imagenet::{ContinualImagenetKind, ContinualImagenetSpec};
 pub use idx::{read_idx, read_idx_header, verify_idx, IdxArray, IdxHeader};
 pub use image::{ImageData, ImageSet, Normalization};
+pub use imagenet32::{read_batch, Imagenet32Batch, Imagenet32Files, IMAGENET32_PIXELS, IMAGENET_CLASSES};
 pub use kind::{
     build, fingerprint, head_per_task, is_online, lookup, normalize, registry, spec_of, tasks, validate,
     StreamEntry, StreamKind,
