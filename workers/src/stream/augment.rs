@@ -75,7 +75,11 @@ pub fn augment_batch(
 ) {
     let Shape::Image { channels, height, width } = shape else { panic!("augmenting {shape}, not an image") };
     let size = shape.len();
-    assert!(size > 0 && images.len() % size == 0, "{} values are not whole images of {shape}", images.len());
+    assert!(
+        size > 0 && images.len().is_multiple_of(size),
+        "{} values are not whole images of {shape}",
+        images.len()
+    );
     let mut source = vec![0.0f32; size];
     for (k, image) in images.chunks_exact_mut(size).enumerate() {
         let (dy, dx, flip) = augment.draw(seed, task, epoch, first_position + k);
