@@ -25,8 +25,8 @@ use crate::optim::OptimizerKind;
 use crate::stream::{
     CifarFiles, CifarVariant, ClassIncrementalCifar100Spec, ContinualImagenetSpec, InputTransform,
     MnistFiles, OnlinePermutedMnistSpec, PermutedMnistSpec, SlowlyChangingRegressionSpec, SplitCifar100Spec,
-    SplitCifar10Spec, SplitMnistSpec, SplitSetting, SyntheticPermutedSpec, CIFAR_PIXELS, IMAGENET32_PIXELS,
-    IMAGENET_CLASSES,
+    SplitCifar10Spec, SplitMnistSpec, SplitSetting, SplitTinyImagenetSpec, SyntheticPermutedSpec,
+    TinyImagenetFiles, CIFAR_PIXELS, IMAGENET32_PIXELS, IMAGENET_CLASSES, TINY_PIXELS,
 };
 
 /// The worker process before it allocates for the run: the mapped code, the runtime, thread
@@ -245,6 +245,30 @@ fn stream(spec: &RunSpec, e: &mut MemoryEstimate) -> Result<StreamShape, Estimat
             let (task_train, task_test) =
                 if growing { (train, test) } else { (train / tasks + 1, test / tasks + 1) };
             // The rows of the task being trained and of the one being evaluated.
+            e.add("task rows", (task_train + task_test).saturating_mul(4 * 2));
+            Ok(StreamShape {
+                inputs: pixels,
+                head_outputs,
+                head_per_task,
+                tasks,
+                train: task_train,
+                test: task_test,
+            })
+        }
+        "split_tinyimagenet" => {
+            let s: SplitTinyImagenetSpec = params(spec)?;
+            let files = TinyImagenetFiles::locate(&s.data_dir).map_err(|e| e.to_string())?;
+            let (train, test) = (files.train.len() as u64, files.val.len() as u64);
+            let (classes, tasks) = (files.wnids.len() as u64, s.tasks.max(1) as u64);
+            let pixels = TINY_PIXELS as u64;
+            e.add("data (images as bytes)", (train + test).saturating_mul(pixels + 2));
+            // The file list, and one image's file and decoded pixels at a time.
+            e.add("data loading", (train + test).saturating_mul(256).saturating_add(4 * pixels));
+            let (head_outputs, head_per_task) = match s.setting {
+                SplitSetting::TaskIncremental => (classes / tasks, true),
+                SplitSetting::ClassIncremental => (classes, false),
+            };
+            let (task_train, task_test) = (train / tasks + 1, test / tasks + 1);
             e.add("task rows", (task_train + task_test).saturating_mul(4 * 2));
             Ok(StreamShape {
                 inputs: pixels,

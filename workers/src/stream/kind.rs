@@ -160,6 +160,7 @@ pub fn registry() -> Vec<StreamEntry> {
         entry::<super::split_cifar::SplitCifar100Kind>(),
         entry::<super::split_cifar::ClassIncrementalCifar100Kind>(),
         entry::<super::continual_imagenet::ContinualImagenetKind>(),
+        entry::<super::split_tinyimagenet::SplitTinyImagenetKind>(),
     ]
 }
 

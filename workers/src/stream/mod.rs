@@ -22,7 +22,9 @@ mod sample;
 mod split;
 mod split_cifar;
 mod split_mnist;
+mod split_tinyimagenet;
 mod synthetic;
+mod tinyimagenet;
 
 pub use augment::{augment_batch, Augment};
 pub use cifar::{CifarFiles, CifarVariant, CIFAR_PIXELS};
@@ -49,7 +51,9 @@ pub use split_cifar::{
     SplitCifar100Spec, SplitCifar10Kind, SplitCifar10Spec,
 };
 pub use split_mnist::{SplitMnist, SplitMnistKind, SplitMnistSpec, SplitSetting};
+pub use split_tinyimagenet::{SplitTinyImagenetKind, SplitTinyImagenetSpec};
 pub use synthetic::{InputTransform, SyntheticPermuted, SyntheticPermutedKind, SyntheticPermutedSpec};
+pub use tinyimagenet::{TinyImagenetFiles, TINY_PIXELS, TINY_SIDE};
 
 use std::path::PathBuf;
 
