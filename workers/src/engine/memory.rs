@@ -294,6 +294,8 @@ fn stream(spec: &RunSpec, e: &mut MemoryEstimate) -> Result<StreamShape, Estimat
             let k = s.classes_per_task as u64;
             let (train, test) = (k.saturating_mul(per_train), k.saturating_mul(per_test));
             e.add("task rows", (train + test).saturating_mul(4 * 2));
+            // Each task's list of classes: a vector and its allocation.
+            e.add("task class lists", (s.tasks as u64).saturating_mul(48 + 2 * k));
             Ok(StreamShape {
                 inputs: pixels,
                 head_outputs: k,

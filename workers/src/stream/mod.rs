@@ -84,8 +84,13 @@ pub enum Problem {
 ///   the synthetic clusters, a real number). With a shared head (the network spec's default)
 ///   every task uses head 0 and [`Split::head`] is ignored; with one head per task
 ///   (`heads: per_task`) task t uses head [`Split::head`], which is t for permuted MNIST, the
-///   synthetic stream and slowly-changing regression, and 0 for class-incremental split MNIST
-///   (one shared head over all classes is what that setting means).
+///   synthetic stream, slowly-changing regression and Continual ImageNet (whose targets are
+///   positions within the task's pair, so a head per task is a fresh head per task), and 0 for
+///   the class-incremental settings of the split streams and for class-incremental CIFAR-100
+///   (one shared head over all classes is what those settings mean).
+///
+/// A task may use only the first [`Task::active_outputs`] outputs of its head (a growing
+/// output); the trainer then reads only those.
 ///
 /// A network with one head per task therefore has `tasks` heads; head indices are always
 /// below `tasks`.

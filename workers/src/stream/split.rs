@@ -92,7 +92,7 @@ impl Split {
     }
 
     /// The head this task uses when the network has one head per task: the task index, except
-    /// in class-incremental split MNIST (always 0). Whether the network has one head per task
+    /// in the class-incremental settings (always 0). Whether the network has one head per task
     /// is decided by [`super::StreamInfo::head_per_task`] and the network spec; see the rule
     /// on [`super::StreamInfo`]. With a shared head, every task uses head 0 and this value is
     /// ignored.
