@@ -468,3 +468,31 @@ fn an_augmented_image_stream_with_a_growing_head_resumes_bit_identically() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A growing head reads only the outputs of the classes seen so far: before training, the loss
+/// on the first of four CIFAR-100 increments is a softmax over 25 outputs and on the last over
+/// 100 (whose test images include the first's). For any one image, leaving logits out of the
+/// softmax can only lower its loss, by ln 4 on average when the logits are alike; unmasked,
+/// both losses would be a softmax over the same 100 outputs.
+#[test]
+fn a_growing_head_leaves_unseen_classes_out_of_the_softmax() {
+    let data = scratch("cifar100-masking");
+    write_cifar100(&data, 1);
+    let mut spec = cifar_spec(&data, false);
+    spec.eval.before_training = true;
+    let dir = scratch("cifar100-masking-run");
+    spec.run_dir = Some(dir.clone());
+    run_to_end(&spec);
+    let loss_before = |task: u64| -> f64 {
+        let text = String::from_utf8(events_of(&dir)).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["event"] == "eval" && e["after_task"].is_null() && e["on_task"] == task)
+            .and_then(|e| e["loss"].as_f64())
+            .expect("an evaluation before training")
+    };
+    let (first, last) = (loss_before(0), loss_before(3));
+    assert!(last - first > 0.7, "loss {first} on 25 active classes, {last} on 100");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
