@@ -11,8 +11,8 @@
 //! decompression buffers), and a test holds it within a factor of two of the measured peak on
 //! small real configurations.
 //!
-//! It reads nothing but the MNIST file headers (a few bytes), so the orchestrator runs it for
-//! every planned run and the worker again before it loads its data.
+//! It reads nothing but the MNIST file headers and the CIFAR files' sizes, so the orchestrator
+//! runs it for every planned run and the worker again before it loads its data.
 
 use protocol::memory::MemoryEstimate;
 use protocol::{Engine, Heads, RunSpec};
@@ -23,8 +23,10 @@ use crate::method;
 use crate::model::layer::{Network, Shape};
 use crate::optim::OptimizerKind;
 use crate::stream::{
-    InputTransform, MnistFiles, OnlinePermutedMnistSpec, PermutedMnistSpec, SlowlyChangingRegressionSpec,
-    SplitMnistSpec, SplitSetting, SyntheticPermutedSpec,
+    CifarFiles, CifarVariant, ClassIncrementalCifar100Spec, ContinualImagenetSpec, InputTransform,
+    MnistFiles, OnlinePermutedMnistSpec, PermutedMnistSpec, SlowlyChangingRegressionSpec, SplitCifar100Spec,
+    SplitCifar10Spec, SplitMnistSpec, SplitSetting, SplitTinyImagenetSpec, SyntheticPermutedSpec,
+    TinyImagenetFiles, CIFAR_PIXELS, IMAGENET32_PIXELS, IMAGENET_CLASSES, TINY_PIXELS,
 };
 
 /// The worker process before it allocates for the run: the mapped code, the runtime, thread
@@ -211,6 +213,98 @@ fn stream(spec: &RunSpec, e: &mut MemoryEstimate) -> Result<StreamShape, Estimat
             e.add("task examples", task.saturating_mul(2));
             Ok(StreamShape { inputs, head_outputs: 1, head_per_task: false, tasks, train, test })
         }
+        "split_cifar10" | "split_cifar100" | "class_incremental_cifar100" => {
+            let (dir, variant, tasks, setting, growing) = match kind {
+                "split_cifar10" => {
+                    let s: SplitCifar10Spec = params(spec)?;
+                    (s.data_dir, CifarVariant::Cifar10, 5, Some(s.setting), false)
+                }
+                "split_cifar100" => {
+                    let s: SplitCifar100Spec = params(spec)?;
+                    (s.data_dir, CifarVariant::Cifar100, s.tasks.max(1) as u64, Some(s.setting), false)
+                }
+                _ => {
+                    let s: ClassIncrementalCifar100Spec = params(spec)?;
+                    (s.data_dir, CifarVariant::Cifar100, s.tasks.max(1) as u64, None, true)
+                }
+            };
+            let files = CifarFiles::locate(&dir, variant).map_err(|e| e.to_string())?;
+            let (train, test) = files.check_sizes().map_err(|e| e.to_string())?;
+            let (train, test, classes) = (train as u64, test as u64, variant.classes() as u64);
+            let pixels = CIFAR_PIXELS as u64;
+            // Pixels as bytes and a 2-byte label per image; the growing Vec may hold twice that
+            // while it loads, and each image's row in its class's list.
+            let held = (train + test).saturating_mul(pixels + 2);
+            e.add("data (images as bytes)", held);
+            e.add("data loading", held.saturating_add((train + test).saturating_mul(4)));
+            let (head_outputs, head_per_task) = match setting {
+                Some(SplitSetting::TaskIncremental) => (classes / tasks, true),
+                _ => (classes, false),
+            };
+            // A growing stream's last task holds every image; a split's a class group's share.
+            let (task_train, task_test) =
+                if growing { (train, test) } else { (train / tasks + 1, test / tasks + 1) };
+            // The rows of the task being trained and of the one being evaluated.
+            e.add("task rows", (task_train + task_test).saturating_mul(4 * 2));
+            Ok(StreamShape {
+                inputs: pixels,
+                head_outputs,
+                head_per_task,
+                tasks,
+                train: task_train,
+                test: task_test,
+            })
+        }
+        "split_tinyimagenet" => {
+            let s: SplitTinyImagenetSpec = params(spec)?;
+            let files = TinyImagenetFiles::locate(&s.data_dir).map_err(|e| e.to_string())?;
+            let (train, test) = (files.train.len() as u64, files.val.len() as u64);
+            let (classes, tasks) = (files.wnids.len() as u64, s.tasks.max(1) as u64);
+            let pixels = TINY_PIXELS as u64;
+            e.add("data (images as bytes)", (train + test).saturating_mul(pixels + 2));
+            // The file list, and one image's file and decoded pixels at a time.
+            e.add("data loading", (train + test).saturating_mul(256).saturating_add(4 * pixels));
+            let (head_outputs, head_per_task) = match s.setting {
+                SplitSetting::TaskIncremental => (classes / tasks, true),
+                SplitSetting::ClassIncremental => (classes, false),
+            };
+            let (task_train, task_test) = (train / tasks + 1, test / tasks + 1);
+            e.add("task rows", (task_train + task_test).saturating_mul(4 * 2));
+            Ok(StreamShape {
+                inputs: pixels,
+                head_outputs,
+                head_per_task,
+                tasks,
+                train: task_train,
+                test: task_test,
+            })
+        }
+        "continual_imagenet" => {
+            let s: ContinualImagenetSpec = params(spec)?;
+            let classes = IMAGENET_CLASSES as u64;
+            let (per_train, per_test) = (s.train_per_class as u64, s.test_per_class as u64);
+            let pixels = IMAGENET32_PIXELS as u64;
+            e.add(
+                "data (images as bytes)",
+                classes.saturating_mul(per_train + per_test).saturating_mul(pixels + 2),
+            );
+            // One batch file at a time: its pixels and its labels as read (the largest of the
+            // ten holds 128,117 images), and its labels as i64 before they become classes.
+            e.add("data loading", 128_200u64.saturating_mul(pixels + 8 + 8));
+            let k = s.classes_per_task as u64;
+            let (train, test) = (k.saturating_mul(per_train), k.saturating_mul(per_test));
+            e.add("task rows", (train + test).saturating_mul(4 * 2));
+            // Each task's list of classes: a vector and its allocation.
+            e.add("task class lists", (s.tasks as u64).saturating_mul(48 + 2 * k));
+            Ok(StreamShape {
+                inputs: pixels,
+                head_outputs: k,
+                head_per_task: false,
+                tasks: s.tasks as u64,
+                train,
+                test,
+            })
+        }
         other => Err(format!("no memory estimate for stream kind `{other}`")),
     }
 }
@@ -338,6 +432,38 @@ mod tests {
         };
         // 49 Fisher–anchor pairs against one, each with the Fisher being estimated.
         assert_eq!(ewc("separate") * 3, ewc("online") * 99);
+    }
+
+    #[test]
+    fn image_streams_hold_their_images_as_bytes() {
+        let dir = test_support::scratch("memory-cifar");
+        // 20 CIFAR-100 records of 3,074 bytes for training, 10 for testing.
+        std::fs::write(dir.path().join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
+        std::fs::write(dir.path().join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
+        let cifar = |kind: &str| {
+            let spec = SpecBuilder::synthetic(2)
+                .stream(json!({ kind: {"data_dir": dir.path(), "tasks": 5} }))
+                .hidden(&[10])
+                .build();
+            estimate(&spec).unwrap()
+        };
+        let e = cifar("class_incremental_cifar100");
+        assert!(e.items.iter().any(|i| i.what == "data (images as bytes)" && i.bytes == 30 * 3074), "{e}");
+        // The growing head has 100 outputs; split CIFAR-100's task-incremental heads 20 each, 5 of them.
+        let params =
+            |e: &MemoryEstimate| e.items.iter().find(|i| i.what == "network parameters").unwrap().bytes;
+        assert_eq!(params(&e), (3073 * 10 + 11 * 100) * 4);
+        assert_eq!(params(&cifar("split_cifar100")), (3073 * 10 + 11 * 100) * 4);
+        let imagenet = SpecBuilder::synthetic(2)
+            .stream(json!({"continual_imagenet": {"data_dir": "unread", "tasks": 10}}))
+            .hidden(&[10])
+            .build();
+        let e = estimate(&imagenet).unwrap();
+        assert!(
+            e.items.iter().any(|i| i.what == "data (images as bytes)" && i.bytes == 700_000 * 3074),
+            "{e}"
+        );
+        assert_eq!(params(&e), (3073 * 10 + 11 * 2) * 4);
     }
 
     #[test]

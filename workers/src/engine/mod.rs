@@ -165,6 +165,9 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let stream = stream::build(&spec.stream, spec.seed)?;
     let info = stream.info().clone();
     let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
+    // The engines compute MLPs, which read every example flat; an image stream's
+    // `info.input_shape` is for layer kinds that keep the image (none registered yet), and
+    // planning from it would refuse the first `linear`.
     let (sizes, activation) =
         Network::plan(&spec.network, stream::input_shape(&spec.stream)?, info.head_outputs * heads)
             .and_then(|n| n.mlp())

@@ -17,7 +17,7 @@ use crate::model::{BatchLoss, Mlp};
 use crate::optim::Optimizer;
 use crate::protocol::{EventBody, Heads, RunSpec};
 use crate::rng::{self, Rng};
-use crate::stream::{Problem, StreamInfo, Task, TaskStream};
+use crate::stream::{augment_batch, Problem, StreamInfo, Task, TaskStream};
 
 /// Where a run is in its stream. Checkpoints are taken only between optimiser steps, so this
 /// (with the counters) is the whole position.
@@ -93,11 +93,16 @@ impl Trainer<'_> {
         info.head_per_task || spec.network.heads == Heads::PerTask
     }
 
-    /// The output columns task `task` reads.
+    /// The output columns task `task` reads: its head, or the head's first
+    /// [`Task::active_outputs`] when the stream's output grows (class-incremental CIFAR-100).
+    /// Leaving the inactive logits out of the softmax is the same as masking them with −∞, as
+    /// the loss-of-plasticity code does, at training and at evaluation time; a task is always
+    /// evaluated over its own active outputs.
     pub fn head(&self, task: &Task) -> Range<usize> {
         let h = self.info.head_outputs;
         let index = if Self::per_task_heads(self.spec, &self.info) { task.train.head() } else { 0 };
-        index * h..(index + 1) * h
+        let active = task.active_outputs.map_or(h, |a| a.min(h));
+        index * h..index * h + active
     }
 
     /// Task `t` as the learner trains on it: with `training.validation` examples moved from
@@ -258,7 +263,7 @@ impl Trainer<'_> {
             while self.position.batch < batches {
                 let start = self.position.batch * batch;
                 let indices = &order[start..(start + batch).min(n)];
-                let totals = self.step(task, indices, head.clone())?;
+                let totals = self.step(task, indices, start, head.clone())?;
                 self.position.batch += 1;
                 self.record_online(task.index, totals, bin_size)?;
                 if self.counters.steps.is_multiple_of(self.cadence.every_steps) {
@@ -274,9 +279,22 @@ impl Trainer<'_> {
         Ok(None)
     }
 
-    /// One optimiser step on examples `indices` of the task's training split.
-    fn step(&mut self, task: &Task, indices: &[usize], head: Range<usize>) -> Result<BatchLoss, RunError> {
+    /// One optimiser step on examples `indices` of the task's training split, the first at
+    /// position `first` of this epoch's order (what an image stream's augmentation is drawn from,
+    /// so a resumed run draws the same crops and flips).
+    fn step(
+        &mut self,
+        task: &Task,
+        indices: &[usize],
+        first: usize,
+        head: Range<usize>,
+    ) -> Result<BatchLoss, RunError> {
         self.compute.load(&task.train, indices);
+        if let Some(augment) = self.info.augment {
+            let (workspace, _) = self.compute.batch_mut();
+            let (seed, epoch, shape) = (self.spec.seed, self.position.epoch, self.info.input_shape);
+            augment_batch(&augment, shape, seed, task.index, epoch, first, &mut workspace.input);
+        }
         if let Some(learner) = self.method.learner() {
             // A method with its own model trains it itself (see `method::Learner`).
             let (workspace, targets) = self.compute.batch_mut();

@@ -162,6 +162,11 @@ pub fn registry() -> Vec<StreamEntry> {
         entry::<super::split_mnist::SplitMnistKind>(),
         entry::<super::regression::SlowlyChangingRegressionKind>(),
         entry::<super::synthetic::SyntheticPermutedKind>(),
+        entry::<super::split_cifar::SplitCifar10Kind>(),
+        entry::<super::split_cifar::SplitCifar100Kind>(),
+        entry::<super::split_cifar::ClassIncrementalCifar100Kind>(),
+        entry::<super::continual_imagenet::ContinualImagenetKind>(),
+        entry::<super::split_tinyimagenet::SplitTinyImagenetKind>(),
     ]
 }
 

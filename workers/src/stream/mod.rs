@@ -6,17 +6,32 @@
 //! the digits plus 1,000 permutations built on demand. Everything is deterministic in the run's
 //! seed.
 
+mod augment;
+mod cifar;
+mod class_split;
+mod continual_imagenet;
 mod idx;
+mod image;
+mod imagenet32;
 mod kind;
 mod mnist;
+mod npz;
 mod permuted;
 mod regression;
 mod sample;
 mod split;
+mod split_cifar;
 mod split_mnist;
+mod split_tinyimagenet;
 mod synthetic;
+mod tinyimagenet;
 
+pub use augment::{augment_batch, Augment};
+pub use cifar::{CifarFiles, CifarVariant, CIFAR_PIXELS};
+pub use continual_imagenet::{ContinualImagenetKind, ContinualImagenetSpec};
 pub use idx::{read_idx, read_idx_header, verify_idx, IdxArray, IdxHeader};
+pub use image::{ImageData, ImageSet, Normalization};
+pub use imagenet32::{read_batch, Imagenet32Batch, Imagenet32Files, IMAGENET32_PIXELS, IMAGENET_CLASSES};
 pub use kind::{
     build, fingerprint, head_per_task, input_shape, is_online, lookup, normalize, registry, spec_of, tasks,
     validate, StreamEntry, StreamKind,
@@ -31,10 +46,18 @@ pub use regression::{
     SlowlyChangingRegressionSpec, Threshold,
 };
 pub use split::{Split, Target};
+pub use split_cifar::{
+    ClassIncrementalCifar100Kind, ClassIncrementalCifar100Spec, ClassOrder, SplitCifar100Kind,
+    SplitCifar100Spec, SplitCifar10Kind, SplitCifar10Spec,
+};
 pub use split_mnist::{SplitMnist, SplitMnistKind, SplitMnistSpec, SplitSetting};
+pub use split_tinyimagenet::{SplitTinyImagenetKind, SplitTinyImagenetSpec};
 pub use synthetic::{InputTransform, SyntheticPermuted, SyntheticPermutedKind, SyntheticPermutedSpec};
+pub use tinyimagenet::{TinyImagenetFiles, TINY_PIXELS, TINY_SIDE};
 
 use std::path::PathBuf;
+
+use crate::model::layer::Shape;
 
 /// Whether a stream's targets are classes or real numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +84,13 @@ pub enum Problem {
 ///   the synthetic clusters, a real number). With a shared head (the network spec's default)
 ///   every task uses head 0 and [`Split::head`] is ignored; with one head per task
 ///   (`heads: per_task`) task t uses head [`Split::head`], which is t for permuted MNIST, the
-///   synthetic stream and slowly-changing regression, and 0 for class-incremental split MNIST
-///   (one shared head over all classes is what that setting means).
+///   synthetic stream, slowly-changing regression and Continual ImageNet (whose targets are
+///   positions within the task's pair, so a head per task is a fresh head per task), and 0 for
+///   the class-incremental settings of the split streams and for class-incremental CIFAR-100
+///   (one shared head over all classes is what those settings mean).
+///
+/// A task may use only the first [`Task::active_outputs`] outputs of its head (a growing
+/// output); the trainer then reads only those.
 ///
 /// A network with one head per task therefore has `tasks` heads; head indices are always
 /// below `tasks`.
@@ -70,8 +98,15 @@ pub enum Problem {
 pub struct StreamInfo {
     /// Number of tasks.
     pub tasks: usize,
-    /// Input features per example.
+    /// Input features per example: [`input_shape`](Self::input_shape) flattened, which is
+    /// what the MLP engines read.
     pub inputs: usize,
+    /// The shape of one example, channels first: an image for the MNIST and image streams
+    /// (MNIST is 1×28×28, CIFAR 3×32×32), a vector otherwise. Examples are always gathered
+    /// flat, in this shape's row-major order, so a convolutional network reads them as
+    /// channels × height × width and an MLP reads the same values as a vector of
+    /// [`inputs`](Self::inputs).
+    pub input_shape: Shape,
     /// Outputs of one head (classes per head; 1 for regression).
     pub head_outputs: usize,
     /// Whether the stream itself requires one head per task (task-incremental split MNIST);
@@ -84,6 +119,10 @@ pub struct StreamInfo {
     /// 2024). Since the learner is not told where tasks begin, a network with one head per
     /// task contradicts it; the orchestrator should reject that combination.
     pub online: bool,
+    /// Random crops and flips the trainer applies to each training batch of an image stream
+    /// ([`augment_batch`], with the example's position in the epoch's order), never to held-out
+    /// examples; `None` for streams that are not augmented.
+    pub augment: Option<Augment>,
 }
 
 /// One task of a stream.
@@ -101,6 +140,14 @@ pub struct Task {
     /// task (CLNP's pruning threshold); never trained on. Set by the trainer from
     /// `training.validation`, `None` when that is 0.
     pub validation: Option<Split>,
+    /// How many outputs of the head this task may use, counted from output 0, when fewer than
+    /// [`StreamInfo::head_outputs`]: a class-incremental stream whose output grows
+    /// (class-incremental CIFAR-100) has one head over every class of the stream, but at task t
+    /// only the classes seen in tasks 0..=t exist; a trainer is to mask the logits of the
+    /// outputs from `active_outputs` on (−∞ before the softmax, as the loss-of-plasticity code
+    /// does), at training and at test time. Targets of the task always lie below it. `None`:
+    /// every output of the head is active.
+    pub active_outputs: Option<usize>,
 }
 
 /// A built stream.
@@ -171,8 +218,11 @@ mod tests {
         mnist::tests::write_fixture(dir.path(), 20, 10);
         let s = build(&synthetic(serde_json::json!({ "tasks": 3, "dim": 8 })), 1).unwrap();
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
+        assert_eq!(s.info().input_shape, Shape::Vector(8));
         let s = build(&permuted(dir.path(), None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
+        // MNIST-format streams are single-channel images (the fixture's are 2×3).
+        assert_eq!(s.info().input_shape, Shape::Image { channels: 1, height: 2, width: 3 });
         let online = crate::stream::spec_of::<crate::stream::OnlinePermutedMnistKind>(
             &crate::stream::OnlinePermutedMnistSpec {
                 data_dir: dir.path().to_path_buf(),
@@ -195,7 +245,9 @@ mod tests {
             train_examples: None,
             test_examples: None,
         });
-        assert!(build(&split, 1).unwrap().info().head_per_task);
+        let s = build(&split, 1).unwrap();
+        assert!(s.info().head_per_task);
+        assert_eq!(s.info().input_shape, Shape::Image { channels: 1, height: 2, width: 3 });
         let regression: StreamSpec = serde_json::from_value(
             serde_json::json!({ "slowly_changing_regression": { "tasks": 2, "flip_every": 100 } }),
         )

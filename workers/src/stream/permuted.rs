@@ -203,10 +203,12 @@ impl PermutedMnist {
         let info = StreamInfo {
             tasks,
             inputs: mnist.pixels(),
+            input_shape: Shape::Image { channels: 1, height: mnist.rows, width: mnist.cols },
             head_outputs: CLASSES,
             head_per_task: false,
             problem: Problem::Classification,
             online,
+            augment: None,
         };
         PermutedMnist { info, mnist, seed, first_unpermuted, order: None }
     }
@@ -262,7 +264,13 @@ impl TaskStream for PermutedMnist {
         let dim = self.info.inputs;
         let mut train = split(&self.mnist.train, dim, &p, index);
         train.rows = self.example_order(index);
-        Task { index, train, test: split(&self.mnist.test, dim, &p, index), validation: None }
+        Task {
+            index,
+            train,
+            test: split(&self.mnist.test, dim, &p, index),
+            validation: None,
+            active_outputs: None,
+        }
     }
 }
 
@@ -294,10 +302,12 @@ mod tests {
             &StreamInfo {
                 tasks: 5,
                 inputs: 6,
+                input_shape: Shape::Image { channels: 1, height: 2, width: 3 },
                 head_outputs: 10,
                 head_per_task: false,
                 problem: Problem::Classification,
-                online: false
+                online: false,
+                augment: None,
             }
         );
         let t0 = s.task(0);

@@ -296,10 +296,12 @@ impl SlowlyChangingRegression {
         let info = StreamInfo {
             tasks: spec.tasks,
             inputs: spec.inputs,
+            input_shape: Shape::Vector(spec.inputs),
             head_outputs: 1,
             head_per_task: false,
             problem: Problem::Regression,
             online: true,
+            augment: None,
         };
         let slow = slow_bit_schedule(spec, seed);
         SlowlyChangingRegression { info, spec: spec.clone(), seed, target, slow, pattern_table }
@@ -406,6 +408,7 @@ impl TaskStream for SlowlyChangingRegression {
             train: self.split(index, "stream.regression.train", self.spec.flip_every),
             test: self.split(index, "stream.regression.test", self.spec.test_examples),
             validation: None,
+            active_outputs: None,
         }
     }
 }
@@ -545,10 +548,12 @@ mod tests {
             &StreamInfo {
                 tasks: 4,
                 inputs: 20,
+                input_shape: Shape::Vector(20),
                 head_outputs: 1,
                 head_per_task: false,
                 problem: Problem::Regression,
-                online: true
+                online: true,
+                augment: None,
             }
         );
         let t = s.task(3);

@@ -9,6 +9,12 @@ pub(crate) enum Inputs {
     Bytes { data: Arc<[u8]>, dim: usize, scale: f32 },
     /// Ready-made floats.
     Floats { data: Arc<[f32]>, dim: usize },
+    /// Bytes of channels-first images, each channel through its own table (`x = lut[c][byte]`):
+    /// per-channel normalisation done while gathering, so the training and the held-out
+    /// examples of an image stream are normalised alike without the trainer knowing the data
+    /// set's statistics, and every value is exactly `(byte / 255 − mean) / std` as computed
+    /// once in f32. `plane` is height × width.
+    Channels { data: Arc<[u8]>, dim: usize, plane: usize, lut: Arc<[[f32; 256]]> },
 }
 
 /// Where a split's targets come from.
@@ -19,6 +25,10 @@ pub(crate) enum Targets {
     Classes { labels: Arc<[u8]>, map: Option<Arc<[u8; 256]>> },
     /// One real target per source row.
     Reals(Arc<[f32]>),
+    /// A class label per source row from more than 256 classes (ImageNet's 1,000), mapped to an
+    /// output index of the task's head by `map[label]`. The image streams use it for every data
+    /// set, so one stream implementation serves CIFAR and ImageNet alike.
+    WideClasses { labels: Arc<[u16]>, map: Arc<[u32]> },
 }
 
 /// One example's target.
@@ -63,7 +73,7 @@ impl Split {
         match &self.rows {
             Some(rows) => rows.len(),
             None => match &self.inputs {
-                Inputs::Bytes { data, dim, .. } => data.len() / dim,
+                Inputs::Bytes { data, dim, .. } | Inputs::Channels { data, dim, .. } => data.len() / dim,
                 Inputs::Floats { data, dim } => data.len() / dim,
             },
         }
@@ -77,12 +87,12 @@ impl Split {
     /// Input features per example.
     pub fn dim(&self) -> usize {
         match &self.inputs {
-            Inputs::Bytes { dim, .. } | Inputs::Floats { dim, .. } => *dim,
+            Inputs::Bytes { dim, .. } | Inputs::Floats { dim, .. } | Inputs::Channels { dim, .. } => *dim,
         }
     }
 
     /// The head this task uses when the network has one head per task: the task index, except
-    /// in class-incremental split MNIST (always 0). Whether the network has one head per task
+    /// in the class-incremental settings (always 0). Whether the network has one head per task
     /// is decided by [`super::StreamInfo::head_per_task`] and the network spec; see the rule
     /// on [`super::StreamInfo`]. With a shared head, every task uses head 0 and this value is
     /// ignored.
@@ -142,6 +152,20 @@ impl Split {
                     out.copy_from_slice(&data[r * dim..(r + 1) * dim]);
                 }
             }
+            (Inputs::Channels { data, plane, lut, .. }, permutation) => {
+                // Image streams never permute pixels; a permutation would mix channels' tables.
+                assert!(permutation.is_none(), "per-channel inputs cannot be permuted");
+                for (out, r) in rows {
+                    let src = &data[r * dim..(r + 1) * dim];
+                    for ((o, s), table) in
+                        out.chunks_exact_mut(*plane).zip(src.chunks_exact(*plane)).zip(lut.iter())
+                    {
+                        for (o, &v) in o.iter_mut().zip(s) {
+                            *o = table[v as usize];
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -157,6 +181,7 @@ impl Split {
                 })
             }
             Targets::Reals(values) => Target::Real(values[r]),
+            Targets::WideClasses { labels, map } => Target::Class(map[labels[r] as usize]),
         }
     }
 }
@@ -204,6 +229,42 @@ mod tests {
         assert_eq!(x, [4.0, 3.0, 4.0, 3.0]);
         assert_eq!(floats.target(0), Target::Real(0.5));
         assert_eq!(format!("{floats:?}"), "Split { examples: 2, dim: 2, head: 3, permuted: true }");
+    }
+
+    #[test]
+    fn channels_are_normalised_each_with_its_own_affine() {
+        // Two images of 2 channels × 2 pixels: image r holds 10r, 10r + 1 | 10r + 2, 10r + 3.
+        let data: Vec<u8> = (0..2).flat_map(|r| (0..4).map(move |k| 10 * r + k)).collect();
+        let s = Split {
+            inputs: Inputs::Channels {
+                data: data.into(),
+                dim: 4,
+                plane: 2,
+                lut: vec![
+                    std::array::from_fn(|v| v as f32 * 0.5 - 1.0),
+                    std::array::from_fn(|v| v as f32 * 2.0 + 0.25),
+                ]
+                .into(),
+            },
+            targets: Targets::WideClasses {
+                labels: vec![999, 3].into(),
+                map: Arc::from(map_of(&[(999, 1), (3, 0)])),
+            },
+            rows: None,
+            permutation: None,
+            head: 0,
+        };
+        assert_eq!(s.len(), 2);
+        let mut x = vec![0.0; 8];
+        s.gather_inputs(&[1, 0], &mut x);
+        assert_eq!(x, [4.0, 4.5, 24.25, 26.25, -1.0, -0.5, 4.25, 6.25]);
+        assert_eq!((s.target(0), s.target(1)), (Target::Class(1), Target::Class(0)));
+    }
+
+    fn map_of(pairs: &[(usize, u32)]) -> Vec<u32> {
+        let mut map = vec![u32::MAX; 1000];
+        pairs.iter().for_each(|&(label, out)| map[label] = out);
+        map
     }
 
     #[test]

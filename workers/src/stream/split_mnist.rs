@@ -178,6 +178,7 @@ impl SplitMnist {
         let info = StreamInfo {
             tasks: groups.len(),
             inputs: mnist.pixels(),
+            input_shape: Shape::Image { channels: 1, height: mnist.rows, width: mnist.cols },
             head_outputs: if task_incremental {
                 groups.iter().map(Vec::len).max().unwrap_or(0)
             } else {
@@ -186,6 +187,7 @@ impl SplitMnist {
             head_per_task: task_incremental,
             problem: Problem::Classification,
             online: false,
+            augment: None,
         };
         Ok(SplitMnist { info, mnist, tasks })
     }
@@ -211,6 +213,7 @@ impl TaskStream for SplitMnist {
             train: split(&self.mnist.train, &g.train_rows),
             test: split(&self.mnist.test, &g.test_rows),
             validation: None,
+            active_outputs: None,
         }
     }
 }
@@ -296,6 +299,7 @@ mod tests {
             .map(|t| (t.train.len(), t.test.len()))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         assert_eq!((train, test), (8_000, 2_000));
+        assert_eq!(s.info().input_shape, Shape::Image { channels: 1, height: 28, width: 28 });
         let task = s.task(3);
         assert!((0..task.test.len()).all(|i| matches!(task.test.target(i), Target::Class(0 | 1))));
     }

@@ -139,10 +139,12 @@ impl SyntheticPermuted {
         let info = StreamInfo {
             tasks: spec.tasks,
             inputs: spec.dim,
+            input_shape: Shape::Vector(spec.dim),
             head_outputs: spec.classes,
             head_per_task: false,
             problem: Problem::Classification,
             online: false,
+            augment: None,
         };
         SyntheticPermuted { info, spec: spec.clone(), seed, centres }
     }
@@ -257,6 +259,7 @@ impl TaskStream for SyntheticPermuted {
             ),
             test: self.examples(index, "stream.synthetic.test", self.spec.test_per_class, &transform, index),
             validation: None,
+            active_outputs: None,
         }
     }
 }
@@ -326,10 +329,12 @@ mod tests {
             &StreamInfo {
                 tasks: 3,
                 inputs: 64,
+                input_shape: Shape::Vector(64),
                 head_outputs: 10,
                 head_per_task: false,
                 problem: Problem::Classification,
-                online: false
+                online: false,
+                augment: None,
             }
         );
         let t = s.task(2);
