@@ -101,6 +101,9 @@ impl StreamKind for ContinualImagenetKind {
     const SUMMARY: &'static str =
         "binary tasks between downsampled 32×32 ImageNet classes (Dohare et al. 2024)";
     type Params = ContinualImagenetSpec;
+    fn input_shape(_: &ContinualImagenetSpec) -> Result<Shape, StreamError> {
+        Ok(Shape::Image { channels: 3, height: 32, width: 32 })
+    }
     fn tasks(p: &ContinualImagenetSpec) -> usize {
         p.tasks
     }

@@ -219,6 +219,13 @@ mod tests {
         let s = build(&synthetic(serde_json::json!({ "tasks": 3, "dim": 8 })), 1).unwrap();
         assert_eq!((s.info().tasks, s.info().inputs, s.info().head_outputs), (3, 8, 10));
         assert_eq!(s.info().input_shape, Shape::Vector(8));
+        // What validate reads from the parameters and headers is what the built stream gives.
+        let spec = synthetic(serde_json::json!({ "tasks": 3, "dim": 8 }));
+        assert_eq!(input_shape(&spec).unwrap(), Shape::Vector(8));
+        assert_eq!(
+            input_shape(&permuted(dir.path(), None)).unwrap(),
+            Shape::Image { channels: 1, height: 2, width: 3 }
+        );
         let s = build(&permuted(dir.path(), None), 1).unwrap();
         assert_eq!((s.info().inputs, s.task(1).train.len()), (6, 20));
         // MNIST-format streams are single-channel images (the fixture's are 2×3).
@@ -248,6 +255,7 @@ mod tests {
         let s = build(&split, 1).unwrap();
         assert!(s.info().head_per_task);
         assert_eq!(s.info().input_shape, Shape::Image { channels: 1, height: 2, width: 3 });
+        assert_eq!(input_shape(&split).unwrap(), s.info().input_shape);
         let regression: StreamSpec = serde_json::from_value(
             serde_json::json!({ "slowly_changing_regression": { "tasks": 2, "flip_every": 100 } }),
         )

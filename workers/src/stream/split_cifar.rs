@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::layer::Shape;
+
 use super::augment::Augment;
 use super::cifar::{CifarFiles, CifarVariant};
 use super::class_split::{class_groups, ClassSplit, HeadLayout};
@@ -187,6 +189,9 @@ impl StreamKind for SplitCifar10Kind {
     const KIND: &'static str = "split_cifar10";
     const SUMMARY: &'static str = "CIFAR-10's classes in 5 tasks of 2 (32×32 colour images)";
     type Params = SplitCifar10Spec;
+    fn input_shape(_: &SplitCifar10Spec) -> Result<Shape, StreamError> {
+        Ok(Shape::Image { channels: 3, height: 32, width: 32 })
+    }
     fn tasks(_: &SplitCifar10Spec) -> usize {
         5
     }
@@ -222,6 +227,9 @@ impl StreamKind for SplitCifar100Kind {
     const KIND: &'static str = "split_cifar100";
     const SUMMARY: &'static str = "CIFAR-100's classes in 10 or 20 tasks, seeded class order";
     type Params = SplitCifar100Spec;
+    fn input_shape(_: &SplitCifar100Spec) -> Result<Shape, StreamError> {
+        Ok(Shape::Image { channels: 3, height: 32, width: 32 })
+    }
     fn tasks(p: &SplitCifar100Spec) -> usize {
         p.tasks
     }
@@ -261,6 +269,9 @@ impl StreamKind for ClassIncrementalCifar100Kind {
     const SUMMARY: &'static str =
         "CIFAR-100 with classes added in increments and a growing output (Dohare et al. 2024)";
     type Params = ClassIncrementalCifar100Spec;
+    fn input_shape(_: &ClassIncrementalCifar100Spec) -> Result<Shape, StreamError> {
+        Ok(Shape::Image { channels: 3, height: 32, width: 32 })
+    }
     fn tasks(p: &ClassIncrementalCifar100Spec) -> usize {
         p.tasks
     }

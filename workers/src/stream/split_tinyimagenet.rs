@@ -14,6 +14,7 @@ use super::image::Normalization;
 use super::kind::StreamKind;
 use super::tinyimagenet::TinyImagenetFiles;
 use super::{ClassOrder, SplitSetting, StreamError, TaskStream};
+use crate::model::layer::Shape;
 
 /// Parameters of split TinyImageNet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ impl StreamKind for SplitTinyImagenetKind {
     const KIND: &'static str = "split_tinyimagenet";
     const SUMMARY: &'static str = "TinyImageNet's 200 classes (64×64 colour images) in tasks of equal size";
     type Params = SplitTinyImagenetSpec;
+    fn input_shape(_: &SplitTinyImagenetSpec) -> Result<Shape, StreamError> {
+        Ok(Shape::Image { channels: 3, height: 64, width: 64 })
+    }
     fn tasks(p: &SplitTinyImagenetSpec) -> usize {
         p.tasks
     }
