@@ -96,11 +96,6 @@ impl Buffer {
         self.capacity
     }
 
-    /// Examples offered to the reservoir so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-
     /// Input values per example (0 before the first example).
     pub fn dim(&self) -> usize {
         self.dim
@@ -340,7 +335,7 @@ mod tests {
         let mut restored = Buffer::new(3);
         restored.load("buffer", &state).unwrap();
         assert_eq!(restored, b);
-        assert_eq!(restored.seen(), 7);
+        assert_eq!(restored.seen, 7);
         let err = Buffer::new(4).load("buffer", &state).unwrap_err().to_string();
         assert!(err.contains("room for 3 examples"), "{err}");
         state.tensors.remove("buffer.heads");
