@@ -31,7 +31,8 @@ fn method(kind: &str, params: serde_json::Value) -> MethodSpec {
 }
 
 /// The protocol of `recipes/rehearsal-split-mnist.yaml` (the paper's sequential MNIST on the
-/// shipped 10,000-image subset), or `None` when the data is not checked out.
+/// shipped subset of 8,000 training and 2,000 test images), or `None` when the data is not
+/// checked out.
 fn split_mnist(method: MethodSpec, seed: u64) -> Option<RunSpec> {
     let data = test_support::mnist_dir()?;
     let stream = workers::stream::spec_of::<workers::stream::SplitMnistKind>(&SplitMnistSpec {
@@ -97,7 +98,7 @@ fn replay_beats_plain_sgd_on_class_incremental_split_mnist() {
     eprintln!("ACC on class-incremental split MNIST (mean of seeds 0-2): {acc:?}");
     // Plain SGD keeps about the last task only.
     assert!(acc["sgd"] < 0.3, "{acc:?}");
-    // Replay keeps much of the earlier tasks (the paper: ER 80%, DER++ 91% on full MNIST).
+    // Replay keeps much of the earlier tasks (as in Buzzega et al.'s Seq-MNIST).
     for kind in ["er", "der", "derpp"] {
         assert!(acc[kind] > acc["sgd"] + 0.3, "{kind}: {acc:?}");
     }

@@ -201,19 +201,12 @@ impl Learner for Der {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::method::rehearsal::testing::{batch_of, gradient, step_on, stepped};
+    use crate::method::rehearsal::testing::{batch_of, close, gradient, step_on, stepped, Batch};
     use crate::model::activation::Activation;
     use crate::model::Layers;
     use crate::rng;
 
-    fn close(a: &Mlp, b: &Mlp) -> bool {
-        a.params
-            .buffers()
-            .zip(b.params.buffers())
-            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs())))
-    }
-
-    fn net_and_batches() -> (Mlp, Vec<(Vec<f32>, Vec<u32>)>) {
+    fn net_and_batches() -> (Mlp, Vec<Batch>) {
         let mut r = rng::stream(4, "der-test", 0);
         let net = Mlp::new(&[5, 8, 4], Activation::Relu, &mut r);
         let batches = (0..2).map(|_| batch_of(&net, 6, &mut r)).collect();

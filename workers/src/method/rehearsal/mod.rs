@@ -85,8 +85,11 @@ mod testing {
     use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
     use crate::rng::{self, Rng};
 
+    /// A batch's inputs (rows of the network's input size) and classes.
+    pub type Batch = (Vec<f32>, Vec<u32>);
+
     /// `n` examples of random inputs in [−1, 1] and classes below 4, shaped for `net`.
-    pub fn batch_of(net: &Mlp, n: usize, r: &mut Rng) -> (Vec<f32>, Vec<u32>) {
+    pub fn batch_of(net: &Mlp, n: usize, r: &mut Rng) -> Batch {
         let dim = net.sizes()[0];
         let inputs = (0..n * dim).map(|_| r.gen_range(-1.0f32..=1.0)).collect();
         let classes = (0..n).map(|_| r.gen_range(0..4)).collect();
@@ -137,6 +140,15 @@ mod testing {
         let mut grads = Layers::zeros_like(&net.params);
         replay::backward(net, &mut ws, &mut grads);
         grads
+    }
+
+    /// Whether two networks' parameters agree to 1e-6 relative: the same sums taken in
+    /// another order (replayed rows come in the buffer's sampled order).
+    pub fn close(a: &Mlp, b: &Mlp) -> bool {
+        a.params
+            .buffers()
+            .zip(b.params.buffers())
+            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs())))
     }
 
     /// `net` after one plain-SGD step with `grads`.
