@@ -225,7 +225,8 @@ fn count(spec: &RunSpec, name: &str) -> u64 {
         let info = method::lookup(&spec.method.kind).ok()?;
         info.own_parameters().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
     });
-    value.and_then(|v| v.as_u64()).unwrap_or(0)
+    // Whole numbers written as floats (`500.0`) are accepted by the methods, so count them too.
+    value.and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))).unwrap_or(0)
 }
 
 /// A method parameter as text (`mode: separate`).
@@ -374,6 +375,12 @@ mod tests {
         assert_eq!(buffer("agem", 1000), buffer("er", 1000));
         assert_eq!(buffer("derpp", 200), 200 * (110 * 4 + 20));
         assert_eq!(buffer("der", 200), buffer("derpp", 200));
+        let spec = synthetic(100).method("er", json!({"buffer_size": 1000.0})).build();
+        let e = estimate(&spec).unwrap();
+        assert!(
+            e.items.iter().any(|i| i.what == "replay buffer (er)" && i.bytes == buffer("er", 1000)),
+            "{e}"
+        );
     }
 
     #[test]
