@@ -195,6 +195,11 @@ fn resume_params(kind: &str) -> serde_json::Value {
         // Adam's moments would move frozen weights; a margin prunes (and so frees and
         // re-initialises) units on this tiny stream.
         "clnp" => serde_json::json!({"optimizer": "adam", "lr": 0.01, "alpha": 1e-3, "margin": 0.05}),
+        // A buffer far smaller than the 960 examples seen, so the reservoir replaces (and its
+        // random numbers and contents matter) all through the run.
+        "er" | "der" | "derpp" => serde_json::json!({"buffer_size": 20, "replay_batch_size": 6, "lr": 0.05}),
+        // Ten examples per finished task in the memory; a reference batch of 16 of them.
+        "agem" => serde_json::json!({"buffer_size": 30, "replay_batch_size": 16, "lr": 0.05}),
         _ => serde_json::json!({}),
     }
 }
@@ -203,6 +208,23 @@ fn resume_params(kind: &str) -> serde_json::Value {
 fn every_method_resumes_bit_identically() {
     for m in workers::method::registry() {
         assert_resume_is_bit_identical(m.kind, resume_params(m.kind));
+    }
+}
+
+#[test]
+fn rehearsal_methods_change_the_run_on_the_resume_test_stream() {
+    // Otherwise the resume test would not exercise their buffers.
+    let sgd = String::from_utf8(run_to_end(&synthetic_spec("sgd", serde_json::json!({"lr": 0.05})))).unwrap();
+    for kind in ["er", "der", "derpp", "agem"] {
+        let text = String::from_utf8(run_to_end(&synthetic_spec(kind, resume_params(kind)))).unwrap();
+        let finals = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.contains(r#""event":"eval""#) && l.contains(r#""after_task":2"#))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(finals(&text).len(), 3, "{kind}");
+        assert_ne!(finals(&text), finals(&sgd), "{kind} trained like sgd");
     }
 }
 

@@ -319,7 +319,8 @@ fn count(spec: &RunSpec, name: &str) -> u64 {
         let info = method::lookup(&spec.method.kind).ok()?;
         info.own_parameters().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
     });
-    value.and_then(|v| v.as_u64()).unwrap_or(0)
+    // Whole numbers written as floats (`500.0`) are accepted by the methods, so count them too.
+    value.and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))).unwrap_or(0)
 }
 
 /// A method parameter as text (`mode: separate`).
@@ -360,8 +361,30 @@ fn method_state(
             vec![(format!("unit statistics ({})", spec.method.kind), units.saturating_mul(16 * F64))]
         }
         "weight_field" | "niwf" => field_state(spec, shape, sizes, p, optimizer),
+        "er" | "der" | "derpp" | "agem" => rehearsal_state(spec, shape, sizes, p),
         _ => Vec::new(),
     }
+}
+
+/// A rehearsal method's buffer — per example its inputs and, for `der`/`derpp`, the logits of
+/// the whole output layer as f32, a 4-byte target and a head range (two 8-byte bounds) — and
+/// what its step adds: a replay batch's activations and two more parameter-sized gradients.
+fn rehearsal_state(spec: &RunSpec, shape: &StreamShape, sizes: &[u64], p: u64) -> Vec<(String, u64)> {
+    let kind = spec.method.kind.as_str();
+    let examples = count(spec, "buffer_size");
+    let outputs = *sizes.last().unwrap_or(&0);
+    let logits = if matches!(kind, "der" | "derpp") { outputs } else { 0 };
+    let per_example = shape.inputs.saturating_add(logits).saturating_mul(F32).saturating_add(4 + 16);
+    let buffer = examples.saturating_mul(per_example);
+    let batch = spec.training.batch_size.max(1) as u64;
+    let replay = match count(spec, "replay_batch_size") {
+        0 => batch,
+        r => r,
+    };
+    let units: u64 = sizes.iter().fold(0u64, |n, &s| n.saturating_add(s));
+    let rows = batch.saturating_add(replay);
+    let step = rows.saturating_mul(units).saturating_mul(2 * F32).saturating_add(p.saturating_mul(2));
+    vec![(format!("replay buffer ({kind})"), buffer), (format!("replay passes ({kind})"), step)]
 }
 
 /// A weight field: one network-sized basis per task with its gradients and optimiser, and for
@@ -464,6 +487,26 @@ mod tests {
             "{e}"
         );
         assert_eq!(params(&e), (3073 * 10 + 11 * 2) * 4);
+    }
+
+    #[test]
+    fn a_replay_buffer_counts_its_examples_inputs_and_logits() {
+        let buffer = |kind: &str, size: u64| {
+            let spec = synthetic(100).hidden(&[50]).method(kind, json!({"buffer_size": size})).build();
+            let e = estimate(&spec).unwrap();
+            e.items.iter().find(|i| i.what == format!("replay buffer ({kind})")).map(|i| i.bytes).unwrap()
+        };
+        // 100 inputs (and 10 logits for der) as f32, a target and a head range per example.
+        assert_eq!(buffer("er", 1000), 1000 * (100 * 4 + 20));
+        assert_eq!(buffer("agem", 1000), buffer("er", 1000));
+        assert_eq!(buffer("derpp", 200), 200 * (110 * 4 + 20));
+        assert_eq!(buffer("der", 200), buffer("derpp", 200));
+        let spec = synthetic(100).method("er", json!({"buffer_size": 1000.0})).build();
+        let e = estimate(&spec).unwrap();
+        assert!(
+            e.items.iter().any(|i| i.what == "replay buffer (er)" && i.bytes == buffer("er", 1000)),
+            "{e}"
+        );
     }
 
     #[test]

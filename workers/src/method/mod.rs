@@ -23,6 +23,7 @@ mod learner;
 mod niwf;
 mod params;
 mod redo;
+mod rehearsal;
 mod shrink_perturb;
 mod state;
 mod weight_aligning;
@@ -278,6 +279,10 @@ pub fn registry() -> Vec<MethodInfo> {
         info::<clnp::Clnp>(),
         info::<niwf::WeightFieldKind>(),
         info::<niwf::Niwf>(),
+        info::<rehearsal::ErKind>(),
+        info::<rehearsal::DerKind>(),
+        info::<rehearsal::DerppKind>(),
+        info::<rehearsal::AgemKind>(),
     ]
 }
 
