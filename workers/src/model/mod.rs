@@ -2,6 +2,7 @@
 
 pub mod activation;
 mod autograd;
+pub mod conv;
 pub mod fused;
 pub mod layer;
 pub mod loss;
