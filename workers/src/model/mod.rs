@@ -3,6 +3,7 @@
 pub mod activation;
 mod autograd;
 pub mod conv;
+pub mod convnet;
 pub mod fused;
 pub mod layer;
 pub mod loss;
