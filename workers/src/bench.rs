@@ -14,6 +14,7 @@ use rand::Rng as _;
 
 use crate::engine::{self, RunControl, RunError};
 use crate::method::Compute;
+use crate::model::convnet::{self, ConvNet};
 use crate::model::Mlp;
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::protocol::*;
@@ -28,6 +29,50 @@ pub const MLP_ANCHORS: [(&[usize], usize, f64); 5] = [
     (&[784, 2000, 2000, 2000, 10], 1, 37.0),
     (&[784, 2000, 2000, 2000, 10], 128, 1_137.0),
 ];
+
+/// The conv-net anchors of `../shared/anchors` (PyTorch 2.15, one thread, best of 3, this
+/// machine kind): architecture, outputs, batch size, samples per second of an SGD step on
+/// random 3×32×32 inputs in training mode.
+pub const CONV_ANCHORS: [(&str, usize, usize, f64); 6] = [
+    ("convnet", 2, 1, 302.0),
+    ("convnet", 2, 32, 949.0),
+    ("convnet", 2, 100, 887.0),
+    ("reduced_resnet18", 100, 10, 99.0),
+    ("reduced_resnet18", 100, 32, 103.0),
+    ("reduced_resnet18", 100, 128, 106.0),
+];
+
+/// Training samples per second of plain SGD steps (forward, cross-entropy, backward, update)
+/// of `net` in training mode on random inputs and classes, best of `repeats` runs of about
+/// `budget` of CPU time each.
+pub fn conv_samples_per_second(net: &ConvNet, batch: usize, budget: Duration, repeats: usize) -> f64 {
+    let mut r = rng::stream(0, "bench", 1);
+    let mut net = net.clone();
+    let mut ws = convnet::Workspace::new(&net, batch);
+    let mut grads = net.zeros_like();
+    let outputs = net.outputs() as u32;
+    ws.input.iter_mut().for_each(|v| *v = r.gen_range(-1.0..1.0));
+    let classes: Vec<u32> = (0..batch).map(|_| r.gen_range(0..outputs)).collect();
+    let mut step = |net: &mut ConvNet| {
+        convnet::loss_and_gradients(net, &mut ws, convnet::Mode::Train, &classes, &mut grads)
+            .expect("the benchmark networks run in training mode");
+        convnet::sgd_step(net, &grads, 0.01);
+    };
+    for _ in 0..3 {
+        step(&mut net);
+    }
+    let mut best = 0.0f64;
+    for _ in 0..repeats {
+        let start = cpu_seconds();
+        let mut steps = 0u64;
+        while cpu_seconds() - start < budget.as_secs_f64() || steps < 2 {
+            step(&mut net);
+            steps += 1;
+        }
+        best = best.max((steps * batch as u64) as f64 / (cpu_seconds() - start));
+    }
+    best
+}
 
 /// The loss-of-plasticity reference code on slowly-changing regression (20-5-1, batch 1,
 /// PyTorch, one thread): method, its parameters here, µs per example there.

@@ -1,0 +1,40 @@
+//! Training throughput of the conv-net kernels, single-threaded, next to the PyTorch figures of
+//! `../shared/anchors` (PyTorch 2.15, one thread, this machine kind): SGD steps (forward,
+//! cross-entropy, backward, update) in training mode on random 3×32×32 inputs, best of 3.
+//!
+//! `cargo bench -p clorch-workers --bench conv` (add `-- --quick` for a shorter run). GFLOP/s
+//! counts 2 FLOPs per multiply-add of the convolutions and linear layers and a training step
+//! as 3 forward passes, as the anchor script does.
+
+use std::time::Duration;
+
+use workers::bench;
+use workers::model::convnet::architectures;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let budget = Duration::from_millis(if quick { 500 } else { 3000 });
+    workers::model::flush_denormals();
+    let peak = bench::fma_peak_gflops(Duration::from_millis(500));
+    println!(
+        "| net | batch | clorch samples/s | GFLOP/s | share of FMA peak | PyTorch 2.15 (1 thread) | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, outputs, batch, torch) in bench::CONV_ANCHORS {
+        let mut r = workers::rng::stream(0, "bench", 0);
+        let net = match name {
+            "convnet" => architectures::convnet(outputs, &mut r),
+            _ => architectures::reduced_resnet18(outputs, &mut r),
+        }
+        .expect("the named architectures build");
+        let flops = 3.0 * 2.0 * architectures::forward_macs(&net) as f64;
+        let s = bench::conv_samples_per_second(&net, batch, budget, 3);
+        let gflops = s * flops / 1e9;
+        println!(
+            "| {name} | {batch} | {s:.1} | {gflops:.1} | {:.0}% | {torch:.0} | {:.2}× |",
+            100.0 * gflops / peak,
+            s / torch
+        );
+    }
+    println!("\nfp32 FMA peak of this core: {peak:.1} GFLOP/s");
+}
