@@ -23,6 +23,35 @@ impl Default for BatchNormConfig {
     }
 }
 
+/// Σ v over eight interleaved lanes: a plain `f32` fold is a sequential chain the compiler
+/// may not reorder, eight independent ones vectorise.
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&x| f(x)).sum::<f32>()
+}
+
+/// (Σ dy, Σ dy·x) over eight interleaved lanes.
+fn lane_sums2(dy: &[f32], x: &[f32]) -> (f32, f32) {
+    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
+    let (cd, cx) = (dy.chunks_exact(8), x.chunks_exact(8));
+    let (rd, rx) = (cd.remainder(), cx.remainder());
+    for (d, v) in cd.zip(cx) {
+        for i in 0..8 {
+            a[i] += d[i];
+            b[i] += d[i] * v[i];
+        }
+    }
+    let tail = rd.iter().zip(rx).fold((0.0f32, 0.0f32), |(s, t), (&d, &v)| (s + d, t + d * v));
+    (a.iter().sum::<f32>() + tail.0, b.iter().sum::<f32>() + tail.1)
+}
+
 /// The `plane`-long runs of channel `c` over a batch: one per sample.
 fn channel_runs(data: &[f32], channels: usize, plane: usize, c: usize) -> impl Iterator<Item = &[f32]> {
     data.chunks_exact(channels * plane).map(move |sample| &sample[c * plane..(c + 1) * plane])
@@ -63,11 +92,11 @@ pub fn batch_norm_train_forward(
     assert!(n > 1, "batch norm in training mode needs more than one value per channel");
     let m = config.momentum as f64;
     for c in 0..channels {
-        let sum: f64 = channel_runs(input, channels, plane, c).map(|r| r.iter().sum::<f32>() as f64).sum();
+        let sum: f64 = channel_runs(input, channels, plane, c).map(|r| lane_sum(r, |v| v) as f64).sum();
         let mean = sum / n as f64;
         let mf = mean as f32;
         let sq: f64 = channel_runs(input, channels, plane, c)
-            .map(|r| r.iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>() as f64)
+            .map(|r| lane_sum(r, |v| (v - mf) * (v - mf)) as f64)
             .sum();
         let var = sq / n as f64;
         let inv_std = 1.0 / (var + config.eps as f64).sqrt();
@@ -126,7 +155,7 @@ fn channel_sums(input: &[f32], grad_output: &[f32], channels: usize, plane: usiz
     channel_runs(grad_output, channels, plane, c).zip(channel_runs(input, channels, plane, c)).fold(
         (0.0, 0.0),
         |(s, sx), (dy, x)| {
-            let (a, b) = dy.iter().zip(x).fold((0.0f32, 0.0f32), |(a, b), (&d, &v)| (a + d, b + d * v));
+            let (a, b) = lane_sums2(dy, x);
             (s + a as f64, sx + b as f64)
         },
     )
