@@ -153,6 +153,21 @@ impl ConvScratch {
     }
 }
 
+/// Σ v over eight interleaved lanes, which vectorise (a plain `f32` fold is one sequential
+/// chain).
+#[inline(always)]
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
     matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
@@ -163,6 +178,24 @@ fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumu
 /// order), `bias` one per output channel, `output` `batch × out_channels × out_h × out_w`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
+    g: &Conv2dGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
+    // The data movement around the GEMM (im2col, the layout copies) is compiled for the
+    // widest vectors the CPU has, chosen at run time: the crate itself targets baseline x86-64.
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || forward_impl(g, batch, input, weight, bias, output, scratch),
+    )
+}
+
+#[inline(always)]
+fn forward_impl(
     g: &Conv2dGeometry,
     batch: usize,
     input: &[f32],
@@ -228,6 +261,25 @@ pub fn conv2d_backward(
     input: &[f32],
     weight: &[f32],
     grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    scratch: &mut ConvScratch,
+) {
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || backward_impl(g, batch, input, weight, grad_output, grad_input, grad_weight, grad_bias, scratch),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_impl(
+    g: &Conv2dGeometry,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
     mut grad_input: Option<&mut [f32]>,
     grad_weight: &mut [f32],
     grad_bias: Option<&mut [f32]>,
@@ -247,7 +299,7 @@ pub fn conv2d_backward(
         gb.fill(0.0);
         for sample in grad_output.chunks_exact(g.output_len()) {
             for (b, plane) in gb.iter_mut().zip(sample.chunks_exact(hw)) {
-                *b += plane.iter().sum::<f32>();
+                *b += lane_sum(plane);
             }
         }
     }

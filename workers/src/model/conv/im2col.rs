@@ -20,6 +20,7 @@ fn valid_range(out: usize, input: usize, stride: usize, pad: usize, tap: usize) 
 
 /// Fills `cols` (`k × samples·out_h·out_w`, row-major) from `samples` consecutive NCHW
 /// samples in `input`.
+#[inline(always)]
 pub(super) fn im2col(g: &Conv2dGeometry, input: &[f32], samples: usize, cols: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let plane = g.in_h * g.in_w;
@@ -68,6 +69,7 @@ pub(super) fn im2col(g: &Conv2dGeometry, input: &[f32], samples: usize, cols: &m
 
 /// Adds the columns `cols` (laid out as [`im2col`] writes them) back onto the input positions
 /// they were read from: `grad_input += col2im(cols)`.
+#[inline(always)]
 pub(super) fn col2im_add(g: &Conv2dGeometry, cols: &[f32], samples: usize, grad_input: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let plane = g.in_h * g.in_w;
