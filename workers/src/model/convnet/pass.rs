@@ -141,6 +141,7 @@ fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumu
     matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
 }
 
+#[inline(always)]
 fn relu(values: &mut [f32]) {
     for v in values {
         *v = v.max(0.0);
@@ -148,6 +149,7 @@ fn relu(values: &mut [f32]) {
 }
 
 /// `grad ⊙ (output > 0)`, in place.
+#[inline(always)]
 fn relu_mask(output: &[f32], grad: &mut [f32]) {
     // A select rather than a conditional store, so that it vectorises.
     for (g, &o) in grad.iter_mut().zip(output) {
@@ -366,31 +368,39 @@ pub fn forward(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(), 
         check_batch_norm(net, batch)?;
     }
     ws.mode = mode;
-    for (l, layer) in net.layers.iter_mut().enumerate() {
-        let (before, after) = ws.values.split_at_mut(l);
-        let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
-        let out = &mut after[0];
-        let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
-        match (layer, &mut ws.states[l]) {
-            (Layer::Conv2d(c), _) => conv_forward(c, batch, x, out, &mut ws.scratch),
-            (Layer::BatchNorm2d(n), State::Norm(saved)) => norm_forward(n, mode, x, out, saved),
-            (Layer::Relu, _) => {
-                out.copy_from_slice(x);
-                relu(out);
+    // The element-wise loops (ReLU, residual adds) get the CPU's widest vectors.
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            for (l, layer) in net.layers.iter_mut().enumerate() {
+                let (before, after) = ws.values.split_at_mut(l);
+                let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
+                let out = &mut after[0];
+                let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
+                match (layer, &mut ws.states[l]) {
+                    (Layer::Conv2d(c), _) => conv_forward(c, batch, x, out, &mut ws.scratch),
+                    (Layer::BatchNorm2d(n), State::Norm(saved)) => norm_forward(n, mode, x, out, saved),
+                    (Layer::Relu, _) => {
+                        out.copy_from_slice(x);
+                        relu(out);
+                    }
+                    (Layer::MaxPool2d(g), State::ArgMax(arg)) => {
+                        conv::max_pool_forward(g, batch, x, out, arg)
+                    }
+                    (Layer::AvgPool2d(g), _) => conv::avg_pool_forward(g, batch, x, out),
+                    (Layer::GlobalAvgPool, _) => {
+                        conv::global_avg_pool_forward(in_shape.height * in_shape.width, x, out)
+                    }
+                    (Layer::Flatten, _) => out.copy_from_slice(x),
+                    (Layer::Linear(lin), _) => linear_forward(lin, batch, x, out),
+                    (Layer::BasicBlock(b), State::Block(st)) => {
+                        block_forward(b, mode, batch, x, out, st, &mut ws.scratch)
+                    }
+                    (layer, _) => unreachable!("workspace built for another network at layer {l}: {layer:?}"),
+                }
             }
-            (Layer::MaxPool2d(g), State::ArgMax(arg)) => conv::max_pool_forward(g, batch, x, out, arg),
-            (Layer::AvgPool2d(g), _) => conv::avg_pool_forward(g, batch, x, out),
-            (Layer::GlobalAvgPool, _) => {
-                conv::global_avg_pool_forward(in_shape.height * in_shape.width, x, out)
-            }
-            (Layer::Flatten, _) => out.copy_from_slice(x),
-            (Layer::Linear(lin), _) => linear_forward(lin, batch, x, out),
-            (Layer::BasicBlock(b), State::Block(st)) => {
-                block_forward(b, mode, batch, x, out, st, &mut ws.scratch)
-            }
-            (layer, _) => unreachable!("workspace built for another network at layer {l}: {layer:?}"),
-        }
-    }
+        },
+    );
     Ok(())
 }
 
@@ -412,59 +422,68 @@ fn check_batch_norm(net: &ConvNet, batch: usize) -> Result<(), ConvNetError> {
 /// writing the gradient of every trainable buffer into `grads` (a [`ConvNet::zeros_like`] of
 /// `net`; overwritten).
 pub fn backward(net: &ConvNet, ws: &mut Workspace, grads: &mut ConvNet) {
-    let batch = ws.batch;
-    let mode = ws.mode;
-    let last = net.layers.len() - 1;
-    let mut cur = 0;
-    ws.grads[0][..ws.output_grad.len()].copy_from_slice(&ws.output_grad);
-    for l in (0..=last).rev() {
-        let x: &[f32] = if l == 0 { &ws.input } else { &ws.values[l - 1] };
-        let out = &ws.values[l];
-        let [ga, gb] = &mut ws.grads;
-        let (dy, dx) = if cur == 0 {
-            (&ga[..out.len()], &mut gb[..x.len()])
-        } else {
-            (&gb[..out.len()], &mut ga[..x.len()])
-        };
-        let need_dx = l > 0;
-        let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
-        match (&net.layers[l], &mut grads.layers[l], &ws.states[l]) {
-            (Layer::Conv2d(c), Layer::Conv2d(g), _) => {
-                conv_backward(c, g, batch, x, dy, need_dx.then_some(dx), &mut ws.scratch)
+    pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            let batch = ws.batch;
+            let mode = ws.mode;
+            let last = net.layers.len() - 1;
+            let mut cur = 0;
+            ws.grads[0][..ws.output_grad.len()].copy_from_slice(&ws.output_grad);
+            for l in (0..=last).rev() {
+                let x: &[f32] = if l == 0 { &ws.input } else { &ws.values[l - 1] };
+                let out = &ws.values[l];
+                let [ga, gb] = &mut ws.grads;
+                let (dy, dx) = if cur == 0 {
+                    (&ga[..out.len()], &mut gb[..x.len()])
+                } else {
+                    (&gb[..out.len()], &mut ga[..x.len()])
+                };
+                let need_dx = l > 0;
+                let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
+                match (&net.layers[l], &mut grads.layers[l], &ws.states[l]) {
+                    (Layer::Conv2d(c), Layer::Conv2d(g), _) => {
+                        conv_backward(c, g, batch, x, dy, need_dx.then_some(dx), &mut ws.scratch)
+                    }
+                    (Layer::BatchNorm2d(n), Layer::BatchNorm2d(g), State::Norm(saved)) => {
+                        norm_backward(n, g, mode, x, saved, dy, dx)
+                    }
+                    (Layer::Relu, _, _) => {
+                        dx.copy_from_slice(dy);
+                        relu_mask(out, dx);
+                    }
+                    (Layer::MaxPool2d(g), _, State::ArgMax(arg)) => {
+                        conv::max_pool_backward(g, batch, dy, arg, dx)
+                    }
+                    (Layer::AvgPool2d(g), _, _) => conv::avg_pool_backward(g, batch, dy, dx),
+                    (Layer::GlobalAvgPool, _, _) => {
+                        conv::global_avg_pool_backward(in_shape.height * in_shape.width, dy, dx)
+                    }
+                    (Layer::Flatten, _, _) => dx.copy_from_slice(dy),
+                    (Layer::Linear(lin), Layer::Linear(g), _) => {
+                        linear_backward(lin, g, batch, x, dy, need_dx.then_some(dx))
+                    }
+                    (Layer::BasicBlock(b), Layer::BasicBlock(g), State::Block(st)) => block_backward(
+                        b,
+                        g,
+                        mode,
+                        batch,
+                        x,
+                        out,
+                        st,
+                        dy,
+                        need_dx.then_some(dx),
+                        &mut ws.tmp,
+                        &mut ws.scratch,
+                    ),
+                    (layer, _, _) => {
+                        unreachable!("gradient or workspace of another network at layer {l}: {layer:?}")
+                    }
+                }
+                cur = 1 - cur;
             }
-            (Layer::BatchNorm2d(n), Layer::BatchNorm2d(g), State::Norm(saved)) => {
-                norm_backward(n, g, mode, x, saved, dy, dx)
-            }
-            (Layer::Relu, _, _) => {
-                dx.copy_from_slice(dy);
-                relu_mask(out, dx);
-            }
-            (Layer::MaxPool2d(g), _, State::ArgMax(arg)) => conv::max_pool_backward(g, batch, dy, arg, dx),
-            (Layer::AvgPool2d(g), _, _) => conv::avg_pool_backward(g, batch, dy, dx),
-            (Layer::GlobalAvgPool, _, _) => {
-                conv::global_avg_pool_backward(in_shape.height * in_shape.width, dy, dx)
-            }
-            (Layer::Flatten, _, _) => dx.copy_from_slice(dy),
-            (Layer::Linear(lin), Layer::Linear(g), _) => {
-                linear_backward(lin, g, batch, x, dy, need_dx.then_some(dx))
-            }
-            (Layer::BasicBlock(b), Layer::BasicBlock(g), State::Block(st)) => block_backward(
-                b,
-                g,
-                mode,
-                batch,
-                x,
-                out,
-                st,
-                dy,
-                need_dx.then_some(dx),
-                &mut ws.tmp,
-                &mut ws.scratch,
-            ),
-            (layer, _, _) => unreachable!("gradient or workspace of another network at layer {l}: {layer:?}"),
-        }
-        cur = 1 - cur;
-    }
+        },
+    )
 }
 
 /// A training step's passes on `ws.input` with softmax cross-entropy on class targets over
