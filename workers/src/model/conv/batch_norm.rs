@@ -86,35 +86,60 @@ pub fn batch_norm_train_forward(
     save_mean: &mut [f32],
     save_inv_std: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            check_sizes(channels, plane, input, output, [gamma, beta]);
-            for p in [&*running_mean, &*running_var, &*save_mean, &*save_inv_std] {
-                assert_eq!(p.len(), channels, "batch norm per-channel size");
-            }
-            let n = input.len() / channels;
-            assert!(n > 1, "batch norm in training mode needs more than one value per channel");
-            let m = config.momentum as f64;
-            for c in 0..channels {
-                let sum: f64 =
-                    channel_runs(input, channels, plane, c).map(|r| lane_sum(r, |v| v) as f64).sum();
-                let mean = sum / n as f64;
-                let mf = mean as f32;
-                let sq: f64 = channel_runs(input, channels, plane, c)
-                    .map(|r| lane_sum(r, |v| (v - mf) * (v - mf)) as f64)
-                    .sum();
-                let var = sq / n as f64;
-                let inv_std = 1.0 / (var + config.eps as f64).sqrt();
-                save_mean[c] = mf;
-                save_inv_std[c] = inv_std as f32;
-                running_mean[c] = ((1.0 - m) * running_mean[c] as f64 + m * mean) as f32;
-                running_var[c] =
-                    ((1.0 - m) * running_var[c] as f64 + m * var * n as f64 / (n - 1) as f64) as f32;
-                affine(input, output, channels, plane, c, (gamma[c] as f64 * inv_std) as f32, mean, beta[c]);
-            }
-        },
-    )
+    pulp::Arch::new().dispatch(|| {
+        batch_norm_train_forward_impl(
+            config,
+            channels,
+            plane,
+            input,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            output,
+            save_mean,
+            save_inv_std,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn batch_norm_train_forward_impl(
+    config: &BatchNormConfig,
+    channels: usize,
+    plane: usize,
+    input: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    output: &mut [f32],
+    save_mean: &mut [f32],
+    save_inv_std: &mut [f32],
+) {
+    check_sizes(channels, plane, input, output, [gamma, beta]);
+    for p in [&*running_mean, &*running_var, &*save_mean, &*save_inv_std] {
+        assert_eq!(p.len(), channels, "batch norm per-channel size");
+    }
+    let n = input.len() / channels;
+    assert!(n > 1, "batch norm in training mode needs more than one value per channel");
+    let m = config.momentum as f64;
+    for c in 0..channels {
+        let sum: f64 = channel_runs(input, channels, plane, c).map(|r| lane_sum(r, |v| v) as f64).sum();
+        let mean = sum / n as f64;
+        let mf = mean as f32;
+        let sq: f64 = channel_runs(input, channels, plane, c)
+            .map(|r| lane_sum(r, |v| (v - mf) * (v - mf)) as f64)
+            .sum();
+        let var = sq / n as f64;
+        let inv_std = 1.0 / (var + config.eps as f64).sqrt();
+        save_mean[c] = mf;
+        save_inv_std[c] = inv_std as f32;
+        running_mean[c] = ((1.0 - m) * running_mean[c] as f64 + m * mean) as f32;
+        running_var[c] = ((1.0 - m) * running_var[c] as f64 + m * var * n as f64 / (n - 1) as f64) as f32;
+        affine(input, output, channels, plane, c, (gamma[c] as f64 * inv_std) as f32, mean, beta[c]);
+    }
 }
 
 /// `output = a·x + (β − mean·a)` on channel `c`, where `a = γ/σ`.
@@ -151,18 +176,41 @@ pub fn batch_norm_eval_forward(
     running_var: &[f32],
     output: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            check_sizes(channels, plane, input, output, [gamma, beta]);
-            check_sizes(channels, plane, input, output, [running_mean, running_var]);
-            for c in 0..channels {
-                let inv_std = 1.0 / (running_var[c] as f64 + config.eps as f64).sqrt();
-                let a = (gamma[c] as f64 * inv_std) as f32;
-                affine(input, output, channels, plane, c, a, running_mean[c] as f64, beta[c]);
-            }
-        },
-    )
+    pulp::Arch::new().dispatch(|| {
+        batch_norm_eval_forward_impl(
+            config,
+            channels,
+            plane,
+            input,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            output,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn batch_norm_eval_forward_impl(
+    config: &BatchNormConfig,
+    channels: usize,
+    plane: usize,
+    input: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    output: &mut [f32],
+) {
+    check_sizes(channels, plane, input, output, [gamma, beta]);
+    check_sizes(channels, plane, input, output, [running_mean, running_var]);
+    for c in 0..channels {
+        let inv_std = 1.0 / (running_var[c] as f64 + config.eps as f64).sqrt();
+        let a = (gamma[c] as f64 * inv_std) as f32;
+        affine(input, output, channels, plane, c, a, running_mean[c] as f64, beta[c]);
+    }
 }
 
 /// Σ dy and Σ dy·x over channel `c`, in f64.
@@ -193,38 +241,63 @@ pub fn batch_norm_backward(
     grad_gamma: &mut [f32],
     grad_beta: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            check_sizes(channels, plane, input, grad_output, [gamma, save_mean]);
-            check_sizes(channels, plane, input, grad_input, [save_inv_std, grad_gamma]);
-            assert_eq!(grad_beta.len(), channels, "batch norm per-channel size");
-            let n = (input.len() / channels) as f64;
-            for c in 0..channels {
-                let (mean, inv_std) = (save_mean[c] as f64, save_inv_std[c] as f64);
-                let (sum_dy, sum_dy_x) = channel_sums(input, grad_output, channels, plane, c);
-                let d_beta = sum_dy;
-                let d_gamma = inv_std * (sum_dy_x - mean * sum_dy);
-                grad_beta[c] = d_beta as f32;
-                grad_gamma[c] = d_gamma as f32;
-                // dx = a·(dy − dβ/n − x̂·dγ/n), a = γ/σ, x̂ = (x − mean)/σ: dx = a·dy + p·x + q.
-                let a = gamma[c] as f64 * inv_std;
-                let p = -a * inv_std * d_gamma / n;
-                let q = -a * d_beta / n - p * mean;
-                let (a, p, q) = (a as f32, p as f32, q as f32);
-                let runs = grad_output
-                    .chunks_exact(channels * plane)
-                    .zip(input.chunks_exact(channels * plane))
-                    .zip(grad_input.chunks_exact_mut(channels * plane));
-                for ((dy, x), dx) in runs {
-                    let range = c * plane..(c + 1) * plane;
-                    for ((d, &g), &v) in dx[range.clone()].iter_mut().zip(&dy[range.clone()]).zip(&x[range]) {
-                        *d = a * g + p * v + q;
-                    }
-                }
+    pulp::Arch::new().dispatch(|| {
+        batch_norm_backward_impl(
+            channels,
+            plane,
+            input,
+            gamma,
+            save_mean,
+            save_inv_std,
+            grad_output,
+            grad_input,
+            grad_gamma,
+            grad_beta,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn batch_norm_backward_impl(
+    channels: usize,
+    plane: usize,
+    input: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_inv_std: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    grad_gamma: &mut [f32],
+    grad_beta: &mut [f32],
+) {
+    check_sizes(channels, plane, input, grad_output, [gamma, save_mean]);
+    check_sizes(channels, plane, input, grad_input, [save_inv_std, grad_gamma]);
+    assert_eq!(grad_beta.len(), channels, "batch norm per-channel size");
+    let n = (input.len() / channels) as f64;
+    for c in 0..channels {
+        let (mean, inv_std) = (save_mean[c] as f64, save_inv_std[c] as f64);
+        let (sum_dy, sum_dy_x) = channel_sums(input, grad_output, channels, plane, c);
+        let d_beta = sum_dy;
+        let d_gamma = inv_std * (sum_dy_x - mean * sum_dy);
+        grad_beta[c] = d_beta as f32;
+        grad_gamma[c] = d_gamma as f32;
+        // dx = a·(dy − dβ/n − x̂·dγ/n), a = γ/σ, x̂ = (x − mean)/σ: dx = a·dy + p·x + q.
+        let a = gamma[c] as f64 * inv_std;
+        let p = -a * inv_std * d_gamma / n;
+        let q = -a * d_beta / n - p * mean;
+        let (a, p, q) = (a as f32, p as f32, q as f32);
+        let runs = grad_output
+            .chunks_exact(channels * plane)
+            .zip(input.chunks_exact(channels * plane))
+            .zip(grad_input.chunks_exact_mut(channels * plane));
+        for ((dy, x), dx) in runs {
+            let range = c * plane..(c + 1) * plane;
+            for ((d, &g), &v) in dx[range.clone()].iter_mut().zip(&dy[range.clone()]).zip(&x[range]) {
+                *d = a * g + p * v + q;
             }
-        },
-    )
+        }
+    }
 }
 
 /// Evaluation-mode backward pass (the running statistics are constants): input gradient
@@ -243,31 +316,55 @@ pub fn batch_norm_eval_backward(
     grad_gamma: &mut [f32],
     grad_beta: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            check_sizes(channels, plane, input, grad_output, [gamma, running_mean]);
-            check_sizes(channels, plane, input, grad_input, [running_var, grad_gamma]);
-            assert_eq!(grad_beta.len(), channels, "batch norm per-channel size");
-            for c in 0..channels {
-                let inv_std = 1.0 / (running_var[c] as f64 + config.eps as f64).sqrt();
-                let (sum_dy, sum_dy_x) = channel_sums(input, grad_output, channels, plane, c);
-                grad_beta[c] = sum_dy as f32;
-                grad_gamma[c] = (inv_std * (sum_dy_x - running_mean[c] as f64 * sum_dy)) as f32;
-                let a = (gamma[c] as f64 * inv_std) as f32;
-                for (dy, dx) in grad_output
-                    .chunks_exact(channels * plane)
-                    .zip(grad_input.chunks_exact_mut(channels * plane))
-                {
-                    for (d, &g) in
-                        dx[c * plane..(c + 1) * plane].iter_mut().zip(&dy[c * plane..(c + 1) * plane])
-                    {
-                        *d = a * g;
-                    }
-                }
+    pulp::Arch::new().dispatch(|| {
+        batch_norm_eval_backward_impl(
+            config,
+            channels,
+            plane,
+            input,
+            gamma,
+            running_mean,
+            running_var,
+            grad_output,
+            grad_input,
+            grad_gamma,
+            grad_beta,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn batch_norm_eval_backward_impl(
+    config: &BatchNormConfig,
+    channels: usize,
+    plane: usize,
+    input: &[f32],
+    gamma: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    grad_gamma: &mut [f32],
+    grad_beta: &mut [f32],
+) {
+    check_sizes(channels, plane, input, grad_output, [gamma, running_mean]);
+    check_sizes(channels, plane, input, grad_input, [running_var, grad_gamma]);
+    assert_eq!(grad_beta.len(), channels, "batch norm per-channel size");
+    for c in 0..channels {
+        let inv_std = 1.0 / (running_var[c] as f64 + config.eps as f64).sqrt();
+        let (sum_dy, sum_dy_x) = channel_sums(input, grad_output, channels, plane, c);
+        grad_beta[c] = sum_dy as f32;
+        grad_gamma[c] = (inv_std * (sum_dy_x - running_mean[c] as f64 * sum_dy)) as f32;
+        let a = (gamma[c] as f64 * inv_std) as f32;
+        for (dy, dx) in
+            grad_output.chunks_exact(channels * plane).zip(grad_input.chunks_exact_mut(channels * plane))
+        {
+            for (d, &g) in dx[c * plane..(c + 1) * plane].iter_mut().zip(&dy[c * plane..(c + 1) * plane]) {
+                *d = a * g;
             }
-        },
-    )
+        }
+    }
 }
 
 #[cfg(test)]

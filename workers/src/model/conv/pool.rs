@@ -126,38 +126,44 @@ pub fn max_pool_forward(
     output: &mut [f32],
     argmax: &mut [u32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
-            assert_eq!(input.len(), batch * g.input_len(), "max pool input size");
-            assert_eq!(output.len(), batch * g.output_len(), "max pool output size");
-            assert_eq!(argmax.len(), output.len(), "max pool argmax size");
-            let planes = input
-                .chunks_exact(plane_in)
-                .zip(output.chunks_exact_mut(oh * ow).zip(argmax.chunks_exact_mut(oh * ow)));
-            for (src, (dst, arg)) in planes {
-                for oy in 0..oh {
-                    let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
-                    for ox in 0..ow {
-                        let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
-                        let mut best = f32::NEG_INFINITY;
-                        let mut at = y0 * g.in_w + x0;
-                        for y in y0..y1 {
-                            for (x, &v) in src[y * g.in_w + x0..y * g.in_w + x1].iter().enumerate() {
-                                if v > best {
-                                    best = v;
-                                    at = y * g.in_w + x0 + x;
-                                }
-                            }
+    pulp::Arch::new().dispatch(|| max_pool_forward_impl(g, batch, input, output, argmax))
+}
+
+#[inline(always)]
+fn max_pool_forward_impl(
+    g: &PoolGeometry,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+    argmax: &mut [u32],
+) {
+    let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
+    assert_eq!(input.len(), batch * g.input_len(), "max pool input size");
+    assert_eq!(output.len(), batch * g.output_len(), "max pool output size");
+    assert_eq!(argmax.len(), output.len(), "max pool argmax size");
+    let planes = input
+        .chunks_exact(plane_in)
+        .zip(output.chunks_exact_mut(oh * ow).zip(argmax.chunks_exact_mut(oh * ow)));
+    for (src, (dst, arg)) in planes {
+        for oy in 0..oh {
+            let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
+            for ox in 0..ow {
+                let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
+                let mut best = f32::NEG_INFINITY;
+                let mut at = y0 * g.in_w + x0;
+                for y in y0..y1 {
+                    for (x, &v) in src[y * g.in_w + x0..y * g.in_w + x1].iter().enumerate() {
+                        if v > best {
+                            best = v;
+                            at = y * g.in_w + x0 + x;
                         }
-                        dst[oy * ow + ox] = best;
-                        arg[oy * ow + ox] = at as u32;
                     }
                 }
+                dst[oy * ow + ox] = best;
+                arg[oy * ow + ox] = at as u32;
             }
-        },
-    )
+        }
+    }
 }
 
 /// The input gradient of max pooling (overwritten): each output's gradient goes to its
@@ -169,108 +175,114 @@ pub fn max_pool_backward(
     argmax: &[u32],
     grad_input: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            let (plane_out, plane_in) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
-            assert_eq!(grad_output.len(), batch * g.output_len(), "max pool output gradient size");
-            assert_eq!(argmax.len(), grad_output.len(), "max pool argmax size");
-            assert_eq!(grad_input.len(), batch * g.input_len(), "max pool input gradient size");
-            grad_input.fill(0.0);
-            let planes = grad_input
-                .chunks_exact_mut(plane_in)
-                .zip(grad_output.chunks_exact(plane_out).zip(argmax.chunks_exact(plane_out)));
-            for (dst, (dy, arg)) in planes {
-                for (&d, &a) in dy.iter().zip(arg) {
-                    dst[a as usize] += d;
-                }
-            }
-        },
-    )
+    pulp::Arch::new().dispatch(|| max_pool_backward_impl(g, batch, grad_output, argmax, grad_input))
+}
+
+#[inline(always)]
+fn max_pool_backward_impl(
+    g: &PoolGeometry,
+    batch: usize,
+    grad_output: &[f32],
+    argmax: &[u32],
+    grad_input: &mut [f32],
+) {
+    let (plane_out, plane_in) = (g.out_h() * g.out_w(), g.in_h * g.in_w);
+    assert_eq!(grad_output.len(), batch * g.output_len(), "max pool output gradient size");
+    assert_eq!(argmax.len(), grad_output.len(), "max pool argmax size");
+    assert_eq!(grad_input.len(), batch * g.input_len(), "max pool input gradient size");
+    grad_input.fill(0.0);
+    let planes = grad_input
+        .chunks_exact_mut(plane_in)
+        .zip(grad_output.chunks_exact(plane_out).zip(argmax.chunks_exact(plane_out)));
+    for (dst, (dy, arg)) in planes {
+        for (&d, &a) in dy.iter().zip(arg) {
+            dst[a as usize] += d;
+        }
+    }
 }
 
 /// Average pooling of `batch` samples, padded cells counted as zeros (every window divides by
 /// `kh·kw`).
 pub fn avg_pool_forward(g: &PoolGeometry, batch: usize, input: &[f32], output: &mut [f32]) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
-            assert_eq!(input.len(), batch * g.input_len(), "average pool input size");
-            assert_eq!(output.len(), batch * g.output_len(), "average pool output size");
-            let scale = 1.0 / (g.kernel_h * g.kernel_w) as f32;
-            for (src, dst) in input.chunks_exact(plane_in).zip(output.chunks_exact_mut(oh * ow)) {
-                for oy in 0..oh {
-                    let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
-                    for ox in 0..ow {
-                        let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
-                        let mut sum = 0.0f32;
-                        for y in y0..y1 {
-                            sum += src[y * g.in_w + x0..y * g.in_w + x1].iter().sum::<f32>();
-                        }
-                        dst[oy * ow + ox] = sum * scale;
-                    }
+    pulp::Arch::new().dispatch(|| avg_pool_forward_impl(g, batch, input, output))
+}
+
+#[inline(always)]
+fn avg_pool_forward_impl(g: &PoolGeometry, batch: usize, input: &[f32], output: &mut [f32]) {
+    let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
+    assert_eq!(input.len(), batch * g.input_len(), "average pool input size");
+    assert_eq!(output.len(), batch * g.output_len(), "average pool output size");
+    let scale = 1.0 / (g.kernel_h * g.kernel_w) as f32;
+    for (src, dst) in input.chunks_exact(plane_in).zip(output.chunks_exact_mut(oh * ow)) {
+        for oy in 0..oh {
+            let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
+            for ox in 0..ow {
+                let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
+                let mut sum = 0.0f32;
+                for y in y0..y1 {
+                    sum += src[y * g.in_w + x0..y * g.in_w + x1].iter().sum::<f32>();
                 }
+                dst[oy * ow + ox] = sum * scale;
             }
-        },
-    )
+        }
+    }
 }
 
 /// The input gradient of average pooling (overwritten).
 pub fn avg_pool_backward(g: &PoolGeometry, batch: usize, grad_output: &[f32], grad_input: &mut [f32]) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
-            assert_eq!(grad_output.len(), batch * g.output_len(), "average pool output gradient size");
-            assert_eq!(grad_input.len(), batch * g.input_len(), "average pool input gradient size");
-            let scale = 1.0 / (g.kernel_h * g.kernel_w) as f32;
-            grad_input.fill(0.0);
-            for (dst, dy) in grad_input.chunks_exact_mut(plane_in).zip(grad_output.chunks_exact(oh * ow)) {
-                for oy in 0..oh {
-                    let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
-                    for ox in 0..ow {
-                        let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
-                        let d = dy[oy * ow + ox] * scale;
-                        for y in y0..y1 {
-                            for v in &mut dst[y * g.in_w + x0..y * g.in_w + x1] {
-                                *v += d;
-                            }
-                        }
+    pulp::Arch::new().dispatch(|| avg_pool_backward_impl(g, batch, grad_output, grad_input))
+}
+
+#[inline(always)]
+fn avg_pool_backward_impl(g: &PoolGeometry, batch: usize, grad_output: &[f32], grad_input: &mut [f32]) {
+    let (oh, ow, plane_in) = (g.out_h(), g.out_w(), g.in_h * g.in_w);
+    assert_eq!(grad_output.len(), batch * g.output_len(), "average pool output gradient size");
+    assert_eq!(grad_input.len(), batch * g.input_len(), "average pool input gradient size");
+    let scale = 1.0 / (g.kernel_h * g.kernel_w) as f32;
+    grad_input.fill(0.0);
+    for (dst, dy) in grad_input.chunks_exact_mut(plane_in).zip(grad_output.chunks_exact(oh * ow)) {
+        for oy in 0..oh {
+            let (y0, y1) = PoolGeometry::window(oy, g.stride_h, g.pad_h, g.kernel_h, g.in_h);
+            for ox in 0..ow {
+                let (x0, x1) = PoolGeometry::window(ox, g.stride_w, g.pad_w, g.kernel_w, g.in_w);
+                let d = dy[oy * ow + ox] * scale;
+                for y in y0..y1 {
+                    for v in &mut dst[y * g.in_w + x0..y * g.in_w + x1] {
+                        *v += d;
                     }
                 }
             }
-        },
-    )
+        }
+    }
 }
 
 /// The mean of every plane of `plane` floats: `input` is `planes × plane`, `output` `planes`
 /// (a `batch × channels` matrix when the planes are a batch's channels).
 pub fn global_avg_pool_forward(plane: usize, input: &[f32], output: &mut [f32]) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            assert_eq!(input.len(), output.len() * plane, "global average pool sizes");
-            let scale = 1.0 / plane as f32;
-            for (o, src) in output.iter_mut().zip(input.chunks_exact(plane)) {
-                *o = src.iter().sum::<f32>() * scale;
-            }
-        },
-    )
+    pulp::Arch::new().dispatch(|| global_avg_pool_forward_impl(plane, input, output))
+}
+
+#[inline(always)]
+fn global_avg_pool_forward_impl(plane: usize, input: &[f32], output: &mut [f32]) {
+    assert_eq!(input.len(), output.len() * plane, "global average pool sizes");
+    let scale = 1.0 / plane as f32;
+    for (o, src) in output.iter_mut().zip(input.chunks_exact(plane)) {
+        *o = src.iter().sum::<f32>() * scale;
+    }
 }
 
 /// The input gradient of global average pooling (overwritten).
 pub fn global_avg_pool_backward(plane: usize, grad_output: &[f32], grad_input: &mut [f32]) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            assert_eq!(grad_input.len(), grad_output.len() * plane, "global average pool sizes");
-            let scale = 1.0 / plane as f32;
-            for (&d, dst) in grad_output.iter().zip(grad_input.chunks_exact_mut(plane)) {
-                dst.fill(d * scale);
-            }
-        },
-    )
+    pulp::Arch::new().dispatch(|| global_avg_pool_backward_impl(plane, grad_output, grad_input))
+}
+
+#[inline(always)]
+fn global_avg_pool_backward_impl(plane: usize, grad_output: &[f32], grad_input: &mut [f32]) {
+    assert_eq!(grad_input.len(), grad_output.len() * plane, "global average pool sizes");
+    let scale = 1.0 / plane as f32;
+    for (&d, dst) in grad_output.iter().zip(grad_input.chunks_exact_mut(plane)) {
+        dst.fill(d * scale);
+    }
 }
 
 #[cfg(test)]

@@ -251,6 +251,7 @@ fn norm_backward(
     }
 }
 
+#[inline(always)]
 fn block_forward(
     b: &mut BasicBlock,
     mode: Mode,
@@ -281,6 +282,7 @@ fn block_forward(
 
 /// A block's backward pass; `tmp` holds three output-sized buffers and one input-sized one.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn block_backward(
     b: &BasicBlock,
     g: &mut BasicBlock,
@@ -369,39 +371,38 @@ pub fn forward(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(), 
     }
     ws.mode = mode;
     // The element-wise loops (ReLU, residual adds) get the CPU's widest vectors.
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            for (l, layer) in net.layers.iter_mut().enumerate() {
-                let (before, after) = ws.values.split_at_mut(l);
-                let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
-                let out = &mut after[0];
-                let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
-                match (layer, &mut ws.states[l]) {
-                    (Layer::Conv2d(c), _) => conv_forward(c, batch, x, out, &mut ws.scratch),
-                    (Layer::BatchNorm2d(n), State::Norm(saved)) => norm_forward(n, mode, x, out, saved),
-                    (Layer::Relu, _) => {
-                        out.copy_from_slice(x);
-                        relu(out);
-                    }
-                    (Layer::MaxPool2d(g), State::ArgMax(arg)) => {
-                        conv::max_pool_forward(g, batch, x, out, arg)
-                    }
-                    (Layer::AvgPool2d(g), _) => conv::avg_pool_forward(g, batch, x, out),
-                    (Layer::GlobalAvgPool, _) => {
-                        conv::global_avg_pool_forward(in_shape.height * in_shape.width, x, out)
-                    }
-                    (Layer::Flatten, _) => out.copy_from_slice(x),
-                    (Layer::Linear(lin), _) => linear_forward(lin, batch, x, out),
-                    (Layer::BasicBlock(b), State::Block(st)) => {
-                        block_forward(b, mode, batch, x, out, st, &mut ws.scratch)
-                    }
-                    (layer, _) => unreachable!("workspace built for another network at layer {l}: {layer:?}"),
-                }
-            }
-        },
-    );
+    pulp::Arch::new().dispatch(|| forward_layers(net, ws, mode));
     Ok(())
+}
+
+#[inline(always)]
+fn forward_layers(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) {
+    let batch = ws.batch;
+    for (l, layer) in net.layers.iter_mut().enumerate() {
+        let (before, after) = ws.values.split_at_mut(l);
+        let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
+        let out = &mut after[0];
+        let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
+        match (layer, &mut ws.states[l]) {
+            (Layer::Conv2d(c), _) => conv_forward(c, batch, x, out, &mut ws.scratch),
+            (Layer::BatchNorm2d(n), State::Norm(saved)) => norm_forward(n, mode, x, out, saved),
+            (Layer::Relu, _) => {
+                out.copy_from_slice(x);
+                relu(out);
+            }
+            (Layer::MaxPool2d(g), State::ArgMax(arg)) => conv::max_pool_forward(g, batch, x, out, arg),
+            (Layer::AvgPool2d(g), _) => conv::avg_pool_forward(g, batch, x, out),
+            (Layer::GlobalAvgPool, _) => {
+                conv::global_avg_pool_forward(in_shape.height * in_shape.width, x, out)
+            }
+            (Layer::Flatten, _) => out.copy_from_slice(x),
+            (Layer::Linear(lin), _) => linear_forward(lin, batch, x, out),
+            (Layer::BasicBlock(b), State::Block(st)) => {
+                block_forward(b, mode, batch, x, out, st, &mut ws.scratch)
+            }
+            (layer, _) => unreachable!("workspace built for another network at layer {l}: {layer:?}"),
+        }
+    }
 }
 
 fn check_batch_norm(net: &ConvNet, batch: usize) -> Result<(), ConvNetError> {
@@ -422,68 +423,66 @@ fn check_batch_norm(net: &ConvNet, batch: usize) -> Result<(), ConvNetError> {
 /// writing the gradient of every trainable buffer into `grads` (a [`ConvNet::zeros_like`] of
 /// `net`; overwritten).
 pub fn backward(net: &ConvNet, ws: &mut Workspace, grads: &mut ConvNet) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            let batch = ws.batch;
-            let mode = ws.mode;
-            let last = net.layers.len() - 1;
-            let mut cur = 0;
-            ws.grads[0][..ws.output_grad.len()].copy_from_slice(&ws.output_grad);
-            for l in (0..=last).rev() {
-                let x: &[f32] = if l == 0 { &ws.input } else { &ws.values[l - 1] };
-                let out = &ws.values[l];
-                let [ga, gb] = &mut ws.grads;
-                let (dy, dx) = if cur == 0 {
-                    (&ga[..out.len()], &mut gb[..x.len()])
-                } else {
-                    (&gb[..out.len()], &mut ga[..x.len()])
-                };
-                let need_dx = l > 0;
-                let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
-                match (&net.layers[l], &mut grads.layers[l], &ws.states[l]) {
-                    (Layer::Conv2d(c), Layer::Conv2d(g), _) => {
-                        conv_backward(c, g, batch, x, dy, need_dx.then_some(dx), &mut ws.scratch)
-                    }
-                    (Layer::BatchNorm2d(n), Layer::BatchNorm2d(g), State::Norm(saved)) => {
-                        norm_backward(n, g, mode, x, saved, dy, dx)
-                    }
-                    (Layer::Relu, _, _) => {
-                        dx.copy_from_slice(dy);
-                        relu_mask(out, dx);
-                    }
-                    (Layer::MaxPool2d(g), _, State::ArgMax(arg)) => {
-                        conv::max_pool_backward(g, batch, dy, arg, dx)
-                    }
-                    (Layer::AvgPool2d(g), _, _) => conv::avg_pool_backward(g, batch, dy, dx),
-                    (Layer::GlobalAvgPool, _, _) => {
-                        conv::global_avg_pool_backward(in_shape.height * in_shape.width, dy, dx)
-                    }
-                    (Layer::Flatten, _, _) => dx.copy_from_slice(dy),
-                    (Layer::Linear(lin), Layer::Linear(g), _) => {
-                        linear_backward(lin, g, batch, x, dy, need_dx.then_some(dx))
-                    }
-                    (Layer::BasicBlock(b), Layer::BasicBlock(g), State::Block(st)) => block_backward(
-                        b,
-                        g,
-                        mode,
-                        batch,
-                        x,
-                        out,
-                        st,
-                        dy,
-                        need_dx.then_some(dx),
-                        &mut ws.tmp,
-                        &mut ws.scratch,
-                    ),
-                    (layer, _, _) => {
-                        unreachable!("gradient or workspace of another network at layer {l}: {layer:?}")
-                    }
-                }
-                cur = 1 - cur;
+    pulp::Arch::new().dispatch(|| backward_impl(net, ws, grads))
+}
+
+#[inline(always)]
+fn backward_impl(net: &ConvNet, ws: &mut Workspace, grads: &mut ConvNet) {
+    let batch = ws.batch;
+    let mode = ws.mode;
+    let last = net.layers.len() - 1;
+    let mut cur = 0;
+    ws.grads[0][..ws.output_grad.len()].copy_from_slice(&ws.output_grad);
+    for l in (0..=last).rev() {
+        let x: &[f32] = if l == 0 { &ws.input } else { &ws.values[l - 1] };
+        let out = &ws.values[l];
+        let [ga, gb] = &mut ws.grads;
+        let (dy, dx) = if cur == 0 {
+            (&ga[..out.len()], &mut gb[..x.len()])
+        } else {
+            (&gb[..out.len()], &mut ga[..x.len()])
+        };
+        let need_dx = l > 0;
+        let in_shape = if l == 0 { net.input } else { net.shapes[l - 1] };
+        match (&net.layers[l], &mut grads.layers[l], &ws.states[l]) {
+            (Layer::Conv2d(c), Layer::Conv2d(g), _) => {
+                conv_backward(c, g, batch, x, dy, need_dx.then_some(dx), &mut ws.scratch)
             }
-        },
-    )
+            (Layer::BatchNorm2d(n), Layer::BatchNorm2d(g), State::Norm(saved)) => {
+                norm_backward(n, g, mode, x, saved, dy, dx)
+            }
+            (Layer::Relu, _, _) => {
+                dx.copy_from_slice(dy);
+                relu_mask(out, dx);
+            }
+            (Layer::MaxPool2d(g), _, State::ArgMax(arg)) => conv::max_pool_backward(g, batch, dy, arg, dx),
+            (Layer::AvgPool2d(g), _, _) => conv::avg_pool_backward(g, batch, dy, dx),
+            (Layer::GlobalAvgPool, _, _) => {
+                conv::global_avg_pool_backward(in_shape.height * in_shape.width, dy, dx)
+            }
+            (Layer::Flatten, _, _) => dx.copy_from_slice(dy),
+            (Layer::Linear(lin), Layer::Linear(g), _) => {
+                linear_backward(lin, g, batch, x, dy, need_dx.then_some(dx))
+            }
+            (Layer::BasicBlock(b), Layer::BasicBlock(g), State::Block(st)) => block_backward(
+                b,
+                g,
+                mode,
+                batch,
+                x,
+                out,
+                st,
+                dy,
+                need_dx.then_some(dx),
+                &mut ws.tmp,
+                &mut ws.scratch,
+            ),
+            (layer, _, _) => {
+                unreachable!("gradient or workspace of another network at layer {l}: {layer:?}")
+            }
+        }
+        cur = 1 - cur;
+    }
 }
 
 /// A training step's passes on `ws.input` with softmax cross-entropy on class targets over
