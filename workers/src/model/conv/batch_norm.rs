@@ -4,8 +4,9 @@
 //! Training mode normalises with the batch's mean and biased variance, and moves the running
 //! statistics towards the batch's (`running ← (1−m)·running + m·batch`, with the unbiased
 //! variance, as PyTorch). Evaluation mode normalises with the running statistics and leaves
-//! them alone. Statistics are summed in `f64`: a channel of a batch of 128 32×32 maps sums
-//! 131,072 values, past what `f32` sums to 1e-4. The forward pass saves each channel's mean and
+//! them alone. Each sample's plane is summed in `f32` over eight lanes and the planes are added
+//! in `f64`: a channel of a batch of 128 32×32 maps sums 131,072 values, past what one `f32`
+//! sum holds to 1e-4. The forward pass saves each channel's mean and
 //! 1/σ for the backward pass, which recomputes x̂ from the layer's input rather than storing it.
 
 /// Batch-norm hyper-parameters, PyTorch's defaults by [`Default`].
