@@ -23,9 +23,9 @@
 //! take `kh·kw` times the memory of every layer's input.
 //!
 //! The crate is compiled for baseline x86-64 (SSE2); every kernel's loops run under pulp's
-//! run-time dispatch, compiled for AVX2 and FMA where the CPU has them, which tripled the
-//! throughput of the data movement around the GEMMs (faer dispatches its own kernels, AVX-512
-//! where present).
+//! run-time dispatch, compiled for AVX2 and FMA where the CPU has them: that raised a whole SGD
+//! step's throughput by about a fifth on this machine (convnet at batch 32: 2,519 → 3,090
+//! samples/s). faer dispatches its own GEMM kernels (AVX-512 where present).
 //!
 //! # Differences from PyTorch and dfdx
 //!
