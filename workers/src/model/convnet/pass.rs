@@ -81,42 +81,70 @@ pub struct Workspace {
 impl Workspace {
     /// Buffers for `net` on batches of `batch` samples.
     pub fn new(net: &ConvNet, batch: usize) -> Self {
-        let mut largest = net.input.len();
-        let mut values = Vec::with_capacity(net.layers.len());
-        let mut states = Vec::with_capacity(net.layers.len());
-        for (layer, shape) in net.layers.iter().zip(&net.shapes) {
-            largest = largest.max(shape.len());
-            values.push(vec![0.0; batch * shape.len()]);
-            states.push(match layer {
+        let states = net
+            .layers
+            .iter()
+            .map(|layer| match layer {
                 Layer::BatchNorm2d(n) => State::Norm(Saved::new(n.channels)),
-                Layer::MaxPool2d(_) => State::ArgMax(vec![0; batch * shape.len()]),
+                Layer::MaxPool2d(_) => State::ArgMax(Vec::new()),
                 Layer::BasicBlock(b) => {
-                    let out = batch * shape.len();
                     let c = b.bn1.channels;
-                    let with = |len| if b.shortcut.is_some() { vec![0.0; len] } else { Vec::new() };
                     State::Block(Box::new(BlockState {
-                        c1: vec![0.0; out],
-                        r1: vec![0.0; out],
-                        c2: vec![0.0; out],
-                        s1: with(out),
-                        s2: with(out),
                         saved: [Saved::new(c), Saved::new(c), Saved::new(c)],
+                        ..BlockState::default()
                     }))
                 }
                 _ => State::None,
-            });
-        }
-        let big = || vec![0.0; batch * largest];
-        Workspace {
-            batch,
+            })
+            .collect();
+        let mut ws = Workspace {
+            batch: 0,
             mode: Mode::Train,
-            input: vec![0.0; batch * net.input.len()],
-            output_grad: vec![0.0; batch * net.outputs()],
-            values,
+            input: Vec::new(),
+            output_grad: Vec::new(),
+            values: vec![Vec::new(); net.layers.len()],
             states,
-            grads: [big(), big()],
-            tmp: [big(), big(), big(), big()],
+            grads: Default::default(),
+            tmp: Default::default(),
             scratch: ConvScratch::default(),
+        };
+        ws.set_batch(net, batch);
+        ws
+    }
+
+    /// Resizes every buffer for batches of `batch` samples of `net` (the network the
+    /// workspace was built for); allocates only when the batch grows beyond any earlier size,
+    /// so an epoch's shorter last batch costs no allocation.
+    pub fn set_batch(&mut self, net: &ConvNet, batch: usize) {
+        assert_eq!(self.values.len(), net.layers.len(), "workspace built for another network");
+        if batch == self.batch {
+            return;
+        }
+        self.batch = batch;
+        self.input.resize(batch * net.input.len(), 0.0);
+        self.output_grad.resize(batch * net.outputs(), 0.0);
+        let mut largest = net.input.len();
+        let layers = net.layers.iter().zip(&net.shapes).zip(self.values.iter_mut().zip(&mut self.states));
+        for ((layer, shape), (values, state)) in layers {
+            largest = largest.max(shape.len());
+            let out = batch * shape.len();
+            values.resize(out, 0.0);
+            match (layer, state) {
+                (Layer::MaxPool2d(_), State::ArgMax(arg)) => arg.resize(out, 0),
+                (Layer::BasicBlock(b), State::Block(st)) => {
+                    for buf in [&mut st.c1, &mut st.r1, &mut st.c2] {
+                        buf.resize(out, 0.0);
+                    }
+                    if b.shortcut.is_some() {
+                        st.s1.resize(out, 0.0);
+                        st.s2.resize(out, 0.0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for buf in self.grads.iter_mut().chain(&mut self.tmp) {
+            buf.resize(batch * largest, 0.0);
         }
     }
 
@@ -685,6 +713,37 @@ mod tests {
         let correct =
             ws.outputs().chunks_exact(2).zip(&y).filter(|(o, &c)| (o[1] > o[0]) as u32 == c).count();
         assert!(correct >= batch - 1, "{correct}/{batch} correct in evaluation mode");
+    }
+
+    /// A workspace resized to a smaller batch computes what a fresh one computes.
+    #[test]
+    fn a_resized_workspace_matches_a_fresh_one() {
+        let mut r = rng::stream(44, "test", 0);
+        let specs = [
+            conv(4, 3, 2, 1, false),
+            LayerSpec::BatchNorm2d,
+            LayerSpec::Relu,
+            LayerSpec::MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+            LayerSpec::BasicBlock { channels: 6, stride: 1, bias: false },
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Linear { units: 3 },
+        ];
+        let net = ConvNet::new(Shape::new(3, 9, 9), &specs, &mut r).unwrap();
+        let mut reused = Workspace::new(&net, 5);
+        reused.input.iter_mut().for_each(|v| *v = r.gen_range(-1.0..1.0));
+        let mut grads = net.zeros_like();
+        loss_and_gradients(&mut net.clone(), &mut reused, Mode::Train, &[0, 1, 2, 0, 1], &mut grads).unwrap();
+        reused.set_batch(&net, 2);
+        let mut fresh = Workspace::new(&net, 2);
+        let input: Vec<f32> = (0..fresh.input.len()).map(|_| r.gen_range(-1.0..1.0)).collect();
+        let mut outcomes = Vec::new();
+        for ws in [&mut reused, &mut fresh] {
+            ws.input.copy_from_slice(&input);
+            let mut g = net.zeros_like();
+            let loss = loss_and_gradients(&mut net.clone(), ws, Mode::Train, &[2, 1], &mut g).unwrap();
+            outcomes.push((loss, ws.outputs().to_vec(), g));
+        }
+        assert_eq!(outcomes[0], outcomes[1]);
     }
 
     #[test]
