@@ -715,6 +715,46 @@ mod tests {
         assert!(correct >= batch - 1, "{correct}/{batch} correct in evaluation mode");
     }
 
+    /// Training mode moves the running statistics and normalises with the batch's; evaluation
+    /// mode leaves them alone and treats every sample on its own: a sample's outputs do not
+    /// depend on the rest of its batch.
+    #[test]
+    fn evaluation_mode_treats_samples_independently_and_keeps_the_statistics() {
+        let mut r = rng::stream(45, "test", 0);
+        let specs = [
+            conv(4, 3, 1, 1, true),
+            LayerSpec::BatchNorm2d,
+            LayerSpec::Relu,
+            LayerSpec::BasicBlock { channels: 5, stride: 2, bias: false },
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::Linear { units: 2 },
+        ];
+        let mut net = ConvNet::new(Shape::new(2, 6, 6), &specs, &mut r).unwrap();
+        let mut ws = Workspace::new(&net, 3);
+        ws.input.iter_mut().for_each(|v| *v = r.gen_range(-1.0..1.0) * 2.0 + 0.5);
+        let before = net.clone();
+        forward(&mut net, &mut ws, Mode::Train).unwrap();
+        assert_ne!(net, before, "training mode updates the running statistics");
+        let train_outputs = ws.outputs().to_vec();
+        let trained = net.clone();
+        forward(&mut net, &mut ws, Mode::Eval).unwrap();
+        assert_eq!(net, trained, "evaluation mode leaves the running statistics alone");
+        let batch_outputs = ws.outputs().to_vec();
+        assert_ne!(batch_outputs, train_outputs);
+        let mut single = Workspace::new(&net, 1);
+        let per_sample = net.input_shape().len();
+        for s in 0..3 {
+            single.input.copy_from_slice(&ws.input[s * per_sample..(s + 1) * per_sample]);
+            forward(&mut net, &mut single, Mode::Eval).unwrap();
+            for (a, b) in single.outputs().iter().zip(&batch_outputs[s * 2..(s + 1) * 2]) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "sample {s}: {a} alone vs {b} in the batch"
+                );
+            }
+        }
+    }
+
     /// A workspace resized to a smaller batch computes what a fresh one computes.
     #[test]
     fn a_resized_workspace_matches_a_fresh_one() {
