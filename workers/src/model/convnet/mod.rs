@@ -501,9 +501,27 @@ impl ConvNet {
 
     /// Number of trainable parameters (PyTorch's `sum(p.numel() for p in parameters())`).
     pub fn parameter_count(&self) -> usize {
-        let mut count = 0;
-        let mut copy = self.clone();
-        copy.zip_buffers_mut(self, |a, _| count += a.len());
-        count
+        let conv = |c: &Conv2d| c.weight.len() + c.bias.as_ref().map_or(0, Vec::len);
+        let norm = |n: &BatchNorm2d| n.gamma.len() + n.beta.len();
+        self.layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Conv2d(c) => conv(c),
+                Layer::BatchNorm2d(n) => norm(n),
+                Layer::Linear(l) => l.len(),
+                Layer::BasicBlock(b) => {
+                    conv(&b.conv1)
+                        + norm(&b.bn1)
+                        + conv(&b.conv2)
+                        + norm(&b.bn2)
+                        + b.shortcut.as_ref().map_or(0, |(c, n)| conv(c) + norm(n))
+                }
+                Layer::Relu
+                | Layer::MaxPool2d(_)
+                | Layer::AvgPool2d(_)
+                | Layer::GlobalAvgPool
+                | Layer::Flatten => 0,
+            })
+            .sum()
     }
 }
