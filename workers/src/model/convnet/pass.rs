@@ -415,8 +415,9 @@ fn forward_layers(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) {
             (Layer::Conv2d(c), _) => conv_forward(c, batch, x, out, &mut ws.scratch),
             (Layer::BatchNorm2d(n), State::Norm(saved)) => norm_forward(n, mode, x, out, saved),
             (Layer::Relu, _) => {
-                out.copy_from_slice(x);
-                relu(out);
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = v.max(0.0);
+                }
             }
             (Layer::MaxPool2d(g), State::ArgMax(arg)) => conv::max_pool_forward(g, batch, x, out, arg),
             (Layer::AvgPool2d(g), _) => conv::avg_pool_forward(g, batch, x, out),
@@ -480,8 +481,9 @@ fn backward_impl(net: &ConvNet, ws: &mut Workspace, grads: &mut ConvNet) {
                 norm_backward(n, g, mode, x, saved, dy, dx)
             }
             (Layer::Relu, _, _) => {
-                dx.copy_from_slice(dy);
-                relu_mask(out, dx);
+                for ((d, &g), &o) in dx.iter_mut().zip(dy).zip(out) {
+                    *d = if o > 0.0 { g } else { 0.0 };
+                }
             }
             (Layer::MaxPool2d(g), _, State::ArgMax(arg)) => conv::max_pool_backward(g, batch, dy, arg, dx),
             (Layer::AvgPool2d(g), _, _) => conv::avg_pool_backward(g, batch, dy, dx),
