@@ -1,8 +1,10 @@
 //! Training throughput of the conv-net kernels, single-threaded, next to the PyTorch figures of
 //! `../shared/anchors` (PyTorch 2.15, one thread, this machine kind): SGD steps (forward,
-//! cross-entropy, backward, update) in training mode on random 3×32×32 inputs, best of 3.
+//! cross-entropy, backward, update) in training mode on random inputs (3×32×32; 1×28×28 for the
+//! MNIST CNN), best of 3.
 //!
-//! `cargo bench -p clorch-workers --bench conv` (add `-- --quick` for a shorter run). GFLOP/s
+//! `cargo bench -p clorch-workers --bench conv` (add `-- --quick` for a shorter run, `-- --all`
+//! for the anchors without a speed target). GFLOP/s
 //! counts 2 FLOPs per multiply-add of the convolutions and linear layers and a training step
 //! as 3 forward passes, as the anchor script does. Times are CPU time of this process, as in
 //! the `training` bench.
@@ -14,6 +16,8 @@ use workers::model::convnet::architectures;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `-- --all` adds the anchors without a speed target (the wide ResNet-18, the MNIST CNN).
+    let all = std::env::args().any(|a| a == "--all");
     let budget = Duration::from_millis(if quick { 500 } else { 3000 });
     workers::model::flush_denormals();
     let peak = bench::fma_peak_gflops(Duration::from_millis(500));
@@ -22,10 +26,13 @@ fn main() {
         "| net | batch | clorch samples/s | GFLOP/s | share of 256-bit FMA peak | share of 512-bit FMA peak | PyTorch 2.15 (1 thread) | ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, outputs, batch, torch) in bench::CONV_ANCHORS {
+    let extra: &[_] = if all { &bench::CONV_EXTRA_ANCHORS } else { &[] };
+    for &(name, outputs, batch, torch) in bench::CONV_ANCHORS.iter().chain(extra) {
         let mut r = workers::rng::stream(0, "bench", 0);
         let net = match name {
             "convnet" => architectures::convnet(outputs, &mut r),
+            "resnet18" => architectures::resnet18(outputs, &mut r),
+            "cnn_mnist" => architectures::cnn_mnist(outputs, &mut r),
             _ => architectures::reduced_resnet18(outputs, &mut r),
         }
         .expect("the named architectures build");

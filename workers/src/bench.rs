@@ -42,6 +42,17 @@ pub const CONV_ANCHORS: [(&str, usize, usize, f64); 6] = [
     ("reduced_resnet18", 100, 128, 106.0),
 ];
 
+/// The other conv-net anchors of `../shared/anchors` (no speed target, same format): the
+/// loss-of-plasticity ResNet-18 (batch 90 there, as its reference code) and the MNIST CNN.
+pub const CONV_EXTRA_ANCHORS: [(&str, usize, usize, f64); 6] = [
+    ("resnet18", 100, 1, 8.4),
+    ("resnet18", 100, 32, 20.5),
+    ("resnet18", 100, 90, 20.7),
+    ("cnn_mnist", 10, 1, 170.0),
+    ("cnn_mnist", 10, 32, 602.0),
+    ("cnn_mnist", 10, 128, 626.0),
+];
+
 /// Training samples per second of plain SGD steps (forward, cross-entropy, backward, update)
 /// of `net` in training mode on random inputs and classes, best of `repeats` runs of about
 /// `budget` of CPU time each.
