@@ -14,6 +14,7 @@ use rand::Rng as _;
 
 use crate::engine::{self, RunControl, RunError};
 use crate::method::Compute;
+use crate::model::convnet::{self, ConvNet};
 use crate::model::Mlp;
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::protocol::*;
@@ -28,6 +29,61 @@ pub const MLP_ANCHORS: [(&[usize], usize, f64); 5] = [
     (&[784, 2000, 2000, 2000, 10], 1, 37.0),
     (&[784, 2000, 2000, 2000, 10], 128, 1_137.0),
 ];
+
+/// The conv-net anchors of `../shared/anchors` (PyTorch 2.15, one thread, best of 3, this
+/// machine kind): architecture, outputs, batch size, samples per second of an SGD step on
+/// random 3×32×32 inputs in training mode.
+pub const CONV_ANCHORS: [(&str, usize, usize, f64); 6] = [
+    ("convnet", 2, 1, 302.0),
+    ("convnet", 2, 32, 949.0),
+    ("convnet", 2, 100, 887.0),
+    ("reduced_resnet18", 100, 10, 99.0),
+    ("reduced_resnet18", 100, 32, 103.0),
+    ("reduced_resnet18", 100, 128, 106.0),
+];
+
+/// The other conv-net anchors of `../shared/anchors` (no speed target, same format): the
+/// loss-of-plasticity ResNet-18 (batch 90 there, as its reference code) and the MNIST CNN.
+pub const CONV_EXTRA_ANCHORS: [(&str, usize, usize, f64); 6] = [
+    ("resnet18", 100, 1, 8.4),
+    ("resnet18", 100, 32, 20.5),
+    ("resnet18", 100, 90, 20.7),
+    ("cnn_mnist", 10, 1, 170.0),
+    ("cnn_mnist", 10, 32, 602.0),
+    ("cnn_mnist", 10, 128, 626.0),
+];
+
+/// Training samples per second of plain SGD steps (forward, cross-entropy, backward, update)
+/// of `net` in training mode on random inputs and classes, best of `repeats` runs of about
+/// `budget` of CPU time each.
+pub fn conv_samples_per_second(net: &ConvNet, batch: usize, budget: Duration, repeats: usize) -> f64 {
+    let mut r = rng::stream(0, "bench", 1);
+    let mut net = net.clone();
+    let mut ws = convnet::Workspace::new(&net, batch);
+    let mut grads = net.zeros_like();
+    let outputs = net.outputs() as u32;
+    ws.input.iter_mut().for_each(|v| *v = r.gen_range(-1.0..1.0));
+    let classes: Vec<u32> = (0..batch).map(|_| r.gen_range(0..outputs)).collect();
+    let mut step = |net: &mut ConvNet| {
+        convnet::loss_and_gradients(net, &mut ws, convnet::Mode::Train, &classes, &mut grads)
+            .expect("the benchmark networks run in training mode");
+        convnet::sgd_step(net, &grads, 0.01);
+    };
+    for _ in 0..3 {
+        step(&mut net);
+    }
+    let mut best = 0.0f64;
+    for _ in 0..repeats {
+        let start = cpu_seconds();
+        let mut steps = 0u64;
+        while cpu_seconds() - start < budget.as_secs_f64() || steps < 2 {
+            step(&mut net);
+            steps += 1;
+        }
+        best = best.max((steps * batch as u64) as f64 / (cpu_seconds() - start));
+    }
+    best
+}
 
 /// The loss-of-plasticity reference code on slowly-changing regression (20-5-1, batch 1,
 /// PyTorch, one thread): method, its parameters here, µs per example there.
@@ -140,6 +196,56 @@ pub fn run_cost_per_example(spec: &RunSpec) -> Result<f64, RunError> {
     let start = cpu_seconds();
     engine::run(spec, Box::new(std::io::sink()), &RunControl::default())?;
     Ok((cpu_seconds() - start) * 1e6 / examples)
+}
+
+/// The core's single-precision FMA throughput on 512-bit vectors in GFLOP/s, or `None` on a
+/// CPU without AVX-512. [`fma_peak_gflops`] dispatches through pulp, which stops at 256-bit
+/// AVX2 on stable Rust, while faer's GEMM runs AVX-512 kernels where the CPU has them: on such a
+/// core (Zen 5: about 205 against 115 GFLOP/s) this is the peak the conv kernels are judged by.
+pub fn fma512_peak_gflops(budget: Duration) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        };
+        #[target_feature(enable = "avx512f")]
+        fn probe(iterations: u64) -> f32 {
+            // Twelve independent chains hide the FMA latency, as in `fma_peak_gflops`.
+            let a = _mm512_set1_ps(0.999_999);
+            let b = _mm512_set1_ps(1e-7);
+            let mut acc: [__m512; 12] = [_mm512_set1_ps(1.0); 12];
+            for _ in 0..iterations {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(*x, a, b);
+                }
+            }
+            let mut sum = _mm512_setzero_ps();
+            for x in acc {
+                sum = _mm512_add_ps(sum, x);
+            }
+            _mm512_reduce_add_ps(sum)
+        }
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return None;
+        }
+        let mut iterations = 1u64 << 20;
+        loop {
+            let start = cpu_seconds();
+            // SAFETY: the CPU has AVX-512F, checked above.
+            let sink = unsafe { probe(iterations) };
+            let elapsed = cpu_seconds() - start;
+            if elapsed >= budget.as_secs_f64() || iterations > 1 << 40 {
+                std::hint::black_box(sink);
+                return Some((iterations * 12 * 16 * 2) as f64 / elapsed / 1e9);
+            }
+            iterations *= 2;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = budget;
+        None
+    }
 }
 
 /// The core's single-precision FMA throughput in GFLOP/s, measured with independent fused

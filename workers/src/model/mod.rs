@@ -2,6 +2,8 @@
 
 pub mod activation;
 mod autograd;
+pub mod conv;
+pub mod convnet;
 pub mod fused;
 pub mod layer;
 pub mod loss;
