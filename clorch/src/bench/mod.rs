@@ -14,6 +14,10 @@
 //!   to the page, the server's CPU while runs write ([`serve`]).
 //! * P6 — worker event lines taken in per second of CPU: seal checked, parsed, stored, the
 //!   run's progress updated ([`ingest`]).
+//! * P7 — conv-net SGD steps on 3×32×32 inputs (loss of plasticity's ConvNet at batch 1, 32,
+//!   100; the reduced ResNet-18 at batch 10, 32, 128), samples/s of CPU next to PyTorch 2.15 on
+//!   one thread (the committed figures of this machine kind), with GFLOP/s and the share of
+//!   the FMA peak on 512-bit vectors, which faer's GEMM uses.
 //!
 //! Single-threaded figures use CPU time ([`workers::bench::cpu_seconds`]); P3 and P4 are about
 //! processes and use the wall clock and `/proc`.
@@ -54,6 +58,41 @@ pub struct Row {
     pub target: String,
     /// Whether the target is met.
     pub met: bool,
+}
+
+/// P7: conv-net training throughput beside the PyTorch anchors.
+fn conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
+    use workers::model::convnet::architectures;
+    let peak = bench::fma512_peak_gflops(Duration::from_millis(500))
+        .map(|p| (p, "512-bit"))
+        .unwrap_or_else(|| (bench::fma_peak_gflops(Duration::from_millis(500)), "256-bit"));
+    let mut rows = Vec::new();
+    for &(name, outputs, batch, torch) in &bench::CONV_ANCHORS {
+        let mut rng = workers::rng::stream(0, "bench", 0);
+        let net = match name {
+            "convnet" => architectures::convnet(outputs, &mut rng),
+            _ => architectures::reduced_resnet18(outputs, &mut rng),
+        }
+        .map_err(|e| format!("P7 {name}: {e}"))?;
+        let flops = 3.0 * 2.0 * architectures::forward_macs(&net) as f64;
+        let s = bench::conv_samples_per_second(&net, batch, budget, 3);
+        let gflops = s * flops / 1e9;
+        rows.push(Row {
+            id: "P7",
+            workload: format!("`{name}` SGD step on 3×32×32, batch {batch}"),
+            clorch: format!(
+                "{s:.0} samples/s ({:.2}×; {gflops:.0} GFLOP/s = {:.0}% of the {:.0} GFLOP/s {} FMA peak)",
+                s / torch,
+                100.0 * gflops / peak.0,
+                peak.0,
+                peak.1
+            ),
+            reference: format!("{torch:.0} samples/s"),
+            target: "≥ PyTorch".into(),
+            met: s >= torch,
+        });
+    }
+    Ok(rows)
 }
 
 /// Runs the benchmarks, printing each row as it is measured; returns all rows.
@@ -134,6 +173,11 @@ pub fn run(options: &BenchOptions, mut print: impl FnMut(&Row)) -> Result<Vec<Ro
     }
     if wants("p6") {
         for row in ingest::ingest(&options.scratch, options.quick)? {
+            push(row, &mut rows);
+        }
+    }
+    if wants("p7") {
+        for row in conv_nets(budget)? {
             push(row, &mut rows);
         }
     }
