@@ -174,6 +174,14 @@ impl Network {
         const FORM: &str = "the MLP engine computes alternating `linear` and activation layers with one \
                             activation kind, ending in the `linear` output head";
         let count = self.layers.len();
+        let convolutional = |p: &Part| !matches!(p, Part::Linear { .. } | Part::Activation(_));
+        if let Some((i, layer)) = self.layers.iter().enumerate().find(|(_, l)| convolutional(&l.part)) {
+            return Err(format!(
+                "{}: the built-in engine trains multi-layer perceptrons; convolutional layers are \
+                 checked (shapes, parameters) but not trained by it yet",
+                self.describe(i, count, &layer.spec.kind)
+            ));
+        }
         let mut sizes = vec![self.layers[0].input.len()];
         let mut activation: Option<(usize, Activation)> = None;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -196,7 +204,7 @@ impl Network {
                     Some(_) => {}
                     None => activation = Some((i, a)),
                 },
-                (_, _) => return Err(format!("{FORM}; {name} is not a layer of a perceptron")),
+                (_, _) => unreachable!("convolutional layers are refused above"),
             }
         }
         Ok((sizes, activation.map_or(self.activation, |(_, a)| a)))
@@ -296,6 +304,37 @@ mod tests {
         );
         let err = form(serde_json::json!([{"linear": {"units": 8}}, {"relu": {}}, {"relu": {}}]));
         assert!(err.contains("`network.layers[2]` (`relu`) is where a `linear` layer belongs"), "{err}");
+    }
+
+    #[test]
+    fn conv_layers_are_planned_with_shapes_but_not_built_as_a_perceptron() {
+        let image = Shape::Image { channels: 1, height: 28, width: 28 };
+        let spec = layered(serde_json::json!([
+            {"conv2d": {"channels": 4, "kernel": 3}}, {"relu": {}}, {"max_pool2d": {"kernel": 2}}, {"flatten": {}}
+        ]));
+        let net = Network::plan(&spec, image, 10).unwrap();
+        assert_eq!(net.layers[3].output, Shape::Vector(4 * 13 * 13));
+        assert_eq!(net.parameters(), 4 * 9 + 4 + (4 * 13 * 13 + 1) * 10);
+        let err = net.mlp().unwrap_err();
+        assert!(
+            err.starts_with("`network.layers[0]` (`conv2d`): the built-in engine trains multi-layer"),
+            "{err}"
+        );
+        // A perceptron written as `hidden` flattens the image itself.
+        let mlp = Network::plan(&NetworkSpec::mlp(vec![8]), image, 10).unwrap();
+        assert_eq!(mlp.mlp().unwrap().0, vec![784, 8, 10]);
+        // Without the stream's shape, a conv net's first layer is refused; with it, it fits.
+        let convnet = NetworkSpec {
+            architecture: Some(crate::protocol::Architecture::Convnet),
+            ..NetworkSpec::mlp(vec![])
+        };
+        let err = Network::plan(&convnet, Shape::Vector(784), 2).unwrap_err();
+        assert!(
+            err.contains("of `network.architecture: convnet`") && err.contains("takes an image"),
+            "{err}"
+        );
+        let both = NetworkSpec { hidden: vec![8], ..convnet };
+        assert!(Network::check(&both, Some(image)).unwrap_err().contains("write one of them"));
     }
 
     #[test]
