@@ -470,7 +470,7 @@ fn invalid_recipes() -> Vec<Case> {
             &[],
             &["recipes/x.yaml:5:36: network.activation: unknown value `rleu` (did you mean `relu`?); expected one of: relu, tanh, sigmoid, leaky_relu"],
         ),
-        ("unknown nested key", with("{hidden: [8]}", "{hidden: [8], width: 3}"), &[], &["recipes/x.yaml:5:24: network: unknown key `width`; `network` takes: hidden, layers, activation, heads, engine"]),
+        ("unknown nested key", with("{hidden: [8]}", "{hidden: [8], width: 3}"), &[], &["recipes/x.yaml:5:24: network: unknown key `width`; `network` takes: hidden, layers, architecture, activation, heads, engine"]),
         ("missing network", with("network: {hidden: [8]}\n", ""), &[], &["recipes/x.yaml:1:1: missing key `network`"]),
         ("zero width", with("{hidden: [8]}", "{hidden: [8, 0]}"), &[], &["recipes/x.yaml:5:23: network.hidden[1]: expected a positive integer, found 0"]),
         ("eval tasks", format!("{BASE}eval: {{tasks: some}}\n"), &[], &["eval.tasks: unknown value `some`; expected one of: all, subsample"]),
