@@ -5,7 +5,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::im2col::{col2im_add, im2col};
-use super::{output_size, GeometryError};
+use super::{GeometryError, Window};
 
 /// The im2col matrix of a chunk is kept near this many floats (1 MiB), so that writing it and
 /// the GEMM's reading it stay in the core's L2 cache; a chunk holds at least one sample.
@@ -81,29 +81,30 @@ impl Conv2dGeometry {
                 return Err(GeometryError::Zero { what });
             }
         }
-        if output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h).is_none()
-            || output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w).is_none()
-        {
-            return Err(GeometryError::KernelTooLarge {
-                kernel_h: self.kernel_h,
-                kernel_w: self.kernel_w,
-                in_h: self.in_h,
-                in_w: self.in_w,
-                pad_h: self.pad_h,
-                pad_w: self.pad_w,
-            });
+        self.sliding().check_fits()
+    }
+
+    fn sliding(&self) -> Window {
+        Window {
+            in_h: self.in_h,
+            in_w: self.in_w,
+            kernel_h: self.kernel_h,
+            kernel_w: self.kernel_w,
+            stride_h: self.stride_h,
+            stride_w: self.stride_w,
+            pad_h: self.pad_h,
+            pad_w: self.pad_w,
         }
-        Ok(())
     }
 
     /// Output rows.
     pub fn out_h(&self) -> usize {
-        output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h).unwrap_or(0)
+        self.sliding().out_h().unwrap_or(0)
     }
 
     /// Output columns.
     pub fn out_w(&self) -> usize {
-        output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w).unwrap_or(0)
+        self.sliding().out_w().unwrap_or(0)
     }
 
     /// Weights per output channel (the GEMM's inner dimension): `in_channels·kh·kw`.

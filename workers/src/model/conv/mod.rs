@@ -106,5 +106,43 @@ fn output_size(input: usize, kernel: usize, stride: usize, pad: usize) -> Option
     (input + 2 * pad).checked_sub(kernel).map(|span| span / stride + 1)
 }
 
+/// A sliding window over a padded input: what convolutions and pooling share, so both
+/// geometries size their outputs and refuse a window that does not fit the same way.
+struct Window {
+    in_h: usize,
+    in_w: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride_h: usize,
+    stride_w: usize,
+    pad_h: usize,
+    pad_w: usize,
+}
+
+impl Window {
+    fn out_h(&self) -> Option<usize> {
+        output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h)
+    }
+
+    fn out_w(&self) -> Option<usize> {
+        output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w)
+    }
+
+    /// The window fits the padded input along both axes.
+    fn check_fits(&self) -> Result<(), GeometryError> {
+        if self.out_h().is_none() || self.out_w().is_none() {
+            return Err(GeometryError::KernelTooLarge {
+                kernel_h: self.kernel_h,
+                kernel_w: self.kernel_w,
+                in_h: self.in_h,
+                in_w: self.in_w,
+                pad_h: self.pad_h,
+                pad_w: self.pad_w,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod reference;

@@ -4,7 +4,7 @@
 //! pooling records the winning position of every window in the forward pass (first maximum in
 //! row-major order, as PyTorch), which makes its backward pass a scatter without comparisons.
 
-use super::{output_size, GeometryError};
+use super::{GeometryError, Window};
 
 /// The shape of a pooling window over `channels` planes of `in_h × in_w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,29 +75,30 @@ impl PoolGeometry {
                 return Err(GeometryError::PoolPadding { pad, kernel });
             }
         }
-        if output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h).is_none()
-            || output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w).is_none()
-        {
-            return Err(GeometryError::KernelTooLarge {
-                kernel_h: self.kernel_h,
-                kernel_w: self.kernel_w,
-                in_h: self.in_h,
-                in_w: self.in_w,
-                pad_h: self.pad_h,
-                pad_w: self.pad_w,
-            });
+        self.sliding().check_fits()
+    }
+
+    fn sliding(&self) -> Window {
+        Window {
+            in_h: self.in_h,
+            in_w: self.in_w,
+            kernel_h: self.kernel_h,
+            kernel_w: self.kernel_w,
+            stride_h: self.stride_h,
+            stride_w: self.stride_w,
+            pad_h: self.pad_h,
+            pad_w: self.pad_w,
         }
-        Ok(())
     }
 
     /// Output rows.
     pub fn out_h(&self) -> usize {
-        output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_h).unwrap_or(0)
+        self.sliding().out_h().unwrap_or(0)
     }
 
     /// Output columns.
     pub fn out_w(&self) -> usize {
-        output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_w).unwrap_or(0)
+        self.sliding().out_w().unwrap_or(0)
     }
 
     /// Floats of one input sample.
