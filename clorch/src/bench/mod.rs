@@ -41,6 +41,9 @@ pub struct BenchOptions {
     pub only: Vec<String>,
     /// Scratch folder for P3 and P4.
     pub scratch: PathBuf,
+    /// A Python with PyTorch: P7 measures PyTorch in the same run instead of showing the
+    /// committed figures.
+    pub torch: Option<PathBuf>,
 }
 
 /// One row of the result table.
@@ -60,14 +63,29 @@ pub struct Row {
     pub met: bool,
 }
 
-/// P7: conv-net training throughput beside the PyTorch anchors.
-fn conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
+/// P7: conv-net training throughput beside PyTorch: measured now with `--torch`, else the
+/// committed figures of this machine kind.
+fn conv_nets(budget: Duration, options: &BenchOptions) -> Result<Vec<Row>, String> {
     use workers::model::convnet::architectures;
+    let torch = match &options.torch {
+        Some(python) => Some(torch_conv(python, options)?),
+        None => None,
+    };
     let peak = bench::fma512_peak_gflops(Duration::from_millis(500))
         .map(|p| (p, "512-bit"))
         .unwrap_or_else(|| (bench::fma_peak_gflops(Duration::from_millis(500)), "256-bit"));
     let mut rows = Vec::new();
-    for &(name, outputs, batch, torch) in &bench::CONV_ANCHORS {
+    for &(name, outputs, batch, committed) in &bench::CONV_ANCHORS {
+        let (reference, source) = match &torch {
+            Some(measured) => {
+                let found = measured.iter().find(|(net, b, _)| net.contains(name) && *b == batch);
+                let Some(&(_, _, s)) = found else {
+                    return Err(format!("P7: the PyTorch script gave no figure for {name} at batch {batch}"));
+                };
+                (s, "measured now")
+            }
+            None => (committed, "committed figure"),
+        };
         let mut rng = workers::rng::stream(0, "bench", 0);
         let net = match name {
             "convnet" => architectures::convnet(outputs, &mut rng),
@@ -82,15 +100,62 @@ fn conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
             workload: format!("`{name}` SGD step on 3×32×32, batch {batch}"),
             clorch: format!(
                 "{s:.0} samples/s ({:.2}×; {gflops:.0} GFLOP/s = {:.0}% of the {:.0} GFLOP/s {} FMA peak)",
-                s / torch,
+                s / reference,
                 100.0 * gflops / peak.0,
                 peak.0,
                 peak.1
             ),
-            reference: format!("{torch:.0} samples/s"),
+            reference: format!("{reference:.0} samples/s ({source})"),
             target: "≥ PyTorch".into(),
-            met: s >= torch,
+            met: s >= reference,
         });
+    }
+    Ok(rows)
+}
+
+/// The PyTorch conv-net script, run by `--torch` (also in `../shared/anchors`).
+const TORCH_CONV: &str = include_str!("torch_conv.py");
+
+/// Runs [`TORCH_CONV`] with `python` on one thread for the P7 nets: (net, batch, samples/s).
+fn torch_conv(python: &Path, options: &BenchOptions) -> Result<Vec<(String, usize, f64)>, String> {
+    let dir = options.scratch.join("p7");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = dir.join("torch_conv.py");
+    std::fs::write(&script, TORCH_CONV).map_err(|e| format!("{}: {e}", script.display()))?;
+    let mut rows = Vec::new();
+    for net in ["lop_convnet", "reduced_resnet18"] {
+        let json = dir.join(format!("{net}.json"));
+        let min_time = if options.quick { "0.5" } else { "3" };
+        let out = Command::new(python)
+            .arg(&script)
+            .args(["--only", net, "--min-time", min_time, "--repeats", "3", "--json"])
+            .arg(&json)
+            .env("OMP_NUM_THREADS", "1")
+            .env("MKL_NUM_THREADS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("--torch {}: {e}", python.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+            return Err(format!(
+                "--torch {}: the PyTorch benchmark failed ({}): {last}",
+                python.display(),
+                out.status
+            ));
+        }
+        let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+        for row in value["rows"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let (Some(name), Some(batch), Some(s)) =
+                (row["net"].as_str(), row["batch"].as_u64(), row["samples_per_s"].as_f64())
+            else {
+                return Err(format!("{}: a row without net, batch and samples_per_s: {row}", json.display()));
+            };
+            rows.push((name.to_string(), batch as usize, s));
+        }
     }
     Ok(rows)
 }
@@ -177,7 +242,7 @@ pub fn run(options: &BenchOptions, mut print: impl FnMut(&Row)) -> Result<Vec<Ro
         }
     }
     if wants("p7") {
-        for row in conv_nets(budget)? {
+        for row in conv_nets(budget, options)? {
             push(row, &mut rows);
         }
     }

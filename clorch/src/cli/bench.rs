@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// temporary directory, removed afterwards).
     #[arg(long)]
     pub scratch: Option<PathBuf>,
+    /// A Python with PyTorch installed: P7 times PyTorch's conv nets on one thread in the same
+    /// run (`OMP_NUM_THREADS=1`) instead of showing the committed figures of this machine kind.
+    #[arg(long, value_name = "PYTHON")]
+    pub torch: Option<PathBuf>,
 }
 
 /// Prints the benchmark table; exits 1 when a target is missed.
@@ -29,7 +33,12 @@ pub fn run(args: &BenchArgs) -> i32 {
         Some(p) => (p.clone(), false),
         None => (std::env::temp_dir().join(format!("clorch-bench-{}", std::process::id())), true),
     };
-    let options = BenchOptions { quick: args.quick, only: args.only.clone(), scratch: scratch.clone() };
+    let options = BenchOptions {
+        quick: args.quick,
+        only: args.only.clone(),
+        scratch: scratch.clone(),
+        torch: args.torch.clone(),
+    };
     if let Err(e) = output::print(format_args!("{}\n", bench::header())) {
         return e.exit_code("bench");
     }
