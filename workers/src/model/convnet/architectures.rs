@@ -1,108 +1,56 @@
-//! The named architectures a recipe may ask for by name, with the shapes of the code that
-//! defined them (the speed anchors in `shared/anchors/torch_conv.py` use the same shapes).
+//! The named architectures a recipe may ask for by name, built as conv-net models. Their
+//! layers come from the layer registry's expansion of `network.architecture` (one description,
+//! with the shapes of the code that defined them; the speed anchors in
+//! `shared/anchors/torch_conv.py` use the same shapes). The reduced ResNet-18 pools globally
+//! where GEM's code calls `avg_pool2d(out, 4)`: the same on its 4×4 maps of a 32×32 input.
 //!
 //! Initialisation is PyTorch's default for every layer. The loss-of-plasticity code
 //! re-initialises its ResNet-18 (Kaiming-normal convolutions, zero biases); a recipe that
 //! wants that draws new weights into the same buffers.
 
-use super::{ConvNet, ConvNetError, LayerSpec, Shape};
+use super::ConvNet;
+use crate::model::layer::{self, Network};
+use crate::protocol::{Architecture, NetworkSpec};
 use crate::rng::Rng;
 
 /// Input of the CIFAR and Continual-ImageNet (32×32) architectures.
-pub const RGB_32: Shape = Shape { channels: 3, height: 32, width: 32 };
+const RGB_32: layer::Shape = layer::Shape::Image { channels: 3, height: 32, width: 32 };
 
 /// Input of the MNIST architecture.
-pub const MNIST: Shape = Shape { channels: 1, height: 28, width: 28 };
+const MNIST: layer::Shape = layer::Shape::Image { channels: 1, height: 28, width: 28 };
 
-fn conv(channels: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> LayerSpec {
-    LayerSpec::Conv2d { channels, kernel, stride, padding, bias }
+/// `architecture` with an output head of `outputs` on `input`, as a recipe's
+/// `network.architecture` plans it (the layer registry holds the shapes,
+/// [`crate::model::layer::hidden_layers`]), built with initial weights from `rng`.
+pub fn build(
+    architecture: Architecture,
+    input: layer::Shape,
+    outputs: usize,
+    rng: &mut Rng,
+) -> Result<ConvNet, String> {
+    let spec = NetworkSpec { architecture: Some(architecture), ..NetworkSpec::mlp(Vec::new()) };
+    let (input, layers) = Network::plan(&spec, input, outputs)?.conv_specs()?;
+    ConvNet::new(input, &layers, rng).map_err(|e| e.to_string())
 }
 
-const POOL2: LayerSpec = LayerSpec::MaxPool2d { kernel: 2, stride: 2, padding: 0 };
-
-/// The loss-of-plasticity Continual-ImageNet ConvNet (`lop/nets/conv_net.py`) on 3×32×32:
-/// conv 5×5 32, ReLU, max-pool 2; conv 3×3 64, ReLU, max-pool 2; conv 3×3 128, ReLU,
-/// max-pool 2 (128×2×2); fc 512→128, ReLU, fc 128→128, ReLU, fc 128→`outputs`.
-pub fn convnet_specs(outputs: usize) -> Vec<LayerSpec> {
-    vec![
-        conv(32, 5, 1, 0, true),
-        LayerSpec::Relu,
-        POOL2,
-        conv(64, 3, 1, 0, true),
-        LayerSpec::Relu,
-        POOL2,
-        conv(128, 3, 1, 0, true),
-        LayerSpec::Relu,
-        POOL2,
-        LayerSpec::Flatten,
-        LayerSpec::Linear { units: 128 },
-        LayerSpec::Relu,
-        LayerSpec::Linear { units: 128 },
-        LayerSpec::Relu,
-        LayerSpec::Linear { units: outputs },
-    ]
+/// Loss of plasticity's Continual-ImageNet ConvNet on 3×32×32.
+pub fn convnet(outputs: usize, rng: &mut Rng) -> Result<ConvNet, String> {
+    build(Architecture::Convnet, RGB_32, outputs, rng)
 }
 
-/// A CIFAR-style ResNet-18: 3×3 stride-1 stem conv − BN − ReLU (no max-pool), four stages of
-/// two basic blocks with `nf`, 2·`nf`, 4·`nf`, 8·`nf` channels (strides 1, 2, 2, 2), pooling
-/// to one value per channel, linear head. `bias` puts biases on every convolution.
-fn resnet18_specs(nf: usize, bias: bool, pool: LayerSpec, outputs: usize) -> Vec<LayerSpec> {
-    let mut specs = vec![conv(nf, 3, 1, 1, bias), LayerSpec::BatchNorm2d, LayerSpec::Relu];
-    for (stage, stride) in [1, 2, 2, 2].into_iter().enumerate() {
-        let channels = nf << stage;
-        specs.push(LayerSpec::BasicBlock { channels, stride, bias });
-        specs.push(LayerSpec::BasicBlock { channels, stride: 1, bias });
-    }
-    specs.extend([pool, LayerSpec::Flatten, LayerSpec::Linear { units: outputs }]);
-    specs
+/// Loss of plasticity's ResNet-18 for CIFAR-100 on 3×32×32.
+pub fn resnet18(outputs: usize, rng: &mut Rng) -> Result<ConvNet, String> {
+    build(Architecture::Resnet18, RGB_32, outputs, rng)
 }
 
-/// The loss-of-plasticity ResNet-18 for CIFAR-100 (`lop/nets/torchvision_modified_resnet.py`):
-/// widths 64…512, biases on every convolution, batch norm, adaptive average pooling.
-pub fn resnet18_specs_lop(outputs: usize) -> Vec<LayerSpec> {
-    resnet18_specs(64, true, LayerSpec::GlobalAvgPool, outputs)
+/// The reduced ResNet-18 (20 base filters) on 3×32×32.
+pub fn reduced_resnet18(outputs: usize, rng: &mut Rng) -> Result<ConvNet, String> {
+    build(Architecture::ReducedResnet18, RGB_32, outputs, rng)
 }
 
-/// The reduced ResNet-18 of GEM, Mammoth and Avalanche for split CIFAR-100: 20 base filters,
-/// no convolution biases, batch norm, `avg_pool2d(4)` on the final 4×4 maps.
-pub fn reduced_resnet18_specs(outputs: usize) -> Vec<LayerSpec> {
-    resnet18_specs(20, false, LayerSpec::AvgPool2d { kernel: 4, stride: 4, padding: 0 }, outputs)
-}
-
-/// A small MNIST CNN on 1×28×28: conv 3×3 32, ReLU, conv 3×3 64, ReLU, max-pool 2
-/// (64×12×12), fc 9216→128, ReLU, fc 128→`outputs`.
-pub fn cnn_mnist_specs(outputs: usize) -> Vec<LayerSpec> {
-    vec![
-        conv(32, 3, 1, 0, true),
-        LayerSpec::Relu,
-        conv(64, 3, 1, 0, true),
-        LayerSpec::Relu,
-        POOL2,
-        LayerSpec::Flatten,
-        LayerSpec::Linear { units: 128 },
-        LayerSpec::Relu,
-        LayerSpec::Linear { units: outputs },
-    ]
-}
-
-/// [`convnet_specs`] built on [`RGB_32`].
-pub fn convnet(outputs: usize, rng: &mut Rng) -> Result<ConvNet, ConvNetError> {
-    ConvNet::new(RGB_32, &convnet_specs(outputs), rng)
-}
-
-/// [`resnet18_specs_lop`] built on [`RGB_32`].
-pub fn resnet18(outputs: usize, rng: &mut Rng) -> Result<ConvNet, ConvNetError> {
-    ConvNet::new(RGB_32, &resnet18_specs_lop(outputs), rng)
-}
-
-/// [`reduced_resnet18_specs`] built on [`RGB_32`].
-pub fn reduced_resnet18(outputs: usize, rng: &mut Rng) -> Result<ConvNet, ConvNetError> {
-    ConvNet::new(RGB_32, &reduced_resnet18_specs(outputs), rng)
-}
-
-/// [`cnn_mnist_specs`] built on [`MNIST`].
-pub fn cnn_mnist(outputs: usize, rng: &mut Rng) -> Result<ConvNet, ConvNetError> {
-    ConvNet::new(MNIST, &cnn_mnist_specs(outputs), rng)
+/// The MNIST CNN on 1×28×28.
+pub fn cnn_mnist(outputs: usize, rng: &mut Rng) -> Result<ConvNet, String> {
+    build(Architecture::CnnMnist, MNIST, outputs, rng)
 }
 
 /// Multiply-adds of one sample's forward pass through the convolutions and linear layers

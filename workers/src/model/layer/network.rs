@@ -2,6 +2,7 @@
 //! the form the engines compute.
 
 use super::{lookup, Part, Shape};
+use crate::model::convnet::{LayerSpec as ConvLayer, Shape as ConvShape};
 use crate::protocol::{Activation, Architecture, LayerSpec, NetworkSpec, Params};
 
 /// One layer of a [`Network`], its shapes checked.
@@ -165,6 +166,48 @@ impl Network {
     /// Trainable parameters of the whole network.
     pub fn parameters(&self) -> usize {
         self.layers.iter().map(|l| l.parameters).sum()
+    }
+
+    /// The network as the conv-net model builds it (`model::convnet`): its input shape and
+    /// layers, the head included — the one description of a conv net, whether written as
+    /// `layers` or as a named `architecture`. The conv-net model computes ReLU only; another
+    /// activation is named as the layer it cannot build.
+    pub fn conv_specs(&self) -> Result<(ConvShape, Vec<ConvLayer>), String> {
+        let count = self.layers.len();
+        let input = match self.layers[0].input {
+            Shape::Image { channels, height, width } => ConvShape::new(channels, height, width),
+            Shape::Vector(n) => ConvShape::new(n, 1, 1),
+        };
+        let mut specs = Vec::with_capacity(count);
+        for (i, layer) in self.layers.iter().enumerate() {
+            specs.push(match layer.part {
+                Part::Linear { units } => ConvLayer::Linear { units },
+                Part::Activation(Activation::Relu) => ConvLayer::Relu,
+                Part::Activation(a) => {
+                    return Err(format!(
+                        "{}: the conv-net model computes `relu` only, not `{}`",
+                        self.describe(i, count, &layer.spec.kind),
+                        a.name()
+                    ))
+                }
+                Part::Conv2d { channels, kernel, stride, padding, bias } => {
+                    ConvLayer::Conv2d { channels, kernel, stride, padding, bias }
+                }
+                Part::MaxPool2d { kernel, stride, padding } => {
+                    ConvLayer::MaxPool2d { kernel, stride, padding }
+                }
+                Part::AvgPool2d { kernel, stride, padding } => {
+                    ConvLayer::AvgPool2d { kernel, stride, padding }
+                }
+                Part::BatchNorm => ConvLayer::BatchNorm2d,
+                Part::BasicBlock { channels, stride, bias } => {
+                    ConvLayer::BasicBlock { channels, stride, bias }
+                }
+                Part::GlobalAvgPool => ConvLayer::GlobalAvgPool,
+                Part::Flatten => ConvLayer::Flatten,
+            });
+        }
+        Ok((input, specs))
     }
 
     /// The multi-layer perceptron the fused and autograd engines compute: its sizes (input,
@@ -331,6 +374,19 @@ mod tests {
         let err = Network::plan(&convnet, Shape::Vector(784), 2).unwrap_err();
         assert!(
             err.contains("of `network.architecture: convnet`") && err.contains("takes an image"),
+            "{err}"
+        );
+        // The conv-net model builds what the registry planned, head included; ReLU only.
+        let (input, layers) = net.conv_specs().unwrap();
+        assert_eq!((input.channels, input.height, input.width), (1, 28, 28));
+        assert_eq!(layers.len(), 5);
+        assert_eq!(layers[4], crate::model::convnet::LayerSpec::Linear { units: 10 });
+        let tanh = layered(
+            serde_json::json!([{"conv2d": {"channels": 4, "kernel": 3}}, {"tanh": {}}, {"flatten": {}}]),
+        );
+        let err = Network::plan(&tanh, image, 10).unwrap().conv_specs().unwrap_err();
+        assert!(
+            err.starts_with("`network.layers[1]` (`tanh`): the conv-net model computes `relu` only"),
             "{err}"
         );
         let both = NetworkSpec { hidden: vec![8], ..convnet };
