@@ -4,13 +4,15 @@
 
 #![warn(missing_docs)]
 
+mod captured;
 pub mod events;
 pub mod file_server;
 mod spec;
 
 use std::path::PathBuf;
 
-pub use spec::SpecBuilder;
+pub use captured::Captured;
+pub use spec::{method_spec, SpecBuilder};
 pub use tempfile::TempDir;
 
 /// Whether the tests run in CI (`CI=true`), where nothing may be skipped.

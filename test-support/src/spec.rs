@@ -62,8 +62,7 @@ impl SpecBuilder {
 
     /// The method `kind` (named after itself) with `params` (a JSON object).
     pub fn method(mut self, kind: &str, params: Value) -> Self {
-        let params = serde_json::from_value(params).expect("method parameters are an object");
-        self.spec.method = MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None };
+        self.spec.method = method_spec(kind, params);
         self
     }
 
@@ -108,4 +107,10 @@ impl SpecBuilder {
     pub fn build_keeping_id(self) -> RunSpec {
         self.spec
     }
+}
+
+/// The method `kind`, named after itself, with `params` (a JSON object) and no external worker.
+pub fn method_spec(kind: &str, params: Value) -> MethodSpec {
+    let params = serde_json::from_value(params).expect("method parameters are an object");
+    MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }
 }

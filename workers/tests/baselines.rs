@@ -3,34 +3,13 @@
 //! and Weight Aligning — which does nothing on streams whose tasks share their classes — resumes
 //! bit-identically on class-incremental split MNIST.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
-use test_support::SpecBuilder;
+use test_support::{method_spec as method, Captured, SpecBuilder};
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::protocol::files::EVENTS as EVENT_LOG;
 use workers::protocol::*;
 use workers::stream::{SplitMnistSpec, SplitSetting};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn method(kind: &str, params: serde_json::Value) -> MethodSpec {
-    let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }
-}
 
 fn synthetic_spec(method: MethodSpec) -> RunSpec {
     SpecBuilder::synthetic(3)

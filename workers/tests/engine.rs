@@ -4,27 +4,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
-use test_support::SpecBuilder;
+use test_support::{Captured, SpecBuilder};
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::protocol::files::EVENTS as EVENT_LOG;
 use workers::protocol::*;
 use workers::stream::{FlipMode, PermutedMnistSpec, SlowlyChangingRegressionSpec};
-
-/// A `Write` whose bytes can be read after the run.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A fresh run folder that outlives the test's handle (the test removes it when it passes).
 fn scratch(name: &str) -> PathBuf {

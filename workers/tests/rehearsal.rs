@@ -3,33 +3,12 @@
 //! ends near one task's worth of accuracy (≈ 20%), with one it keeps most of the old classes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
-use test_support::SpecBuilder;
+use test_support::{method_spec as method, Captured, SpecBuilder};
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::protocol::*;
 use workers::stream::{SplitMnistSpec, SplitSetting};
-
-/// A `Write` whose bytes can be read after the run.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn method(kind: &str, params: serde_json::Value) -> MethodSpec {
-    let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
-    MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None }
-}
 
 /// The protocol of `recipes/rehearsal-split-mnist.yaml` (the paper's sequential MNIST on the
 /// shipped subset of 8,000 training and 2,000 test images), or `None` when the data is not
