@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Layers, Mlp};
+use crate::model::{Layers, Mlp, Parameters};
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,28 +57,41 @@ impl OptimizerConfig {
     }
 }
 
-/// An optimiser and its state for one network.
+/// An optimiser and its state for one network, shaped like its parameters `P` (an MLP's
+/// [`Layers`], a conv net's [`ConvNet`](crate::model::convnet::ConvNet)).
 #[derive(Clone, Debug)]
-pub struct Optimizer {
+pub struct Optimizer<P = Layers> {
     /// Hyper-parameters.
     pub config: OptimizerConfig,
     /// SGD velocity, or Adam's first moment; absent for plain SGD.
-    pub moment1: Option<Layers>,
+    pub moment1: Option<P>,
     /// Adam's second moment.
-    pub moment2: Option<Layers>,
+    pub moment2: Option<P>,
     /// Adam's β₁^t per element (t = the element's own step count).
-    pub beta1_power: Option<Layers>,
+    pub beta1_power: Option<P>,
     /// Adam's β₂^t per element.
-    pub beta2_power: Option<Layers>,
+    pub beta2_power: Option<P>,
 }
 
-impl Optimizer {
+impl Optimizer<Layers> {
     /// Fresh state for `net`.
     pub fn new(config: OptimizerConfig, net: &Mlp) -> Self {
-        let zeros = || Some(Layers::zeros_like(&net.params));
+        Optimizer::for_parameters(config, &net.params)
+    }
+
+    /// Applies one update with `grads` to `net`.
+    pub fn step(&mut self, net: &mut Mlp, grads: &Layers) {
+        self.step_parameters(&mut net.params, grads);
+    }
+}
+
+impl<P: Parameters> Optimizer<P> {
+    /// Fresh state for parameters shaped like `params`.
+    pub fn for_parameters(config: OptimizerConfig, params: &P) -> Self {
+        let zeros = || Some(params.zeros_like());
         let ones = || {
-            let mut l = Layers::zeros_like(&net.params);
-            l.buffers_mut().for_each(|b| b.fill(1.0));
+            let mut l = params.zeros_like();
+            l.slices_mut().into_iter().for_each(|b| b.fill(1.0));
             Some(l)
         };
         match config.kind {
@@ -99,20 +112,21 @@ impl Optimizer {
         }
     }
 
-    /// Applies one update with `grads` to `net`.
-    pub fn step(&mut self, net: &mut Mlp, grads: &Layers) {
+    /// Applies one update with `grads` to `params`.
+    pub fn step_parameters(&mut self, params: &mut P, grads: &P) {
         let c = self.config;
         match c.kind {
             OptimizerKind::Sgd => match &mut self.moment1 {
                 None => {
-                    for (p, g) in net.params.buffers_mut().zip(grads.buffers()) {
+                    for (p, g) in params.slices_mut().into_iter().zip(grads.slices()) {
                         for (w, &g) in p.iter_mut().zip(g) {
                             *w -= c.lr * g;
                         }
                     }
                 }
                 Some(v) => {
-                    for ((p, g), v) in net.params.buffers_mut().zip(grads.buffers()).zip(v.buffers_mut()) {
+                    let moments = v.slices_mut();
+                    for ((p, g), v) in params.slices_mut().into_iter().zip(grads.slices()).zip(moments) {
                         for ((w, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
                             *v = c.momentum * *v + g;
                             *w -= c.lr * *v;
@@ -127,12 +141,12 @@ impl Optimizer {
                     self.beta1_power.as_mut().expect("Adam state"),
                     self.beta2_power.as_mut().expect("Adam state"),
                 );
-                let buffers = net
-                    .params
-                    .buffers_mut()
-                    .zip(grads.buffers())
-                    .zip(m.buffers_mut().zip(v.buffers_mut()))
-                    .zip(p1.buffers_mut().zip(p2.buffers_mut()));
+                let buffers = params
+                    .slices_mut()
+                    .into_iter()
+                    .zip(grads.slices())
+                    .zip(m.slices_mut().into_iter().zip(v.slices_mut()))
+                    .zip(p1.slices_mut().into_iter().zip(p2.slices_mut()));
                 for (((w, g), (m, v)), (p1, p2)) in buffers {
                     for i in 0..w.len() {
                         let g = g[i];
@@ -150,7 +164,7 @@ impl Optimizer {
     }
 
     /// Every state buffer set, with a name, for checkpoints and for resetting units.
-    pub fn states(&self) -> Vec<(&'static str, &Layers)> {
+    pub fn states(&self) -> Vec<(&'static str, &P)> {
         let mut out = Vec::new();
         for (name, s) in [
             ("moment1", &self.moment1),
@@ -166,7 +180,7 @@ impl Optimizer {
     }
 
     /// Every state buffer set, mutable, with the value a fresh element has.
-    pub fn states_mut(&mut self) -> Vec<(&'static str, &mut Layers, f32)> {
+    pub fn states_mut(&mut self) -> Vec<(&'static str, &mut P, f32)> {
         let mut out = Vec::new();
         for (name, s, fresh) in [
             ("moment1", &mut self.moment1, 0.0),
@@ -181,6 +195,9 @@ impl Optimizer {
         out
     }
 
+}
+
+impl Optimizer<Layers> {
     /// Resets the state of unit `unit` of layer `layer`: its incoming row and its bias, as if
     /// those elements had never been updated.
     pub fn reset_incoming(&mut self, layer: usize, unit: usize) {

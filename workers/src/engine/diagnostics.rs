@@ -3,9 +3,10 @@
 use rand::seq::index::sample;
 
 use super::RunError;
-use crate::method::{Compute, Learner};
+use crate::method::{Compute, ConvCompute, Learner};
 use crate::metrics::plasticity::{layer_plasticity, mean_abs_weight_over};
-use crate::model::{activation, Mlp, Targets, Workspace};
+use crate::model::convnet::{self, ConvNet, Layer};
+use crate::model::{activation, Mlp, Parameters, Targets, Workspace};
 use crate::protocol::{EventBody, PlasticitySpec};
 use crate::rng;
 use crate::stream::Task;
@@ -57,6 +58,85 @@ pub fn plasticity(
         layers.push(measured);
     }
     let weights: Vec<&[f32]> = net.layers().iter().map(|l| l.weight.as_slice()).collect();
+    let mean_abs_weight =
+        mean_abs_weight_over(&weights).map_err(|e| RunError::Diagnostics(format!("weights: {e}")))?;
+    Ok(EventBody::Plasticity {
+        after_tasks,
+        probe_task: task.index,
+        probe_examples: probe,
+        layers,
+        mean_abs_weight,
+    })
+}
+
+/// The hidden layers of a conv net that plasticity is measured on: the output of every ReLU
+/// and every residual block (which ends in one) before the last layer, with the weights that
+/// feed it (the nearest convolution or linear layer before it; a block's second convolution).
+fn rectified_layers(net: &ConvNet) -> Vec<(usize, &[f32])> {
+    let mut out = Vec::new();
+    let mut feeding: Option<&[f32]> = None;
+    for (l, layer) in net.layers.iter().enumerate().take(net.layers.len().saturating_sub(1)) {
+        match layer {
+            Layer::Conv2d(c) => feeding = Some(&c.weight),
+            Layer::Linear(lin) => feeding = Some(&lin.weight),
+            Layer::BasicBlock(b) => {
+                feeding = Some(&b.conv2.weight);
+                out.push((l, &b.conv2.weight[..]));
+            }
+            Layer::Relu => {
+                if let Some(w) = feeding {
+                    out.push((l, w));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// [`plasticity`] for a conv net: one entry per rectified layer ([`rectified_layers`]), its
+/// units the layer's channels (a flat layer's units). A channel's feature on an example is its
+/// activation averaged over the feature map — global average pooling, as the
+/// loss-of-plasticity code pools conv features before it measures their rank — so a channel
+/// is dead when it is zero at every position of every probe example, its dormancy score is
+/// its mean activation against the layer's, and the effective and stable ranks are those of
+/// the pooled `probe × channels` matrix. Batch norm uses its running statistics (evaluation
+/// mode), so probing changes nothing.
+pub fn conv_plasticity(
+    compute: &mut ConvCompute,
+    net: &ConvNet,
+    task: &Task,
+    spec: &PlasticitySpec,
+    seed: u64,
+    after_tasks: usize,
+) -> Result<EventBody, RunError> {
+    let n = task.train.len();
+    let probe = spec.probe.min(n);
+    let mut indices =
+        sample(&mut rng::stream(seed, "plasticity.probe", task.index as u64), n, probe).into_vec();
+    indices.sort_unstable();
+    let measured = rectified_layers(net);
+    let shapes: Vec<convnet::Shape> = measured.iter().map(|&(l, _)| net.output_shape_of(l)).collect();
+    let mut features: Vec<Vec<f32>> = shapes.iter().map(|s| Vec::with_capacity(probe * s.channels)).collect();
+    compute.for_each_chunk(net, &task.train, &indices, |ws, _| {
+        for ((&(l, _), shape), f) in measured.iter().zip(&shapes).zip(features.iter_mut()) {
+            let plane = shape.height * shape.width;
+            for map in ws.layer_output(l).chunks_exact(plane) {
+                f.push((map.iter().map(|&v| v as f64).sum::<f64>() / plane as f64) as f32);
+            }
+        }
+    });
+    let mut layers = Vec::with_capacity(measured.len());
+    for (i, ((l, weights), f)) in measured.iter().zip(&features).enumerate() {
+        let channels = shapes[i].channels;
+        let entry = layer_plasticity(f, probe, channels, weights, spec.dormant_tau, true)
+            .map_err(|e| RunError::Diagnostics(format!("layer {l}: {e}")))?;
+        layers.push(entry);
+    }
+    // Every weight matrix and kernel, biases and batch norm's scales excluded, as for MLPs.
+    let tensors = net.tensors();
+    let weights: Vec<&[f32]> =
+        tensors.iter().filter(|t| t.name.ends_with("weight")).map(|t| t.values).collect();
     let mean_abs_weight =
         mean_abs_weight_over(&weights).map_err(|e| RunError::Diagnostics(format!("weights: {e}")))?;
     Ok(EventBody::Plasticity {

@@ -66,6 +66,12 @@ pub fn estimate(spec: &RunSpec) -> Result<MemoryEstimate, EstimateError> {
     let outputs = shape.head_outputs.saturating_mul(heads);
     let outputs = usize::try_from(outputs).map_err(|_| format!("{outputs} output units"))?;
     let inputs = usize::try_from(shape.inputs).map_err(|_| format!("{} inputs", shape.inputs))?;
+    let image = crate::stream::input_shape(&spec.stream).unwrap_or(Shape::Vector(inputs));
+    let plan = Network::plan(&spec.network, image, outputs).map_err(|e| format!("network: {e}"))?;
+    if plan.is_convolutional() {
+        conv_network(spec, &plan, optimizer.kind, optimizer.momentum != 0.0, &shape, &mut e);
+        return Ok(e);
+    }
     let (sizes, _) = Network::plan(&spec.network, Shape::Vector(inputs), outputs)
         .and_then(|n| n.mlp())
         .map_err(|e| format!("network: {e}"))?;
@@ -114,6 +120,69 @@ pub fn estimate(spec: &RunSpec) -> Result<MemoryEstimate, EstimateError> {
     // The state gathered into named tensors while it is written.
     e.add("checkpoint copy", state);
     Ok(e)
+}
+
+/// Examples per evaluation chunk of a conv net at least (`method::ConvCompute`).
+const CONV_EVAL_CHUNK: u64 = 64;
+
+/// The network, optimiser, activation and probe items of a conv-net run. Per example a layer
+/// keeps its output; a residual block also its two convolutions' outputs, its first batch
+/// norm's rectified output and its projection's two outputs; back-propagation adds six
+/// buffers as large as the largest activation (two for the gradient, four for a block's
+/// scratch), and the convolutions share an unfolded-input buffer as large as the largest
+/// layer's kernel size × output positions. No conv-net method keeps per-parameter state yet
+/// (plain backprop only), so there is no method item.
+fn conv_network(
+    spec: &RunSpec,
+    plan: &Network,
+    optimizer: OptimizerKind,
+    momentum: bool,
+    shape: &StreamShape,
+    e: &mut MemoryEstimate,
+) {
+    use crate::model::layer::Part;
+    let parameters = plan.parameters() as u64;
+    let p = parameters.saturating_mul(F32);
+    e.add("network parameters", p);
+    e.add("gradients", p);
+    let moments = match optimizer {
+        OptimizerKind::Sgd if momentum => 1,
+        OptimizerKind::Sgd => 0,
+        OptimizerKind::Adam => 4,
+    };
+    e.add(format!("optimiser state ({optimizer:?})").to_lowercase(), p.saturating_mul(moments));
+    let mut values = 0u64;
+    let mut largest = plan.layers.first().map_or(0, |l| l.input.len()) as u64;
+    let mut unfolded = 0u64;
+    for layer in &plan.layers {
+        let out = layer.output.len() as u64;
+        largest = largest.max(out);
+        let (per_position, copies) = match layer.part {
+            Part::Conv2d { kernel, .. } => ((layer.input.channels() * kernel * kernel) as u64, 1),
+            Part::BasicBlock { .. } => ((layer.input.channels().max(layer.output.channels()) * 9) as u64, 6),
+            _ => (0, 1),
+        };
+        values = values.saturating_add(out.saturating_mul(copies));
+        let positions = match layer.output {
+            Shape::Image { height, width, .. } => (height * width) as u64,
+            Shape::Vector(_) => 1,
+        };
+        unfolded = unfolded.max(per_position.saturating_mul(positions));
+    }
+    let batch = spec.training.batch_size.max(1) as u64;
+    let rows = batch.max(CONV_EVAL_CHUNK);
+    let per_example = values.saturating_add(largest.saturating_mul(6)).saturating_add(unfolded.saturating_mul(2));
+    e.add("activations", rows.saturating_mul(per_example).saturating_mul(F32));
+    let plasticity = &spec.eval.plasticity;
+    if plasticity.every > 0 {
+        let probe = (plasticity.probe as u64).min(shape.test.max(shape.train)).max(1);
+        let channels: Vec<u64> = plan.layers.iter().map(|l| l.output.channels() as u64).collect();
+        let widest = channels.iter().copied().max().unwrap_or(0);
+        let features = channels.iter().fold(0u64, |n, &c| n.saturating_add(c));
+        let svd = probe.saturating_mul(widest).saturating_mul(3 * F64);
+        e.add("plasticity probe", probe.saturating_mul(features).saturating_mul(F32).saturating_add(svd));
+    }
+    e.add("checkpoint copy", p.saturating_mul(1 + moments));
 }
 
 /// This process's peak resident memory so far (`VmHWM` of `/proc/self/status`, Linux only):

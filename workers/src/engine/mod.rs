@@ -7,10 +7,12 @@ pub mod memory;
 mod schedule;
 mod sink;
 mod snapshot;
+mod trainable;
 mod trainer;
 
 pub use schedule::{cadence, tasks_evaluated_after, Cadence};
 pub use sink::EventSink;
+pub use trainable::{BuiltFor, Trainable};
 pub use trainer::RunOutcome;
 
 use std::io::Write;
@@ -19,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::method::{self, Compute, MethodError};
+use crate::method::{self, MethodError, Passes};
+use crate::model::convnet::ConvNet;
 use crate::model::layer::Network;
 use crate::model::{self, Mlp};
 use crate::optim::Optimizer;
@@ -77,6 +80,9 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
     // A stream whose headers cannot be read is reported by the stream's own checks.
     let input = crate::stream::input_shape(&spec.stream).ok();
     Network::check(&spec.network, input).map_err(|e| format!("network: {e}"))?;
+    if let Some(input) = input {
+        check_conv(spec, &Network::plan(&spec.network, input, 1).map_err(|e| format!("network: {e}"))?)?;
+    }
     let per_task_heads = spec.network.heads == crate::protocol::Heads::PerTask
         || crate::stream::head_per_task(&spec.stream).map_err(|e| e.to_string())?;
     if let Ok(m) = method::lookup(&spec.method.kind) {
@@ -105,6 +111,42 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
             return Err(format!(
                 "method `{}` ({}) acts at task boundaries, which the online stream `{kind}` does not announce",
                 spec.method.name, m.kind
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a conv net asks of the rest of the spec: a method with a conv-net version, the
+/// built-in engine (the autograd engine computes MLPs), and batches that give every
+/// training-mode batch norm more than one value per channel.
+fn check_conv(spec: &RunSpec, network: &Network) -> Result<(), String> {
+    if !network.is_convolutional() {
+        return Ok(());
+    }
+    if method::lookup(&spec.method.kind).is_ok() {
+        method::build_conv(&spec.method).map_err(|e| e.to_string())?;
+    }
+    if spec.network.engine == crate::protocol::Engine::Autograd {
+        return Err("network: `engine: autograd` computes multi-layer perceptrons; a conv net is trained \
+                    by the built-in engine (`engine: fused`, the default)"
+            .into());
+    }
+    let batch = if crate::stream::is_online(&spec.stream) { 1 } else { spec.training.batch_size.max(1) };
+    for (i, layer) in network.layers.iter().enumerate() {
+        let holds_norm = matches!(
+            layer.part,
+            crate::model::layer::Part::BatchNorm | crate::model::layer::Part::BasicBlock { .. }
+        );
+        let plane = match layer.output {
+            crate::model::layer::Shape::Image { height, width, .. } => height * width,
+            crate::model::layer::Shape::Vector(_) => 1,
+        };
+        if holds_norm && batch * plane <= 1 {
+            return Err(format!(
+                "network: layer {i} (`{}`) normalises over the batch, and a batch of {batch} gives it one \
+                 value per channel; train with `training.batch_size` of at least 2",
+                layer.spec.kind
             ));
         }
     }
@@ -161,19 +203,36 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     check_spec(spec).map_err(RunError::Spec)?;
     model::flush_denormals();
     // The method first: checking it is cheap, loading the stream's data is not.
-    let (method, optimizer_config) = method::build(&spec.method).map_err(RunError::Method)?;
+    method::validate(&spec.method).map_err(RunError::Method)?;
     let stream = stream::build(&spec.stream, spec.seed)?;
     let info = stream.info().clone();
-    let heads = if Trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
-    // The engines compute MLPs, which read every example flat; an image stream's
-    // `info.input_shape` is for layer kinds that keep the image (none registered yet), and
-    // planning from it would refuse the first `linear`.
-    let (sizes, activation) =
-        Network::plan(&spec.network, stream::input_shape(&spec.stream)?, info.head_outputs * heads)
-            .and_then(|n| n.mlp())
-            .map_err(|e| RunError::Spec(format!("network: {e}")))?;
-    let net = Mlp::new(&sizes, activation, &mut rng::stream(spec.seed, "model.init", 0));
-    let optimizer = Optimizer::new(optimizer_config, &net);
+    let heads = if trainer::per_task_heads(spec, &info) { info.tasks } else { 1 };
+    let plan = Network::plan(&spec.network, stream::input_shape(&spec.stream)?, info.head_outputs * heads)
+        .map_err(|e| RunError::Spec(format!("network: {e}")))?;
+    let mut init = rng::stream(spec.seed, "model.init", 0);
+    if plan.is_convolutional() {
+        let (input, layers) = plan.conv_specs().map_err(|e| RunError::Spec(format!("network: {e}")))?;
+        let net =
+            ConvNet::new(input, &layers, &mut init).map_err(|e| RunError::Spec(format!("network: {e}")))?;
+        train(spec, stream, info, net, out, control)
+    } else {
+        let (sizes, activation) = plan.mlp().map_err(|e| RunError::Spec(format!("network: {e}")))?;
+        train(spec, stream, info, Mlp::new(&sizes, activation, &mut init), out, control)
+    }
+}
+
+/// Trains `net` on `stream` as `spec` says: builds the method's version for the network's
+/// family, resumes from the run folder's newest valid checkpoint or begins, and runs.
+fn train<M: Trainable>(
+    spec: &RunSpec,
+    stream: Box<dyn stream::TaskStream>,
+    info: stream::StreamInfo,
+    net: M,
+    out: Box<dyn Write + Send>,
+    control: &RunControl,
+) -> Result<RunOutcome, RunError> {
+    let (method, optimizer_config) = M::build_method(&spec.method).map_err(RunError::Method)?;
+    let optimizer = Optimizer::for_parameters(optimizer_config, net.parameters());
     let (batch_size, epochs) =
         if info.online { (1, 1) } else { (spec.training.batch_size.max(1), spec.training.epochs.max(1)) };
     let steps_per_task = {
@@ -197,7 +256,7 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let (next_seq, log_len) = resume.as_ref().map_or((0, 0), |r| (r.state.next_seq, r.state.log_len));
     let sink = EventSink::new(&spec.id, out, spec.run_dir.as_deref(), next_seq, log_len)
         .map_err(|e| RunError::Checkpoint(format!("reopening the event log: {e}")))?;
-    let compute = Compute::new(&net, spec.network.engine, batch_size);
+    let compute = M::Compute::for_network(&net, spec.network.engine, batch_size);
     let mut trainer = Trainer {
         spec,
         stream,

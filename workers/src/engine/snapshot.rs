@@ -13,8 +13,9 @@ use super::event_log::IntactLog;
 use super::trainer::{Counters, OnlineBin, Position, Trainer};
 use super::RunError;
 use crate::checkpoint::{self, Checkpoint, Refusal};
+use super::Trainable;
 use crate::method::{MethodState, StateTensor};
-use crate::model::Layers;
+use crate::model::Parameters;
 use crate::optim::OptimizerConfig;
 use crate::protocol::{EventBody, RunSpec};
 use crate::rng::RngState;
@@ -54,14 +55,14 @@ pub(crate) struct Found {
 
 /// The index in a checkpoint's file name: twice the step count, plus one at a task boundary,
 /// so names grow with progress and the same point of a run always gets the same name.
-fn index(trainer: &Trainer<'_>) -> u64 {
+fn index<M: Trainable>(trainer: &Trainer<'_, M>) -> u64 {
     2 * trainer.counters.steps + u64::from(!trainer.position.task_begun)
 }
 
 /// Writes the trainer's state as a checkpoint in `dir` and prunes old ones. Returns the file
 /// name and checksum.
-pub(crate) fn write(
-    trainer: &mut Trainer<'_>,
+pub(crate) fn write<M: Trainable>(
+    trainer: &mut Trainer<'_, M>,
     dir: &Path,
     announced: bool,
 ) -> Result<(String, String), RunError> {
@@ -71,7 +72,7 @@ pub(crate) fn write(
     let state = RunState {
         version: RUN_STATE_VERSION,
         spec: trainer.spec.content_id(),
-        sizes: trainer.net.sizes(),
+        sizes: trainer.net.structure(),
         position: trainer.position,
         counters: trainer.counters,
         bin: trainer.bin,
@@ -84,9 +85,9 @@ pub(crate) fn write(
     };
     let meta = serde_json::to_value(&state).map_err(|e| RunError::Checkpoint(e.to_string()))?;
     let mut ckpt = Checkpoint::new(meta);
-    put_layers(&mut ckpt, "model", &trainer.net.params).map_err(fail)?;
-    for (name, layers) in trainer.optimizer.states() {
-        put_layers(&mut ckpt, &format!("optimizer.{name}"), layers).map_err(fail)?;
+    put_tensors(&mut ckpt, "model", trainer.net.parameters()).map_err(fail)?;
+    for (name, state) in trainer.optimizer.states() {
+        put_tensors(&mut ckpt, &format!("optimizer.{name}"), state).map_err(fail)?;
     }
     for (name, tensor) in method_state.tensors {
         let name = format!("method.{name}");
@@ -103,36 +104,29 @@ pub(crate) fn write(
     Ok((file, checksum))
 }
 
-fn put_layers(
+fn put_tensors<P: Parameters>(
     ckpt: &mut Checkpoint,
     prefix: &str,
-    layers: &Layers,
+    params: &P,
 ) -> Result<(), checkpoint::CheckpointError> {
-    for (l, layer) in layers.layers.iter().enumerate() {
-        ckpt.put_f32(
-            format!("{prefix}.{l}.weight"),
-            vec![layer.outputs, layer.inputs],
-            layer.weight.clone(),
-        )?;
-        ckpt.put_f32(format!("{prefix}.{l}.bias"), layer.outputs, layer.bias.clone())?;
+    for t in params.tensors() {
+        ckpt.put_f32(format!("{prefix}.{}", t.name), t.shape, t.values.to_vec())?;
     }
     Ok(())
 }
 
-fn read_layers(ckpt: &Checkpoint, prefix: &str, layers: &mut Layers) -> Result<(), RunError> {
-    for (l, layer) in layers.layers.iter_mut().enumerate() {
-        for (name, out) in [("weight", &mut layer.weight), ("bias", &mut layer.bias)] {
-            let key = format!("{prefix}.{l}.{name}");
-            let v = ckpt.f32(&key).map_err(|e| RunError::Checkpoint(e.to_string()))?;
-            if v.len() != out.len() {
-                return Err(RunError::Checkpoint(format!(
-                    "`{key}` holds {} values; the network needs {}",
-                    v.len(),
-                    out.len()
-                )));
-            }
-            out.copy_from_slice(v);
+fn read_tensors<P: Parameters>(ckpt: &Checkpoint, prefix: &str, params: &mut P) -> Result<(), RunError> {
+    for (name, out) in params.tensors_mut() {
+        let key = format!("{prefix}.{name}");
+        let v = ckpt.f32(&key).map_err(|e| RunError::Checkpoint(e.to_string()))?;
+        if v.len() != out.len() {
+            return Err(RunError::Checkpoint(format!(
+                "`{key}` holds {} values; the network needs {}",
+                v.len(),
+                out.len()
+            )));
         }
+        out.copy_from_slice(v);
     }
     Ok(())
 }
@@ -217,19 +211,19 @@ fn state_of(ckpt: &Checkpoint, id: &str) -> Result<RunState, String> {
 
 /// Restores a found checkpoint into a freshly built trainer (whose sink was opened at the
 /// checkpoint's position), re-emitting its `checkpoint` event if it had one.
-pub(crate) fn restore(trainer: &mut Trainer<'_>, found: Found) -> Result<(), RunError> {
+pub(crate) fn restore<M: Trainable>(trainer: &mut Trainer<'_, M>, found: Found) -> Result<(), RunError> {
     let Found { state, checkpoint: ckpt, file, checksum } = found;
-    if state.sizes != trainer.net.sizes() {
+    if state.sizes != trainer.net.structure() {
         return Err(RunError::Checkpoint(format!(
             "{file}: network sizes {:?} differ from the spec's {:?}",
             state.sizes,
-            trainer.net.sizes()
+            trainer.net.structure()
         )));
     }
-    read_layers(&ckpt, "model", &mut trainer.net.params)?;
+    read_tensors(&ckpt, "model", trainer.net.parameters_mut())?;
     trainer.optimizer.config = state.optimizer;
-    for (name, layers, _) in trainer.optimizer.states_mut() {
-        read_layers(&ckpt, &format!("optimizer.{name}"), layers)?;
+    for (name, state, _) in trainer.optimizer.states_mut() {
+        read_tensors(&ckpt, &format!("optimizer.{name}"), state)?;
     }
     let mut method_state = MethodState { meta: state.method_meta, ..MethodState::default() };
     for name in ckpt.tensors_with_prefix("method.") {

@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::diagnostics;
 use super::schedule::{self, Cadence};
 use super::sink::EventSink;
 use super::{RunControl, RunError};
-use crate::method::{Compute, ContinualMethod, LearnerStep, StepContext, TaskContext};
-use crate::model::{BatchLoss, Mlp};
+use super::Trainable;
+use crate::method::{ContinualMethod, LearnerStep, Passes, StepContext, TaskContext};
+use crate::model::BatchLoss;
 use crate::optim::Optimizer;
 use crate::protocol::{EventBody, Heads, RunSpec};
 use crate::rng::{self, Rng};
@@ -67,16 +67,16 @@ pub enum RunOutcome {
     },
 }
 
-/// Everything a run holds while it trains.
-pub(crate) struct Trainer<'a> {
+/// Everything a run holds while it trains a network of family `M`.
+pub(crate) struct Trainer<'a, M: Trainable> {
     pub spec: &'a RunSpec,
     pub stream: Box<dyn TaskStream>,
     pub info: StreamInfo,
-    pub net: Mlp,
-    pub optimizer: Optimizer,
-    pub method: Box<dyn ContinualMethod>,
+    pub net: M,
+    pub optimizer: Optimizer<M::Params>,
+    pub method: Box<dyn ContinualMethod<M>>,
     pub method_rng: Rng,
-    pub compute: Compute,
+    pub compute: M::Compute,
     pub sink: EventSink,
     pub cadence: Cadence,
     pub batch_size: usize,
@@ -87,10 +87,15 @@ pub(crate) struct Trainer<'a> {
     pub control: &'a RunControl,
 }
 
-impl Trainer<'_> {
+/// Whether every task has its own head.
+pub(crate) fn per_task_heads(spec: &RunSpec, info: &StreamInfo) -> bool {
+    info.head_per_task || spec.network.heads == Heads::PerTask
+}
+
+impl<M: Trainable> Trainer<'_, M> {
     /// Whether every task has its own head.
     pub fn per_task_heads(spec: &RunSpec, info: &StreamInfo) -> bool {
-        info.head_per_task || spec.network.heads == Heads::PerTask
+        per_task_heads(spec, info)
     }
 
     /// The output columns task `task` reads: its head, or the head's first
@@ -137,7 +142,7 @@ impl Trainer<'_> {
             protocol: crate::protocol::PROTOCOL_VERSION,
             tasks,
             inputs: self.info.inputs,
-            outputs: self.net.sizes().last().copied().unwrap_or(0),
+            outputs: self.net.outputs(),
             heads: if Self::per_task_heads(self.spec, &self.info) { tasks } else { 1 },
             parameters: self.net.parameter_count(),
             problem: match self.info.problem {
@@ -289,15 +294,14 @@ impl Trainer<'_> {
         first: usize,
         head: Range<usize>,
     ) -> Result<BatchLoss, RunError> {
-        self.compute.load(&task.train, indices);
+        self.compute.load_batch(&task.train, indices);
         if let Some(augment) = self.info.augment {
-            let (workspace, _) = self.compute.batch_mut();
             let (seed, epoch, shape) = (self.spec.seed, self.position.epoch, self.info.input_shape);
-            augment_batch(&augment, shape, seed, task.index, epoch, first, &mut workspace.input);
+            augment_batch(&augment, shape, seed, task.index, epoch, first, self.compute.input_mut());
         }
         if let Some(learner) = self.method.learner() {
             // A method with its own model trains it itself (see `method::Learner`).
-            let (workspace, targets) = self.compute.batch_mut();
+            let (workspace, targets) = self.compute.batch_parts();
             let totals = learner
                 .train_step(&mut LearnerStep {
                     net: &mut self.net,
@@ -318,14 +322,16 @@ impl Trainer<'_> {
         let method = &mut self.method;
         let totals = self
             .compute
-            .loss_and_gradients(&self.net, head.clone(), task.index, |cx| method.output_gradient(cx));
+            .train_pass(&mut self.net, head.clone(), task.index, |cx| method.output_gradient(cx))
+            .map_err(|e| RunError::Spec(format!("network, at task {}, step {}: {e}", task.index, self.counters.steps)))?;
         if !totals.loss_sum.is_finite() {
             return Err(RunError::Diverged { task: task.index, step: self.counters.steps });
         }
+        let (grads, workspace) = self.compute.step_parts();
         let mut cx = StepContext {
             net: &mut self.net,
-            grads: &mut self.compute.grads,
-            workspace: &self.compute.workspace,
+            grads,
+            workspace,
             optimizer: &mut self.optimizer,
             rng: &mut self.method_rng,
             task: task.index,
@@ -383,11 +389,11 @@ impl Trainer<'_> {
             let totals = match self.method.learner() {
                 Some(learner) => self
                     .compute
-                    .evaluate_with(&self.net, &task.test, head.clone(), max, |net, ws| {
+                    .evaluate_by(&self.net, &task.test, head.clone(), max, |net, ws| {
                         learner.forward(variant.as_deref(), net, ws)
                     })
                     .map_err(RunError::Method)?,
-                None => self.compute.evaluate(&self.net, &task.test, head.clone(), max),
+                None => self.compute.evaluate_net(&self.net, &task.test, head.clone(), max),
             };
             self.emit(EventBody::Eval {
                 after_task: after,
@@ -405,7 +411,7 @@ impl Trainer<'_> {
         let probe_task = after_tasks.min(self.info.tasks - 1);
         let task = self.stream.task(probe_task);
         let learner = self.method.learner();
-        let body = diagnostics::plasticity(
+        let body = M::plasticity(
             &mut self.compute,
             &self.net,
             learner,

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodKind};
+use crate::engine::Trainable;
+use crate::model::convnet::ConvNet;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// Backprop has no parameters of its own; the optimiser's are its only ones.
@@ -10,10 +12,10 @@ use crate::optim::{OptimizerConfig, OptimizerKind};
 #[serde(default, deny_unknown_fields)]
 pub struct BackpropConfig {}
 
-/// Plain backprop: the optimiser's update and nothing else.
+/// Plain backprop: the optimiser's update and nothing else, on any model family.
 pub struct Backprop;
 
-impl ContinualMethod for Backprop {}
+impl<M: Trainable> ContinualMethod<M> for Backprop {}
 
 /// `sgd`: backprop with stochastic gradient descent.
 pub struct Sgd;
@@ -25,6 +27,9 @@ impl MethodKind for Sgd {
     type Config = BackpropConfig;
     fn build(_: BackpropConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(Backprop)
+    }
+    fn build_conv(_: BackpropConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Backprop))
     }
 }
 
@@ -39,5 +44,8 @@ impl MethodKind for Adam {
     type Config = BackpropConfig;
     fn build(_: BackpropConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(Backprop)
+    }
+    fn build_conv(_: BackpropConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Backprop))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use crate::engine::Trainable;
 use crate::model::{fused, loss, Autograd, BatchLoss, Layers, Mlp, Targets, Workspace};
 use crate::optim::Optimizer;
 use crate::protocol::{Engine, MethodPayload};
@@ -9,16 +10,16 @@ use crate::rng::Rng;
 use crate::stream::{Split, Target, Task};
 
 /// The state of one training step, after back-propagation.
-pub struct StepContext<'a> {
+pub struct StepContext<'a, M: Trainable = Mlp> {
     /// The network (before the update in `shape_gradients` and `update`, after it in
     /// `after_update`).
-    pub net: &'a mut Mlp,
+    pub net: &'a mut M,
     /// Gradients of the mean loss on this batch.
-    pub grads: &'a mut Layers,
+    pub grads: &'a mut M::Params,
     /// This batch's inputs and every layer's values, from the forward pass before the update.
-    pub workspace: &'a Workspace,
+    pub workspace: &'a M::Workspace,
     /// The optimiser and its per-element state.
-    pub optimizer: &'a mut Optimizer,
+    pub optimizer: &'a mut Optimizer<M::Params>,
     /// The method's own random stream.
     pub rng: &'a mut Rng,
     /// Index of the task being trained.
@@ -30,9 +31,9 @@ pub struct StepContext<'a> {
 }
 
 /// The network's outputs on a batch and the loss gradient, before back-propagation.
-pub struct OutputContext<'a> {
+pub struct OutputContext<'a, M: Trainable = Mlp> {
     /// The network (not yet updated).
-    pub net: &'a Mlp,
+    pub net: &'a M,
     /// The batch's inputs, `batch × inputs`.
     pub input: &'a [f32],
     /// The outputs, `batch × width`.
@@ -48,7 +49,7 @@ pub struct OutputContext<'a> {
 }
 
 /// A task boundary.
-pub struct TaskContext<'a> {
+pub struct TaskContext<'a, M: Trainable = Mlp> {
     /// The task starting or just finished.
     pub task: &'a Task,
     /// Output columns of its head.
@@ -56,15 +57,100 @@ pub struct TaskContext<'a> {
     /// Tasks in the stream.
     pub tasks_total: usize,
     /// The network.
-    pub net: &'a mut Mlp,
+    pub net: &'a mut M,
     /// The optimiser.
-    pub optimizer: &'a mut Optimizer,
+    pub optimizer: &'a mut Optimizer<M::Params>,
     /// The method's random stream.
     pub rng: &'a mut Rng,
     /// Forward/backward passes over data, for methods that measure the network.
-    pub compute: &'a mut Compute,
+    pub compute: &'a mut M::Compute,
     /// Diagnostics to emit as `method` events, in this order.
     pub report: &'a mut Vec<MethodPayload>,
+}
+
+/// What the trainer asks of a model family's compute facility ([`Compute`] for MLPs,
+/// [`ConvCompute`](super::ConvCompute) for conv nets): batches gathered from splits, a
+/// training pass with the loss on a head, evaluation in fixed chunks.
+pub trait Passes<M: Trainable>: Send + Sized {
+    /// A facility for `net` with the given engine; `batch` sizes the training buffers.
+    fn for_network(net: &M, engine: Engine, batch: usize) -> Self;
+    /// Gathers examples `indices` of `split` into the input and target buffers.
+    fn load_batch(&mut self, split: &Split, indices: &[usize]);
+    /// The loaded batch's inputs, for augmentation in place.
+    fn input_mut(&mut self) -> &mut [f32];
+    /// The workspace (whose input holds the loaded batch) and the batch's targets.
+    fn batch_parts(&mut self) -> (&mut M::Workspace, Targets<'_>);
+    /// A training pass on the loaded batch: forward, loss on `head`, `hook` to adjust the
+    /// output gradient, backward. Returns the batch's loss totals (before any update), or why
+    /// the network cannot train on this batch (a batch norm that would see one value).
+    fn train_pass(
+        &mut self,
+        net: &mut M,
+        head: Range<usize>,
+        task: usize,
+        hook: impl FnMut(&mut OutputContext<'_, M>),
+    ) -> Result<BatchLoss, String>;
+    /// The gradients and the workspace of the last training pass, borrowed together.
+    fn step_parts(&mut self) -> (&mut M::Params, &M::Workspace);
+    /// Loss and accuracy of `net` on the first `max` examples of `split`, with `forward` as
+    /// the model's prediction (see [`Compute::evaluate_with`]).
+    fn evaluate_by<E>(
+        &mut self,
+        net: &M,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+        forward: impl FnMut(&M, &mut M::Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E>;
+    /// Loss and accuracy of `net` itself on the first `max` examples of `split`.
+    fn evaluate_net(&mut self, net: &M, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss;
+}
+
+impl Passes<Mlp> for Compute {
+    fn for_network(net: &Mlp, engine: Engine, batch: usize) -> Self {
+        Compute::new(net, engine, batch)
+    }
+
+    fn load_batch(&mut self, split: &Split, indices: &[usize]) {
+        self.load(split, indices)
+    }
+
+    fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.workspace.input
+    }
+
+    fn batch_parts(&mut self) -> (&mut Workspace, Targets<'_>) {
+        self.batch_mut()
+    }
+
+    fn train_pass(
+        &mut self,
+        net: &mut Mlp,
+        head: Range<usize>,
+        task: usize,
+        hook: impl FnMut(&mut OutputContext<'_, Mlp>),
+    ) -> Result<BatchLoss, String> {
+        Ok(self.loss_and_gradients(net, head, task, hook))
+    }
+
+    fn step_parts(&mut self) -> (&mut Layers, &Workspace) {
+        (&mut self.grads, &self.workspace)
+    }
+
+    fn evaluate_by<E>(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+        forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E> {
+        self.evaluate_with(net, split, head, max, forward)
+    }
+
+    fn evaluate_net(&mut self, net: &Mlp, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss {
+        self.evaluate(net, split, head, max)
+    }
 }
 
 /// Runs the network on data: batches gathered from splits, forward and backward passes through

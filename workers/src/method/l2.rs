@@ -1,9 +1,15 @@
 //! `l2`: backprop with L2 regularisation (weight decay) on weights and biases — the simplest
-//! remedy for growing weights, one of the loss-of-plasticity paper's baselines.
+//! remedy for growing weights, one of the loss-of-plasticity paper's baselines. The same
+//! method serves conv nets: every trainable buffer (kernels, biases, batch norm's γ and β) is
+//! decayed, as PyTorch's `weight_decay` does to every parameter; running statistics are not
+//! parameters and are left alone.
 
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodKind, StepContext};
+use crate::engine::Trainable;
+use crate::model::convnet::ConvNet;
+use crate::model::Parameters;
 use crate::optim::OptimizerConfig;
 
 /// Hyper-parameters of `l2`.
@@ -27,16 +33,16 @@ pub struct L2Regularisation {
 }
 
 /// Adds `weight_decay × w` to each gradient element.
-pub(crate) fn add_weight_decay(cx: &mut StepContext<'_>, weight_decay: f32) {
-    for (g, w) in cx.grads.buffers_mut().zip(cx.net.params.buffers()) {
+pub(crate) fn add_weight_decay<M: Trainable>(cx: &mut StepContext<'_, M>, weight_decay: f32) {
+    for (g, w) in cx.grads.slices_mut().into_iter().zip(cx.net.parameters().slices()) {
         for (g, &w) in g.iter_mut().zip(w) {
             *g += weight_decay * w;
         }
     }
 }
 
-impl ContinualMethod for L2Regularisation {
-    fn shape_gradients(&mut self, cx: &mut StepContext<'_>) {
+impl<M: Trainable> ContinualMethod<M> for L2Regularisation {
+    fn shape_gradients(&mut self, cx: &mut StepContext<'_, M>) {
         add_weight_decay(cx, self.weight_decay);
     }
 }
@@ -53,6 +59,9 @@ impl MethodKind for L2 {
     }
     fn build(c: L2Config, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(L2Regularisation { weight_decay: c.weight_decay as f32 })
+    }
+    fn build_conv(c: L2Config, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(L2Regularisation { weight_decay: c.weight_decay as f32 }))
     }
 }
 

@@ -12,20 +12,21 @@
 use std::ops::Range;
 
 use super::MethodError;
-use crate::model::{BatchLoss, Mlp, Targets, Workspace};
+use crate::engine::Trainable;
+use crate::model::{BatchLoss, Mlp, Targets};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 
 /// One training step of a learner, on a batch already loaded into `workspace.input`.
-pub struct LearnerStep<'a> {
+pub struct LearnerStep<'a, M: Trainable = Mlp> {
     /// The trainer's network (the learner's backbone).
-    pub net: &'a mut Mlp,
+    pub net: &'a mut M,
     /// The trainer's optimiser, whose state is shaped like `net`.
-    pub optimizer: &'a mut Optimizer,
+    pub optimizer: &'a mut Optimizer<M::Params>,
     /// The method's random stream.
     pub rng: &'a mut Rng,
     /// The batch's inputs; the learner may fill the values.
-    pub workspace: &'a mut Workspace,
+    pub workspace: &'a mut M::Workspace,
     /// The batch's targets.
     pub targets: Targets<'a>,
     /// Output columns of the task's head.
@@ -38,16 +39,16 @@ pub struct LearnerStep<'a> {
 }
 
 /// A method's own model: how it trains on a batch and how it predicts.
-pub trait Learner: Send {
+pub trait Learner<M: Trainable = Mlp>: Send {
     /// Trains on the batch and returns its loss totals, measured before the update (the
     /// online performance). When the loss is not finite the learner must leave its state
     /// unchanged: the trainer then stops the run as diverged.
-    fn train_step(&mut self, cx: &mut LearnerStep<'_>) -> Result<BatchLoss, MethodError>;
+    fn train_step(&mut self, cx: &mut LearnerStep<'_, M>) -> Result<BatchLoss, MethodError>;
 
     /// Runs the model on `ws.input`, filling `ws.values` like the MLP engines (post-activation
     /// values of the hidden layers, then the outputs). `variant` selects another form of the
     /// model, one of [`Learner::variants`]; `None` is the model itself.
-    fn forward(&mut self, variant: Option<&str>, net: &Mlp, ws: &mut Workspace) -> Result<(), MethodError>;
+    fn forward(&mut self, variant: Option<&str>, net: &M, ws: &mut M::Workspace) -> Result<(), MethodError>;
 
     /// Further forms of the model to evaluate alongside it, as `eval` events with this
     /// `variant` label (e.g. `version:3`, an earlier committed version). Empty by default.

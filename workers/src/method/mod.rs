@@ -16,6 +16,7 @@ mod cbp;
 mod classp;
 mod clnp;
 mod context;
+mod conv_compute;
 mod ewc;
 mod l2;
 mod l2_init;
@@ -28,7 +29,8 @@ mod shrink_perturb;
 mod state;
 mod weight_aligning;
 
-pub use context::{Compute, OutputContext, StepContext, TaskContext};
+pub use context::{Compute, OutputContext, Passes, StepContext, TaskContext};
+pub use conv_compute::ConvCompute;
 pub use learner::{Learner, LearnerStep};
 pub use params::MethodError;
 pub use state::{MethodState, StateTensor};
@@ -36,39 +38,45 @@ pub use state::{MethodState, StateTensor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::engine::Trainable;
+use crate::model::convnet::ConvNet;
+use crate::model::Mlp;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::protocol::MethodSpec;
 
 /// A continual-learning method. Every hook has a neutral default, so a method implements only
 /// what it changes.
-pub trait ContinualMethod: Send {
+///
+/// `M` is the model family the method trains: MLPs (the default) or conv nets
+/// ([`ConvNet`]); a method with versions for both implements the trait twice.
+pub trait ContinualMethod<M: Trainable = Mlp>: Send {
     /// Once, before the first task of a fresh run (not on resume: state comes from the
     /// checkpoint then). Snapshot initial parameters here.
-    fn begin(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+    fn begin(&mut self, _cx: &mut TaskContext<'_, M>) -> Result<(), MethodError> {
         Ok(())
     }
 
     /// A task begins (not called on online streams, whose learner is not told).
-    fn task_started(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+    fn task_started(&mut self, _cx: &mut TaskContext<'_, M>) -> Result<(), MethodError> {
         Ok(())
     }
 
     /// Adjusts d(loss)/d(outputs) before back-propagation (e.g. distillation terms).
-    fn output_gradient(&mut self, _cx: &mut OutputContext<'_>) {}
+    fn output_gradient(&mut self, _cx: &mut OutputContext<'_, M>) {}
 
     /// Adjusts the parameter gradients before the update (regularisers, masks).
-    fn shape_gradients(&mut self, _cx: &mut StepContext<'_>) {}
+    fn shape_gradients(&mut self, _cx: &mut StepContext<'_, M>) {}
 
     /// Applies the update; by default the configured optimiser.
-    fn update(&mut self, cx: &mut StepContext<'_>) {
-        cx.optimizer.step(cx.net, cx.grads);
+    fn update(&mut self, cx: &mut StepContext<'_, M>) {
+        cx.optimizer.step_parameters(cx.net.parameters_mut(), cx.grads);
     }
 
     /// After the update (unit replacement, noise, restoring frozen weights).
-    fn after_update(&mut self, _cx: &mut StepContext<'_>) {}
+    fn after_update(&mut self, _cx: &mut StepContext<'_, M>) {}
 
     /// A task ended (not called on online streams). Diagnostics go to `cx.report`.
-    fn task_finished(&mut self, _cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+    fn task_finished(&mut self, _cx: &mut TaskContext<'_, M>) -> Result<(), MethodError> {
         Ok(())
     }
 
@@ -85,7 +93,7 @@ pub trait ContinualMethod: Send {
     /// it returns one, the trainer trains and predicts through it and the step hooks above
     /// (`output_gradient` … `after_update`) are not called; the task hooks, `begin`, `save`
     /// and `load` are. `None` (the default) is the standard MLP path.
-    fn learner(&mut self) -> Option<&mut dyn Learner> {
+    fn learner(&mut self) -> Option<&mut dyn Learner<M>> {
         None
     }
 }
@@ -130,10 +138,21 @@ pub trait MethodKind {
     }
     /// Builds the method.
     fn build(config: Self::Config, optimizer: &OptimizerConfig) -> Box<dyn ContinualMethod>;
+    /// Builds the method's version for convolutional networks; `None` (the default): it has
+    /// none, and a recipe that pairs it with a conv net is refused at validation.
+    fn build_conv(
+        _config: Self::Config,
+        _optimizer: &OptimizerConfig,
+    ) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        None
+    }
 }
 
 /// A built method and its optimiser configuration.
 pub type Built = (Box<dyn ContinualMethod>, OptimizerConfig);
+
+/// A built conv-net method and its optimiser configuration.
+pub type BuiltConv = (Box<dyn ContinualMethod<ConvNet>>, OptimizerConfig);
 
 /// A registered method kind.
 pub struct MethodInfo {
@@ -151,10 +170,22 @@ pub struct MethodInfo {
     pub needs_task_heads: bool,
     parameters: fn() -> Vec<(String, serde_json::Value)>,
     build: fn(&MethodSpec) -> Result<Built, MethodError>,
+    build_conv: fn(&MethodSpec) -> Result<Option<BuiltConv>, MethodError>,
     check_stream: fn(&MethodSpec, usize) -> Result<(), MethodError>,
 }
 
 impl MethodInfo {
+    /// Whether the method has a version for convolutional networks.
+    pub fn trains_conv(&self) -> bool {
+        let spec = MethodSpec {
+            name: self.kind.into(),
+            kind: self.kind.into(),
+            params: Default::default(),
+            worker: None,
+        };
+        matches!((self.build_conv)(&spec), Ok(Some(_)))
+    }
+
     /// The method's own parameters with their default values, in the config's field order.
     pub fn own_parameters(&self) -> Vec<(String, serde_json::Value)> {
         (self.parameters)()
@@ -252,6 +283,10 @@ fn info<M: MethodKind>() -> MethodInfo {
             let (config, optimizer) = params::parse::<M>(spec)?;
             Ok((M::build(config, &optimizer), optimizer))
         },
+        build_conv: |spec| {
+            let (config, optimizer) = params::parse::<M>(spec)?;
+            Ok(M::build_conv(config, &optimizer).map(|m| (m, optimizer)))
+        },
         check_stream: |spec, tasks| {
             let (config, _) = params::parse::<M>(spec)?;
             M::check_stream(&config, tasks).map_err(|message| MethodError::Parameter {
@@ -297,6 +332,20 @@ pub fn lookup(kind: &str) -> Result<MethodInfo, MethodError> {
 /// Builds the method a spec names, with its optimiser configuration.
 pub fn build(spec: &MethodSpec) -> Result<Built, MethodError> {
     (lookup(&spec.kind)?.build)(spec)
+}
+
+/// Builds the conv-net version of the method a spec names, with its optimiser configuration;
+/// a method without one is refused, naming the methods that have one.
+pub fn build_conv(spec: &MethodSpec) -> Result<BuiltConv, MethodError> {
+    (lookup(&spec.kind)?.build_conv)(spec)?.ok_or_else(|| MethodError::Parameter {
+        method: spec.name.clone(),
+        kind: spec.kind.clone(),
+        message: format!(
+            "`{}` trains multi-layer perceptrons only; methods with a convolutional-network version: {}",
+            spec.kind,
+            registry().iter().filter(|m| m.trains_conv()).map(|m| m.kind).collect::<Vec<_>>().join(", ")
+        ),
+    })
 }
 
 /// Checks a spec against a stream of `tasks` tasks ([`MethodKind::check_stream`]).

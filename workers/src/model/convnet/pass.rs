@@ -24,16 +24,30 @@ pub enum Mode {
     Eval,
 }
 
-/// A batch norm's saved batch statistics.
+/// A batch norm's saved batch statistics, and (after a training-mode pass) the running
+/// statistics the pass computed, which [`commit_statistics`] copies into the network — so a
+/// training-mode pass itself only reads the network.
 #[derive(Clone, Debug, Default)]
 struct Saved {
     mean: Vec<f32>,
     inv_std: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
 }
 
 impl Saved {
     fn new(channels: usize) -> Self {
-        Saved { mean: vec![0.0; channels], inv_std: vec![0.0; channels] }
+        Saved {
+            mean: vec![0.0; channels],
+            inv_std: vec![0.0; channels],
+            running_mean: vec![0.0; channels],
+            running_var: vec![0.0; channels],
+        }
+    }
+
+    fn commit(&self, n: &mut BatchNorm2d) {
+        n.running_mean.copy_from_slice(&self.running_mean);
+        n.running_var.copy_from_slice(&self.running_var);
     }
 }
 
@@ -212,7 +226,7 @@ fn conv_backward(
     );
 }
 
-fn norm_forward(n: &mut BatchNorm2d, mode: Mode, x: &[f32], out: &mut [f32], saved: &mut Saved) {
+fn norm_forward(n: &BatchNorm2d, mode: Mode, x: &[f32], out: &mut [f32], saved: &mut Saved) {
     match mode {
         Mode::Train => conv::batch_norm_train_forward(
             &n.config,
@@ -221,8 +235,14 @@ fn norm_forward(n: &mut BatchNorm2d, mode: Mode, x: &[f32], out: &mut [f32], sav
             x,
             &n.gamma,
             &n.beta,
-            &mut n.running_mean,
-            &mut n.running_var,
+            {
+                saved.running_mean.copy_from_slice(&n.running_mean);
+                &mut saved.running_mean
+            },
+            {
+                saved.running_var.copy_from_slice(&n.running_var);
+                &mut saved.running_var
+            },
             out,
             &mut saved.mean,
             &mut saved.inv_std,
@@ -281,7 +301,7 @@ fn norm_backward(
 
 #[inline(always)]
 fn block_forward(
-    b: &mut BasicBlock,
+    b: &BasicBlock,
     mode: Mode,
     batch: usize,
     x: &[f32],
@@ -291,11 +311,11 @@ fn block_forward(
 ) {
     let [s0, s1, s2] = &mut st.saved;
     conv_forward(&b.conv1, batch, x, &mut st.c1, scratch);
-    norm_forward(&mut b.bn1, mode, &st.c1, &mut st.r1, s0);
+    norm_forward(&b.bn1, mode, &st.c1, &mut st.r1, s0);
     relu(&mut st.r1);
     conv_forward(&b.conv2, batch, &st.r1, &mut st.c2, scratch);
-    norm_forward(&mut b.bn2, mode, &st.c2, out, s1);
-    let identity: &[f32] = match b.shortcut.as_mut() {
+    norm_forward(&b.bn2, mode, &st.c2, out, s1);
+    let identity: &[f32] = match b.shortcut.as_ref() {
         Some((c, n)) => {
             conv_forward(c, batch, x, &mut st.s1, scratch);
             norm_forward(n, mode, &st.s1, &mut st.s2, s2);
@@ -391,8 +411,17 @@ fn linear_backward(l: &Linear, g: &mut Linear, batch: usize, x: &[f32], dy: &[f3
 }
 
 /// Runs `net` on `ws.input`, filling every layer's output; in [`Mode::Train`] batch norm uses
-/// the batch's statistics and updates its running statistics (hence `&mut`).
+/// the batch's statistics and updates its running statistics (hence `&mut`):
+/// [`forward_pass`] then [`commit_statistics`].
 pub fn forward(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(), ConvNetError> {
+    forward_pass(net, ws, mode)?;
+    commit_statistics(net, ws);
+    Ok(())
+}
+
+/// [`forward`] without touching the network: a training-mode pass leaves the running
+/// statistics it computed in the workspace, for [`commit_statistics`].
+pub fn forward_pass(net: &ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(), ConvNetError> {
     let batch = ws.batch;
     if mode == Mode::Train {
         check_batch_norm(net, batch)?;
@@ -403,10 +432,31 @@ pub fn forward(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(), 
     Ok(())
 }
 
+/// After a training-mode [`forward_pass`], moves every batch norm's running statistics on by
+/// the batch's (PyTorch's momentum update); after an evaluation-mode pass, nothing.
+pub fn commit_statistics(net: &mut ConvNet, ws: &Workspace) {
+    if ws.mode != Mode::Train {
+        return;
+    }
+    for (layer, state) in net.layers.iter_mut().zip(&ws.states) {
+        match (layer, state) {
+            (Layer::BatchNorm2d(n), State::Norm(saved)) => saved.commit(n),
+            (Layer::BasicBlock(b), State::Block(st)) => {
+                st.saved[0].commit(&mut b.bn1);
+                st.saved[1].commit(&mut b.bn2);
+                if let Some((_, n)) = b.shortcut.as_mut() {
+                    st.saved[2].commit(n);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[inline(always)]
-fn forward_layers(net: &mut ConvNet, ws: &mut Workspace, mode: Mode) {
+fn forward_layers(net: &ConvNet, ws: &mut Workspace, mode: Mode) {
     let batch = ws.batch;
-    for (l, layer) in net.layers.iter_mut().enumerate() {
+    for (l, layer) in net.layers.iter().enumerate() {
         let (before, after) = ws.values.split_at_mut(l);
         let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
         let out = &mut after[0];

@@ -113,7 +113,18 @@ impl Network {
                 if input.is_none() { " (on a 1-wide input)" } else { "" }
             ));
         }
-        network.mlp().map(|_| ())
+        if network.is_convolutional() {
+            network.conv_specs().map(|_| ())
+        } else {
+            network.mlp().map(|_| ())
+        }
+    }
+
+    /// Whether the network needs the conv-net engine: it has a layer other than `linear` and
+    /// activations (an MLP keeps the MLP engines, which are faster on vectors and offer
+    /// every activation).
+    pub fn is_convolutional(&self) -> bool {
+        self.layers.iter().any(|l| !matches!(l.part, Part::Linear { .. } | Part::Activation(_)))
     }
 
     fn plan_from(spec: &NetworkSpec, input: Option<Shape>, head_units: usize) -> Result<Network, String> {
@@ -220,8 +231,8 @@ impl Network {
         let convolutional = |p: &Part| !matches!(p, Part::Linear { .. } | Part::Activation(_));
         if let Some((i, layer)) = self.layers.iter().enumerate().find(|(_, l)| convolutional(&l.part)) {
             return Err(format!(
-                "{}: the built-in engine trains multi-layer perceptrons; convolutional layers are \
-                 checked (shapes, parameters) but not trained by it yet",
+                "{}: the MLP engine computes `linear` and activation layers only; a network with \
+                 this layer is trained by the conv-net engine",
                 self.describe(i, count, &layer.spec.kind)
             ));
         }
@@ -360,7 +371,7 @@ mod tests {
         assert_eq!(net.parameters(), 4 * 9 + 4 + (4 * 13 * 13 + 1) * 10);
         let err = net.mlp().unwrap_err();
         assert!(
-            err.starts_with("`network.layers[0]` (`conv2d`): the built-in engine trains multi-layer"),
+            err.starts_with("`network.layers[0]` (`conv2d`): the MLP engine computes `linear` and activation"),
             "{err}"
         );
         // A perceptron written as `hidden` flattens the image itself.

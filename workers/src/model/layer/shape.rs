@@ -33,6 +33,14 @@ impl Shape {
     pub fn is_empty(self) -> bool {
         self.len() == 0
     }
+
+    /// Channels of an image; a vector's features (a vector of n is n × 1 × 1).
+    pub fn channels(self) -> usize {
+        match self {
+            Shape::Image { channels, .. } => channels,
+            Shape::Vector(n) => n,
+        }
+    }
 }
 
 impl fmt::Display for Shape {

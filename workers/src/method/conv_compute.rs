@@ -1,0 +1,178 @@
+//! The compute facility of conv-net runs: the conv-net counterpart of [`Compute`](super::Compute).
+//!
+//! Training passes run batch norm on the batch's statistics and then move its running
+//! statistics on (as a PyTorch forward pass in `train()` mode does); evaluation runs on the
+//! running statistics and changes nothing, in fixed chunks from the split's start, so the same
+//! examples are always evaluated in the same batches.
+
+use std::ops::Range;
+
+use super::context::{OutputContext, Passes};
+use crate::model::convnet::{self, ConvNet, Mode, Workspace};
+use crate::model::{loss, BatchLoss, Targets};
+use crate::protocol::Engine;
+use crate::stream::{Split, Target};
+
+/// Examples per evaluation chunk at least; a conv net's activations per example are large
+/// (about 1.5 MB through a reduced ResNet-18), so chunks are smaller than an MLP's 500.
+const EVAL_CHUNK: usize = 64;
+
+/// Runs a conv net on data for the trainer and the methods.
+pub struct ConvCompute {
+    /// Buffers of the last pass.
+    pub workspace: Workspace,
+    /// Gradients of the last training pass (its structure is also what sizes the workspace).
+    pub grads: ConvNet,
+    classes: Vec<u32>,
+    reals: Vec<f32>,
+    indices: Vec<usize>,
+    chunk: usize,
+}
+
+impl ConvCompute {
+    /// Buffers for `net` at training batches of `batch`.
+    pub fn new(net: &ConvNet, batch: usize) -> Self {
+        ConvCompute {
+            workspace: Workspace::new(net, batch.max(1)),
+            grads: net.zeros_like(),
+            classes: Vec::new(),
+            reals: Vec::new(),
+            indices: Vec::new(),
+            chunk: batch.max(EVAL_CHUNK),
+        }
+    }
+
+    fn targets(&self) -> Targets<'_> {
+        if self.reals.is_empty() {
+            Targets::Classes(&self.classes)
+        } else {
+            Targets::Reals(&self.reals)
+        }
+    }
+
+    /// Calls `visit` with the workspace after an evaluation-mode forward pass over each chunk
+    /// of examples `indices` of `split` (every layer's output in the workspace).
+    pub fn for_each_chunk(
+        &mut self,
+        net: &ConvNet,
+        split: &Split,
+        indices: &[usize],
+        mut visit: impl FnMut(&Workspace, Targets<'_>),
+    ) {
+        for chunk in indices.chunks(self.chunk) {
+            self.load_batch(split, chunk);
+            eval_forward(net, &mut self.workspace);
+            let targets = if self.reals.is_empty() {
+                Targets::Classes(&self.classes)
+            } else {
+                Targets::Reals(&self.reals)
+            };
+            visit(&self.workspace, targets);
+        }
+    }
+}
+
+/// An evaluation-mode pass: it cannot fail (only a training-mode batch norm on one value per
+/// channel can, and evaluation uses the running statistics).
+fn eval_forward(net: &ConvNet, ws: &mut Workspace) {
+    convnet::forward_pass(net, ws, Mode::Eval).expect("an evaluation-mode pass has no batch-size condition");
+}
+
+impl Passes<ConvNet> for ConvCompute {
+    fn for_network(net: &ConvNet, _engine: Engine, batch: usize) -> Self {
+        ConvCompute::new(net, batch)
+    }
+
+    fn load_batch(&mut self, split: &Split, indices: &[usize]) {
+        self.workspace.set_batch(&self.grads, indices.len());
+        split.gather_inputs(indices, &mut self.workspace.input);
+        self.classes.clear();
+        self.reals.clear();
+        for &i in indices {
+            match split.target(i) {
+                Target::Class(c) => self.classes.push(c),
+                Target::Real(r) => self.reals.push(r),
+            }
+        }
+    }
+
+    fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.workspace.input
+    }
+
+    fn batch_parts(&mut self) -> (&mut Workspace, Targets<'_>) {
+        let targets =
+            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        (&mut self.workspace, targets)
+    }
+
+    fn train_pass(
+        &mut self,
+        net: &mut ConvNet,
+        head: Range<usize>,
+        task: usize,
+        mut hook: impl FnMut(&mut OutputContext<'_, ConvNet>),
+    ) -> Result<BatchLoss, String> {
+        convnet::forward_pass(net, &mut self.workspace, Mode::Train).map_err(|e| e.to_string())?;
+        let targets =
+            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        let ws = &mut self.workspace;
+        let width = net.outputs();
+        let mut output_grad = std::mem::take(&mut ws.output_grad);
+        let totals = loss::evaluate(ws.outputs(), width, head.clone(), targets, Some(&mut output_grad));
+        hook(&mut OutputContext {
+            net,
+            input: &ws.input,
+            outputs: ws.outputs(),
+            output_grad: &mut output_grad,
+            width,
+            head,
+            task,
+        });
+        ws.output_grad = output_grad;
+        convnet::backward(net, ws, &mut self.grads);
+        convnet::commit_statistics(net, ws);
+        Ok(totals)
+    }
+
+    fn step_parts(&mut self) -> (&mut ConvNet, &Workspace) {
+        (&mut self.grads, &self.workspace)
+    }
+
+    fn evaluate_by<E>(
+        &mut self,
+        net: &ConvNet,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+        mut forward: impl FnMut(&ConvNet, &mut Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E> {
+        let n = max.map_or(split.len(), |m| m.min(split.len()));
+        let mut total = BatchLoss::default();
+        let mut start = 0;
+        while start < n {
+            let end = (start + self.chunk).min(n);
+            let mut indices = std::mem::take(&mut self.indices);
+            indices.clear();
+            indices.extend(start..end);
+            self.load_batch(split, &indices);
+            self.indices = indices;
+            forward(net, &mut self.workspace)?;
+            let width = net.outputs();
+            total.add(loss::evaluate(self.workspace.outputs(), width, head.clone(), self.targets(), None));
+            start = end;
+        }
+        Ok(total)
+    }
+
+    fn evaluate_net(&mut self, net: &ConvNet, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss {
+        let plain = |net: &ConvNet, ws: &mut Workspace| {
+            eval_forward(net, ws);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.evaluate_by(net, split, head, max, plain) {
+            Ok(total) => total,
+            Err(never) => match never {},
+        }
+    }
+}
