@@ -40,6 +40,7 @@ fn split_mnist_spec(method: MethodSpec) -> Option<RunSpec> {
         setting: SplitSetting::ClassIncremental,
         train_examples: Some(1500),
         test_examples: Some(300),
+        shift: 0,
     });
     spec.network.hidden = vec![32];
     spec.training = TrainingSpec { batch_size: 16, epochs: 2, validation: 0 };

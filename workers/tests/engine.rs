@@ -503,3 +503,83 @@ fn a_growing_head_leaves_unseen_classes_out_of_the_softmax() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A small conv net with every stateful layer kind: a convolution, batch norm (running
+/// statistics in the checkpoint), max pooling, a residual block with a projection, global
+/// average pooling.
+fn conv_spec(data: &Path, method: &str) -> RunSpec {
+    let mut spec = cifar_spec(data, true);
+    spec.network = serde_json::from_value(serde_json::json!({"layers": [
+        {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"relu": {}},
+        {"max_pool2d": {"kernel": 4}},
+        {"basic_block": {"channels": 6, "stride": 2}},
+        {"global_avg_pool": {}}
+    ]}))
+    .unwrap();
+    spec.method = test_support::method_spec(method, serde_json::json!({}));
+    spec.eval.plasticity.probe = 40;
+    spec.id = spec.content_id();
+    spec
+}
+
+/// A conv net with batch norm on an augmented stream with a growing head: stopped and resumed
+/// anywhere (mid-epoch, at task boundaries), its events equal an uninterrupted run's byte for
+/// byte — the parameters, the optimiser's moments, batch norm's running statistics and the
+/// augmentation all come back; and its plasticity events measure the two rectified layers.
+#[test]
+fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
+    let data = scratch("conv-data");
+    write_cifar100(&data, 2);
+    for method in ["adam", "l2"] {
+        let mut spec = conv_spec(&data, method);
+        let reference_dir = scratch(&format!("conv-{method}-reference"));
+        spec.run_dir = Some(reference_dir.clone());
+        run_to_end(&spec);
+        let text = String::from_utf8(events_of(&reference_dir)).unwrap();
+        assert_eq!(text.matches("\"task_started\"").count(), 4, "{text}");
+        let plasticity = text.lines().find(|l| l.contains("\"plasticity\"")).expect("a plasticity event");
+        let event: serde_json::Value = serde_json::from_str(plasticity).unwrap();
+        assert_eq!(event["layers"].as_array().unwrap().len(), 2, "{plasticity}");
+
+        let dir = scratch(&format!("conv-{method}-resume"));
+        spec.run_dir = Some(dir.clone());
+        let mut at = 5;
+        while run_until(&spec, at) {
+            at += 13;
+        }
+        assert_eq!(String::from_utf8(events_of(&dir)).unwrap(), text, "{method}: events after resuming differ");
+        for d in [reference_dir, dir] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
+
+/// What a conv net cannot be trained with is refused when the spec is checked, before any
+/// data is read: a method without a conv-net version (naming those that have one), the
+/// autograd engine, and a batch norm that a batch would give one value per channel.
+#[test]
+fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
+    let data = scratch("conv-refusals");
+    write_cifar100(&data, 1);
+    let spec = conv_spec(&data, "cbp");
+    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(
+        err.contains("`cbp` trains multi-layer perceptrons only; methods with a convolutional-network version: sgd, adam, l2"),
+        "{err}"
+    );
+    let mut spec = conv_spec(&data, "sgd");
+    spec.network.engine = Engine::Autograd;
+    assert!(engine::check_spec(&spec).unwrap_err().contains("`engine: autograd` computes multi-layer perceptrons"));
+    let mut spec = conv_spec(&data, "sgd");
+    spec.network = serde_json::from_value(serde_json::json!({"layers": [
+        {"conv2d": {"channels": 4, "kernel": 32}}, {"batch_norm": {}}, {"relu": {}}, {"flatten": {}}
+    ]}))
+    .unwrap();
+    spec.training.batch_size = 1;
+    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(err.contains("layer 1 (`batch_norm`) normalises over the batch, and a batch of 1"), "{err}");
+    spec.training.batch_size = 2;
+    assert!(engine::check_spec(&spec).is_ok());
+    let _ = std::fs::remove_dir_all(data);
+}

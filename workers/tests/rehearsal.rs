@@ -32,6 +32,7 @@ fn split_mnist_with(
         setting,
         train_examples: train,
         test_examples: None,
+        shift: 0,
     });
     let spec = SpecBuilder::synthetic(5)
         .hidden(&[100, 100])

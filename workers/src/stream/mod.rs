@@ -251,6 +251,7 @@ mod tests {
             setting: SplitSetting::TaskIncremental,
             train_examples: None,
             test_examples: None,
+            shift: 0,
         });
         let s = build(&split, 1).unwrap();
         assert!(s.info().head_per_task);
@@ -303,6 +304,7 @@ mod tests {
                 setting: SplitSetting::ClassIncremental,
                 train_examples: None,
                 test_examples: None,
+                shift: 0,
             })
         };
         let m = invalid(&split(vec![vec![0, 1], vec![1, 2]]));
