@@ -125,13 +125,20 @@ fn run_until(spec: &RunSpec, stop_after: u64) -> bool {
 }
 
 fn assert_resume_is_bit_identical(kind: &str, params: serde_json::Value) {
-    let mut spec = synthetic_spec(kind, params);
+    assert_spec_resumes_bit_identically(kind, synthetic_spec(kind, params), [3, 17, 40, 59], 30);
+}
+
+/// Runs `spec` through, then stopped at each of `stops` (and every 23 steps after) and resumed,
+/// then crashed at step `crash` (torn log line, no stop checkpoint) and resumed: the events must
+/// equal the uninterrupted run's every time.
+fn assert_spec_resumes_bit_identically(label: &str, mut spec: RunSpec, stops: [u64; 4], crash: u64) {
+    let kind = label;
     let reference_dir = scratch(&format!("{kind}-reference"));
     spec.run_dir = Some(reference_dir.clone());
     run_to_end(&spec);
     let reference = events_of(&reference_dir);
 
-    for (i, stop_after) in [3u64, 17, 40, 59].into_iter().enumerate() {
+    for (i, stop_after) in stops.into_iter().enumerate() {
         let dir = scratch(&format!("{kind}-resume-{i}"));
         spec.run_dir = Some(dir.clone());
         let mut interrupted = 0;
@@ -154,7 +161,7 @@ fn assert_resume_is_bit_identical(kind: &str, params: serde_json::Value) {
     // A crash: the worker dies without a checkpoint of its own, leaving a torn last line.
     let dir = scratch(&format!("{kind}-crash"));
     spec.run_dir = Some(dir.clone());
-    assert!(run_until(&spec, 30));
+    assert!(run_until(&spec, crash));
     let mut log = std::fs::OpenOptions::new().append(true).open(dir.join(EVENT_LOG)).unwrap();
     log.write_all(br#"{"run":"torn","seq":99,"ev"#).unwrap();
     drop(log);
@@ -581,5 +588,31 @@ fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     assert!(err.contains("layer 1 (`batch_norm`) normalises over the batch, and a batch of 1"), "{err}");
     spec.training.batch_size = 2;
     assert!(engine::check_spec(&spec).is_ok());
+    let _ = std::fs::remove_dir_all(data);
+}
+
+/// Parameters with which each method's conv-net version does something on the conv resume
+/// stream (56 steps).
+fn conv_resume_params(kind: &str) -> serde_json::Value {
+    match kind {
+        "l2" => serde_json::json!({"weight_decay": 0.01}),
+        _ => serde_json::json!({}),
+    }
+}
+
+/// Every method with a conv-net version resumes bit-identically on a conv net with batch
+/// norm, a residual block and augmentation, after stops anywhere and after a crash.
+#[test]
+fn every_conv_method_resumes_bit_identically() {
+    let data = scratch("conv-every-data");
+    write_cifar100(&data, 2);
+    let conv = workers::method::registry().into_iter().filter(|m| m.trains_conv()).collect::<Vec<_>>();
+    assert!(conv.len() >= 3);
+    for m in conv {
+        let mut spec = conv_spec(&data, m.kind);
+        spec.method = test_support::method_spec(m.kind, conv_resume_params(m.kind));
+        spec.id = spec.content_id();
+        assert_spec_resumes_bit_identically(&format!("conv-{}", m.kind), spec, [3, 11, 25, 40], 30);
+    }
     let _ = std::fs::remove_dir_all(data);
 }
