@@ -73,6 +73,18 @@ fn the_estimate_is_within_a_factor_of_two_of_the_measured_peak() {
             &[1000, 1000],
             "ewc",
         ),
+        // A conv net: its activations per example, at an evaluation chunk of 64, and Adam.
+        {
+            let mut conv = spec(
+                s.0.path(),
+                "cnn",
+                json!({"split_mnist": {"data_dir": mnist, "groups": [[0, 1], [2, 3]], "train_examples": 2000, "test_examples": 500}}),
+                &[],
+                "adam",
+            );
+            conv.network = serde_json::from_value(json!({"architecture": "cnn_mnist"})).unwrap();
+            conv
+        },
     ];
     for case in cases {
         let path = s.0.path().join(format!("{}.json", case.experiment));

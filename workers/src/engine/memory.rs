@@ -176,7 +176,13 @@ fn conv_network(
     let plasticity = &spec.eval.plasticity;
     if plasticity.every > 0 {
         let probe = (plasticity.probe as u64).min(shape.test.max(shape.train)).max(1);
-        let channels: Vec<u64> = plan.layers.iter().map(|l| l.output.channels() as u64).collect();
+        // One pooled feature per channel of every rectified layer (`diagnostics::conv_plasticity`).
+        let channels: Vec<u64> = plan
+            .layers
+            .iter()
+            .filter(|l| matches!(l.part, Part::Activation(_) | Part::BasicBlock { .. }))
+            .map(|l| l.output.channels() as u64)
+            .collect();
         let widest = channels.iter().copied().max().unwrap_or(0);
         let features = channels.iter().fold(0u64, |n, &c| n.saturating_add(c));
         let svd = probe.saturating_mul(widest).saturating_mul(3 * F64);
