@@ -147,3 +147,61 @@ pub fn conv_plasticity(
         mean_abs_weight,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::convnet::{LayerSpec, Shape};
+    use crate::stream::split::{Inputs, Split, Targets as Labels};
+    use rand::Rng as _;
+
+    /// A task of `n` random 2×6×6 images, every one of class 0.
+    fn image_task(n: usize) -> Task {
+        let mut r = rng::stream(3, "test", 0);
+        let dim = 2 * 6 * 6;
+        let data: Vec<f32> = (0..n * dim).map(|_| r.gen_range(-1.0..1.0)).collect();
+        let split = Split {
+            inputs: Inputs::Floats { data: data.into(), dim },
+            targets: Labels::Classes { labels: vec![0u8; n].into(), map: None },
+            rows: None,
+            permutation: None,
+            head: 0,
+        };
+        Task { index: 0, train: split.clone(), test: split, validation: None, active_outputs: None }
+    }
+
+    /// A channel whose kernel is zero and whose bias is negative never fires: it is dead, its
+    /// pooled feature is zero on every probe example (so the pooled matrix has rank ≤ 2 of 3),
+    /// and the hidden linear layer after it is measured as a layer of units.
+    #[test]
+    fn a_silenced_channel_is_dead_and_layers_are_measured_per_channel() {
+        let specs = [
+            LayerSpec::Conv2d { channels: 3, kernel: 3, stride: 1, padding: 1, bias: true },
+            LayerSpec::Relu,
+            LayerSpec::MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+            LayerSpec::Flatten,
+            LayerSpec::Linear { units: 5 },
+            LayerSpec::Relu,
+            LayerSpec::Linear { units: 2 },
+        ];
+        let mut net = ConvNet::new(Shape::new(2, 6, 6), &specs, &mut rng::stream(0, "t", 0)).unwrap();
+        let Layer::Conv2d(conv) = &mut net.layers[0] else { unreachable!() };
+        conv.row_mut(0).fill(0.0);
+        conv.bias.as_mut().unwrap()[0] = -1.0;
+        let task = image_task(40);
+        let mut compute = ConvCompute::new(&net, 8);
+        let spec = PlasticitySpec { every: 1, probe: 30, dormant_tau: 0.1 };
+        let EventBody::Plasticity { layers, probe_examples, .. } =
+            conv_plasticity(&mut compute, &net, &task, &spec, 0, 1).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(probe_examples, 30);
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].units, 3);
+        assert!((layers[0].dead - 1.0 / 3.0).abs() < 1e-12, "{:?}", layers[0]);
+        assert!(layers[0].dormant >= 1.0 / 3.0);
+        assert!(layers[0].effective_rank <= 2.0 + 1e-9 && layers[0].stable_rank <= 2, "{:?}", layers[0]);
+        assert_eq!(layers[1].units, 5);
+    }
+}

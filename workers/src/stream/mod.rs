@@ -19,7 +19,7 @@ mod npz;
 mod permuted;
 mod regression;
 mod sample;
-mod split;
+pub(crate) mod split;
 mod split_cifar;
 mod split_mnist;
 mod split_tinyimagenet;
