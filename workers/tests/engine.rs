@@ -596,6 +596,10 @@ fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
 fn conv_resume_params(kind: &str) -> serde_json::Value {
     match kind {
         "l2" => serde_json::json!({"weight_decay": 0.01}),
+        // A buffer far smaller than the 200 examples seen, so the reservoir replaces all through.
+        "er" | "der" | "derpp" => serde_json::json!({"buffer_size": 12, "replay_batch_size": 4, "lr": 0.05}),
+        // Three examples per finished task; a reference batch of 5 of them.
+        "agem" => serde_json::json!({"buffer_size": 12, "replay_batch_size": 5, "lr": 0.05}),
         _ => serde_json::json!({}),
     }
 }

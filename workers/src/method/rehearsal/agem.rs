@@ -23,11 +23,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::buffer::{Buffer, Example};
-use super::replay::{self, Scratch};
+use super::replay::{self, ReplayNet, Scratch};
 use crate::method::{
     ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState, TaskContext,
 };
-use crate::model::{loss, BatchLoss, Layers, Mlp, Workspace};
+use crate::model::convnet::ConvNet;
+use crate::model::{loss, BatchLoss, Parameters};
 use crate::optim::OptimizerConfig;
 
 /// Hyper-parameters of `agem`.
@@ -72,31 +73,40 @@ impl MethodKind for AgemKind {
         Ok(())
     }
     fn build(c: AgemConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(Agem {
-            buffer: Buffer::new(c.buffer_size as usize),
-            replay: c.replay_batch_size.map(|r| r as usize),
-            scratch: None,
-        })
+        Box::new(Agem::new(&c))
+    }
+    fn build_conv(c: AgemConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Agem::new(&c)))
     }
 }
 
-/// A-GEM. State: the episodic memory (checkpointed).
-pub struct Agem {
+/// A-GEM on networks of family `M`. State: the episodic memory (checkpointed).
+pub struct Agem<M: ReplayNet> {
     buffer: Buffer,
     replay: Option<usize>,
-    scratch: Option<Scratch>,
+    scratch: Option<Scratch<M>>,
+}
+
+impl<M: ReplayNet> Agem<M> {
+    fn new(c: &AgemConfig) -> Self {
+        Agem {
+            buffer: Buffer::new(c.buffer_size as usize),
+            replay: c.replay_batch_size.map(|r| r as usize),
+            scratch: None,
+        }
+    }
 }
 
 /// Projects `g` so that it does not point against `reference`: when g·r < 0,
 /// g ← g − (g·r / r·r)·r. Returns whether it projected.
-pub fn project(g: &mut Layers, reference: &Layers) -> bool {
+pub fn project<P: Parameters>(g: &mut P, reference: &P) -> bool {
     let gr = replay::dot(g, reference);
     let rr = replay::dot(reference, reference);
     if gr >= 0.0 || rr <= 0.0 {
         return false;
     }
     let c = (gr / rr) as f32;
-    for (g, r) in g.buffers_mut().zip(reference.buffers()) {
+    for (g, r) in g.slices_mut().into_iter().zip(reference.slices()) {
         for (g, &r) in g.iter_mut().zip(r) {
             *g -= c * r;
         }
@@ -104,8 +114,8 @@ pub fn project(g: &mut Layers, reference: &Layers) -> bool {
     true
 }
 
-impl ContinualMethod for Agem {
-    fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+impl<M: ReplayNet> ContinualMethod<M> for Agem<M> {
+    fn task_finished(&mut self, cx: &mut TaskContext<'_, M>) -> Result<(), MethodError> {
         let split = &cx.task.train;
         let per_task = self.buffer.capacity() / cx.tasks_total.max(1);
         let k = per_task.min(split.len());
@@ -128,44 +138,44 @@ impl ContinualMethod for Agem {
         self.buffer.load("memory", state)
     }
 
-    fn learner(&mut self) -> Option<&mut dyn Learner> {
+    fn learner(&mut self) -> Option<&mut dyn Learner<M>> {
         Some(self)
     }
 }
 
-impl Learner for Agem {
-    fn train_step(&mut self, cx: &mut LearnerStep<'_>) -> Result<BatchLoss, MethodError> {
+impl<M: ReplayNet> Learner<M> for Agem<M> {
+    fn train_step(&mut self, cx: &mut LearnerStep<'_, M>) -> Result<BatchLoss, MethodError> {
         let r = super::replay_count(self.replay, cx.targets.len());
         let scratch = Scratch::fit(&mut self.scratch, cx.net, r);
         let ws = &mut *cx.workspace;
-        replay::forward(cx.net, ws);
-        let width = ws.output_width();
-        let (outputs, grad) = replay::outputs_and_grad(ws);
+        cx.net.train_forward(ws)?;
+        let width = cx.net.outputs();
+        let (outputs, grad) = M::outputs_and_grad(ws);
         let current = loss::evaluate(outputs, width, cx.head.clone(), cx.targets, Some(grad));
         if !current.loss_sum.is_finite() {
             return Ok(current);
         }
-        replay::backward(cx.net, ws, &mut scratch.total);
+        cx.net.backward(ws, &mut scratch.total);
         if !self.buffer.is_empty() {
             let slots = self.buffer.sample(r, cx.rng);
-            replay::load(&self.buffer, &slots, &mut scratch.ws);
-            replay::forward(cx.net, &mut scratch.ws);
-            let (outputs, grad) = replay::outputs_and_grad(&mut scratch.ws);
+            replay::load(&*cx.net, &self.buffer, &slots, &mut scratch.ws);
+            cx.net.train_forward(&mut scratch.ws)?;
+            let (outputs, grad) = M::outputs_and_grad(&mut scratch.ws);
             grad.fill(0.0);
             let reference = replay::replay_loss(outputs, width, &self.buffer, &slots, 1.0, grad);
             if !reference.loss_sum.is_finite() {
                 return Ok(BatchLoss { loss_sum: f64::NAN, ..current });
             }
-            replay::backward(cx.net, &mut scratch.ws, &mut scratch.grads);
+            cx.net.backward(&mut scratch.ws, &mut scratch.grads);
             project(&mut scratch.total, &scratch.grads);
         }
-        cx.optimizer.step(cx.net, &scratch.total);
+        cx.optimizer.step_parameters(cx.net.parameters_mut(), &scratch.total);
         Ok(current)
     }
 
-    fn forward(&mut self, variant: Option<&str>, net: &Mlp, ws: &mut Workspace) -> Result<(), MethodError> {
+    fn forward(&mut self, variant: Option<&str>, net: &M, ws: &mut M::Workspace) -> Result<(), MethodError> {
         super::no_variant(AgemKind::KIND, variant)?;
-        replay::forward(net, ws);
+        net.predict(ws);
         Ok(())
     }
 }
@@ -178,6 +188,7 @@ mod tests {
     use crate::method::context::testing::{synthetic_task, with_task_of};
     use crate::method::rehearsal::testing::{batch_of, close, gradient, step_on, stepped};
     use crate::model::activation::Activation;
+    use crate::model::{Layers, Mlp};
     use crate::rng;
 
     fn norm(a: &Layers) -> f64 {

@@ -17,16 +17,19 @@
 //!
 //! Defaults: α and β are the paper's best values for sequential MNIST with a 500-example buffer
 //! (Mammoth's `best_args.py`, `seq-mnist`, buffer 500: DER α = 1.0; DER++ α = 1.0, β = 0.5;
-//! both with lr 0.03). Differences: no data augmentation (clorch's streams have none, so the
-//! stored inputs are the trained ones, as Mammoth's non-augmented copies); the β term reads each
-//! example's own head on task-incremental streams. Works on online streams.
+//! both with lr 0.03). Differences: the stored inputs are the trained ones, after the stream's
+//! augmentation when it has one (Mammoth stores non-augmented copies and augments replayed
+//! examples afresh); the β term reads each example's own head on task-incremental streams.
+//! Works on online streams. On conv nets each of the three passes is a training pass, so batch
+//! norm's running statistics move three times a step, as in Mammoth.
 
 use serde::{Deserialize, Serialize};
 
 use super::buffer::Buffer;
-use super::replay::{self, Scratch};
+use super::replay::{self, ReplayNet, Scratch};
 use crate::method::{ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState};
-use crate::model::{loss, BatchLoss, Mlp, Workspace};
+use crate::model::convnet::ConvNet;
+use crate::model::{loss, BatchLoss, Mlp};
 use crate::optim::OptimizerConfig;
 
 /// Hyper-parameters of `der`.
@@ -85,7 +88,10 @@ impl MethodKind for DerKind {
         super::check_weight("alpha", c.alpha)
     }
     fn build(c: DerConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(Der::new(DerKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, None))
+        Box::new(Der::<Mlp>::new(DerKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, None))
+    }
+    fn build_conv(c: DerConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Der::<ConvNet>::new(DerKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, None)))
     }
 }
 
@@ -103,21 +109,26 @@ impl MethodKind for DerppKind {
         super::check_weight("beta", c.beta)
     }
     fn build(c: DerppConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(Der::new(DerppKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, Some(c.beta)))
+        Box::new(Der::<Mlp>::new(DerppKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, Some(c.beta)))
+    }
+    fn build_conv(c: DerppConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        let beta = Some(c.beta);
+        Some(Box::new(Der::<ConvNet>::new(DerppKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, beta)))
     }
 }
 
-/// DER, or DER++ when `beta` is set. State: the buffer (checkpointed).
-pub struct Der {
+/// DER, or DER++ when `beta` is set, on networks of family `M`. State: the buffer
+/// (checkpointed).
+pub struct Der<M: ReplayNet> {
     kind: &'static str,
     buffer: Buffer,
     replay: Option<usize>,
     alpha: f32,
     beta: Option<f32>,
-    scratch: Option<Scratch>,
+    scratch: Option<Scratch<M>>,
 }
 
-impl Der {
+impl<M: ReplayNet> Der<M> {
     fn new(kind: &'static str, buffer_size: f64, replay: Option<f64>, alpha: f64, beta: Option<f64>) -> Self {
         Der {
             kind,
@@ -130,7 +141,7 @@ impl Der {
     }
 }
 
-impl ContinualMethod for Der {
+impl<M: ReplayNet> ContinualMethod<M> for Der<M> {
     fn save(&self, state: &mut MethodState) {
         self.buffer.save("buffer", state);
     }
@@ -139,61 +150,61 @@ impl ContinualMethod for Der {
         self.buffer.load("buffer", state)
     }
 
-    fn learner(&mut self) -> Option<&mut dyn Learner> {
+    fn learner(&mut self) -> Option<&mut dyn Learner<M>> {
         Some(self)
     }
 }
 
-impl Learner for Der {
-    fn train_step(&mut self, cx: &mut LearnerStep<'_>) -> Result<BatchLoss, MethodError> {
+impl<M: ReplayNet> Learner<M> for Der<M> {
+    fn train_step(&mut self, cx: &mut LearnerStep<'_, M>) -> Result<BatchLoss, MethodError> {
         let b = cx.targets.len();
         let r = super::replay_count(self.replay, b);
         let scratch = Scratch::fit(&mut self.scratch, cx.net, r);
         let ws = &mut *cx.workspace;
-        replay::forward(cx.net, ws);
-        let width = ws.output_width();
-        let outputs = ws.values.last().expect("output layer");
-        let current = loss::evaluate(outputs, width, cx.head.clone(), cx.targets, Some(&mut ws.output_grad));
+        cx.net.train_forward(ws)?;
+        let width = cx.net.outputs();
+        let (outputs, output_grad) = M::outputs_and_grad(ws);
+        let current = loss::evaluate(outputs, width, cx.head.clone(), cx.targets, Some(output_grad));
         if !current.loss_sum.is_finite() {
             return Ok(current);
         }
-        replay::backward(cx.net, ws, &mut scratch.total);
+        cx.net.backward(ws, &mut scratch.total);
         let mut finite = true;
         if !self.buffer.is_empty() {
             let slots = self.buffer.sample(r, cx.rng);
-            replay::load(&self.buffer, &slots, &mut scratch.ws);
-            replay::forward(cx.net, &mut scratch.ws);
-            let (outputs, grad) = replay::outputs_and_grad(&mut scratch.ws);
+            replay::load(&*cx.net, &self.buffer, &slots, &mut scratch.ws);
+            cx.net.train_forward(&mut scratch.ws)?;
+            let (outputs, grad) = M::outputs_and_grad(&mut scratch.ws);
             grad.fill(0.0);
             let mse = replay::logit_mse(outputs, width, &self.buffer, &slots, self.alpha, grad);
             finite &= mse.is_finite();
-            replay::backward(cx.net, &mut scratch.ws, &mut scratch.grads);
+            cx.net.backward(&mut scratch.ws, &mut scratch.grads);
             replay::add(&mut scratch.total, &scratch.grads);
             if let Some(beta) = self.beta {
                 let slots = self.buffer.sample(r, cx.rng);
-                replay::load(&self.buffer, &slots, &mut scratch.ws);
-                replay::forward(cx.net, &mut scratch.ws);
-                let (outputs, grad) = replay::outputs_and_grad(&mut scratch.ws);
+                replay::load(&*cx.net, &self.buffer, &slots, &mut scratch.ws);
+                cx.net.train_forward(&mut scratch.ws)?;
+                let (outputs, grad) = M::outputs_and_grad(&mut scratch.ws);
                 grad.fill(0.0);
                 let labels = replay::replay_loss(outputs, width, &self.buffer, &slots, beta, grad);
                 finite &= labels.loss_sum.is_finite();
-                replay::backward(cx.net, &mut scratch.ws, &mut scratch.grads);
+                cx.net.backward(&mut scratch.ws, &mut scratch.grads);
                 replay::add(&mut scratch.total, &scratch.grads);
             }
         }
         if !finite {
             return Ok(BatchLoss { loss_sum: f64::NAN, ..current });
         }
-        cx.optimizer.step(cx.net, &scratch.total);
+        cx.optimizer.step_parameters(cx.net.parameters_mut(), &scratch.total);
         // The workspace still holds this step's forward pass: the logits before the update.
         let ws = &*cx.workspace;
-        replay::offer_batch(&mut self.buffer, &ws.input, cx.targets, cx.head.clone(), ws.outputs(), cx.rng);
+        replay::offer_batch(&mut self.buffer, M::input(ws), cx.targets, cx.head.clone(), M::output_values(ws), cx.rng);
         Ok(current)
     }
 
-    fn forward(&mut self, variant: Option<&str>, net: &Mlp, ws: &mut Workspace) -> Result<(), MethodError> {
+    fn forward(&mut self, variant: Option<&str>, net: &M, ws: &mut M::Workspace) -> Result<(), MethodError> {
         super::no_variant(self.kind, variant)?;
-        replay::forward(net, ws);
+        net.predict(ws);
         Ok(())
     }
 }
@@ -203,7 +214,8 @@ mod tests {
     use super::*;
     use crate::method::rehearsal::testing::{batch_of, close, gradient, step_on, stepped, Batch};
     use crate::model::activation::Activation;
-    use crate::model::Layers;
+    use crate::model::{Layers, Workspace};
+    use crate::method::rehearsal::replay::ReplayNet;
     use crate::rng;
 
     fn net_and_batches() -> (Mlp, Vec<Batch>) {
@@ -218,14 +230,14 @@ mod tests {
         let (net, batches) = net_and_batches();
         let (inputs, classes) = &batches[0];
         let classes: Vec<u32> = classes.iter().map(|c| c % 2).collect();
-        let mut der = Der::new("der", 100.0, None, 1.0, None);
+        let mut der = Der::<Mlp>::new("der", 100.0, None, 1.0, None);
         let mut trained = net.clone();
         // Trained on the head of columns 0..2; the logits kept are all four columns.
         step_on(&mut der, &mut trained, inputs, &classes, 0..2, 1);
         assert_ne!(trained, net);
         let mut ws = Workspace::new(&net.sizes(), 6);
         ws.input.copy_from_slice(inputs);
-        replay::forward(&net, &mut ws);
+        net.predict(&mut ws);
         assert_eq!(der.buffer.len(), 6);
         for slot in 0..6 {
             let e = der.buffer.example(slot);
@@ -239,11 +251,11 @@ mod tests {
     fn the_logit_term_pulls_only_when_the_outputs_moved_from_the_stored_logits() {
         let (net, batches) = net_and_batches();
         let ((first, first_classes), (next, next_classes)) = (&batches[0], &batches[1]);
-        let mut der = Der::new("der", 100.0, None, 1.0, None);
+        let mut der = Der::<Mlp>::new("der", 100.0, None, 1.0, None);
         let mut trained = net.clone();
         step_on(&mut der, &mut trained, first, first_classes, 0..4, 1);
         // The same network again: it reproduces the stored logits, so the step is plain SGD.
-        let mut again = Der { buffer: der.buffer.clone(), ..Der::new("der", 100.0, None, 1.0, None) };
+        let mut again = Der { buffer: der.buffer.clone(), ..Der::<Mlp>::new("der", 100.0, None, 1.0, None) };
         let mut from_net = net.clone();
         step_on(&mut again, &mut from_net, next, next_classes, 0..4, 2);
         assert!(close(&from_net, &stepped(&net, &gradient(&net, next, next_classes, 0..4))));
@@ -258,7 +270,7 @@ mod tests {
         let (net, batches) = net_and_batches();
         let ((first, first_classes), (next, next_classes)) = (&batches[0], &batches[1]);
         // α = 0 leaves the label term alone; the replay batch (6) takes every stored example.
-        let mut derpp = Der::new("derpp", 100.0, None, 0.0, Some(0.5));
+        let mut derpp = Der::<Mlp>::new("derpp", 100.0, None, 0.0, Some(0.5));
         let mut trained = net.clone();
         step_on(&mut derpp, &mut trained, first, first_classes, 0..4, 1);
         let before = trained.clone();

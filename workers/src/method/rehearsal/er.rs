@@ -8,17 +8,21 @@
 //! the current batch is offered to the reservoir, so every training example seen is in the
 //! buffer with equal probability.
 //!
-//! Differences from Mammoth: Mammoth stores the non-augmented inputs and trains on augmented
-//! ones; clorch's streams have no augmentation, so both are the same. Replayed examples keep
-//! the head they were trained on (task-incremental streams), where Mammoth's ER uses the class
-//! index on the shared output. Works on online streams: it needs no task boundaries.
+//! Differences from Mammoth: Mammoth stores the non-augmented inputs and augments replayed
+//! ones afresh; clorch stores the inputs as trained (after the stream's augmentation, when it
+//! has one), so a replayed image keeps the crop and flip it was first seen with. Replayed
+//! examples keep the head they were trained on (task-incremental streams), where Mammoth's ER
+//! uses the class index on the shared output. Works on online streams: it needs no task
+//! boundaries. On conv nets the union batch is one training pass, so batch norm normalises
+//! current and replayed examples together, as Mammoth's single forward pass does.
 
 use serde::{Deserialize, Serialize};
 
 use super::buffer::Buffer;
-use super::replay::{self, Scratch};
+use super::replay::{self, ReplayNet, Scratch};
 use crate::method::{ContinualMethod, Learner, LearnerStep, MethodError, MethodKind, MethodState};
-use crate::model::{loss, BatchLoss, Mlp, Workspace};
+use crate::model::convnet::ConvNet;
+use crate::model::{loss, BatchLoss};
 use crate::optim::OptimizerConfig;
 
 /// Hyper-parameters of `er`.
@@ -51,22 +55,28 @@ impl MethodKind for ErKind {
         super::check_sizes(c.buffer_size, c.replay_batch_size)
     }
     fn build(c: ErConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(Er {
-            buffer: Buffer::new(c.buffer_size as usize),
-            replay: c.replay_batch_size.map(|r| r as usize),
-            scratch: None,
-        })
+        Box::new(Er::new(&c))
+    }
+    fn build_conv(c: ErConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Er::new(&c)))
     }
 }
 
-/// Experience replay. State: the buffer (checkpointed); the scratch buffers are rebuilt.
-pub struct Er {
+/// Experience replay on networks of family `M`. State: the buffer (checkpointed); the
+/// scratch buffers are rebuilt.
+pub struct Er<M: ReplayNet> {
     buffer: Buffer,
     replay: Option<usize>,
-    scratch: Option<Scratch>,
+    scratch: Option<Scratch<M>>,
 }
 
-impl ContinualMethod for Er {
+impl<M: ReplayNet> Er<M> {
+    fn new(c: &ErConfig) -> Self {
+        Er { buffer: Buffer::new(c.buffer_size as usize), replay: c.replay_batch_size.map(|r| r as usize), scratch: None }
+    }
+}
+
+impl<M: ReplayNet> ContinualMethod<M> for Er<M> {
     fn save(&self, state: &mut MethodState) {
         self.buffer.save("buffer", state);
     }
@@ -75,26 +85,25 @@ impl ContinualMethod for Er {
         self.buffer.load("buffer", state)
     }
 
-    fn learner(&mut self) -> Option<&mut dyn Learner> {
+    fn learner(&mut self) -> Option<&mut dyn Learner<M>> {
         Some(self)
     }
 }
 
-impl Learner for Er {
-    fn train_step(&mut self, cx: &mut LearnerStep<'_>) -> Result<BatchLoss, MethodError> {
+impl<M: ReplayNet> Learner<M> for Er<M> {
+    fn train_step(&mut self, cx: &mut LearnerStep<'_, M>) -> Result<BatchLoss, MethodError> {
         let b = cx.targets.len();
         let slots = self.buffer.sample(super::replay_count(self.replay, b), cx.rng);
         let n = b + slots.len();
         let scratch = Scratch::fit(&mut self.scratch, cx.net, n);
         let ws = &mut scratch.ws;
-        ws.set_batch(n);
-        let current_inputs = cx.workspace.input.len();
-        ws.input[..current_inputs].copy_from_slice(&cx.workspace.input);
-        replay::gather(&self.buffer, &slots, &mut ws.input, b);
-        replay::forward(cx.net, ws);
-        let width = ws.output_width();
-        let outputs = ws.values.last().expect("output layer");
-        let (current_grad, replay_grad) = ws.output_grad.split_at_mut(b * width);
+        let inputs = M::input(cx.workspace);
+        M::input_mut(ws)[..inputs.len()].copy_from_slice(inputs);
+        replay::gather(&self.buffer, &slots, M::input_mut(ws), b);
+        cx.net.train_forward(ws)?;
+        let width = cx.net.outputs();
+        let (outputs, output_grad) = M::outputs_and_grad(ws);
+        let (current_grad, replay_grad) = output_grad.split_at_mut(b * width);
         // The mean over the union: the current rows' mean gradient scaled by b / n, each
         // replayed row by 1 / n.
         let current =
@@ -115,15 +124,15 @@ impl Learner for Er {
         if !current.loss_sum.is_finite() || !replayed.loss_sum.is_finite() {
             return Ok(BatchLoss { loss_sum: f64::NAN, ..current });
         }
-        replay::backward(cx.net, ws, &mut scratch.grads);
-        cx.optimizer.step(cx.net, &scratch.grads);
-        replay::offer_batch(&mut self.buffer, &cx.workspace.input, cx.targets, cx.head.clone(), &[], cx.rng);
+        cx.net.backward(ws, &mut scratch.grads);
+        cx.optimizer.step_parameters(cx.net.parameters_mut(), &scratch.grads);
+        replay::offer_batch(&mut self.buffer, M::input(cx.workspace), cx.targets, cx.head.clone(), &[], cx.rng);
         Ok(current)
     }
 
-    fn forward(&mut self, variant: Option<&str>, net: &Mlp, ws: &mut Workspace) -> Result<(), MethodError> {
+    fn forward(&mut self, variant: Option<&str>, net: &M, ws: &mut M::Workspace) -> Result<(), MethodError> {
         super::no_variant(ErKind::KIND, variant)?;
-        replay::forward(net, ws);
+        net.predict(ws);
         Ok(())
     }
 }
@@ -133,6 +142,7 @@ mod tests {
     use super::*;
     use crate::method::rehearsal::testing::{batch_of, close, gradient, step_on, stepped};
     use crate::model::activation::Activation;
+    use crate::model::Mlp;
     use crate::rng;
 
     #[test]
@@ -140,7 +150,7 @@ mod tests {
         let mut r = rng::stream(3, "er-test", 0);
         let net = Mlp::new(&[5, 7, 4], Activation::Relu, &mut r);
         let (inputs, classes) = batch_of(&net, 6, &mut r);
-        let mut er = Er { buffer: Buffer::new(100), replay: None, scratch: None };
+        let mut er = Er::<Mlp> { buffer: Buffer::new(100), replay: None, scratch: None };
         let mut trained = net.clone();
         step_on(&mut er, &mut trained, &inputs, &classes, 0..4, 1);
         assert_eq!(trained, stepped(&net, &gradient(&net, &inputs, &classes, 0..4)));

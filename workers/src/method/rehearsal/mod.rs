@@ -6,8 +6,8 @@
 //! Each takes over the training step as a [`Learner`](super::Learner): a step needs forward and
 //! backward passes over buffer examples besides the current batch. The memory
 //! ([`buffer::Buffer`]), the losses on replayed examples and the gradient arithmetic
-//! ([`replay`]) do not know what the network is; only `replay::forward` and `replay::backward`
-//! do. The buffer is part of the method's checkpointed state, so a resumed run replays the same
+//! ([`replay`]) do not know what the network is; only [`replay::ReplayNet`] does, so the same
+//! methods train MLPs and conv nets. The buffer is part of the method's checkpointed state, so a resumed run replays the same
 //! examples in the same order.
 //!
 //! Buffer sizes count examples, as in the papers and Mammoth (`--buffer_size`). The replay
@@ -79,7 +79,7 @@ fn no_variant(kind: &str, variant: Option<&str>) -> Result<(), super::MethodErro
 mod testing {
     use rand::Rng as _;
 
-    use super::replay;
+    use super::replay::ReplayNet;
     use crate::method::{Learner, LearnerStep};
     use crate::model::{loss, BatchLoss, Layers, Mlp, Targets, Workspace};
     use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
@@ -104,7 +104,7 @@ mod testing {
     /// One learner step of `method` on the batch with a fresh plain-SGD optimiser and the
     /// method stream `seed`.
     pub fn step_on(
-        method: &mut dyn Learner,
+        method: &mut dyn Learner<Mlp>,
         net: &mut Mlp,
         inputs: &[f32],
         classes: &[u32],
@@ -133,12 +133,12 @@ mod testing {
     pub fn gradient(net: &Mlp, inputs: &[f32], classes: &[u32], head: std::ops::Range<usize>) -> Layers {
         let mut ws = Workspace::new(&net.sizes(), classes.len());
         ws.input.copy_from_slice(inputs);
-        replay::forward(net, &mut ws);
+        net.predict(&mut ws);
         let width = ws.output_width();
         let outputs = ws.values.last().expect("output layer").clone();
         loss::evaluate(&outputs, width, head, Targets::Classes(classes), Some(&mut ws.output_grad));
         let mut grads = Layers::zeros_like(&net.params);
-        replay::backward(net, &mut ws, &mut grads);
+        net.backward(&mut ws, &mut grads);
         grads
     }
 

@@ -2,60 +2,157 @@
 //! a batch and the buffer, the losses on replayed examples, and gradient arithmetic.
 //!
 //! The losses act on a batch's outputs and write d(loss)/d(outputs); the gradient arithmetic
-//! acts on parameter-shaped buffers. Only [`forward`] and [`backward`] know the network, so a
-//! model other than the MLP needs only its own two passes here.
+//! acts on parameter-shaped buffers. Only [`ReplayNet`] knows the network, so a model family
+//! needs only its own passes here.
 
 use std::ops::Range;
 
 use super::buffer::{Buffer, Example};
-use crate::model::{fused, loss, BatchLoss, Layers, Mlp, Targets, Workspace};
+use crate::engine::Trainable;
+use crate::method::MethodError;
+use crate::model::convnet::{self, ConvNet, Mode};
+use crate::model::{fused, loss, BatchLoss, Mlp, Parameters, Targets, Workspace};
 use crate::rng::Rng;
 use crate::stream::Target;
 
-/// Runs the network on `ws.input` (the model-specific part, with [`backward`]).
-pub fn forward(net: &Mlp, ws: &mut Workspace) {
-    fused::forward(net, ws);
+/// What a rehearsal step needs of a network family: its own passes over a workspace it can
+/// size, fill and read. The MLP's passes are the fused kernels; a conv net's training pass
+/// runs batch norm on the batch's statistics and moves its running statistics on, as every
+/// PyTorch forward pass in `train()` mode does (so a step with two replay passes moves them
+/// three times, as Mammoth's does), and its prediction pass uses the running statistics.
+pub trait ReplayNet: Trainable {
+    /// A workspace for batches of `batch` examples.
+    fn workspace(&self, batch: usize) -> Self::Workspace;
+    /// Resizes `ws` for batches of `batch`.
+    fn set_batch(&self, ws: &mut Self::Workspace, batch: usize);
+    /// The batch's inputs.
+    fn input(ws: &Self::Workspace) -> &[f32];
+    /// The batch's inputs, to fill.
+    fn input_mut(ws: &mut Self::Workspace) -> &mut [f32];
+    /// The outputs after a pass, `batch × outputs`.
+    fn output_values(ws: &Self::Workspace) -> &[f32];
+    /// The outputs and the output gradient, to read one and write the other.
+    fn outputs_and_grad(ws: &mut Self::Workspace) -> (&[f32], &mut [f32]);
+    /// A training pass on the workspace's input.
+    fn train_forward(&mut self, ws: &mut Self::Workspace) -> Result<(), MethodError>;
+    /// A prediction pass (evaluation mode) on the workspace's input.
+    fn predict(&self, ws: &mut Self::Workspace);
+    /// Back-propagates the output gradient after [`ReplayNet::train_forward`], overwriting `grads`.
+    fn backward(&self, ws: &mut Self::Workspace, grads: &mut Self::Params);
 }
 
-/// Back-propagates `ws.output_grad` after [`forward`], overwriting `grads`.
-pub fn backward(net: &Mlp, ws: &mut Workspace, grads: &mut Layers) {
-    fused::backward(net, ws, grads);
+impl ReplayNet for Mlp {
+    fn workspace(&self, batch: usize) -> Workspace {
+        Workspace::new(&self.sizes(), batch)
+    }
+
+    fn set_batch(&self, ws: &mut Workspace, batch: usize) {
+        ws.set_batch(batch);
+    }
+
+    fn input(ws: &Workspace) -> &[f32] {
+        &ws.input
+    }
+
+    fn input_mut(ws: &mut Workspace) -> &mut [f32] {
+        &mut ws.input
+    }
+
+    fn output_values(ws: &Workspace) -> &[f32] {
+        ws.outputs()
+    }
+
+    fn outputs_and_grad(ws: &mut Workspace) -> (&[f32], &mut [f32]) {
+        (ws.values.last().expect("a network has an output layer"), &mut ws.output_grad)
+    }
+
+    fn train_forward(&mut self, ws: &mut Workspace) -> Result<(), MethodError> {
+        fused::forward(self, ws);
+        Ok(())
+    }
+
+    fn predict(&self, ws: &mut Workspace) {
+        fused::forward(self, ws);
+    }
+
+    fn backward(&self, ws: &mut Workspace, grads: &mut crate::model::Layers) {
+        fused::backward(self, ws, grads);
+    }
+}
+
+impl ReplayNet for ConvNet {
+    fn workspace(&self, batch: usize) -> convnet::Workspace {
+        convnet::Workspace::new(self, batch.max(1))
+    }
+
+    fn set_batch(&self, ws: &mut convnet::Workspace, batch: usize) {
+        ws.set_batch(self, batch);
+    }
+
+    fn input(ws: &convnet::Workspace) -> &[f32] {
+        &ws.input
+    }
+
+    fn input_mut(ws: &mut convnet::Workspace) -> &mut [f32] {
+        &mut ws.input
+    }
+
+    fn output_values(ws: &convnet::Workspace) -> &[f32] {
+        ws.outputs()
+    }
+
+    fn outputs_and_grad(ws: &mut convnet::Workspace) -> (&[f32], &mut [f32]) {
+        ws.outputs_and_grad()
+    }
+
+    fn train_forward(&mut self, ws: &mut convnet::Workspace) -> Result<(), MethodError> {
+        convnet::forward(self, ws, Mode::Train).map_err(|e| MethodError::Failed(e.to_string()))
+    }
+
+    fn predict(&self, ws: &mut convnet::Workspace) {
+        convnet::forward_pass(self, ws, Mode::Eval).expect("an evaluation-mode pass has no batch-size condition");
+    }
+
+    fn backward(&self, ws: &mut convnet::Workspace, grads: &mut ConvNet) {
+        convnet::backward(self, ws, grads);
+    }
 }
 
 /// A workspace and gradient buffers for the passes over replayed examples, allocated once
-/// and reshaped when the network's shape changes. Not part of the checkpoint: each step
+/// and rebuilt for a network of another shape. Not part of the checkpoint: each step
 /// overwrites them before reading.
-pub struct Scratch {
+pub struct Scratch<M: ReplayNet> {
     /// The replay batch's buffers.
-    pub ws: Workspace,
+    pub ws: M::Workspace,
     /// The gradients of one pass.
-    pub grads: Layers,
+    pub grads: M::Params,
     /// The step's gradient, for methods that combine several passes.
-    pub total: Layers,
-    sizes: Vec<usize>,
+    pub total: M::Params,
+    shape: (usize, usize),
 }
 
-impl Scratch {
+impl<M: ReplayNet> Scratch<M> {
     /// Buffers for `net` and a batch of `batch` examples.
-    pub fn new(net: &Mlp, batch: usize) -> Self {
-        let sizes = net.sizes();
-        let grads = Layers::zeros_like(&net.params);
-        Scratch { ws: Workspace::new(&sizes, batch), total: grads.clone(), grads, sizes }
+    pub fn new(net: &M, batch: usize) -> Self {
+        let grads = net.parameters().zeros_like();
+        Scratch {
+            ws: net.workspace(batch),
+            total: grads.clone(),
+            grads,
+            shape: (net.parameter_count(), net.outputs()),
+        }
     }
 
-    /// Reallocates when `net` is not the shape these buffers were made for.
-    pub fn fit<'s>(slot: &'s mut Option<Scratch>, net: &Mlp, batch: usize) -> &'s mut Scratch {
-        if slot.as_ref().is_none_or(|s| s.sizes != net.sizes()) {
+    /// Reallocates when `net` is not the shape these buffers were made for, then sizes the
+    /// workspace for `batch`.
+    pub fn fit<'s>(slot: &'s mut Option<Scratch<M>>, net: &M, batch: usize) -> &'s mut Scratch<M> {
+        if slot.as_ref().is_none_or(|s| s.shape != (net.parameter_count(), net.outputs())) {
             *slot = Some(Scratch::new(net, batch));
         }
-        slot.as_mut().expect("set above")
+        let scratch = slot.as_mut().expect("set above");
+        net.set_batch(&mut scratch.ws, batch);
+        scratch
     }
-}
-
-/// A workspace's outputs after [`forward`] and its output gradient, to read one and write
-/// the other.
-pub fn outputs_and_grad(ws: &mut Workspace) -> (&[f32], &mut [f32]) {
-    (ws.values.last().expect("a network has an output layer"), &mut ws.output_grad)
 }
 
 /// The target of example `i` of a batch's targets.
@@ -101,9 +198,9 @@ pub fn gather(buffer: &Buffer, slots: &[usize], input: &mut [f32], first: usize)
 }
 
 /// Loads buffer examples `slots` as the whole batch of `ws`.
-pub fn load(buffer: &Buffer, slots: &[usize], ws: &mut Workspace) {
-    ws.set_batch(slots.len());
-    gather(buffer, slots, &mut ws.input, 0);
+pub fn load<M: ReplayNet>(net: &M, buffer: &Buffer, slots: &[usize], ws: &mut M::Workspace) {
+    net.set_batch(ws, slots.len());
+    gather(buffer, slots, M::input_mut(ws), 0);
 }
 
 /// The task loss of replayed examples, each on its own head against its stored target
@@ -172,8 +269,8 @@ pub fn logit_mse(
 }
 
 /// dst += src, buffer by buffer.
-pub fn add(dst: &mut Layers, src: &Layers) {
-    for (d, s) in dst.buffers_mut().zip(src.buffers()) {
+pub fn add<P: Parameters>(dst: &mut P, src: &P) {
+    for (d, s) in dst.slices_mut().into_iter().zip(src.slices()) {
         for (d, &s) in d.iter_mut().zip(s) {
             *d += s;
         }
@@ -181,9 +278,10 @@ pub fn add(dst: &mut Layers, src: &Layers) {
 }
 
 /// Σ a·b over every entry, in f64.
-pub fn dot(a: &Layers, b: &Layers) -> f64 {
-    a.buffers()
-        .zip(b.buffers())
+pub fn dot<P: Parameters>(a: &P, b: &P) -> f64 {
+    a.slices()
+        .into_iter()
+        .zip(b.slices())
         .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum::<f64>())
         .sum()
 }

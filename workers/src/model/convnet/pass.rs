@@ -172,6 +172,11 @@ impl Workspace {
         self.values.last().expect("a network has layers")
     }
 
+    /// The outputs and the output gradient, to read one and write the other.
+    pub fn outputs_and_grad(&mut self) -> (&[f32], &mut [f32]) {
+        (self.values.last().expect("a network has layers"), &mut self.output_grad)
+    }
+
     /// Layer `layer`'s output after [`forward`] (a basic block's: after its final ReLU).
     pub fn layer_output(&self, layer: usize) -> &[f32] {
         &self.values[layer]
