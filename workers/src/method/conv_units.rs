@@ -137,7 +137,7 @@ pub(super) fn unit_groups(net: &ConvNet) -> Vec<UnitGroup> {
                     _ => false,
                 };
                 let input = net.output_shape_of(j - 1).len();
-                if !consumes || input % channels != 0 {
+                if !consumes || !input.is_multiple_of(channels) {
                     continue;
                 }
                 let shape = net.output_shape_of(relu);
