@@ -635,6 +635,26 @@ fn cbp_and_redo_replace_channels_on_the_conv_resume_stream() {
     let _ = std::fs::remove_dir_all(data);
 }
 
+/// cbp and redo on a conv net in which no layer's channels can be silenced by zeroing weights
+/// (no ReLU) fail when the run begins, saying what a unit needs, rather than train as plain
+/// backprop.
+#[test]
+fn cbp_and_redo_refuse_a_conv_net_without_replaceable_units() {
+    let data = scratch("conv-no-units-data");
+    write_cifar100(&data, 1);
+    for kind in ["cbp", "redo"] {
+        let mut spec = conv_spec(&data, kind);
+        spec.network = serde_json::from_value(serde_json::json!({"layers": [
+            {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"global_avg_pool": {}}
+        ]}))
+        .unwrap();
+        spec.id = spec.content_id();
+        let err = engine::run(&spec, Box::new(Captured::default()), &RunControl::default()).unwrap_err().to_string();
+        assert!(err.contains(&format!("{kind}: no layer of this network has replaceable units")), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
+
 /// Every method with a conv-net version resumes bit-identically on a conv net with batch
 /// norm, a residual block and augmentation, after stops anywhere and after a crash.
 #[test]
