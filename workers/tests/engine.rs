@@ -649,7 +649,9 @@ fn cbp_and_redo_refuse_a_conv_net_without_replaceable_units() {
         ]}))
         .unwrap();
         spec.id = spec.content_id();
-        let err = engine::run(&spec, Box::new(Captured::default()), &RunControl::default()).unwrap_err().to_string();
+        let err = engine::run(&spec, Box::new(Captured::default()), &RunControl::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("{kind}: no layer of this network has replaceable units")), "{err}");
     }
     let _ = std::fs::remove_dir_all(data);

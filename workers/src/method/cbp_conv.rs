@@ -70,7 +70,9 @@
 //! `cbp.replaced` after each task, as the MLP version, with one entry per unit group in
 //! network order.
 
-use super::cbp::{bias_correction, mean_abs, report, saturation_age, CbpConfig, LayerState, Selection, Utility};
+use super::cbp::{
+    bias_correction, mean_abs, report, saturation_age, CbpConfig, LayerState, Selection, Utility,
+};
 use super::conv_units::{describe, unit_groups, UnitGroup};
 use super::{ContinualMethod, MethodError, MethodState, StepContext, TaskContext};
 use crate::model::convnet::ConvNet;
@@ -186,7 +188,8 @@ impl ConvContinualBackprop {
         s.activity.clear();
         s.activity.resize(units * p, 0.0);
         for sample in values.chunks_exact(units * p) {
-            let planes = s.activity.chunks_exact_mut(p).zip(sample.chunks_exact(p)).zip(corrected_mean.iter());
+            let planes =
+                s.activity.chunks_exact_mut(p).zip(sample.chunks_exact(p)).zip(corrected_mean.iter());
             for ((a, plane), &f) in planes {
                 let centre = if self.utility == Utility::Contribution { 0.0 } else { f };
                 for (a, &h) in a.iter_mut().zip(plane) {
@@ -430,7 +433,11 @@ mod tests {
             }
             for mode in [Mode::Train, Mode::Eval] {
                 assert_eq!(outputs(&net, &input, mode), outputs(&without, &input, mode), "seed {seed}");
-                assert_ne!(outputs(&net, &input, mode), outputs(&before, &input, mode), "the old units did count");
+                assert_ne!(
+                    outputs(&net, &input, mode),
+                    outputs(&before, &input, mode),
+                    "the old units did count"
+                );
             }
             assert!(replaced >= 3);
         }
@@ -461,7 +468,10 @@ mod tests {
         assert!(b.conv1.weight.chunks_exact(36).skip(1).all(|row| row[18..27].iter().all(|&w| w == 0.0)));
         assert!(projection.weight.chunks_exact(4).all(|row| row[2] == 0.0));
         assert!(b.conv2.weight.chunks_exact(45).all(|row| row[0..9].iter().all(|&w| w == 0.0)));
-        assert_eq!((b.bn1.gamma[0], b.bn1.beta[0], b.bn1.running_mean[0], b.bn1.running_var[0]), (1.0, 0.0, 0.0, 1.0));
+        assert_eq!(
+            (b.bn1.gamma[0], b.bn1.beta[0], b.bn1.running_mean[0], b.bn1.running_var[0]),
+            (1.0, 0.0, 0.0, 1.0)
+        );
         assert_eq!(b.conv1.bias.as_ref().unwrap()[0], 0.0);
     }
 
@@ -520,7 +530,9 @@ mod tests {
         let mut net = silent_chain_net();
         let mut opt = optimizer(OptimizerKind::Adam, &net);
         for (i, (_, state, _)) in opt.states_mut().into_iter().enumerate() {
-            crate::model::Parameters::slices_mut(state).into_iter().for_each(|b| b.fill(0.1 * (i + 2) as f32));
+            crate::model::Parameters::slices_mut(state)
+                .into_iter()
+                .for_each(|b| b.fill(0.1 * (i + 2) as f32));
         }
         let before = opt.clone();
         // Only the first group is mature: one unit, the silent channel 1.

@@ -222,7 +222,9 @@ impl UnitGroup {
         match self.site {
             Site::Chain { consumer, .. } => match &net.layers[consumer] {
                 Layer::Conv2d(c) => vec![conv(c)],
-                Layer::Linear(l) => vec![Matrix { weight: &l.weight, row: l.inputs, block: l.inputs / channels }],
+                Layer::Linear(l) => {
+                    vec![Matrix { weight: &l.weight, row: l.inputs, block: l.inputs / channels }]
+                }
                 Layer::BasicBlock(b) => {
                     let (projection, _) = b.shortcut.as_ref().expect("a consuming block projects");
                     vec![conv(&b.conv1), conv(projection)]
@@ -539,8 +541,12 @@ mod tests {
         let specs = [conv(6, 3, 1), Relu, BasicBlock { channels: 6, stride: 1, bias: false }];
         let net = ConvNet::new(Shape::new(2, 8, 8), &specs, &mut rng::stream(1, "units", 0)).unwrap();
         assert_eq!(unit_groups(&net).iter().map(|g| g.site).collect::<Vec<_>>(), [Site::Block { layer: 2 }]);
-        let net = ConvNet::new(Shape::new(2, 8, 8), &[conv(6, 3, 1), Relu, GlobalAvgPool], &mut rng::stream(1, "u", 0))
-            .unwrap();
+        let net = ConvNet::new(
+            Shape::new(2, 8, 8),
+            &[conv(6, 3, 1), Relu, GlobalAvgPool],
+            &mut rng::stream(1, "u", 0),
+        )
+        .unwrap();
         assert!(unit_groups(&net).is_empty());
         assert!(describe(&[]).contains("no layer"));
     }

@@ -77,7 +77,8 @@ impl ConvRedo {
             let n = CHUNK.min(rows - start);
             ws.set_batch(net, n);
             ws.input.copy_from_slice(&self.probe.inputs[start * dim..(start + n) * dim]);
-            forward_pass(net, &mut ws, Mode::Eval).expect("an evaluation-mode pass has no batch-size condition");
+            forward_pass(net, &mut ws, Mode::Eval)
+                .expect("an evaluation-mode pass has no batch-size condition");
             for (group, sums) in self.groups.iter().zip(&mut sums) {
                 let p = group.relu_positions;
                 for sample in group.relu_values(&ws).chunks_exact(group.channels * p) {
