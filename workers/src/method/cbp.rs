@@ -64,6 +64,8 @@
 //!   probabilistic branch (`accumulate: false`), as does `GnT`'s own default. Both replace
 //!   ρ·|eligible| units per step in expectation.
 //!
+//! Conv nets have their own version, [`super::cbp_conv`], with output channels as units.
+//!
 //! # Events
 //!
 //! At the end of every task whose boundaries the learner sees (not on online streams),

@@ -31,7 +31,8 @@
 //! optimisers keep their state per element and `reset_incoming` also restarts the bias's
 //! moments and bias correction, as for a fresh unit.
 //!
-//! ReDo works on online streams too: it is step-based and needs no task boundaries.
+//! ReDo works on online streams too: it is step-based and needs no task boundaries. Conv nets
+//! have their own version, [`super::redo_conv`], with output channels as units.
 //!
 //! # Events
 //!
