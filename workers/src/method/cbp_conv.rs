@@ -553,6 +553,32 @@ mod tests {
     }
 
     #[test]
+    fn bias_correction_keeps_the_output_when_the_unit_fires_at_its_mean() {
+        // One example and η = 0.5: after one step f̂ = h exactly, so moving W_out[:, r]·f̂_r
+        // into the next bias reproduces the output up to rounding. Only the hidden linear
+        // layer replaces a unit, where the correction is exact (one position per unit).
+        let input = inputs(1, 9);
+        for correct in [false, true] {
+            let mut net = chain_net(9);
+            linear(&mut net, 7).bias = vec![2.0; 5]; // every unit fires
+            let out_before = outputs(&net, &input, Mode::Train);
+            let mut opt = optimizer(OptimizerKind::Sgd, &net);
+            // Accumulating ρ·|eligible| = 0.2·(3, 4, 5) = 0.6, 0.8, 1: one unit, in the last group.
+            let cfg =
+                CbpConfig { decay_rate: 0.5, bias_correction: correct, accumulate: true, ..config(0.2, 0) };
+            let mut m = ConvContinualBackprop::new(&cfg);
+            assert_eq!(run(&mut m, &mut net, &mut opt, &input, 1), [vec![0, 0, 1]]);
+            let out_after = outputs(&net, &input, Mode::Train);
+            let change = out_before.iter().zip(&out_after).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            if correct {
+                assert!(change < 1e-5, "{out_before:?} vs {out_after:?}");
+            } else {
+                assert!(change > 1e-3, "without the correction the output moves: {change}");
+            }
+        }
+    }
+
+    #[test]
     fn sgd_momentum_is_left_alone_as_in_the_reference() {
         let input = inputs(6, 1);
         let mut net = silent_chain_net();
