@@ -569,10 +569,10 @@ fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
 fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     let data = scratch("conv-refusals");
     write_cifar100(&data, 1);
-    let spec = conv_spec(&data, "cbp");
+    let spec = conv_spec(&data, "classp");
     let err = engine::check_spec(&spec).unwrap_err();
     assert!(
-        err.contains("`cbp` trains multi-layer perceptrons only; methods with a convolutional-network version: sgd, adam, l2"),
+        err.contains("`classp` trains multi-layer perceptrons only; methods with a convolutional-network version: sgd, adam, l2, cbp, redo"),
         "{err}"
     );
     let mut spec = conv_spec(&data, "sgd");
@@ -600,8 +600,65 @@ fn conv_resume_params(kind: &str) -> serde_json::Value {
         "er" | "der" | "derpp" => serde_json::json!({"buffer_size": 12, "replay_batch_size": 4, "lr": 0.05}),
         // Three examples per finished task; a reference batch of 5 of them.
         "agem" => serde_json::json!({"buffer_size": 12, "replay_batch_size": 5, "lr": 0.05}),
+        // About one channel of each unit group per step once mature; Adam, so that the reset
+        // moments are part of what must resume.
+        "cbp" => serde_json::json!({"optimizer": "adam", "lr": 0.01, "replacement_rate": 0.2,
+            "maturity_threshold": 5}),
+        // Channels below 0.9 of their group's mean activity, every 10 steps.
+        "redo" => serde_json::json!({"every_steps": 10, "tau": 0.9, "probe": 32}),
         _ => serde_json::json!({}),
     }
+}
+
+/// cbp and redo act on the conv resume stream with their `conv_resume_params`; otherwise
+/// the resume test would not exercise their state.
+#[test]
+fn cbp_and_redo_replace_channels_on_the_conv_resume_stream() {
+    let data = scratch("conv-replacing-data");
+    write_cifar100(&data, 2);
+    for (kind, event, field) in [("cbp", "cbp.replaced", "total"), ("redo", "redo.recycled", "per_layer")] {
+        let mut spec = conv_spec(&data, kind);
+        spec.method = test_support::method_spec(kind, conv_resume_params(kind));
+        spec.id = spec.content_id();
+        let text = String::from_utf8(run_to_end(&spec)).unwrap();
+        let reports: Vec<Vec<u64>> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event"] == "method" && e["name"] == event)
+            .map(|e| serde_json::from_value(e["values"][field].clone()).unwrap())
+            .collect();
+        assert_eq!(reports.len(), 4, "{kind}: one report per task");
+        // Two unit groups: the first convolution's channels, the block's first convolution's.
+        assert!(reports.iter().all(|r| r.len() == 2), "{kind}: {reports:?}");
+        let replaced: Vec<u64> = match kind {
+            "cbp" => reports.last().unwrap().clone(),
+            _ => (0..2).map(|g| reports.iter().map(|r| r[g]).sum()).collect(),
+        };
+        assert!(replaced.iter().all(|&n| n >= 1), "{kind}: {replaced:?} over the run");
+    }
+    let _ = std::fs::remove_dir_all(data);
+}
+
+/// cbp and redo on a conv net in which no layer's channels can be silenced by zeroing weights
+/// (no ReLU) fail when the run begins, saying what a unit needs, rather than train as plain
+/// backprop.
+#[test]
+fn cbp_and_redo_refuse_a_conv_net_without_replaceable_units() {
+    let data = scratch("conv-no-units-data");
+    write_cifar100(&data, 1);
+    for kind in ["cbp", "redo"] {
+        let mut spec = conv_spec(&data, kind);
+        spec.network = serde_json::from_value(serde_json::json!({"layers": [
+            {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"global_avg_pool": {}}
+        ]}))
+        .unwrap();
+        spec.id = spec.content_id();
+        let err = engine::run(&spec, Box::new(Captured::default()), &RunControl::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{kind}: no layer of this network has replaceable units")), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(data);
 }
 
 /// Every method with a conv-net version resumes bit-identically on a conv net with batch

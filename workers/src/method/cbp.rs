@@ -64,6 +64,8 @@
 //!   probabilistic branch (`accumulate: false`), as does `GnT`'s own default. Both replace
 //!   ρ·|eligible| units per step in expectation.
 //!
+//! Conv nets have their own version, [`super::cbp_conv`], with output channels as units.
+//!
 //! # Events
 //!
 //! At the end of every task whose boundaries the learner sees (not on online streams),
@@ -74,9 +76,11 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
+use crate::model::convnet::ConvNet;
 use crate::model::Mlp;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::protocol::payload::{CbpReplaced, MethodPayload};
+use crate::rng::Rng;
 
 /// How a unit's instantaneous utility is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,25 +133,26 @@ impl Default for CbpConfig {
     }
 }
 
-/// What continual backprop tracks about the units of one hidden layer.
+/// What continual backprop tracks about the units of one hidden layer (of an MLP, or one
+/// group of channels of a conv net, [`super::cbp_conv`]).
 #[derive(Clone, Debug, Default, PartialEq)]
-struct LayerState {
+pub(super) struct LayerState {
     /// a_i: steps since unit i was (re)initialised.
-    age: Vec<u64>,
+    pub(super) age: Vec<u64>,
     /// u_i: running utility (not bias-corrected).
-    utility: Vec<f32>,
+    pub(super) utility: Vec<f32>,
     /// f_i: running mean activation (not bias-corrected).
-    mean_activation: Vec<f32>,
+    pub(super) mean_activation: Vec<f32>,
     /// c_l: the fractional number of units still to replace (`accumulate`).
-    accumulated: f64,
+    pub(super) accumulated: f64,
     /// Units replaced since the last `cbp.replaced` report.
-    replaced_in_task: u64,
+    pub(super) replaced_in_task: u64,
     /// Units replaced since the run began.
-    replaced_total: u64,
+    pub(super) replaced_total: u64,
 }
 
 impl LayerState {
-    fn new(units: usize) -> Self {
+    pub(super) fn new(units: usize) -> Self {
         LayerState {
             age: vec![0; units],
             utility: vec![0.0; units],
@@ -300,37 +305,12 @@ impl ContinualBackprop {
         }
 
         // 5. How many units to replace, and which.
-        let chosen = &mut s.chosen[l];
-        chosen.clear();
-        s.eligible.clear();
-        s.eligible.extend((0..units).filter(|&i| state.age[i] > self.maturity_threshold));
-        if s.eligible.is_empty() {
-            return;
-        }
-        let expected = self.replacement_rate * s.eligible.len() as f64;
-        let count = if self.accumulate {
-            state.accumulated += expected;
-            let whole = state.accumulated.floor();
-            state.accumulated -= whole;
-            whole as usize
-        } else if expected < 1.0 {
-            usize::from(cx.rng.gen::<f64>() < expected)
-        } else {
-            expected.floor() as usize
+        let rule = Selection {
+            replacement_rate: self.replacement_rate,
+            maturity_threshold: self.maturity_threshold,
+            accumulate: self.accumulate,
         };
-        let count = count.min(s.eligible.len());
-        if count == 0 {
-            return;
-        }
-        // The `count` lowest û, ties broken by index: a total order, so the set is unique.
-        let key = |&i: &usize| (s.corrected_utility[i], i);
-        s.eligible.select_nth_unstable_by(count - 1, |a, b| {
-            let (ua, ia) = key(a);
-            let (ub, ib) = key(b);
-            ua.total_cmp(&ub).then(ia.cmp(&ib))
-        });
-        chosen.extend_from_slice(&s.eligible[..count]);
-        chosen.sort_unstable();
+        rule.choose(state, &s.corrected_utility, &mut s.eligible, &mut s.chosen[l], cx.rng);
     }
 
     /// Step 6 for hidden layer `l`: reinitialises the units chosen by [`Self::test_layer`].
@@ -385,68 +365,138 @@ impl ContinualMethod for ContinualBackprop {
             return Ok(());
         }
         self.ensure_state(cx.net);
-        let task: Vec<u64> = self.layers.iter().map(|s| s.replaced_in_task).collect();
-        let total: Vec<u64> = self.layers.iter().map(|s| s.replaced_total).collect();
-        cx.report.push(MethodPayload::CbpReplaced(CbpReplaced { task, total }));
-        self.layers.iter_mut().for_each(|s| s.replaced_in_task = 0);
+        cx.report.push(report(&mut self.layers));
         Ok(())
     }
 
     fn save(&self, state: &mut MethodState) {
-        for (l, s) in self.layers.iter().enumerate() {
-            state.put_u64(format!("age.{l}"), s.age.clone());
-            state.put_f32(format!("utility.{l}"), s.utility.clone());
-            state.put_f32(format!("mean_activation.{l}"), s.mean_activation.clone());
-            state.put_u64(format!("replaced.{l}"), vec![s.replaced_in_task, s.replaced_total]);
-        }
-        let accumulated: Vec<f64> = self.layers.iter().map(|s| s.accumulated).collect();
-        state.meta = serde_json::json!({"layers": self.layers.len(), "accumulated": accumulated});
+        save_layers(&self.layers, state);
     }
 
     fn load(&mut self, state: &MethodState) -> Result<(), MethodError> {
-        let bad = |what: &str| MethodError::State(format!("cbp: {what}"));
-        let layers =
-            state.meta.get("layers").and_then(|v| v.as_u64()).ok_or_else(|| bad("`layers` is missing"))?;
-        let accumulated: Vec<f64> = state
-            .meta
-            .get("accumulated")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .ok_or_else(|| bad("`accumulated` is missing"))?;
-        if accumulated.len() as u64 != layers {
-            return Err(bad("`accumulated` does not have one value per layer"));
-        }
-        let mut restored = Vec::new();
-        for (l, &accumulated) in accumulated.iter().enumerate() {
-            let age = state.u64(&format!("age.{l}"))?.to_vec();
-            let utility = state.f32(&format!("utility.{l}"))?.to_vec();
-            let mean_activation = state.f32(&format!("mean_activation.{l}"))?.to_vec();
-            let replaced = state.u64(&format!("replaced.{l}"))?;
-            if utility.len() != age.len() || mean_activation.len() != age.len() || replaced.len() != 2 {
-                return Err(bad(&format!("the tensors of layer {l} disagree in length")));
-            }
-            restored.push(LayerState {
-                age,
-                utility,
-                mean_activation,
-                accumulated,
-                replaced_in_task: replaced[0],
-                replaced_total: replaced[1],
-            });
-        }
-        self.layers = restored;
+        self.layers = load_layers(state)?;
         Ok(())
     }
 }
 
+/// Step 5 of the module docs: how many of a layer's units to replace, and which.
+pub(super) struct Selection {
+    /// ρ.
+    pub(super) replacement_rate: f64,
+    /// m.
+    pub(super) maturity_threshold: u64,
+    /// Carry the fraction over steps.
+    pub(super) accumulate: bool,
+}
+
+impl Selection {
+    /// Chooses into `chosen` (ascending) the eligible units (a_i > m) of `state` with the
+    /// lowest bias-corrected utility `corrected_utility` (ties: lowest index), as many as the
+    /// rule says, updating the layer's accumulated fraction; `eligible` is scratch space.
+    pub(super) fn choose(
+        &self,
+        state: &mut LayerState,
+        corrected_utility: &[f32],
+        eligible: &mut Vec<usize>,
+        chosen: &mut Vec<usize>,
+        rng: &mut Rng,
+    ) {
+        chosen.clear();
+        eligible.clear();
+        eligible.extend((0..state.age.len()).filter(|&i| state.age[i] > self.maturity_threshold));
+        if eligible.is_empty() {
+            return;
+        }
+        let expected = self.replacement_rate * eligible.len() as f64;
+        let count = if self.accumulate {
+            state.accumulated += expected;
+            let whole = state.accumulated.floor();
+            state.accumulated -= whole;
+            whole as usize
+        } else if expected < 1.0 {
+            usize::from(rng.gen::<f64>() < expected)
+        } else {
+            expected.floor() as usize
+        };
+        let count = count.min(eligible.len());
+        if count == 0 {
+            return;
+        }
+        // The `count` lowest û, ties broken by index: a total order, so the set is unique.
+        let key = |&i: &usize| (corrected_utility[i], i);
+        eligible.select_nth_unstable_by(count - 1, |a, b| {
+            let (ua, ia) = key(a);
+            let (ub, ib) = key(b);
+            ua.total_cmp(&ub).then(ia.cmp(&ib))
+        });
+        chosen.extend_from_slice(&eligible[..count]);
+        chosen.sort_unstable();
+    }
+}
+
+/// The `cbp.replaced` report of `layers`; starts the next task's counts.
+pub(super) fn report(layers: &mut [LayerState]) -> MethodPayload {
+    let task: Vec<u64> = layers.iter().map(|s| s.replaced_in_task).collect();
+    let total: Vec<u64> = layers.iter().map(|s| s.replaced_total).collect();
+    layers.iter_mut().for_each(|s| s.replaced_in_task = 0);
+    MethodPayload::CbpReplaced(CbpReplaced { task, total })
+}
+
+/// Writes every layer's state (ages, utilities, means, counters) into `state`.
+pub(super) fn save_layers(layers: &[LayerState], state: &mut MethodState) {
+    for (l, s) in layers.iter().enumerate() {
+        state.put_u64(format!("age.{l}"), s.age.clone());
+        state.put_f32(format!("utility.{l}"), s.utility.clone());
+        state.put_f32(format!("mean_activation.{l}"), s.mean_activation.clone());
+        state.put_u64(format!("replaced.{l}"), vec![s.replaced_in_task, s.replaced_total]);
+    }
+    let accumulated: Vec<f64> = layers.iter().map(|s| s.accumulated).collect();
+    state.meta = serde_json::json!({"layers": layers.len(), "accumulated": accumulated});
+}
+
+/// Reads back what [`save_layers`] wrote.
+pub(super) fn load_layers(state: &MethodState) -> Result<Vec<LayerState>, MethodError> {
+    let bad = |what: &str| MethodError::State(format!("cbp: {what}"));
+    let layers =
+        state.meta.get("layers").and_then(|v| v.as_u64()).ok_or_else(|| bad("`layers` is missing"))?;
+    let accumulated: Vec<f64> = state
+        .meta
+        .get("accumulated")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| bad("`accumulated` is missing"))?;
+    if accumulated.len() as u64 != layers {
+        return Err(bad("`accumulated` does not have one value per layer"));
+    }
+    let mut restored = Vec::new();
+    for (l, &accumulated) in accumulated.iter().enumerate() {
+        let age = state.u64(&format!("age.{l}"))?.to_vec();
+        let utility = state.f32(&format!("utility.{l}"))?.to_vec();
+        let mean_activation = state.f32(&format!("mean_activation.{l}"))?.to_vec();
+        let replaced = state.u64(&format!("replaced.{l}"))?;
+        if utility.len() != age.len() || mean_activation.len() != age.len() || replaced.len() != 2 {
+            return Err(bad(&format!("the tensors of layer {l} disagree in length")));
+        }
+        restored.push(LayerState {
+            age,
+            utility,
+            mean_activation,
+            accumulated,
+            replaced_in_task: replaced[0],
+            replaced_total: replaced[1],
+        });
+    }
+    Ok(restored)
+}
+
 /// The bias correction 1 − η^a of a unit of age a ≥ 1 (η^a in f64, the result in f32 like the
 /// reference's float tensors).
-fn bias_correction(eta: f32, age: u64) -> f32 {
+pub(super) fn bias_correction(eta: f32, age: u64) -> f32 {
     (1.0 - (eta as f64).powi(i32::try_from(age).unwrap_or(i32::MAX))) as f32
 }
 
 /// The smallest age from which [`bias_correction`] is exactly 1 (it only grows with the age),
 /// so that older units skip the power: 1,650 steps at η = 0.99, 1 at η = 0.
-fn saturation_age(eta: f32) -> u64 {
+pub(super) fn saturation_age(eta: f32) -> u64 {
     let (mut below, mut at) = (0u64, i32::MAX as u64);
     while at - below > 1 {
         let middle = below + (at - below) / 2;
@@ -462,7 +512,7 @@ fn saturation_age(eta: f32) -> u64 {
 /// mean_j |x_j|, summed in 8 interleaved lanes: one running sum is a chain of dependent
 /// additions that the compiler may not reorder, and over every incoming row of a wide layer
 /// it cost CBP more than the forward and backward passes together at batch size 1.
-fn mean_abs(xs: &[f32]) -> f32 {
+pub(super) fn mean_abs(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();
@@ -494,6 +544,9 @@ impl MethodKind for Cbp {
     }
     fn build(c: CbpConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(ContinualBackprop::new(&c))
+    }
+    fn build_conv(c: CbpConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(super::cbp_conv::ConvContinualBackprop::new(&c)))
     }
 }
 

@@ -13,10 +13,12 @@
 
 mod backprop;
 mod cbp;
+mod cbp_conv;
 mod classp;
 mod clnp;
 mod context;
 mod conv_compute;
+mod conv_units;
 mod ewc;
 mod l2;
 mod l2_init;
@@ -24,6 +26,7 @@ mod learner;
 mod niwf;
 mod params;
 mod redo;
+mod redo_conv;
 mod rehearsal;
 mod shrink_perturb;
 mod state;

@@ -31,7 +31,8 @@
 //! optimisers keep their state per element and `reset_incoming` also restarts the bias's
 //! moments and bias correction, as for a fresh unit.
 //!
-//! ReDo works on online streams too: it is step-based and needs no task boundaries.
+//! ReDo works on online streams too: it is step-based and needs no task boundaries. Conv nets
+//! have their own version, [`super::redo_conv`], with output channels as units.
 //!
 //! # Events
 //!
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::metrics::Features;
+use crate::model::convnet::ConvNet;
 use crate::model::{fused, Mlp, Workspace};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::protocol::payload::{MethodPayload, RedoRecycled};
@@ -69,19 +71,20 @@ impl Default for RedoConfig {
     }
 }
 
-/// The ring buffer of recent training inputs, row-major, `capacity × dim`.
+/// The ring buffer of recent training inputs, row-major, `capacity × dim` (shared with the
+/// conv-net version, [`super::redo_conv`]).
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Probe {
-    inputs: Vec<f32>,
-    dim: usize,
+pub(super) struct Probe {
+    pub(super) inputs: Vec<f32>,
+    pub(super) dim: usize,
     /// Rows holding an input (grows to the capacity, then stays).
-    filled: usize,
+    pub(super) filled: usize,
     /// Row the next input is written to.
-    next: usize,
+    pub(super) next: usize,
 }
 
 impl Probe {
-    fn push(&mut self, batch: &[f32], dim: usize, capacity: usize) {
+    pub(super) fn push(&mut self, batch: &[f32], dim: usize, capacity: usize) {
         if self.dim != dim {
             *self = Probe { inputs: vec![0.0; capacity * dim], dim, filled: 0, next: 0 };
         }
@@ -172,37 +175,38 @@ impl ContinualMethod for Redo {
     }
 
     fn save(&self, state: &mut MethodState) {
-        let meta = Meta {
-            dim: self.probe.dim,
-            filled: self.probe.filled,
-            next: self.probe.next,
-            recycled: self.recycled.clone(),
-        };
-        state.meta = serde_json::to_value(meta).expect("integers serialise");
-        state.put_f32("probe", self.probe.inputs.clone());
+        save_probe(&self.probe, &self.recycled, state);
     }
 
     fn load(&mut self, state: &MethodState) -> Result<(), MethodError> {
-        let meta: Meta = serde_json::from_value(state.meta.clone())
-            .map_err(|e| MethodError::State(format!("redo probe position: {e}")))?;
-        let inputs = state.f32("probe")?.to_vec();
-        if inputs.len() != self.capacity * meta.dim
-            || meta.filled > self.capacity
-            || meta.next >= self.capacity.max(1)
-        {
-            return Err(MethodError::State(format!(
-                "redo probe of {} values, {} filled, next {}, does not fit {} rows of {} inputs",
-                inputs.len(),
-                meta.filled,
-                meta.next,
-                self.capacity,
-                meta.dim
-            )));
-        }
-        self.probe = Probe { inputs, dim: meta.dim, filled: meta.filled, next: meta.next };
-        self.recycled = meta.recycled;
+        (self.probe, self.recycled) = load_probe(state, self.capacity)?;
         Ok(())
     }
+}
+
+/// Writes the probe and the per-layer recycled counts into `state`.
+pub(super) fn save_probe(probe: &Probe, recycled: &[u64], state: &mut MethodState) {
+    let meta = Meta { dim: probe.dim, filled: probe.filled, next: probe.next, recycled: recycled.to_vec() };
+    state.meta = serde_json::to_value(meta).expect("integers serialise");
+    state.put_f32("probe", probe.inputs.clone());
+}
+
+/// Reads back what [`save_probe`] wrote, for a probe of `capacity` rows.
+pub(super) fn load_probe(state: &MethodState, capacity: usize) -> Result<(Probe, Vec<u64>), MethodError> {
+    let meta: Meta = serde_json::from_value(state.meta.clone())
+        .map_err(|e| MethodError::State(format!("redo probe position: {e}")))?;
+    let inputs = state.f32("probe")?.to_vec();
+    if inputs.len() != capacity * meta.dim || meta.filled > capacity || meta.next >= capacity.max(1) {
+        return Err(MethodError::State(format!(
+            "redo probe of {} values, {} filled, next {}, does not fit {} rows of {} inputs",
+            inputs.len(),
+            meta.filled,
+            meta.next,
+            capacity,
+            meta.dim
+        )));
+    }
+    Ok((Probe { inputs, dim: meta.dim, filled: meta.filled, next: meta.next }, meta.recycled))
 }
 
 /// The `redo` kind.
@@ -233,6 +237,9 @@ impl MethodKind for RedoKind {
             probe: Probe::default(),
             recycled: Vec::new(),
         })
+    }
+    fn build_conv(c: RedoConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(super::redo_conv::ConvRedo::new(&c)))
     }
 }
 

@@ -181,6 +181,17 @@ impl Workspace {
     pub fn layer_output(&self, layer: usize) -> &[f32] {
         &self.values[layer]
     }
+
+    /// The hidden values of the basic block at `layer` after [`forward`] — ReLU(BN(conv1(x))),
+    /// `batch × channels × height × width`, what its second convolution reads — or `None` when
+    /// layer `layer` is not a basic block. Continual backprop and ReDo treat these channels as
+    /// units.
+    pub fn block_hidden(&self, layer: usize) -> Option<&[f32]> {
+        match &self.states[layer] {
+            State::Block(st) => Some(&st.r1),
+            _ => None,
+        }
+    }
 }
 
 fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
