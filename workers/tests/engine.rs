@@ -596,6 +596,10 @@ fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
 fn conv_resume_params(kind: &str) -> serde_json::Value {
     match kind {
         "l2" => serde_json::json!({"weight_decay": 0.01}),
+        "l2_init" => serde_json::json!({"weight_decay": 0.05}),
+        "shrink_perturb" => serde_json::json!({"weight_decay": 0.01, "noise_std": 0.01}),
+        "classp" => serde_json::json!({"threshold": 1e-7}),
+        "ewc" => serde_json::json!({"lambda": 5, "fisher_samples": 24}),
         _ => serde_json::json!({}),
     }
 }

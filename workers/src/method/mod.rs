@@ -17,6 +17,8 @@ mod classp;
 mod clnp;
 mod context;
 mod conv_compute;
+#[cfg(test)]
+mod conv_testing;
 mod ewc;
 mod l2;
 mod l2_init;
