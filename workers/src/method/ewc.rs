@@ -149,6 +149,7 @@ pub trait ExampleGradients<M: Trainable> {
     /// For each example `indices[i]` of `split`, the gradient of its own loss on `head`
     /// against the target `target(head outputs, stored target)` picks, passed to
     /// `visit(i, gradient)`.
+    #[allow(clippy::too_many_arguments)]
     fn gradients_per_example(
         &mut self,
         net: &M,
