@@ -606,6 +606,10 @@ fn conv_resume_params(kind: &str) -> serde_json::Value {
             "maturity_threshold": 5}),
         // Channels below 0.9 of their group's mean activity, every 10 steps.
         "redo" => serde_json::json!({"every_steps": 10, "tau": 0.9, "probe": 32}),
+        "l2_init" => serde_json::json!({"weight_decay": 0.05}),
+        "shrink_perturb" => serde_json::json!({"weight_decay": 0.01, "noise_std": 0.01}),
+        "classp" => serde_json::json!({"threshold": 1e-7}),
+        "ewc" => serde_json::json!({"lambda": 5, "fisher_samples": 24}),
         _ => serde_json::json!({}),
     }
 }

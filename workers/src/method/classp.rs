@@ -31,6 +31,12 @@
 //! - The optimiser's `lr` is α; `classp` replaces the optimiser's update, so SGD momentum is
 //!   refused rather than ignored.
 //!
+//! - One implementation serves both model families, over every trainable buffer in
+//!   [`Parameters::slices`] order: on a conv net every convolution's and linear layer's weights
+//!   and biases and every batch norm's γ and β, as the reference code's optimiser is given all
+//!   of `model.parameters()`. Batch norm's running statistics are not parameters: they move
+//!   with the data as in any training-mode pass.
+//!
 //! # Events
 //!
 //! `classp.sparsity` after each task: `{"updated": u, "never_updated": n}` — `u` the fraction of
@@ -40,7 +46,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
-use crate::model::Layers;
+use crate::engine::Trainable;
+use crate::model::convnet::ConvNet;
+use crate::model::Parameters;
 use crate::optim::OptimizerConfig;
 use crate::protocol::payload::{ClasspSparsity, MethodPayload};
 
@@ -74,8 +82,9 @@ pub struct Classp {
     power: f32,
     epsilon: f32,
     threshold: f32,
-    /// A_i = Σ |g_i|^p over the steps at which weight i was updated; created at the first step.
-    accumulated: Option<Layers>,
+    /// A_i = Σ |g_i|^p over the steps at which weight i was updated, buffer by buffer in
+    /// [`Parameters::slices`] order; created at the first step.
+    accumulated: Option<Vec<Vec<f32>>>,
     /// (parameter, step) pairs updated and seen since the last task boundary.
     updated: u64,
     seen: u64,
@@ -109,13 +118,21 @@ struct Counts {
     seen: u64,
 }
 
-impl ContinualMethod for Classp {
-    fn update(&mut self, cx: &mut StepContext<'_>) {
+impl<M: Trainable> ContinualMethod<M> for Classp {
+    fn update(&mut self, cx: &mut StepContext<'_, M>) {
         let lr = cx.optimizer.config.lr;
         let (power, epsilon, threshold) = (self.power, self.epsilon, self.threshold);
-        let accumulated = self.accumulated.get_or_insert_with(|| Layers::zeros_like(&cx.net.params));
+        let accumulated = self
+            .accumulated
+            .get_or_insert_with(|| cx.net.parameters().slices().iter().map(|b| vec![0.0; b.len()]).collect());
         let (mut updated, mut seen) = (0u64, 0u64);
-        let buffers = cx.net.params.buffers_mut().zip(cx.grads.buffers()).zip(accumulated.buffers_mut());
+        let buffers = cx
+            .net
+            .parameters_mut()
+            .slices_mut()
+            .into_iter()
+            .zip(cx.grads.slices())
+            .zip(accumulated.iter_mut());
         for ((w, g), a) in buffers {
             seen += w.len() as u64;
             for ((w, &g), a) in w.iter_mut().zip(g).zip(a.iter_mut()) {
@@ -130,10 +147,10 @@ impl ContinualMethod for Classp {
         self.seen += seen;
     }
 
-    fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
+    fn task_finished(&mut self, cx: &mut TaskContext<'_, M>) -> Result<(), MethodError> {
         let never = self.accumulated.as_ref().map(|a| {
-            let total = a.len().max(1) as f64;
-            a.buffers().flatten().filter(|&&v| v == 0.0).count() as f64 / total
+            let total = a.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+            a.iter().flatten().filter(|&&v| v == 0.0).count() as f64 / total
         });
         cx.report.push(MethodPayload::ClasspSparsity(ClasspSparsity {
             never_updated: never.unwrap_or(1.0),
@@ -146,7 +163,7 @@ impl ContinualMethod for Classp {
 
     fn save(&self, state: &mut MethodState) {
         if let Some(a) = &self.accumulated {
-            state.put_sized_layers("accumulated", a);
+            state.put_buffers("accumulated", a);
         }
         state.meta = serde_json::to_value(Counts { updated: self.updated, seen: self.seen })
             .expect("two integers serialise");
@@ -157,11 +174,8 @@ impl ContinualMethod for Classp {
             .map_err(|e| MethodError::State(format!("classp update counts: {e}")))?;
         self.updated = counts.updated;
         self.seen = counts.seen;
-        self.accumulated = if state.tensors.contains_key("accumulated.sizes") {
-            Some(state.sized_layers("accumulated")?)
-        } else {
-            None
-        };
+        self.accumulated =
+            if state.has_buffers("accumulated") { Some(state.buffers("accumulated")?) } else { None };
         Ok(())
     }
 }
@@ -197,14 +211,23 @@ impl MethodKind for ClasspKind {
         Ok(())
     }
     fn build(c: ClasspConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(Classp {
+        Box::new(Classp::new(&c))
+    }
+    fn build_conv(c: ClasspConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(Classp::new(&c)))
+    }
+}
+
+impl Classp {
+    fn new(c: &ClasspConfig) -> Self {
+        Classp {
             power: c.power as f32,
             epsilon: c.epsilon as f32,
             threshold: c.threshold as f32,
             accumulated: None,
             updated: 0,
             seen: 0,
-        })
+        }
     }
 }
 
@@ -212,7 +235,7 @@ impl MethodKind for ClasspKind {
 mod tests {
     use super::*;
     use crate::method::context::testing::with_step;
-    use crate::model::Mlp;
+    use crate::model::{Layers, Mlp, Parameters};
     use crate::optim::{Optimizer, OptimizerKind};
     use crate::protocol::{Activation, MethodSpec};
     use crate::rng;
@@ -322,6 +345,76 @@ mod tests {
         );
         let [MethodPayload::ClasspSparsity(sparsity)] = report.as_slice() else { panic!("{report:?}") };
         let total = before.parameter_count() as f64;
+        assert!((sparsity.updated - 2.0 / total).abs() < 1e-12, "{sparsity:?}");
+        assert!((sparsity.never_updated - (total - 2.0) / total).abs() < 1e-12, "{sparsity:?}");
+    }
+
+    /// On a conv net, with p = 2 and threshold 0 it is AdaGrad on every trainable buffer
+    /// (kernels, biases, batch norm's γ and β); with a threshold only the elements whose g²
+    /// exceeds it move and accumulate, and the sparsity event counts every parameter.
+    #[test]
+    fn on_a_conv_net_it_is_adagrad_on_every_parameter_and_gates_per_element() {
+        use crate::method::conv_testing::{conv_task, small_net, with_conv_step, with_conv_task_of};
+        use crate::model::convnet::ConvNet;
+        let mut net = small_net(3, 7);
+        let mut reference = net.clone();
+        let config = OptimizerConfig { lr: 0.05, ..OptimizerConfig::defaults(OptimizerKind::Sgd) };
+        let mut opt = Optimizer::for_parameters(config, &net);
+        let eps = 1e-5f32;
+        let mut method =
+            ClasspKind::build_conv(ClasspConfig { power: 2.0, epsilon: eps as f64, threshold: 0.0 }, &config)
+                .unwrap();
+        let input = vec![0.2; 2 * net.input_shape().len()];
+        let mut sum = net.zeros_like();
+        let mut r = rng::stream(8, "grads", 0);
+        for _ in 0..4 {
+            let mut grads = net.zeros_like();
+            for g in grads.slices_mut().into_iter().flatten() {
+                *g = r.gen_range(-1.0f32..1.0) * 0.1;
+            }
+            let steps = reference.slices_mut().into_iter().zip(grads.slices()).zip(sum.slices_mut());
+            for ((w, g), s) in steps {
+                for ((w, &g), s) in w.iter_mut().zip(g).zip(s.iter_mut()) {
+                    *s += g * g;
+                    *w -= 0.05 * g / (eps + *s).sqrt();
+                }
+            }
+            with_conv_step(&mut net, &mut grads, &mut opt, &input, |cx| method.update(cx));
+            assert_eq!(net, reference);
+        }
+
+        let before = small_net(3, 7);
+        let mut net = before.clone();
+        let mut gated =
+            ClasspKind::build_conv(ClasspConfig { power: 1.0, epsilon: 1e-5, threshold: 0.015625 }, &config)
+                .unwrap();
+        let mut grads = net.zeros_like();
+        {
+            let mut g = grads.slices_mut();
+            g[0][0] = 0.125; // g² = 0.015625 exactly: not above the threshold
+            g[0][5] = 0.2; // a kernel weight, above
+            g[2][1] = -0.13; // a batch norm γ, above
+            g[14][0] = 0.05; // the linear bias, below
+        }
+        with_conv_step(&mut net, &mut grads, &mut opt, &input, |cx| gated.update(cx));
+        let changed: Vec<(usize, usize)> = net
+            .slices()
+            .iter()
+            .zip(before.slices())
+            .enumerate()
+            .flat_map(|(b, (now, then))| {
+                now.iter().zip(then).enumerate().filter(|(_, (x, y))| x != y).map(move |(i, _)| (b, i))
+            })
+            .collect();
+        assert_eq!(changed, [(0, 5), (2, 1)]);
+        let moved = net.slices()[2][1] - before.slices()[2][1];
+        assert!((moved - 0.05 * 0.13 / (1e-5 + 0.13)).abs() < 1e-7, "{moved}");
+        let task = conv_task(&net, 3, 0, 2);
+        let (_, report) = with_conv_task_of(&mut net, &task, 0..3, &mut rng::stream(0, "t", 1), |cx| {
+            gated.task_finished(cx).unwrap()
+        });
+        let [MethodPayload::ClasspSparsity(sparsity)] = report.as_slice() else { panic!("{report:?}") };
+        let total = ConvNet::parameter_count(&before) as f64;
         assert!((sparsity.updated - 2.0 / total).abs() < 1e-12, "{sparsity:?}");
         assert!((sparsity.never_updated - (total - 2.0) / total).abs() < 1e-12, "{sparsity:?}");
     }

@@ -72,6 +72,55 @@ impl ConvCompute {
     }
 }
 
+impl ConvCompute {
+    /// Per-example gradients, the conv-net counterpart of
+    /// [`Compute::example_gradients`](super::Compute::example_gradients): for each example
+    /// `indices[i]` of `split`, one forward and one backward pass on a batch of one, so
+    /// `visit(i, grads)` sees the gradient of that example's own loss on `head` (cross-entropy
+    /// −∇ log p(y | x), or the squared error) with respect to every trainable buffer.
+    /// `target(outputs, stored)` picks the y from the head's outputs and the stored target.
+    ///
+    /// The passes run in evaluation mode: batch norm normalises with its running statistics,
+    /// so each gradient is that of the function the network computes when it predicts, and
+    /// the running statistics do not move. (In training mode a batch of one would be
+    /// normalised by its own statistics — a different function of the parameters, and
+    /// undefined where a map is 1×1.) Leaves the workspace and `grads` holding the last
+    /// example's pass.
+    pub fn example_gradients(
+        &mut self,
+        net: &ConvNet,
+        split: &Split,
+        indices: &[usize],
+        head: Range<usize>,
+        mut target: impl FnMut(&[f32], Target) -> Target,
+        mut visit: impl FnMut(usize, &ConvNet),
+    ) {
+        let width = net.outputs();
+        for (i, &example) in indices.iter().enumerate() {
+            self.load_batch(split, &[example]);
+            eval_forward(net, &mut self.workspace);
+            let ws = &mut self.workspace;
+            let chosen = target(&ws.outputs()[head.clone()], split.target(example));
+            let (classes, reals);
+            let targets = match chosen {
+                Target::Class(c) => {
+                    classes = [c];
+                    Targets::Classes(&classes)
+                }
+                Target::Real(r) => {
+                    reals = [r];
+                    Targets::Reals(&reals)
+                }
+            };
+            let mut output_grad = std::mem::take(&mut ws.output_grad);
+            loss::evaluate(ws.outputs(), width, head.clone(), targets, Some(&mut output_grad));
+            ws.output_grad = output_grad;
+            convnet::backward(net, ws, &mut self.grads);
+            visit(i, &self.grads);
+        }
+    }
+}
+
 /// An evaluation-mode pass: it cannot fail (only a training-mode batch norm on one value per
 /// channel can, and evaluation uses the running statistics).
 fn eval_forward(net: &ConvNet, ws: &mut Workspace) {
@@ -165,7 +214,13 @@ impl Passes<ConvNet> for ConvCompute {
         Ok(total)
     }
 
-    fn evaluate_net(&mut self, net: &ConvNet, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss {
+    fn evaluate_net(
+        &mut self,
+        net: &ConvNet,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+    ) -> BatchLoss {
         let plain = |net: &ConvNet, ws: &mut Workspace| {
             eval_forward(net, ws);
             Ok::<(), std::convert::Infallible>(())
@@ -174,5 +229,73 @@ impl Passes<ConvNet> for ConvCompute {
             Ok(total) => total,
             Err(never) => match never {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::conv_testing::{conv_task, small_net};
+    use crate::model::Parameters;
+
+    /// In evaluation mode the examples of a batch do not interact, so the per-example
+    /// gradients average to the gradient of a batch pass in evaluation mode; and the
+    /// target the caller picks is the one the loss is taken against.
+    #[test]
+    fn per_example_gradients_average_to_the_evaluation_mode_batch_gradient() {
+        let mut net = small_net(5, 4);
+        let task = conv_task(&net, 5, 0, 3);
+        let mut compute = ConvCompute::new(&net, 8);
+        // Move the running statistics away from (0, 1) with one training-mode pass.
+        let all: Vec<usize> = (0..task.train.len()).collect();
+        compute.load_batch(&task.train, &all[..8]);
+        compute.train_pass(&mut net, 0..5, 0, |_| {}).unwrap();
+        let indices = [1, 4, 6, 9, 13];
+        let mut mean = net.zeros_like();
+        let mut seen = Vec::new();
+        compute.example_gradients(
+            &net,
+            &task.train,
+            &indices,
+            1..5,
+            |logits, stored| {
+                assert_eq!(logits.len(), 4);
+                match stored {
+                    Target::Class(c) => Target::Class((c + 1) % 4),
+                    other => other,
+                }
+            },
+            |i, g| {
+                seen.push(i);
+                for (m, g) in mean.slices_mut().into_iter().zip(g.slices()) {
+                    for (m, &g) in m.iter_mut().zip(g) {
+                        *m += g / indices.len() as f32;
+                    }
+                }
+            },
+        );
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
+
+        let mut ws = Workspace::new(&net, indices.len());
+        task.train.gather_inputs(&indices, &mut ws.input);
+        convnet::forward_pass(&net, &mut ws, Mode::Eval).unwrap();
+        let classes: Vec<u32> = indices
+            .iter()
+            .map(|&i| match task.train.target(i) {
+                Target::Class(c) => (c + 1) % 4,
+                Target::Real(_) => unreachable!(),
+            })
+            .collect();
+        let mut output_grad = std::mem::take(&mut ws.output_grad);
+        loss::evaluate(ws.outputs(), 5, 1..5, Targets::Classes(&classes), Some(&mut output_grad));
+        ws.output_grad = output_grad;
+        let mut batch = net.zeros_like();
+        convnet::backward(&net, &mut ws, &mut batch);
+        for (a, b) in mean.slices().iter().zip(batch.slices()) {
+            for (&a, &b) in a.iter().zip(b) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+        assert!(batch.slices().iter().flat_map(|s| s.iter()).any(|&g| g != 0.0));
     }
 }

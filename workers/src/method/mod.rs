@@ -19,6 +19,8 @@ mod clnp;
 mod context;
 mod conv_compute;
 mod conv_units;
+#[cfg(test)]
+mod conv_testing;
 mod ewc;
 mod l2;
 mod l2_init;

@@ -1,12 +1,29 @@
 //! `shrink_perturb` (Ash & Adams 2020, as used by Dohare et al. 2024): L2 shrinkage plus small
 //! Gaussian noise added to every parameter after each step, keeping units from settling
 //! into states they cannot leave.
+//!
+//! This is the method as the loss-of-plasticity reference code runs it, for its MLPs and for
+//! its class-incremental CIFAR ResNet alike: weight decay on every parameter through the
+//! optimiser, and after each step `param += N(0, noise_std²)` on every parameter. One
+//! implementation serves both model families over [`Parameters::slices`]: on a conv net every
+//! convolution's and linear layer's weights and biases and every batch norm's γ and β are
+//! shrunk and perturbed (the reference code perturbs `net.parameters()`, which includes them);
+//! running statistics are not parameters and are left alone.
+//!
+//! Differences from Ash & Adams (2020, "On warm-starting neural network training"), where the
+//! name comes from: they shrink and perturb once, when new data arrives (θ ← λθ + p·ε, with ε
+//! drawn from the initialisation's distribution, e.g. U(±1/√fan_in) per layer), not after every
+//! step with Gaussian noise. We follow the continual-learning form of Dohare et al., whose
+//! hyper-parameters (`weight_decay`, `noise_std`) mean the same on both model families.
 
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use super::l2::{add_weight_decay, check_weight_decay};
 use super::{ContinualMethod, MethodKind, StepContext};
+use crate::engine::Trainable;
+use crate::model::convnet::ConvNet;
+use crate::model::Parameters;
 use crate::optim::OptimizerConfig;
 
 /// Hyper-parameters of `shrink_perturb`.
@@ -31,16 +48,16 @@ pub struct ShrinkAndPerturb {
     noise: Normal<f32>,
 }
 
-impl ContinualMethod for ShrinkAndPerturb {
-    fn shape_gradients(&mut self, cx: &mut StepContext<'_>) {
+impl<M: Trainable> ContinualMethod<M> for ShrinkAndPerturb {
+    fn shape_gradients(&mut self, cx: &mut StepContext<'_, M>) {
         add_weight_decay(cx, self.weight_decay);
     }
 
-    fn after_update(&mut self, cx: &mut StepContext<'_>) {
+    fn after_update(&mut self, cx: &mut StepContext<'_, M>) {
         if self.noise.std_dev() == 0.0 {
             return;
         }
-        for buffer in cx.net.params.buffers_mut() {
+        for buffer in cx.net.parameters_mut().slices_mut() {
             for w in buffer.iter_mut() {
                 *w += self.noise.sample(cx.rng);
             }
@@ -63,10 +80,19 @@ impl MethodKind for ShrinkPerturb {
         Ok(())
     }
     fn build(c: ShrinkPerturbConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
-        Box::new(ShrinkAndPerturb {
+        Box::new(ShrinkAndPerturb::new(&c))
+    }
+    fn build_conv(c: ShrinkPerturbConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(ShrinkAndPerturb::new(&c)))
+    }
+}
+
+impl ShrinkAndPerturb {
+    fn new(c: &ShrinkPerturbConfig) -> Self {
+        ShrinkAndPerturb {
             weight_decay: c.weight_decay as f32,
             noise: Normal::new(0.0, c.noise_std as f32).expect("σ checked to be finite and ≥ 0"),
-        })
+        }
     }
 }
 
@@ -106,6 +132,56 @@ mod tests {
         // 22,210 draws: the sample σ is within 2% and the mean within 4 standard errors.
         assert!((std / sigma - 1.0).abs() < 0.02, "σ = {std}");
         assert!(mean.abs() < 4.0 * sigma / n.sqrt(), "mean = {mean}");
+    }
+
+    /// On a conv net one step with no loss gradient leaves every trainable buffer (kernels,
+    /// biases, batch norm's γ and β) at (1 − αλ)·w + σ·z, with z the method stream's standard
+    /// normal draws in buffer order, and the running statistics where they were.
+    #[test]
+    fn on_a_conv_net_every_parameter_is_shrunk_then_perturbed_from_the_method_stream() {
+        use crate::method::conv_testing::{small_net, with_conv_step};
+        use crate::model::convnet::ConvNet;
+        use crate::model::Parameters;
+        let mut net = small_net(5, 3);
+        let before = net.clone();
+        let config = OptimizerConfig { lr: 0.1, ..OptimizerConfig::defaults(OptimizerKind::Sgd) };
+        let (lambda, sigma) = (0.01f32, 0.05f32);
+        let mut method = ShrinkPerturb::build_conv(
+            ShrinkPerturbConfig { weight_decay: f64::from(lambda), noise_std: f64::from(sigma) },
+            &config,
+        )
+        .unwrap();
+        let mut opt = Optimizer::for_parameters(config, &net);
+        let input = vec![0.1; 2 * net.input_shape().len()];
+        with_conv_step(&mut net, &mut ConvNet::zeros_like(&before), &mut opt, &input, |cx| {
+            method.shape_gradients(cx);
+            method.update(cx);
+            method.after_update(cx);
+        });
+        // The draws `with_conv_step` gives the method.
+        let mut r = rng::stream(0, "method-test", 0);
+        let normal = Normal::new(0.0f32, 1.0).unwrap();
+        let (mut z, mut count) = (Vec::new(), 0);
+        for (now, w) in net.slices().iter().zip(before.slices()) {
+            for (&now, &w) in now.iter().zip(w) {
+                let draw = normal.sample(&mut r);
+                z.push(f64::from(draw));
+                let expected = (1.0 - 0.1 * lambda) * w + sigma * draw;
+                assert!((now - expected).abs() <= 1e-6, "{now} vs {expected}");
+                count += 1;
+            }
+        }
+        assert_eq!(count, net.parameter_count());
+        // γ starts at 1 and β at 0: both are perturbed too.
+        let gamma = &net.slices()[2];
+        assert!(gamma.iter().all(|&g| g != 1.0 && (g - 0.999).abs() < 6.0 * sigma), "{gamma:?}");
+        let mean = z.iter().sum::<f64>() / z.len() as f64;
+        let std = (z.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (z.len() - 1) as f64).sqrt();
+        assert!(mean.abs() < 4.0 / (z.len() as f64).sqrt() && (std - 1.0).abs() < 0.1, "{mean} {std}");
+        let running = |n: &ConvNet| -> Vec<Vec<f32>> {
+            n.tensors().iter().filter(|t| t.name.contains("running_")).map(|t| t.values.to_vec()).collect()
+        };
+        assert_eq!(running(&net), running(&before));
     }
 
     #[test]

@@ -3,7 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::MethodError;
-use crate::model::Layers;
+use crate::model::{Layers, Parameters};
+
+/// A copy of every trainable buffer of `params`, in [`Parameters::slices`] order: what a
+/// method keeps of a network (θ₀, θ*, a Fisher diagonal) for either model family.
+pub(crate) fn snapshot<P: Parameters>(params: &P) -> Vec<Vec<f32>> {
+    params.slices().into_iter().map(<[f32]>::to_vec).collect()
+}
 
 /// One named array of a method's state.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +121,43 @@ impl MethodState {
         self.put_layers(prefix, layers);
     }
 
+    /// Stores a parameter-shaped set of either model family — buffers in
+    /// [`Parameters::slices`](crate::model::Parameters::slices) order — as `prefix.<i>`, with
+    /// their lengths under `prefix.lengths`, so it is restored without the network at hand.
+    pub fn put_buffers(&mut self, prefix: &str, buffers: &[Vec<f32>]) {
+        self.put_u64(format!("{prefix}.lengths"), buffers.iter().map(|b| b.len() as u64).collect());
+        for (i, b) in buffers.iter().enumerate() {
+            self.put_f32(format!("{prefix}.{i}"), b.clone());
+        }
+    }
+
+    /// Whether a set was stored under `prefix` by [`MethodState::put_buffers`] (or, before
+    /// conv nets, by [`MethodState::put_sized_layers`]).
+    pub fn has_buffers(&self, prefix: &str) -> bool {
+        self.tensors.contains_key(&format!("{prefix}.lengths"))
+            || self.tensors.contains_key(&format!("{prefix}.sizes"))
+    }
+
+    /// Restores a set written by [`MethodState::put_buffers`]; a multi-layer perceptron's set
+    /// written by [`MethodState::put_sized_layers`] (checkpoints from before conv nets) is read
+    /// as its buffers in the same order.
+    pub fn buffers(&self, prefix: &str) -> Result<Vec<Vec<f32>>, MethodError> {
+        let name = format!("{prefix}.lengths");
+        if !self.tensors.contains_key(&name) && self.tensors.contains_key(&format!("{prefix}.sizes")) {
+            return Ok(self.sized_layers(prefix)?.buffers().map(<[f32]>::to_vec).collect());
+        }
+        let lengths = self.u64(&name)?;
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let mut out = vec![0.0; len as usize];
+                self.read_f32_into(&format!("{prefix}.{i}"), &mut out)?;
+                Ok(out)
+            })
+            .collect()
+    }
+
     /// Restores a set written by [`MethodState::put_sized_layers`], shape included.
     pub fn sized_layers(&self, prefix: &str) -> Result<Layers, MethodError> {
         let name = format!("{prefix}.sizes");
@@ -144,5 +187,23 @@ mod tests {
         let err = state.sized_layers("anchor").unwrap_err().to_string();
         assert!(err.contains("`anchor.1.bias` is missing"), "{err}");
         assert!(state.sized_layers("other").is_err());
+    }
+
+    #[test]
+    fn buffers_round_trip_and_read_an_older_perceptron_set() {
+        let buffers = vec![vec![1.0, 2.0, 3.0], vec![], vec![-0.5]];
+        let mut state = MethodState::default();
+        assert!(!state.has_buffers("theta"));
+        state.put_buffers("theta", &buffers);
+        assert!(state.has_buffers("theta"));
+        assert_eq!(state.buffers("theta").unwrap(), buffers);
+        state.put_f32("theta.2", vec![1.0, 2.0]);
+        let err = state.buffers("theta").unwrap_err().to_string();
+        assert!(err.contains("`theta.2` has 2 values"), "{err}");
+        let mut layers = Layers::zeros(&[2, 3]);
+        layers.layers[0].bias[2] = 4.0;
+        state.put_sized_layers("old", &layers);
+        assert!(state.has_buffers("old"));
+        assert_eq!(state.buffers("old").unwrap(), vec![vec![0.0; 6], vec![0.0, 0.0, 4.0]]);
     }
 }
