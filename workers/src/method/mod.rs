@@ -17,6 +17,9 @@ mod classp;
 mod clnp;
 mod context;
 mod conv_compute;
+mod conv_state;
+#[cfg(test)]
+mod conv_test_support;
 mod ewc;
 mod l2;
 mod l2_init;
