@@ -19,10 +19,16 @@
 //! ```
 //!
 //! with q̂ from the frozen previous network, T = 2 and λ = n_old / (n_old + n_new), as in the
-//! paper. "Old" classes are those seen in earlier tasks and not in this one, "new" those in this
-//! task's training targets (the FACIL implementation's definition; with disjoint class groups
-//! these are simply the earlier and the current groups). Classes are output units of the head,
-//! so outputs of classes not yet seen are neither old nor new and are left alone.
+//! paper. "New" classes are those in this task's training targets that no earlier task had,
+//! "old" those seen in earlier tasks — the paper's incremental step, whose training data holds
+//! the new classes and exemplars of the old ones. With disjoint class groups (split MNIST)
+//! these are the current and the earlier groups; on a stream whose tasks hold every class seen
+//! so far (class-incremental CIFAR-100, whose head grows) the new classes are the increment and
+//! the old ones are still trained on, as with the paper's exemplars. A task that adds no class
+//! (permuted MNIST: the same classes every task) has no new classes, so nothing is old either:
+//! no alignment and no distillation (λ would be 1, leaving no cross-entropy). Classes are
+//! output units of the head, so outputs of classes not yet seen are neither old nor new and are
+//! left alone.
 //!
 //! Choices and deviations:
 //! - **Bias.** The paper writes the logits as Wφ(x) and the corrected new-class logits as
@@ -109,20 +115,29 @@ struct Meta {
 }
 
 impl WeightAligning {
-    /// Old classes: seen before and not in the current task.
+    /// Old classes of the current task (see [`old_classes`]).
     fn old(&self) -> Vec<usize> {
         old_classes(&self.seen, &self.current)
     }
 
     /// λ of the current task: `distillation` × n_old / (n_old + n_new).
     fn distillation_weight(&self) -> f32 {
-        distillation_weight(&self.config, self.old().len(), self.current.len())
+        distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len())
     }
 }
 
-/// Old classes: those in `seen` and not in `current`.
+/// New classes: those in `current` (the task's classes) not in `seen` (earlier tasks').
+fn new_classes(seen: &[usize], current: &[usize]) -> Vec<usize> {
+    current.iter().copied().filter(|c| seen.binary_search(c).is_err()).collect()
+}
+
+/// Old classes: every class in `seen` when the task adds new ones; none when it adds none.
 fn old_classes(seen: &[usize], current: &[usize]) -> Vec<usize> {
-    seen.iter().copied().filter(|c| !current.contains(c)).collect()
+    if new_classes(seen, current).is_empty() {
+        Vec::new()
+    } else {
+        seen.to_vec()
+    }
 }
 
 /// λ = `distillation` × n_old / (n_old + n_new); 0 without old classes.
@@ -250,7 +265,8 @@ impl ContinualMethod for WeightAligning {
 
     fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
         let output = cx.net.params.layers.last_mut().expect("a network has an output layer");
-        if let Some(aligned) = align(output, &self.old(), &self.current, self.config.align_bias) {
+        let new = new_classes(&self.seen, &self.current);
+        if let Some(aligned) = align(output, &self.old(), &new, self.config.align_bias) {
             cx.report.push(MethodPayload::WeightAligningGamma(aligned));
         }
         add_seen(&mut self.seen, std::mem::take(&mut self.current));

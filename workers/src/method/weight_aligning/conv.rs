@@ -7,13 +7,15 @@
 //!   features φ(x) are the flattened or pooled maps feeding it).
 //! - **The previous network** for distillation runs in evaluation mode: batch norm uses its
 //!   running statistics and moves none, as PyCIL's frozen `_old_network` (`.eval()`) does.
+//! - **Growing heads**: on class-incremental CIFAR-100 each task trains on every class seen
+//!   so far; its new classes are the increment (see the parent module's definition).
 //! - **Checkpoints** store the previous network's named tensors (parameters and batch norm's
 //!   running statistics). `load` has no network to shape them with, so they are put into a
 //!   copy of the trained network's structure when first needed; a checkpoint whose tensors do
 //!   not fit that structure fails the run at the next task boundary, with their names.
 
 use super::{
-    add_seen, align, distil, distillation_weight, old_classes, task_classes, WeightAligningConfig,
+    add_seen, align, distil, distillation_weight, new_classes, old_classes, task_classes, WeightAligningConfig,
 };
 use crate::method::{ContinualMethod, MethodError, MethodState, OutputContext, StepContext, TaskContext};
 use crate::model::convnet::{self, ConvNet, Layer, Mode, Workspace};
@@ -67,7 +69,7 @@ impl ConvWeightAligning {
     /// λ of the current task.
     #[cfg(test)]
     fn distillation_weight_now(&self) -> f32 {
-        distillation_weight(&self.config, self.old().len(), self.current.len())
+        distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len())
     }
 
     /// Puts the previous network read from a checkpoint into a copy of `net`'s structure.
@@ -107,7 +109,7 @@ impl ContinualMethod<ConvNet> for ConvWeightAligning {
     }
 
     fn output_gradient(&mut self, cx: &mut OutputContext<'_, ConvNet>) {
-        let lambda = distillation_weight(&self.config, self.old().len(), self.current.len());
+        let lambda = distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len());
         if lambda <= 0.0 {
             return;
         }
@@ -132,11 +134,11 @@ impl ContinualMethod<ConvNet> for ConvWeightAligning {
 
     fn task_finished(&mut self, cx: &mut TaskContext<'_, ConvNet>) -> Result<(), MethodError> {
         self.check()?;
-        let (old, new) = (self.old(), std::mem::take(&mut self.current));
+        let (old, new) = (self.old(), new_classes(&self.seen, &self.current));
         if let Some(aligned) = align(head_layer(cx.net)?, &old, &new, self.config.align_bias) {
             cx.report.push(MethodPayload::WeightAligningGamma(aligned));
         }
-        add_seen(&mut self.seen, new);
+        add_seen(&mut self.seen, std::mem::take(&mut self.current));
         self.restored = None;
         if self.config.distillation > 0.0 {
             self.previous = Some(cx.net.clone());
@@ -201,8 +203,8 @@ mod tests {
             / classes.len() as f64
     }
 
-    /// The defining property on a conv net: after a task the new classes' rows of the final
-    /// linear layer have the old classes' mean norm, every new-class logit is γ times what it
+    /// The defining property on a conv net with a growing head: after a task the new classes'
+    /// rows of the final linear layer have the old classes' mean norm, every new-class logit is γ times what it
     /// was (features unchanged), and nothing else moves.
     #[test]
     fn alignment_gives_the_new_classes_rows_the_old_classes_mean_norm() {
@@ -214,8 +216,9 @@ mod tests {
         }
         let before = net.clone();
         let mut method = ConvWeightAligning::new(WeightAligningConfig::default());
+        // A growing head: the task trains on every class so far, 4 and 5 are its increment.
         method.seen = vec![0, 1, 2, 3];
-        method.current = vec![4, 5];
+        method.current = vec![0, 1, 2, 3, 4, 5];
         let task = image_task(Shape::new(1, 6, 6), 2, 0, 4);
         let mut opt = sgd(&net, 0.1);
         let (result, report) =
@@ -229,6 +232,7 @@ mod tests {
         assert!(gamma < 0.5, "{gamma}");
         let [MethodPayload::WeightAligningGamma(aligned)] = report.as_slice() else { panic!("{report:?}") };
         assert!((aligned.gamma - gamma).abs() < 1e-12);
+        assert_eq!((aligned.old_classes.as_slice(), aligned.new_classes.as_slice()), (&[0, 1, 2, 3][..], &[4, 5][..]));
         for k in [0, 1, 2, 3, 6, 7] {
             assert_eq!(head(&net).row(k), head(&before).row(k));
             assert_eq!(head(&net).bias[k], head(&before).bias[k]);
