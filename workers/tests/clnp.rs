@@ -272,7 +272,10 @@ fn on_a_conv_net_no_later_task_changes_an_earlier_heads_results() {
     };
     assert_eq!(capacity[0].layers.iter().map(|l| l.units).collect::<Vec<_>>(), [6, 8]);
     assert!(total(|l| l.pruned, capacity[0]) > 0, "task 0 pruned nothing: {:?}", capacity[0]);
-    assert!(capacity[1..].iter().any(|c| total(|l| l.new, c) > 0), "no later task kept a filter: {capacity:?}");
+    assert!(
+        capacity[1..].iter().any(|c| total(|l| l.new, c) > 0),
+        "no later task kept a filter: {capacity:?}"
+    );
     for d in [dir, data] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -3,7 +3,7 @@
 //! `ContinualMethod::load` has no network at hand, and a conv net's structure is not in the
 //! state, so the tensors are read back as they were saved ([`SavedConvNet`]) and put into a
 //! copy of the trained network's structure when the method next sees the network
-//! ([`SavedConvNet::into_net`]): the checkpoint holds the same structure, so every tensor's
+//! ([`SavedConvNet::to_net`]): the checkpoint holds the same structure, so every tensor's
 //! name and size must match, and a mismatch is an error naming the tensor.
 
 use super::{MethodError, MethodState};
@@ -50,7 +50,7 @@ impl SavedConvNet {
     }
 
     /// A copy of `like` holding these tensors; why not, when they do not fit its structure.
-    pub(crate) fn into_net(&self, like: &ConvNet) -> Result<ConvNet, String> {
+    pub(crate) fn to_net(&self, like: &ConvNet) -> Result<ConvNet, String> {
         let mut net = like.clone();
         let mut tensors = net.tensors_mut();
         if tensors.len() != self.tensors.len() {

@@ -80,16 +80,8 @@ pub(crate) fn train_conv_steps(
             .train_pass(net, head.clone(), task.index, |cx| method.output_gradient(cx))
             .expect("the test network trains on this batch");
         let (grads, workspace) = compute.step_parts();
-        let mut cx = StepContext {
-            net,
-            grads,
-            workspace,
-            optimizer,
-            rng,
-            task: task.index,
-            head: head.clone(),
-            step,
-        };
+        let mut cx =
+            StepContext { net, grads, workspace, optimizer, rng, task: task.index, head: head.clone(), step };
         method.shape_gradients(&mut cx);
         method.update(&mut cx);
         method.after_update(&mut cx);

@@ -178,7 +178,15 @@ fn add_seen(seen: &mut Vec<usize>, current: Vec<usize>) {
 /// Turns the cross-entropy gradient in `output_grad` (`batch × width`) into that of
 /// (1 − λ)·CE + λ·KD over the `old` outputs, KD's targets from `previous` (the previous
 /// network's outputs on the same batch) at temperature `t`.
-fn distil(lambda: f32, t: f64, old: &[usize], outputs: &[f32], previous: &[f32], output_grad: &mut [f32], width: usize) {
+fn distil(
+    lambda: f32,
+    t: f64,
+    old: &[usize],
+    outputs: &[f32],
+    previous: &[f32],
+    output_grad: &mut [f32],
+    width: usize,
+) {
     let batch = outputs.len() / width.max(1);
     let scale = lambda as f64 / (t * batch as f64);
     for g in output_grad.iter_mut() {
@@ -214,7 +222,8 @@ fn align(output: &mut Linear, old: &[usize], new: &[usize], align_bias: bool) ->
     let norm = |output: &Linear, k: usize| {
         output.row(k).iter().map(|&w| f64::from(w) * f64::from(w)).sum::<f64>().sqrt()
     };
-    let mean = |classes: &[usize]| classes.iter().map(|&k| norm(output, k)).sum::<f64>() / classes.len() as f64;
+    let mean =
+        |classes: &[usize]| classes.iter().map(|&k| norm(output, k)).sum::<f64>() / classes.len() as f64;
     let (mean_old, mean_new) = (mean(old), mean(new));
     if mean_new <= 0.0 {
         return None;

@@ -116,7 +116,7 @@ impl ConvNeuralPruning {
             self.units = Some(units);
         }
         if let Some(restored) = self.restored.take() {
-            match restored.into_net(net) {
+            match restored.to_net(net) {
                 Ok(frozen) => self.frozen = Some(frozen),
                 Err(why) => self.failure = Some(why),
             }
@@ -146,7 +146,9 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
             )));
         }
         if !cx.task.train.is_empty() && matches!(cx.task.train.target(0), Target::Real(_)) {
-            return Err(fail("needs a classification stream: its graceful-forgetting margin is an accuracy".into()));
+            return Err(fail(
+                "needs a classification stream: its graceful-forgetting margin is an accuracy".into(),
+            ));
         }
         self.sizes.clear();
         self.units = None;
@@ -156,7 +158,9 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
 
     fn task_started(&mut self, cx: &mut TaskContext<'_, ConvNet>) -> Result<(), MethodError> {
         self.ensure_initialised(cx.net)?;
-        if let Some(f) = self.finished.iter().find(|f| f.head_start < cx.head.end && cx.head.start < f.head_end) {
+        if let Some(f) =
+            self.finished.iter().find(|f| f.head_start < cx.head.end && cx.head.start < f.head_end)
+        {
             return Err(fail(format!(
                 "task {} uses output rows {}..{}, which task {} already used and froze; CLNP needs \
                  one head per task (`network.heads: per_task`)",
@@ -190,7 +194,9 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         }
         let units = self.units.as_ref().expect("initialised");
         match self.penalty {
-            Penalty::Weights => units.shape_gradients(&self.partition, cx.net, cx.grads, &cx.head, self.alpha),
+            Penalty::Weights => {
+                units.shape_gradients(&self.partition, cx.net, cx.grads, &cx.head, self.alpha)
+            }
             Penalty::Activations => {
                 units.add_activation_penalty(&self.partition, cx.net, cx.grads, cx.workspace, self.alpha);
                 units.shape_gradients(&self.partition, cx.net, cx.grads, &cx.head, 0.0);
@@ -222,18 +228,23 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         let candidates: Vec<Candidate> = (0..hidden)
             .flat_map(|h| {
                 let activity = &activity[h];
-                self.partition.free_units(h).map(move |unit| Candidate { layer: h, unit, activity: activity[unit] })
+                self.partition.free_units(h).map(move |unit| Candidate {
+                    layer: h,
+                    unit,
+                    activity: activity[unit],
+                })
             })
             .collect();
         let allowed_loss = (self.margin * n as f64 + 1e-9).floor() as u64;
         let mut scratch = cx.net.clone();
         let net: &ConvNet = cx.net;
         let compute = &mut *cx.compute;
-        let choice = choose_thresholds(&candidates, hidden, baseline, allowed_loss, self.thresholds, |removed| {
-            scratch.clone_from(net);
-            units.remove(&mut scratch, removed);
-            compute.evaluate_net(&scratch, split, head.clone(), None).correct
-        });
+        let choice =
+            choose_thresholds(&candidates, hidden, baseline, allowed_loss, self.thresholds, |removed| {
+                scratch.clone_from(net);
+                units.remove(&mut scratch, removed);
+                compute.evaluate_net(&scratch, split, head.clone(), None).correct
+            });
         units.remove(cx.net, &choice.removed);
         let retrained = if self.retrain_epochs > 0 {
             self.retrain(cx, &units, &choice.removed)?;
@@ -305,18 +316,21 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         for (l, owner) in self.partition.owner.iter().enumerate() {
             state.put_u32(format!("owner.{l}"), owner.clone());
         }
-        state.put_u32("frozen_outputs", self.partition.frozen_outputs.iter().map(|&f| u32::from(f)).collect());
+        state
+            .put_u32("frozen_outputs", self.partition.frozen_outputs.iter().map(|&f| u32::from(f)).collect());
     }
 
     fn load(&mut self, state: &MethodState) -> Result<(), MethodError> {
-        let meta: Meta =
-            serde_json::from_value(state.meta.clone()).map_err(|e| MethodError::State(format!("clnp metadata: {e}")))?;
+        let meta: Meta = serde_json::from_value(state.meta.clone())
+            .map_err(|e| MethodError::State(format!("clnp metadata: {e}")))?;
         self.sizes = meta.sizes;
         self.finished = meta.finished;
         self.units = None;
         self.frozen = None;
         self.failure = None;
-        self.restored = (!meta.frozen.is_empty()).then(|| SavedConvNet::read(state, "frozen", meta.frozen)).transpose()?;
+        self.restored = (!meta.frozen.is_empty())
+            .then(|| SavedConvNet::read(state, "frozen", meta.frozen))
+            .transpose()?;
         if self.sizes.is_empty() {
             self.partition = Partition::default();
             return Ok(());
@@ -355,7 +369,12 @@ impl ConvNeuralPruning {
     /// Retraining after pruning, as the MLP version's [`retrain`](super::retrain): plain
     /// cross-entropy epochs on the task's training data, frozen rows masked and restored, the
     /// pruned units' gradients masked and their weights zeroed again after every step.
-    fn retrain(&self, cx: &mut TaskContext<'_, ConvNet>, units: &Units, removed: &[Vec<usize>]) -> Result<(), MethodError> {
+    fn retrain(
+        &self,
+        cx: &mut TaskContext<'_, ConvNet>,
+        units: &Units,
+        removed: &[Vec<usize>],
+    ) -> Result<(), MethodError> {
         use rand::seq::SliceRandom;
         let train = &cx.task.train;
         let n = train.len();

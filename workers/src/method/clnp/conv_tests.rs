@@ -50,7 +50,8 @@ fn earlier_tasks_outputs_are_bitwise_unchanged_after_later_tasks() {
     let config = OptimizerConfig { lr: 0.05, momentum: 0.9, ..OptimizerConfig::defaults(OptimizerKind::Sgd) };
     let mut opt = Optimizer::for_parameters(config, &net);
     let mut r = rng::stream(1, "clnp-conv", 1);
-    let mut method = ConvNeuralPruning::new(&ClnpConfig { alpha: 0.01, retrain_epochs: 1, ..ClnpConfig::default() });
+    let mut method =
+        ConvNeuralPruning::new(&ClnpConfig { alpha: 0.01, retrain_epochs: 1, ..ClnpConfig::default() });
     let mut after_own: Vec<Vec<f32>> = Vec::new();
     let mut reports = Vec::new();
     for (t, task) in tasks.iter().enumerate() {
@@ -120,7 +121,10 @@ fn the_activation_penalty_gradient_matches_finite_differences() {
         let mut total = 0.0f64;
         for x in 0..6 {
             for i in (0..units).filter(|&i| i != 1) {
-                let s: f64 = h[(x * units + i) * plane..(x * units + i + 1) * plane].iter().map(|&v| f64::from(v)).sum();
+                let s: f64 = h[(x * units + i) * plane..(x * units + i + 1) * plane]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum();
                 total += s / plane as f64;
             }
         }
@@ -153,10 +157,14 @@ fn the_activation_penalty_gradient_matches_finite_differences() {
 fn removal_zeroes_a_filter_and_everything_it_feeds() {
     let mut net = net();
     let units = Units::of(&net).unwrap();
-    assert_eq!(units.hidden.iter().map(|u| (u.layer, u.consumer, u.block)).collect::<Vec<_>>(), [(0, 3, 9), (3, 6, 9)]);
+    assert_eq!(
+        units.hidden.iter().map(|u| (u.layer, u.consumer, u.block)).collect::<Vec<_>>(),
+        [(0, 3, 9), (3, 6, 9)]
+    );
     let before = net.clone();
     units.remove(&mut net, &[vec![2], vec![4]]);
-    let (Layer::Conv2d(c0), Layer::Conv2d(c1), Layer::Linear(out)) = (&net.layers[0], &net.layers[3], &net.layers[6])
+    let (Layer::Conv2d(c0), Layer::Conv2d(c1), Layer::Linear(out)) =
+        (&net.layers[0], &net.layers[3], &net.layers[6])
     else {
         unreachable!()
     };
@@ -226,11 +234,14 @@ fn a_checkpoint_restores_the_partition_and_the_frozen_snapshot() {
     });
     res.unwrap();
     train_conv_steps(&mut method, &mut net, &mut opt, &mut r, &tasks[0], 0..2, 0..20, 8);
-    let (res, _) = with_conv_task(&mut net, &mut opt, &tasks[0], 0..2, 3, &mut r, |cx| method.task_finished(cx));
+    let (res, _) =
+        with_conv_task(&mut net, &mut opt, &tasks[0], 0..2, 3, &mut r, |cx| method.task_finished(cx));
     res.unwrap();
-    let (res, _) = with_conv_task(&mut net, &mut opt, &tasks[0], 0..2, 3, &mut r, |cx| method.task_started(cx));
+    let (res, _) =
+        with_conv_task(&mut net, &mut opt, &tasks[0], 0..2, 3, &mut r, |cx| method.task_started(cx));
     assert!(res.unwrap_err().to_string().contains("already used and froze"));
-    let (res, _) = with_conv_task(&mut net, &mut opt, &tasks[1], 2..4, 3, &mut r, |cx| method.task_started(cx));
+    let (res, _) =
+        with_conv_task(&mut net, &mut opt, &tasks[1], 2..4, 3, &mut r, |cx| method.task_started(cx));
     res.unwrap();
     train_conv_steps(&mut method, &mut net, &mut opt, &mut r, &tasks[1], 2..4, 0..5, 8);
     let mut state = MethodState::default();

@@ -50,8 +50,14 @@ pub(super) struct Units {
     pub output: usize,
 }
 
+/// A unit layer's weight, bias (a convolution may have none) and row length.
+type Parts<'a> = (&'a [f32], Option<&'a [f32]>, usize);
+
+/// [`Parts`], mutable.
+type PartsMut<'a> = (&'a mut [f32], Option<&'a mut [f32]>, usize);
+
 /// A convolution's or linear layer's weight, bias (a convolution may have none) and row length.
-fn parts(layer: &Layer) -> Option<(&[f32], Option<&[f32]>, usize)> {
+fn parts(layer: &Layer) -> Option<Parts<'_>> {
     match layer {
         Layer::Conv2d(c) => Some((&c.weight, c.bias.as_deref(), c.geometry.k())),
         Layer::Linear(l) => Some((&l.weight, Some(&l.bias), l.inputs)),
@@ -60,7 +66,7 @@ fn parts(layer: &Layer) -> Option<(&[f32], Option<&[f32]>, usize)> {
 }
 
 /// [`parts`], mutable.
-fn parts_mut(layer: &mut Layer) -> Option<(&mut [f32], Option<&mut [f32]>, usize)> {
+fn parts_mut(layer: &mut Layer) -> Option<PartsMut<'_>> {
     match layer {
         Layer::Conv2d(c) => {
             let k = c.geometry.k();
@@ -141,8 +147,16 @@ impl Units {
     /// Zeroes the gradient of every row the current task may not train (used units, and in the
     /// output layer every row frozen or outside `head`) and adds α·sign(w) to the weights of
     /// the rows it may train (the L1 weight penalty; biases carry none).
-    pub fn shape_gradients(&self, p: &Partition, net: &ConvNet, grads: &mut ConvNet, head: &Range<usize>, alpha: f32) {
-        let rows = self.hidden.iter().enumerate().map(|(h, u)| (u.layer, Some(h))).chain([(self.output, None)]);
+    pub fn shape_gradients(
+        &self,
+        p: &Partition,
+        net: &ConvNet,
+        grads: &mut ConvNet,
+        head: &Range<usize>,
+        alpha: f32,
+    ) {
+        let rows =
+            self.hidden.iter().enumerate().map(|(h, u)| (u.layer, Some(h))).chain([(self.output, None)]);
         for (l, hidden) in rows {
             let (w, _, k) = parts(&net.layers[l]).expect("a unit layer");
             let (g, mut bias, _) = parts_mut(&mut grads.layers[l]).expect("a unit layer");
@@ -174,7 +188,14 @@ impl Units {
     /// values in `ws`: where h_i(x, p) > 0, row i gains α/(B·P) times the input patch that
     /// position read and bias i gains α/(B·P). As in the MLP version, nothing is sent further
     /// down through the units feeding it.
-    pub fn add_activation_penalty(&self, p: &Partition, net: &ConvNet, grads: &mut ConvNet, ws: &Workspace, alpha: f32) {
+    pub fn add_activation_penalty(
+        &self,
+        p: &Partition,
+        net: &ConvNet,
+        grads: &mut ConvNet,
+        ws: &Workspace,
+        alpha: f32,
+    ) {
         let batch = ws.batch();
         if alpha == 0.0 || batch == 0 {
             return;
@@ -189,7 +210,8 @@ impl Units {
                 (Layer::Linear(_), Layer::Linear(g)) => {
                     for x in 0..batch {
                         let a = &input[x * per_sample_in..(x + 1) * per_sample_in];
-                        for (i, &v) in values[x * per_sample_out..(x + 1) * per_sample_out].iter().enumerate() {
+                        for (i, &v) in values[x * per_sample_out..(x + 1) * per_sample_out].iter().enumerate()
+                        {
                             if v > 0.0 && !p.is_used(h, i) {
                                 for (g, &a) in g.row_mut(i).iter_mut().zip(a) {
                                     *g += scale * a;
@@ -248,7 +270,8 @@ impl Units {
     /// Copies every frozen row (weights and bias) of `snapshot` into `net`: undoes whatever
     /// the optimiser did to them (momentum, Adam's moments).
     pub fn restore(&self, p: &Partition, net: &mut ConvNet, snapshot: &ConvNet) {
-        let rows = self.hidden.iter().enumerate().map(|(h, u)| (u.layer, Some(h))).chain([(self.output, None)]);
+        let rows =
+            self.hidden.iter().enumerate().map(|(h, u)| (u.layer, Some(h))).chain([(self.output, None)]);
         for (l, hidden) in rows {
             let (s, sb, k) = parts(&snapshot.layers[l]).expect("a unit layer");
             let (w, mut b, _) = parts_mut(&mut net.layers[l]).expect("a unit layer");
@@ -288,7 +311,13 @@ impl Units {
     /// Draws row `row` of unit layer `layer` (an index into `ConvNet::layers`) afresh from
     /// PyTorch's default U(±1/√fan_in), the conv net's initial distribution, with bias 0 (as
     /// the MLP version), and resets the optimiser's state of that row and bias.
-    pub fn reinitialise(net: &mut ConvNet, optimizer: &mut Optimizer<ConvNet>, layer: usize, row: usize, rng: &mut Rng) {
+    pub fn reinitialise(
+        net: &mut ConvNet,
+        optimizer: &mut Optimizer<ConvNet>,
+        layer: usize,
+        row: usize,
+        rng: &mut Rng,
+    ) {
         let (w, b, k) = parts_mut(&mut net.layers[layer]).expect("a unit layer");
         let bound = 1.0 / (k as f32).sqrt();
         for w in &mut w[row * k..(row + 1) * k] {
@@ -309,7 +338,13 @@ impl Units {
     /// Every hidden unit's activity on all examples of `split`: per example, the mean over
     /// its plane of the ReLU output (`mean_activation`) or the fraction of positions where it
     /// is positive (`firing_rate`); summed in f64 and divided by the number of examples.
-    pub fn measure_activity(&self, compute: &mut ConvCompute, net: &ConvNet, split: &Split, kind: Activity) -> Vec<Vec<f64>> {
+    pub fn measure_activity(
+        &self,
+        compute: &mut ConvCompute,
+        net: &ConvNet,
+        split: &Split,
+        kind: Activity,
+    ) -> Vec<Vec<f64>> {
         let mut sums: Vec<Vec<f64>> = self.hidden.iter().map(|u| vec![0.0; u.units]).collect();
         let indices: Vec<usize> = (0..split.len()).collect();
         compute.for_each_chunk(net, split, &indices, |ws, _| {

@@ -15,11 +15,12 @@
 //!   not fit that structure fails the run at the next task boundary, with their names.
 
 use super::{
-    add_seen, align, distil, distillation_weight, new_classes, old_classes, task_classes, WeightAligningConfig,
+    add_seen, align, distil, distillation_weight, new_classes, old_classes, task_classes,
+    WeightAligningConfig,
 };
+use crate::method::conv_state::SavedConvNet;
 use crate::method::{ContinualMethod, MethodError, MethodState, OutputContext, StepContext, TaskContext};
 use crate::model::convnet::{self, ConvNet, Layer, Mode, Workspace};
-use crate::method::conv_state::SavedConvNet;
 use crate::model::Linear;
 use crate::protocol::payload::MethodPayload;
 
@@ -75,7 +76,7 @@ impl ConvWeightAligning {
     /// Puts the previous network read from a checkpoint into a copy of `net`'s structure.
     fn materialise(&mut self, net: &ConvNet) {
         let Some(restored) = self.restored.take() else { return };
-        match restored.into_net(net) {
+        match restored.to_net(net) {
             Ok(previous) => self.previous = Some(previous),
             Err(why) => self.failure = Some(why),
         }
@@ -109,7 +110,8 @@ impl ContinualMethod<ConvNet> for ConvWeightAligning {
     }
 
     fn output_gradient(&mut self, cx: &mut OutputContext<'_, ConvNet>) {
-        let lambda = distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len());
+        let lambda =
+            distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len());
         if lambda <= 0.0 {
             return;
         }
@@ -163,7 +165,8 @@ impl ContinualMethod<ConvNet> for ConvWeightAligning {
         self.current = meta.current;
         self.previous = None;
         self.failure = None;
-        self.restored = meta.previous.map(|names| SavedConvNet::read(state, "previous", names)).transpose()?;
+        self.restored =
+            meta.previous.map(|names| SavedConvNet::read(state, "previous", names)).transpose()?;
         Ok(())
     }
 }
@@ -232,7 +235,10 @@ mod tests {
         assert!(gamma < 0.5, "{gamma}");
         let [MethodPayload::WeightAligningGamma(aligned)] = report.as_slice() else { panic!("{report:?}") };
         assert!((aligned.gamma - gamma).abs() < 1e-12);
-        assert_eq!((aligned.old_classes.as_slice(), aligned.new_classes.as_slice()), (&[0, 1, 2, 3][..], &[4, 5][..]));
+        assert_eq!(
+            (aligned.old_classes.as_slice(), aligned.new_classes.as_slice()),
+            (&[0, 1, 2, 3][..], &[4, 5][..])
+        );
         for k in [0, 1, 2, 3, 6, 7] {
             assert_eq!(head(&net).row(k), head(&before).row(k));
             assert_eq!(head(&net).bias[k], head(&before).bias[k]);
@@ -275,7 +281,8 @@ mod tests {
         assert!(method.previous.is_some());
         // Task 1 uses classes 4..8 (targets 0..4 read through rows 4..8).
         let task1 = image_task(Shape::new(1, 6, 6), 4, 1, 6);
-        let (result, _) = with_conv_task(&mut net, &mut opt, &task1, 4..8, 2, &mut r, |cx| method.task_started(cx));
+        let (result, _) =
+            with_conv_task(&mut net, &mut opt, &task1, 4..8, 2, &mut r, |cx| method.task_started(cx));
         result.unwrap();
         assert!(method.distillation_weight_now() > 0.0);
         train_conv_steps(&mut method, &mut net, &mut opt, &mut r, &task1, 4..8, 0..2, 6);
