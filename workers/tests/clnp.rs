@@ -191,3 +191,92 @@ fn a_shared_head_stops_the_run_before_training_with_a_clear_message() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CIFAR-100 binary records (`per_class` training images per class, one test image per class)
+/// in `dir`: each class a fixed pixel pattern plus a little per-image variation, so the tasks
+/// can be learnt in a few steps (a task nothing was learnt on would make the guarantee vacuous).
+fn write_cifar100(dir: &Path, per_class: usize) {
+    let records = |count: usize, salt: usize| -> Vec<u8> {
+        (0..count)
+            .flat_map(|i| {
+                let fine = i % 100;
+                let pixels = (0..3072).map(move |k| {
+                    let pattern = (fine * 53 + (k % 97) * (fine % 11 + 3) + (k / 97) * (fine % 7)) % 251;
+                    (pattern + (i * 7 + k + salt) % 9) as u8
+                });
+                [(fine / 5) as u8, fine as u8].into_iter().chain(pixels)
+            })
+            .collect()
+    };
+    std::fs::write(dir.join("train.bin"), records(100 * per_class, 0)).unwrap();
+    std::fs::write(dir.join("test.bin"), records(100, 17)).unwrap();
+}
+
+/// The guarantee on a conv net, through the engine: conv − ReLU − max pool − conv − ReLU −
+/// max pool − flatten − linear heads, one per task, on four tasks of task-incremental split
+/// CIFAR-100 (a learnable fixture), with SGD momentum. Every R[i][j] (loss and accuracy)
+/// equals R[j][j] to the last bit, while the tasks were learnt and later tasks kept filters.
+#[test]
+fn on_a_conv_net_no_later_task_changes_an_earlier_heads_results() {
+    let data = scratch("conv-data");
+    write_cifar100(&data, 4);
+    let dir = scratch("conv-guarantee");
+    let spec = SpecBuilder::synthetic(TASKS)
+        .experiment("clnp-conv-test")
+        .seed(4)
+        .stream(serde_json::json!({"split_cifar100": {
+            "data_dir": &data, "tasks": TASKS, "augment": false
+        }}))
+        .method("clnp", serde_json::json!({"lr": 0.05, "momentum": 0.9, "alpha": 0.01, "retrain_epochs": 1, "retrain_batch_size": 8}))
+        .training(8, 4)
+        .run_dir(&dir)
+        .with(|s| {
+            s.network = serde_json::from_value(serde_json::json!({"layers": [
+                {"conv2d": {"channels": 6, "kernel": 3, "padding": 1}}, {"relu": {}},
+                {"max_pool2d": {"kernel": 4}},
+                {"conv2d": {"channels": 8, "kernel": 3, "padding": 1}}, {"relu": {}},
+                {"max_pool2d": {"kernel": 2}},
+                {"flatten": {}}
+            ]}))
+            .unwrap();
+            s.network.heads = Heads::PerTask;
+        })
+        .build();
+    let control = RunControl::default();
+    assert_eq!(engine::run(&spec, Box::new(std::io::sink()), &control).unwrap(), RunOutcome::Finished);
+    let events = events(&dir);
+    let mut r: BTreeMap<(usize, usize), (f64, Option<f64>)> = BTreeMap::new();
+    for e in &events {
+        if let EventBody::Eval { after_task: Some(i), on_task, loss, accuracy, .. } = e {
+            r.insert((*i, *on_task), (*loss, *accuracy));
+        }
+    }
+    assert_eq!(r.len(), TASKS * TASKS);
+    for j in 0..TASKS {
+        for i in j + 1..TASKS {
+            assert_eq!(r[&(i, j)], r[&(j, j)], "R[{i}][{j}] ≠ R[{j}][{j}]");
+        }
+    }
+    // Learnt: chance is 1/25.
+    assert!((0..TASKS).all(|j| r[&(j, j)].1.unwrap() >= 0.12), "{r:?}");
+    let capacity: Vec<&payload::ClnpCapacity> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::Method { payload: MethodPayload::ClnpCapacity(c), .. } => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(capacity.len(), TASKS);
+    let total = |count: fn(&payload::ClnpLayer) -> usize, c: &payload::ClnpCapacity| -> usize {
+        c.layers.iter().map(count).sum()
+    };
+    assert_eq!(capacity[0].layers.iter().map(|l| l.units).collect::<Vec<_>>(), [6, 8]);
+    assert!(total(|l| l.pruned, capacity[0]) > 0, "task 0 pruned nothing: {:?}", capacity[0]);
+    assert!(
+        capacity[1..].iter().any(|c| total(|l| l.new, c) > 0),
+        "no later task kept a filter: {capacity:?}"
+    );
+    for d in [dir, data] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -21,6 +21,9 @@ mod conv_compute;
 mod conv_units;
 #[cfg(test)]
 mod conv_testing;
+mod conv_state;
+#[cfg(test)]
+mod conv_test_support;
 mod ewc;
 mod l2;
 mod l2_init;

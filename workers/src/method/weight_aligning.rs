@@ -19,10 +19,16 @@
 //! ```
 //!
 //! with q̂ from the frozen previous network, T = 2 and λ = n_old / (n_old + n_new), as in the
-//! paper. "Old" classes are those seen in earlier tasks and not in this one, "new" those in this
-//! task's training targets (the FACIL implementation's definition; with disjoint class groups
-//! these are simply the earlier and the current groups). Classes are output units of the head,
-//! so outputs of classes not yet seen are neither old nor new and are left alone.
+//! paper. "New" classes are those in this task's training targets that no earlier task had,
+//! "old" those seen in earlier tasks — the paper's incremental step, whose training data holds
+//! the new classes and exemplars of the old ones. With disjoint class groups (split MNIST)
+//! these are the current and the earlier groups; on a stream whose tasks hold every class seen
+//! so far (class-incremental CIFAR-100, whose head grows) the new classes are the increment and
+//! the old ones are still trained on, as with the paper's exemplars. A task that adds no class
+//! (permuted MNIST: the same classes every task) has no new classes, so nothing is old either:
+//! no alignment and no distillation (λ would be 1, leaving no cross-entropy). Classes are
+//! output units of the head, so outputs of classes not yet seen are neither old nor new and are
+//! left alone.
 //!
 //! Choices and deviations:
 //! - **Bias.** The paper writes the logits as Wφ(x) and the corrected new-class logits as
@@ -39,6 +45,8 @@
 //! - **Weight clipping.** `clip_weights: true` clips the output layer's weights at 0 after every
 //!   step, the paper's optional positive-weights constraint (off by default, as in FACIL).
 //!
+//! The conv-net version ([`conv`]) aligns the rows of the network's final `linear` layer.
+//!
 //! WA needs task boundaries and class labels: on online streams it never acts, and on a stream
 //! whose tasks all share the same classes (permuted MNIST) there are never old classes, so it
 //! equals plain backprop.
@@ -49,14 +57,17 @@
 //! [..], "new_classes": [..], "mean_norm_old": m_old, "mean_norm_new": m_new}` (norms before the
 //! alignment; classes as output indices of the head).
 
+mod conv;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, OutputContext, StepContext, TaskContext};
-use crate::model::{fused, Mlp, Workspace};
+use crate::model::convnet::ConvNet;
+use crate::model::{fused, Linear, Mlp, Workspace};
 use crate::optim::OptimizerConfig;
 use crate::protocol::payload::{MethodPayload, WeightAligningGamma};
 use crate::protocol::Activation;
-use crate::stream::Target;
+use crate::stream::{Target, Task};
 
 /// Hyper-parameters of `weight_aligning`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,18 +115,91 @@ struct Meta {
 }
 
 impl WeightAligning {
-    /// Old classes: seen before and not in the current task.
+    /// Old classes of the current task (see [`old_classes`]).
     fn old(&self) -> Vec<usize> {
-        self.seen.iter().copied().filter(|c| !self.current.contains(c)).collect()
+        old_classes(&self.seen, &self.current)
     }
 
     /// λ of the current task: `distillation` × n_old / (n_old + n_new).
     fn distillation_weight(&self) -> f32 {
-        let old = self.old().len();
-        if old == 0 || self.config.distillation == 0.0 {
-            return 0.0;
+        distillation_weight(&self.config, self.old().len(), new_classes(&self.seen, &self.current).len())
+    }
+}
+
+/// New classes: those in `current` (the task's classes) not in `seen` (earlier tasks').
+fn new_classes(seen: &[usize], current: &[usize]) -> Vec<usize> {
+    current.iter().copied().filter(|c| seen.binary_search(c).is_err()).collect()
+}
+
+/// Old classes: every class in `seen` when the task adds new ones; none when it adds none.
+fn old_classes(seen: &[usize], current: &[usize]) -> Vec<usize> {
+    if new_classes(seen, current).is_empty() {
+        Vec::new()
+    } else {
+        seen.to_vec()
+    }
+}
+
+/// λ = `distillation` × n_old / (n_old + n_new); 0 without old classes.
+fn distillation_weight(config: &WeightAligningConfig, old: usize, new: usize) -> f32 {
+    if old == 0 || config.distillation == 0.0 {
+        return 0.0;
+    }
+    (config.distillation * old as f64 / (old + new) as f64) as f32
+}
+
+/// The output indices of `task`'s training classes (its targets offset by `head_start`), sorted.
+fn task_classes(task: &Task, head_start: usize) -> Result<Vec<usize>, MethodError> {
+    let mut classes = Vec::new();
+    for i in 0..task.train.len() {
+        match task.train.target(i) {
+            Target::Class(c) => classes.push(head_start + c as usize),
+            Target::Real(_) => {
+                return Err(MethodError::Failed(
+                    "weight_aligning needs a classification stream; this one has real-valued targets".into(),
+                ))
+            }
         }
-        (self.config.distillation * old as f64 / (old + self.current.len()) as f64) as f32
+    }
+    classes.sort_unstable();
+    classes.dedup();
+    Ok(classes)
+}
+
+/// Adds `current` to the sorted list `seen`.
+fn add_seen(seen: &mut Vec<usize>, current: Vec<usize>) {
+    for c in current {
+        if let Err(at) = seen.binary_search(&c) {
+            seen.insert(at, c);
+        }
+    }
+}
+
+/// Turns the cross-entropy gradient in `output_grad` (`batch × width`) into that of
+/// (1 − λ)·CE + λ·KD over the `old` outputs, KD's targets from `previous` (the previous
+/// network's outputs on the same batch) at temperature `t`.
+fn distil(
+    lambda: f32,
+    t: f64,
+    old: &[usize],
+    outputs: &[f32],
+    previous: &[f32],
+    output_grad: &mut [f32],
+    width: usize,
+) {
+    let batch = outputs.len() / width.max(1);
+    let scale = lambda as f64 / (t * batch as f64);
+    for g in output_grad.iter_mut() {
+        *g *= 1.0 - lambda;
+    }
+    for b in 0..batch {
+        let row = b * width..(b + 1) * width;
+        let q = softened(&outputs[row.clone()], old, t);
+        let target = softened(&previous[row.clone()], old, t);
+        let grad = &mut output_grad[row];
+        for ((&k, q), target) in old.iter().zip(q).zip(target) {
+            grad[k] += (scale * (q - target)) as f32;
+        }
     }
 }
 
@@ -128,23 +212,43 @@ fn softened(row: &[f32], columns: &[usize], t: f64) -> Vec<f64> {
     e.into_iter().map(|v| v / total).collect()
 }
 
+/// Weight Aligning proper: rescales the `new` rows of `output` (and their biases with
+/// `align_bias`) by γ = mean old norm / mean new norm. Nothing happens without old or new
+/// classes, or when the new rows are all zero (no direction to rescale).
+fn align(output: &mut Linear, old: &[usize], new: &[usize], align_bias: bool) -> Option<WeightAligningGamma> {
+    if old.is_empty() || new.is_empty() {
+        return None;
+    }
+    let norm = |output: &Linear, k: usize| {
+        output.row(k).iter().map(|&w| f64::from(w) * f64::from(w)).sum::<f64>().sqrt()
+    };
+    let mean =
+        |classes: &[usize]| classes.iter().map(|&k| norm(output, k)).sum::<f64>() / classes.len() as f64;
+    let (mean_old, mean_new) = (mean(old), mean(new));
+    if mean_new <= 0.0 {
+        return None;
+    }
+    let gamma = mean_old / mean_new;
+    for &k in new {
+        for w in output.row_mut(k) {
+            *w = (f64::from(*w) * gamma) as f32;
+        }
+        if align_bias {
+            output.bias[k] = (f64::from(output.bias[k]) * gamma) as f32;
+        }
+    }
+    Some(WeightAligningGamma {
+        gamma,
+        mean_norm_new: mean_new,
+        mean_norm_old: mean_old,
+        new_classes: new.to_vec(),
+        old_classes: old.to_vec(),
+    })
+}
+
 impl ContinualMethod for WeightAligning {
     fn task_started(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
-        let mut classes = Vec::new();
-        for i in 0..cx.task.train.len() {
-            match cx.task.train.target(i) {
-                Target::Class(c) => classes.push(cx.head.start + c as usize),
-                Target::Real(_) => {
-                    return Err(MethodError::Failed(
-                        "weight_aligning needs a classification stream; this one has real-valued targets"
-                            .into(),
-                    ))
-                }
-            }
-        }
-        classes.sort_unstable();
-        classes.dedup();
-        self.current = classes;
+        self.current = task_classes(cx.task, cx.head.start)?;
         Ok(())
     }
 
@@ -158,20 +262,7 @@ impl ContinualMethod for WeightAligning {
         ws.set_batch(batch);
         ws.input.copy_from_slice(cx.input);
         fused::forward(previous, ws);
-        let t = self.config.temperature;
-        let scale = lambda as f64 / (t * batch as f64);
-        for g in cx.output_grad.iter_mut() {
-            *g *= 1.0 - lambda;
-        }
-        for b in 0..batch {
-            let row = b * cx.width..(b + 1) * cx.width;
-            let q = softened(&cx.outputs[row.clone()], &old, t);
-            let target = softened(&ws.outputs()[row.clone()], &old, t);
-            let grad = &mut cx.output_grad[row];
-            for ((&k, q), target) in old.iter().zip(q).zip(target) {
-                grad[k] += (scale * (q - target)) as f32;
-            }
-        }
+        distil(lambda, self.config.temperature, &old, cx.outputs, ws.outputs(), cx.output_grad, cx.width);
     }
 
     fn after_update(&mut self, cx: &mut StepContext<'_>) {
@@ -182,40 +273,12 @@ impl ContinualMethod for WeightAligning {
     }
 
     fn task_finished(&mut self, cx: &mut TaskContext<'_>) -> Result<(), MethodError> {
-        let old = self.old();
-        let new = self.current.clone();
-        if !old.is_empty() && !new.is_empty() {
-            let output = cx.net.params.layers.last_mut().expect("a network has an output layer");
-            let norm =
-                |k: usize| output.row(k).iter().map(|&w| f64::from(w) * f64::from(w)).sum::<f64>().sqrt();
-            let mean =
-                |classes: &[usize]| classes.iter().map(|&k| norm(k)).sum::<f64>() / classes.len() as f64;
-            let (mean_old, mean_new) = (mean(&old), mean(&new));
-            // New rows of all zeros have no direction to rescale.
-            if mean_new > 0.0 {
-                let gamma = mean_old / mean_new;
-                for &k in &new {
-                    for w in output.row_mut(k) {
-                        *w = (f64::from(*w) * gamma) as f32;
-                    }
-                    if self.config.align_bias {
-                        output.bias[k] = (f64::from(output.bias[k]) * gamma) as f32;
-                    }
-                }
-                cx.report.push(MethodPayload::WeightAligningGamma(WeightAligningGamma {
-                    gamma,
-                    mean_norm_new: mean_new,
-                    mean_norm_old: mean_old,
-                    new_classes: new,
-                    old_classes: old,
-                }));
-            }
+        let output = cx.net.params.layers.last_mut().expect("a network has an output layer");
+        let new = new_classes(&self.seen, &self.current);
+        if let Some(aligned) = align(output, &self.old(), &new, self.config.align_bias) {
+            cx.report.push(MethodPayload::WeightAligningGamma(aligned));
         }
-        for c in std::mem::take(&mut self.current) {
-            if let Err(at) = self.seen.binary_search(&c) {
-                self.seen.insert(at, c);
-            }
-        }
+        add_seen(&mut self.seen, std::mem::take(&mut self.current));
         if self.config.distillation > 0.0 {
             self.previous = Some(cx.net.clone());
         }
@@ -273,6 +336,9 @@ impl MethodKind for WeightAligningKind {
             previous: None,
             workspace: None,
         })
+    }
+    fn build_conv(c: WeightAligningConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(conv::ConvWeightAligning::new(c)))
     }
 }
 

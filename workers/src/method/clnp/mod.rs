@@ -79,6 +79,12 @@
 //! `clnp.no_free_units`, when a task starts with a full hidden layer:
 //! `{"full_layers": [1], "free": [12, 0]}` (indices of the full layers; free units per layer).
 //!
+//! # Conv nets
+//!
+//! [`conv`] is the same method on convolutional networks: filters (output channels) are units,
+//! pruning removes whole filters, and networks with batch norm or residual blocks are refused,
+//! since they would break the zero-forgetting guarantee.
+//!
 //! # What the paper says, and where this differs
 //!
 //! The paper's full text was not reachable from where this was written; its abstract and
@@ -111,6 +117,8 @@
 //! * The network, data and schedule of the recipe are smaller than the paper's (see
 //!   `recipes/clnp-permuted-mnist.yaml`).
 
+mod conv;
+mod conv_units;
 mod partition;
 mod pruning;
 mod retrain;
@@ -122,6 +130,7 @@ use serde::{Deserialize, Serialize};
 use self::partition::Partition;
 use self::pruning::{choose_thresholds, measure_activity, reached_units, remove_units, Candidate};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
+use crate::model::convnet::ConvNet;
 use crate::model::{Layers, Mlp};
 use crate::optim::OptimizerConfig;
 use crate::protocol::payload::{ClnpCapacity, ClnpLayer, ClnpNoFreeUnits, MeasuredOn, MethodPayload};
@@ -513,7 +522,12 @@ impl MethodKind for Clnp {
     fn build(c: ClnpConfig, _: &OptimizerConfig) -> Box<dyn ContinualMethod> {
         Box::new(NeuralPruning::new(&c))
     }
+    fn build_conv(c: ClnpConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
+        Some(Box::new(conv::ConvNeuralPruning::new(&c)))
+    }
 }
 
+#[cfg(test)]
+mod conv_tests;
 #[cfg(test)]
 mod tests;
