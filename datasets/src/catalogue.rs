@@ -231,11 +231,11 @@ fn imagenet32() -> Dataset {
         licence: "ImageNet terms of access: non-commercial research and education, after registration".into(),
         source: Source::Manual {
             instructions: "register at https://image-net.org (Download → Downsampled ImageNet) and \
-                           download Imagenet32_train.zip and Imagenet32_val.zip; clorch cannot accept \
-                           the terms for you"
+                           download the npz variant, Imagenet32_train_npz.zip (the streams do not read \
+                           the pickled Imagenet32_train.zip); clorch cannot accept the terms for you"
                 .into(),
-            layout: "unzip both into this folder: Imagenet32_train/train_data_batch_1 … \
-                     train_data_batch_10 and Imagenet32_val/val_data"
+            layout: "unzip it so that this folder holds train_data_batch_1.npz … \
+                     train_data_batch_10.npz (Imagenet32_val_npz.zip's val_data.npz may sit beside them)"
                 .into(),
         },
     }
