@@ -569,10 +569,13 @@ fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
 fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     let data = scratch("conv-refusals");
     write_cifar100(&data, 1);
-    let spec = conv_spec(&data, "classp");
+    let spec = conv_spec(&data, "niwf");
     let err = engine::check_spec(&spec).unwrap_err();
     assert!(
-        err.contains("`classp` trains multi-layer perceptrons only; methods with a convolutional-network version: sgd, adam, l2, cbp, redo"),
+        err.contains(
+            "`niwf` trains multi-layer perceptrons only; methods with a convolutional-network version: \
+             sgd, adam, l2, shrink_perturb, cbp, l2_init, classp, ewc, redo, weight_aligning, clnp, er, der, derpp, agem"
+        ),
         "{err}"
     );
     let mut spec = conv_spec(&data, "sgd");
