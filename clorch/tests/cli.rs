@@ -373,11 +373,17 @@ seeds: 1
         let r = recipe(&s, &name, &body);
         let results = s.path(&format!("results-{name}"));
         let (table, landed) = run_with_kills(&r, &results, &kills, kill_worker);
-        assert_eq!(event_logs(&results), reference_logs, "case {case}: kills at {kills:?} changed the events");
+        assert_eq!(
+            event_logs(&results),
+            reference_logs,
+            "case {case}: kills at {kills:?} changed the events"
+        );
         assert_eq!(table.replace(&name, "reference"), reference_table, "case {case}");
         tried += landed;
     }
-    eprintln!("{tried} kill points landed mid-run, all bit-identical (an uninterrupted run: {duration:.1} s)");
+    eprintln!(
+        "{tried} kill points landed mid-run, all bit-identical (an uninterrupted run: {duration:.1} s)"
+    );
     assert!(tried >= 2, "only {tried} kills landed mid-run: the recipe is too fast for this machine");
 }
 

@@ -194,7 +194,6 @@ impl<P: Parameters> Optimizer<P> {
         }
         out
     }
-
 }
 
 impl Optimizer<Layers> {

@@ -554,7 +554,11 @@ fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
         while run_until(&spec, at) {
             at += 13;
         }
-        assert_eq!(String::from_utf8(events_of(&dir)).unwrap(), text, "{method}: events after resuming differ");
+        assert_eq!(
+            String::from_utf8(events_of(&dir)).unwrap(),
+            text,
+            "{method}: events after resuming differ"
+        );
         for d in [reference_dir, dir] {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -580,7 +584,9 @@ fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     );
     let mut spec = conv_spec(&data, "sgd");
     spec.network.engine = Engine::Autograd;
-    assert!(engine::check_spec(&spec).unwrap_err().contains("`engine: autograd` computes multi-layer perceptrons"));
+    assert!(engine::check_spec(&spec)
+        .unwrap_err()
+        .contains("`engine: autograd` computes multi-layer perceptrons"));
     let mut spec = conv_spec(&data, "sgd");
     spec.network = serde_json::from_value(serde_json::json!({"layers": [
         {"conv2d": {"channels": 4, "kernel": 32}}, {"batch_norm": {}}, {"relu": {}}, {"flatten": {}}

@@ -169,7 +169,9 @@ impl Fixtures {
     fn for_kind(&self, kind: &str) -> (&'static str, &Path) {
         match kind {
             "split_cifar10" => ("../data/cifar10/cifar-10-batches-bin", &self.cifar10),
-            "split_cifar100" | "class_incremental_cifar100" => ("../data/cifar100/cifar-100-binary", &self.cifar100),
+            "split_cifar100" | "class_incremental_cifar100" => {
+                ("../data/cifar100/cifar-100-binary", &self.cifar100)
+            }
             "continual_imagenet" => ("../data/imagenet32", &self.imagenet32),
             other => panic!("no fixture for stream kind `{other}`"),
         }
@@ -218,7 +220,10 @@ fn grid_points(entry: &Value) -> Vec<MethodSpec> {
         }
         points = next;
     }
-    points.into_iter().map(|params| MethodSpec { name: name.clone(), kind: kind.clone(), params, worker: None }).collect()
+    points
+        .into_iter()
+        .map(|params| MethodSpec { name: name.clone(), kind: kind.clone(), params, worker: None })
+        .collect()
 }
 
 /// Collects the events and asks the run to stop once the first task has been evaluated.
@@ -249,7 +254,8 @@ impl Write for StopAfterFirstTask {
 fn first_task(spec: &RunSpec) -> Vec<Value> {
     let control = RunControl::default();
     let out = StopAfterFirstTask { events: Arc::default(), stop: control.stop.clone() };
-    let outcome = engine::run(spec, Box::new(out.clone()), &control).unwrap_or_else(|e| panic!("{}: {e}", spec.method.name));
+    let outcome = engine::run(spec, Box::new(out.clone()), &control)
+        .unwrap_or_else(|e| panic!("{}: {e}", spec.method.name));
     assert!(matches!(outcome, RunOutcome::Interrupted { .. } | RunOutcome::Finished), "{outcome:?}");
     let text = String::from_utf8(out.events.lock().unwrap().clone()).unwrap();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -260,7 +266,9 @@ fn loss_on_first_task(events: &[Value], after: Option<u64>) -> f64 {
     let after = after.map_or(Value::Null, Value::from);
     events
         .iter()
-        .find(|e| e["event"] == "eval" && e["on_task"] == 0 && e["after_task"] == after && e["variant"].is_null())
+        .find(|e| {
+            e["event"] == "eval" && e["on_task"] == 0 && e["after_task"] == after && e["variant"].is_null()
+        })
         .and_then(|e| e["loss"].as_f64())
         .unwrap_or_else(|| panic!("no evaluation of task 0 after {after}"))
 }
@@ -313,7 +321,11 @@ fn every_image_recipe_plans_and_trains_its_first_task_on_fixture_data() {
             let trains_conv = workers::method::lookup(&method.kind).unwrap().trains_conv();
             if !trains_conv {
                 let err = engine::check_spec(&spec).expect_err("a method without a conv-net version");
-                assert!(err.contains("trains multi-layer perceptrons only"), "{name}: {}: {err}", method.name);
+                assert!(
+                    err.contains("trains multi-layer perceptrons only"),
+                    "{name}: {}: {err}",
+                    method.name
+                );
                 untrained.push(format!("{name}/{}", method.name));
                 continue;
             }
@@ -323,16 +335,24 @@ fn every_image_recipe_plans_and_trains_its_first_task_on_fixture_data() {
             let took = started.elapsed();
             let run = events.iter().find(|e| e["event"] == "started").expect("a started event");
             let (before, after) = (loss_on_first_task(&events, None), loss_on_first_task(&events, Some(0)));
-            assert!(before.is_finite() && after.is_finite(), "{name}: {}: losses {before}, {after}", method.name);
+            assert!(
+                before.is_finite() && after.is_finite(),
+                "{name}: {}: losses {before}, {after}",
+                method.name
+            );
             assert_ne!(before, after, "{name}: {}: the first task changed nothing", method.name);
-            let examples = events.iter().find(|e| e["event"] == "task_started").unwrap()["train_examples"].clone();
+            let examples =
+                events.iter().find(|e| e["event"] == "task_started").unwrap()["train_examples"].clone();
             println!(
                 "{name}/{}: {} parameters, first task of {examples} examples trained and evaluated in {took:.1?}; \
                  loss on it {before:.4} → {after:.4}",
                 method.name, run["parameters"]
             );
             if network.architecture == Some(Architecture::ReducedResnet18) {
-                assert_eq!(run["parameters"], 1_109_240, "{name}: recipes/README.md's reduced ResNet-18 count");
+                assert_eq!(
+                    run["parameters"], 1_109_240,
+                    "{name}: recipes/README.md's reduced ResNet-18 count"
+                );
             }
         }
     }

@@ -171,7 +171,8 @@ fn conv_network(
     }
     let batch = spec.training.batch_size.max(1) as u64;
     let rows = batch.max(CONV_EVAL_CHUNK);
-    let per_example = values.saturating_add(largest.saturating_mul(6)).saturating_add(unfolded.saturating_mul(2));
+    let per_example =
+        values.saturating_add(largest.saturating_mul(6)).saturating_add(unfolded.saturating_mul(2));
     e.add("activations", rows.saturating_mul(per_example).saturating_mul(F32));
     let plasticity = &spec.eval.plasticity;
     if plasticity.every > 0 {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::{self, Cadence};
 use super::sink::EventSink;
-use super::{RunControl, RunError};
 use super::Trainable;
+use super::{RunControl, RunError};
 use crate::method::{ContinualMethod, LearnerStep, Passes, StepContext, TaskContext};
 use crate::model::BatchLoss;
 use crate::optim::Optimizer;
@@ -323,7 +323,9 @@ impl<M: Trainable> Trainer<'_, M> {
         let totals = self
             .compute
             .train_pass(&mut self.net, head.clone(), task.index, |cx| method.output_gradient(cx))
-            .map_err(|e| RunError::Spec(format!("network, at task {}, step {}: {e}", task.index, self.counters.steps)))?;
+            .map_err(|e| {
+                RunError::Spec(format!("network, at task {}, step {}: {e}", task.index, self.counters.steps))
+            })?;
         if !totals.loss_sum.is_finite() {
             return Err(RunError::Diverged { task: task.index, step: self.counters.steps });
         }

@@ -148,7 +148,13 @@ impl Passes<Mlp> for Compute {
         self.evaluate_with(net, split, head, max, forward)
     }
 
-    fn evaluate_net(&mut self, net: &Mlp, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss {
+    fn evaluate_net(
+        &mut self,
+        net: &Mlp,
+        split: &Split,
+        head: Range<usize>,
+        max: Option<usize>,
+    ) -> BatchLoss {
         self.evaluate(net, split, head, max)
     }
 }

@@ -18,12 +18,12 @@ mod classp;
 mod clnp;
 mod context;
 mod conv_compute;
-mod conv_units;
-#[cfg(test)]
-mod conv_testing;
 mod conv_state;
 #[cfg(test)]
 mod conv_test_support;
+#[cfg(test)]
+mod conv_testing;
+mod conv_units;
 mod ewc;
 mod l2;
 mod l2_init;

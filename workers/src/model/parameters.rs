@@ -59,7 +59,11 @@ impl Parameters for Layers {
                 shape: vec![layer.outputs, layer.inputs],
                 values: &layer.weight,
             });
-            out.push(NamedTensor { name: format!("{l}.bias"), shape: vec![layer.outputs], values: &layer.bias });
+            out.push(NamedTensor {
+                name: format!("{l}.bias"),
+                shape: vec![layer.outputs],
+                values: &layer.bias,
+            });
         }
         out
     }
@@ -109,7 +113,11 @@ fn visit_conv<'a>(net: &'a ConvNet, f: &mut dyn FnMut(String, Vec<usize>, &'a [f
                 f(format!("{p}bias"), vec![lin.outputs], &lin.bias, true);
             }
             Layer::BasicBlock(b) => block(&p, b, f),
-            Layer::Relu | Layer::MaxPool2d(_) | Layer::AvgPool2d(_) | Layer::GlobalAvgPool | Layer::Flatten => {}
+            Layer::Relu
+            | Layer::MaxPool2d(_)
+            | Layer::AvgPool2d(_)
+            | Layer::GlobalAvgPool
+            | Layer::Flatten => {}
         }
     }
 }
@@ -149,7 +157,11 @@ fn conv_buffers_mut(net: &mut ConvNet) -> Vec<(&mut Vec<f32>, bool)> {
                     norm(n, &mut out);
                 }
             }
-            Layer::Relu | Layer::MaxPool2d(_) | Layer::AvgPool2d(_) | Layer::GlobalAvgPool | Layer::Flatten => {}
+            Layer::Relu
+            | Layer::MaxPool2d(_)
+            | Layer::AvgPool2d(_)
+            | Layer::GlobalAvgPool
+            | Layer::Flatten => {}
         }
     }
     out

@@ -113,7 +113,13 @@ impl MethodKind for DerppKind {
     }
     fn build_conv(c: DerppConfig, _: &OptimizerConfig) -> Option<Box<dyn ContinualMethod<ConvNet>>> {
         let beta = Some(c.beta);
-        Some(Box::new(Der::<ConvNet>::new(DerppKind::KIND, c.buffer_size, c.replay_batch_size, c.alpha, beta)))
+        Some(Box::new(Der::<ConvNet>::new(
+            DerppKind::KIND,
+            c.buffer_size,
+            c.replay_batch_size,
+            c.alpha,
+            beta,
+        )))
     }
 }
 
@@ -198,7 +204,14 @@ impl<M: ReplayNet> Learner<M> for Der<M> {
         cx.optimizer.step_parameters(cx.net.parameters_mut(), &scratch.total);
         // The workspace still holds this step's forward pass: the logits before the update.
         let ws = &*cx.workspace;
-        replay::offer_batch(&mut self.buffer, M::input(ws), cx.targets, cx.head.clone(), M::output_values(ws), cx.rng);
+        replay::offer_batch(
+            &mut self.buffer,
+            M::input(ws),
+            cx.targets,
+            cx.head.clone(),
+            M::output_values(ws),
+            cx.rng,
+        );
         Ok(current)
     }
 
@@ -212,10 +225,10 @@ impl<M: ReplayNet> Learner<M> for Der<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::method::rehearsal::replay::ReplayNet;
     use crate::method::rehearsal::testing::{batch_of, close, gradient, step_on, stepped, Batch};
     use crate::model::activation::Activation;
     use crate::model::{Layers, Workspace};
-    use crate::method::rehearsal::replay::ReplayNet;
     use crate::rng;
 
     fn net_and_batches() -> (Mlp, Vec<Batch>) {

@@ -72,7 +72,11 @@ pub struct Er<M: ReplayNet> {
 
 impl<M: ReplayNet> Er<M> {
     fn new(c: &ErConfig) -> Self {
-        Er { buffer: Buffer::new(c.buffer_size as usize), replay: c.replay_batch_size.map(|r| r as usize), scratch: None }
+        Er {
+            buffer: Buffer::new(c.buffer_size as usize),
+            replay: c.replay_batch_size.map(|r| r as usize),
+            scratch: None,
+        }
     }
 }
 
@@ -126,7 +130,14 @@ impl<M: ReplayNet> Learner<M> for Er<M> {
         }
         cx.net.backward(ws, &mut scratch.grads);
         cx.optimizer.step_parameters(cx.net.parameters_mut(), &scratch.grads);
-        replay::offer_batch(&mut self.buffer, M::input(cx.workspace), cx.targets, cx.head.clone(), &[], cx.rng);
+        replay::offer_batch(
+            &mut self.buffer,
+            M::input(cx.workspace),
+            cx.targets,
+            cx.head.clone(),
+            &[],
+            cx.rng,
+        );
         Ok(current)
     }
 

@@ -110,7 +110,8 @@ impl ReplayNet for ConvNet {
     }
 
     fn predict(&self, ws: &mut convnet::Workspace) {
-        convnet::forward_pass(self, ws, Mode::Eval).expect("an evaluation-mode pass has no batch-size condition");
+        convnet::forward_pass(self, ws, Mode::Eval)
+            .expect("an evaluation-mode pass has no batch-size condition");
     }
 
     fn backward(&self, ws: &mut convnet::Workspace, grads: &mut ConvNet) {

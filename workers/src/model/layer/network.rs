@@ -371,7 +371,9 @@ mod tests {
         assert_eq!(net.parameters(), 4 * 9 + 4 + (4 * 13 * 13 + 1) * 10);
         let err = net.mlp().unwrap_err();
         assert!(
-            err.starts_with("`network.layers[0]` (`conv2d`): the MLP engine computes `linear` and activation"),
+            err.starts_with(
+                "`network.layers[0]` (`conv2d`): the MLP engine computes `linear` and activation"
+            ),
             "{err}"
         );
         // A perceptron written as `hidden` flattens the image itself.
