@@ -11,6 +11,17 @@ use crate::protocol::{EventBody, PlasticitySpec};
 use crate::rng;
 use crate::stream::Task;
 
+/// The probe: up to `spec.probe` examples of `task`'s training split, a seeded sample in
+/// split order, the same for every method of a seed.
+fn probe_indices(task: &Task, spec: &PlasticitySpec, seed: u64) -> Vec<usize> {
+    let n = task.train.len();
+    let mut indices =
+        sample(&mut rng::stream(seed, "plasticity.probe", task.index as u64), n, spec.probe.min(n))
+            .into_vec();
+    indices.sort_unstable();
+    indices
+}
+
 /// Measures every hidden layer on up to `spec.probe` examples of `task`'s training split (a
 /// seeded sample, the same for every method of a seed, so methods are compared on the same
 /// probe) and returns the `plasticity` event. With a `learner` (a method's own model) the
@@ -24,11 +35,8 @@ pub fn plasticity(
     seed: u64,
     after_tasks: usize,
 ) -> Result<EventBody, RunError> {
-    let n = task.train.len();
-    let probe = spec.probe.min(n);
-    let mut indices =
-        sample(&mut rng::stream(seed, "plasticity.probe", task.index as u64), n, probe).into_vec();
-    indices.sort_unstable();
+    let indices = probe_indices(task, spec, seed);
+    let probe = indices.len();
     let hidden = net.hidden_layers();
     let widths: Vec<usize> = net.layers()[..hidden].iter().map(|l| l.outputs).collect();
     let mut features: Vec<Vec<f32>> = widths.iter().map(|w| Vec::with_capacity(probe * w)).collect();
@@ -110,11 +118,8 @@ pub fn conv_plasticity(
     seed: u64,
     after_tasks: usize,
 ) -> Result<EventBody, RunError> {
-    let n = task.train.len();
-    let probe = spec.probe.min(n);
-    let mut indices =
-        sample(&mut rng::stream(seed, "plasticity.probe", task.index as u64), n, probe).into_vec();
-    indices.sort_unstable();
+    let indices = probe_indices(task, spec, seed);
+    let probe = indices.len();
     let measured = rectified_layers(net);
     let shapes: Vec<convnet::Shape> = measured.iter().map(|&(l, _)| net.output_shape_of(l)).collect();
     let mut features: Vec<Vec<f32>> = shapes.iter().map(|s| Vec::with_capacity(probe * s.channels)).collect();
