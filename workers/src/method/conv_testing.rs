@@ -1,16 +1,16 @@
 //! Helpers for conv-net method tests: the conv-net counterparts of `context::testing` — a
 //! small conv net with every stateful layer kind, synthetic tasks shaped for it, and step and
-//! task contexts over it.
+//! task contexts over it; image-shaped synthetic tasks for any input shape.
 
 use std::ops::Range;
 
 use super::context::Passes;
 use super::{ContinualMethod, ConvCompute, StepContext, TaskContext};
 use crate::model::convnet::{self, ConvNet, LayerSpec, Mode, Shape, Workspace};
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::protocol::MethodPayload;
 use crate::rng::{self, Rng};
-use crate::stream::Task;
+use crate::stream::{InputTransform, SyntheticPermuted, SyntheticPermutedSpec, Task, TaskStream};
 
 /// A 3×6×6-input conv net with a biased convolution, batch norm, max pooling, a residual
 /// block with a projection, global average pooling and a linear layer of `outputs` units.
@@ -71,21 +71,8 @@ pub(crate) fn with_conv_task_of<R>(
     rng: &mut Rng,
     f: impl FnOnce(&mut TaskContext<'_, ConvNet>) -> R,
 ) -> (R, Vec<MethodPayload>) {
-    use crate::optim::OptimizerKind;
-    let mut optimizer = Optimizer::for_parameters(OptimizerConfig::defaults(OptimizerKind::Sgd), &*net);
-    let mut compute = ConvCompute::new(net, 8);
-    let mut report = Vec::new();
-    let r = f(&mut TaskContext {
-        task,
-        head,
-        tasks_total: task.index + 1,
-        net,
-        optimizer: &mut optimizer,
-        rng,
-        compute: &mut compute,
-        report: &mut report,
-    });
-    (r, report)
+    let mut optimizer = sgd(net, OptimizerConfig::defaults(OptimizerKind::Sgd).lr);
+    with_conv_task(net, &mut optimizer, task, head, task.index + 1, rng, f)
 }
 
 /// Trains `net` with `method` for the steps numbered `steps`, each on `batch` examples of
@@ -115,4 +102,50 @@ pub(crate) fn train_conv_steps(
         method.update(&mut cx);
         method.after_update(&mut cx);
     }
+}
+
+/// Task `index` of a synthetic Gaussian-cluster stream whose examples are `input`-shaped
+/// images (flattened in NCHW order): `classes` classes, `per_class` training examples each.
+pub(crate) fn image_task(input: Shape, classes: usize, index: usize, per_class: usize) -> Task {
+    let spec = SyntheticPermutedSpec {
+        tasks: index + 1,
+        classes,
+        dim: input.len(),
+        train_per_class: per_class,
+        test_per_class: per_class,
+        noise: 1.0,
+        transform: InputTransform::Permute,
+    };
+    SyntheticPermuted::new(&spec, 5).task(index)
+}
+
+/// Runs `f` with a task context over `net` for `task`, read through `head`, with `optimizer`
+/// and a conv compute facility; returns what `f` returned and the method's report.
+pub(crate) fn with_conv_task<R>(
+    net: &mut ConvNet,
+    optimizer: &mut Optimizer<ConvNet>,
+    task: &Task,
+    head: Range<usize>,
+    tasks_total: usize,
+    rng: &mut Rng,
+    f: impl FnOnce(&mut TaskContext<'_, ConvNet>) -> R,
+) -> (R, Vec<MethodPayload>) {
+    let mut compute = ConvCompute::new(net, 8);
+    let mut report = Vec::new();
+    let r = f(&mut TaskContext {
+        task,
+        head,
+        tasks_total,
+        net,
+        optimizer,
+        rng,
+        compute: &mut compute,
+        report: &mut report,
+    });
+    (r, report)
+}
+
+/// An SGD optimiser (learning rate `lr`) for `net`.
+pub(crate) fn sgd(net: &ConvNet, lr: f32) -> Optimizer<ConvNet> {
+    Optimizer::for_parameters(OptimizerConfig { lr, ..OptimizerConfig::defaults(OptimizerKind::Sgd) }, net)
 }

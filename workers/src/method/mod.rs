@@ -20,8 +20,6 @@ mod context;
 mod conv_compute;
 mod conv_state;
 #[cfg(test)]
-mod conv_test_support;
-#[cfg(test)]
 mod conv_testing;
 mod conv_units;
 mod ewc;

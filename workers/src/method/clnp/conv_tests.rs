@@ -5,7 +5,7 @@ use super::conv::ConvNeuralPruning;
 use super::conv_units::Units;
 use super::partition::Partition;
 use super::ClnpConfig;
-use crate::method::conv_test_support::{image_task, train_conv_steps, with_conv_task};
+use crate::method::conv_testing::{image_task, train_conv_steps, with_conv_task};
 use crate::method::{ContinualMethod, ConvCompute, MethodState, Passes};
 use crate::model::convnet::{self, ConvNet, Layer, LayerSpec, Mode, Shape, Workspace};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};

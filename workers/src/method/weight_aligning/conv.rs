@@ -174,7 +174,7 @@ impl ContinualMethod<ConvNet> for ConvWeightAligning {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::method::conv_test_support::{image_task, sgd, train_conv_steps, with_conv_task};
+    use crate::method::conv_testing::{image_task, sgd, train_conv_steps, with_conv_task};
     use crate::model::convnet::{LayerSpec, Shape};
     use crate::rng;
 
