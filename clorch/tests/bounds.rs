@@ -86,6 +86,8 @@ fn sizes_and_counts_have_upper_bounds_naming_the_key() {
         ("eval.plasticity.probe=10000000000", "expected at most 1000000000"),
         ("eval.plasticity.dormant_tau=-0.5", "expected a finite number ≥ 0, found -0.5"),
         ("training.validation=10000000000", "expected at most 1000000000"),
+        ("training.threads=5000", "training.threads=5000`: expected at most 1024"),
+        ("training.threads=0", "training.threads=0`: expected a positive integer, found 0"),
         ("checkpoint.every_steps=18446744073709551615", "expected at most 9007199254740992"),
         ("checkpoint.every_tasks=100000000", "expected at most 10000000"),
         ("checkpoint.keep=5000", "checkpoint.keep=5000`: expected at most 1000"),

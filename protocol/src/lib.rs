@@ -39,7 +39,7 @@ pub use layer::LayerSpec;
 pub use payload::MethodPayload;
 pub use spec::{
     Activation, Architecture, CheckpointSpec, Engine, EvalSpec, EvalTasks, Heads, MethodSpec, NetworkSpec,
-    PlasticitySpec, RunSpec, TrainingSpec, WorkerCommand,
+    PlasticitySpec, RunSpec, TrainingSpec, WorkerCommand, MAX_THREADS,
 };
 pub use stream::{Params, StreamSpec};
 

@@ -72,13 +72,15 @@ impl RunSpec {
         if let Some(worker) = &mut method.worker {
             worker.dir = PathBuf::new();
         }
+        // And the threads: they change how fast the numbers come, not the numbers.
+        let training = TrainingSpec { threads: 1, ..self.training.clone() };
         let identity = Identity {
             protocol: self.protocol,
             seed: self.seed,
             stream: &stream,
             network: &self.network,
             method: &method,
-            training: &self.training,
+            training: &training,
             eval: &self.eval,
         };
         // serde_json's Map is a BTreeMap (no `preserve_order`), so parameter order is canonical.
@@ -315,6 +317,22 @@ pub struct TrainingSpec {
     /// trained on. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub validation: usize,
+    /// Threads for the run's matrix products (default 1: one core per worker). For a large
+    /// conv net at a large batch; the numbers are the same with any count (the products never
+    /// split a sum), so it is not part of the run id and a run may resume with another count.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub threads: usize,
+}
+
+/// The most threads one run may ask for (`training.threads`).
+pub const MAX_THREADS: usize = 1024;
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -330,7 +348,7 @@ fn default_epochs() -> usize {
 
 impl Default for TrainingSpec {
     fn default() -> Self {
-        TrainingSpec { batch_size: default_batch_size(), epochs: default_epochs(), validation: 0 }
+        TrainingSpec { batch_size: default_batch_size(), epochs: default_epochs(), validation: 0, threads: 1 }
     }
 }
 
@@ -492,6 +510,17 @@ mod tests {
         b.seed = 2;
         assert_ne!(a.content_id(), b.content_id());
         assert_eq!(a.content_id().len(), 12);
+    }
+
+    #[test]
+    fn threads_are_not_part_of_the_id_nor_of_a_default_specs_bytes() {
+        let a = spec();
+        let mut b = a.clone();
+        b.training.threads = 4;
+        assert_eq!(a.content_id(), b.content_id());
+        assert!(!serde_json::to_string(&a.training).unwrap().contains("threads"));
+        let back: TrainingSpec = serde_json::from_str(&serde_json::to_string(&b.training).unwrap()).unwrap();
+        assert_eq!(back.threads, 4);
     }
 
     #[test]

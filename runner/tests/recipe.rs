@@ -440,6 +440,7 @@ fn invalid_recipes() -> Vec<Case> {
         ("zero duration", format!("{BASE}heartbeat: 0\n"), &[], &["recipes/x.yaml:11:12: heartbeat: expected a positive duration, found 0"]),
         ("bad slurm time", format!("{BASE}slurm: {{time: '90'}}\n"), &[], &["slurm.time: expected a time limit `HH:MM:SS` or `D-HH:MM:SS`, found `90`"]),
         ("bad slurm memory", format!("{BASE}slurm: {{mem: 2GB}}\n"), &[], &["slurm.mem: expected a memory size such as `500M` or `2G`, found `2GB`"]),
+        ("fewer slurm cpus than threads", format!("{BASE}training: {{threads: 4}}\nslurm: {{cpus: 2}}\n"), &[], &["slurm.cpus: expected at least 4 CPUs per task: `training.threads` asks for 4 threads per run"]),
         ("checker value error", with("lr: 0.1", "lr: -0.1"), &[], &["recipes/x.yaml:8:9: methods[0].lr: expected a positive number, found -0.1"]),
         (
             "checker error on one grid value",

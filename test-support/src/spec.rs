@@ -34,7 +34,7 @@ impl SpecBuilder {
                     params: BTreeMap::new(),
                     worker: None,
                 },
-                training: TrainingSpec { batch_size: 10, epochs: 1, validation: 0 },
+                training: TrainingSpec { batch_size: 10, epochs: 1, validation: 0, threads: 1 },
                 eval: EvalSpec::default(),
                 checkpoint: CheckpointSpec::default(),
                 run_dir: None,

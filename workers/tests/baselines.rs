@@ -43,7 +43,7 @@ fn split_mnist_spec(method: MethodSpec) -> Option<RunSpec> {
         shift: 0,
     });
     spec.network.hidden = vec![32];
-    spec.training = TrainingSpec { batch_size: 16, epochs: 2, validation: 0 };
+    spec.training = TrainingSpec { batch_size: 16, epochs: 2, validation: 0, threads: 1 };
     spec.eval.plasticity.probe = 100;
     Some(spec)
 }

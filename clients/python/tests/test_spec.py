@@ -35,6 +35,7 @@ def test_defaults_are_filled_in_declared_order():
         ({"protocol": 2}, "protocol 2"),
         ({"colour": "red"}, "unknown field `colour`"),
         ({"training": {"batch_size": 8, "momentum": 1}}, "unknown field `training.momentum`"),
+        ({"training": {"threads": 0}}, "`training.threads` must be at least 1"),
         ({"method": {"name": "t", "kind": "toy_sgd", "params": {"lrr": 1}}}, "unknown parameter `lrr`"),
         ({"method": {"name": "t", "kind": "nope"}}, "unknown method kind `nope`"),
         ({"method": {"name": "t", "kind": "toy_sgd", "params": {"mode": "odd"}}}, "expected one of"),
@@ -47,6 +48,11 @@ def test_refusals(changes, message):
     with pytest.raises(BadSpec) as e:
         parse(**changes)
     assert message in str(e.value)
+
+
+def test_threads_are_read_and_default_to_one():
+    assert parse().training.threads == 1
+    assert parse(training={"batch_size": 8, "threads": 4}).training.threads == 4
 
 
 def test_known_stream_params_are_checked():

@@ -19,6 +19,9 @@
 //!   one thread (the committed figures of this machine kind), with GFLOP/s and the share of
 //!   the FMA peak on 512-bit vectors, which faer's GEMM uses.
 //!
+//! * P8 — `training.threads`: the biggest P7 workloads by the wall clock with their matrix
+//!   products on 1 thread and on every core (at most 4), and the speed-up.
+//!
 //! Single-threaded figures use CPU time ([`workers::bench::cpu_seconds`]); P3 and P4 are about
 //! processes and use the wall clock and `/proc`.
 
@@ -37,7 +40,7 @@ mod serve;
 pub struct BenchOptions {
     /// Shorter measurements (seconds, not minutes): numbers are noisier.
     pub quick: bool,
-    /// Parts to run (`p1` … `p4`); all when empty.
+    /// Parts to run (`p1` … `p8`); all when empty.
     pub only: Vec<String>,
     /// Scratch folder for P3 and P4.
     pub scratch: PathBuf,
@@ -108,6 +111,35 @@ fn conv_nets(budget: Duration, options: &BenchOptions) -> Result<Vec<Row>, Strin
             reference: format!("{reference:.0} samples/s ({source})"),
             target: "≥ PyTorch".into(),
             met: s >= reference,
+        });
+    }
+    Ok(rows)
+}
+
+/// P8: what `training.threads` gains on the largest conv workloads, by the wall clock.
+fn threaded_conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
+    use workers::model::convnet::architectures;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.clamp(2, 4);
+    let mut rows = Vec::new();
+    for (name, batch) in [("convnet", 100), ("reduced_resnet18", 128)] {
+        let mut rng = workers::rng::stream(0, "bench", 0);
+        let net = match name {
+            "convnet" => architectures::convnet(2, &mut rng),
+            _ => architectures::reduced_resnet18(100, &mut rng),
+        }
+        .map_err(|e| format!("P8 {name}: {e}"))?;
+        let one = bench::conv_samples_per_wall_second(&net, batch, budget, 3, 1)?;
+        let many = bench::conv_samples_per_wall_second(&net, batch, budget, 3, threads)?;
+        rows.push(Row {
+            id: "P8",
+            workload: format!(
+                "`{name}` SGD step on 3×32×32, batch {batch}, `threads: {threads}` ({cores} cores)"
+            ),
+            clorch: format!("{many:.0} samples/s ({:.2}× one thread)", many / one),
+            reference: format!("{one:.0} samples/s on one thread (wall clock)"),
+            target: "faster than one thread".into(),
+            met: many > one,
         });
     }
     Ok(rows)
@@ -243,6 +275,11 @@ pub fn run(options: &BenchOptions, mut print: impl FnMut(&Row)) -> Result<Vec<Ro
     }
     if wants("p7") {
         for row in conv_nets(budget, options)? {
+            push(row, &mut rows);
+        }
+    }
+    if wants("p8") {
+        for row in threaded_conv_nets(budget)? {
             push(row, &mut rows);
         }
     }

@@ -14,7 +14,8 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Only these parts, comma-separated: p1 (regression µs/example), p2 (MLP samples/s),
     /// p3 (parallel sweep), p4 (1,000-task stream memory), p5 (`clorch serve` on 200 runs ×
-    /// 1,000 tasks), p6 (event lines ingested per second), p7 (conv-net samples/s).
+    /// 1,000 tasks), p6 (event lines ingested per second), p7 (conv-net samples/s), p8 (conv nets with
+    /// `training.threads`: the speed-up by the wall clock).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Scratch folder for the sweep and the long stream (default: a folder in the system's

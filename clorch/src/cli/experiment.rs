@@ -48,7 +48,8 @@ pub struct RunArgs {
     /// list is refused.
     #[arg(long, short = 'm')]
     pub multirun: bool,
-    /// Workers at once (default: the recipe's `parallel`, else the number of cores).
+    /// Workers at once (default: the recipe's `parallel`, else the number of cores divided by the
+    /// runs' `training.threads`).
     #[arg(long, short = 'j', value_parser = parse_parallel)]
     pub parallel: Option<usize>,
     /// Results folder (default: the recipe's `output`, else `results/<name>`).
@@ -134,10 +135,12 @@ fn load(
     Ok(plan)
 }
 
-/// Workers at once: `-j`, else the recipe's `parallel`, else the number of cores.
+/// Workers at once: `-j`, else the recipe's `parallel`, else as many as the cores hold when
+/// each takes the `training.threads` of the plan's most-threaded run.
 fn workers_at_once(parallel: Option<usize>, plan: &Plan) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    parallel.or(plan.recipe.parallel).unwrap_or(cores).max(1)
+    let threads = plan.runs.iter().map(|run| run.spec.training.threads).max().unwrap_or(1).max(1);
+    parallel.or(plan.recipe.parallel).unwrap_or(cores / threads).max(1)
 }
 
 /// `clorch validate`: prints the runs a recipe would launch, or its errors — every error

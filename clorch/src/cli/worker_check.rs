@@ -196,7 +196,7 @@ fn tiny_spec(
             params,
             worker: Some(worker.clone()),
         },
-        training: TrainingSpec { batch_size: 16, epochs: 1, validation: 0 },
+        training: TrainingSpec { batch_size: 16, epochs: 1, validation: 0, threads: 1 },
         eval: EvalSpec::default(),
         checkpoint: CheckpointSpec::default(),
         run_dir: None,

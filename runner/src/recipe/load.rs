@@ -549,6 +549,17 @@ impl Validation<'_> {
         }
         self.bounded(&root.key("max_attempts"), u64::from(file.max_attempts), MAX_ATTEMPTS);
         let slurm = file.slurm.map(|slurm| self.slurm(slurm));
+        if let Some(slurm) = &slurm {
+            if (slurm.cpus as usize) < file.training.threads {
+                self.node(
+                    &root.key("slurm").key("cpus"),
+                    format!(
+                        "expected at least {} CPUs per task: `training.threads` asks for {} threads per run",
+                        file.training.threads, file.training.threads
+                    ),
+                );
+            }
+        }
         if !self.errors.is_empty() {
             return None;
         }
@@ -737,6 +748,7 @@ impl Validation<'_> {
         self.bounded(&base.key("batch_size"), training.batch_size as u64, MAX_BATCH_SIZE);
         self.bounded(&base.key("epochs"), training.epochs as u64, MAX_EPOCHS);
         self.at_most(&base.key("validation"), training.validation as u64, MAX_EXAMPLE_COUNT);
+        self.bounded(&base.key("threads"), training.threads as u64, protocol::MAX_THREADS as u64);
     }
 
     fn eval(&mut self, eval: &protocol::EvalSpec) {

@@ -77,6 +77,7 @@ pub enum RunError {
 /// acts at task boundaries. The orchestrator runs this when it plans; a worker again at start,
 /// where it also checks the network's shapes from the stream's real input.
 pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
+    check_threads(spec)?;
     // A stream whose headers cannot be read is reported by the stream's own checks.
     let input = crate::stream::input_shape(&spec.stream).ok();
     Network::check(&spec.network, input).map_err(|e| format!("network: {e}"))?;
@@ -113,6 +114,25 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
                 spec.method.name, m.kind
             ));
         }
+    }
+    Ok(())
+}
+
+/// `training.threads`: a positive count, at most [`protocol::spec::MAX_THREADS`], for an
+/// engine that has parallel matrix products (dfdx's autograd engine has none).
+fn check_threads(spec: &RunSpec) -> Result<(), String> {
+    let threads = spec.training.threads;
+    if threads == 0 || threads > crate::protocol::MAX_THREADS {
+        return Err(format!(
+            "training.threads: expected 1 to {}, found {threads}",
+            crate::protocol::MAX_THREADS
+        ));
+    }
+    if threads > 1 && spec.network.engine == crate::protocol::Engine::Autograd {
+        return Err(format!(
+            "training.threads: {threads} threads speed up the fused and conv engines' matrix products; \
+             `engine: autograd` runs on one thread (leave `threads` out, or use `engine: fused`)"
+        ));
     }
     Ok(())
 }
@@ -210,14 +230,18 @@ pub fn run(spec: &RunSpec, out: Box<dyn Write + Send>, control: &RunControl) -> 
     let plan = Network::plan(&spec.network, stream::input_shape(&spec.stream)?, info.head_outputs * heads)
         .map_err(|e| RunError::Spec(format!("network: {e}")))?;
     let mut init = rng::stream(spec.seed, "model.init", 0);
+    let threads = spec.training.threads;
     if plan.is_convolutional() {
         let (input, layers) = plan.conv_specs().map_err(|e| RunError::Spec(format!("network: {e}")))?;
         let net =
             ConvNet::new(input, &layers, &mut init).map_err(|e| RunError::Spec(format!("network: {e}")))?;
-        train(spec, stream, info, net, out, control)
+        model::threads::with_threads(threads, || train(spec, stream, info, net, out, control))
+            .map_err(RunError::Spec)?
     } else {
         let (sizes, activation) = plan.mlp().map_err(|e| RunError::Spec(format!("network: {e}")))?;
-        train(spec, stream, info, Mlp::new(&sizes, activation, &mut init), out, control)
+        let net = Mlp::new(&sizes, activation, &mut init);
+        model::threads::with_threads(threads, || train(spec, stream, info, net, out, control))
+            .map_err(RunError::Spec)?
     }
 }
 

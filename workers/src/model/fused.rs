@@ -6,7 +6,7 @@
 //! (`autograd`) to 1e-5 relative.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef};
 
 use super::activation;
 use super::mlp::{Layers, Mlp};
@@ -83,7 +83,7 @@ impl Workspace {
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)` (or `+=` with `accumulate`), on row-major views.
 fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
-    matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
+    matmul(dst, accum, lhs, rhs, 1.0f32, crate::model::threads::gemm_par());
 }
 
 /// Runs the network on `ws.input`, filling `ws.values`.

@@ -9,6 +9,7 @@ pub mod layer;
 pub mod loss;
 mod mlp;
 mod parameters;
+pub mod threads;
 
 pub use autograd::Autograd;
 pub use fused::Workspace;

@@ -224,6 +224,8 @@ class TrainingSpec:
     batch_size: int = 32
     epochs: int = 1
     validation: int = 0
+    # Threads the run may use for its arithmetic (a worker that cannot split its work ignores it).
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -380,14 +382,17 @@ def parse_spec(
         worker = WorkerCommand(list(wc["command"]), str(wc["dir"]))
     method = MethodSpec(str(me["name"]), str(me["kind"]), mparams, worker)
 
-    tr = _obj(raw.get("training", {}), "training", ("batch_size", "epochs", "validation"))
+    tr = _obj(raw.get("training", {}), "training", ("batch_size", "epochs", "validation", "threads"))
     training = TrainingSpec(
         batch_size=int(_uint(tr.get("batch_size", 32), "training.batch_size")),  # type: ignore[arg-type]
         epochs=int(_uint(tr.get("epochs", 1), "training.epochs")),  # type: ignore[arg-type]
         validation=int(_uint(tr.get("validation", 0), "training.validation")),  # type: ignore[arg-type]
+        threads=int(_uint(tr.get("threads", 1), "training.threads")),  # type: ignore[arg-type]
     )
     if training.batch_size < 1:
         raise BadSpec("`training.batch_size` must be at least 1")
+    if training.threads < 1:
+        raise BadSpec("`training.threads` must be at least 1")
 
     ev = _obj(
         raw.get("eval", {}), "eval", ("every", "tasks", "before_training", "max_examples", "online_bin", "plasticity")

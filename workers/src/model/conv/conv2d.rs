@@ -2,7 +2,7 @@
 //! per chunk (single-threaded, as the MLP's fused engine calls it).
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef};
 
 use super::im2col::{col2im_add, im2col};
 use super::{GeometryError, Window};
@@ -171,7 +171,7 @@ fn lane_sum(v: &[f32]) -> f32 {
 
 fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
-    matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
+    matmul(dst, accum, lhs, rhs, 1.0f32, crate::model::threads::gemm_par());
 }
 
 /// `output = conv(input, weight) + bias` for `batch` samples. `input` is `batch × in_channels

@@ -8,7 +8,7 @@
 //! works in four shared scratch buffers, so gradient memory does not grow with depth.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef};
 
 use super::{BasicBlock, BatchNorm2d, Conv2d, ConvNet, ConvNetError, Layer};
 use crate::model::conv::{self, ConvScratch};
@@ -196,7 +196,7 @@ impl Workspace {
 
 fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
-    matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
+    matmul(dst, accum, lhs, rhs, 1.0f32, crate::model::threads::gemm_par());
 }
 
 #[inline(always)]
