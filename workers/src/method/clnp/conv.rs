@@ -31,13 +31,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::conv_units::Units;
-use super::partition::Partition;
+use super::partition::{Correct, Partition};
 use super::pruning::{choose_thresholds, Activity, Candidate, Thresholds};
 use super::{ClnpConfig, FinishedTask, Penalty};
 use crate::method::conv_state::SavedConvNet;
 use crate::method::{ContinualMethod, MethodError, MethodState, Passes, StepContext, TaskContext};
 use crate::model::convnet::ConvNet;
-use crate::protocol::payload::{ClnpCapacity, ClnpLayer, ClnpNoFreeUnits, MeasuredOn, MethodPayload};
+use crate::protocol::payload::{ClnpNoFreeUnits, MeasuredOn, MethodPayload};
 use crate::stream::Target;
 
 /// What [`ConvNeuralPruning::save`] writes as metadata.
@@ -253,52 +253,22 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
             None
         };
 
-        let used_before = self.partition.clone();
-        let owner = u32::try_from(cx.task.index + 1).map_err(|_| fail("too many tasks".into()))?;
-        let mut new = vec![0usize; hidden];
-        for c in &candidates {
-            if choice.removed[c.layer].binary_search(&c.unit).is_err() {
-                self.partition.owner[c.layer][c.unit] = owner;
-                new[c.layer] += 1;
-            }
-        }
-        for row in head.clone() {
-            self.partition.frozen_outputs[row] = true;
-        }
+        let (before, new) = self.partition.commit(cx.task.index, &candidates, &choice.removed, &head)?;
         self.finished.push(FinishedTask { task: cx.task.index, head_start: head.start, head_end: head.end });
         self.frozen = Some(cx.net.clone());
-
         let reached = units.reached(cx.net, &head);
-        let (used, free) = (self.partition.used_counts(), self.partition.free_counts());
-        let layers: Vec<ClnpLayer> = (0..hidden)
-            .map(|h| {
-                let theta = choice.thresholds[h].unwrap_or(0.0);
-                let reused = (0..units.hidden[h].units)
-                    .filter(|&i| used_before.is_used(h, i) && reached[h][i] && activity[h][i] > theta)
-                    .count();
-                ClnpLayer {
-                    free: free[h],
-                    new: new[h],
-                    pruned: choice.removed[h].len(),
-                    reused,
-                    threshold: choice.thresholds[h],
-                    units: units.hidden[h].units,
-                    used: used[h],
-                }
-            })
-            .collect();
-        let accuracy = |correct: u64| correct as f64 / n.max(1) as f64;
-        cx.report.push(MethodPayload::ClnpCapacity(ClnpCapacity {
-            accuracy_pruned: accuracy(choice.correct),
-            accuracy_retrained: retrained.map(accuracy),
-            accuracy_unpruned: accuracy(baseline),
-            activity: self.activity.payload(),
-            evaluations: choice.evaluations,
-            examples: n,
-            layers,
+        let correct = Correct { unpruned: baseline, retrained };
+        cx.report.push(MethodPayload::ClnpCapacity(self.partition.capacity(
+            &before,
+            &new,
+            &choice,
+            &reached,
+            &activity,
+            self.activity,
+            n,
+            correct,
             measured_on,
-            threshold: choice.threshold(),
-        }));
+        )));
         Ok(())
     }
 
@@ -313,11 +283,7 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         if self.sizes.is_empty() {
             return;
         }
-        for (l, owner) in self.partition.owner.iter().enumerate() {
-            state.put_u32(format!("owner.{l}"), owner.clone());
-        }
-        state
-            .put_u32("frozen_outputs", self.partition.frozen_outputs.iter().map(|&f| u32::from(f)).collect());
+        self.partition.save(state);
     }
 
     fn load(&mut self, state: &MethodState) -> Result<(), MethodError> {
@@ -331,36 +297,7 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         self.restored = (!meta.frozen.is_empty())
             .then(|| SavedConvNet::read(state, "frozen", meta.frozen))
             .transpose()?;
-        if self.sizes.is_empty() {
-            self.partition = Partition::default();
-            return Ok(());
-        }
-        if self.sizes.len() < 2 {
-            return Err(MethodError::State(format!("clnp: network sizes {:?} are too few", self.sizes)));
-        }
-        let mut partition = Partition::new(&self.sizes);
-        for (l, owner) in partition.owner.iter_mut().enumerate() {
-            let name = format!("owner.{l}");
-            let saved = state.u32(&name)?;
-            if saved.len() != owner.len() {
-                return Err(MethodError::State(format!(
-                    "tensor `{name}` has {} units, the layer has {}",
-                    saved.len(),
-                    owner.len()
-                )));
-            }
-            owner.copy_from_slice(saved);
-        }
-        let saved = state.u32("frozen_outputs")?;
-        if saved.len() != partition.frozen_outputs.len() {
-            return Err(MethodError::State(format!(
-                "tensor `frozen_outputs` has {} rows, the output layer has {}",
-                saved.len(),
-                partition.frozen_outputs.len()
-            )));
-        }
-        partition.frozen_outputs = saved.iter().map(|&f| f != 0).collect();
-        self.partition = partition;
+        self.partition = Partition::load(&self.sizes, state)?;
         Ok(())
     }
 }

@@ -127,13 +127,13 @@ pub use pruning::{Activity, Thresholds};
 
 use serde::{Deserialize, Serialize};
 
-use self::partition::Partition;
+use self::partition::{Correct, Partition};
 use self::pruning::{choose_thresholds, measure_activity, reached_units, remove_units, Candidate};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::model::convnet::ConvNet;
 use crate::model::{Layers, Mlp};
 use crate::optim::OptimizerConfig;
-use crate::protocol::payload::{ClnpCapacity, ClnpLayer, ClnpNoFreeUnits, MeasuredOn, MethodPayload};
+use crate::protocol::payload::{ClnpNoFreeUnits, MeasuredOn, MethodPayload};
 use crate::protocol::Activation;
 use crate::stream::Target;
 
@@ -387,56 +387,24 @@ impl ContinualMethod for NeuralPruning {
         });
 
         // Units this task keeps join U; the ones pruned stay free.
-        let used_before = self.partition.clone();
-        let owner = u32::try_from(cx.task.index + 1).map_err(|_| Self::fail("too many tasks".into()))?;
-        let mut new = vec![0usize; hidden];
-        for c in &candidates {
-            if choice.removed[c.layer].binary_search(&c.unit).is_err() {
-                self.partition.owner[c.layer][c.unit] = owner;
-                new[c.layer] += 1;
-            }
-        }
-        for row in head.clone() {
-            self.partition.frozen_outputs[row] = true;
-        }
+        let (before, new) = self.partition.commit(cx.task.index, &candidates, &choice.removed, &head)?;
         self.finished.push(FinishedTask { task: cx.task.index, head_start: head.start, head_end: head.end });
         for (f, p) in self.frozen.buffers_mut().zip(cx.net.params.buffers()) {
             f.copy_from_slice(p);
         }
-
-        // An earlier task's unit is reused when this task's head depends on it through non-zero
-        // weights and it is as active on this task's data as the units the task kept in its layer.
         let reached = reached_units(cx.net, &head);
-        let (used, free) = (self.partition.used_counts(), self.partition.free_counts());
-        let layers: Vec<ClnpLayer> = (0..hidden)
-            .map(|l| {
-                let theta = choice.thresholds[l].unwrap_or(0.0);
-                let reused = (0..self.sizes[l + 1])
-                    .filter(|&i| used_before.is_used(l, i) && reached[l][i] && activity[l][i] > theta)
-                    .count();
-                ClnpLayer {
-                    free: free[l],
-                    new: new[l],
-                    pruned: choice.removed[l].len(),
-                    reused,
-                    threshold: choice.thresholds[l],
-                    units: self.sizes[l + 1],
-                    used: used[l],
-                }
-            })
-            .collect();
-        let accuracy = |correct: u64| correct as f64 / n.max(1) as f64;
-        cx.report.push(MethodPayload::ClnpCapacity(ClnpCapacity {
-            accuracy_pruned: accuracy(choice.correct),
-            accuracy_retrained: retrained.map(accuracy),
-            accuracy_unpruned: accuracy(baseline),
-            activity: self.activity.payload(),
-            evaluations: choice.evaluations,
-            examples: n,
-            layers,
+        let correct = Correct { unpruned: baseline, retrained };
+        cx.report.push(MethodPayload::ClnpCapacity(self.partition.capacity(
+            &before,
+            &new,
+            &choice,
+            &reached,
+            &activity,
+            self.activity,
+            n,
+            correct,
             measured_on,
-            threshold: choice.threshold(),
-        }));
+        )));
         Ok(())
     }
 
@@ -446,11 +414,7 @@ impl ContinualMethod for NeuralPruning {
         if self.sizes.is_empty() {
             return;
         }
-        for (l, owner) in self.partition.owner.iter().enumerate() {
-            state.put_u32(format!("owner.{l}"), owner.clone());
-        }
-        state
-            .put_u32("frozen_outputs", self.partition.frozen_outputs.iter().map(|&f| u32::from(f)).collect());
+        self.partition.save(state);
         state.put_layers("frozen", &self.frozen);
     }
 
@@ -459,36 +423,10 @@ impl ContinualMethod for NeuralPruning {
             .map_err(|e| MethodError::State(format!("clnp metadata: {e}")))?;
         self.sizes = meta.sizes;
         self.finished = meta.finished;
+        self.partition = Partition::load(&self.sizes, state)?;
         if self.sizes.is_empty() {
-            self.partition = Partition::default();
             return Ok(());
         }
-        if self.sizes.len() < 2 {
-            return Err(MethodError::State(format!("clnp: network sizes {:?} are too few", self.sizes)));
-        }
-        let mut partition = Partition::new(&self.sizes);
-        for (l, owner) in partition.owner.iter_mut().enumerate() {
-            let name = format!("owner.{l}");
-            let saved = state.u32(&name)?;
-            if saved.len() != owner.len() {
-                return Err(MethodError::State(format!(
-                    "tensor `{name}` has {} units, the layer has {}",
-                    saved.len(),
-                    owner.len()
-                )));
-            }
-            owner.copy_from_slice(saved);
-        }
-        let saved = state.u32("frozen_outputs")?;
-        if saved.len() != partition.frozen_outputs.len() {
-            return Err(MethodError::State(format!(
-                "tensor `frozen_outputs` has {} rows, the output layer has {}",
-                saved.len(),
-                partition.frozen_outputs.len()
-            )));
-        }
-        partition.frozen_outputs = saved.iter().map(|&f| f != 0).collect();
-        self.partition = partition;
         self.frozen = Layers::zeros(&self.sizes);
         state.read_layers_into("frozen", &mut self.frozen)
     }

@@ -20,7 +20,18 @@
 
 use std::ops::Range;
 
+use super::pruning::{Activity, Candidate, Choice};
+use crate::method::{MethodError, MethodState};
 use crate::model::{Layers, Mlp, Workspace};
+use crate::protocol::payload::{ClnpCapacity, ClnpLayer, MeasuredOn};
+
+/// Correct predictions on the measurement split before pruning and after retraining (when
+/// the method retrains).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Correct {
+    pub unpruned: u64,
+    pub retrained: Option<u64>,
+}
 
 /// The units of the hidden layers, each owned by the task that first kept it active, or free.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,6 +45,123 @@ pub(super) struct Partition {
 }
 
 impl Partition {
+    /// Writes the owners and frozen head rows into a checkpoint's method state.
+    pub fn save(&self, state: &mut MethodState) {
+        for (l, owner) in self.owner.iter().enumerate() {
+            state.put_u32(format!("owner.{l}"), owner.clone());
+        }
+        state.put_u32("frozen_outputs", self.frozen_outputs.iter().map(|&f| u32::from(f)).collect());
+    }
+
+    /// The partition [`Partition::save`] wrote for a network of `sizes` (empty: none yet).
+    pub fn load(sizes: &[usize], state: &MethodState) -> Result<Partition, MethodError> {
+        if sizes.is_empty() {
+            return Ok(Partition::default());
+        }
+        if sizes.len() < 2 {
+            return Err(MethodError::State(format!("clnp: network sizes {sizes:?} are too few")));
+        }
+        let mut partition = Partition::new(sizes);
+        for (l, owner) in partition.owner.iter_mut().enumerate() {
+            let name = format!("owner.{l}");
+            let saved = state.u32(&name)?;
+            if saved.len() != owner.len() {
+                return Err(MethodError::State(format!(
+                    "tensor `{name}` has {} units, the layer has {}",
+                    saved.len(),
+                    owner.len()
+                )));
+            }
+            owner.copy_from_slice(saved);
+        }
+        let saved = state.u32("frozen_outputs")?;
+        if saved.len() != partition.frozen_outputs.len() {
+            return Err(MethodError::State(format!(
+                "tensor `frozen_outputs` has {} rows, the output layer has {}",
+                saved.len(),
+                partition.frozen_outputs.len()
+            )));
+        }
+        partition.frozen_outputs = saved.iter().map(|&f| f != 0).collect();
+        Ok(partition)
+    }
+
+    /// Adds the task at `task` (its index in the stream) to U: the candidates pruning kept
+    /// become its units, its head's rows freeze. Returns the partition as it was and the units
+    /// each hidden layer gained.
+    pub fn commit(
+        &mut self,
+        task: usize,
+        candidates: &[Candidate],
+        removed: &[Vec<usize>],
+        head: &Range<usize>,
+    ) -> Result<(Partition, Vec<usize>), MethodError> {
+        let before = self.clone();
+        let owner =
+            u32::try_from(task + 1).map_err(|_| MethodError::Failed("clnp: too many tasks".into()))?;
+        let mut new = vec![0usize; self.hidden_layers()];
+        for c in candidates {
+            if removed[c.layer].binary_search(&c.unit).is_err() {
+                self.owner[c.layer][c.unit] = owner;
+                new[c.layer] += 1;
+            }
+        }
+        for row in head.clone() {
+            self.frozen_outputs[row] = true;
+        }
+        Ok((before, new))
+    }
+
+    /// The `clnp.capacity` event of the task [`Partition::commit`] just added: its layers'
+    /// units (used, free, new, pruned, reused — an earlier task's unit is reused when the
+    /// task's head reaches it through non-zero weights and it is more active than θ_l), with
+    /// the accuracies of the measurement split (`n` examples).
+    #[allow(clippy::too_many_arguments)]
+    pub fn capacity(
+        &self,
+        before: &Partition,
+        new: &[usize],
+        choice: &Choice,
+        reached: &[Vec<bool>],
+        activity: &[Vec<f64>],
+        measure: Activity,
+        n: usize,
+        correct: Correct,
+        measured_on: MeasuredOn,
+    ) -> ClnpCapacity {
+        let (used, free) = (self.used_counts(), self.free_counts());
+        let layers = (0..self.hidden_layers())
+            .map(|l| {
+                let theta = choice.thresholds[l].unwrap_or(0.0);
+                let units = self.owner[l].len();
+                let reused = (0..units)
+                    .filter(|&i| before.is_used(l, i) && reached[l][i] && activity[l][i] > theta)
+                    .count();
+                ClnpLayer {
+                    free: free[l],
+                    new: new[l],
+                    pruned: choice.removed[l].len(),
+                    reused,
+                    threshold: choice.thresholds[l],
+                    units,
+                    used: used[l],
+                }
+            })
+            .collect();
+        let accuracy = |correct: u64| correct as f64 / n.max(1) as f64;
+        ClnpCapacity {
+            accuracy_pruned: accuracy(choice.correct),
+            accuracy_retrained: correct.retrained.map(accuracy),
+            accuracy_unpruned: accuracy(correct.unpruned),
+            activity: measure.payload(),
+            evaluations: choice.evaluations,
+            examples: n,
+            layers,
+            measured_on,
+            threshold: choice.threshold(),
+        }
+    }
+
     /// Every hidden unit free, no head frozen, for a network of sizes `sizes`.
     pub fn new(sizes: &[usize]) -> Self {
         let hidden = sizes.len().saturating_sub(2);

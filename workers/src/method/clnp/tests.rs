@@ -8,7 +8,7 @@ use super::*;
 use crate::method::Compute;
 use crate::model::{fused, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
-use crate::protocol::payload::ClnpActivity;
+use crate::protocol::payload::{ClnpActivity, ClnpCapacity};
 use crate::protocol::{Engine, MethodSpec};
 use crate::rng::{self, Rng};
 use crate::stream::{FlipMode, InputTransform, SlowlyChangingRegressionSpec, SyntheticPermutedSpec};
