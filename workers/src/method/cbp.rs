@@ -160,6 +160,42 @@ impl LayerState {
             ..LayerState::default()
         }
     }
+
+    /// Step 4 for unit `i` given its instantaneous contribution `y` (activity × outgoing
+    /// magnitude): divides by the incoming magnitude `incoming()` for the adaptable
+    /// contribution utility, folds the result into the running utility with decay `eta` and
+    /// returns the bias-corrected utility (`correction` = 1 − ηᵃ).
+    pub(super) fn update_utility(
+        &mut self,
+        i: usize,
+        y: f32,
+        utility: Utility,
+        incoming: impl FnOnce() -> f32,
+        eta: f32,
+        correction: f32,
+    ) -> f32 {
+        let y = match utility {
+            Utility::AdaptableContribution if y != 0.0 => y / incoming(),
+            Utility::AdaptableContribution => 0.0,
+            Utility::Contribution => y,
+        };
+        let u = &mut self.utility[i];
+        *u = eta * *u + (1.0 - eta) * y;
+        *u / correction
+    }
+
+    /// After unit `r` was reinitialised: a newborn unit, age, utility and mean activation 0.
+    pub(super) fn reborn(&mut self, r: usize) {
+        self.age[r] = 0;
+        self.utility[r] = 0.0;
+        self.mean_activation[r] = 0.0;
+    }
+
+    /// Counts `n` units replaced this step.
+    pub(super) fn count_replaced(&mut self, n: usize) {
+        self.replaced_in_task += n as u64;
+        self.replaced_total += n as u64;
+    }
 }
 
 /// Per-layer buffers of one step, reused so a step allocates nothing.
@@ -294,14 +330,10 @@ impl ContinualBackprop {
         let incoming = &cx.net.layers()[l];
         s.corrected_utility.clear();
         for i in 0..units {
-            let mut y = s.outgoing[i] * s.activity[i];
-            if self.utility == Utility::AdaptableContribution {
-                let magnitude = mean_abs(incoming.row(i));
-                y = if y == 0.0 { 0.0 } else { y / magnitude };
-            }
-            let u = &mut state.utility[i];
-            *u = eta * *u + (1.0 - eta) * y;
-            s.corrected_utility.push(*u / s.correction[i]);
+            let y = s.outgoing[i] * s.activity[i];
+            let corrected =
+                state.update_utility(i, y, self.utility, || mean_abs(incoming.row(i)), eta, s.correction[i]);
+            s.corrected_utility.push(corrected);
         }
 
         // 5. How many units to replace, and which.
@@ -333,13 +365,9 @@ impl ContinualBackprop {
                 cx.optimizer.reset_incoming(l, r);
                 cx.optimizer.reset_outgoing(l, r);
             }
-            state.age[r] = 0;
-            state.utility[r] = 0.0;
-            state.mean_activation[r] = 0.0;
+            state.reborn(r);
         }
-        let n = self.scratch.chosen[l].len() as u64;
-        state.replaced_in_task += n;
-        state.replaced_total += n;
+        state.count_replaced(self.scratch.chosen[l].len());
     }
 }
 

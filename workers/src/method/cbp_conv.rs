@@ -205,19 +205,15 @@ impl ConvContinualBackprop {
         s.corrected_utility.clear();
         for i in 0..units {
             let a = &s.activity[i * p..(i + 1) * p];
-            let mut y = if per_position {
+            let y = if per_position {
                 let o = &s.outgoing[i * p..(i + 1) * p];
                 o.iter().zip(a).map(|(o, a)| o * a).sum::<f32>() / p as f32
             } else {
                 s.outgoing[i] * (a.iter().sum::<f32>() / p as f32)
             };
-            if self.utility == Utility::AdaptableContribution {
-                let magnitude = mean_abs(group.incoming_row(cx.net, i));
-                y = if y == 0.0 { 0.0 } else { y / magnitude };
-            }
-            let u = &mut state.utility[i];
-            *u = eta * *u + (1.0 - eta) * y;
-            s.corrected_utility.push(*u / s.correction[i]);
+            let incoming = || mean_abs(group.incoming_row(cx.net, i));
+            let corrected = state.update_utility(i, y, self.utility, incoming, eta, s.correction[i]);
+            s.corrected_utility.push(corrected);
         }
 
         let rule = Selection {
@@ -246,13 +242,9 @@ impl ConvContinualBackprop {
             if adam {
                 group.reset_optimizer(cx.optimizer, r);
             }
-            state.age[r] = 0;
-            state.utility[r] = 0.0;
-            state.mean_activation[r] = 0.0;
+            state.reborn(r);
         }
-        let n = self.scratch.chosen[g].len() as u64;
-        state.replaced_in_task += n;
-        state.replaced_total += n;
+        state.count_replaced(self.scratch.chosen[g].len());
     }
 }
 
