@@ -274,8 +274,15 @@ fn derpp_on_a_conv_net_stores_training_pass_logits_and_replays_alpha_mse_plus_be
     // the one applied.
     for (a, b) in [(a, 0.0), (0.0, b), (b, a)] {
         let miss = norm(&minus(&applied, &with(a, b))) / norm(&expected);
-        eprintln!("  with α = {a}, β = {b} instead: {miss:e} from the applied gradient");
+        eprintln!("  with α = {a:.1}, β = {b:.1} instead: {miss:e} from the applied gradient");
         assert!(miss > 100.0 * off.max(1e-7), "α = {a}, β = {b}: only {miss:e} from the applied gradient");
+    }
+    // The second batch joined the buffer with θ1's training-pass logits.
+    let train1 = outputs(&net1, &next, Mode::Train);
+    let buffer = derpp.buffer();
+    assert_eq!(buffer.len(), 12);
+    for (k, slot) in (6..12).enumerate() {
+        assert_eq!(buffer.example(slot).logits, &train1[k * width..(k + 1) * width], "slot {slot}");
     }
 }
 
