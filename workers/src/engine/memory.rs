@@ -130,8 +130,9 @@ const CONV_EVAL_CHUNK: u64 = 64;
 /// norm's rectified output and its projection's two outputs; back-propagation adds six
 /// buffers as large as the largest activation (two for the gradient, four for a block's
 /// scratch), and the convolutions share an unfolded-input buffer as large as the largest
-/// layer's kernel size × output positions. No conv-net method keeps per-parameter state yet
-/// (plain backprop only), so there is no method item.
+/// layer's kernel size × output positions. Of the methods' own state only the rehearsal
+/// methods' buffers and replay passes are counted; other methods' per-parameter state on a
+/// conv net is not estimated yet.
 fn conv_network(
     spec: &RunSpec,
     plan: &Network,
@@ -174,6 +175,14 @@ fn conv_network(
     let per_example =
         values.saturating_add(largest.saturating_mul(6)).saturating_add(unfolded.saturating_mul(2));
     e.add("activations", rows.saturating_mul(per_example).saturating_mul(F32));
+    let mut method_bytes = 0u64;
+    if matches!(spec.method.kind.as_str(), "er" | "der" | "derpp" | "agem") {
+        let outputs = plan.layers.last().map_or(0, |l| l.output.len()) as u64;
+        for (what, bytes) in rehearsal_state(spec, shape, outputs, per_example.saturating_mul(F32), p) {
+            method_bytes = method_bytes.saturating_add(bytes);
+            e.add(what, bytes);
+        }
+    }
     let plasticity = &spec.eval.plasticity;
     if plasticity.every > 0 {
         let probe = (plasticity.probe as u64).min(shape.test.max(shape.train)).max(1);
@@ -189,7 +198,7 @@ fn conv_network(
         let svd = probe.saturating_mul(widest).saturating_mul(3 * F64);
         e.add("plasticity probe", probe.saturating_mul(features).saturating_mul(F32).saturating_add(svd));
     }
-    e.add("checkpoint copy", p.saturating_mul(1 + moments));
+    e.add("checkpoint copy", p.saturating_mul(1 + moments).saturating_add(method_bytes));
 }
 
 /// This process's peak resident memory so far (`VmHWM` of `/proc/self/status`, Linux only):
@@ -437,18 +446,27 @@ fn method_state(
             vec![(format!("unit statistics ({})", spec.method.kind), units.saturating_mul(16 * F64))]
         }
         "weight_field" | "niwf" => field_state(spec, shape, sizes, p, optimizer),
-        "er" | "der" | "derpp" | "agem" => rehearsal_state(spec, shape, sizes, p),
+        "er" | "der" | "derpp" | "agem" => {
+            let units: u64 = sizes.iter().fold(0u64, |n, &s| n.saturating_add(s));
+            rehearsal_state(spec, shape, *sizes.last().unwrap_or(&0), units.saturating_mul(2 * F32), p)
+        }
         _ => Vec::new(),
     }
 }
 
 /// A rehearsal method's buffer — per example its inputs and, for `der`/`derpp`, the logits of
-/// the whole output layer as f32, a 4-byte target and a head range (two 8-byte bounds) — and
-/// what its step adds: a replay batch's activations and two more parameter-sized gradients.
-fn rehearsal_state(spec: &RunSpec, shape: &StreamShape, sizes: &[u64], p: u64) -> Vec<(String, u64)> {
+/// the whole output layer (`outputs` units) as f32, a 4-byte target and a head range (two
+/// 8-byte bounds) — and what its step adds: a replay batch's activations (`activations` bytes
+/// per example, the network family's) and two more parameter-sized gradients.
+fn rehearsal_state(
+    spec: &RunSpec,
+    shape: &StreamShape,
+    outputs: u64,
+    activations: u64,
+    p: u64,
+) -> Vec<(String, u64)> {
     let kind = spec.method.kind.as_str();
     let examples = count(spec, "buffer_size");
-    let outputs = *sizes.last().unwrap_or(&0);
     let logits = if matches!(kind, "der" | "derpp") { outputs } else { 0 };
     let per_example = shape.inputs.saturating_add(logits).saturating_mul(F32).saturating_add(4 + 16);
     let buffer = examples.saturating_mul(per_example);
@@ -457,9 +475,8 @@ fn rehearsal_state(spec: &RunSpec, shape: &StreamShape, sizes: &[u64], p: u64) -
         0 => batch,
         r => r,
     };
-    let units: u64 = sizes.iter().fold(0u64, |n, &s| n.saturating_add(s));
     let rows = batch.saturating_add(replay);
-    let step = rows.saturating_mul(units).saturating_mul(2 * F32).saturating_add(p.saturating_mul(2));
+    let step = rows.saturating_mul(activations).saturating_add(p.saturating_mul(2));
     vec![(format!("replay buffer ({kind})"), buffer), (format!("replay passes ({kind})"), step)]
 }
 
@@ -582,6 +599,47 @@ mod tests {
         assert!(
             e.items.iter().any(|i| i.what == "replay buffer (er)" && i.bytes == buffer("er", 1000)),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_conv_nets_replay_buffer_counts_its_images_and_logits() {
+        let dir = test_support::scratch("memory-conv-buffer");
+        std::fs::write(dir.path().join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
+        std::fs::write(dir.path().join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
+        let estimate_for = |kind: &str, params: Value| {
+            let spec = SpecBuilder::synthetic(2)
+                .stream(json!({"class_incremental_cifar100": {"data_dir": dir.path(), "tasks": 5}}))
+                .with(|s| {
+                    s.network = serde_json::from_value(json!({"layers": [
+                        {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"relu": {}},
+                        {"global_avg_pool": {}}
+                    ]}))
+                    .unwrap();
+                })
+                .method(kind, params)
+                .build();
+            estimate(&spec).unwrap()
+        };
+        let item = |e: &MemoryEstimate, what: &str| e.items.iter().find(|i| i.what == what).map(|i| i.bytes);
+        // Per example a 3×32×32 image (and for der the 100 logits of the growing head) as f32,
+        // a 4-byte target and a 16-byte head range.
+        let er = estimate_for("er", json!({"buffer_size": 1000}));
+        assert_eq!(item(&er, "replay buffer (er)"), Some(1000 * (3 * 32 * 32 * 4 + 20)), "{er}");
+        let agem = estimate_for("agem", json!({"buffer_size": 1000}));
+        assert_eq!(item(&agem, "replay buffer (agem)"), item(&er, "replay buffer (er)"));
+        let derpp = estimate_for("derpp", json!({"buffer_size": 200}));
+        assert_eq!(
+            item(&derpp, "replay buffer (derpp)"),
+            Some(200 * ((3 * 32 * 32 + 100) * 4 + 20)),
+            "{derpp}"
+        );
+        // The buffer is checkpointed: the checkpoint copy grows by it and by the replay passes.
+        let sgd = estimate_for("sgd", json!({}));
+        let passes = item(&er, "replay passes (er)").expect("a replay-pass item");
+        assert_eq!(
+            item(&er, "checkpoint copy").unwrap(),
+            item(&sgd, "checkpoint copy").unwrap() + 1000 * (3 * 32 * 32 * 4 + 20) + passes
         );
     }
 

@@ -92,18 +92,68 @@ pub trait Passes<M: Trainable>: Send + Sized {
     ) -> Result<BatchLoss, String>;
     /// The gradients and the workspace of the last training pass, borrowed together.
     fn step_parts(&mut self) -> (&mut M::Params, &M::Workspace);
-    /// Loss and accuracy of `net` on the first `max` examples of `split`, with `forward` as
-    /// the model's prediction (see [`Compute::evaluate_with`]).
+    /// Examples per chunk of an evaluation or of [`Passes::for_each_chunk_by`].
+    fn chunk(&self) -> usize;
+    /// The buffer the chunked passes list a chunk's example indices in, kept between calls
+    /// so they allocate once.
+    fn index_buffer(&mut self) -> &mut Vec<usize>;
+    /// The outputs in `ws` after a forward pass of `net`, and how many there are per example.
+    fn outputs<'w>(net: &M, ws: &'w M::Workspace) -> (&'w [f32], usize);
+    /// Loss and accuracy of `net` itself on the first `max` examples of `split`.
+    fn evaluate_net(&mut self, net: &M, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss;
+
+    /// Loss and accuracy of `net` on the first `max` examples of `split` (all when `None`),
+    /// with `forward` as the model's prediction: it fills the workspace's outputs from its
+    /// input (the network's own pass, or a method's own model, see
+    /// [`Learner`](super::Learner)). The chunks are always the same — from the split's start,
+    /// in steps of [`Passes::chunk`] — so the same examples are evaluated in the same batches
+    /// every time, and memory stays bounded.
     fn evaluate_by<E>(
         &mut self,
         net: &M,
         split: &Split,
         head: Range<usize>,
         max: Option<usize>,
-        forward: impl FnMut(&M, &mut M::Workspace) -> Result<(), E>,
-    ) -> Result<BatchLoss, E>;
-    /// Loss and accuracy of `net` itself on the first `max` examples of `split`.
-    fn evaluate_net(&mut self, net: &M, split: &Split, head: Range<usize>, max: Option<usize>) -> BatchLoss;
+        mut forward: impl FnMut(&M, &mut M::Workspace) -> Result<(), E>,
+    ) -> Result<BatchLoss, E> {
+        let n = max.map_or(split.len(), |m| m.min(split.len()));
+        let mut total = BatchLoss::default();
+        let mut start = 0;
+        while start < n {
+            let end = (start + self.chunk()).min(n);
+            let mut indices = std::mem::take(self.index_buffer());
+            indices.clear();
+            indices.extend(start..end);
+            self.load_batch(split, &indices);
+            *self.index_buffer() = indices;
+            let (ws, targets) = self.batch_parts();
+            forward(net, ws)?;
+            let (outputs, width) = Self::outputs(net, ws);
+            total.add(loss::evaluate(outputs, width, head.clone(), targets, None));
+            start = end;
+        }
+        Ok(total)
+    }
+
+    /// Calls `visit` with the workspace and the targets after `forward` has run on each chunk
+    /// of examples `indices` of `split`, in order (chunks of [`Passes::chunk`]); stops at
+    /// `forward`'s first error.
+    fn for_each_chunk_by<E>(
+        &mut self,
+        net: &M,
+        split: &Split,
+        indices: &[usize],
+        mut forward: impl FnMut(&M, &mut M::Workspace) -> Result<(), E>,
+        mut visit: impl FnMut(&M::Workspace, Targets<'_>),
+    ) -> Result<(), E> {
+        for chunk in indices.chunks(self.chunk()) {
+            self.load_batch(split, chunk);
+            let (ws, targets) = self.batch_parts();
+            forward(net, ws)?;
+            visit(ws, targets);
+        }
+        Ok(())
+    }
 }
 
 impl Passes<Mlp> for Compute {
@@ -137,15 +187,16 @@ impl Passes<Mlp> for Compute {
         (&mut self.grads, &self.workspace)
     }
 
-    fn evaluate_by<E>(
-        &mut self,
-        net: &Mlp,
-        split: &Split,
-        head: Range<usize>,
-        max: Option<usize>,
-        forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
-    ) -> Result<BatchLoss, E> {
-        self.evaluate_with(net, split, head, max, forward)
+    fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn index_buffer(&mut self) -> &mut Vec<usize> {
+        &mut self.indices
+    }
+
+    fn outputs<'w>(_: &Mlp, ws: &'w Workspace) -> (&'w [f32], usize) {
+        (ws.outputs(), ws.output_width())
     }
 
     fn evaluate_net(
@@ -168,10 +219,47 @@ pub struct Compute {
     pub workspace: Workspace,
     /// Gradients of the last backward pass.
     pub grads: Layers,
-    classes: Vec<u32>,
-    reals: Vec<f32>,
+    targets: BatchTargets,
     indices: Vec<usize>,
     chunk: usize,
+}
+
+/// The targets of a loaded batch, classes or reals as its split has them: what both compute
+/// facilities keep beside their workspace.
+#[derive(Default)]
+pub(super) struct BatchTargets {
+    classes: Vec<u32>,
+    reals: Vec<f32>,
+}
+
+impl BatchTargets {
+    /// Replaces them by the targets of examples `indices` of `split`.
+    pub(super) fn load(&mut self, split: &Split, indices: &[usize]) {
+        self.classes.clear();
+        self.reals.clear();
+        for &i in indices {
+            match split.target(i) {
+                Target::Class(c) => self.classes.push(c),
+                Target::Real(r) => self.reals.push(r),
+            }
+        }
+    }
+
+    /// Replaces them by `classes`.
+    fn set_classes(&mut self, classes: &[u32]) {
+        self.classes.clear();
+        self.classes.extend_from_slice(classes);
+        self.reals.clear();
+    }
+
+    /// The targets, as the loss reads them.
+    pub(super) fn get(&self) -> Targets<'_> {
+        if self.reals.is_empty() {
+            Targets::Classes(&self.classes)
+        } else {
+            Targets::Reals(&self.reals)
+        }
+    }
 }
 
 impl Compute {
@@ -183,8 +271,7 @@ impl Compute {
             autograd: (engine == Engine::Autograd).then(Autograd::new),
             workspace: Workspace::new(&sizes, batch),
             grads: Layers::zeros_like(&net.params),
-            classes: Vec::new(),
-            reals: Vec::new(),
+            targets: BatchTargets::default(),
             indices: Vec::new(),
             chunk: 500,
         }
@@ -194,14 +281,7 @@ impl Compute {
     pub fn load(&mut self, split: &Split, indices: &[usize]) {
         self.workspace.set_batch(indices.len());
         split.gather_inputs(indices, &mut self.workspace.input);
-        self.classes.clear();
-        self.reals.clear();
-        for &i in indices {
-            match split.target(i) {
-                Target::Class(c) => self.classes.push(c),
-                Target::Real(r) => self.reals.push(r),
-            }
-        }
+        self.targets.load(split, indices);
     }
 
     /// Loads a batch given directly as inputs (`batch × inputs`, row-major) and classes —
@@ -209,18 +289,12 @@ impl Compute {
     pub fn set_batch(&mut self, inputs: &[f32], classes: &[u32]) {
         self.workspace.set_batch(classes.len());
         self.workspace.input.copy_from_slice(inputs);
-        self.classes.clear();
-        self.classes.extend_from_slice(classes);
-        self.reals.clear();
+        self.targets.set_classes(classes);
     }
 
     /// Targets of the loaded batch.
     pub fn targets(&self) -> Targets<'_> {
-        if self.reals.is_empty() {
-            Targets::Classes(&self.classes)
-        } else {
-            Targets::Reals(&self.reals)
-        }
+        self.targets.get()
     }
 
     /// Forward pass on the loaded batch (values in `workspace`).
@@ -238,8 +312,7 @@ impl Compute {
         task: usize,
         mut hook: impl FnMut(&mut OutputContext<'_>),
     ) -> BatchLoss {
-        let targets =
-            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        let targets = self.targets.get();
         let mut totals = BatchLoss::default();
         let mut output_gradient = |ws: &mut Workspace| {
             let width = ws.output_width();
@@ -289,32 +362,17 @@ impl Compute {
 
     /// [`Compute::evaluate`] with another model's forward pass: `forward` fills the
     /// workspace's values from its input (a method with its own model, see
-    /// [`Learner`](super::Learner)). The chunks are always the same (from the split's start, in
-    /// steps of 500), so the same examples are evaluated in the same batches every time.
+    /// [`Learner`](super::Learner)); in the same chunks of 500 from the split's start
+    /// ([`Passes::evaluate_by`]).
     pub fn evaluate_with<E>(
         &mut self,
         net: &Mlp,
         split: &Split,
         head: Range<usize>,
         max: Option<usize>,
-        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+        forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
     ) -> Result<BatchLoss, E> {
-        let n = max.map_or(split.len(), |m| m.min(split.len()));
-        let mut total = BatchLoss::default();
-        let mut start = 0;
-        while start < n {
-            let end = (start + self.chunk).min(n);
-            let mut indices = std::mem::take(&mut self.indices);
-            indices.clear();
-            indices.extend(start..end);
-            self.load(split, &indices);
-            self.indices = indices;
-            forward(net, &mut self.workspace)?;
-            let width = self.workspace.output_width();
-            total.add(loss::evaluate(self.workspace.outputs(), width, head.clone(), self.targets(), None));
-            start = end;
-        }
-        Ok(total)
+        self.evaluate_by(net, split, head, max, forward)
     }
 
     /// Per-example gradients: for each example `indices[i]` of `split`, one forward and one
@@ -386,28 +444,16 @@ impl Compute {
         net: &Mlp,
         split: &Split,
         indices: &[usize],
-        mut forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
-        mut visit: impl FnMut(&Workspace, Targets<'_>),
+        forward: impl FnMut(&Mlp, &mut Workspace) -> Result<(), E>,
+        visit: impl FnMut(&Workspace, Targets<'_>),
     ) -> Result<(), E> {
-        for chunk in indices.chunks(self.chunk) {
-            self.load(split, chunk);
-            forward(net, &mut self.workspace)?;
-            let targets = if self.reals.is_empty() {
-                Targets::Classes(&self.classes)
-            } else {
-                Targets::Reals(&self.reals)
-            };
-            visit(&self.workspace, targets);
-        }
-        Ok(())
+        self.for_each_chunk_by(net, split, indices, forward, visit)
     }
 
     /// The workspace (whose input holds the loaded batch) and the batch's targets, borrowed
     /// together, for a method that runs its own passes on the batch.
     pub fn batch_mut(&mut self) -> (&mut Workspace, Targets<'_>) {
-        let targets =
-            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
-        (&mut self.workspace, targets)
+        (&mut self.workspace, self.targets.get())
     }
 
     /// The engine in use.

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::context::{OutputContext, Passes};
+use super::context::{BatchTargets, OutputContext, Passes};
 use crate::model::convnet::{self, ConvNet, Mode, Workspace};
 use crate::model::{loss, BatchLoss, Targets};
 use crate::protocol::Engine;
@@ -23,8 +23,7 @@ pub struct ConvCompute {
     pub workspace: Workspace,
     /// Gradients of the last training pass (its structure is also what sizes the workspace).
     pub grads: ConvNet,
-    classes: Vec<u32>,
-    reals: Vec<f32>,
+    targets: BatchTargets,
     indices: Vec<usize>,
     chunk: usize,
 }
@@ -35,18 +34,9 @@ impl ConvCompute {
         ConvCompute {
             workspace: Workspace::new(net, batch.max(1)),
             grads: net.zeros_like(),
-            classes: Vec::new(),
-            reals: Vec::new(),
+            targets: BatchTargets::default(),
             indices: Vec::new(),
             chunk: batch.max(EVAL_CHUNK),
-        }
-    }
-
-    fn targets(&self) -> Targets<'_> {
-        if self.reals.is_empty() {
-            Targets::Classes(&self.classes)
-        } else {
-            Targets::Reals(&self.reals)
         }
     }
 
@@ -57,17 +47,11 @@ impl ConvCompute {
         net: &ConvNet,
         split: &Split,
         indices: &[usize],
-        mut visit: impl FnMut(&Workspace, Targets<'_>),
+        visit: impl FnMut(&Workspace, Targets<'_>),
     ) {
-        for chunk in indices.chunks(self.chunk) {
-            self.load_batch(split, chunk);
-            eval_forward(net, &mut self.workspace);
-            let targets = if self.reals.is_empty() {
-                Targets::Classes(&self.classes)
-            } else {
-                Targets::Reals(&self.reals)
-            };
-            visit(&self.workspace, targets);
+        match self.for_each_chunk_by(net, split, indices, plain, visit) {
+            Ok(()) => {}
+            Err(never) => match never {},
         }
     }
 }
@@ -127,6 +111,12 @@ fn eval_forward(net: &ConvNet, ws: &mut Workspace) {
     convnet::forward_pass(net, ws, Mode::Eval).expect("an evaluation-mode pass has no batch-size condition");
 }
 
+/// [`eval_forward`] as the forward pass of the chunked loops.
+fn plain(net: &ConvNet, ws: &mut Workspace) -> Result<(), std::convert::Infallible> {
+    eval_forward(net, ws);
+    Ok(())
+}
+
 impl Passes<ConvNet> for ConvCompute {
     fn for_network(net: &ConvNet, _engine: Engine, batch: usize) -> Self {
         ConvCompute::new(net, batch)
@@ -135,14 +125,7 @@ impl Passes<ConvNet> for ConvCompute {
     fn load_batch(&mut self, split: &Split, indices: &[usize]) {
         self.workspace.set_batch(&self.grads, indices.len());
         split.gather_inputs(indices, &mut self.workspace.input);
-        self.classes.clear();
-        self.reals.clear();
-        for &i in indices {
-            match split.target(i) {
-                Target::Class(c) => self.classes.push(c),
-                Target::Real(r) => self.reals.push(r),
-            }
-        }
+        self.targets.load(split, indices);
     }
 
     fn input_mut(&mut self) -> &mut [f32] {
@@ -150,9 +133,7 @@ impl Passes<ConvNet> for ConvCompute {
     }
 
     fn batch_parts(&mut self) -> (&mut Workspace, Targets<'_>) {
-        let targets =
-            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
-        (&mut self.workspace, targets)
+        (&mut self.workspace, self.targets.get())
     }
 
     fn train_pass(
@@ -163,8 +144,7 @@ impl Passes<ConvNet> for ConvCompute {
         mut hook: impl FnMut(&mut OutputContext<'_, ConvNet>),
     ) -> Result<BatchLoss, String> {
         convnet::forward_pass(net, &mut self.workspace, Mode::Train).map_err(|e| e.to_string())?;
-        let targets =
-            if self.reals.is_empty() { Targets::Classes(&self.classes) } else { Targets::Reals(&self.reals) };
+        let targets = self.targets.get();
         let ws = &mut self.workspace;
         let width = net.outputs();
         let mut output_grad = std::mem::take(&mut ws.output_grad);
@@ -188,30 +168,16 @@ impl Passes<ConvNet> for ConvCompute {
         (&mut self.grads, &self.workspace)
     }
 
-    fn evaluate_by<E>(
-        &mut self,
-        net: &ConvNet,
-        split: &Split,
-        head: Range<usize>,
-        max: Option<usize>,
-        mut forward: impl FnMut(&ConvNet, &mut Workspace) -> Result<(), E>,
-    ) -> Result<BatchLoss, E> {
-        let n = max.map_or(split.len(), |m| m.min(split.len()));
-        let mut total = BatchLoss::default();
-        let mut start = 0;
-        while start < n {
-            let end = (start + self.chunk).min(n);
-            let mut indices = std::mem::take(&mut self.indices);
-            indices.clear();
-            indices.extend(start..end);
-            self.load_batch(split, &indices);
-            self.indices = indices;
-            forward(net, &mut self.workspace)?;
-            let width = net.outputs();
-            total.add(loss::evaluate(self.workspace.outputs(), width, head.clone(), self.targets(), None));
-            start = end;
-        }
-        Ok(total)
+    fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn index_buffer(&mut self) -> &mut Vec<usize> {
+        &mut self.indices
+    }
+
+    fn outputs<'w>(net: &ConvNet, ws: &'w Workspace) -> (&'w [f32], usize) {
+        (ws.outputs(), net.outputs())
     }
 
     fn evaluate_net(
@@ -221,10 +187,6 @@ impl Passes<ConvNet> for ConvCompute {
         head: Range<usize>,
         max: Option<usize>,
     ) -> BatchLoss {
-        let plain = |net: &ConvNet, ws: &mut Workspace| {
-            eval_forward(net, ws);
-            Ok::<(), std::convert::Infallible>(())
-        };
         match self.evaluate_by(net, split, head, max, plain) {
             Ok(total) => total,
             Err(never) => match never {},

@@ -88,12 +88,18 @@ pub struct Agem<M: ReplayNet> {
 }
 
 impl<M: ReplayNet> Agem<M> {
-    fn new(c: &AgemConfig) -> Self {
+    pub(super) fn new(c: &AgemConfig) -> Self {
         Agem {
             buffer: Buffer::new(c.buffer_size as usize),
             replay: c.replay_batch_size.map(|r| r as usize),
             scratch: None,
         }
+    }
+
+    /// The buffer, for tests that check what it holds.
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> &Buffer {
+        &self.buffer
     }
 }
 

@@ -241,6 +241,7 @@ impl Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::method::rehearsal::testing::{chi_square_999, pearson};
     use crate::rng;
 
     fn item(value: &[f32]) -> Example<'_> {
@@ -267,18 +268,7 @@ mod tests {
                 counts[buffer.example(slot).input[0] as usize] += 1;
             }
         }
-        let expected = (trials * capacity) as f64 / items as f64;
-        counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
-    }
-
-    /// The 99.9% quantile of χ² with k degrees of freedom by the Wilson–Hilferty
-    /// approximation, k(1 − 2/(9k) + z·√(2/(9k)))³ with z = Φ⁻¹(0.999) = 3.090232. For
-    /// k = 1999 it gives 2200.12; the exact quantile, by bisection on the regularised lower
-    /// incomplete gamma function P(k/2, x/2) summed as its power series, is 2200.11.
-    fn chi_square_999(k: f64) -> f64 {
-        let z = 3.090_232;
-        let a = 2.0 / (9.0 * k);
-        k * (1.0 - a + z * a.sqrt()).powi(3)
+        pearson(&counts, (trials * capacity) as f64 / items as f64)
     }
 
     #[test]

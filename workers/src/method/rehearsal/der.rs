@@ -21,7 +21,9 @@
 //! augmentation when it has one (Mammoth stores non-augmented copies and augments replayed
 //! examples afresh); the β term reads each example's own head on task-incremental streams.
 //! Works on online streams. On conv nets each of the three passes is a training pass, so batch
-//! norm's running statistics move three times a step, as in Mammoth.
+//! norm's running statistics move three times a step, as in Mammoth; the logits stored are the
+//! current batch's training-mode outputs (batch norm on the batch's own statistics), as
+//! Mammoth stores `outputs.data` computed under `net.train()`, not an evaluation-mode pass's.
 
 use serde::{Deserialize, Serialize};
 
@@ -135,7 +137,13 @@ pub struct Der<M: ReplayNet> {
 }
 
 impl<M: ReplayNet> Der<M> {
-    fn new(kind: &'static str, buffer_size: f64, replay: Option<f64>, alpha: f64, beta: Option<f64>) -> Self {
+    pub(super) fn new(
+        kind: &'static str,
+        buffer_size: f64,
+        replay: Option<f64>,
+        alpha: f64,
+        beta: Option<f64>,
+    ) -> Self {
         Der {
             kind,
             buffer: Buffer::new(buffer_size as usize),
@@ -144,6 +152,12 @@ impl<M: ReplayNet> Der<M> {
             beta: beta.map(|b| b as f32),
             scratch: None,
         }
+    }
+
+    /// The buffer, for tests that check what it holds.
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> &Buffer {
+        &self.buffer
     }
 }
 

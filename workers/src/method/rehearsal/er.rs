@@ -71,12 +71,18 @@ pub struct Er<M: ReplayNet> {
 }
 
 impl<M: ReplayNet> Er<M> {
-    fn new(c: &ErConfig) -> Self {
+    pub(super) fn new(c: &ErConfig) -> Self {
         Er {
             buffer: Buffer::new(c.buffer_size as usize),
             replay: c.replay_batch_size.map(|r| r as usize),
             scratch: None,
         }
+    }
+
+    /// The buffer, for tests that check what it holds.
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> &Buffer {
+        &self.buffer
     }
 }
 

@@ -16,6 +16,8 @@
 
 mod agem;
 pub mod buffer;
+#[cfg(test)]
+mod conv_tests;
 mod der;
 mod er;
 pub mod replay;
@@ -156,5 +158,20 @@ mod testing {
         let mut next = net.clone();
         sgd(net).step(&mut next, grads);
         next
+    }
+
+    /// Pearson's χ² of `counts` against the same `expected` count in every cell.
+    pub fn pearson(counts: &[u64], expected: f64) -> f64 {
+        counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
+    }
+
+    /// The 99.9% quantile of χ² with k degrees of freedom by the Wilson–Hilferty
+    /// approximation, k(1 − 2/(9k) + z·√(2/(9k)))³ with z = Φ⁻¹(0.999) = 3.090232. For
+    /// k = 1999 it gives 2200.12; the exact quantile, by bisection on the regularised lower
+    /// incomplete gamma function P(k/2, x/2) summed as its power series, is 2200.11.
+    pub fn chi_square_999(k: f64) -> f64 {
+        let z = 3.090_232;
+        let a = 2.0 / (9.0 * k);
+        k * (1.0 - a + z * a.sqrt()).powi(3)
     }
 }
