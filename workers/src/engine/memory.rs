@@ -130,9 +130,8 @@ const CONV_EVAL_CHUNK: u64 = 64;
 /// norm's rectified output and its projection's two outputs; back-propagation adds six
 /// buffers as large as the largest activation (two for the gradient, four for a block's
 /// scratch), and the convolutions share an unfolded-input buffer as large as the largest
-/// layer's kernel size × output positions. Of the methods' own state only the rehearsal
-/// methods' buffers and replay passes are counted; other methods' per-parameter state on a
-/// conv net is not estimated yet.
+/// layer's kernel size × output positions. The method's own state is
+/// [`conv_method_state`].
 fn conv_network(
     spec: &RunSpec,
     plan: &Network,
@@ -176,12 +175,9 @@ fn conv_network(
         values.saturating_add(largest.saturating_mul(6)).saturating_add(unfolded.saturating_mul(2));
     e.add("activations", rows.saturating_mul(per_example).saturating_mul(F32));
     let mut method_bytes = 0u64;
-    if matches!(spec.method.kind.as_str(), "er" | "der" | "derpp" | "agem") {
-        let outputs = plan.layers.last().map_or(0, |l| l.output.len()) as u64;
-        for (what, bytes) in rehearsal_state(spec, shape, outputs, per_example.saturating_mul(F32), p) {
-            method_bytes = method_bytes.saturating_add(bytes);
-            e.add(what, bytes);
-        }
+    for (what, bytes) in conv_method_state(spec, shape, plan, optimizer, per_example.saturating_mul(F32)) {
+        method_bytes = method_bytes.saturating_add(bytes);
+        e.add(what, bytes);
     }
     let plasticity = &spec.eval.plasticity;
     if plasticity.every > 0 {
@@ -199,6 +195,55 @@ fn conv_network(
         e.add("plasticity probe", probe.saturating_mul(features).saturating_mul(F32).saturating_add(svd));
     }
     e.add("checkpoint copy", p.saturating_mul(1 + moments).saturating_add(method_bytes));
+}
+
+/// What a method keeps beyond a conv net and its optimiser, by item — the counterpart of
+/// [`method_state`], with a conv net's units being its channels (and the linear layers'
+/// units) and `activations` the bytes one example's pass keeps.
+fn conv_method_state(
+    spec: &RunSpec,
+    shape: &StreamShape,
+    plan: &Network,
+    optimizer: OptimizerKind,
+    activations: u64,
+) -> Vec<(String, u64)> {
+    use crate::model::layer::Part;
+    let p = (plan.parameters() as u64).saturating_mul(F32);
+    let outputs = plan.layers.last().map_or(0, |l| l.output.len()) as u64;
+    let kind = spec.method.kind.as_str();
+    match kind {
+        "er" | "der" | "derpp" | "agem" => rehearsal_state(spec, shape, outputs, activations, p),
+        "weight_aligning" => {
+            // The previous network and a chunk of its evaluation.
+            let workspace = CONV_EVAL_CHUNK.saturating_mul(activations);
+            vec![("previous network (weight_aligning)".into(), p.saturating_add(workspace))]
+        }
+        "cbp" | "redo" => {
+            // Per channel (or linear unit) its statistics, and one map's worth of per-position
+            // activity and outgoing magnitudes for the layer being tested.
+            let mut units = 0u64;
+            let mut widest = 0u64;
+            for layer in &plan.layers {
+                if matches!(layer.part, Part::Conv2d { .. } | Part::BasicBlock { .. } | Part::Linear { .. }) {
+                    units = units.saturating_add(layer.output.channels() as u64);
+                    widest = widest.max(layer.output.len() as u64);
+                }
+            }
+            let statistics = units.saturating_mul(16 * F64).saturating_add(widest.saturating_mul(2 * F32));
+            vec![(format!("channel statistics ({kind})"), statistics)]
+        }
+        "weight_field" | "niwf" => {
+            // The field covers the linear layers over the backbone.
+            let linear: u64 = plan
+                .layers
+                .iter()
+                .filter(|l| matches!(l.part, Part::Linear { .. }))
+                .fold(0u64, |n, l| n.saturating_add(l.parameters as u64));
+            field_state(spec, shape, &[outputs], linear.saturating_mul(F32), optimizer)
+        }
+        // Per-parameter state is the same for both families.
+        _ => method_state(spec, shape, &[0], plan.parameters() as u64, optimizer),
+    }
 }
 
 /// This process's peak resident memory so far (`VmHWM` of `/proc/self/status`, Linux only):
@@ -641,6 +686,42 @@ mod tests {
             item(&er, "checkpoint copy").unwrap(),
             item(&sgd, "checkpoint copy").unwrap() + 1000 * (3 * 32 * 32 * 4 + 20) + passes
         );
+    }
+
+    #[test]
+    fn a_conv_nets_per_parameter_method_state_is_counted() {
+        let dir = test_support::scratch("memory-conv-methods");
+        std::fs::write(dir.path().join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
+        std::fs::write(dir.path().join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
+        let estimate_for = |kind: &str, params: Value| {
+            let spec = SpecBuilder::synthetic(2)
+                .stream(json!({"class_incremental_cifar100": {"data_dir": dir.path(), "tasks": 5}}))
+                .with(|s| {
+                    s.network = serde_json::from_value(json!({"layers": [
+                        {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"relu": {}},
+                        {"global_avg_pool": {}}, {"linear": {"units": 8}}, {"relu": {}}
+                    ]}))
+                    .unwrap();
+                })
+                .method(kind, params)
+                .build();
+            estimate(&spec).unwrap()
+        };
+        let item = |e: &MemoryEstimate, what: &str| e.items.iter().find(|i| i.what == what).map(|i| i.bytes);
+        let sgd = estimate_for("sgd", json!({}));
+        let p = item(&sgd, "network parameters").unwrap();
+        assert_eq!(item(&estimate_for("l2_init", json!({})), "initial parameters (l2_init)"), Some(p));
+        // Separate EWC: a Fisher and an anchor for each of 4 finished tasks, and the one being
+        // estimated.
+        let ewc = estimate_for("ewc", json!({"mode": "separate"}));
+        assert_eq!(item(&ewc, "Fisher and anchors (ewc)"), Some(9 * p), "{ewc}");
+        assert_eq!(item(&estimate_for("clnp", json!({})), "frozen weights and masks (clnp)"), Some(2 * p));
+        // CBP: 4 + 8 + 100 units (the conv's channels, the linear layer's, the head's).
+        let cbp = estimate_for("cbp", json!({}));
+        let widest = 4 * 32 * 32;
+        assert_eq!(item(&cbp, "channel statistics (cbp)"), Some(112 * 16 * 8 + widest * 8), "{cbp}");
+        // The checkpoint copy carries the method's state.
+        assert_eq!(item(&ewc, "checkpoint copy").unwrap(), item(&sgd, "checkpoint copy").unwrap() + 9 * p);
     }
 
     #[test]
