@@ -132,6 +132,25 @@ pub fn cpu_seconds() -> f64 {
 /// of a ReLU MLP of `sizes` on random data, with the fused engine, measured for about
 /// `budget` of CPU time.
 pub fn mlp_samples_per_second(sizes: &[usize], batch: usize, budget: Duration) -> f64 {
+    mlp_samples_per(sizes, batch, budget, cpu_seconds)
+}
+
+/// [`mlp_samples_per_second`] by the wall clock, the products on `threads` threads as
+/// `training.threads` runs them.
+pub fn mlp_samples_per_wall_second(
+    sizes: &[usize],
+    batch: usize,
+    budget: Duration,
+    threads: usize,
+) -> Result<f64, String> {
+    let start = std::time::Instant::now();
+    crate::model::threads::with_threads(threads, || {
+        mlp_samples_per(sizes, batch, budget, || start.elapsed().as_secs_f64())
+    })
+}
+
+/// Samples per second of SGD steps on an MLP of `sizes`, the seconds read from `clock`.
+fn mlp_samples_per(sizes: &[usize], batch: usize, budget: Duration, clock: impl Fn() -> f64) -> f64 {
     let mut r = rng::stream(0, "bench", 0);
     let mut net = Mlp::new(sizes, Activation::Relu, &mut r);
     let config = OptimizerConfig { lr: 0.003, ..OptimizerConfig::defaults(OptimizerKind::Sgd) };
@@ -148,13 +167,13 @@ pub fn mlp_samples_per_second(sizes: &[usize], batch: usize, budget: Duration) -
     for _ in 0..3 {
         step(&mut compute, &mut net);
     }
-    let start = cpu_seconds();
+    let start = clock();
     let mut steps = 0u64;
-    while cpu_seconds() - start < budget.as_secs_f64() || steps < 3 {
+    while clock() - start < budget.as_secs_f64() || steps < 3 {
         step(&mut compute, &mut net);
         steps += 1;
     }
-    (steps * batch as u64) as f64 / (cpu_seconds() - start)
+    (steps * batch as u64) as f64 / (clock() - start)
 }
 
 /// Floating-point operations of one training step per example: 6 per weight (2 forward, 4

@@ -19,8 +19,8 @@
 //!   one thread (the committed figures of this machine kind), with GFLOP/s and the share of
 //!   the FMA peak on 512-bit vectors, which faer's GEMM uses.
 //!
-//! * P8 — `training.threads`: the biggest P7 workloads by the wall clock with their matrix
-//!   products on 1 thread and on every core (at most 4), and the speed-up.
+//! * P8 — `training.threads`: the biggest P7 workloads and P2's big MLP by the wall clock with
+//!   their matrix products on 1 thread and on every core (at most 4), and the speed-up.
 //!
 //! Single-threaded figures use CPU time ([`workers::bench::cpu_seconds`]); P3 and P4 are about
 //! processes and use the wall clock and `/proc`.
@@ -142,6 +142,20 @@ fn threaded_conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
             met: many > one,
         });
     }
+    // An MLP's step is nearly all products: the bound of what the setting can give.
+    let sizes = [784, 2000, 2000, 2000, 10];
+    let one = bench::mlp_samples_per_wall_second(&sizes, 128, budget, 1)?;
+    let many = bench::mlp_samples_per_wall_second(&sizes, 128, budget, threads)?;
+    rows.push(Row {
+        id: "P8",
+        workload: format!(
+            "MLP 784-2000-2000-2000-10 SGD step, batch 128, `threads: {threads}` ({cores} cores)"
+        ),
+        clorch: format!("{many:.0} samples/s ({:.2}× one thread)", many / one),
+        reference: format!("{one:.0} samples/s on one thread (wall clock)"),
+        target: "faster than one thread".into(),
+        met: many > one,
+    });
     Ok(rows)
 }
 
