@@ -1,11 +1,11 @@
 //! How many threads a run's matrix products use (`training.threads`).
 //!
 //! A worker is one core by default: runs are the unit of parallelism, and N workers on N cores
-//! are faster per core than one worker on N. A large conv net at a large batch is the
-//! exception — one run can take hours, and a researcher watching it wants it sooner — so a run
-//! may ask for several threads. They go to the matrix products only (faer's GEMMs, which carry
-//! nearly all of a conv net's or an MLP's flops); im2col, pooling, batch norm and the optimiser
-//! stay on the run's own thread.
+//! are faster per core than one worker on N. A single long run that should finish sooner is
+//! the exception, so a run may ask for several threads. They go to the matrix products only
+//! (faer's GEMMs, which carry most of the flops); im2col, pooling, batch norm and the
+//! optimiser stay on the run's own thread, which caps the gain for conv nets (`clorch bench`,
+//! P8).
 //!
 //! The products are split across threads by output blocks, never along the reduction, so each
 //! output element is summed in the same order whatever the thread count: a run's numbers are
