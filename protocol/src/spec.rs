@@ -317,9 +317,9 @@ pub struct TrainingSpec {
     /// trained on. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub validation: usize,
-    /// Threads for the run's matrix products (default 1: one core per worker). For a large
-    /// conv net at a large batch; the numbers are the same with any count (the products never
-    /// split a sum), so it is not part of the run id and a run may resume with another count.
+    /// Threads for the run's matrix products (default 1: one core per worker), for a single
+    /// run that should finish sooner. The numbers are the same with any count (the products
+    /// never split a sum), so it is not part of the run id and a run may resume with another.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub threads: usize,
 }
