@@ -1,12 +1,13 @@
 //! `weight_field` and `niwf`: weights generated from a continuous capability coordinate, with
 //! committed regions that later training cannot disturb — Non-Interfering Weight Fields
-//! (Chaudhry 2026, arXiv 2602.18628), brought to clorch's MLP task streams.
+//! (Chaudhry 2026, arXiv 2602.18628), brought to clorch's task streams, on MLPs and on conv
+//! nets (see "On conv nets" below).
 //!
 //! # The algorithm as implemented
 //!
 //! The model is a field of weight configurations over a coordinate space R^d (see `field`):
-//! W(z) = W0 + Σ_b κ_b(z) ΔW_b for every layer's weights and biases, W0 the trainer's network
-//! and ΔW_b one full-size basis per task, centred at the task's coordinate c_b with a compact
+//! W(z) = W0 + Σ_b κ_b(z) ΔW_b for every layer's weights and biases (a conv net's linear layers),
+//! W0 the trainer's network and ΔW_b one full-size basis per task, centred at the task's coordinate c_b with a compact
 //! bump κ_b (κ_b(c_b) = 1, exactly 0 at distance ρ and beyond).
 //!
 //! * **Task identity.** Each task gets its own coordinate, placed by the method at distance
@@ -48,6 +49,32 @@
 //! * `weight_field` is the same model without commits, locks or versions (the ablation): W0
 //!   keeps training on every task, so earlier tasks' generated weights move with it.
 //!
+//! # On conv nets
+//!
+//! One implementation serves both families (`family::FieldNet` says what differs):
+//!
+//! * **What the field generates**: the `linear` layers, which must come after the whole conv
+//!   backbone — after the first `linear` layer only `linear`, `relu` and `flatten` are allowed,
+//!   refused at `begin` otherwise. They are the per-task heads (`network.heads: per_task`) and
+//!   any hidden linear layers. The backbone (convolutions, batch norm, residual blocks) is W0
+//!   alone: one set of features for every coordinate, trained by the trainer's optimiser with
+//!   the task loss at the task's coordinate.
+//! * **`niwf` freezes the backbone at its first commit**, whatever the lock: a shared backbone
+//!   that kept training would move every committed task's outputs, which no lock on the linear
+//!   weights can prevent (on the unit tests' conv net, one task after task 0 moves its outputs
+//!   under the soft lock by up to 17.8 without the freeze, 0.026 with it). So the backbone learns from the first task only, and later tasks
+//!   learn through the linear field on its features. From the freeze on, the backbone runs in
+//!   evaluation mode in training too: batch norm normalises with its running statistics, which
+//!   therefore stay as they were (the hard lock's outputs stay bit-identical with batch norm),
+//!   and training sees the features evaluation sees. The optimiser still steps W0's linear
+//!   layers (soft lock); only their new values are kept. `weight_field` keeps training the
+//!   backbone, batch norm statistics included, on every task.
+//! * **The regions' snapshots, versions, the lock and `field_checksum`'s field part** cover the
+//!   linear layers (the backbone cannot change after the snapshot); `field_checksum` also
+//!   hashes the backbone's parameters.
+//! * **Evaluation** runs the backbone once per batch, then the linear tail once per task
+//!   coordinate (`convnet::forward_from`); drift references are run in chunks of 64 examples.
+//!
 //! # Deviations from the paper
 //!
 //! Only the abstract, figure 1's caption and a third-party summary of the paper could be
@@ -57,6 +84,8 @@
 //! leave their regions. Here the coordinate is per task, which needs task identity, as CLNP
 //! does. The field is a sum of compact bumps over full-size bases rather than a gated low-rank
 //! bank: the low-rank bank on a frozen backbone learnt each new task far worse than SGD.
+//! On conv nets the field covers the linear layers only and `niwf` freezes the conv backbone
+//! after the first task (see "On conv nets"), where the paper's field generates every weight.
 //!
 //! # Events
 //!
@@ -395,11 +424,13 @@ fn basis_for(
     if let Some(b) = state.field.basis_of(task) {
         return Ok(b);
     }
-    if let Some(other) = state.field.bases.iter().find(|b| b.head == head) {
+    if let Some(other) = state.field.bases.iter().find(|b| b.head.start < head.end && head.start < b.head.end)
+    {
         return Err(MethodError::Failed(format!(
-            "{}: tasks {} and {task} share the head {head:?}; the field needs task identity, one head \
-             per task (`network.heads: per_task`)",
-            settings.kind, other.task
+            "{}: tasks {} and {task} share output columns (heads {:?} and {head:?}); the field needs task \
+             identity, one head per task (`network.heads: per_task` on a stream whose tasks have heads of \
+             their own)",
+            settings.kind, other.task, other.head
         )));
     }
     let center = state.field.place(state.field.bases.len());

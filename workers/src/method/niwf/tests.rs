@@ -345,22 +345,26 @@ fn two_tasks_on_one_head_are_refused() {
     let mut h = Harness::new("niwf", serde_json::json!({}));
     h.train(0, 1);
     let task = h.stream.task(1);
-    h.compute.load_batch(&task.train, &[0, 1]);
-    let learner = h.method.learner().unwrap();
-    let (workspace, targets) = h.compute.batch_parts();
-    let err = learner
-        .train_step(&mut LearnerStep {
-            net: &mut h.net,
-            optimizer: &mut h.optimizer,
-            rng: &mut h.rng,
-            workspace,
-            targets,
-            head: head(0),
-            task: 1,
-            step: 0,
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("one head per task"), "{err}");
+    // The same head, and one that shares some of its columns (a growing head).
+    for shared in [head(0), 2..6] {
+        h.compute.load_batch(&task.train, &[0, 1]);
+        let learner = h.method.learner().unwrap();
+        let (workspace, targets) = h.compute.batch_parts();
+        let err = learner
+            .train_step(&mut LearnerStep {
+                net: &mut h.net,
+                optimizer: &mut h.optimizer,
+                rng: &mut h.rng,
+                workspace,
+                targets,
+                head: shared,
+                task: 1,
+                step: 0,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("share output columns (heads 0..4 and"), "{err}");
+        assert!(err.to_string().contains("one head per task"), "{err}");
+    }
 }
 
 #[test]
@@ -507,4 +511,20 @@ fn a_conv_net_whose_linear_layers_do_not_follow_the_backbone_is_refused() {
     let task = h.stream.task(0);
     let err = h.with_task(&task, |m, cx| m.begin(cx)).unwrap_err().to_string();
     assert!(err.contains("niwf") && err.contains("layer 3") && err.contains("only linear, relu"), "{err}");
+}
+
+#[test]
+fn every_named_conv_architecture_carries_a_field_on_its_linear_layers() {
+    use crate::model::convnet::architectures;
+    let mut r = rng::stream(3, "model.init", 0);
+    for (name, build) in [
+        ("cnn_mnist", architectures::cnn_mnist as fn(usize, &mut Rng) -> Result<ConvNet, String>),
+        ("convnet", architectures::convnet),
+        ("reduced_resnet18", architectures::reduced_resnet18),
+        ("resnet18", architectures::resnet18),
+    ] {
+        let net = build(10, &mut r).unwrap();
+        net.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!ConvNet::field_layers(&net).is_empty(), "{name}");
+    }
 }
