@@ -75,13 +75,29 @@ impl Field {
     /// W(z) with W0 = `w0` (the rest of the network is `w0`'s).
     pub fn generate<M: FieldNet>(&self, w0: &M, z: &[f32]) -> M {
         let mut net = w0.clone();
+        self.add_bases(&mut net, z);
+        net
+    }
+
+    /// W(z) into `net`, a copy of `w0` but for the field's layers (a network generated
+    /// earlier): the same values as [`Field::generate`], without copying the rest again.
+    pub fn generate_into<M: FieldNet>(&self, w0: &M, z: &[f32], net: &mut M) {
+        let from = M::field_layers(w0.parameters());
+        for (l, w) in M::field_layers_mut(net.parameters_mut()).into_iter().zip(from) {
+            l.weight.copy_from_slice(&w.weight);
+            l.bias.copy_from_slice(&w.bias);
+        }
+        self.add_bases(net, z);
+    }
+
+    /// Adds κ_b(z) ΔW_b of every basis reaching `z` to `net`'s field layers.
+    fn add_bases<M: FieldNet>(&self, net: &mut M, z: &[f32]) {
         for b in 0..self.bases.len() {
             let k = self.kappa(b, z);
             if k != 0.0 {
                 axpy_layers(M::field_layers_mut(net.parameters_mut()), k, &self.bases[b].delta);
             }
         }
-        net
     }
 
     /// The index of task `task`'s basis.

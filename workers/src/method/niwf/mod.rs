@@ -74,6 +74,8 @@
 //!   hashes the backbone's parameters.
 //! * **Evaluation** runs the backbone once per batch, then the linear tail once per task
 //!   coordinate (`convnet::forward_from`); drift references are run in chunks of 64 examples.
+//!   `plasticity` events measure the trainer's network, W0 (the backbone and W0's linear
+//!   layers), as for every conv-net method.
 //!
 //! # Deviations from the paper
 //!
@@ -372,8 +374,9 @@ fn forward_field<M: FieldNet>(field: &Field, w0: &M, ws: &mut M::Workspace) {
     }
     let width = w0.outputs();
     let mut out = M::output_values(ws).to_vec();
+    let mut net = w0.clone();
     for basis in &field.bases {
-        let net = field.generate(w0, &basis.center);
+        field.generate_into(w0, &basis.center, &mut net);
         M::forward_field_layers(&net, ws);
         for (o, row) in out.chunks_exact_mut(width).zip(M::output_values(ws).chunks_exact(width)) {
             o[basis.head.clone()].copy_from_slice(&row[basis.head.clone()]);

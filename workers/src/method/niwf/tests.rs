@@ -435,7 +435,7 @@ fn conv_change(kind: &str, params: serde_json::Value, later: usize) -> ConvChang
     let weights_now = generated(&field, &h.net, &field.bases[0].center);
     let anchors = anchors.map(|a| largest_change(&a, &anchor_weights(&mut h, 0)));
     let change = ConvChange {
-        outputs: largest_change(&[outputs.clone()], &[now.clone()]),
+        outputs: largest_change(std::slice::from_ref(&outputs), std::slice::from_ref(&now)),
         outputs_changed: bits(&outputs) != bits(&now),
         weights: largest_change(&[weights], &[weights_now]),
         anchors,
