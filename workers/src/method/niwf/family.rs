@@ -90,7 +90,12 @@ pub(super) fn field_part<M: FieldNet>(params: &M::Params) -> Layers {
 
 /// Overwrites the field's layers of `params` with `part`.
 pub(super) fn set_field_part<M: FieldNet>(params: &mut M::Params, part: &Layers) {
-    for (l, p) in M::field_layers_mut(params).into_iter().zip(&part.layers) {
+    copy_layers(M::field_layers_mut(params), &part.layers);
+}
+
+/// Copies layers `from` into the same-shaped layers `to`.
+pub(super) fn copy_layers<'a>(to: Vec<&mut Linear>, from: impl IntoIterator<Item = &'a Linear>) {
+    for (l, p) in to.into_iter().zip(from) {
         l.weight.copy_from_slice(&p.weight);
         l.bias.copy_from_slice(&p.bias);
     }
@@ -242,7 +247,7 @@ impl FieldNet for ConvNet {
             // so the backbone stays bit-identical (its moments move, and are never used).
             let mut stepped = net.clone();
             optimizer.step_parameters(&mut stepped, grads);
-            set_field_part::<ConvNet>(net, &field_part::<ConvNet>(&stepped));
+            copy_layers(Self::field_layers_mut(net), Self::field_layers(&stepped));
         } else {
             optimizer.step_parameters(net, grads);
         }

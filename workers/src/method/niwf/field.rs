@@ -8,7 +8,7 @@
 //! backbone). A term whose κ is 0 is skipped, so a weight that no basis reaches is W0's value
 //! to the bit, and at its own coordinate a basis enters with κ = 1 exactly.
 
-use super::family::FieldNet;
+use super::family::{copy_layers, FieldNet};
 use crate::model::{Layers, Linear};
 
 /// One basis of the field.
@@ -82,11 +82,7 @@ impl Field {
     /// W(z) into `net`, a copy of `w0` but for the field's layers (a network generated
     /// earlier): the same values as [`Field::generate`], without copying the rest again.
     pub fn generate_into<M: FieldNet>(&self, w0: &M, z: &[f32], net: &mut M) {
-        let from = M::field_layers(w0.parameters());
-        for (l, w) in M::field_layers_mut(net.parameters_mut()).into_iter().zip(from) {
-            l.weight.copy_from_slice(&w.weight);
-            l.bias.copy_from_slice(&w.bias);
-        }
+        copy_layers(M::field_layers_mut(net.parameters_mut()), M::field_layers(w0.parameters()));
         self.add_bases(net, z);
     }
 
