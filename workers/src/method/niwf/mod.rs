@@ -6,9 +6,10 @@
 //! # The algorithm as implemented
 //!
 //! The model is a field of weight configurations over a coordinate space R^d (see `field`):
-//! W(z) = W0 + Σ_b κ_b(z) ΔW_b for every layer's weights and biases (a conv net's linear layers),
-//! W0 the trainer's network and ΔW_b one full-size basis per task, centred at the task's coordinate c_b with a compact
-//! bump κ_b (κ_b(c_b) = 1, exactly 0 at distance ρ and beyond).
+//! W(z) = W0 + Σ_b κ_b(z) ΔW_b for every layer's weights and biases (a conv net's linear
+//! layers), W0 the trainer's network and ΔW_b one full-size basis per task, centred at the
+//! task's coordinate c_b with a compact bump κ_b (κ_b(c_b) = 1, exactly 0 at distance ρ and
+//! beyond).
 //!
 //! * **Task identity.** Each task gets its own coordinate, placed by the method at distance
 //!   ≥ `spacing` from every other (`spacing` · (⌊i/d⌋ + 1) on axis i mod d), and the network
@@ -62,13 +63,16 @@
 //! * **`niwf` freezes the backbone at its first commit**, whatever the lock: a shared backbone
 //!   that kept training would move every committed task's outputs, which no lock on the linear
 //!   weights can prevent (on the unit tests' conv net, one task after task 0 moves its outputs
-//!   under the soft lock by up to 17.8 without the freeze, 0.026 with it). So the backbone learns from the first task only, and later tasks
-//!   learn through the linear field on its features. From the freeze on, the backbone runs in
-//!   evaluation mode in training too: batch norm normalises with its running statistics, which
-//!   therefore stay as they were (the hard lock's outputs stay bit-identical with batch norm),
-//!   and training sees the features evaluation sees. The optimiser still steps W0's linear
-//!   layers (soft lock); only their new values are kept. `weight_field` keeps training the
-//!   backbone, batch norm statistics included, on every task.
+//!   under the soft lock by up to 17.8 without the freeze, 0.026 with it). So the backbone
+//!   learns from the first task only, and later tasks learn through the linear field on its
+//!   features. Batch norm is kept rather than refused: from the freeze on, the backbone runs
+//!   in evaluation mode in training too, so batch norm normalises with its running statistics,
+//!   which therefore stay as they were (the hard lock's outputs stay bit-identical with batch
+//!   norm), and training sees the features evaluation sees. The optimiser still steps the
+//!   whole W0 (soft lock); only its linear layers' new values are kept. The frozen backbone is
+//!   still back-propagated through (its gradients unused): a pass that stops at the first
+//!   linear layer would save that time. `weight_field` keeps training the backbone, batch norm
+//!   statistics included, on every task.
 //! * **The regions' snapshots, versions, the lock and `field_checksum`'s field part** cover the
 //!   linear layers (the backbone cannot change after the snapshot); `field_checksum` also
 //!   hashes the backbone's parameters.
