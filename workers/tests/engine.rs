@@ -567,21 +567,20 @@ fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
 }
 
 /// What a conv net cannot be trained with is refused when the spec is checked, before any
-/// data is read: a method without a conv-net version (naming those that have one), the
-/// autograd engine, and a batch norm that a batch would give one value per channel.
+/// data is read: a task-incremental method on a shared head, the autograd engine, and a batch
+/// norm that a batch would give one value per channel. (Every registered method has a conv-net
+/// version, so none is refused for lacking one.)
 #[test]
 fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     let data = scratch("conv-refusals");
     write_cifar100(&data, 1);
-    let spec = conv_spec(&data, "niwf");
-    let err = engine::check_spec(&spec).unwrap_err();
+    assert!(workers::method::registry().iter().all(|m| m.trains_conv()));
+    let err = engine::check_spec(&conv_spec(&data, "niwf")).unwrap_err();
     assert!(
-        err.contains(
-            "`niwf` trains multi-layer perceptrons only; methods with a convolutional-network version: \
-             sgd, adam, l2, shrink_perturb, cbp, l2_init, classp, ewc, redo, weight_aligning, clnp, er, der, derpp, agem"
-        ),
+        err.contains("method `niwf` (niwf) is task-incremental: it needs one output head per task"),
         "{err}"
     );
+    assert!(engine::check_spec(&field_conv_spec(&data, "niwf")).is_ok());
     let mut spec = conv_spec(&data, "sgd");
     spec.network.engine = Engine::Autograd;
     assert!(engine::check_spec(&spec)
@@ -621,6 +620,11 @@ fn conv_resume_params(kind: &str) -> serde_json::Value {
         "ewc" => serde_json::json!({"lambda": 5, "fisher_samples": 24}),
         "clnp" => serde_json::json!({"alpha": 0.01, "retrain_epochs": 1, "retrain_batch_size": 8}),
         "weight_aligning" => serde_json::json!({"clip_weights": true}),
+        // Drift references of 8 held-out images a task; niwf's soft lock (its gradient, the
+        // frozen backbone under a training linear tail), a kept version and a composition.
+        "weight_field" => serde_json::json!({"drift_examples": 8, "lr": 0.01}),
+        "niwf" => serde_json::json!({"drift_examples": 8, "lr": 0.01, "anchors": 4, "rollback": [0],
+            "compose": [[0, 1]]}),
         _ => serde_json::json!({}),
     }
 }
@@ -676,6 +680,59 @@ fn cbp_and_redo_refuse_a_conv_net_without_replaceable_units() {
     let _ = std::fs::remove_dir_all(data);
 }
 
+/// The conv resume spec for weight_field and niwf: the same net (batch norm, residual block) on
+/// the task-incremental split of the same data, whose tasks have heads of their own (the
+/// class-incremental stream's tasks share one growing head, which the field refuses).
+fn field_conv_spec(data: &Path, kind: &str) -> RunSpec {
+    let mut spec = conv_spec(data, kind);
+    spec.stream = serde_json::from_value(serde_json::json!({"split_cifar100": {
+        "data_dir": data, "tasks": 4, "augment": true
+    }}))
+    .unwrap();
+    spec.id = spec.content_id();
+    spec
+}
+
+/// weight_field and niwf act on the conv resume stream with their `conv_resume_params` (per-task
+/// heads): niwf commits every task and evaluates its version and composition rows; with the
+/// hard lock task 0's outputs stay bit-identical to the end, with the soft lock they move less
+/// than under weight_field, whose backbone keeps training.
+#[test]
+fn weight_fields_commit_and_drift_on_the_conv_resume_stream() {
+    let data = scratch("conv-field-data");
+    write_cifar100(&data, 2);
+    let mut drift = Vec::new();
+    for (kind, lock) in [("weight_field", None), ("niwf", Some("soft")), ("niwf", Some("hard"))] {
+        let mut spec = field_conv_spec(&data, kind);
+        let mut params = conv_resume_params(kind);
+        if let Some(lock) = lock {
+            params["lock"] = lock.into();
+        }
+        spec.method = test_support::method_spec(kind, params);
+        spec.id = spec.content_id();
+        let text = String::from_utf8(run_to_end(&spec)).unwrap();
+        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let named =
+            |name: &str| events.iter().filter(|e| e["event"] == "method" && e["name"] == name).count();
+        let variants = |v: &str| events.iter().filter(|e| e["event"] == "eval" && e["variant"] == v).count();
+        let last = events.iter().rev().find(|e| e["name"] == format!("{kind}.drift")).expect("a drift event");
+        let tasks = last["values"]["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 4, "{last}");
+        let changed: u64 = tasks.iter().map(|t| t["changed_outputs"].as_u64().unwrap()).sum();
+        drift.push((tasks[0]["max_abs_change"].as_f64().unwrap(), changed));
+        assert_eq!(named("niwf.commit"), if kind == "niwf" { 4 } else { 0 }, "{text}");
+        if kind == "niwf" {
+            assert!(variants("version:0") > 0 && variants("compose:0+1") > 0, "{text}");
+        }
+    }
+    let [field, soft, hard] = drift[..] else { unreachable!() };
+    println!(
+        "task 0's drift (max |Δ|, changed outputs): weight_field {field:?}, soft {soft:?}, hard {hard:?}"
+    );
+    assert!(field.0 > 0.0 && soft.0 < field.0 / 10.0 && hard == (0.0, 0), "task 0's drift: {drift:?}");
+    let _ = std::fs::remove_dir_all(data);
+}
+
 /// Every method with a conv-net version resumes bit-identically on a conv net with batch
 /// norm, a residual block and augmentation, after stops anywhere and after a crash.
 #[test]
@@ -701,6 +758,9 @@ fn every_conv_method_resumes_bit_identically() {
                 {"global_avg_pool": {}}
             ]}))
             .unwrap();
+        }
+        if matches!(m.kind, "weight_field" | "niwf") {
+            spec = field_conv_spec(&data, m.kind);
         }
         spec.method = test_support::method_spec(m.kind, conv_resume_params(m.kind));
         spec.id = spec.content_id();

@@ -8,7 +8,8 @@
 //! backbone). A term whose κ is 0 is skipped, so a weight that no basis reaches is W0's value
 //! to the bit, and at its own coordinate a basis enters with κ = 1 exactly.
 
-use crate::model::{Layers, Mlp};
+use super::family::{copy_layers, FieldNet};
+use crate::model::{Layers, Linear};
 
 /// One basis of the field.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +20,7 @@ pub(super) struct Basis {
     pub head: std::ops::Range<usize>,
     /// Its centre c_b (the task's coordinate).
     pub center: Vec<f32>,
-    /// ΔW_b, shaped like the network (starts at 0).
+    /// ΔW_b, shaped like the field's layers (starts at 0).
     pub delta: Layers,
     /// Frozen by a hard-lock commit.
     pub frozen: bool,
@@ -71,16 +72,28 @@ impl Field {
         u * u
     }
 
-    /// W(z) with W0 = `w0`.
-    pub fn generate(&self, w0: &Mlp, z: &[f32]) -> Mlp {
+    /// W(z) with W0 = `w0` (the rest of the network is `w0`'s).
+    pub fn generate<M: FieldNet>(&self, w0: &M, z: &[f32]) -> M {
         let mut net = w0.clone();
+        self.add_bases(&mut net, z);
+        net
+    }
+
+    /// W(z) into `net`, a copy of `w0` but for the field's layers (a network generated
+    /// earlier): the same values as [`Field::generate`], without copying the rest again.
+    pub fn generate_into<M: FieldNet>(&self, w0: &M, z: &[f32], net: &mut M) {
+        copy_layers(M::field_layers_mut(net.parameters_mut()), M::field_layers(w0.parameters()));
+        self.add_bases(net, z);
+    }
+
+    /// Adds κ_b(z) ΔW_b of every basis reaching `z` to `net`'s field layers.
+    fn add_bases<M: FieldNet>(&self, net: &mut M, z: &[f32]) {
         for b in 0..self.bases.len() {
             let k = self.kappa(b, z);
             if k != 0.0 {
-                axpy(&mut net.params, k, &self.bases[b].delta);
+                axpy_layers(M::field_layers_mut(net.parameters_mut()), k, &self.bases[b].delta);
             }
         }
-        net
     }
 
     /// The index of task `task`'s basis.
@@ -91,9 +104,16 @@ impl Field {
 
 /// `y += a · x`.
 pub(super) fn axpy(y: &mut Layers, a: f32, x: &Layers) {
-    for (y, x) in y.buffers_mut().zip(x.buffers()) {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y += a * x;
+    axpy_layers(y.layers.iter_mut(), a, x);
+}
+
+/// `y += a · x` on layers `y` shaped like `x`'s (a network's field layers).
+pub(super) fn axpy_layers<'a>(y: impl IntoIterator<Item = &'a mut Linear>, a: f32, x: &Layers) {
+    for (y, x) in y.into_iter().zip(&x.layers) {
+        for (y, x) in [(&mut y.weight, &x.weight), (&mut y.bias, &x.bias)] {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y += a * x;
+            }
         }
     }
 }

@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Settings;
 use super::field::{Basis, Field};
-use super::{parameter_set, FieldState, Overlap, Reference, Region, Running, Version};
+use super::{FieldState, Overlap, Reference, Region, Running, Version};
 use crate::method::{MethodError, MethodState};
-use crate::model::Layers;
 use crate::optim::{Optimizer, OptimizerConfig};
 
 #[derive(Serialize, Deserialize)]
@@ -153,7 +152,7 @@ pub(super) fn load(
     let field = read_field(saved, "field", settings, &meta.bases, meta.regions.len())?;
     let mut optimizers = Vec::with_capacity(field.bases.len());
     for (i, b) in field.bases.iter().enumerate() {
-        let mut o = Optimizer::new(config, &parameter_set(b.delta.clone()));
+        let mut o = Optimizer::for_parameters(config, &b.delta);
         for (name, set, _) in o.states_mut() {
             saved.read_layers_into(&format!("optimizer.{i}.{name}"), set)?;
         }
@@ -188,13 +187,6 @@ pub(super) fn load(
             outputs: saved.f32(&format!("reference.{i}.outputs"))?.to_vec(),
         });
     }
-    let grads = match regions.first() {
-        Some(r) => Layers::zeros_like(&r.w0),
-        None => match field.bases.first() {
-            Some(b) => Layers::zeros_like(&b.delta),
-            None => Layers { layers: Vec::new() },
-        },
-    };
     Ok(Some(FieldState {
         field,
         optimizers,
@@ -205,6 +197,5 @@ pub(super) fn load(
         running: meta.running,
         commits: meta.commits,
         overlaps: meta.overlaps,
-        grads,
     }))
 }

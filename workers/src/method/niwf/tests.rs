@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::method::params::parse;
-use crate::method::{Compute, ContinualMethod};
+use crate::method::ContinualMethod;
+use crate::model::convnet::{LayerSpec, Shape};
 use crate::model::Mlp;
 use crate::optim::Optimizer;
 use crate::protocol::{Activation, Engine, MethodSpec, StreamSpec};
@@ -11,37 +12,68 @@ use crate::stream::{self, Task, TaskStream};
 use crate::stream::{InputTransform, SyntheticPermutedSpec};
 
 /// A miniature trainer: a synthetic stream, a backbone, the method and its contexts.
-struct Harness {
+struct Harness<M: FieldNet = Mlp> {
     stream: Box<dyn TaskStream>,
-    net: Mlp,
-    optimizer: Optimizer,
-    method: FieldMethod,
+    net: M,
+    optimizer: Optimizer<M::Params>,
+    method: FieldMethod<M>,
     rng: Rng,
-    compute: Compute,
+    compute: M::Compute,
     reports: Vec<MethodPayload>,
+}
+
+/// A synthetic stream of 4 tasks of 4 classes in `dim` dimensions.
+fn synthetic(dim: usize) -> StreamSpec {
+    crate::stream::spec_of::<crate::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
+        tasks: 4,
+        classes: 4,
+        dim,
+        train_per_class: 40,
+        test_per_class: 15,
+        noise: 1.0,
+        transform: InputTransform::Permute,
+    })
 }
 
 impl Harness {
     /// On a small synthetic stream (4 tasks of 4 classes in 12 dimensions), net 12-16-12-4.
     fn new(kind: &str, params: serde_json::Value) -> Self {
-        let spec = crate::stream::spec_of::<crate::stream::SyntheticPermutedKind>(&SyntheticPermutedSpec {
-            tasks: 4,
-            classes: 4,
-            dim: 12,
-            train_per_class: 40,
-            test_per_class: 15,
-            noise: 1.0,
-            transform: InputTransform::Permute,
-        });
-        Self::on(spec, &[12, 16, 12, 16], kind, params)
+        Self::on(synthetic(12), &[12, 16, 12, 16], kind, params)
     }
 
     fn on(spec: StreamSpec, sizes: &[usize], kind: &str, params: serde_json::Value) -> Self {
-        let stream = stream::build(&spec, 3).unwrap();
         let net = Mlp::new(sizes, Activation::Relu, &mut rng::stream(3, "model.init", 0));
+        Harness::with_net(spec, net, kind, params)
+    }
+}
+
+impl Harness<ConvNet> {
+    /// On the same stream as 3×6×6 images, a conv net with batch norm, max pooling and a
+    /// residual block, then two linear layers (12 hidden units, 16 outputs).
+    fn conv(kind: &str, params: serde_json::Value) -> Self {
+        let specs = [
+            LayerSpec::Conv2d { channels: 8, kernel: 3, stride: 1, padding: 1, bias: true },
+            LayerSpec::BatchNorm2d,
+            LayerSpec::Relu,
+            LayerSpec::MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+            LayerSpec::BasicBlock { channels: 12, stride: 1, bias: false },
+            LayerSpec::Flatten,
+            LayerSpec::Linear { units: 12 },
+            LayerSpec::Relu,
+            LayerSpec::Linear { units: 16 },
+        ];
+        let input = Shape::new(3, 6, 6);
+        let net = ConvNet::new(input, &specs, &mut rng::stream(3, "model.init", 0)).unwrap();
+        Harness::with_net(synthetic(input.len()), net, kind, params)
+    }
+}
+
+impl<M: FieldNet> Harness<M> {
+    fn with_net(spec: StreamSpec, net: M, kind: &str, params: serde_json::Value) -> Self {
+        let stream = stream::build(&spec, 3).unwrap();
         let (method, config) = field_method(kind, params);
-        let optimizer = Optimizer::new(config, &net);
-        let compute = Compute::new(&net, Engine::Fused, 8);
+        let optimizer = Optimizer::for_parameters(config, net.parameters());
+        let compute = M::Compute::for_network(&net, Engine::Fused, 8);
         let mut h = Harness {
             stream,
             net,
@@ -59,10 +91,10 @@ impl Harness {
     fn with_task<R>(
         &mut self,
         task: &Task,
-        f: impl FnOnce(&mut FieldMethod, &mut TaskContext<'_>) -> R,
+        f: impl FnOnce(&mut FieldMethod<M>, &mut TaskContext<'_, M>) -> R,
     ) -> R {
         let tasks = self.stream.info().tasks;
-        let head = Self::head(task.index);
+        let head = head(task.index);
         let mut cx = TaskContext {
             task,
             head,
@@ -83,9 +115,9 @@ impl Harness {
         for pass in 0..passes {
             for start in (0..n).step_by(8) {
                 let indices: Vec<usize> = (start..(start + 8).min(n)).map(|i| (i * 7 + pass) % n).collect();
-                self.compute.load(&task.train, &indices);
+                self.compute.load_batch(&task.train, &indices);
                 let learner = self.method.learner().expect("a field method has a learner");
-                let (workspace, targets) = self.compute.batch_mut();
+                let (workspace, targets) = self.compute.batch_parts();
                 let totals = learner
                     .train_step(&mut LearnerStep {
                         net: &mut self.net,
@@ -93,7 +125,7 @@ impl Harness {
                         rng: &mut self.rng,
                         workspace,
                         targets,
-                        head: Self::head(t),
+                        head: head(t),
                         task: t,
                         step: 0,
                     })
@@ -101,11 +133,6 @@ impl Harness {
                 assert!(totals.loss_sum.is_finite());
             }
         }
-    }
-
-    /// Task `t`'s head: 4 output columns of its own.
-    fn head(t: usize) -> std::ops::Range<usize> {
-        4 * t..4 * t + 4
     }
 
     fn finish(&mut self, t: usize) {
@@ -118,31 +145,18 @@ impl Harness {
     fn outputs(&mut self, t: usize, variant: Option<&str>) -> Vec<f32> {
         let task = self.stream.task(t);
         let indices: Vec<usize> = (0..task.test.len()).collect();
-        let learner = self.method.learner().unwrap();
-        let mut out = Vec::new();
-        self.compute
-            .for_each_chunk_with(
-                &self.net,
-                &task.test,
-                &indices,
-                |net, ws| learner.forward(variant, net, ws),
-                |ws, _| {
-                    for row in ws.outputs().chunks_exact(16) {
-                        out.extend_from_slice(&row[Self::head(t)]);
-                    }
-                },
-            )
-            .unwrap();
-        out
+        let mut ws = self.net.workspace(indices.len());
+        task.test.gather_inputs(&indices, M::input_values(&mut ws));
+        self.method.learner().unwrap().forward(variant, &self.net, &mut ws).unwrap();
+        let width = self.net.outputs();
+        M::output_values(&ws).chunks_exact(width).flat_map(|row| row[head(t)].to_vec()).collect()
     }
 
     fn accuracy(&mut self, t: usize) -> f64 {
         let task = self.stream.task(t);
         let learner = self.method.learner().unwrap();
         self.compute
-            .evaluate_with(&self.net, &task.test, Self::head(t), None, |net, ws| {
-                learner.forward(None, net, ws)
-            })
+            .evaluate_by(&self.net, &task.test, head(t), None, |net, ws| learner.forward(None, net, ws))
             .unwrap()
             .accuracy()
     }
@@ -173,8 +187,13 @@ impl Harness {
     }
 }
 
+/// Task `t`'s head: 4 output columns of its own.
+fn head(t: usize) -> std::ops::Range<usize> {
+    4 * t..4 * t + 4
+}
+
 /// A field method of `kind` with `params` (as a recipe gives them) and its optimiser.
-fn field_method(kind: &str, params: serde_json::Value) -> (FieldMethod, OptimizerConfig) {
+fn field_method<M: FieldNet>(kind: &str, params: serde_json::Value) -> (FieldMethod<M>, OptimizerConfig) {
     let params: BTreeMap<String, serde_json::Value> = serde_json::from_value(params).unwrap();
     let spec = MethodSpec { name: kind.into(), kind: kind.into(), params, worker: None };
     match kind {
@@ -193,16 +212,17 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The generated weights at every anchor of region `r`, flattened.
-fn anchor_weights(h: &mut Harness, r: usize) -> Vec<Vec<f32>> {
+/// The generated weights (the field's layers) at every anchor of region `r`, flattened.
+fn anchor_weights<M: FieldNet>(h: &mut Harness<M>, r: usize) -> Vec<Vec<f32>> {
     let net = h.net.clone();
     let state = h.state();
     let d = state.field.dim;
-    state.regions[r]
-        .anchors
-        .chunks_exact(d)
-        .map(|a| state.field.generate(&net, a).params.buffers().flatten().copied().collect())
-        .collect()
+    state.regions[r].anchors.chunks_exact(d).map(|a| generated(&state.field, &net, a)).collect()
+}
+
+/// The field's layers generated at `z`, flattened.
+fn generated<M: FieldNet>(field: &Field, net: &M, z: &[f32]) -> Vec<f32> {
+    field_part::<M>(field.generate(net, z).parameters()).buffers().flatten().copied().collect()
 }
 
 fn largest_change(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
@@ -325,22 +345,26 @@ fn two_tasks_on_one_head_are_refused() {
     let mut h = Harness::new("niwf", serde_json::json!({}));
     h.train(0, 1);
     let task = h.stream.task(1);
-    h.compute.load(&task.train, &[0, 1]);
-    let learner = h.method.learner().unwrap();
-    let (workspace, targets) = h.compute.batch_mut();
-    let err = learner
-        .train_step(&mut LearnerStep {
-            net: &mut h.net,
-            optimizer: &mut h.optimizer,
-            rng: &mut h.rng,
-            workspace,
-            targets,
-            head: Harness::head(0),
-            task: 1,
-            step: 0,
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("one head per task"), "{err}");
+    // The same head, and one that shares some of its columns (a growing head).
+    for shared in [head(0), 2..6] {
+        h.compute.load_batch(&task.train, &[0, 1]);
+        let learner = h.method.learner().unwrap();
+        let (workspace, targets) = h.compute.batch_parts();
+        let err = learner
+            .train_step(&mut LearnerStep {
+                net: &mut h.net,
+                optimizer: &mut h.optimizer,
+                rng: &mut h.rng,
+                workspace,
+                targets,
+                head: shared,
+                task: 1,
+                step: 0,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("share output columns (heads 0..4 and"), "{err}");
+        assert!(err.to_string().contains("one head per task"), "{err}");
+    }
 }
 
 #[test]
@@ -351,11 +375,156 @@ fn the_state_round_trips_through_a_checkpoint() {
     h.train(1, 1);
     let mut saved = MethodState::default();
     h.method.save(&mut saved);
-    let (mut other, _) = field_method("niwf", serde_json::json!({"rollback": [0], "drift_examples": 10}));
+    let (mut other, _) =
+        field_method::<Mlp>("niwf", serde_json::json!({"rollback": [0], "drift_examples": 10}));
     other.load(&saved).unwrap();
     let mut again = MethodState::default();
     other.save(&mut again);
     assert_eq!(saved.meta, again.meta);
     assert!(saved.tensors == again.tensors);
     assert!(other.state.as_ref().unwrap().field == h.state().field);
+}
+
+/// What training later tasks did to task 0 on a conv net, measured from task 0's commit.
+#[derive(Debug)]
+struct ConvChange {
+    /// Largest change of task 0's head outputs on its held-out examples.
+    outputs: f32,
+    /// Whether any of those outputs changed in any bit.
+    outputs_changed: bool,
+    /// Largest change of the linear weights generated at task 0's coordinate.
+    weights: f32,
+    /// Largest change of the generated linear weights at region 0's anchors (`niwf`).
+    anchors: Option<f32>,
+    /// Whether any backbone tensor (running statistics included) changed in any bit.
+    backbone_changed: bool,
+    /// Task 1's accuracy before and after training it.
+    task1: (f64, f64),
+    /// The last drift event's entries.
+    drift: Vec<TaskDrift>,
+    /// Commits reported.
+    commits: usize,
+}
+
+/// Every backbone tensor of the test conv net (layers before its first linear layer, 6).
+fn backbone(net: &ConvNet) -> Vec<(String, Vec<u32>)> {
+    net.tensors()
+        .into_iter()
+        .filter(|t| t.name.split('.').next().and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l < 6))
+        .map(|t| (t.name, bits(t.values)))
+        .collect()
+}
+
+/// Trains task 0 and commits it (`niwf`), then trains tasks 1..=`later`.
+fn conv_change(kind: &str, params: serde_json::Value, later: usize) -> ConvChange {
+    let mut h = Harness::conv(kind, params);
+    h.train(0, 3);
+    h.finish(0);
+    let outputs = h.outputs(0, None);
+    let field = h.state().field.clone();
+    let weights = generated(&field, &h.net, &field.bases[0].center);
+    let anchors = (kind == "niwf").then(|| anchor_weights(&mut h, 0));
+    let backbone_then = backbone(&h.net);
+    let before = h.accuracy(1);
+    for t in 1..=later {
+        h.train(t, 3);
+        h.finish(t);
+    }
+    let now = h.outputs(0, None);
+    let field = h.state().field.clone();
+    let weights_now = generated(&field, &h.net, &field.bases[0].center);
+    let anchors = anchors.map(|a| largest_change(&a, &anchor_weights(&mut h, 0)));
+    let change = ConvChange {
+        outputs: largest_change(std::slice::from_ref(&outputs), std::slice::from_ref(&now)),
+        outputs_changed: bits(&outputs) != bits(&now),
+        weights: largest_change(&[weights], &[weights_now]),
+        anchors,
+        backbone_changed: backbone(&h.net) != backbone_then,
+        task1: (before, h.accuracy(1)),
+        drift: h.niwf_drifts().into_iter().chain(h.weight_field_drifts()).last().unwrap().tasks.clone(),
+        commits: h.commits().len(),
+    };
+    println!(
+        "{kind} {}: task 0 outputs max |Δ| {}, generated weights at c_0 max |Δ| {}, at the anchors {:?}, \
+         backbone changed {}, task 1 accuracy {:?}",
+        h.method.settings.commit.as_ref().map_or("", |c| if c.lock == LockKind::Hard {
+            "hard"
+        } else {
+            "soft"
+        }),
+        change.outputs,
+        change.weights,
+        change.anchors,
+        change.backbone_changed,
+        change.task1
+    );
+    change
+}
+
+#[test]
+fn on_a_conv_net_the_hard_lock_keeps_task_0s_outputs_bit_identical_and_learns_the_next_tasks() {
+    let c = conv_change("niwf", serde_json::json!({"lock": "hard", "lr": 0.01, "drift_examples": 30}), 2);
+    assert!(!c.outputs_changed && c.outputs == 0.0, "{c:?}");
+    assert_eq!((c.weights, c.anchors), (0.0, Some(0.0)), "{c:?}");
+    // The frozen backbone's batch norm ran in evaluation mode: its statistics did not move.
+    assert!(!c.backbone_changed, "{c:?}");
+    let drift = &c.drift;
+    assert!(drift.iter().all(|t| t.changed_outputs == 0 && t.max_abs_change == 0.0), "{drift:?}");
+    let (before, after) = c.task1;
+    assert!(after > 0.6 && after > before + 0.2, "task 1 through the frozen backbone: {before} → {after}");
+}
+
+#[test]
+fn on_a_conv_net_the_soft_lock_holds_the_committed_linear_weights_far_better_than_weight_field() {
+    let params = serde_json::json!({"lr": 0.01, "drift_examples": 30});
+    let field = conv_change("weight_field", params.clone(), 1);
+    let soft = conv_change("niwf", params, 1);
+    assert!(field.weights > 0.01, "weight_field: W0 trains on task 1: {field:?}");
+    assert!(soft.weights < field.weights / 10.0, "soft {soft:?}\nweight_field {field:?}");
+    assert!(soft.anchors.unwrap() < field.weights / 10.0, "{soft:?}");
+    assert!(soft.outputs < field.outputs, "soft {soft:?}\nweight_field {field:?}");
+    assert!(!soft.backbone_changed, "niwf freezes the backbone at its first commit: {soft:?}");
+    assert!(soft.task1.1 > 0.6, "{soft:?}");
+}
+
+#[test]
+fn weight_field_on_a_conv_net_moves_earlier_tasks_outputs_and_the_backbone() {
+    let c = conv_change("weight_field", serde_json::json!({"lr": 0.01, "drift_examples": 30}), 2);
+    assert!(c.outputs_changed && c.outputs > 1e-3 && c.backbone_changed, "{c:?}");
+    let drift = &c.drift[0];
+    assert!(drift.max_abs_change > 1e-3 && drift.changed_outputs > 0, "{drift:?}");
+    assert!(c.commits == 0 && c.task1.1 > 0.6, "{c:?}");
+}
+
+#[test]
+fn a_conv_net_whose_linear_layers_do_not_follow_the_backbone_is_refused() {
+    let specs = [
+        LayerSpec::Conv2d { channels: 4, kernel: 3, stride: 1, padding: 1, bias: true },
+        LayerSpec::Flatten,
+        LayerSpec::Linear { units: 8 },
+        LayerSpec::BatchNorm2d,
+        LayerSpec::Linear { units: 16 },
+    ];
+    let net = ConvNet::new(Shape::new(3, 6, 6), &specs, &mut rng::stream(3, "model.init", 0)).unwrap();
+    let mut h = Harness::conv("niwf", serde_json::json!({}));
+    h.net = net;
+    let task = h.stream.task(0);
+    let err = h.with_task(&task, |m, cx| m.begin(cx)).unwrap_err().to_string();
+    assert!(err.contains("niwf") && err.contains("layer 3") && err.contains("only linear, relu"), "{err}");
+}
+
+#[test]
+fn every_named_conv_architecture_carries_a_field_on_its_linear_layers() {
+    use crate::model::convnet::architectures;
+    let mut r = rng::stream(3, "model.init", 0);
+    for (name, build) in [
+        ("cnn_mnist", architectures::cnn_mnist as fn(usize, &mut Rng) -> Result<ConvNet, String>),
+        ("convnet", architectures::convnet),
+        ("reduced_resnet18", architectures::reduced_resnet18),
+        ("resnet18", architectures::resnet18),
+    ] {
+        let net = build(10, &mut r).unwrap();
+        net.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!ConvNet::field_layers(&net).is_empty(), "{name}");
+    }
 }

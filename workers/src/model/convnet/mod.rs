@@ -17,7 +17,8 @@ pub mod architectures;
 mod pass;
 
 pub use pass::{
-    backward, commit_statistics, forward, forward_pass, loss_and_gradients, sgd_step, Mode, Workspace,
+    backward, commit_statistics, forward, forward_from, forward_pass, loss_and_gradients, sgd_step, Mode,
+    Workspace,
 };
 
 use rand::Rng as _;

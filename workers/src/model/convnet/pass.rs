@@ -172,6 +172,12 @@ impl Workspace {
         self.values.last().expect("a network has layers")
     }
 
+    /// The network's outputs, to overwrite (a model that assembles its outputs from several
+    /// passes).
+    pub fn outputs_mut(&mut self) -> &mut [f32] {
+        self.values.last_mut().expect("a network has layers")
+    }
+
     /// The outputs and the output gradient, to read one and write the other.
     pub fn outputs_and_grad(&mut self) -> (&[f32], &mut [f32]) {
         (self.values.last().expect("a network has layers"), &mut self.output_grad)
@@ -444,8 +450,17 @@ pub fn forward_pass(net: &ConvNet, ws: &mut Workspace, mode: Mode) -> Result<(),
     }
     ws.mode = mode;
     // The element-wise loops (ReLU, residual adds) get the CPU's widest vectors.
-    pulp::Arch::new().dispatch(|| forward_layers(net, ws, mode));
+    pulp::Arch::new().dispatch(|| forward_layers(net, ws, mode, 0));
     Ok(())
+}
+
+/// Re-runs layers `first..` of `net` in evaluation mode on the outputs the workspace holds for
+/// layer `first − 1` (from an earlier pass at the same batch size): a network that differs
+/// from the earlier pass's only from layer `first` on reuses its first layers' work (weight
+/// fields run one backbone under several generated heads).
+pub fn forward_from(net: &ConvNet, ws: &mut Workspace, first: usize) {
+    ws.mode = Mode::Eval;
+    pulp::Arch::new().dispatch(|| forward_layers(net, ws, Mode::Eval, first));
 }
 
 /// After a training-mode [`forward_pass`], moves every batch norm's running statistics on by
@@ -470,9 +485,9 @@ pub fn commit_statistics(net: &mut ConvNet, ws: &Workspace) {
 }
 
 #[inline(always)]
-fn forward_layers(net: &ConvNet, ws: &mut Workspace, mode: Mode) {
+fn forward_layers(net: &ConvNet, ws: &mut Workspace, mode: Mode, first: usize) {
     let batch = ws.batch;
-    for (l, layer) in net.layers.iter().enumerate() {
+    for (l, layer) in net.layers.iter().enumerate().skip(first) {
         let (before, after) = ws.values.split_at_mut(l);
         let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
         let out = &mut after[0];
