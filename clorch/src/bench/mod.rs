@@ -121,6 +121,14 @@ fn threaded_conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
     use workers::model::convnet::architectures;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.clamp(2, 4);
+    let row = |workload: String, one: f64, many: f64| Row {
+        id: "P8",
+        workload: format!("{workload}, `threads: {threads}` ({cores} cores)"),
+        clorch: format!("{many:.0} samples/s ({:.2}× one thread)", many / one),
+        reference: format!("{one:.0} samples/s on one thread (wall clock)"),
+        target: "faster than one thread".into(),
+        met: many > one,
+    };
     let mut rows = Vec::new();
     for (name, batch) in [("convnet", 100), ("reduced_resnet18", 128)] {
         let mut rng = workers::rng::stream(0, "bench", 0);
@@ -131,31 +139,13 @@ fn threaded_conv_nets(budget: Duration) -> Result<Vec<Row>, String> {
         .map_err(|e| format!("P8 {name}: {e}"))?;
         let one = bench::conv_samples_per_wall_second(&net, batch, budget, 3, 1)?;
         let many = bench::conv_samples_per_wall_second(&net, batch, budget, 3, threads)?;
-        rows.push(Row {
-            id: "P8",
-            workload: format!(
-                "`{name}` SGD step on 3×32×32, batch {batch}, `threads: {threads}` ({cores} cores)"
-            ),
-            clorch: format!("{many:.0} samples/s ({:.2}× one thread)", many / one),
-            reference: format!("{one:.0} samples/s on one thread (wall clock)"),
-            target: "faster than one thread".into(),
-            met: many > one,
-        });
+        rows.push(row(format!("`{name}` SGD step on 3×32×32, batch {batch}"), one, many));
     }
     // An MLP's step is nearly all products: the bound of what the setting can give.
     let sizes = [784, 2000, 2000, 2000, 10];
     let one = bench::mlp_samples_per_wall_second(&sizes, 128, budget, 1)?;
     let many = bench::mlp_samples_per_wall_second(&sizes, 128, budget, threads)?;
-    rows.push(Row {
-        id: "P8",
-        workload: format!(
-            "MLP 784-2000-2000-2000-10 SGD step, batch 128, `threads: {threads}` ({cores} cores)"
-        ),
-        clorch: format!("{many:.0} samples/s ({:.2}× one thread)", many / one),
-        reference: format!("{one:.0} samples/s on one thread (wall clock)"),
-        target: "faster than one thread".into(),
-        met: many > one,
-    });
+    rows.push(row("MLP 784-2000-2000-2000-10 SGD step, batch 128".into(), one, many));
     Ok(rows)
 }
 

@@ -647,26 +647,33 @@ mod tests {
         );
     }
 
+    /// The estimate of `kind` with `params` for a conv net of `layers` on a class-incremental
+    /// CIFAR-100 fixture (5 tasks, a head growing to 100 classes) in `dir`.
+    fn conv_estimate(dir: &std::path::Path, layers: Value, kind: &str, params: Value) -> MemoryEstimate {
+        std::fs::write(dir.join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
+        std::fs::write(dir.join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
+        let spec = SpecBuilder::synthetic(2)
+            .stream(json!({"class_incremental_cifar100": {"data_dir": dir, "tasks": 5}}))
+            .with(|s| s.network = serde_json::from_value(json!({ "layers": layers })).unwrap())
+            .method(kind, params)
+            .build();
+        estimate(&spec).unwrap()
+    }
+
+    /// An item's bytes.
+    fn item(e: &MemoryEstimate, what: &str) -> Option<u64> {
+        e.items.iter().find(|i| i.what == what).map(|i| i.bytes)
+    }
+
     #[test]
     fn a_conv_nets_replay_buffer_counts_its_images_and_logits() {
         let dir = test_support::scratch("memory-conv-buffer");
-        std::fs::write(dir.path().join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
-        std::fs::write(dir.path().join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
-        let estimate_for = |kind: &str, params: Value| {
-            let spec = SpecBuilder::synthetic(2)
-                .stream(json!({"class_incremental_cifar100": {"data_dir": dir.path(), "tasks": 5}}))
-                .with(|s| {
-                    s.network = serde_json::from_value(json!({"layers": [
-                        {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"relu": {}},
-                        {"global_avg_pool": {}}
-                    ]}))
-                    .unwrap();
-                })
-                .method(kind, params)
-                .build();
-            estimate(&spec).unwrap()
-        };
-        let item = |e: &MemoryEstimate, what: &str| e.items.iter().find(|i| i.what == what).map(|i| i.bytes);
+        let layers = json!([
+            {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"batch_norm": {}}, {"relu": {}},
+            {"global_avg_pool": {}}
+        ]);
+        let estimate_for =
+            |kind: &str, params: Value| conv_estimate(dir.path(), layers.clone(), kind, params);
         // Per example a 3×32×32 image (and for der the 100 logits of the growing head) as f32,
         // a 4-byte target and a 16-byte head range.
         let er = estimate_for("er", json!({"buffer_size": 1000}));
@@ -691,23 +698,12 @@ mod tests {
     #[test]
     fn a_conv_nets_per_parameter_method_state_is_counted() {
         let dir = test_support::scratch("memory-conv-methods");
-        std::fs::write(dir.path().join("train.bin"), vec![0u8; 20 * 3074]).unwrap();
-        std::fs::write(dir.path().join("test.bin"), vec![0u8; 10 * 3074]).unwrap();
-        let estimate_for = |kind: &str, params: Value| {
-            let spec = SpecBuilder::synthetic(2)
-                .stream(json!({"class_incremental_cifar100": {"data_dir": dir.path(), "tasks": 5}}))
-                .with(|s| {
-                    s.network = serde_json::from_value(json!({"layers": [
-                        {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"relu": {}},
-                        {"global_avg_pool": {}}, {"linear": {"units": 8}}, {"relu": {}}
-                    ]}))
-                    .unwrap();
-                })
-                .method(kind, params)
-                .build();
-            estimate(&spec).unwrap()
-        };
-        let item = |e: &MemoryEstimate, what: &str| e.items.iter().find(|i| i.what == what).map(|i| i.bytes);
+        let layers = json!([
+            {"conv2d": {"channels": 4, "kernel": 3, "padding": 1}}, {"relu": {}},
+            {"global_avg_pool": {}}, {"linear": {"units": 8}}, {"relu": {}}
+        ]);
+        let estimate_for =
+            |kind: &str, params: Value| conv_estimate(dir.path(), layers.clone(), kind, params);
         let sgd = estimate_for("sgd", json!({}));
         let p = item(&sgd, "network parameters").unwrap();
         assert_eq!(item(&estimate_for("l2_init", json!({})), "initial parameters (l2_init)"), Some(p));
