@@ -118,7 +118,7 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// `training.threads`: a positive count, at most [`protocol::spec::MAX_THREADS`], for an
+/// `training.threads`: a positive count, at most [`MAX_THREADS`](crate::protocol::MAX_THREADS), for an
 /// engine that has parallel matrix products (dfdx's autograd engine has none).
 fn check_threads(spec: &RunSpec) -> Result<(), String> {
     let threads = spec.training.threads;
