@@ -1,8 +1,12 @@
 //! 2-d convolution forward and backward: im2col over a chunk of samples, then one faer GEMM
-//! per chunk (single-threaded, as the MLP's fused engine calls it).
+//! per chunk. With `training.threads` the chunks' independent work (the forward pass, the
+//! input gradient) runs one chunk per thread, and the weight gradient, a sum over chunks,
+//! keeps its order with each chunk's product split across the threads; a chunk's arithmetic
+//! is the same either way, so the numbers are too.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 use super::im2col::{col2im_add, im2col};
 use super::{GeometryError, Window};
@@ -169,9 +173,15 @@ fn lane_sum(v: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
-fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool) {
+fn gemm(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, accumulate: bool, par: Par) {
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
-    matmul(dst, accum, lhs, rhs, 1.0f32, crate::model::threads::gemm_par());
+    matmul(dst, accum, lhs, rhs, 1.0f32, par);
+}
+
+thread_local! {
+    /// Each thread's scratch for the chunks it convolves when a layer's chunks run in
+    /// parallel (`training.threads`), kept between calls like a network's own scratch.
+    static CHUNK_SCRATCH: std::cell::RefCell<ConvScratch> = std::cell::RefCell::default();
 }
 
 /// `output = conv(input, weight) + bias` for `batch` samples. `input` is `batch × in_channels
@@ -205,49 +215,79 @@ fn forward_impl(
     output: &mut [f32],
     scratch: &mut ConvScratch,
 ) {
-    let (k, co, hw) = (g.k(), g.out_channels, g.out_h() * g.out_w());
+    let co = g.out_channels;
     assert_eq!(input.len(), batch * g.input_len(), "conv2d input size");
     assert_eq!(output.len(), batch * g.output_len(), "conv2d output size");
-    assert_eq!(weight.len(), co * k, "conv2d weight size");
+    assert_eq!(weight.len(), co * g.k(), "conv2d weight size");
     assert!(bias.is_none_or(|b| b.len() == co), "conv2d bias size");
     let chunk = g.chunk(batch);
-    let mut start = 0;
-    while start < batch {
-        let n = chunk.min(batch - start);
-        let width = n * hw;
-        let (cols, product) = scratch.buffers(k * width, if n == 1 { 0 } else { co * width });
-        im2col(g, &input[start * g.input_len()..(start + n) * g.input_len()], n, cols);
-        let out = &mut output[start * g.output_len()..(start + n) * g.output_len()];
-        let w = MatRef::from_row_major_slice(weight, co, k);
-        let c = MatRef::from_row_major_slice(cols, k, width);
-        if n == 1 {
-            // One sample: the channel-major product is the sample's NCHW block.
-            match bias {
-                Some(b) => {
-                    for (row, &bv) in out.chunks_exact_mut(hw).zip(b) {
-                        row.fill(bv);
-                    }
-                    gemm(MatMut::from_row_major_slice_mut(out, co, width), w, c, true);
+    let par = crate::model::threads::gemm_par();
+    if par == Par::Seq || chunk >= batch {
+        // One chunk at a time, each product on the run's threads.
+        let chunks = input.chunks(chunk * g.input_len()).zip(output.chunks_mut(chunk * g.output_len()));
+        for (x, out) in chunks {
+            forward_chunk(g, x, weight, bias, out, scratch, par);
+        }
+    } else {
+        // Chunks are independent: one per thread at a time, each product on its own thread.
+        // Each output element is computed as the sequential path computes it.
+        input.par_chunks(chunk * g.input_len()).zip(output.par_chunks_mut(chunk * g.output_len())).for_each(
+            |(x, out)| {
+                CHUNK_SCRATCH.with_borrow_mut(|scratch| {
+                    pulp::Arch::new().dispatch(
+                        #[inline(always)]
+                        || forward_chunk(g, x, weight, bias, out, scratch, Par::Seq),
+                    )
+                })
+            },
+        );
+    }
+}
+
+/// [`forward_impl`] on the samples of `input` (a whole number of them), into `out`.
+#[inline(always)]
+fn forward_chunk(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    scratch: &mut ConvScratch,
+    par: Par,
+) {
+    let (k, co, hw) = (g.k(), g.out_channels, g.out_h() * g.out_w());
+    let n = input.len() / g.input_len();
+    let width = n * hw;
+    let (cols, product) = scratch.buffers(k * width, if n == 1 { 0 } else { co * width });
+    im2col(g, input, n, cols);
+    let w = MatRef::from_row_major_slice(weight, co, k);
+    let c = MatRef::from_row_major_slice(cols, k, width);
+    if n == 1 {
+        // One sample: the channel-major product is the sample's NCHW block.
+        match bias {
+            Some(b) => {
+                for (row, &bv) in out.chunks_exact_mut(hw).zip(b) {
+                    row.fill(bv);
                 }
-                None => gemm(MatMut::from_row_major_slice_mut(out, co, width), w, c, false),
+                gemm(MatMut::from_row_major_slice_mut(out, co, width), w, c, true, par);
             }
-        } else {
-            gemm(MatMut::from_row_major_slice_mut(product, co, width), w, c, false);
-            for (ch, row) in product.chunks_exact(width).enumerate() {
-                let bv = bias.map_or(0.0, |b| b[ch]);
-                for (s, src) in row.chunks_exact(hw).enumerate() {
-                    let dst = &mut out[s * co * hw + ch * hw..s * co * hw + (ch + 1) * hw];
-                    if bv == 0.0 {
-                        dst.copy_from_slice(src);
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = v + bv;
-                        }
+            None => gemm(MatMut::from_row_major_slice_mut(out, co, width), w, c, false, par),
+        }
+    } else {
+        gemm(MatMut::from_row_major_slice_mut(product, co, width), w, c, false, par);
+        for (ch, row) in product.chunks_exact(width).enumerate() {
+            let bv = bias.map_or(0.0, |b| b[ch]);
+            for (s, src) in row.chunks_exact(hw).enumerate() {
+                let dst = &mut out[s * co * hw + ch * hw..s * co * hw + (ch + 1) * hw];
+                if bv == 0.0 {
+                    dst.copy_from_slice(src);
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v + bv;
                     }
                 }
             }
         }
-        start += n;
     }
 }
 
@@ -305,44 +345,89 @@ fn backward_impl(
         }
     }
     let chunk = g.chunk(batch);
-    let mut start = 0;
-    while start < batch {
-        let n = chunk.min(batch - start);
-        let width = n * hw;
-        let (cols, product) = scratch.buffers(k * width, if n == 1 { 0 } else { co * width });
-        let in_chunk = &input[start * g.input_len()..(start + n) * g.input_len()];
-        let go_chunk = &grad_output[start * g.output_len()..(start + n) * g.output_len()];
-        // The output gradient, channel-major like the forward product.
-        let go: &[f32] = if n == 1 {
-            go_chunk
-        } else {
-            for (ch, row) in product.chunks_exact_mut(width).enumerate() {
-                for (s, dst) in row.chunks_exact_mut(hw).enumerate() {
-                    dst.copy_from_slice(&go_chunk[s * co * hw + ch * hw..s * co * hw + (ch + 1) * hw]);
-                }
+    let (in_step, out_step) = (chunk * g.input_len(), chunk * g.output_len());
+    let par = crate::model::threads::gemm_par();
+    if par == Par::Seq || chunk >= batch {
+        let chunks = input.chunks(in_step).zip(grad_output.chunks(out_step)).enumerate();
+        for (c, (x, go)) in chunks {
+            let gi = grad_input.as_deref_mut().map(|gi| &mut gi[c * in_step..(c * in_step + x.len())]);
+            backward_chunk(g, x, weight, go, gi, Some((grad_weight, c > 0)), scratch, par);
+        }
+        return;
+    }
+    // The input gradients of the chunks are independent: in parallel, a chunk per thread. The
+    // weight gradient sums over the chunks: in the sequential path's order, each chunk's
+    // product split across the threads, so it keeps its bits.
+    if let Some(gi) = grad_input {
+        gi.par_chunks_mut(in_step)
+            .zip(grad_output.par_chunks(out_step))
+            .zip(input.par_chunks(in_step))
+            .for_each(|((gi, go), x)| {
+                CHUNK_SCRATCH.with_borrow_mut(|scratch| {
+                    pulp::Arch::new().dispatch(
+                        #[inline(always)]
+                        || backward_chunk(g, x, weight, go, Some(gi), None, scratch, Par::Seq),
+                    )
+                })
+            });
+    }
+    for (c, (x, go)) in input.chunks(in_step).zip(grad_output.chunks(out_step)).enumerate() {
+        backward_chunk(g, x, weight, go, None, Some((&mut *grad_weight, c > 0)), scratch, par);
+    }
+}
+
+/// [`backward_impl`] on the samples of `input` (a whole number of them): the input gradient
+/// into `grad_input` (added) when given, and the weight gradient into `grad_weight` when given
+/// (added when its flag is set, else overwritten).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_chunk(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: Option<(&mut [f32], bool)>,
+    scratch: &mut ConvScratch,
+    par: Par,
+) {
+    let (k, co, hw) = (g.k(), g.out_channels, g.out_h() * g.out_w());
+    let n = input.len() / g.input_len();
+    let width = n * hw;
+    let (cols, product) = scratch.buffers(k * width, if n == 1 { 0 } else { co * width });
+    // The output gradient, channel-major like the forward product.
+    let go: &[f32] = if n == 1 {
+        grad_output
+    } else {
+        for (ch, row) in product.chunks_exact_mut(width).enumerate() {
+            for (s, dst) in row.chunks_exact_mut(hw).enumerate() {
+                dst.copy_from_slice(&grad_output[s * co * hw + ch * hw..s * co * hw + (ch + 1) * hw]);
             }
-            product
-        };
-        let go = MatRef::from_row_major_slice(go, co, width);
-        im2col(g, in_chunk, n, cols);
+        }
+        product
+    };
+    let go = MatRef::from_row_major_slice(go, co, width);
+    if let Some((grad_weight, accumulate)) = grad_weight {
+        im2col(g, input, n, cols);
         // dW (+)= δ · colsᵀ
         gemm(
             MatMut::from_row_major_slice_mut(grad_weight, co, k),
             go,
             MatRef::from_row_major_slice(cols, k, width).transpose(),
-            start > 0,
+            accumulate,
+            par,
         );
-        if let Some(gi) = grad_input.as_deref_mut() {
-            // dcols = Wᵀ · δ, then scattered back onto the input positions.
-            gemm(
-                MatMut::from_row_major_slice_mut(cols, k, width),
-                MatRef::from_row_major_slice(weight, co, k).transpose(),
-                go,
-                false,
-            );
-            col2im_add(g, cols, n, &mut gi[start * g.input_len()..(start + n) * g.input_len()]);
-        }
-        start += n;
+    }
+    if let Some(gi) = grad_input {
+        // dcols = Wᵀ · δ, then scattered back onto the input positions.
+        gemm(
+            MatMut::from_row_major_slice_mut(cols, k, width),
+            MatRef::from_row_major_slice(weight, co, k).transpose(),
+            go,
+            false,
+            par,
+        );
+        col2im_add(g, cols, n, gi);
     }
 }
 
@@ -352,6 +437,45 @@ mod tests {
     use crate::model::conv::reference::{self, assert_close};
     use crate::rng;
     use rand::Rng as _;
+
+    /// With the chunks spread over threads (`training.threads`) every output and gradient has
+    /// the bits of the one-thread computation, on batches of several chunks.
+    #[test]
+    fn threads_change_no_bit_of_a_convolution() {
+        let mut r = rng::stream(12, "test", 0);
+        let mut scratch = ConvScratch::default();
+        for case in 0..12 {
+            let side = r.gen_range(6..=20);
+            let g = Conv2dGeometry::square(
+                r.gen_range(1..=8),
+                side,
+                side,
+                r.gen_range(1..=16),
+                3,
+                1 + case % 2,
+                1,
+            )
+            .expect("a 3×3 kernel with padding 1 fits");
+            let batch = CHUNK_FLOATS / g.macs().div_ceil(g.out_channels) * 3 + r.gen_range(1..=3);
+            let x = reference::random(&mut r, batch * g.input_len());
+            let w = reference::random(&mut r, g.out_channels * g.k());
+            let b = reference::random(&mut r, g.out_channels);
+            let dy = reference::random(&mut r, batch * g.output_len());
+            let mut run = |scratch: &mut ConvScratch| {
+                let mut y = vec![0.0; batch * g.output_len()];
+                conv2d_forward(&g, batch, &x, &w, Some(&b), &mut y, scratch);
+                let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+                conv2d_backward(&g, batch, &x, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db), scratch);
+                [y, dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+            };
+            let one = run(&mut scratch);
+            for threads in [2, 3] {
+                let many = crate::model::threads::with_threads(threads, || run(&mut ConvScratch::default()))
+                    .unwrap();
+                assert!(one == many, "{g:?} batch {batch}: {threads} threads changed bits");
+            }
+        }
+    }
 
     /// Convolution outputs and all three gradients agree with dfdx on random geometries: odd
     /// and rectangular sizes, padding, strides per axis, batch 1 to 4, with and without bias;
