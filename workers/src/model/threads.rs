@@ -1,14 +1,14 @@
-//! How many threads a run's matrix products use (`training.threads`).
+//! How many threads a run's arithmetic uses (`training.threads`).
 //!
 //! A worker is one core by default: runs are the unit of parallelism, and N workers on N cores
 //! are faster per core than one worker on N. A single long run that should finish sooner is
-//! the exception, so a run may ask for several threads. They go to the matrix products only
-//! (faer's GEMMs, which carry most of the flops); im2col, pooling, batch norm and the
-//! optimiser stay on the run's own thread, which caps the gain for conv nets (`clorch bench`,
-//! P8).
+//! the exception, so a run may ask for several threads. They go to the matrix products (faer's
+//! GEMMs, which carry most of the flops) and to a conv layer's independent sample chunks
+//! (`conv::conv2d`); pooling, batch norm and the optimiser stay on the run's own thread,
+//! which caps the gain for conv nets (`clorch bench`, P8).
 //!
-//! The products are split across threads by output blocks, never along the reduction, so each
-//! output element is summed in the same order whatever the thread count: a run's numbers are
+//! The work is split across threads by output blocks, never along a sum, so each output
+//! element is summed in the same order whatever the thread count: a run's numbers are
 //! bit-identical with 1 or 8 threads (`workers/tests/threads.rs` checks it end to end), which is
 //! why `threads` is left out of the run id and a run may resume with a different count.
 //!
