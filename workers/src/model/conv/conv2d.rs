@@ -461,7 +461,7 @@ mod tests {
             let w = reference::random(&mut r, g.out_channels * g.k());
             let b = reference::random(&mut r, g.out_channels);
             let dy = reference::random(&mut r, batch * g.output_len());
-            let mut run = |scratch: &mut ConvScratch| {
+            let run = |scratch: &mut ConvScratch| {
                 let mut y = vec![0.0; batch * g.output_len()];
                 conv2d_forward(&g, batch, &x, &w, Some(&b), &mut y, scratch);
                 let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
