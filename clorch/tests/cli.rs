@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{clorch_env as clorch, text, Scratch, CLORCH, SMALL};
+use test_support::images::{hashed_pixel, write_cifar100};
 
 /// A small synthetic recipe writing to `output`.
 fn recipe(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
@@ -312,23 +313,6 @@ fn run_with_kills(recipe: &Path, results: &Path, kills: &[f64], kill_worker: boo
     (stdout, landed)
 }
 
-/// A CIFAR-100 binary folder (`train.bin`, `test.bin`): `per_class` training images and one
-/// test image of each class, pixel bytes from a small hash of (image, position).
-fn write_cifar100(dir: &Path, per_class: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let records = |count: usize, salt: usize| -> Vec<u8> {
-        (0..count)
-            .flat_map(|i| {
-                let fine = (i % 100) as u8;
-                let pixels = (0..3072).map(move |k| ((i * 131 + k * 7 + salt) % 251) as u8);
-                [fine / 5, fine].into_iter().chain(pixels)
-            })
-            .collect()
-    };
-    std::fs::write(dir.join("train.bin"), records(100 * per_class, 0)).unwrap();
-    std::fs::write(dir.join("test.bin"), records(100, 17)).unwrap();
-}
-
 /// Issue 18: a conv net with batch norm and a residual block, trained on an augmented image
 /// stream, killed with SIGKILL (orchestrator and worker) at seeded moments and resumed, ends
 /// with every run's events byte-identical to an uninterrupted run's: the parameters, Adam's
@@ -337,7 +321,7 @@ fn write_cifar100(dir: &Path, per_class: usize) {
 fn a_conv_net_on_an_augmented_stream_resumes_bit_identically_after_sigkill() {
     let s = Scratch::new("conv-faults");
     let data = s.path("cifar100");
-    write_cifar100(&data, 4);
+    write_cifar100(&data, 4, hashed_pixel);
     let body = format!(
         "
 stream: {{kind: class_incremental_cifar100, data_dir: {}, tasks: 4, augment: true}}

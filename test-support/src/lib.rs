@@ -1,5 +1,5 @@
 //! What clorch's tests share, so that each is written once: scratch folders, a [`RunSpec`](protocol::RunSpec)
-//! builder, the shipped MNIST subset, a local file server for download tests, and the rule that under `CI=true` a test whose data,
+//! builder, the shipped MNIST subset, generated image data sets, a local file server for download tests, and the rule that under `CI=true` a test whose data,
 //! browser, cluster or Python is missing fails instead of passing by returning early.
 
 #![warn(missing_docs)]
@@ -7,6 +7,7 @@
 mod captured;
 pub mod events;
 pub mod file_server;
+pub mod images;
 mod spec;
 
 use std::path::PathBuf;

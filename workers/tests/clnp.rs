@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use test_support::images::write_cifar100;
 use test_support::SpecBuilder;
 use workers::checkpoint::{self, Checkpoint};
 use workers::engine::{self, RunControl, RunOutcome};
@@ -192,24 +193,13 @@ fn a_shared_head_stops_the_run_before_training_with_a_clear_message() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// CIFAR-100 binary records (`per_class` training images per class, one test image per class)
-/// in `dir`: each class a fixed pixel pattern plus a little per-image variation, so the tasks
-/// can be learnt in a few steps (a task nothing was learnt on would make the guarantee vacuous).
-fn write_cifar100(dir: &Path, per_class: usize) {
-    let records = |count: usize, salt: usize| -> Vec<u8> {
-        (0..count)
-            .flat_map(|i| {
-                let fine = i % 100;
-                let pixels = (0..3072).map(move |k| {
-                    let pattern = (fine * 53 + (k % 97) * (fine % 11 + 3) + (k / 97) * (fine % 7)) % 251;
-                    (pattern + (i * 7 + k + salt) % 9) as u8
-                });
-                [(fine / 5) as u8, fine as u8].into_iter().chain(pixels)
-            })
-            .collect()
-    };
-    std::fs::write(dir.join("train.bin"), records(100 * per_class, 0)).unwrap();
-    std::fs::write(dir.join("test.bin"), records(100, 17)).unwrap();
+/// A pixel of the CIFAR-100 fixture (`write_cifar100`): each class a fixed
+/// pattern plus a little per-image variation, so the tasks can be learnt in a few steps (a task
+/// nothing was learnt on would make the guarantee vacuous).
+fn class_pattern(i: usize, k: usize, salt: usize) -> u8 {
+    let fine = i % 100;
+    let pattern = (fine * 53 + (k % 97) * (fine % 11 + 3) + (k / 97) * (fine % 7)) % 251;
+    (pattern + (i * 7 + k + salt) % 9) as u8
 }
 
 /// The guarantee on a conv net, through the engine: conv − ReLU − max pool − conv − ReLU −
@@ -219,7 +209,7 @@ fn write_cifar100(dir: &Path, per_class: usize) {
 #[test]
 fn on_a_conv_net_no_later_task_changes_an_earlier_heads_results() {
     let data = scratch("conv-data");
-    write_cifar100(&data, 4);
+    write_cifar100(&data, 4, class_pattern);
     let dir = scratch("conv-guarantee");
     let spec = SpecBuilder::synthetic(TASKS)
         .experiment("clnp-conv-test")

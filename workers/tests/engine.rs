@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use test_support::images::{hashed_pixel, write_cifar100};
 use test_support::{Captured, SpecBuilder};
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::protocol::files::EVENTS as EVENT_LOG;
@@ -421,22 +422,6 @@ fn tasks_a_method_names_must_exist_in_the_stream() {
     assert!(engine::check_spec(&spec).unwrap_err().contains("name task 3"));
 }
 
-/// A CIFAR-100 binary folder (`train.bin`, `test.bin`) with `per_class` training images and one
-/// test image of each class; pixel bytes from a small hash of (image, position).
-fn write_cifar100(dir: &Path, per_class: usize) {
-    let records = |count: usize, salt: usize| -> Vec<u8> {
-        (0..count)
-            .flat_map(|i| {
-                let fine = (i % 100) as u8;
-                let pixels = (0..3072).map(move |k| ((i * 131 + k * 7 + salt) % 251) as u8);
-                [fine / 5, fine].into_iter().chain(pixels)
-            })
-            .collect()
-    };
-    std::fs::write(dir.join("train.bin"), records(100 * per_class, 0)).unwrap();
-    std::fs::write(dir.join("test.bin"), records(100, 17)).unwrap();
-}
-
 fn cifar_spec(data: &Path, augment: bool) -> RunSpec {
     SpecBuilder::synthetic(4)
         .stream(serde_json::json!({"class_incremental_cifar100": {
@@ -456,7 +441,7 @@ fn cifar_spec(data: &Path, augment: bool) -> RunSpec {
 #[test]
 fn an_augmented_image_stream_with_a_growing_head_resumes_bit_identically() {
     let data = scratch("cifar100-data");
-    write_cifar100(&data, 2);
+    write_cifar100(&data, 2, hashed_pixel);
     let mut spec = cifar_spec(&data, true);
     let reference_dir = scratch("cifar100-reference");
     spec.run_dir = Some(reference_dir.clone());
@@ -491,7 +476,7 @@ fn an_augmented_image_stream_with_a_growing_head_resumes_bit_identically() {
 #[test]
 fn a_growing_head_leaves_unseen_classes_out_of_the_softmax() {
     let data = scratch("cifar100-masking");
-    write_cifar100(&data, 1);
+    write_cifar100(&data, 1, hashed_pixel);
     let mut spec = cifar_spec(&data, false);
     spec.eval.before_training = true;
     let dir = scratch("cifar100-masking-run");
@@ -536,7 +521,7 @@ fn conv_spec(data: &Path, method: &str) -> RunSpec {
 #[test]
 fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
     let data = scratch("conv-data");
-    write_cifar100(&data, 2);
+    write_cifar100(&data, 2, hashed_pixel);
     for method in ["adam", "l2"] {
         let mut spec = conv_spec(&data, method);
         let reference_dir = scratch(&format!("conv-{method}-reference"));
@@ -573,7 +558,7 @@ fn a_conv_net_with_batch_norm_and_augmentation_resumes_bit_identically() {
 #[test]
 fn a_conv_net_is_refused_with_what_it_cannot_train_with() {
     let data = scratch("conv-refusals");
-    write_cifar100(&data, 1);
+    write_cifar100(&data, 1, hashed_pixel);
     assert!(workers::method::registry().iter().all(|m| m.trains_conv()));
     let err = engine::check_spec(&conv_spec(&data, "niwf")).unwrap_err();
     assert!(
@@ -634,7 +619,7 @@ fn conv_resume_params(kind: &str) -> serde_json::Value {
 #[test]
 fn cbp_and_redo_replace_channels_on_the_conv_resume_stream() {
     let data = scratch("conv-replacing-data");
-    write_cifar100(&data, 2);
+    write_cifar100(&data, 2, hashed_pixel);
     for (kind, event, field) in [("cbp", "cbp.replaced", "total"), ("redo", "redo.recycled", "per_layer")] {
         let mut spec = conv_spec(&data, kind);
         spec.method = test_support::method_spec(kind, conv_resume_params(kind));
@@ -664,7 +649,7 @@ fn cbp_and_redo_replace_channels_on_the_conv_resume_stream() {
 #[test]
 fn cbp_and_redo_refuse_a_conv_net_without_replaceable_units() {
     let data = scratch("conv-no-units-data");
-    write_cifar100(&data, 1);
+    write_cifar100(&data, 1, hashed_pixel);
     for kind in ["cbp", "redo"] {
         let mut spec = conv_spec(&data, kind);
         spec.network = serde_json::from_value(serde_json::json!({"layers": [
@@ -700,7 +685,7 @@ fn field_conv_spec(data: &Path, kind: &str) -> RunSpec {
 #[test]
 fn weight_fields_commit_and_drift_on_the_conv_resume_stream() {
     let data = scratch("conv-field-data");
-    write_cifar100(&data, 2);
+    write_cifar100(&data, 2, hashed_pixel);
     let mut drift = Vec::new();
     for (kind, lock) in [("weight_field", None), ("niwf", Some("soft")), ("niwf", Some("hard"))] {
         let mut spec = field_conv_spec(&data, kind);
@@ -738,7 +723,7 @@ fn weight_fields_commit_and_drift_on_the_conv_resume_stream() {
 #[test]
 fn every_conv_method_resumes_bit_identically() {
     let data = scratch("conv-every-data");
-    write_cifar100(&data, 2);
+    write_cifar100(&data, 2, hashed_pixel);
     let conv = workers::method::registry().into_iter().filter(|m| m.trains_conv()).collect::<Vec<_>>();
     assert!(conv.len() >= 3);
     for m in conv {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Value};
+use test_support::images::write_cifar100;
 use workers::engine::{self, RunControl, RunOutcome};
 use workers::protocol::*;
 
@@ -58,20 +59,6 @@ fn write_cifar10(dir: &Path, per_class: usize) {
         std::fs::write(dir.join(format!("data_batch_{b}.bin")), records(2 * per_class, b)).unwrap();
     }
     std::fs::write(dir.join("test_batch.bin"), records(10, 17)).unwrap();
-}
-
-/// CIFAR-100's binary version: `per_class` training images and one test image of each class.
-fn write_cifar100(dir: &Path, per_class: usize) {
-    let records = |count: usize, salt: usize| -> Vec<u8> {
-        (0..count)
-            .flat_map(|i| {
-                let fine = (i % 100) as u8;
-                [fine / 5, fine].into_iter().chain((0..3072).map(move |k| pixel(i, k, salt)))
-            })
-            .collect()
-    };
-    std::fs::write(dir.join("train.bin"), records(100 * per_class, 0)).unwrap();
-    std::fs::write(dir.join("test.bin"), records(100, 17)).unwrap();
 }
 
 /// A NumPy `.npy` array (format 1.0) of `descr` values.
@@ -159,7 +146,7 @@ impl Fixtures {
         };
         let (cifar10, cifar100, imagenet32) = (make("cifar10"), make("cifar100"), make("imagenet32"));
         write_cifar10(&cifar10, 10);
-        write_cifar100(&cifar100, 2);
+        write_cifar100(&cifar100, 2, pixel);
         write_imagenet32(&imagenet32, 3);
         Fixtures { cifar10, cifar100, imagenet32 }
     }
