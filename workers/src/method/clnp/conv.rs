@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv_units::Units;
 use super::partition::{Correct, Partition};
-use super::pruning::{choose_thresholds, Activity, Candidate, Thresholds};
+use super::pruning::{choose_thresholds, Activity, Thresholds};
 use super::{ClnpConfig, FinishedTask, Penalty};
 use crate::method::conv_state::SavedConvNet;
 use crate::method::{ContinualMethod, MethodError, MethodState, Passes, StepContext, TaskContext};
@@ -225,16 +225,7 @@ impl ContinualMethod<ConvNet> for ConvNeuralPruning {
         let hidden = units.hidden.len();
         let baseline = cx.compute.evaluate_net(cx.net, split, head.clone(), None).correct;
         let activity = units.measure_activity(cx.compute, cx.net, split, self.activity);
-        let candidates: Vec<Candidate> = (0..hidden)
-            .flat_map(|h| {
-                let activity = &activity[h];
-                self.partition.free_units(h).map(move |unit| Candidate {
-                    layer: h,
-                    unit,
-                    activity: activity[unit],
-                })
-            })
-            .collect();
+        let candidates = self.partition.candidates(&activity);
         let allowed_loss = (self.margin * n as f64 + 1e-9).floor() as u64;
         let mut scratch = cx.net.clone();
         let net: &ConvNet = cx.net;

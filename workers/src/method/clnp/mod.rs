@@ -128,7 +128,7 @@ pub use pruning::{Activity, Thresholds};
 use serde::{Deserialize, Serialize};
 
 use self::partition::{Correct, Partition};
-use self::pruning::{choose_thresholds, measure_activity, reached_units, remove_units, Candidate};
+use self::pruning::{choose_thresholds, measure_activity, reached_units, remove_units};
 use super::{ContinualMethod, MethodError, MethodKind, MethodState, StepContext, TaskContext};
 use crate::model::convnet::ConvNet;
 use crate::model::{Layers, Mlp};
@@ -351,16 +351,7 @@ impl ContinualMethod for NeuralPruning {
         let hidden = self.partition.hidden_layers();
         let baseline = cx.compute.evaluate(cx.net, split, head.clone(), None).correct;
         let activity = measure_activity(cx.compute, cx.net, split, self.activity);
-        let candidates: Vec<Candidate> = (0..hidden)
-            .flat_map(|l| {
-                let activity = &activity[l];
-                self.partition.free_units(l).map(move |unit| Candidate {
-                    layer: l,
-                    unit,
-                    activity: activity[unit],
-                })
-            })
-            .collect();
+        let candidates = self.partition.candidates(&activity);
         let allowed_loss = (self.margin * n as f64 + 1e-9).floor() as u64;
         let mut scratch = cx.net.clone();
         let net: &Mlp = cx.net;

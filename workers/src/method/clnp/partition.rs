@@ -86,6 +86,17 @@ impl Partition {
         Ok(partition)
     }
 
+    /// The units pruning may remove after a task: every free unit, with its activity
+    /// (`activity[layer][unit]`).
+    pub fn candidates(&self, activity: &[Vec<f64>]) -> Vec<Candidate> {
+        (0..self.hidden_layers())
+            .flat_map(|layer| {
+                let activity = &activity[layer];
+                self.free_units(layer).map(move |unit| Candidate { layer, unit, activity: activity[unit] })
+            })
+            .collect()
+    }
+
     /// Adds the task at `task` (its index in the stream) to U: the candidates pruning kept
     /// become its units, its head's rows freeze. Returns the partition as it was and the units
     /// each hidden layer gained.
